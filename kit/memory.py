@@ -1,0 +1,182 @@
+"""ODC's samples memory and centroids memory (Zhan et al., CVPR 2020; ALGORITHMS.md §2).
+
+`ODCMemory` owns three named buffers and changes them only through verb methods:
+    features  (N, D) float32  L2-normalised feature of every sample
+    labels    (N,)   int64    current pseudo-label of every sample
+    centroids (K, D) float32  mean of each cluster's member features (never renormalised, §2.5)
+
+Distributed runs inject `gather(idx, z) -> (idx_all, z_all)` (identity by default). Departure from
+the reference, on purpose: mmselfsup keeps the feature memory on rank 0 only and broadcasts
+updates; kit keeps a full copy on every rank and has each rank apply the same gathered batch,
+which gives identical memories everywhere with one collective instead of four.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def class_weights(labels: torch.Tensor, n_clusters: int, power: float = 0.5, eps: float = 1e-5) -> torch.Tensor:
+    """Loss weights w_k ∝ (h_k + eps)^-power from cluster sizes h, normalised to sum 1 (§2.6).
+
+    eps = 1e-5 as OpenSelfSup's `set_reweight` (mmselfsup: 1e-10). labels (N,) -> weights (K,)
+    """
+    h = torch.bincount(labels.long(), minlength=n_clusters).double()
+    w = (h + eps) ** -power
+    return (w / w.sum()).float()
+
+
+def _identity_gather(idx: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return idx, z
+
+
+class ODCMemory(torch.nn.Module):
+    """The two memories of ODC, with the reference's update rules.
+
+    >>> mem = ODCMemory(n_samples=N, dim=256, n_clusters=K)
+    >>> mem.init(features, labels)              # from the initial k-means over all N samples
+    >>> change_ratio = mem.update(idx, z)       # every iteration, the batch's neck features
+    >>> mem.recompute_centroids()               # every `centroid_interval` iterations
+    >>> moved = mem.fix_small_clusters()        # every iteration
+    >>> w = mem.class_weights()                 # every iteration, for the weighted CE
+    """
+
+    def __init__(self, n_samples: int, dim: int, n_clusters: int, momentum: float = 0.5,
+                 min_cluster_size: int = 20, gather: Callable | None = None, split_seed: int = 0):
+        super().__init__()
+        if n_clusters > n_samples:
+            raise ValueError(f"{n_samples} samples cannot fill {n_clusters} clusters: use n_clusters <= {n_samples}")
+        self.n_samples, self.dim, self.n_clusters = n_samples, dim, n_clusters
+        self.momentum, self.min_cluster_size = momentum, min_cluster_size
+        self.gather = gather or _identity_gather
+        self.split_seed = split_seed
+        self.register_buffer("features", torch.zeros(n_samples, dim))
+        self.register_buffer("labels", torch.zeros(n_samples, dtype=torch.long))
+        self.register_buffer("centroids", torch.zeros(n_clusters, dim))
+
+    # -- initialisation (§2.2) -------------------------------------------------------------------
+    @torch.no_grad()
+    def init(self, features, labels) -> int:
+        """Fill the memories from the initial clustering; returns how many samples were moved to fill
+        empty clusters. Departure, on purpose: the reference *asserts* no cluster is empty and crashes
+        otherwise (§4); kit fills empty clusters by splitting the largest ones, as it does in training."""
+        f = torch.as_tensor(np.asarray(features) if not isinstance(features, torch.Tensor) else features,
+                            dtype=torch.float32, device=self.features.device)
+        if f.shape != (self.n_samples, self.dim):
+            raise ValueError(f"features have shape {tuple(f.shape)}, expected ({self.n_samples}, {self.dim})")
+        if not torch.isfinite(f).all():
+            raise ValueError("initial features contain NaN/inf: the network has diverged before training; "
+                             "check the input normalisation")
+        self.features.copy_(F.normalize(f, dim=1))
+        self.labels.copy_(torch.as_tensor(labels, device=self.labels.device).long())
+        self.recompute_centroids()
+        empty = torch.nonzero(self.counts() == 0).flatten()
+        return self._redirect_empty(empty)
+
+    # -- per iteration (§2.3) --------------------------------------------------------------------
+    @torch.no_grad()
+    def update(self, idx: torch.Tensor, z: torch.Tensor) -> float:
+        """Momentum-update the rows at `idx` with the batch's features `z` (B, D), relabel them by the
+        largest dot product with the centroids, and return the fraction whose label changed.
+
+        Nothing outside the (gathered) batch changes. A NaN in `z` raises before anything is written.
+        If an index appears twice in one batch (sampling with replacement), the last occurrence wins,
+        as in the reference.
+        """
+        idx, z = self.gather(idx.to(self.labels.device), z.to(self.features.device, torch.float32))
+        if not torch.isfinite(z).all():
+            raise FloatingPointError("NaN/inf in the batch's features; the memory was left unchanged")
+        f = F.normalize(z, dim=1)
+        v = F.normalize((1 - self.momentum) * self.features[idx] + self.momentum * f, dim=1)  # (B, D)
+        new = (v @ self.centroids.T).argmax(dim=1)  # (B,) unnormalised centroids: raw inner product
+        change_ratio = (new != self.labels[idx]).float().mean().item()
+        last = _last_occurrence(idx)
+        self.features[idx[last]] = v[last]
+        self.labels[idx[last]] = new[last]
+        return change_ratio
+
+    @torch.no_grad()
+    def recompute_centroids(self, clusters: torch.Tensor | None = None) -> None:
+        """Each non-empty cluster's centroid = mean of its members' features; empty ones keep theirs.
+        With `clusters`, only those are recomputed (the reference's partial update after a split)."""
+        sums = torch.zeros_like(self.centroids).index_add_(0, self.labels, self.features)  # (K, D)
+        counts = self.counts()
+        update = counts > 0
+        if clusters is not None:
+            mask = torch.zeros_like(update)
+            mask[clusters] = True
+            update &= mask
+        self.centroids[update] = sums[update] / counts[update, None].to(sums.dtype)
+
+    @torch.no_grad()
+    def fix_small_clusters(self) -> int:
+        """Dissolve clusters below `min_cluster_size` into the nearest centroid outside the small set,
+        then refill every freed id with half of the currently largest cluster (2-means split). (§2.7)
+        Returns the number of samples whose label changed."""
+        counts = self.counts()
+        small = counts < self.min_cluster_size
+        if not small.any():
+            return 0
+        moved = 0
+        members = torch.nonzero(small[self.labels]).flatten()
+        if len(members):
+            scores = self.features[members] @ self.centroids.T  # (M, K)
+            scores[:, small] = float("-inf")  # only clusters outside the small set may take them
+            self.labels[members] = scores.argmax(dim=1)  # receiving centroids wait for the next full update
+            moved += len(members)
+        return moved + self._redirect_empty(torch.nonzero(small).flatten())
+
+    def counts(self) -> torch.Tensor:
+        return torch.bincount(self.labels, minlength=self.n_clusters)
+
+    def class_weights(self, power: float = 0.5) -> torch.Tensor:
+        return class_weights(self.labels, self.n_clusters, power)
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _redirect_empty(self, empty: torch.Tensor) -> int:
+        """For each empty id e: split the currently largest cluster L in two with 2-means on its
+        memory features, give the second part the id e, recompute the centroids of L and e."""
+        moved = 0
+        counts = self.counts()
+        for e in empty.tolist():  # a loop over the (few) empty clusters, each O(N) as the reference
+            big = int(counts.argmax())
+            if counts[big] < 2:
+                break  # nothing left to split (only when N is close to K)
+            members = torch.nonzero(self.labels == big).flatten()
+            part = self._split_in_two(self.features[members])
+            moved_idx = members[part]
+            self.labels[moved_idx] = e
+            counts[big] -= len(moved_idx)
+            counts[e] += len(moved_idx)
+            moved += len(moved_idx)
+            self.recompute_centroids(torch.tensor([big, e], device=self.labels.device))
+        return moved
+
+    def _split_in_two(self, x: torch.Tensor) -> torch.Tensor:
+        """A boolean mask of the second part of a 2-means split (sklearn KMeans(2, random_state,
+        max_iter=20) as the reference; n_init pinned to 1 because its default changed in sklearn 1.4).
+        Falls back to a random half if 2-means leaves a side empty."""
+        from sklearn.cluster import KMeans as SKKMeans
+
+        part = SKKMeans(n_clusters=2, random_state=self.split_seed, max_iter=20, n_init=1).fit(
+            x.cpu().double().numpy()).labels_
+        mask = torch.as_tensor(part == 1, device=x.device)
+        if mask.all() or not mask.any():
+            g = torch.Generator().manual_seed(self.split_seed)
+            mask = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+            mask[torch.randperm(len(x), generator=g)[: len(x) // 2].to(x.device)] = True
+        return mask
+
+
+def _last_occurrence(idx: torch.Tensor) -> torch.Tensor:
+    """Positions in `idx` holding the last occurrence of each distinct value. (B,) -> (U,)"""
+    b = idx.numel()
+    pos = torch.arange(b, device=idx.device)
+    order = torch.argsort(idx * b + pos)  # sort by value, then by position
+    sorted_idx = idx[order]
+    is_last = torch.ones(b, dtype=torch.bool, device=idx.device)
+    is_last[:-1] = sorted_idx[1:] != sorted_idx[:-1]
+    return order[is_last]

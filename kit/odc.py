@@ -1,0 +1,173 @@
+"""Online Deep Clustering (Zhan et al., CVPR 2020), as OpenSelfSup does it (ALGORITHMS.md §2).
+
+Once, before training: extract neck features of all N images, L2-normalise (no PCA), k-means,
+fill the memories. Then every iteration, top to bottom in `ODC._epoch`:
+    forward -> weighted CE on the labels as they were *before* this batch -> step
+    -> memory.update(idx, z) (momentum features, relabel the batch) -> every 10th iteration
+    recompute centroids -> fix small clusters -> new class weights
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .clustering import KMeans, check_sizes, l2_normalize
+from .data import batches
+from .features import extract_features
+from .memory import ODCMemory
+from .metrics import cluster_sizes, label_change, nmi
+from .runs import Run
+from .runtime import autocast
+from .sampling import replacement_indices
+from .training import Monitor, TrainConfig, Trainer, labels_snapshot, reset_head
+
+
+@dataclass
+class ODCConfig(TrainConfig):
+    """ODC settings; defaults = OpenSelfSup `odc/r50_v1.py` (§2.10)."""
+
+    lr: float = 0.06  # SGD lr (head momentum 0)
+    lr_decay_epochs: tuple[int, ...] = (400,)  # lr x lr_decay at these epochs; 440 epochs in all
+    lr_decay: float = 0.4  # 0.06 -> 0.024 at epoch 400
+    memory_momentum: float = 0.5  # new = normalise(0.5 old + 0.5 current) (§2.3)
+    min_cluster_size: int = 20  # smaller clusters are dissolved every iteration (§2.7)
+    centroid_interval: int = 10  # iterations between full centroid recomputes (§2.4)
+    reweight_power: float = 0.5  # class weight ∝ size^-0.5 (§2.6)
+    kmeans_iters: int = 20  # the initial faiss k-means, as DeepCluster's (§2.2)
+
+    @classmethod
+    def small(cls, **overrides) -> "ODCConfig":
+        """Embedded MNIST-5k on a laptop CPU: small ConvNet, K = 100, min cluster 10."""
+        base = dict(n_clusters=100, backbone="convnet", sobel=False, lr=0.05, lr_decay_epochs=(),
+                    min_cluster_size=10, batch_size=128, eval_every=1, seed=31)
+        return cls(**{**base, **overrides})
+
+    def lr_at(self, epoch: int) -> float:
+        """The step schedule as a function you can plot."""
+        return self.lr * self.lr_decay ** sum(epoch >= e for e in self.lr_decay_epochs)
+
+
+class ODC(Trainer):
+    """ODC trainer; `fit(dataset, epochs)` returns the history. `gather` is passed to the memory
+    (identity in one process; an all-gather of the batch under torch.distributed)."""
+
+    algo = "odc"
+    uses_neck = True
+    config: ODCConfig
+
+    def __init__(self, config: ODCConfig | None = None, gather=None):
+        super().__init__(config or ODCConfig())
+        self.gather = gather
+        self.memory: ODCMemory | None = None
+        self.iteration = 0  # iterations completed, over all epochs
+
+    def fit(self, dataset, epochs: int, callback=None, eval_dataset=None, run: Run | None = None,
+            stop=None, progress: bool = False) -> dict:
+        """As `DeepCluster.fit`: train to `epochs` epochs; `callback` gets every record; `stop` ends cleanly."""
+        cfg = self.config
+        check_sizes(len(dataset), cfg.n_clusters)
+        if run is not None and run.file("checkpoint.pt").exists() and self.model is None:
+            self.resume(run, dataset)
+        self._setup(dataset)
+        if self.memory is None:
+            self._init_memory(dataset)
+        monitor = Monitor(dataset, eval_dataset, cfg.knn_k, seed=cfg.seed)
+        bar = tqdm(total=epochs, initial=self.epoch, desc="odc", unit="epoch", disable=not progress)
+        while self.epoch < epochs and not self._stopped(stop):
+            record = self._epoch(dataset, callback, stop)
+            if record is None:
+                break
+            self._monitor(monitor, record)
+            self.history["epoch"].append(record)
+            if run is not None:
+                self.save(run)
+            self._emit(callback, {"kind": "epoch", **record})
+            bar.update(1)
+            bar.set_postfix({k: f"{record[k]:.3f}" for k in ("loss", "change_ratio", "knn") if record.get(k) is not None})
+        bar.close()
+        return self.history
+
+    def _init_memory(self, dataset) -> None:
+        """§2.2: one k-means over all N samples with the untrained network; no PCA, L2 only."""
+        cfg, t0 = self.config, time.perf_counter()
+        x = l2_normalize(extract_features(self.model, dataset, cfg.batch_size, self.device))  # (N, 256)
+        seed = self._next_seed()
+        km = KMeans(cfg.n_clusters, cfg.kmeans_iters, seed).fit(x)
+        self.memory = ODCMemory(len(dataset), x.shape[1], cfg.n_clusters, cfg.memory_momentum,
+                                cfg.min_cluster_size, gather=self.gather, split_seed=cfg.seed).to(self.device)
+        moved = self.memory.init(x, km.labels_)
+        reset_head(self.model, self.optimizer)
+        self.history["labels"].append(labels_snapshot(self.memory.labels))
+        self.history["init"] = {"kmeans_seed": seed, "inertia": km.inertia_, "empty_filled": km.n_empty_,
+                                "moved": moved, "time": time.perf_counter() - t0,
+                                **cluster_sizes(self.memory.labels.cpu(), cfg.n_clusters)}
+
+    def _epoch(self, dataset, callback, stop) -> dict | None:
+        cfg, model, opt, mem = self.config, self.model, self.optimizer, self.memory
+        t0 = time.perf_counter()
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr_at(self.epoch)
+        order = replacement_indices(len(dataset), generator=self.generator)  # with replacement (§2.9)
+        weight = mem.class_weights(cfg.reweight_power)
+        model.train()
+        losses, changes, moved_total = [], [], 0
+        for x, idx in batches(dataset, order, cfg.batch_size, self.device, train=True, num_workers=cfg.num_workers):
+            if len(idx) < 2:  # BatchNorm cannot train on a batch of one
+                continue
+            if self._stopped(stop):
+                return None
+            idx = idx.to(self.device)
+            with autocast(self.device):
+                z, logits = model(x)  # (B, 256), (B, K)
+            if not torch.isfinite(z).all():
+                raise FloatingPointError(f"NaN/inf in the neck features at iteration {self.iteration} (epoch "
+                                         f"{self.epoch}); the memory is as it was before this batch: lower lr "
+                                         "or resume from the last checkpoint")
+            y = mem.labels[idx]  # the labels as they were before this batch's update
+            loss = F.cross_entropy(logits.float(), y, weight=weight)  # mean normalised by the targets' weights
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            change_ratio = mem.update(idx, z.detach())  # momentum features, relabel the batch
+            self.iteration += 1
+            if self.iteration % cfg.centroid_interval == 0:
+                mem.recompute_centroids()
+            moved = mem.fix_small_clusters()  # labels moved here are not in change_ratio (§2.11)
+            weight = mem.class_weights(cfg.reweight_power)
+            losses.append(loss.item())
+            changes.append(change_ratio)
+            moved_total += moved
+            self._log_step(epoch=self.epoch, loss=losses[-1], change_ratio=change_ratio, moved_small=moved)
+            self._emit(callback, {"kind": "step", "algo": self.algo, "epoch": self.epoch, "loss": losses[-1],
+                                  "change_ratio": change_ratio})
+        labels = mem.labels.cpu()
+        prev = self.history["labels"][-1]
+        self.history["labels"].append(labels_snapshot(labels))
+        record = {"epoch": self.epoch, "loss": float(np.mean(losses)), "change_ratio": float(np.mean(changes)),
+                  "moved_small": moved_total, "nmi_prev": nmi(prev, labels), "label_change": label_change(prev, labels),
+                  **cluster_sizes(labels, cfg.n_clusters), "lr": cfg.lr_at(self.epoch),
+                  "time_train": time.perf_counter() - t0}
+        if getattr(dataset, "targets", None) is not None:
+            record["nmi_pseudo_true"] = nmi(labels, dataset.targets)
+        self.epoch += 1
+        return record
+
+    # -- checkpoint ----------------------------------------------------------------------------
+    def extra_state(self) -> dict:
+        return {"memory": self.memory.state_dict(), "iteration": self.iteration}
+
+    def load_extra_state(self, state: dict) -> None:
+        cfg, buf = self.config, state["memory"]
+        n, d = buf["features"].shape
+        self.memory = ODCMemory(n, d, cfg.n_clusters, cfg.memory_momentum, cfg.min_cluster_size,
+                                gather=self.gather, split_seed=cfg.seed).to(self.device)
+        self.memory.load_state_dict(buf)
+        self.iteration = int(state["iteration"])
+
+    def _snapshots_at(self, epoch: int) -> int:
+        return epoch + 1  # the initial assignment, then one per epoch

@@ -1,0 +1,192 @@
+"""What DeepCluster and ODC share: the common config fields, the network and optimizer,
+evaluation monitoring, and checkpoint/resume. Each algorithm's loop lives in its own file.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+import torch
+
+from .clustering import KMeans, l2_normalize
+from .data import check_indexed
+from .features import extract_features
+from .metrics import cluster_acc, knn_accuracy, nmi
+from .models import ClusterNet, ODCNeck, build_backbone
+from .runs import Run, load_checkpoint, save_checkpoint
+from .runtime import prepare_model, resolve_device, rng_state, seed_everything, set_rng_state
+
+
+@dataclass
+class TrainConfig:
+    """Fields both algorithms read. Defaults are the published ResNet-50/ImageNet settings."""
+
+    n_clusters: int = 10_000  # K: ImageNet over-segmentation, both papers (§1.5, §2.10)
+    backbone: str = "resnet50"  # OpenSelfSup/mmselfsup's network
+    sobel: bool = False  # fixed grayscale + Sobel front-end (§1.8)
+    lr: float = 0.1  # SGD learning rate
+    momentum: float = 0.9  # SGD momentum of the body; the head always gets 0 (§1.7)
+    weight_decay: float = 1e-5  # on every parameter, head included (OpenSelfSup)
+    batch_size: int = 512  # 8 GPUs x 64 in the reference
+    eval_every: int = 1  # epochs between kNN / NMI-to-truth monitoring (0: never)
+    knn_k: int = 20  # neighbours of the kNN monitor
+    seed: int = 31  # the original DeepCluster's seed
+    device: str = "auto"  # "auto" = CUDA if present, else CPU
+    num_workers: int = 4  # DataLoader workers for image-folder datasets
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} fields: {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+
+def build_network(cfg: TrainConfig, dataset, neck: bool) -> ClusterNet:
+    c, h, _ = dataset.image_shape
+    backbone = build_backbone(cfg.backbone, in_channels=c, sobel=cfg.sobel, image_size=h)
+    return ClusterNet(backbone, cfg.n_clusters, ODCNeck(backbone.feature_dim) if neck else None)
+
+
+def build_optimizer(model: ClusterNet, cfg: TrainConfig) -> torch.optim.SGD:
+    """One SGD over everything; the head's group has momentum 0 so a re-initialised head carries
+    no stale momentum (OpenSelfSup `paramwise_options={'\\Ahead.': dict(momentum=0.)}`, §1.7)."""
+    head = list(model.head.parameters())
+    head_ids = {id(p) for p in head}
+    body = [p for p in model.parameters() if id(p) not in head_ids]
+    return torch.optim.SGD([{"params": body}, {"params": head, "momentum": 0.0}],
+                           lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def reset_head(model: ClusterNet, optimizer: torch.optim.Optimizer) -> None:
+    """Fresh N(0, 0.01) head weights, zero bias, and no optimizer state left for the head."""
+    model.head.reset_parameters()
+    for p in model.head.parameters():
+        optimizer.state.pop(p, None)
+
+
+class Monitor:
+    """kNN accuracy and NMI/ACC against the true classes, computed the same way for both algorithms.
+
+    Features are the backbone's pooled features (not the ODC neck), so the two algorithms are
+    judged on the same thing. kNN: the train split (with its labels) is the bank, the eval split
+    the queries. NMI/ACC: k-means with K = #classes on the L2-normalised eval features.
+    Labels are read here only, never by a training loss.
+    """
+
+    def __init__(self, train_set, eval_set, k: int = 20, batch_size: int = 256, seed: int = 0):
+        self.train_set, self.eval_set, self.k, self.batch_size, self.seed = train_set, eval_set, k, batch_size, seed
+        ok = lambda ds: ds is not None and getattr(ds, "targets", None) is not None  # noqa: E731
+        self.enabled = ok(train_set) and ok(eval_set)
+
+    def __call__(self, model: ClusterNet, device) -> dict:
+        if not self.enabled:
+            return {}
+        bb = model.backbone
+        ftr = extract_features(bb, self.train_set, self.batch_size, device)
+        fte = extract_features(bb, self.eval_set, self.batch_size, device)
+        ytr, yte = self.train_set.targets.numpy(), self.eval_set.targets.numpy()
+        n_classes = int(max(ytr.max(), yte.max())) + 1
+        pred = KMeans(n_classes, n_iter=20, seed=self.seed).fit(l2_normalize(fte)).labels_
+        return {"knn": knn_accuracy(ftr, ytr, fte, yte, k=self.k, n_classes=n_classes),
+                "nmi_true": nmi(pred, yte), "acc_true": cluster_acc(pred, yte)}
+
+
+class Trainer:
+    """The bookkeeping around an algorithm's loop: device, seed, network, optimizer, history,
+    callbacks, stop requests, checkpoint and exact resume. Subclasses write `fit`."""
+
+    algo = "base"
+    uses_neck = False
+
+    def __init__(self, config: TrainConfig):
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.model: ClusterNet | None = None
+        self.optimizer: torch.optim.SGD | None = None
+        self.generator = torch.Generator().manual_seed(config.seed)  # sampling order and k-means seeds
+        self.history: dict = {"algo": self.algo, "epoch": [], "step": {}, "labels": []}
+        self.epoch = 0  # epochs completed
+
+    # -- set-up --------------------------------------------------------------------------------
+    def _setup(self, dataset) -> None:
+        check_indexed(dataset)
+        if self.model is None:
+            seed_everything(self.config.seed)
+            self.model = prepare_model(build_network(self.config, dataset, self.uses_neck), self.device)
+            self.optimizer = build_optimizer(self.model, self.config)
+
+    def _log_step(self, **values) -> None:
+        for k, v in values.items():
+            self.history["step"].setdefault(k, []).append(v)
+
+    @staticmethod
+    def _emit(callback, record: dict):
+        if callback is not None:
+            callback(record)
+
+    @staticmethod
+    def _stopped(stop) -> bool:
+        return stop is not None and (stop.is_set() if hasattr(stop, "is_set") else bool(stop()))
+
+    def _monitor(self, monitor: Monitor | None, epoch_record: dict) -> None:
+        every = self.config.eval_every
+        if monitor is not None and monitor.enabled and every > 0 and self.epoch % every == 0:
+            t = time.perf_counter()
+            epoch_record.update(monitor(self.model, self.device))
+            epoch_record["time_eval"] = time.perf_counter() - t
+
+    # -- checkpoint / resume -------------------------------------------------------------------
+    def extra_state(self) -> dict:  # algorithm state beyond model and optimizer
+        return {}
+
+    def load_extra_state(self, state: dict) -> None:
+        pass
+
+    def save(self, run: Run) -> None:
+        """History first, then the checkpoint: a resume truncates history to the checkpoint's epoch."""
+        run.save_history(self.history)
+        save_checkpoint(run.file("checkpoint.pt"), {
+            "algo": self.algo, "config": self.config.to_dict(), "epoch": self.epoch,
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(), "rng": rng_state(), "extra": self.extra_state()})
+
+    def resume(self, run: Run, dataset) -> None:
+        """Continue from `run/checkpoint.pt` exactly where it stopped."""
+        state = load_checkpoint(run.file("checkpoint.pt"))
+        if state.get("algo") != self.algo:
+            raise ValueError(f"{run.path} holds a {state.get('algo')} run, not {self.algo}: "
+                             f"resume it with --algo {state.get('algo')}")
+        self.config = type(self.config).from_dict(state["config"])
+        self._setup(dataset)
+        try:
+            self.model.load_state_dict(state["model"])
+        except RuntimeError as e:
+            raise ValueError(f"checkpoint {run.file('checkpoint.pt')} does not fit this dataset/backbone "
+                             f"({str(e).splitlines()[0]})") from None
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        self.epoch = int(state["epoch"])
+        self.load_extra_state(state["extra"])
+        history = run.load_history()
+        history["epoch"] = history["epoch"][: self.epoch]
+        history["labels"] = history.get("labels", [])[: self._snapshots_at(self.epoch)]
+        n_steps = sum(1 for e in history["step"].get("epoch", []) if e < self.epoch)
+        history["step"] = {k: v[:n_steps] for k, v in history["step"].items()}
+        self.history = history
+        set_rng_state(state["rng"])
+
+    def _snapshots_at(self, epoch: int) -> int:
+        return epoch
+
+    def _next_seed(self) -> int:
+        return int(torch.randint(2**31 - 1, (1,), generator=self.generator))
+
+
+def labels_snapshot(labels) -> np.ndarray:
+    return np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels, dtype=np.int64).copy()

@@ -1,0 +1,47 @@
+"""The project's set-up: dependency lists agree, the README opens with the two commands, CI runs make test."""
+import re
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _pyproject():
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def test_environment_yml_installs_an_extra_that_exists():
+    env = (ROOT / "environment.yml").read_text()
+    m = re.search(r"-e \.\[([\w,]+)\]", env)
+    assert m, "environment.yml must pip-install the package with an extra"
+    extras = _pyproject()["project"]["optional-dependencies"]
+    for extra in m.group(1).split(","):
+        assert extra in extras
+    assert "python=3.11" in env and "-c pytorch" not in env
+
+
+def test_all_extra_brings_every_required_dependency():
+    """The brief's list (torch, torchvision, jupyterlab, ipywidgets, matplotlib, umap-learn, faiss-cpu)
+    is what `pip install -e .[all]` (environment.yml's line) installs."""
+    proj = _pyproject()["project"]
+    names = lambda reqs: {re.split(r"[<>=\[ ;]", r)[0].lower() for r in reqs}  # noqa: E731
+    extras = proj["optional-dependencies"]
+    resolved = names(proj["dependencies"])
+    for extra in ("notebooks", "test"):
+        resolved |= names(extras[extra])
+    for need in ("torch", "torchvision", "jupyterlab", "ipywidgets", "matplotlib", "umap-learn", "faiss-cpu"):
+        assert need in resolved, need
+
+
+def test_torch_ranges_admit_the_builds_on_disk():
+    deps = " ".join(_pyproject()["project"]["dependencies"])
+    assert "torch>=2.1,<=2.14.1" in deps and "torchvision>=0.16,<=0.29.1" in deps
+
+
+def test_readme_opens_with_the_two_commands_and_ci_runs_make_test():
+    readme = (ROOT / "README.md").read_text()
+    head = readme[: readme.find("##", 10)]
+    assert "make demo" in head and "make test" in head
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^demo:", makefile, re.M) and re.search(r"^test:", makefile, re.M)
