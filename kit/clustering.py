@@ -86,12 +86,14 @@ class KMeans:
 
     `labels_` comes from a final nearest-centroid search after the last centroid update, as in
     the reference, so a few clusters can come out empty; `n_empty_` counts them and nothing crashes.
-    `n_splits_` counts faiss's empty-cluster repairs during the iterations.
+    `n_splits_` counts faiss's empty-cluster repairs during the iterations. Initialisation is K
+    distinct random data points, so one run (`n_init=1`, the reference) can merge two true clusters;
+    `n_init` > 1 keeps the best of several runs.
     """
 
-    def __init__(self, n_clusters: int, n_iter: int = 20, seed: int = 0, spherical: bool = False,
-                 gpu: bool = False):
-        self.n_clusters, self.n_iter, self.seed = n_clusters, n_iter, seed
+    def __init__(self, n_clusters: int, n_iter: int = 20, seed: int = 0, n_init: int = 1,
+                 spherical: bool = False, gpu: bool = False):
+        self.n_clusters, self.n_iter, self.seed, self.n_init = n_clusters, n_iter, seed, n_init
         self.spherical, self.gpu = spherical, gpu
 
     def fit(self, X) -> "KMeans":
@@ -102,6 +104,7 @@ class KMeans:
         check_finite(x)
         check_sizes(n, self.n_clusters)
         km = faiss.Kmeans(d, self.n_clusters, niter=self.n_iter, seed=int(self.seed) % (2**31),
+                          nredo=self.n_init,  # restarts, best objective kept; the reference runs one
                           spherical=self.spherical, gpu=self.gpu,
                           max_points_per_centroid=n // self.n_clusters + 1,  # never subsample (faiss default: 256)
                           min_points_per_centroid=1,  # the reference warns below 39; kit checks sizes itself
