@@ -63,7 +63,11 @@ class ImageTensorDataset(torch.utils.data.Dataset):
     def subset(self, n: int, seed: int = 0) -> "ImageTensorDataset":
         """A class-stratified subset of `n` images (all of them when n >= N); indices are renumbered."""
         keep = _stratified(self.targets, n, seed) if self.targets is not None else torch.arange(min(n, len(self)))
-        return ImageTensorDataset(self.images[keep], None if self.targets is None else self.targets[keep],
+        return self.select(keep)
+
+    def select(self, idx: torch.Tensor) -> "ImageTensorDataset":
+        """The rows `idx` as a new dataset (indices renumbered 0..len(idx)-1)."""
+        return ImageTensorDataset(self.images[idx], None if self.targets is None else self.targets[idx],
                                   self.mean.flatten().tolist(), self.std.flatten().tolist(),
                                   self.name, self.spec, self.classes)
 

@@ -69,6 +69,7 @@ class DeepCluster(Trainer):
             self.resume(run, dataset)
         self._setup(dataset)
         monitor = Monitor(dataset, eval_dataset, cfg.knn_k, seed=cfg.seed)
+        self._monitor_init(monitor)
         bar = tqdm(total=epochs, initial=self.epoch, desc="deepcluster", unit="epoch", disable=not progress)
         while self.epoch < epochs and not self._stopped(stop):
             record = self._epoch(dataset, callback, stop)

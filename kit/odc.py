@@ -77,6 +77,7 @@ class ODC(Trainer):
         if self.memory is None:
             self._init_memory(dataset)
         monitor = Monitor(dataset, eval_dataset, cfg.knn_k, seed=cfg.seed)
+        self._monitor_init(monitor)
         bar = tqdm(total=epochs, initial=self.epoch, desc="odc", unit="epoch", disable=not progress)
         while self.epoch < epochs and not self._stopped(stop):
             record = self._epoch(dataset, callback, stop)

@@ -87,7 +87,7 @@ class Run:
         return run
 
     def exists(self) -> bool:
-        return (self.path / "checkpoint.pt").exists() or (self.path / "history.json").exists()
+        return any((self.path / f).exists() for f in ("checkpoint.pt", "history.json", "config.json"))
 
     def file(self, name: str) -> Path:
         return self.path / name

@@ -134,6 +134,11 @@ class Trainer:
     def _stopped(stop) -> bool:
         return stop is not None and (stop.is_set() if hasattr(stop, "is_set") else bool(stop()))
 
+    def _monitor_init(self, monitor: Monitor) -> None:
+        """The untrained network's kNN / NMI, once, as epoch 0 of the learning curves."""
+        if self.epoch == 0 and monitor.enabled and self.config.eval_every > 0 and "monitor_init" not in self.history:
+            self.history["monitor_init"] = monitor(self.model, self.device)
+
     def _monitor(self, monitor: Monitor | None, epoch_record: dict) -> None:
         every = self.config.eval_every
         if monitor is not None and monitor.enabled and every > 0 and self.epoch % every == 0:

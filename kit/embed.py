@@ -1,0 +1,98 @@
+"""UMAP embeddings of features across epochs, aligned so a reader can watch points move.
+
+umap-learn spends ~45 s compiling (numba) before its first embedding in a fresh process on a
+2-core CPU (ECOSYSTEM.md §5.6). kit cuts that three ways:
+- the kNN graph comes from faiss and is passed as `precomputed_knn`, so NNDescent never compiles;
+- `make install` imports umap once with `NUMBA_CACHE_DIR` set, so cached functions load from disk;
+- `warm_up()` compiles the rest in a background thread while training runs.
+
+Successive epochs are aligned by initialising each layout from the previous one and rotating it
+onto the previous one (orthogonal Procrustes). AlignedUMAP would be exact but costs ~3x (§5.7).
+"""
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+_warm: threading.Thread | None = None
+
+
+def _numba_cache() -> None:
+    os.environ.setdefault("NUMBA_CACHE_DIR", str(Path.home() / ".cache" / "kit" / "numba"))
+
+
+def knn_graph(x: np.ndarray, k: int = 15) -> tuple[np.ndarray, np.ndarray]:
+    """Exact kNN by faiss (each point its own first neighbour): (N, k) indices and Euclidean distances."""
+    import faiss
+
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    index = faiss.IndexFlatL2(x.shape[1])
+    index.add(x)
+    d2, idx = index.search(x, k)
+    return idx.astype(np.int64), np.sqrt(np.maximum(d2, 0))  # faiss returns squared distances
+
+
+def umap_embed(x: np.ndarray, init: np.ndarray | None = None, seed: int = 0, n_neighbors: int = 15,
+               min_dist: float = 0.1) -> np.ndarray:
+    """2-D UMAP of `x` (N, D) with a faiss kNN graph; `init` (N, 2) warm-starts from a previous layout."""
+    _numba_cache()
+    import umap
+
+    idx, dist = knn_graph(x, n_neighbors)
+    start = "spectral" if init is None else _rescale(init)
+    with warnings.catch_warnings():  # "n_jobs overridden by random_state", "no transform without index"
+        warnings.simplefilter("ignore")
+        reducer = umap.UMAP(n_neighbors=n_neighbors, min_dist=min_dist, random_state=seed, init=start,
+                            precomputed_knn=(idx, dist, None), n_epochs=200 if init is None else 100)
+        return reducer.fit_transform(x).astype(np.float32)
+
+
+def _rescale(y: np.ndarray) -> np.ndarray:
+    """UMAP expects an init of modest scale (its spectral init spans about ±10)."""
+    y = y - y.mean(0)
+    return (y * (10.0 / (np.abs(y).max() + 1e-12))).astype(np.float32)
+
+
+def procrustes_align(y: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Rotate/reflect and scale `y` (N, 2) onto `ref` (N, 2); only the orientation changes."""
+    from scipy.linalg import orthogonal_procrustes
+
+    yc, rc = y - y.mean(0), ref - ref.mean(0)
+    r, _ = orthogonal_procrustes(yc, rc)
+    scale = np.linalg.norm(rc) / (np.linalg.norm(yc) + 1e-12)
+    return (yc @ r * scale + ref.mean(0)).astype(np.float32)
+
+
+def aligned_embeddings(features: list[np.ndarray], seed: int = 0) -> list[np.ndarray]:
+    """One 2-D layout per feature array (same points, successive epochs), each warm-started from
+    and rotated onto the one before, so the pictures are comparable."""
+    out: list[np.ndarray] = []
+    for x in features:
+        y = umap_embed(x, init=out[-1] if out else None, seed=seed)
+        out.append(procrustes_align(y, out[-1]) if out else y)
+    return out
+
+
+def warm_up(background: bool = True) -> threading.Thread | None:
+    """Compile umap-learn's numba code on a tiny problem, by default in a daemon thread, so the
+    first real embedding does not pay for it. Safe to call many times."""
+    global _warm
+    if _warm is not None:
+        return _warm
+
+    def work():
+        try:
+            umap_embed(np.random.default_rng(0).normal(size=(300, 8)).astype(np.float32))
+        except Exception:  # noqa: BLE001 - warming is best effort; the real call will raise properly
+            pass
+
+    if not background:
+        work()
+        return None
+    _warm = threading.Thread(target=work, name="kit-umap-warm-up", daemon=True)
+    _warm.start()
+    return _warm

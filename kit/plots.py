@@ -1,0 +1,160 @@
+"""Figures: pure functions from histories to matplotlib Figures, both algorithms on shared axes.
+
+One colour per algorithm everywhere: DeepCluster blue, ODC orange. Epoch 0 on the x-axis is the
+untrained network; epoch e is after e epochs of training.
+Uses matplotlib's object API (no pyplot state), so figures can be built in a worker thread.
+"""
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.figure import Figure
+
+COLOURS = {"deepcluster": "#1f77b4", "odc": "#ff7f0e"}
+NAMES = {"deepcluster": "DeepCluster", "odc": "ODC"}
+
+
+def _epochs(h: dict, key: str) -> tuple[np.ndarray, np.ndarray]:
+    pts = [(r["epoch"] + 1, r[key]) for r in h["epoch"] if r.get(key) is not None]
+    return (np.array([p[0] for p in pts]), np.array([p[1] for p in pts])) if pts else (np.array([]), np.array([]))
+
+
+def _smooth(y: np.ndarray, w: int) -> np.ndarray:
+    if len(y) < w or w <= 1:
+        return y
+    return np.convolve(y, np.ones(w) / w, mode="valid")
+
+
+def _style(ax, title: str, xlabel: str, ylabel: str) -> None:
+    ax.set_title(title, fontsize=11)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+
+
+def stability(histories: dict[str, dict]) -> Figure:
+    """NMI(t-1, t) between consecutive epochs' labels, and the fraction of samples that changed
+    cluster between epochs (after matching cluster ids)."""
+    fig = Figure(figsize=(10, 3.8), layout="constrained")
+    a, b = fig.subplots(1, 2)
+    for algo, h in histories.items():
+        a.plot(*_epochs(h, "nmi_prev"), "o-", ms=3, color=COLOURS[algo], label=NAMES[algo])
+        b.plot(*_epochs(h, "label_change"), "o-", ms=3, color=COLOURS[algo], label=NAMES[algo])
+    _style(a, "Stability: NMI between consecutive epochs' labels", "epoch", "NMI(t-1, t)")
+    _style(b, "Samples whose cluster changed since the previous epoch", "epoch", "fraction of samples")
+    a.set_ylim(0, 1)
+    b.set_ylim(0, 1)
+    a.legend()
+    return fig
+
+
+def reassignment(histories: dict[str, dict], smooth: int = 10) -> Figure:
+    """Label reassignment: ODC per iteration (its change_ratio), both per epoch."""
+    fig = Figure(figsize=(10, 3.8), layout="constrained")
+    a, b = fig.subplots(1, 2)
+    if "odc" in histories and histories["odc"]["step"].get("change_ratio"):
+        r = np.asarray(histories["odc"]["step"]["change_ratio"])
+        ep = np.asarray(histories["odc"]["step"]["epoch"])
+        per_epoch = len(r) / max(len(set(ep.tolist())), 1)
+        x = (np.arange(len(r)) + 1) / per_epoch
+        a.plot(x, r, color=COLOURS["odc"], alpha=0.25, lw=0.8)
+        a.plot(x[smooth - 1:] if len(r) >= smooth else x, _smooth(r, smooth), color=COLOURS["odc"],
+               label=f"ODC change_ratio ({smooth}-iteration mean)")
+        a.legend()
+    _style(a, "ODC: batch labels changed per iteration", "epoch", "change_ratio")
+    a.set_ylim(0, 1)
+    for algo, h in histories.items():
+        b.plot(*_epochs(h, "label_change"), "o-", ms=3, color=COLOURS[algo], label=NAMES[algo])
+    _style(b, "Per epoch: samples reassigned (ids matched)", "epoch", "fraction of samples")
+    b.set_ylim(0, 1)
+    b.legend()
+    return fig
+
+
+def cluster_sizes(histories: dict[str, dict], n_clusters: dict[str, int]) -> Figure:
+    """Sorted cluster sizes at a few epochs (log scale), one panel per algorithm."""
+    fig = Figure(figsize=(10, 3.8), layout="constrained")
+    axes = fig.subplots(1, len(histories), squeeze=False)[0]
+    for ax, (algo, h) in zip(axes, histories.items()):
+        snaps = h.get("labels", [])
+        picks = sorted({0, len(snaps) // 2, len(snaps) - 1}) if snaps else []
+        offset = 0 if algo == "deepcluster" else -1  # ODC's snapshot 0 is its initial k-means
+        for j, i in enumerate(picks):
+            sizes = np.sort(np.bincount(snaps[i], minlength=n_clusters[algo]))[::-1]
+            shade = 0.35 + 0.65 * j / max(len(picks) - 1, 1)
+            label = "initial k-means" if i + offset < 0 else f"epoch {i + offset + 1}"
+            ax.plot(np.arange(1, len(sizes) + 1), np.maximum(sizes, 0.8), color=COLOURS[algo], alpha=shade, label=label)
+        ax.set_yscale("log")
+        _style(ax, f"{NAMES[algo]}: cluster sizes, largest first", "cluster rank", "members (log)")
+        ax.legend(fontsize=8)
+    return fig
+
+
+def learning(histories: dict[str, dict], baselines: dict | None = None) -> Figure:
+    """kNN accuracy and NMI to the true classes over epochs (epoch 0 = random init)."""
+    fig = Figure(figsize=(10, 3.8), layout="constrained")
+    a, b = fig.subplots(1, 2)
+    for ax, key, title in ((a, "knn", "kNN accuracy (eval split)"), (b, "nmi_true", "NMI to true classes (eval split)")):
+        for algo, h in histories.items():
+            x, y = _epochs(h, key)
+            init = h.get("monitor_init", {}).get(key)
+            if init is not None:
+                x, y = np.r_[0, x], np.r_[init, y]
+            ax.plot(x, y, "o-", ms=3, color=COLOURS[algo], label=NAMES[algo])
+        if baselines and key in ("nmi_true",) and "raw_pixels_nmi" in baselines:
+            ax.axhline(baselines["raw_pixels_nmi"], color="grey", ls="--", lw=1, label="k-means on raw pixels")
+        if baselines and key == "knn" and "raw_pixels_knn" in baselines:
+            ax.axhline(baselines["raw_pixels_knn"], color="grey", ls="--", lw=1, label="kNN on raw pixels")
+        _style(ax, title, "epoch", "accuracy" if key == "knn" else "NMI")
+        ax.legend(fontsize=8)
+    return fig
+
+
+def losses(histories: dict[str, dict], smooth: int = 20) -> Figure:
+    """Training loss per iteration (running mean), against epochs."""
+    fig = Figure(figsize=(6, 3.8), layout="constrained")
+    ax = fig.subplots()
+    for algo, h in histories.items():
+        y = np.asarray(h["step"].get("loss", []))
+        if not len(y):
+            continue
+        ep = np.asarray(h["step"]["epoch"])
+        per_epoch = len(y) / max(len(set(ep.tolist())), 1)
+        ys = _smooth(y, smooth)
+        x = (np.arange(len(ys)) + (len(y) - len(ys)) + 1) / per_epoch
+        ax.plot(x, ys, color=COLOURS[algo], label=f"{NAMES[algo]} ({'CE' if algo == 'deepcluster' else 'weighted CE'})")
+    _style(ax, "Training loss (the head is reset every DeepCluster epoch)", "epoch", "cross-entropy")
+    ax.legend()
+    return fig
+
+
+def embeddings(layouts: dict[str, list[np.ndarray]], epochs: list[int], classes: np.ndarray,
+               clusters: dict[str, list[np.ndarray]]) -> Figure:
+    """UMAP layouts side by side: rows = algorithm x (true class, cluster), columns = epochs."""
+    algos = list(layouts)
+    fig = Figure(figsize=(3 * len(epochs), 2.9 * 2 * len(algos)), layout="constrained")
+    axes = fig.subplots(2 * len(algos), len(epochs), squeeze=False)
+    for r, algo in enumerate(algos):
+        for c, ep in enumerate(epochs):
+            y = layouts[algo][c]
+            for k, (colour_by, cmap) in enumerate(((classes, "tab10"), (clusters[algo][c], "nipy_spectral"))):
+                ax = axes[2 * r + k, c]
+                ax.scatter(y[:, 0], y[:, 1], c=colour_by, cmap=cmap, s=3, linewidths=0)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                what = "true class" if k == 0 else "cluster"
+                ax.set_title(f"{NAMES[algo]}, epoch {ep}: {what}", fontsize=9, color=COLOURS[algo])
+    return fig
+
+
+def save(fig: Figure, path) -> None:
+    """Write a PNG atomically (Agg canvas, no pyplot)."""
+    import io
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from .runs import atomic_write_bytes
+
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
+    atomic_write_bytes(path, buf.getvalue())

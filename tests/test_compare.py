@@ -1,0 +1,87 @@
+"""The main job end to end on the KIT_FAST preset: every promised file, report rebuilds, resume."""
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from kit import plots
+from kit.report import FIGURES, build_report, load_histories
+
+ENV = {**os.environ, "KIT_FAST": "1", "PYTHONUNBUFFERED": "1"}
+
+
+@pytest.fixture(scope="module")
+def compare_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    out = subprocess.run([sys.executable, "-m", "kit", "compare", "--name", "t", "--runs", str(root)],
+                         env=ENV, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return root / "t", out.stdout
+
+
+@pytest.mark.slow
+def test_compare_writes_every_promised_file(compare_run):
+    path, stdout = compare_run
+    assert "report:" in stdout
+    for name in [*FIGURES, "report.html", "config.json", "baselines.json", "embeddings.npz"]:
+        assert (path / name).exists(), name
+    for algo in ("deepcluster", "odc"):
+        for name in ("history.json", "labels.npz", "checkpoint.pt", "embed_features.npz"):
+            assert (path / algo / name).exists(), (algo, name)
+    h = load_histories(path)
+    assert [len(h[a]["epoch"]) for a in ("deepcluster", "odc")] == [2, 2]
+    assert all("knn" in r and "nmi_true" in r for a in h for r in h[a]["epoch"])
+    html = (path / "report.html").read_text()
+    assert all(f'src="{f}"' in html for f in FIGURES) and "DeepCluster" in html and "ODC" in html
+
+
+@pytest.mark.slow
+def test_report_rebuilds_identical_figures(compare_run):
+    path, _ = compare_run
+    digest = lambda: {f: hashlib.sha256((path / f).read_bytes()).hexdigest() for f in FIGURES}  # noqa: E731
+    before = digest()
+    out = subprocess.run([sys.executable, "-m", "kit", "report", str(path)], env=ENV, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert digest() == before
+
+
+@pytest.mark.slow
+def test_an_existing_run_is_refused_and_an_interrupted_one_resumes(compare_run):
+    path, _ = compare_run
+    again = subprocess.run([sys.executable, "-m", "kit", "compare", "--name", "t", "--runs", str(path.parent)],
+                           env=ENV, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 2 and "already holds a run" in again.stderr
+    # resume to 3 epochs: both algorithms continue from their checkpoints and keep their history
+    before = load_histories(path)
+    out = subprocess.run([sys.executable, "-m", "kit", "compare", "--name", "t", "--runs", str(path.parent),
+                          "--resume", "--epochs", "3"], env=ENV, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    after = load_histories(path)
+    for algo in ("deepcluster", "odc"):
+        assert len(after[algo]["epoch"]) == 3
+        assert after[algo]["epoch"][:2] == before[algo]["epoch"][:2]
+        assert all(np.array_equal(x, y) for x, y in zip(before[algo]["labels"], after[algo]["labels"]))
+
+
+def test_plots_draw_what_they_promise():
+    h = {"deepcluster": {"epoch": [{"epoch": 0, "nmi_prev": None, "label_change": None, "knn": 0.5, "nmi_true": 0.3, "loss": 4.0},
+                                   {"epoch": 1, "nmi_prev": 0.6, "label_change": 0.4, "knn": 0.6, "nmi_true": 0.4, "loss": 3.0}],
+                         "step": {"loss": [4.0, 3.5, 3.0], "epoch": [0, 0, 1]}, "labels": [np.arange(10) % 3] * 2,
+                         "monitor_init": {"knn": 0.4, "nmi_true": 0.2}},
+         "odc": {"epoch": [{"epoch": 0, "nmi_prev": 0.7, "label_change": 0.2, "change_ratio": 0.5, "knn": 0.55, "nmi_true": 0.35}],
+                 "step": {"loss": [4.0, 3.8], "epoch": [0, 0], "change_ratio": [0.6, 0.4]}, "labels": [np.arange(10) % 3] * 2}}
+    fig = plots.stability(h)
+    a, b = fig.axes
+    assert len(a.lines) == 2 and list(a.lines[0].get_xdata()) == [2] and a.get_legend() is not None
+    fig = plots.learning(h, {"raw_pixels_nmi": 0.5})
+    knn_ax, nmi_ax = fig.axes
+    assert list(knn_ax.lines[0].get_xdata()) == [0, 1, 2]  # epoch 0 = random init
+    assert any(l.get_label() == "k-means on raw pixels" for l in nmi_ax.lines)
+    fig = plots.reassignment(h, smooth=1)
+    assert len(fig.axes[0].lines) == 2 and fig.axes[0].get_ylim() == (0, 1)
+    assert len(plots.cluster_sizes(h, {"deepcluster": 3, "odc": 3}).axes) == 2
+    assert len(plots.losses(h).axes[0].lines) == 2
