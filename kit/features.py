@@ -9,7 +9,7 @@ from .data import batches, check_indexed
 from .runtime import autocast, resolve_device
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def extract_features(model: torch.nn.Module, dataset, batch_size: int = 256, device="auto",
                      progress: bool = False, desc: str = "extract") -> np.ndarray:
     """Features of every image, row i = dataset item i: a float32 array (N, D).

@@ -96,7 +96,7 @@ class ODC(Trainer):
     def _init_memory(self, dataset) -> None:
         """§2.2: one k-means over all N samples with the untrained network; no PCA, L2 only."""
         cfg, t0 = self.config, time.perf_counter()
-        x = l2_normalize(extract_features(self.model, dataset, cfg.batch_size, self.device))  # (N, 256)
+        x = l2_normalize(extract_features(self.model, dataset, max(256, cfg.batch_size), self.device))  # (N, 256)
         seed = self._next_seed()
         km = KMeans(cfg.n_clusters, cfg.kmeans_iters, seed).fit(x)
         self.memory = ODCMemory(len(dataset), x.shape[1], cfg.n_clusters, cfg.memory_momentum,

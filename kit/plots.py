@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter, ScalarFormatter
 
 COLOURS = {"deepcluster": "#1f77b4", "odc": "#ff7f0e"}
 NAMES = {"deepcluster": "DeepCluster", "odc": "ODC"}
@@ -84,6 +85,8 @@ def cluster_sizes(histories: dict[str, dict], n_clusters: dict[str, int]) -> Fig
             label = "initial k-means" if i + offset < 0 else f"epoch {i + offset + 1}"
             ax.plot(np.arange(1, len(sizes) + 1), np.maximum(sizes, 0.8), color=COLOURS[algo], alpha=shade, label=label)
         ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(ScalarFormatter())
+        ax.yaxis.set_minor_formatter(NullFormatter())
         _style(ax, f"{NAMES[algo]}: cluster sizes, largest first", "cluster rank", "members (log)")
         ax.legend(fontsize=8)
     return fig
@@ -157,4 +160,89 @@ def save(fig: Figure, path) -> None:
     FigureCanvasAgg(fig)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, metadata={"Software": None})
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue())  # dpi 110 for files, 90 on screen (`png`)
+
+
+# -- teaching figures for the walkthrough notebooks ---------------------------------------------
+def spectrum(before: np.ndarray, after: np.ndarray) -> Figure:
+    """Eigenvalues of the feature covariance before and after PCA-whitening (log scale)."""
+    fig = Figure(figsize=(10, 3.5), layout="constrained")
+    a, b = fig.subplots(1, 2)
+    for ax, x, title in ((a, before, "raw features"), (b, after, "after PCA-whitening (before L2)")):
+        ev = np.sort(np.linalg.eigvalsh(np.cov(x, rowvar=False)))[::-1]
+        ax.semilogy(np.arange(1, len(ev) + 1), np.maximum(ev, 1e-12), color=COLOURS["deepcluster"])
+        _style(ax, f"Covariance spectrum: {title}", "component", "eigenvalue (log)")
+    return fig
+
+
+def bars(values, title: str, xlabel: str, ylabel: str, sort: bool = True, colour: str | None = None,
+         hline: float | None = None) -> Figure:
+    """A bar chart of one value per cluster (sizes, draws, weights), largest first if `sort`."""
+    v = np.asarray(values, dtype=float)
+    v = np.sort(v)[::-1] if sort else v
+    fig = Figure(figsize=(8, 3.2), layout="constrained")
+    ax = fig.subplots()
+    ax.bar(np.arange(len(v)), v, width=1.0, color=colour or COLOURS["deepcluster"])
+    if hline is not None:
+        ax.axhline(hline, color="black", ls="--", lw=1)
+    _style(ax, title, xlabel, ylabel)
+    return fig
+
+
+def images(imgs: np.ndarray, titles: list[str] | None = None, cols: int = 10, title: str = "") -> Figure:
+    """A grid of images (N, C, H, W) in [0, 1] or uint8."""
+    imgs = np.asarray(imgs)
+    rows = int(np.ceil(len(imgs) / cols))
+    fig = Figure(figsize=(1.1 * cols, 1.25 * rows + 0.4), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < len(imgs):
+            im = imgs[i].transpose(1, 2, 0)
+            ax.imshow(im[..., 0] if im.shape[-1] == 1 else im, cmap="gray")
+            if titles:
+                ax.set_title(titles[i], fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def live(history: dict, algo: str) -> Figure:
+    """The playground's live board: loss per iteration, and the per-epoch stability metrics."""
+    fig = Figure(figsize=(10, 3.4), layout="constrained")
+    a, b = fig.subplots(1, 2)
+    y = np.asarray(history["step"].get("loss", []))
+    if len(y):
+        a.plot(np.arange(1, len(y) + 1), y, color=COLOURS[algo], alpha=0.3, lw=0.8)
+        a.plot(np.arange(len(_smooth(y, 10))) + min(len(y), 10), _smooth(y, 10), color=COLOURS[algo])
+    _style(a, f"{NAMES[algo]}: loss", "iteration", "cross-entropy")
+    if algo == "odc" and history["step"].get("change_ratio"):
+        r = np.asarray(history["step"]["change_ratio"])
+        b.plot(np.arange(1, len(r) + 1), r, color=COLOURS[algo], alpha=0.3, lw=0.8, label="change_ratio")
+        b.plot(np.arange(len(_smooth(r, 10))) + min(len(r), 10), _smooth(r, 10), color=COLOURS[algo])
+        _style(b, "ODC: batch labels changed", "iteration", "fraction")
+    else:
+        b.plot(*_epochs(history, "nmi_prev"), "o-", color=COLOURS[algo], label="NMI(t-1, t)")
+        b.plot(*_epochs(history, "knn"), "s--", color="grey", label="kNN accuracy")
+        _style(b, "Per epoch", "epoch", "value")
+        b.legend(fontsize=8)
+    b.set_ylim(0, 1)
+    return fig
+
+
+def png(fig: Figure) -> bytes:
+    import io
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    return buf.getvalue()
+
+
+def show(fig: Figure) -> None:
+    """Display a figure in a notebook as a PNG (works without pyplot or an active backend)."""
+    from IPython.display import Image, display
+
+    display(Image(png(fig)))

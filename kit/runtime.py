@@ -80,3 +80,9 @@ def set_threads(n: int | None = None) -> None:
         faiss.omp_set_num_threads(n)
     except ImportError:  # pragma: no cover - faiss is a hard dependency, but be gentle
         pass
+
+
+def fast_mode() -> bool:
+    """True when KIT_FAST is set (and not "0"): notebooks and the CLI shrink to a seconds-long run.
+    The kernel inherits the environment, so nbclient, papermill and JupyterLab all see it."""
+    return os.environ.get("KIT_FAST", "0") not in ("", "0")

@@ -1,0 +1,225 @@
+"""kit benchmarks: every ratio measured side by side in one run, on this machine's device.
+
+    python bench/run.py              # all sections (about 5 minutes on a 2-core CPU)
+    python bench/run.py memory odc   # some sections
+
+Sections:
+  backbones  training images/s of each backbone
+  deepcluster  a DeepCluster epoch (extract + cluster + train) vs a plain supervised epoch (aim <= 1.35x)
+  kmeans     faiss k-means vs scikit-learn KMeans, same features and iterations
+  odc        an ODC iteration vs a plain supervised iteration (aim <= 1.10x)
+  memory     ODC memory operations alone at ImageNet scale (N = 1.28M, D = 256, K = 10,000)
+  umap       time to the first UMAP layout in a fresh process
+Timings are medians of repeats after a warm-up; ratios compare runs made in this same process.
+"""
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import kit
+from kit.clustering import KMeans, preprocess_features
+from kit.data import batches, load_dataset
+from kit.memory import ODCMemory
+from kit.runtime import autocast, resolve_device
+from kit.training import build_network, build_optimizer
+
+DEVICE = resolve_device("auto")
+
+
+def sync():
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, repeat=5, warmup=1) -> float:
+    for _ in range(warmup):
+        fn()
+    out = []
+    for _ in range(repeat):
+        sync()
+        t = time.perf_counter()
+        fn()
+        sync()
+        out.append(time.perf_counter() - t)
+    return statistics.median(out)
+
+
+def supervised_epoch(net, opt, ds, order, bs, targets):
+    """The baseline: the same network, augmentation, batch and data with true labels as targets."""
+    net.train()
+    for x, idx in batches(ds, order, bs, DEVICE, train=True):
+        with autocast(DEVICE):
+            _, logits = net(x)
+        loss = F.cross_entropy(logits.float(), targets[idx.to(DEVICE)])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+
+def bench_backbones():
+    print("\n## training throughput per backbone (images/s, batch 64, train step incl. augmentation)")
+    cases = [("convnet", "mnist5k", 28), ("resnet18", "cifar-like 32px", 32), ("resnet50", "64px", 64)]
+    for name, what, size in cases:
+        cin = 1 if name == "convnet" else 3
+        net = kit.ClusterNet(kit.build_backbone(name, cin), 100).to(DEVICE)
+        opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+        x, y = torch.rand(64, cin, size, size, device=DEVICE), torch.randint(100, (64,), device=DEVICE)
+        from kit.augment import COLOUR, DIGITS, augment
+
+        spec = DIGITS if cin == 1 else COLOUR
+
+        def step():
+            with autocast(DEVICE):
+                _, logits = net(augment(x, spec))
+            loss = F.cross_entropy(logits.float(), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+        n = 3 if name == "resnet50" and DEVICE.type == "cpu" else 10
+        t = timed(lambda: [step() for _ in range(n)], repeat=3)
+        print(f"{name:9s} {what:16s} {64 * n / t:9.0f} img/s")
+
+
+def bench_deepcluster():
+    print("\n## DeepCluster epoch vs supervised epoch (embedded MNIST-5k train split, small preset)")
+    ds = load_dataset("mnist5k")
+    cfg = kit.DeepClusterConfig.small(device=str(DEVICE))
+    kit.seed_everything(0)
+    net = build_network(cfg, ds, neck=False).to(DEVICE)
+    opt = build_optimizer(net, cfg)
+    order = torch.randperm(len(ds))
+    targets = ds.targets.to(DEVICE)
+    t_sup = timed(lambda: supervised_epoch(net, opt, ds, order, cfg.batch_size, targets), repeat=3)
+    dc = kit.DeepCluster(cfg)
+    dc.fit(ds, epochs=1)  # warm-up epoch
+    recs = []
+    for e in range(2, 5):
+        dc.fit(ds, epochs=e)
+        recs.append(dc.history["epoch"][-1])
+    parts = {k: statistics.median(r[k] for r in recs) for k in ("time_extract", "time_cluster", "time_train")}
+    t_dc = sum(parts.values())
+    print(f"supervised epoch          {t_sup:7.2f} s")
+    print(f"DeepCluster epoch         {t_dc:7.2f} s  = extract {parts['time_extract']:.2f} + PCA/k-means "
+          f"{parts['time_cluster']:.2f} + train {parts['time_train']:.2f}")
+    print(f"ratio DeepCluster / supervised: {t_dc / t_sup:.2f}x (aim <= 1.35x)")
+
+
+def bench_kmeans():
+    print("\n## k-means: faiss vs scikit-learn (same features, K, 20 iterations, one init)")
+    from sklearn.cluster import KMeans as SK
+
+    g = np.random.default_rng(0)
+    for n, d, k in ((4000, 64, 100), (50000, 128, 1000)):
+        x = preprocess_features(g.normal(size=(n, d)).astype(np.float32) + g.normal(size=(1, d)).astype(np.float32), -1)
+        tf = timed(lambda: KMeans(k, 20, seed=0).fit(x), repeat=3)
+        ts = timed(lambda: SK(k, init="random", n_init=1, max_iter=20, tol=0, random_state=0).fit(x), repeat=1, warmup=0)
+        print(f"N={n:6d} D={d:3d} K={k:5d}: faiss {tf:6.2f} s   sklearn {ts:6.2f} s   sklearn/faiss {ts / tf:5.1f}x")
+
+
+def bench_odc():
+    print("\n## ODC iteration vs supervised iteration (embedded MNIST-5k, small preset, same batch)")
+    ds = load_dataset("mnist5k")
+    cfg = kit.ODCConfig.small(device=str(DEVICE))
+    odc = kit.ODC(cfg)
+    odc.fit(ds, epochs=1)  # builds the memory and warms up
+    net, opt, mem = odc.model, odc.optimizer, odc.memory
+    targets = ds.targets.to(DEVICE)
+    n_iter = 30
+    order = torch.randint(len(ds), (n_iter * cfg.batch_size,))
+    weight = mem.class_weights()
+
+    def sup():
+        net.train()
+        for x, idx in batches(ds, order, cfg.batch_size, DEVICE, train=True):
+            with autocast(DEVICE):
+                _, logits = net(x)
+            loss = F.cross_entropy(logits.float(), targets[idx.to(DEVICE)] % cfg.n_clusters)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+    def odc_iters():
+        w = weight
+        net.train()
+        for it, (x, idx) in enumerate(batches(ds, order, cfg.batch_size, DEVICE, train=True)):
+            idx = idx.to(DEVICE)
+            with autocast(DEVICE):
+                z, logits = net(x)
+            loss = F.cross_entropy(logits.float(), mem.labels[idx], weight=w)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            mem.update(idx, z.detach())
+            if (it + 1) % cfg.centroid_interval == 0:
+                mem.recompute_centroids()
+            mem.fix_small_clusters()
+            w = mem.class_weights()
+
+    ts = timed(sup, repeat=5)
+    to = timed(odc_iters, repeat=5)
+    print(f"supervised iteration {ts / n_iter * 1e3:7.1f} ms   ODC iteration {to / n_iter * 1e3:7.1f} ms   "
+          f"ratio {to / ts:.3f}x (aim <= 1.10x)")
+
+
+def bench_memory():
+    print(f"\n## ODC memory at ImageNet scale on {DEVICE.type}: N = 1,281,167, D = 256, K = 10,000, batch 512")
+    n, d, k, b = 1_281_167, 256, 10_000, 512
+    g = torch.Generator().manual_seed(0)
+    mem = ODCMemory(n, d, k, min_cluster_size=20).to(DEVICE)
+    feats = torch.rand(n, d, generator=g)
+    labels = torch.randint(k, (n,), generator=g)
+    t = time.perf_counter()
+    mem.init(feats.to(DEVICE), labels.to(DEVICE))
+    sync()
+    print(f"init (normalise + centroids)           {time.perf_counter() - t:8.3f} s")
+    del feats
+    idx = torch.randint(n, (b,), generator=g).to(DEVICE)
+    z = torch.rand(b, d, generator=g).to(DEVICE)
+    rows = [("update(idx, z)  [every iteration]", lambda: mem.update(idx, z)),
+            ("fix_small_clusters, none small  [every iteration]", mem.fix_small_clusters),
+            ("class_weights  [every iteration]", mem.class_weights),
+            ("recompute_centroids  [every 10th]", mem.recompute_centroids)]
+    per_iter = 0.0
+    for name, fn in rows:
+        t = timed(fn, repeat=5)
+        per_iter += t / (10 if "10th" in name else 1)
+        print(f"{name:50s} {t * 1e3:9.2f} ms")
+
+    def one_small():  # one cluster falls below min size: dissolve it and split the largest with 2-means
+        members = torch.nonzero(mem.labels == 7).flatten()
+        mem.labels[members[5:]] = 8
+        return mem.fix_small_clusters()
+
+    print(f"{'fix_small_clusters, one small cluster (2-means split)':50s} {timed(one_small, repeat=3) * 1e3:9.2f} ms")
+    print(f"memory cost per iteration (amortised, no small clusters): {per_iter * 1e3:.2f} ms")
+
+
+def bench_umap():
+    print("\n## first UMAP layout in a fresh process (1,500 x 256 features, faiss kNN graph)")
+    code = ("import time; t=time.perf_counter(); import numpy as np; from kit.embed import umap_embed; "
+            "x=np.random.default_rng(0).normal(size=(1500,256)).astype('float32'); t1=time.perf_counter(); "
+            "umap_embed(x); t2=time.perf_counter(); umap_embed(x); t3=time.perf_counter(); "
+            "print(f'{t1-t:.1f} {t2-t1:.1f} {t3-t2:.1f}')")
+    t = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    print(f"process wall {time.perf_counter() - t:.1f} s: imports {out[0]} s, first layout {out[1]} s, "
+          f"second layout in the same process {out[2]} s")
+
+
+SECTIONS = {"backbones": bench_backbones, "deepcluster": bench_deepcluster, "kmeans": bench_kmeans,
+            "odc": bench_odc, "memory": bench_memory, "umap": bench_umap}
+
+if __name__ == "__main__":
+    kit.runtime.set_threads()
+    wanted = sys.argv[1:] or list(SECTIONS)
+    print(f"# kit benchmarks on {DEVICE} ({torch.get_num_threads()} threads), torch {torch.__version__}")
+    for name in wanted:
+        SECTIONS[name]()
