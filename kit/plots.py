@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import NullFormatter, ScalarFormatter
+from matplotlib.ticker import MaxNLocator, NullFormatter, ScalarFormatter
 
 COLOURS = {"deepcluster": "#1f77b4", "odc": "#ff7f0e"}
 NAMES = {"deepcluster": "DeepCluster", "odc": "ODC"}
@@ -23,6 +23,12 @@ def _smooth(y: np.ndarray, w: int) -> np.ndarray:
     if len(y) < w or w <= 1:
         return y
     return np.convolve(y, np.ones(w) / w, mode="valid")
+
+
+def _smoothed(y: np.ndarray, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """(iteration, running mean) with each mean placed at the last iteration it covers."""
+    ys = _smooth(y, w)
+    return np.arange(len(ys)) + (len(y) - len(ys)) + 1, ys
 
 
 def _style(ax, title: str, xlabel: str, ylabel: str) -> None:
@@ -214,17 +220,18 @@ def live(history: dict, algo: str) -> Figure:
     y = np.asarray(history["step"].get("loss", []))
     if len(y):
         a.plot(np.arange(1, len(y) + 1), y, color=COLOURS[algo], alpha=0.3, lw=0.8)
-        a.plot(np.arange(len(_smooth(y, 10))) + min(len(y), 10), _smooth(y, 10), color=COLOURS[algo])
+        a.plot(*_smoothed(y, 10), color=COLOURS[algo])
     _style(a, f"{NAMES[algo]}: loss", "iteration", "cross-entropy")
     if algo == "odc" and history["step"].get("change_ratio"):
         r = np.asarray(history["step"]["change_ratio"])
         b.plot(np.arange(1, len(r) + 1), r, color=COLOURS[algo], alpha=0.3, lw=0.8, label="change_ratio")
-        b.plot(np.arange(len(_smooth(r, 10))) + min(len(r), 10), _smooth(r, 10), color=COLOURS[algo])
+        b.plot(*_smoothed(r, 10), color=COLOURS[algo])
         _style(b, "ODC: batch labels changed", "iteration", "fraction")
     else:
         b.plot(*_epochs(history, "nmi_prev"), "o-", color=COLOURS[algo], label="NMI(t-1, t)")
         b.plot(*_epochs(history, "knn"), "s--", color="grey", label="kNN accuracy")
         _style(b, "Per epoch", "epoch", "value")
+        b.xaxis.set_major_locator(MaxNLocator(integer=True))
         b.legend(fontsize=8)
     b.set_ylim(0, 1)
     return fig

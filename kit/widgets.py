@@ -42,11 +42,11 @@ class Playground:
         self.lr = W.FloatLogSlider(0.1, base=10, min=-3, max=0, step=0.1, description="learning rate", **s)
         self.batch_size = W.IntSlider(64, 16, 512, 16, description="batch size", **s)
         self.epochs = W.IntSlider(2 if small else 10, 1, 100, 1, description="epochs", **s)
-        self.memory_momentum = W.FloatSlider(0.5, min=0.0, max=1.0, step=0.05, description="ODC memory momentum", **s)
-        self.centroid_interval = W.IntSlider(10, 1, 100, 1, description="ODC centroid interval", **s)
-        self.min_cluster_size = W.IntSlider(5 if small else 10, 0, 100, 1, description="ODC min cluster size", **s)
-        self.pca_dim = W.IntSlider(16 if small else 64, -1, 256, 1, description="DC PCA dim (-1: none)", **s)
-        self.sobel = W.Checkbox(False, description="DC Sobel front-end", style=style)
+        self.memory_momentum = W.FloatSlider(0.5, min=0.0, max=1.0, step=0.05, description="memory momentum", **s)
+        self.centroid_interval = W.IntSlider(10, 1, 100, 1, description="centroid interval", **s)
+        self.min_cluster_size = W.IntSlider(5 if small else 10, 0, 100, 1, description="min cluster size", **s)
+        self.pca_dim = W.IntSlider(16 if small else 64, -1, 256, 1, description="PCA dim (-1: none)", **s)
+        self.sobel = W.Checkbox(False, description="Sobel front-end", style=style)
         self.train_button = W.Button(description="Train", button_style="success", icon="play")
         self.stop_button = W.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
         self.progress = W.IntProgress(0, 0, 1, description="idle", style=style, layout=lay)
@@ -67,8 +67,8 @@ class Playground:
     def widget(self) -> W.Widget:
         common = W.VBox([self.dataset, self.n_train, self.backbone, self.algorithm, self.n_clusters, self.lr,
                          self.batch_size, self.epochs])
-        specific = W.VBox([W.HTML("<b>ODC</b>"), self.memory_momentum, self.centroid_interval, self.min_cluster_size,
-                           W.HTML("<b>DeepCluster</b>"), self.pca_dim, self.sobel])
+        specific = W.VBox([W.HTML("<b>ODC only</b>"), self.memory_momentum, self.centroid_interval, self.min_cluster_size,
+                           W.HTML("<b>DeepCluster only</b>"), self.pca_dim, self.sobel])
         buttons = W.HBox([self.train_button, self.stop_button, self.progress, self.status])
         return W.VBox([W.HBox([common, specific]), buttons, self.plot, self.log])
 
