@@ -3,6 +3,7 @@
     python -m kit compare [--dataset mnist5k] [--epochs 30] [--device auto] [--name NAME] [--resume]
     python -m kit train --algo deepcluster|odc [--epochs N] [--name NAME] [--resume]
     python -m kit report runs/NAME
+    python -m kit evaluate runs/NAME [--export deepcluster]
 
 KIT_FAST=1 in the environment shrinks everything to a seconds-long smoke run (used by the tests).
 """
@@ -45,6 +46,11 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--algo", required=True, choices=["deepcluster", "odc"])
     r = sub.add_parser("report", help="rebuild the figures and report.html of a saved comparison run")
     r.add_argument("run", help="the run folder, e.g. runs/mnist5k-20261123-101500")
+    e = sub.add_parser("evaluate", help="linear / kNN / SVM / semi-supervised tables for a comparison run")
+    e.add_argument("run", help="the run folder of a finished `compare`")
+    e.add_argument("--finetune-steps", type=int, default=None, help="SGD steps per fine-tuning setting (default 200)")
+    e.add_argument("--export", choices=["deepcluster", "odc"], default=None,
+                   help="also save that backbone as a torchvision ResNet state dict (ResNet backbones only)")
     return p
 
 
@@ -68,6 +74,20 @@ def main(argv: list[str] | None = None) -> int:
             from .report import build_report
 
             print(f"report: {build_report(Path(a.run)).resolve()}")
+        elif a.command == "evaluate":
+            from .evaluate import FINETUNE_GRID
+            from .report import build_report
+            from .tables import evaluate_run, save_torchvision
+
+            if a.export:
+                print(f"torchvision weights: {save_torchvision(a.run, a.export, Path(a.run) / f'{a.export}_torchvision.pt')}")
+            fast = _fast()
+            out = evaluate_run(a.run, finetune_steps=a.finetune_steps or (5 if fast else 200),
+                               supervised_epochs=2 if fast else None, draws=2 if fast else 5,
+                               grid=((0.01, 1), (0.1, 10)) if fast else FINETUNE_GRID)  # a 2-setting grid for smoke runs
+            print(Path(out).read_text())
+            build_report(Path(a.run))
+            print(f"tables: {Path(out).resolve()} (also in the run's report.html)")
         elif a.command == "compare":
             from .compare import run_compare
 

@@ -125,6 +125,9 @@ def _write_html(run_path: Path, cfg: dict, rows) -> Path:
     figs = "\n".join(f'<figure><img src="{name}" alt="{name}"><figcaption>{html.escape(cap)}</figcaption></figure>'
                      for name, cap in FIGURES.items() if (run_path / name).exists())
     settings = html.escape(", ".join(f"{k}={v}" for k, v in cfg.items()))
+    evaluation = run_path / "evaluation.md"
+    if evaluation.exists():  # written by `python -m kit evaluate`
+        figs += f"\n<h2>Evaluation protocols</h2>\n<pre>{html.escape(evaluation.read_text())}</pre>"
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>kit: DeepCluster vs ODC</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}}
 table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}

@@ -54,6 +54,9 @@ def test_notebook_runs_end_to_end(name):
     text = "".join(o.get("text", "") for o in outputs(nb, "stream"))
     if name == "03_odc_walkthrough.ipynb":
         assert "== batch: True" in text and "centroid 0 == mean of its members: True" in text
+    if name == "04_stability.ipynb":
+        md = "".join(o.get("data", {}).get("text/markdown", "") for o in outputs(nb))
+        assert "| DeepCluster |" in md and "| ODC |" in md and "Feature5" in md
     if name == "05_playground.ipynb":
         assert "done: 2 epochs" in text and "iterations: 14" in text
     if name == "06_gpu_cifar10.ipynb":

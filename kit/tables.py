@@ -1,0 +1,138 @@
+"""`python -m kit evaluate RUN`: every protocol of `kit.evaluate` on the run's DeepCluster and ODC
+backbones, beside a random-init floor and a supervised ceiling, as Markdown tables laid out like
+the benchmark pages. Writes `RUN/evaluation.md` (and `evaluation.json`); the report shows it.
+"""
+from __future__ import annotations
+
+import io
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from . import evaluate as ev
+from .data import batches, load_dataset
+from .models import Backbone, ClusterNet, build_backbone
+from .runs import atomic_write_bytes, atomic_write_json, load_checkpoint
+from .runtime import autocast, resolve_device, seed_everything
+from .training import TrainConfig, build_network
+
+
+def load_backbone(run: Path, algo: str, dataset) -> Backbone:
+    """The trained backbone of `run/algo/checkpoint.pt`."""
+    state = load_checkpoint(run / algo / "checkpoint.pt")
+    cfg = TrainConfig.from_dict({k: v for k, v in state["config"].items() if k in TrainConfig.__dataclass_fields__})
+    net = build_network(cfg, dataset, neck=(algo == "odc"))
+    net.load_state_dict(state["model"])
+    return net.backbone
+
+
+def train_supervised(cfg: TrainConfig, dataset, epochs: int, device="auto") -> Backbone:
+    """The ceiling: the same backbone and augmentation trained with the true labels."""
+    device = resolve_device(device)
+    seed_everything(cfg.seed)
+    c, h, _ = dataset.image_shape
+    net = ClusterNet(build_backbone(cfg.backbone, c, cfg.sobel, h), int(dataset.targets.max()) + 1).to(device)
+    opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    y = dataset.targets.to(device)
+    g = torch.Generator().manual_seed(cfg.seed)
+    for _ in range(epochs):
+        net.train()
+        for x, idx in batches(dataset, torch.randperm(len(dataset), generator=g), cfg.batch_size, device, train=True):
+            if len(idx) < 2:
+                continue
+            with autocast(device):
+                _, logits = net(x)
+            loss = F.cross_entropy(logits.float(), y[idx.to(device)])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    return net.backbone
+
+
+def evaluate_backbones(backbones: dict[str, Backbone], train, test, finetune_steps: int = 200,
+                       grid=ev.FINETUNE_GRID, draws: int = 5, log=print) -> dict:
+    """All protocols for each named backbone: {name: {"linear", "knn", "svm", "semi"}}."""
+    results = {}
+    for name, bb in backbones.items():
+        t0 = time.perf_counter()
+        ftr, fte = ev.stage_features(bb, train), ev.stage_features(bb, test)
+        ytr, yte = train.targets, test.targets
+        results[name] = {
+            "linear": ev.linear_probe(ftr, ytr, fte, yte),
+            "knn": ev.knn_table(ftr[-1], ytr, fte[-1], yte),
+            "svm": ev.svm_table(ftr[-1], ytr, fte[-1], yte, draws=draws),
+            "semi": {f: asdict(r) for f, r in ev.semi_supervised(bb, train, test, grid=grid, steps=finetune_steps).items()},
+        }
+        log(f"evaluated {name} in {time.perf_counter() - t0:.0f} s")
+    return results
+
+
+def markdown(results: dict) -> str:
+    """The benchmark pages' tables: linear (Feature1-5, AvgPool), kNN, SVM + low-shot, semi-supervised."""
+    names = list(results)
+    f = lambda v: "—" if v is None else f"{v:.2f}"  # noqa: E731
+    lines = ["### Linear classification, top-1 % (frozen backbone, one linear head per stage)", "",
+             "| Model | " + " | ".join(ev.STAGES) + " |", "|---" * (len(ev.STAGES) + 1) + "|"]
+    lines += [f"| {n} | " + " | ".join(f(results[n]["linear"][s]["top1"]) for s in ev.STAGES) + " |" for n in names]
+    ks = list(next(iter(results.values()))["knn"])
+    lines += ["", "### kNN on the pooled feature, top-1 %", "", "| Model | " + " | ".join(f"k={k}" for k in ks) + " |",
+              "|---" * (len(ks) + 1) + "|"]
+    lines += [f"| {n} | " + " | ".join(f(results[n]["knn"][k]) for k in ks) + " |" for n in names]
+    lows = [k for k in next(iter(results.values()))["svm"] if k != "SVM"]
+    lines += ["", "### SVM and low-shot SVM (k labelled images per class; mean ± std over draws), top-1 %", "",
+              "| Model | SVM | " + " | ".join(f"k={k}" for k in lows) + " |", "|---" * (len(lows) + 2) + "|"]
+    lines += [f"| {n} | {f(results[n]['svm']['SVM'])} | " + " | ".join(
+        f"{results[n]['svm'][k][0]:.1f} ± {results[n]['svm'][k][1]:.1f}" for k in lows) + " |" for n in names]
+    fr = list(next(iter(results.values()))["semi"])
+    lines += ["", "### Semi-supervised fine-tuning, top-1 / top-5 % (best of base lr {0.001, 0.01, 0.1} x head lr multiplier {1, 10, 100})", "",
+              "| Model | " + " | ".join(f"{float(x):.0%} top-1 | {float(x):.0%} top-5 | {float(x):.0%} setting" for x in fr) + " |",
+              "|---" * (3 * len(fr) + 1) + "|"]
+    lines += [f"| {n} | " + " | ".join(f"{f(results[n]['semi'][x]['top1'])} | {f(results[n]['semi'][x]['top5'])} | "
+                                       f"{results[n]['semi'][x]['setting']}" for x in fr) + " |" for n in names]
+    return "\n".join(lines) + "\n"
+
+
+def evaluate_run(run_path: str | Path, finetune_steps: int = 200, supervised_epochs: int | None = None,
+                 grid=ev.FINETUNE_GRID, draws: int = 5, log=print) -> Path:
+    """Evaluate a `kit compare` run's backbones beside random-init and supervised ones; write the tables."""
+    run_path = Path(run_path)
+    cfg = json.loads((run_path / "config.json").read_text())["compare"] if (run_path / "config.json").exists() else None
+    if cfg is None or not (run_path / "deepcluster" / "checkpoint.pt").exists():
+        raise FileNotFoundError(f"{run_path} is not a finished `kit compare` run (no config.json / deepcluster checkpoint)")
+    train = load_dataset(cfg["dataset"], "train", root=cfg.get("root", "data"), n=cfg.get("n_train"))
+    test = load_dataset(cfg["dataset"], "test", root=cfg.get("root", "data"))
+    state = load_checkpoint(run_path / "deepcluster" / "checkpoint.pt")
+    base = TrainConfig.from_dict({k: v for k, v in state["config"].items() if k in TrainConfig.__dataclass_fields__})
+    seed_everything(base.seed)
+    c, h, _ = train.image_shape
+    backbones = {"random init": build_backbone(base.backbone, c, base.sobel, h)}
+    backbones["DeepCluster"] = load_backbone(run_path, "deepcluster", train)
+    if (run_path / "odc" / "checkpoint.pt").exists():
+        backbones["ODC"] = load_backbone(run_path, "odc", train)
+    t0 = time.perf_counter()
+    backbones["supervised"] = train_supervised(base, train, supervised_epochs or cfg.get("epochs", 30))
+    log(f"supervised baseline trained in {time.perf_counter() - t0:.0f} s")
+    results = evaluate_backbones(backbones, train, test, finetune_steps, grid, draws, log)
+    atomic_write_json(run_path / "evaluation.json", {n: {**r, "svm": {str(k): v for k, v in r["svm"].items()},
+                                                         "knn": {str(k): v for k, v in r["knn"].items()},
+                                                         "semi": {str(k): v for k, v in r["semi"].items()}}
+                                                     for n, r in results.items()})
+    md = f"# Evaluation of {run_path.name}\n\n{cfg['dataset']}: {len(train)} train / {len(test)} test images.\n\n" + markdown(results)
+    atomic_write_bytes(run_path / "evaluation.md", md.encode())
+    return run_path / "evaluation.md"
+
+
+def save_torchvision(run_path: str | Path, algo: str, out: str | Path) -> Path:
+    """Write the run's `algo` backbone as a torchvision ResNet state dict (`torch.save`)."""
+    run_path = Path(run_path)
+    cfg = json.loads((run_path / "config.json").read_text())["compare"]
+    train = load_dataset(cfg["dataset"], "train", root=cfg.get("root", "data"), n=cfg.get("n_train"))
+    sd = ev.export_torchvision(load_backbone(run_path, algo, train))
+    buf = io.BytesIO()
+    torch.save(sd, buf)
+    atomic_write_bytes(out, buf.getvalue())
+    return Path(out)
