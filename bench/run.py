@@ -1,6 +1,6 @@
 """kit benchmarks: every ratio measured side by side in one run, on this machine's device.
 
-    python bench/run.py              # all sections (about 5 minutes on a 2-core CPU)
+    python bench/run.py              # all sections (about 8 minutes on a 2-core CPU)
     python bench/run.py memory odc   # some sections
 
 Sections:
@@ -10,6 +10,7 @@ Sections:
   odc        an ODC iteration vs a plain supervised iteration (aim <= 1.10x)
   memory     ODC memory operations alone at ImageNet scale (N = 1.28M, D = 256, K = 10,000)
   umap       time to the first UMAP layout in a fresh process
+  demo       the main job's wall time and peak memory (`python -m kit compare`, about 3 minutes)
 Timings are medians of repeats after a warm-up; ratios compare runs made in this same process.
 """
 from __future__ import annotations
@@ -214,8 +215,22 @@ def bench_umap():
           f"second layout in the same process {out[2]} s")
 
 
+def bench_demo():
+    print("\n## the demo: `python -m kit compare` (both algorithms, 30 epochs, figures, UMAP, report) in a fresh process")
+    import resource
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as runs:
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "kit", "compare", "--name", "bench", "--runs", runs],
+                       check=True, capture_output=True)
+        wall = time.perf_counter() - t
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20  # KiB -> GiB (Linux)
+    print(f"wall time {wall / 60:.1f} min (target < 10 min on a 2-core CPU); peak resident memory {peak:.2f} GiB")
+
+
 SECTIONS = {"backbones": bench_backbones, "deepcluster": bench_deepcluster, "kmeans": bench_kmeans,
-            "odc": bench_odc, "memory": bench_memory, "umap": bench_umap}
+            "odc": bench_odc, "memory": bench_memory, "umap": bench_umap, "demo": bench_demo}
 
 if __name__ == "__main__":
     kit.runtime.set_threads()

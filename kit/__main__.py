@@ -107,8 +107,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _train(a, name: str) -> None:
     from .data import load_dataset
-    from .deepcluster import DeepCluster, DeepClusterConfig
-    from .odc import ODC, ODCConfig
+    from .deepcluster import DeepCluster
+    from .odc import ODC
     from .runs import Run, atomic_write_json
 
     cfg = _compare_config(a)

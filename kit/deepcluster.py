@@ -11,17 +11,15 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from .clustering import KMeans, check_sizes, preprocess_features
 from .data import batches
 from .features import extract_features
 from .memory import class_weights
 from .metrics import cluster_sizes, label_change, nmi
-from .runs import Run
 from .runtime import autocast
 from .sampling import uniform_cluster_indices
-from .training import Monitor, TrainConfig, Trainer, labels_snapshot, reset_head
+from .training import TrainConfig, Trainer, labels_snapshot, reset_head
 
 
 @dataclass
@@ -45,7 +43,8 @@ class DeepClusterConfig(TrainConfig):
 
 
 class DeepCluster(Trainer):
-    """DeepCluster trainer. `fit(dataset, epochs)` returns the history (a dict of lists).
+    """DeepCluster trainer. `fit(dataset, epochs, callback=None, eval_dataset=None, run=None, stop=None)`
+    (in `Trainer`) runs `_epoch` below until done and returns the history (a dict of lists).
 
     >>> dc = DeepCluster(DeepClusterConfig.small())
     >>> history = dc.fit(kit.load_dataset("mnist5k"), epochs=10)
@@ -58,32 +57,10 @@ class DeepCluster(Trainer):
     def __init__(self, config: DeepClusterConfig | None = None):
         super().__init__(config or DeepClusterConfig())
 
-    def fit(self, dataset, epochs: int, callback=None, eval_dataset=None, run: Run | None = None,
-            stop=None, progress: bool = False) -> dict:
-        """Train until `epochs` epochs are done (a resumed run counts the ones it has). `callback`
-        receives every step's and every epoch's record; `stop` (an Event or a callable) ends
-        training cleanly at the next iteration, keeping the history."""
-        cfg = self.config
-        check_sizes(len(dataset), cfg.n_clusters, cfg.pca_dim)
-        if run is not None and run.file("checkpoint.pt").exists() and self.model is None:
-            self.resume(run, dataset)
-        self._setup(dataset)
-        monitor = Monitor(dataset, eval_dataset, cfg.knn_k, seed=cfg.seed)
-        self._monitor_init(monitor)
-        bar = tqdm(total=epochs, initial=self.epoch, desc="deepcluster", unit="epoch", disable=not progress)
-        while self.epoch < epochs and not self._stopped(stop):
-            record = self._epoch(dataset, callback, stop)
-            if record is None:  # stopped mid-epoch: keep what was done, write no half epoch
-                break
-            self._monitor(monitor, record)
-            self.history["epoch"].append(record)
-            if run is not None:
-                self.save(run)
-            self._emit(callback, {"kind": "epoch", **record})
-            bar.update(1)
-            bar.set_postfix({k: f"{record[k]:.3f}" for k in ("loss", "nmi_prev", "knn") if record.get(k) is not None})
-        bar.close()
-        return self.history
+    progress_keys = ("loss", "nmi_prev", "knn")
+
+    def _check(self, dataset) -> None:
+        check_sizes(len(dataset), self.config.n_clusters, self.config.pca_dim)
 
     def _epoch(self, dataset, callback, stop) -> dict | None:
         cfg, t0 = self.config, time.perf_counter()

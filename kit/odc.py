@@ -14,17 +14,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from .clustering import KMeans, check_sizes, l2_normalize
 from .data import batches
 from .features import extract_features
 from .memory import ODCMemory
 from .metrics import cluster_sizes, label_change, nmi
-from .runs import Run
 from .runtime import autocast
 from .sampling import replacement_indices
-from .training import Monitor, TrainConfig, Trainer, labels_snapshot, reset_head
+from .training import TrainConfig, Trainer, labels_snapshot, reset_head
 
 
 @dataclass
@@ -53,7 +51,8 @@ class ODCConfig(TrainConfig):
 
 
 class ODC(Trainer):
-    """ODC trainer; `fit(dataset, epochs)` returns the history. `gather` is passed to the memory
+    """ODC trainer; `fit(dataset, epochs, ...)` (in `Trainer`) initialises the memories once, runs
+    `_epoch` below until done and returns the history. `gather` is passed to the memory
     (identity in one process; an all-gather of the batch under torch.distributed)."""
 
     algo = "odc"
@@ -66,32 +65,14 @@ class ODC(Trainer):
         self.memory: ODCMemory | None = None
         self.iteration = 0  # iterations completed, over all epochs
 
-    def fit(self, dataset, epochs: int, callback=None, eval_dataset=None, run: Run | None = None,
-            stop=None, progress: bool = False) -> dict:
-        """As `DeepCluster.fit`: train to `epochs` epochs; `callback` gets every record; `stop` ends cleanly."""
-        cfg = self.config
-        check_sizes(len(dataset), cfg.n_clusters)
-        if run is not None and run.file("checkpoint.pt").exists() and self.model is None:
-            self.resume(run, dataset)
-        self._setup(dataset)
-        if self.memory is None:
+    progress_keys = ("loss", "change_ratio", "knn")
+
+    def _check(self, dataset) -> None:
+        check_sizes(len(dataset), self.config.n_clusters)
+
+    def _prepare(self, dataset) -> None:
+        if self.memory is None:  # once per run; a resumed run has its memory from the checkpoint
             self._init_memory(dataset)
-        monitor = Monitor(dataset, eval_dataset, cfg.knn_k, seed=cfg.seed)
-        self._monitor_init(monitor)
-        bar = tqdm(total=epochs, initial=self.epoch, desc="odc", unit="epoch", disable=not progress)
-        while self.epoch < epochs and not self._stopped(stop):
-            record = self._epoch(dataset, callback, stop)
-            if record is None:
-                break
-            self._monitor(monitor, record)
-            self.history["epoch"].append(record)
-            if run is not None:
-                self.save(run)
-            self._emit(callback, {"kind": "epoch", **record})
-            bar.update(1)
-            bar.set_postfix({k: f"{record[k]:.3f}" for k in ("loss", "change_ratio", "knn") if record.get(k) is not None})
-        bar.close()
-        return self.history
 
     def _init_memory(self, dataset) -> None:
         """§2.2: one k-means over all N samples with the untrained network; no PCA, L2 only."""

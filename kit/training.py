@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from .clustering import KMeans, l2_normalize
 from .data import check_indexed
@@ -145,6 +146,46 @@ class Trainer:
             t = time.perf_counter()
             epoch_record.update(monitor(self.model, self.device))
             epoch_record["time_eval"] = time.perf_counter() - t
+
+    # -- the epoch loop -----------------------------------------------------------------------
+    progress_keys: tuple[str, ...] = ("loss", "knn")
+
+    def fit(self, dataset, epochs: int, callback=None, eval_dataset=None, run: Run | None = None,
+            stop=None, progress: bool = False) -> dict:
+        """Train until `epochs` epochs are done (a resumed run counts the ones it has) and return
+        the history. `callback` receives every step's and every epoch's record; `stop` (an Event or
+        a callable) ends training cleanly at the next iteration, keeping the history; with `run`,
+        each finished epoch is checkpointed there and an existing checkpoint is resumed."""
+        self._check(dataset)
+        if run is not None and run.file("checkpoint.pt").exists() and self.model is None:
+            self.resume(run, dataset)
+        self._setup(dataset)
+        self._prepare(dataset)
+        monitor = Monitor(dataset, eval_dataset, self.config.knn_k, seed=self.config.seed)
+        self._monitor_init(monitor)
+        bar = tqdm(total=epochs, initial=self.epoch, desc=self.algo, unit="epoch", disable=not progress)
+        while self.epoch < epochs and not self._stopped(stop):
+            record = self._epoch(dataset, callback, stop)  # the algorithm's epoch, in its own file
+            if record is None:  # stopped mid-epoch: keep what was done, write no half epoch
+                break
+            self._monitor(monitor, record)
+            self.history["epoch"].append(record)
+            if run is not None:
+                self.save(run)
+            self._emit(callback, {"kind": "epoch", **record})
+            bar.update(1)
+            bar.set_postfix({k: f"{record[k]:.3f}" for k in self.progress_keys if record.get(k) is not None})
+        bar.close()
+        return self.history
+
+    def _check(self, dataset) -> None:  # bad-input guards before anything is built
+        pass
+
+    def _prepare(self, dataset) -> None:  # one-off work before the first epoch (ODC's memory)
+        pass
+
+    def _epoch(self, dataset, callback, stop) -> dict | None:
+        raise NotImplementedError
 
     # -- checkpoint / resume -------------------------------------------------------------------
     def extra_state(self) -> dict:  # algorithm state beyond model and optimizer

@@ -1,6 +1,5 @@
 """The main job end to end on the KIT_FAST preset: every promised file, report rebuilds, resume."""
 import hashlib
-import json
 import os
 import subprocess
 import sys
@@ -9,7 +8,7 @@ import numpy as np
 import pytest
 
 from kit import plots
-from kit.report import FIGURES, build_report, load_histories
+from kit.report import FIGURES, load_histories
 
 ENV = {**os.environ, "KIT_FAST": "1", "PYTHONUNBUFFERED": "1"}
 

@@ -1,7 +1,6 @@
 import pytest
 import torch
 
-import kit
 from kit.augment import COLOUR, DIGITS, augment
 from kit.data import batches, check_indexed, load_dataset, with_indices
 

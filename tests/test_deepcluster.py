@@ -7,7 +7,7 @@ import torch
 
 import kit
 from kit import metrics
-from kit.clustering import KMeans, check_sizes, l2_normalize, pca_whiten, preprocess_features
+from kit.clustering import KMeans, check_sizes, pca_whiten, preprocess_features
 from kit.sampling import uniform_cluster_indices
 from kit.training import build_network, build_optimizer, reset_head
 from conftest import tiny_dc_config

@@ -1,5 +1,4 @@
 """ALGORITHMS.md §5, ODC checklist items 12-18, on small hand-made memories."""
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
