@@ -29,6 +29,7 @@ from kit.clustering import KMeans, preprocess_features
 from kit.data import batches, load_dataset
 from kit.memory import ODCMemory
 from kit.runtime import autocast, resolve_device
+from kit.tables import supervised_epoch
 from kit.training import build_network, build_optimizer
 
 DEVICE = resolve_device("auto")
@@ -50,18 +51,6 @@ def timed(fn, repeat=5, warmup=1) -> float:
         sync()
         out.append(time.perf_counter() - t)
     return statistics.median(out)
-
-
-def supervised_epoch(net, opt, ds, order, bs, targets):
-    """The baseline: the same network, augmentation, batch and data with true labels as targets."""
-    net.train()
-    for x, idx in batches(ds, order, bs, DEVICE, train=True):
-        with autocast(DEVICE):
-            _, logits = net(x)
-        loss = F.cross_entropy(logits.float(), targets[idx.to(DEVICE)])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
 
 
 def bench_backbones():
@@ -98,7 +87,7 @@ def bench_deepcluster():
     opt = build_optimizer(net, cfg)
     order = torch.randperm(len(ds))
     targets = ds.targets.to(DEVICE)
-    t_sup = timed(lambda: supervised_epoch(net, opt, ds, order, cfg.batch_size, targets), repeat=3)
+    t_sup = timed(lambda: supervised_epoch(net, opt, ds, order, cfg.batch_size, targets, DEVICE), repeat=3)
     dc = kit.DeepCluster(cfg)
     dc.fit(ds, epochs=1)  # warm-up epoch
     recs = []

@@ -238,6 +238,7 @@ def batches(dataset, order: torch.Tensor, batch_size: int, device: torch.device,
     """
     stop = len(order) - (len(order) % batch_size if drop_last else 0)
     if isinstance(dataset, ImageTensorDataset):
+        order = order.to(device)  # once, not a host-to-device copy per step
         for s in range(0, stop, batch_size):
             idx = order[s : s + batch_size]
             yield dataset.batch(idx, device, train), idx

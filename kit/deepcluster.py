@@ -64,7 +64,9 @@ class DeepCluster(Trainer):
 
     def _epoch(self, dataset, callback, stop) -> dict | None:
         cfg, t0 = self.config, time.perf_counter()
-        features = extract_features(self.model, dataset, max(256, cfg.batch_size), self.device)  # 1. (N, D), in order
+        features = self._features_if_cached(dataset)  # the monitor may have just extracted them
+        if features is None:
+            features = extract_features(self.model, dataset, 256, self.device)  # 1. (N, D), in order
         x = preprocess_features(features, cfg.pca_dim)  # 2. whiten to pca_dim, L2 rows
         t1 = time.perf_counter()
         seed = self._next_seed()

@@ -11,15 +11,13 @@ onto the previous one (orthogonal Procrustes). AlignedUMAP would be exact but co
 """
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import warnings
 from pathlib import Path
 
 import numpy as np
-
-_warm: threading.Thread | None = None
-
 
 def _numba_cache() -> None:
     os.environ.setdefault("NUMBA_CACHE_DIR", str(Path.home() / ".cache" / "kit" / "numba"))
@@ -79,20 +77,22 @@ def aligned_embeddings(features: list[np.ndarray], seed: int = 0) -> list[np.nda
 
 def warm_up(background: bool = True) -> threading.Thread | None:
     """Compile umap-learn's numba code on a tiny problem, by default in a daemon thread, so the
-    first real embedding does not pay for it. Safe to call many times."""
-    global _warm
-    if _warm is not None:
-        return _warm
-
-    def work():
-        try:
-            umap_embed(np.random.default_rng(0).normal(size=(300, 8)).astype(np.float32))
-        except Exception:  # noqa: BLE001 - warming is best effort; the real call will raise properly
-            pass
-
+    first real embedding does not pay for it. Safe to call many times: one thread per process."""
     if not background:
-        work()
+        _warm_up_work()
         return None
-    _warm = threading.Thread(target=work, name="kit-umap-warm-up", daemon=True)
-    _warm.start()
-    return _warm
+    return _warm_up_thread()
+
+
+@functools.lru_cache(maxsize=1)
+def _warm_up_thread() -> threading.Thread:
+    thread = threading.Thread(target=_warm_up_work, name="kit-umap-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
+def _warm_up_work() -> None:
+    try:
+        umap_embed(np.random.default_rng(0).normal(size=(300, 8)).astype(np.float32))
+    except Exception:  # noqa: BLE001 - warming is best effort; the real call will raise properly
+        pass

@@ -38,7 +38,7 @@ def extract_features(model: torch.nn.Module, dataset, batch_size: int = 256, dev
                 out = np.empty((n, z.shape[1]), dtype=np.float32)
                 if progress and n * z.shape[1] * 4 > 2**30:
                     tqdm.write(f"features: {n} x {z.shape[1]} float32 = {n * z.shape[1] * 4 / 2**30:.1f} GiB in RAM")
-            out[idx.numpy()] = z
+            out[idx.cpu().numpy()] = z
             bar.update(len(idx))
     finally:
         bar.close()

@@ -173,8 +173,8 @@ def save(fig: Figure, path) -> None:
 def spectrum(before: np.ndarray, after: np.ndarray) -> Figure:
     """Eigenvalues of the feature covariance before and after PCA-whitening (log scale)."""
     fig = Figure(figsize=(10, 3.5), layout="constrained")
-    a, b = fig.subplots(1, 2)
-    for ax, x, title in ((a, before, "raw features"), (b, after, "after PCA-whitening (before L2)")):
+    a, b = fig.subplots(1, 2, sharey=True)  # one scale: whitening turns the slope into a flat line at 1
+    for ax, x, title in ((a, before, "raw features"), (b, after, "PCA-whitened")):
         ev = np.sort(np.linalg.eigvalsh(np.cov(x, rowvar=False)))[::-1]
         ax.semilogy(np.arange(1, len(ev) + 1), np.maximum(ev, 1e-12), color=COLOURS["deepcluster"])
         _style(ax, f"Covariance spectrum: {title}", "component", "eigenvalue (log)")

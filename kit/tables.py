@@ -40,17 +40,22 @@ def train_supervised(cfg: TrainConfig, dataset, epochs: int, device="auto") -> B
     y = dataset.targets.to(device)
     g = torch.Generator().manual_seed(cfg.seed)
     for _ in range(epochs):
-        net.train()
-        for x, idx in batches(dataset, torch.randperm(len(dataset), generator=g), cfg.batch_size, device, train=True):
-            if len(idx) < 2:
-                continue
-            with autocast(device):
-                _, logits = net(x)
-            loss = F.cross_entropy(logits.float(), y[idx.to(device)])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+        supervised_epoch(net, opt, dataset, torch.randperm(len(dataset), generator=g), cfg.batch_size, y, device)
     return net.backbone
+
+
+def supervised_epoch(net: ClusterNet, opt, dataset, order, batch_size: int, targets, device) -> None:
+    """One epoch of plain cross-entropy on `targets[idx]` (also the benchmarks' baseline epoch)."""
+    net.train()
+    for x, idx in batches(dataset, order, batch_size, device, train=True):
+        if len(idx) < 2:
+            continue
+        with autocast(device):
+            _, logits = net(x)
+        loss = F.cross_entropy(logits.float(), targets[idx.to(device)])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
 
 
 def evaluate_backbones(backbones: dict[str, Backbone], train, test, finetune_steps: int = 200,

@@ -89,8 +89,9 @@ class Monitor:
         if not self.enabled:
             return {}
         bb = model.backbone
-        ftr = extract_features(bb, self.train_set, self.batch_size, device)
+        ftr = extract_features(bb, self.train_set, self.batch_size, device)  # (N, D), as DeepCluster's pass
         fte = extract_features(bb, self.eval_set, self.batch_size, device)
+        self.last_train_features = ftr  # DeepCluster clusters these next epoch (same weights)
         ytr, yte = self.train_set.targets.numpy(), self.eval_set.targets.numpy()
         n_classes = int(max(ytr.max(), yte.max())) + 1
         pred = KMeans(n_classes, n_iter=20, seed=self.seed).fit(l2_normalize(fte)).labels_
@@ -146,6 +147,15 @@ class Trainer:
             t = time.perf_counter()
             epoch_record.update(monitor(self.model, self.device))
             epoch_record["time_eval"] = time.perf_counter() - t
+            # the weights do not change before the next epoch starts: its extraction can reuse these
+            self._cached_features = (id(monitor.train_set), self.epoch, monitor.last_train_features)
+
+    def _features_if_cached(self, dataset):
+        """The monitor's train features if they belong to these weights and this dataset, else None."""
+        cached, self._cached_features = getattr(self, "_cached_features", None), None
+        if cached is not None and cached[0] == id(dataset) and cached[1] == self.epoch:
+            return cached[2]
+        return None
 
     # -- the epoch loop -----------------------------------------------------------------------
     progress_keys: tuple[str, ...] = ("loss", "knn")

@@ -187,3 +187,13 @@ def test_callback_and_stop(mnist_small):
 
     h = kit.DeepCluster(tiny_dc_config()).fit(train, epochs=5, callback=cb, stop=stop)
     assert seen == ["step"] * 3 and h["epoch"] == [] and len(h["step"]["loss"]) == 3
+
+
+def test_reusing_the_monitors_features_changes_nothing(mnist_small, monkeypatch):
+    """With monitoring on, the next epoch clusters the features the monitor just extracted."""
+    train, test = mnist_small
+    cached = kit.DeepCluster(tiny_dc_config(eval_every=1)).fit(train, epochs=3, eval_dataset=test)
+    monkeypatch.setattr(kit.DeepCluster, "_features_if_cached", lambda self, ds: None)
+    fresh = kit.DeepCluster(tiny_dc_config(eval_every=1)).fit(train, epochs=3, eval_dataset=test)
+    assert all(np.array_equal(a, b) for a, b in zip(cached["labels"], fresh["labels"]))
+    assert cached["step"]["loss"] == fresh["step"]["loss"]
