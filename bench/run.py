@@ -28,7 +28,7 @@ import kit
 from kit.clustering import KMeans, preprocess_features
 from kit.data import batches, load_dataset
 from kit.memory import ODCMemory
-from kit.runtime import autocast, resolve_device
+from kit.runtime import autocast, prepare_model, resolve_device
 from kit.tables import supervised_epoch
 from kit.training import build_network, build_optimizer
 
@@ -58,9 +58,10 @@ def bench_backbones():
     cases = [("convnet", "mnist5k", 28), ("resnet18", "cifar-like 32px", 32), ("resnet50", "64px", 64)]
     for name, what, size in cases:
         cin = 1 if name == "convnet" else 3
-        net = kit.ClusterNet(kit.build_backbone(name, cin), 100).to(DEVICE)
+        net = prepare_model(kit.ClusterNet(kit.build_backbone(name, cin), 100), DEVICE)
         opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
-        x, y = torch.rand(64, cin, size, size, device=DEVICE), torch.randint(100, (64,), device=DEVICE)
+        x = torch.rand(64, cin, size, size, device=DEVICE).contiguous(memory_format=torch.channels_last)
+        y = torch.randint(100, (64,), device=DEVICE)
         from kit.augment import COLOUR, DIGITS, augment
 
         spec = DIGITS if cin == 1 else COLOUR
@@ -83,22 +84,24 @@ def bench_deepcluster():
     ds = load_dataset("mnist5k")
     cfg = kit.DeepClusterConfig.small(device=str(DEVICE))
     kit.seed_everything(0)
-    net = build_network(cfg, ds, neck=False).to(DEVICE)
+    net = prepare_model(build_network(cfg, ds, neck=False), DEVICE)  # as the trainers do
     opt = build_optimizer(net, cfg)
     order = torch.randperm(len(ds))
     targets = ds.targets.to(DEVICE)
-    t_sup = timed(lambda: supervised_epoch(net, opt, ds, order, cfg.batch_size, targets, DEVICE), repeat=3)
     dc = kit.DeepCluster(cfg)
     dc.fit(ds, epochs=1)  # warm-up epoch
-    recs = []
-    for e in range(2, 5):
+    supervised_epoch(net, opt, ds, order, cfg.batch_size, targets, DEVICE)  # warm-up
+    sup, recs = [], []
+    for e in range(2, 7):  # interleaved, so drift in the machine's speed hits both alike
+        sup.append(timed(lambda: supervised_epoch(net, opt, ds, order, cfg.batch_size, targets, DEVICE), repeat=1, warmup=0))
         dc.fit(ds, epochs=e)
         recs.append(dc.history["epoch"][-1])
+    t_sup = statistics.median(sup)
     parts = {k: statistics.median(r[k] for r in recs) for k in ("time_extract", "time_cluster", "time_train")}
-    t_dc = sum(parts.values())
+    t_dc = statistics.median(r["time_extract"] + r["time_cluster"] + r["time_train"] for r in recs)
     print(f"supervised epoch          {t_sup:7.2f} s")
     print(f"DeepCluster epoch         {t_dc:7.2f} s  = extract {parts['time_extract']:.2f} + PCA/k-means "
-          f"{parts['time_cluster']:.2f} + train {parts['time_train']:.2f}")
+          f"{parts['time_cluster']:.2f} + train {parts['time_train']:.2f} (medians of 5, interleaved)")
     print(f"ratio DeepCluster / supervised: {t_dc / t_sup:.2f}x (aim <= 1.35x)")
 
 
@@ -153,8 +156,12 @@ def bench_odc():
             mem.fix_small_clusters()
             w = mem.class_weights()
 
-    ts = timed(sup, repeat=5)
-    to = timed(odc_iters, repeat=5)
+    sup(), odc_iters()  # warm-up
+    ts, to = [], []
+    for _ in range(5):  # interleaved, so drift in the machine's speed hits both alike
+        ts.append(timed(sup, repeat=1, warmup=0))
+        to.append(timed(odc_iters, repeat=1, warmup=0))
+    ts, to = statistics.median(ts), statistics.median(to)
     print(f"supervised iteration {ts / n_iter * 1e3:7.1f} ms   ODC iteration {to / n_iter * 1e3:7.1f} ms   "
           f"ratio {to / ts:.3f}x (aim <= 1.10x)")
 
@@ -206,16 +213,24 @@ def bench_umap():
 
 def bench_demo():
     print("\n## the demo: `python -m kit compare` (both algorithms, 30 epochs, figures, UMAP, report) in a fresh process")
-    import resource
     import tempfile
+
+    import psutil
 
     with tempfile.TemporaryDirectory() as runs:
         t = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "kit", "compare", "--name", "bench", "--runs", runs],
-                       check=True, capture_output=True)
+        proc = subprocess.Popen([sys.executable, "-m", "kit", "compare", "--name", "bench", "--runs", runs],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        peak, ps = 0, psutil.Process(proc.pid)
+        while proc.poll() is None:  # poll the process tree's resident memory (getrusage would count the
+            try:                    # parent's pages a forked child held before exec)
+                peak = max(peak, sum(p.memory_info().rss for p in [ps, *ps.children(recursive=True)]))
+            except psutil.Error:
+                pass
+            time.sleep(0.2)
         wall = time.perf_counter() - t
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20  # KiB -> GiB (Linux)
-    print(f"wall time {wall / 60:.1f} min (target < 10 min on a 2-core CPU); peak resident memory {peak:.2f} GiB")
+        assert proc.returncode == 0, "the demo failed"
+    print(f"wall time {wall / 60:.1f} min (target < 10 min on a 2-core CPU); peak resident memory {peak / 2**30:.2f} GiB")
 
 
 SECTIONS = {"backbones": bench_backbones, "deepcluster": bench_deepcluster, "kmeans": bench_kmeans,

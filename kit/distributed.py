@@ -1,12 +1,14 @@
 """What a multi-process run injects into kit; the algorithms themselves hold no distributed code.
 
-Launch with `torchrun --nproc-per-node=N -m kit train --algo odc ...`: each rank trains on its share
-of every global batch, and `all_gather_batch` (passed to `ODCMemory` as `gather`) makes every rank
-apply the same global batch to its copy of the memories, so all copies stay identical.
+`all_gather_batch`, passed to `ODCMemory` as `gather`, makes every rank apply the same global
+batch to its own copy of the memories, so all copies stay identical; tests/test_odc.py checks that
+two gloo processes end with the same memories as one process fed the same global batches.
+
+Not wired yet: multi-process *training* (DDP wrapping, per-rank batch sharding, rank-0-only
+checkpoints) is in neither `Trainer.fit` nor the command line. Only the memories' synchronisation
+is ready and tested.
 """
 from __future__ import annotations
-
-import os
 
 import torch
 import torch.distributed as dist
@@ -17,14 +19,6 @@ def world() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
-
-
-def init_from_env() -> bool:
-    """Join the process group torchrun describes in the environment (nccl on CUDA, gloo on CPU)."""
-    if "WORLD_SIZE" not in os.environ or int(os.environ["WORLD_SIZE"]) == 1 or dist.is_initialized():
-        return dist.is_initialized()
-    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return True
 
 
 def all_gather_batch(idx: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

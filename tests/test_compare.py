@@ -84,3 +84,27 @@ def test_plots_draw_what_they_promise():
     assert len(fig.axes[0].lines) == 2 and fig.axes[0].get_ylim() == (0, 1)
     assert len(plots.cluster_sizes(h, {"deepcluster": 3, "odc": 3}).axes) == 2
     assert len(plots.losses(h).axes[0].lines) == 2
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_what_was_written_and_resume_finishes(tmp_path):
+    import signal
+    import time
+
+    cmd = [sys.executable, "-m", "kit", "compare", "--name", "i", "--runs", str(tmp_path), "--epochs", "4"]
+    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ckpt = tmp_path / "i" / "deepcluster" / "checkpoint.pt"
+    deadline = time.time() + 300
+    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)  # Ctrl-C, mid-way through DeepCluster
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "--resume" in err
+    done = len(load_histories(tmp_path / "i")["deepcluster"]["epoch"])
+    assert 1 <= done < 4  # the finished epochs were kept
+    out = subprocess.run(cmd + ["--resume"], env=ENV, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-1500:]
+    h = load_histories(tmp_path / "i")
+    assert [len(h[a]["epoch"]) for a in ("deepcluster", "odc")] == [4, 4]
+    assert [r["epoch"] for r in h["deepcluster"]["epoch"]] == [0, 1, 2, 3]
+    assert (tmp_path / "i" / "report.html").exists()

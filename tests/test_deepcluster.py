@@ -197,3 +197,21 @@ def test_reusing_the_monitors_features_changes_nothing(mnist_small, monkeypatch)
     fresh = kit.DeepCluster(tiny_dc_config(eval_every=1)).fit(train, epochs=3, eval_dataset=test)
     assert all(np.array_equal(a, b) for a, b in zip(cached["labels"], fresh["labels"]))
     assert cached["step"]["loss"] == fresh["step"]["loss"]
+
+
+@pytest.mark.parametrize("backbone,neck", [("convnet", False), ("convnet", True), ("resnet18", False)])
+def test_extraction_folds_batchnorm_without_changing_the_function(mnist_small, backbone, neck):
+    from kit.features import inference_module
+
+    train, _ = mnist_small
+    net = build_network(tiny_dc_config(backbone=backbone), train, neck=neck).eval()
+    with torch.no_grad():  # give BN non-trivial running statistics first
+        net.train()(train.batch(torch.arange(64), torch.device("cpu"), train=True))
+    net.eval()
+    fused = inference_module(net)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())  # all folded
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())  # the original untouched
+    x = train.batch(torch.arange(16), torch.device("cpu"), train=False)
+    with torch.no_grad():
+        ref, out = net.features(x), fused(x)
+    assert torch.allclose(out, ref, rtol=1e-4, atol=1e-5 * ref.abs().max().item())
