@@ -1,7 +1,7 @@
 """Figures: pure functions from histories to matplotlib Figures, both algorithms on shared axes.
 
-One colour per algorithm everywhere: DeepCluster blue, ODC orange. Epoch 0 on the x-axis is the
-untrained network; epoch e is after e epochs of training.
+One colour per algorithm everywhere: DeepCluster blue, ODC orange. The x-axis counts epochs of
+training behind each value: 0 is the untrained network.
 Uses matplotlib's object API (no pyplot state), so figures can be built in a worker thread.
 """
 from __future__ import annotations
@@ -14,8 +14,15 @@ COLOURS = {"deepcluster": "#1f77b4", "odc": "#ff7f0e"}
 NAMES = {"deepcluster": "DeepCluster", "odc": "ODC"}
 
 
+# DeepCluster clusters at the *start* of epoch t, i.e. after t epochs of training, so its label
+# metrics belong at x = t; everything measured after an epoch (ODC's snapshots, losses, the
+# monitor) belongs at x = t + 1. x is always "epochs of training behind the value".
+_AT_EPOCH_START = {"deepcluster": ("nmi_prev", "label_change", "nmi_pseudo_true", "empty", "min_size", "max_size")}
+
+
 def _epochs(h: dict, key: str) -> tuple[np.ndarray, np.ndarray]:
-    pts = [(r["epoch"] + 1, r[key]) for r in h["epoch"] if r.get(key) is not None]
+    shift = 0 if key in _AT_EPOCH_START.get(h.get("algo", ""), ()) else 1
+    pts = [(r["epoch"] + shift, r[key]) for r in h["epoch"] if r.get(key) is not None]
     return (np.array([p[0] for p in pts]), np.array([p[1] for p in pts])) if pts else (np.array([]), np.array([]))
 
 
@@ -84,11 +91,10 @@ def cluster_sizes(histories: dict[str, dict], n_clusters: dict[str, int]) -> Fig
     for ax, (algo, h) in zip(axes, histories.items()):
         snaps = h.get("labels", [])
         picks = sorted({0, len(snaps) // 2, len(snaps) - 1}) if snaps else []
-        offset = 0 if algo == "deepcluster" else -1  # ODC's snapshot 0 is its initial k-means
-        for j, i in enumerate(picks):
+        for j, i in enumerate(picks):  # snapshot i of either algorithm follows i epochs of training
             sizes = np.sort(np.bincount(snaps[i], minlength=n_clusters[algo]))[::-1]
             shade = 0.35 + 0.65 * j / max(len(picks) - 1, 1)
-            label = "initial k-means" if i + offset < 0 else f"epoch {i + offset + 1}"
+            label = "initial k-means (untrained)" if i == 0 else f"after {i} epochs"
             ax.plot(np.arange(1, len(sizes) + 1), np.maximum(sizes, 0.8), color=COLOURS[algo], alpha=shade, label=label)
         ax.set_yscale("log")
         ax.yaxis.set_major_formatter(ScalarFormatter())

@@ -67,15 +67,17 @@ def test_an_existing_run_is_refused_and_an_interrupted_one_resumes(compare_run):
 
 
 def test_plots_draw_what_they_promise():
-    h = {"deepcluster": {"epoch": [{"epoch": 0, "nmi_prev": None, "label_change": None, "knn": 0.5, "nmi_true": 0.3, "loss": 4.0},
+    h = {"deepcluster": {"algo": "deepcluster", "epoch": [{"epoch": 0, "nmi_prev": None, "label_change": None, "knn": 0.5, "nmi_true": 0.3, "loss": 4.0},
                                    {"epoch": 1, "nmi_prev": 0.6, "label_change": 0.4, "knn": 0.6, "nmi_true": 0.4, "loss": 3.0}],
                          "step": {"loss": [4.0, 3.5, 3.0], "epoch": [0, 0, 1]}, "labels": [np.arange(10) % 3] * 2,
                          "monitor_init": {"knn": 0.4, "nmi_true": 0.2}},
-         "odc": {"epoch": [{"epoch": 0, "nmi_prev": 0.7, "label_change": 0.2, "change_ratio": 0.5, "knn": 0.55, "nmi_true": 0.35}],
+         "odc": {"algo": "odc", "epoch": [{"epoch": 0, "nmi_prev": 0.7, "label_change": 0.2, "change_ratio": 0.5, "knn": 0.55, "nmi_true": 0.35}],
                  "step": {"loss": [4.0, 3.8], "epoch": [0, 0], "change_ratio": [0.6, 0.4]}, "labels": [np.arange(10) % 3] * 2}}
     fig = plots.stability(h)
     a, b = fig.axes
-    assert len(a.lines) == 2 and list(a.lines[0].get_xdata()) == [2] and a.get_legend() is not None
+    # DeepCluster's epoch-1 clustering follows 1 epoch of training; ODC's epoch-0 snapshot follows 1 too
+    assert len(a.lines) == 2 and list(a.lines[0].get_xdata()) == [1] and list(a.lines[1].get_xdata()) == [1]
+    assert a.get_legend() is not None
     fig = plots.learning(h, {"raw_pixels_nmi": 0.5})
     knn_ax, nmi_ax = fig.axes
     assert list(knn_ax.lines[0].get_xdata()) == [0, 1, 2]  # epoch 0 = random init
