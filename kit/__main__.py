@@ -10,14 +10,12 @@ KIT_FAST=1 in the environment shrinks everything to a seconds-long smoke run (us
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
 
+from .runtime import fast_mode
 
-def _fast() -> bool:
-    return os.environ.get("KIT_FAST", "0") not in ("", "0")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -60,7 +58,7 @@ def _compare_config(a):
     cfg = CompareConfig(dataset=a.dataset, root=a.root, epochs=a.epochs or 30, n_clusters=a.n_clusters,
                         backbone=a.backbone, batch_size=a.batch_size, lr=a.lr, device=a.device, seed=a.seed,
                         n_train=a.n_train)
-    if _fast():  # seconds, not minutes: 400 images, 2 epochs, K = 20
+    if fast_mode():  # seconds, not minutes: 400 images, 2 epochs, K = 20
         cfg.epochs, cfg.n_clusters, cfg.n_train = a.epochs or 2, min(a.n_clusters, 20), a.n_train or 400
         cfg.embed_points, cfg.embed_epochs = 300, [0, 1, 2]
     return cfg
@@ -81,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
 
             if a.export:
                 print(f"torchvision weights: {save_torchvision(a.run, a.export, Path(a.run) / f'{a.export}_torchvision.pt')}")
-            fast = _fast()
+            fast = fast_mode()
             out = evaluate_run(a.run, finetune_steps=a.finetune_steps or (5 if fast else 200),
                                supervised_epochs=2 if fast else None, draws=2 if fast else 5,
                                grid=((0.01, 1), (0.1, 10)) if fast else FINETUNE_GRID)  # a 2-setting grid for smoke runs

@@ -11,7 +11,6 @@ runs/<name>/
 """
 from __future__ import annotations
 
-import io
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +24,7 @@ from .deepcluster import DeepCluster, DeepClusterConfig
 from .features import extract_features
 from .metrics import knn_accuracy, nmi
 from .odc import ODC, ODCConfig
-from .runs import Run, atomic_write_bytes, atomic_write_json
+from .runs import Run, atomic_write_json, atomic_write_npz
 
 
 @dataclass
@@ -111,7 +110,5 @@ class _EmbedCapture:
         feats = extract_features(model, dataset.select(self.subset), device=self.trainer.device)
         self.saved[f"epoch_{epoch:04d}"] = feats
         self.saved["subset"] = self.subset.numpy()
-        buf = io.BytesIO()
-        np.savez(buf, **self.saved)
-        atomic_write_bytes(self.run.file("embed_features.npz"), buf.getvalue())
+        atomic_write_npz(self.run.file("embed_features.npz"), **self.saved)
 

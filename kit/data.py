@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from .augment import COLOUR, DIGITS, AugmentSpec, augment
+from .runs import atomic_write_npz
 
 DATASETS = ("mnist5k", "digits", "cifar10", "stl10", "imagefolder")
 
@@ -130,10 +131,7 @@ def _mnist5k(split: str) -> ImageTensorDataset:
 
         x, y = mnist_data()
         x, y = x.astype(np.uint8).reshape(-1, 1, 28, 28), y.astype(np.int64)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez_compressed(tmp, x=x, y=y)
-        os.replace(tmp, path)
+        atomic_write_npz(path, compressed=True, x=x, y=y)
     images, targets = torch.from_numpy(x), torch.from_numpy(y)
     test = _stratified(targets, 1000, seed=0)  # a fixed, class-balanced 1,000-image test split
     mask = torch.zeros(len(targets), dtype=torch.bool)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from typing import Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -63,8 +62,7 @@ class ODCMemory(torch.nn.Module):
         """Fill the memories from the initial clustering; returns how many samples were moved to fill
         empty clusters. Departure, on purpose: the reference *asserts* no cluster is empty and crashes
         otherwise (§4); kit fills empty clusters by splitting the largest ones, as it does in training."""
-        f = torch.as_tensor(np.asarray(features) if not isinstance(features, torch.Tensor) else features,
-                            dtype=torch.float32, device=self.features.device)
+        f = torch.as_tensor(features, dtype=torch.float32, device=self.features.device)  # array or tensor
         if f.shape != (self.n_samples, self.dim):
             raise ValueError(f"features have shape {tuple(f.shape)}, expected ({self.n_samples}, {self.dim})")
         if not torch.isfinite(f).all():

@@ -10,7 +10,7 @@ import numpy as np
 
 from . import plots
 from .data import load_dataset
-from .runs import Run, atomic_write_bytes
+from .runs import Run, atomic_write_bytes, atomic_write_npz
 
 FIGURES = {
     "learning.png": "Do they learn? kNN accuracy and NMI to the true classes (epoch 0 = random init).",
@@ -47,11 +47,7 @@ def _embeddings(run_path: Path, histories: dict) -> tuple[list[int], dict, dict,
         else:
             layouts[algo] = embed.aligned_embeddings([f[f"epoch_{e:04d}"] for e in epochs])
             stored.update({key(algo, e): y for e, y in zip(epochs, layouts[algo])})
-    import io
-
-    buf = io.BytesIO()
-    np.savez(buf, **stored)
-    atomic_write_bytes(cache, buf.getvalue())
+    atomic_write_npz(cache, **stored)
     clusters = {}
     for algo, h in histories.items():
         snaps = h.get("labels", [])
@@ -103,7 +99,7 @@ def build_report(run_path: str | Path, log=print) -> Path:
         raise FileNotFoundError(f"{run_path} holds no deepcluster/ or odc/ history: is it a `kit compare` run?")
     cfg = json.loads((run_path / "config.json").read_text())["compare"] if (run_path / "config.json").exists() else {}
     baselines = json.loads((run_path / "baselines.json").read_text()) if (run_path / "baselines.json").exists() else {}
-    k = {algo: int(json.loads(json.dumps(cfg)).get("n_clusters", 100)) for algo in histories}
+    k = {algo: int(cfg.get("n_clusters", 100)) for algo in histories}
     plots.save(plots.learning(histories, baselines), run_path / "learning.png")
     plots.save(plots.stability(histories), run_path / "stability.png")
     plots.save(plots.reassignment(histories), run_path / "reassignment.png")

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 
 CHECKPOINT_FORMAT = "kit-checkpoint-v1"
+_UMASK = os.umask(0)
+os.umask(_UMASK)  # read once: there is no way to read the umask without setting it
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -23,6 +25,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file the mode open() would
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -31,6 +34,13 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_npz(path: str | Path, compressed: bool = False, **arrays) -> None:
+    """`np.savez` (or `savez_compressed`) of `arrays`, written atomically."""
+    buf = io.BytesIO()
+    (np.savez_compressed if compressed else np.savez)(buf, **arrays)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def atomic_write_json(path: str | Path, obj) -> None:
@@ -96,9 +106,8 @@ class Run:
         """Scalars to history.json; label snapshots (the `labels` list of (N,) arrays) to labels.npz."""
         scalars = {k: v for k, v in history.items() if k != "labels"}
         labels = history.get("labels", [])
-        buf = io.BytesIO()
-        np.savez_compressed(buf, **{f"epoch_{i:04d}": np.asarray(a, dtype=np.int32) for i, a in enumerate(labels)})
-        atomic_write_bytes(self.file("labels.npz"), buf.getvalue())
+        atomic_write_npz(self.file("labels.npz"), compressed=True,
+                         **{f"epoch_{i:04d}": np.asarray(a, dtype=np.int32) for i, a in enumerate(labels)})
         atomic_write_json(self.file("history.json"), scalars)
 
     def load_history(self) -> dict:

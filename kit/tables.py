@@ -7,7 +7,7 @@ from __future__ import annotations
 import io
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import torch
@@ -21,13 +21,14 @@ from .runtime import autocast, resolve_device, seed_everything
 from .training import TrainConfig, build_network
 
 
-def load_backbone(run: Path, algo: str, dataset) -> Backbone:
-    """The trained backbone of `run/algo/checkpoint.pt`."""
+def load_backbone(run: Path, algo: str, dataset) -> tuple[Backbone, TrainConfig]:
+    """The trained backbone of `run/algo/checkpoint.pt`, and the settings it was trained with."""
     state = load_checkpoint(run / algo / "checkpoint.pt")
-    cfg = TrainConfig.from_dict({k: v for k, v in state["config"].items() if k in TrainConfig.__dataclass_fields__})
+    common = {f.name for f in fields(TrainConfig)}  # the algorithm's own fields are not needed here
+    cfg = TrainConfig.from_dict({k: v for k, v in state["config"].items() if k in common})
     net = build_network(cfg, dataset, neck=(algo == "odc"))
     net.load_state_dict(state["model"])
-    return net.backbone
+    return net.backbone, cfg
 
 
 def train_supervised(cfg: TrainConfig, dataset, epochs: int, device="auto") -> Backbone:
@@ -110,14 +111,12 @@ def evaluate_run(run_path: str | Path, finetune_steps: int = 200, supervised_epo
         raise FileNotFoundError(f"{run_path} is not a finished `kit compare` run (no config.json / deepcluster checkpoint)")
     train = load_dataset(cfg["dataset"], "train", root=cfg.get("root", "data"), n=cfg.get("n_train"))
     test = load_dataset(cfg["dataset"], "test", root=cfg.get("root", "data"))
-    state = load_checkpoint(run_path / "deepcluster" / "checkpoint.pt")
-    base = TrainConfig.from_dict({k: v for k, v in state["config"].items() if k in TrainConfig.__dataclass_fields__})
-    seed_everything(base.seed)
+    learned, base = load_backbone(run_path, "deepcluster", train)
+    seed_everything(base.seed)  # the same initial weights the trainers started from
     c, h, _ = train.image_shape
-    backbones = {"random init": build_backbone(base.backbone, c, base.sobel, h)}
-    backbones["DeepCluster"] = load_backbone(run_path, "deepcluster", train)
+    backbones = {"random init": build_backbone(base.backbone, c, base.sobel, h), "DeepCluster": learned}
     if (run_path / "odc" / "checkpoint.pt").exists():
-        backbones["ODC"] = load_backbone(run_path, "odc", train)
+        backbones["ODC"] = load_backbone(run_path, "odc", train)[0]
     t0 = time.perf_counter()
     backbones["supervised"] = train_supervised(base, train, supervised_epochs or cfg.get("epochs", 30))
     log(f"supervised baseline trained in {time.perf_counter() - t0:.0f} s")
@@ -136,7 +135,7 @@ def save_torchvision(run_path: str | Path, algo: str, out: str | Path) -> Path:
     run_path = Path(run_path)
     cfg = json.loads((run_path / "config.json").read_text())["compare"]
     train = load_dataset(cfg["dataset"], "train", root=cfg.get("root", "data"), n=cfg.get("n_train"))
-    sd = ev.export_torchvision(load_backbone(run_path, algo, train))
+    sd = ev.export_torchvision(load_backbone(run_path, algo, train)[0])
     buf = io.BytesIO()
     torch.save(sd, buf)
     atomic_write_bytes(out, buf.getvalue())

@@ -114,6 +114,7 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(config.seed)  # sampling order and k-means seeds
         self.history: dict = {"algo": self.algo, "epoch": [], "step": {}, "labels": []}
         self.epoch = 0  # epochs completed
+        self._cached_features = None  # (dataset id, epoch, (N, D) array) from the last monitor call
 
     # -- set-up --------------------------------------------------------------------------------
     def _setup(self, dataset) -> None:
@@ -152,7 +153,7 @@ class Trainer:
 
     def _features_if_cached(self, dataset):
         """The monitor's train features if they belong to these weights and this dataset, else None."""
-        cached, self._cached_features = getattr(self, "_cached_features", None), None
+        cached, self._cached_features = self._cached_features, None
         if cached is not None and cached[0] == id(dataset) and cached[1] == self.epoch:
             return cached[2]
         return None

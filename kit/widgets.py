@@ -61,6 +61,7 @@ class Playground:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._last_draw = 0.0
+        self.draws = 0  # live-plot redraws so far
 
     # -- layout -----------------------------------------------------------------------------
     @property
@@ -154,7 +155,7 @@ class Playground:
         png = plots.png(plots.live(self.history, self.trainer.algo))
         self.plot.outputs = ({"output_type": "display_data", "data": {"image/png": _b64(png), "text/plain": "live plot"},
                               "metadata": {}},)
-        self.draws = getattr(self, "draws", 0) + 1
+        self.draws += 1
 
     def _say(self, text: str) -> None:
         self.log.append_stdout(text + "\n")

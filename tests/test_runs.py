@@ -1,4 +1,6 @@
 """Seeds, atomic checkpoints, exact resume and the bad-input errors of runs/."""
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -23,6 +25,9 @@ def test_checkpoints_are_atomic_and_refuse_corrupt_or_foreign_files(tmp_path):
     save_checkpoint(path, {"x": torch.arange(3)})
     assert torch.equal(load_checkpoint(path)["x"], torch.arange(3))
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]  # no temporary file left behind
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # the mode open() would give, not mkstemp's 0600
 
     path.write_bytes(path.read_bytes()[:50])  # truncated
     with pytest.raises(ValueError, match="corrupt or unreadable.*delete it"):
