@@ -7,7 +7,7 @@ umap-learn spends ~45 s compiling (numba) before its first embedding in a fresh 
 - `warm_up()` compiles the rest in a background thread while training runs.
 
 Successive epochs are aligned by initialising each layout from the previous one and rotating it
-onto the previous one (orthogonal Procrustes). AlignedUMAP would be exact but costs ~3x (§5.7).
+onto the previous one (orthogonal Procrustes). AlignedUMAP would be exact but costs ~3x (ECOSYSTEM.md §5.7).
 """
 from __future__ import annotations
 

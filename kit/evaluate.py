@@ -1,4 +1,4 @@
-"""The benchmark pages' classification protocols, at the scale of one machine (seeds/ and ALGORITHMS.md §3).
+"""The benchmark pages' classification protocols, at the scale of one machine (the OpenSelfSup / mmselfsup benchmark pages; ALGORITHMS.md §3.1 and §3.5).
 
 - linear probe on each stage (Feature1-5: stem + 4 stages, pooled to a fixed size, no global
   pooling) and on the global-average-pooled feature (AvgPool), all heads trained together on
