@@ -4,23 +4,38 @@
     train, test = kit.load_dataset("mnist5k"), kit.load_dataset("mnist5k", split="test")
     dc = kit.DeepCluster(kit.DeepClusterConfig.small()).fit(train, epochs=10, eval_dataset=test)
     odc = kit.ODC(kit.ODCConfig.small()).fit(train, epochs=10, eval_dataset=test)
-"""
-from .clustering import KMeans, l2_normalize, pca_whiten, preprocess_features
-from .data import load_dataset, with_indices
-from .deepcluster import DeepCluster, DeepClusterConfig
-from .features import extract_features
-from .memory import ODCMemory, class_weights
-from .models import ClusterHead, ClusterNet, ODCNeck, Sobel, build_backbone
-from .odc import ODC, ODCConfig
-from .runs import Run, load_checkpoint, save_checkpoint
-from .runtime import resolve_device, seed_everything
-from .sampling import replacement_indices, uniform_cluster_indices
 
-__all__ = [
-    "KMeans", "l2_normalize", "pca_whiten", "preprocess_features", "load_dataset", "with_indices",
-    "DeepCluster", "DeepClusterConfig", "extract_features", "ODCMemory", "class_weights",
-    "ClusterHead", "ClusterNet", "ODCNeck", "Sobel", "build_backbone", "ODC", "ODCConfig",
-    "Run", "load_checkpoint", "save_checkpoint", "resolve_device", "seed_everything",
-    "replacement_indices", "uniform_cluster_indices",
-]
+The names below are imported on first use (PEP 562), so `python -m kit` can install its Ctrl-C
+handling before torch is loaded.
+"""
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "clustering": ["KMeans", "l2_normalize", "pca_whiten", "preprocess_features"],
+    "data": ["load_dataset", "with_indices"],
+    "deepcluster": ["DeepCluster", "DeepClusterConfig"],
+    "features": ["extract_features"],
+    "memory": ["ODCMemory", "class_weights"],
+    "models": ["ClusterHead", "ClusterNet", "ODCNeck", "Sobel", "build_backbone"],
+    "odc": ["ODC", "ODCConfig"],
+    "runs": ["Run", "load_checkpoint", "save_checkpoint"],
+    "runtime": ["resolve_device", "seed_everything"],
+    "sampling": ["replacement_indices", "uniform_cluster_indices"],
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = list(_WHERE)
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    if name in _WHERE:
+        value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
+    raise AttributeError(f"module 'kit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

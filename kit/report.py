@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import html
-import json
 import time
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import numpy as np
 
 from . import plots
 from .data import load_dataset
-from .runs import Run, atomic_write_bytes, atomic_write_npz
+from .runs import Run, atomic_write_bytes, atomic_write_npz, read_config, read_json
 
 FIGURES = {
     "learning.png": "Do they learn? kNN accuracy and NMI to the true classes (epoch 0 = random init).",
@@ -22,7 +21,8 @@ FIGURES = {
 }
 
 
-def load_histories(run_path: Path) -> dict[str, dict]:
+def load_histories(run_path: str | Path) -> dict[str, dict]:
+    run_path = Path(run_path)
     return {algo: Run(run_path / algo).load_history() for algo in ("deepcluster", "odc")
             if (run_path / algo / "history.json").exists()}
 
@@ -86,19 +86,27 @@ def summary(histories: dict, baselines: dict) -> list[tuple[str, str, str]]:
     fmt = lambda v: "—" if v is None else (v if isinstance(v, str) else (f"{v:.3f}" if isinstance(v, float) else str(v)))  # noqa: E731
     out = [(name, fmt(f(histories["deepcluster"])) if "deepcluster" in histories else "—",
             fmt(f(histories["odc"])) if "odc" in histories else "—") for name, f in rows]
-    out.append(("k-means / kNN on raw pixels (baseline)",
-                f"NMI {baselines.get('raw_pixels_nmi', float('nan')):.3f}", f"kNN {baselines.get('raw_pixels_knn', float('nan')):.3f}"))
+    if baselines:
+        out.append(("k-means / kNN on raw pixels (baseline)",
+                    f"NMI {baselines['raw_pixels_nmi']:.3f}", f"kNN {baselines['raw_pixels_knn']:.3f}"))
     return out
 
 
 def build_report(run_path: str | Path, log=print) -> Path:
     """Draw every figure from the saved histories and write report.html; returns its path."""
     run_path = Path(run_path)
+    if not run_path.is_dir():
+        raise FileNotFoundError(f"no run folder at {run_path}: pass a folder under runs/, e.g. runs/NAME")
+    cfg = read_config(run_path)
+    if cfg["command"] != "compare":
+        raise ValueError(f"{run_path} is a `train` run: `report` draws `kit compare` runs "
+                         "(python -m kit compare --name NAME)")
+    cfg = cfg["compare"]
     histories = load_histories(run_path)
     if not histories:
-        raise FileNotFoundError(f"{run_path} holds no deepcluster/ or odc/ history: is it a `kit compare` run?")
-    cfg = json.loads((run_path / "config.json").read_text())["compare"] if (run_path / "config.json").exists() else {}
-    baselines = json.loads((run_path / "baselines.json").read_text()) if (run_path / "baselines.json").exists() else {}
+        raise FileNotFoundError(f"{run_path} holds no deepcluster/ or odc/ history yet: finish it with "
+                                f"python -m kit compare --name {run_path.name} --runs {run_path.parent} --resume")
+    baselines = read_json(run_path / "baselines.json") if (run_path / "baselines.json").exists() else {}
     k = {algo: int(cfg.get("n_clusters", 100)) for algo in histories}
     plots.save(plots.learning(histories, baselines), run_path / "learning.png")
     plots.save(plots.stability(histories), run_path / "stability.png")

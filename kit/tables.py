@@ -5,7 +5,6 @@ the benchmark pages. Writes `RUN/evaluation.md` (and `evaluation.json`); the rep
 from __future__ import annotations
 
 import io
-import json
 import time
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -16,18 +15,36 @@ import torch.nn.functional as F
 from . import evaluate as ev
 from .data import batches, load_dataset
 from .models import Backbone, ClusterNet, build_backbone
-from .runs import atomic_write_bytes, atomic_write_json, load_checkpoint
+from .runs import atomic_write_bytes, atomic_write_json, load_checkpoint, read_config
 from .runtime import autocast, resolve_device, seed_everything
 from .training import TrainConfig, build_network
 
 
+def check_compare_run(run_path: Path) -> dict:
+    """The settings of a finished `kit compare` run; one line for anything else."""
+    cfg = read_config(run_path)
+    if cfg["command"] != "compare":
+        raise ValueError(f"{run_path} is a `train` run: report and evaluate read `kit compare` runs "
+                         "(python -m kit compare --name NAME)")
+    if not (run_path / "deepcluster" / "checkpoint.pt").exists():
+        raise FileNotFoundError(f"{run_path} is not a finished `kit compare` run (no deepcluster checkpoint): "
+                                f"finish it with python -m kit compare --name {run_path.name} --runs {run_path.parent} --resume")
+    return cfg["compare"]
+
+
 def load_backbone(run: Path, algo: str, dataset) -> tuple[Backbone, TrainConfig]:
     """The trained backbone of `run/algo/checkpoint.pt`, and the settings it was trained with."""
-    state = load_checkpoint(run / algo / "checkpoint.pt")
+    path = run / algo / "checkpoint.pt"
+    state = load_checkpoint(path)
+    if state.get("algo") != algo:
+        raise ValueError(f"{path} holds a {state.get('algo')} checkpoint, not {algo}: restore the run's own file")
     common = {f.name for f in fields(TrainConfig)}  # the algorithm's own fields are not needed here
     cfg = TrainConfig.from_dict({k: v for k, v in state["config"].items() if k in common})
     net = build_network(cfg, dataset, neck=(algo == "odc"))
-    net.load_state_dict(state["model"])
+    try:
+        net.load_state_dict(state["model"])
+    except RuntimeError as e:
+        raise ValueError(f"{path} does not fit this run's network ({str(e).splitlines()[0]})") from None
     return net.backbone, cfg
 
 
@@ -106,9 +123,7 @@ def evaluate_run(run_path: str | Path, finetune_steps: int = 200, supervised_epo
                  grid=ev.FINETUNE_GRID, draws: int = 5, log=print) -> Path:
     """Evaluate a `kit compare` run's backbones beside random-init and supervised ones; write the tables."""
     run_path = Path(run_path)
-    cfg = json.loads((run_path / "config.json").read_text())["compare"] if (run_path / "config.json").exists() else None
-    if cfg is None or not (run_path / "deepcluster" / "checkpoint.pt").exists():
-        raise FileNotFoundError(f"{run_path} is not a finished `kit compare` run (no config.json / deepcluster checkpoint)")
+    cfg = check_compare_run(run_path)
     train = load_dataset(cfg["dataset"], "train", root=cfg.get("root", "data"), n=cfg.get("n_train"))
     test = load_dataset(cfg["dataset"], "test", root=cfg.get("root", "data"))
     learned, base = load_backbone(run_path, "deepcluster", train)
@@ -133,7 +148,7 @@ def evaluate_run(run_path: str | Path, finetune_steps: int = 200, supervised_epo
 def save_torchvision(run_path: str | Path, algo: str, out: str | Path) -> Path:
     """Write the run's `algo` backbone as a torchvision ResNet state dict (`torch.save`)."""
     run_path = Path(run_path)
-    cfg = json.loads((run_path / "config.json").read_text())["compare"]
+    cfg = check_compare_run(run_path)
     train = load_dataset(cfg["dataset"], "train", root=cfg.get("root", "data"), n=cfg.get("n_train"))
     sd = ev.export_torchvision(load_backbone(run_path, algo, train)[0])
     buf = io.BytesIO()

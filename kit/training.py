@@ -3,6 +3,7 @@ evaluation monitoring, and checkpoint/resume. Each algorithm's loop lives in its
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, fields
 
@@ -36,6 +37,17 @@ class TrainConfig:
     device: str = "auto"  # "auto" = CUDA if present, else CPU
     num_workers: int = 4  # DataLoader workers for image-folder datasets
 
+    def __post_init__(self):
+        check_number("n_clusters", self.n_clusters, 2, what="an integer >= 2 (k-means needs two clusters)")
+        check_number("batch_size", self.batch_size, 2, what="an integer >= 2 (BatchNorm cannot train on one image)")
+        check_number("lr", self.lr, 0, integer=False, strict=True)
+        check_number("momentum", self.momentum, 0, 1, integer=False)
+        check_number("weight_decay", self.weight_decay, 0, integer=False)
+        check_number("eval_every", self.eval_every, 0)
+        check_number("knn_k", self.knn_k, 1)
+        check_number("seed", self.seed, 0)
+        check_number("num_workers", self.num_workers, 0)
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -46,6 +58,19 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown {cls.__name__} fields: {', '.join(sorted(unknown))}")
         return cls(**d)
+
+
+def check_number(name: str, value, low=None, high=None, integer: bool = True, strict: bool = False,
+                 what: str | None = None) -> None:
+    """Refuse a setting outside its range with one line naming it and its command-line flag.
+    Every number is checked once, where a config is built; nothing is silently rewritten."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (not integer or float(value).is_integer())
+    ok = ok and (low is None or (value > low if strict else value >= low)) and (high is None or value <= high)
+    if not ok:
+        rule = what or ("an integer" if integer else "a number") + (
+            f" {'>' if strict else '>='} {low}" if low is not None else "") + (f" and <= {high}" if high is not None else "")
+        raise ValueError(f"{name}={value!r} is out of range: use {rule} (command line: --{name.replace('_', '-')})")
 
 
 def build_network(cfg: TrainConfig, dataset, neck: bool) -> ClusterNet:
@@ -181,9 +206,11 @@ class Trainer:
                 break
             self._monitor(monitor, record)
             self.history["epoch"].append(record)
+            # the callback first: what it saves for this epoch (UMAP features) exists before the
+            # checkpoint says the epoch is done, so a Ctrl-C between the two cannot lose it
+            self._emit(callback, {"kind": "epoch", **record})
             if run is not None:
                 self.save(run)
-            self._emit(callback, {"kind": "epoch", **record})
             bar.update(1)
             bar.set_postfix({k: f"{record[k]:.3f}" for k in self.progress_keys if record.get(k) is not None})
         bar.close()
@@ -231,11 +258,20 @@ class Trainer:
         self.epoch = int(state["epoch"])
         self.load_extra_state(state["extra"])
         history = run.load_history()
-        history["epoch"] = history["epoch"][: self.epoch]
-        history["labels"] = history.get("labels", [])[: self._snapshots_at(self.epoch)]
+        n_snaps = self._snapshots_at(self.epoch)
+        if len(history["epoch"]) < self.epoch or len(history.get("labels", [])) < n_snaps:
+            raise ValueError(f"{run.path}'s history stops before its checkpoint (epoch {self.epoch}: "
+                             f"{len(history['epoch'])} epoch records, {len(history.get('labels', []))} of {n_snaps} "
+                             "label snapshots): restore the missing files or start a new run")
         n_steps = sum(1 for e in history["step"].get("epoch", []) if e < self.epoch)
+        longer = len(history["epoch"]) > self.epoch or len(history["labels"]) > n_snaps or \
+            len(history["step"].get("epoch", [])) > n_steps
+        history["epoch"] = history["epoch"][: self.epoch]
+        history["labels"] = history["labels"][:n_snaps]
         history["step"] = {k: v[:n_steps] for k, v in history["step"].items()}
         self.history = history
+        if longer:  # stopped between the history and the checkpoint: drop the unfinished epoch's records
+            run.rewrite_history(history)
         set_rng_state(state["rng"])
 
     def _snapshots_at(self, epoch: int) -> int:
