@@ -11,6 +11,7 @@ handling before torch is loaded.
 from __future__ import annotations
 
 import importlib
+from pathlib import Path as _Path
 
 _EXPORTS = {
     "clustering": ["KMeans", "l2_normalize", "pca_whiten", "preprocess_features"],
@@ -34,6 +35,8 @@ def __getattr__(name: str):
         value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
         globals()[name] = value  # later look-ups skip this function
         return value
+    if (_Path(__file__).parent / f"{name}.py").exists():  # `kit.odc` and the like, as an eager package gives
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'kit' has no attribute {name!r}")
 
 

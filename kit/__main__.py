@@ -116,19 +116,28 @@ def _run(a, name: str) -> None:
         print(f"report: {build_report(Path(a.run)).resolve()}")
     elif a.command == "evaluate":
         _evaluate(a)
-    elif a.command == "compare":
-        from .compare import run_compare
-
-        cfg, typed = _compare_config(a)
-        out = run_compare(name, cfg, runs_root=a.runs, resume=a.resume, explicit=typed,
-                          log=lambda m: print(m, file=sys.stderr))
-        print(f"\nreport: {out.resolve()}\nopen it in a browser, or rebuild it with: python -m kit report {out.parent}")
     else:
-        from .compare import run_train
+        _train_or_compare(a, name)
 
-        cfg, typed = _compare_config(a)
-        run, h = run_train(name, a.algo, cfg, runs_root=a.runs, resume=a.resume, explicit=typed,
-                           log=lambda m: print(m, file=sys.stderr))
+
+def _train_or_compare(a, name: str) -> None:
+    """`compare` or `train`, in one process or in each process torchrun started (`distributed.setup`)."""
+    from . import distributed
+    from .compare import run_compare, run_train
+
+    cfg, typed = _compare_config(a)
+    dist = distributed.setup(cfg.device)
+    say = (lambda m: print(m, file=sys.stderr)) if dist.is_writer else (lambda m: None)
+    try:
+        if a.command == "compare":
+            out = run_compare(name, cfg, runs_root=a.runs, resume=a.resume, explicit=typed, log=say, dist=dist)
+            if dist.is_writer:
+                print(f"\nreport: {out.resolve()}\nopen it in a browser, or rebuild it with: python -m kit report {out.parent}")
+            return
+        run, h = run_train(name, a.algo, cfg, runs_root=a.runs, resume=a.resume, explicit=typed, log=say, dist=dist)
+    finally:
+        distributed.teardown()
+    if dist.is_writer:
         last = h["epoch"][-1] if h["epoch"] else {}
         print(f"{a.algo}: {len(h['epoch'])} epochs; final " + ", ".join(
             f"{k}={last[k]:.3f}" for k in ("loss", "knn", "nmi_true", "nmi_prev") if last.get(k) is not None))

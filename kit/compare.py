@@ -21,6 +21,7 @@ from . import embed
 from .clustering import KMeans, check_sizes, l2_normalize
 from .data import DATASETS, ImageTensorDataset, _stratified, load_dataset
 from .deepcluster import DeepCluster, DeepClusterConfig
+from .distributed import SINGLE, Distributed
 from .features import extract_features
 from .metrics import knn_accuracy, nmi
 from .odc import ODC, ODCConfig
@@ -114,9 +115,10 @@ def resumed_config(path: Path, command: str, algo: str | None, requested: Compar
 
 
 def start_run(name: str, command: str, algo: str | None, cfg: CompareConfig, runs_root, resume: bool,
-              explicit=None, log=print):
+              explicit=None, log=print, dist: Distributed = SINGLE):
     """Every check of a `compare` or `train` command, then the run folder and its config; returns
-    (run, cfg, train, test). A refused command writes nothing."""
+    (run, cfg, train, test). A refused command writes nothing. Under torchrun every rank checks,
+    rank 0 writes, the others wait for it."""
     path = Path(runs_root) / check_name(name)
     if resume:
         cfg = resumed_config(path, command, algo, cfg, explicit, log)
@@ -124,11 +126,13 @@ def start_run(name: str, command: str, algo: str | None, cfg: CompareConfig, run
     if Run(path).exists() and not resume:
         raise FileExistsError(f"{path} already holds a run: pass --resume to continue it, or choose another name")
     train, test = load_splits(cfg)
-    run = Run.create(runs_root, name, resume=resume)
-    config = {"command": command, "algo": algo, "compare": asdict(cfg)}
-    if not run.file("config.json").exists() or read_config(run.path) != config:  # new run, or a new epoch target
-        atomic_write_json(run.file("config.json"), config)
-    return run, cfg, train, test
+    if dist.is_writer:
+        run = Run.create(runs_root, name, resume=resume)
+        config = {"command": command, "algo": algo, "compare": asdict(cfg)}
+        if not run.file("config.json").exists() or read_config(run.path) != config:  # new run, or a new epoch target
+            atomic_write_json(run.file("config.json"), config)
+    dist.barrier()
+    return Run(path), cfg, train, test
 
 
 def baselines(train, test) -> dict:
@@ -143,25 +147,32 @@ def baselines(train, test) -> dict:
 
 
 def run_compare(name: str = "compare", config: CompareConfig | None = None, runs_root: str | Path = "runs",
-                resume: bool = False, progress: bool = True, log=print, explicit=None) -> Path:
+                resume: bool = False, progress: bool = True, log=print, explicit=None,
+                dist: Distributed = SINGLE) -> Path:
     """Train both, embed, draw, report. Interrupted, it keeps what it wrote; `resume=True` continues
-    with the run's saved settings (only `epochs` and `device` may change)."""
+    with the run's saved settings (only `epochs` and `device` may change). Under torchrun (`dist`)
+    all ranks train, rank 0 alone writes files and the report."""
     run, cfg, train, test = start_run(name, "compare", None, config or CompareConfig(), runs_root, resume,
-                                      explicit, log)
-    if not run.file("baselines.json").exists():
+                                      explicit, log, dist)
+    writer = dist.is_writer
+    if writer and not run.file("baselines.json").exists():
         atomic_write_json(run.file("baselines.json"), baselines(train, test))
-    embed.warm_up()  # compile UMAP in the background while the networks train
+    if writer:
+        embed.warm_up()  # compile UMAP in the background while the networks train
     subset = _stratified(train.targets, min(cfg.embed_points, len(train)), seed=0)
     epochs = [e for e in cfg.embed_epochs if e <= cfg.epochs]
     for algo, algo_cfg in cfg.algo_configs().items():
-        sub = Run.create(run.path, algo, resume=True)
+        sub = Run.create(run.path, algo, resume=True) if writer else Run(run.path / algo)
+        dist.barrier()
         t0 = time.perf_counter()
-        trainer = TRAINERS[algo](algo_cfg)
-        capture = _EmbedCapture(trainer, train, subset, epochs, sub)
-        if not sub.file("checkpoint.pt").exists():
+        trainer = TRAINERS[algo](algo_cfg, dist=dist)
+        capture = _EmbedCapture(trainer, train, subset, epochs, sub) if writer else None
+        if capture is not None and not sub.file("checkpoint.pt").exists():
             capture.grab(0, train)  # the untrained network, before any clustering
-        trainer.fit(train, cfg.epochs, callback=capture, eval_dataset=test, run=sub, progress=progress)
+        trainer.fit(train, cfg.epochs, callback=capture, eval_dataset=test, run=sub, progress=progress and writer)
         log(f"{algo}: {cfg.epochs} epochs in {time.perf_counter() - t0:.0f} s")
+    if not writer:
+        return run.file("report.html")
     from .report import build_report
 
     t0 = time.perf_counter()
@@ -171,11 +182,12 @@ def run_compare(name: str = "compare", config: CompareConfig | None = None, runs
 
 
 def run_train(name: str, algo: str, config: CompareConfig | None = None, runs_root: str | Path = "runs",
-              resume: bool = False, progress: bool = True, log=print, explicit=None):
+              resume: bool = False, progress: bool = True, log=print, explicit=None, dist: Distributed = SINGLE):
     """One algorithm with the comparison's settings (`python -m kit train`); returns (run, history)."""
-    run, cfg, train, test = start_run(name, "train", algo, config or CompareConfig(), runs_root, resume, explicit, log)
-    trainer = TRAINERS[algo](cfg.algo_configs()[algo])
-    return run, trainer.fit(train, cfg.epochs, eval_dataset=test, run=run, progress=progress)
+    run, cfg, train, test = start_run(name, "train", algo, config or CompareConfig(), runs_root, resume, explicit,
+                                      log, dist)
+    trainer = TRAINERS[algo](cfg.algo_configs()[algo], dist=dist)
+    return run, trainer.fit(train, cfg.epochs, eval_dataset=test, run=run, progress=progress and dist.is_writer)
 
 
 class _EmbedCapture:

@@ -252,23 +252,26 @@ def check_indexed(dataset) -> None:
 
 
 def batches(dataset, order: torch.Tensor, batch_size: int, device: torch.device, train: bool,
-            drop_last: bool = False, num_workers: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+            drop_last: bool = False, num_workers: int = 0, shard=None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Yield (images on device, indices) for the dataset indices in `order`, `batch_size` at a time.
 
     Tensor datasets are sliced and augmented on the device; other datasets go through a
-    DataLoader (the ImageFolder's per-image transforms run in worker processes).
+    DataLoader (the ImageFolder's per-image transforms run in worker processes). `shard` maps a
+    global batch of indices to this process's part of it (torchrun; `Distributed.shard`).
     """
     stop = len(order) - (len(order) % batch_size if drop_last else 0)
+    shard = shard or (lambda idx: idx)
     if isinstance(dataset, ImageTensorDataset):
         order = order.to(device)  # once, not a host-to-device copy per step
         for s in range(0, stop, batch_size):
-            idx = order[s : s + batch_size]
-            yield dataset.batch(idx, device, train), idx
+            idx = shard(order[s : s + batch_size])
+            if len(idx):  # a global batch too small to share is skipped by every rank
+                yield dataset.batch(idx, device, train), idx
         return
     if isinstance(dataset, IndexedImageFolder):
         dataset.train = train
-    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, order[:stop].tolist()),
-                                         batch_size=batch_size, num_workers=num_workers,
+    parts = [p for p in (shard(b).tolist() for b in order[:stop].split(batch_size)) if p]
+    loader = torch.utils.data.DataLoader(dataset, batch_sampler=parts, num_workers=num_workers,
                                          pin_memory=device.type == "cuda")
     for x, idx in loader:
         yield x.to(device, non_blocking=True), idx

@@ -10,16 +10,14 @@ import time
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from .clustering import KMeans, check_sizes, preprocess_features
 from .data import batches
-from .features import extract_features
 from .memory import class_weights
 from .metrics import cluster_sizes, label_change, nmi
 from .runtime import autocast
 from .sampling import uniform_cluster_indices
-from .training import TrainConfig, Trainer, check_number, labels_snapshot, reset_head
+from .training import TrainConfig, Trainer, check_number, labels_snapshot
 
 
 @dataclass
@@ -61,8 +59,8 @@ class DeepCluster(Trainer):
     algo = "deepcluster"
     config: DeepClusterConfig
 
-    def __init__(self, config: DeepClusterConfig | None = None):
-        super().__init__(config or DeepClusterConfig())
+    def __init__(self, config: DeepClusterConfig | None = None, dist=None):
+        super().__init__(config or DeepClusterConfig(), dist)
 
     progress_keys = ("loss", "nmi_prev", "knn")
 
@@ -73,17 +71,17 @@ class DeepCluster(Trainer):
         cfg, t0 = self.config, time.perf_counter()
         features = self._features_if_cached(dataset)  # the monitor may have just extracted them
         if features is None:
-            features = extract_features(self.model, dataset, 256, self.device)  # 1. (N, D), in order
+            features = self.extract(self.model, dataset)  # 1. (N, D), in dataset order
         x = preprocess_features(features, cfg.pca_dim)  # 2. whiten to pca_dim, L2 rows
         t1 = time.perf_counter()
         seed = self._next_seed()
         km = KMeans(cfg.n_clusters, cfg.kmeans_iters, seed).fit(x)  # 3. a fresh seed every clustering
-        labels = torch.from_numpy(km.labels_)  # (N,) pseudo-labels
+        labels = self.dist.broadcast(torch.from_numpy(km.labels_))  # (N,) pseudo-labels, rank 0's everywhere
         t2 = time.perf_counter()
         m = int(cfg.reassign * len(dataset))
         order = (uniform_cluster_indices(labels, m, self.generator) if cfg.uniform_sampling  # 4.
                  else torch.randperm(len(dataset), generator=self.generator)[:m])
-        reset_head(self.model, self.optimizer)  # 5. cluster ids mean nothing across clusterings
+        self.reset_head()  # 5. cluster ids mean nothing across clusterings
         loss = self._train(dataset, order, labels, callback, stop)  # 6. one epoch of cross-entropy
         if loss is None:
             return None
@@ -102,23 +100,24 @@ class DeepCluster(Trainer):
         return record
 
     def _train(self, dataset, order, labels, callback, stop) -> float | None:
-        cfg, model, opt = self.config, self.model, self.optimizer
+        cfg, model, opt = self.config, self.net, self.optimizer
         targets = labels.to(self.device)
         weight = class_weights(labels, cfg.n_clusters).to(self.device) if cfg.reweight else None
         model.train()
         total, count = 0.0, 0
-        for x, idx in batches(dataset, order, cfg.batch_size, self.device, train=True, num_workers=cfg.num_workers):
+        for x, idx in batches(dataset, order, cfg.batch_size, self.device, train=True, num_workers=cfg.num_workers,
+                              shard=self.dist.shard):  # this rank's slice of each global batch
             if len(idx) < 2:  # BatchNorm cannot train on a batch of one
                 continue
             if self._stopped(stop):
                 return None
             with autocast(self.device):
                 _, logits = model(x)
-            loss = F.cross_entropy(logits.float(), targets[idx.to(self.device)], weight=weight)
+            loss, value = self.dist.cross_entropy(logits.float(), targets[idx.to(self.device)], weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            value = loss.item()
+            value = value.item()
             total, count = total + value * len(idx), count + len(idx)
             self._log_step(epoch=self.epoch, loss=value)
             self._emit(callback, {"kind": "step", "algo": self.algo, "epoch": self.epoch, "loss": value})

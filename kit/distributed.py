@@ -1,17 +1,32 @@
-"""What a multi-process run injects into kit; the algorithms themselves hold no distributed code.
+"""Everything a multi-process run (`torchrun`) injects into kit; the algorithms hold no distributed code.
 
-`all_gather_batch`, passed to `ODCMemory` as `gather`, makes every rank apply the same global
-batch to its own copy of the memories, so all copies stay identical; tests/test_odc.py checks that
-two gloo processes end with the same memories as one process fed the same global batches.
+    torchrun --standalone --nproc-per-node 2 -m kit compare ...
 
-Not wired yet: multi-process *training* (DDP wrapping, per-rank batch sharding, rank-0-only
-checkpoints) is in neither `Trainer.fit` nor the command line. Only the memories' synchronisation
-is ready and tested.
+A `Distributed` object is handed to each trainer. In one process it is `SINGLE`, whose methods
+are identities, so the loops in `deepcluster.py` and `odc.py` read the same in a notebook and
+under torchrun. Under torchrun (nccl on CUDA, gloo on CPU):
+
+- `batch_size` stays the global batch: every rank draws the same global index order from the same
+  seeded generator and takes its contiguous slice of each global batch (`shard`);
+- the network is wrapped in DistributedDataParallel (`wrap`), with BatchNorm converted to
+  SyncBatchNorm under nccl when `sync_batchnorm` is on (SyncBatchNorm refuses CPU tensors);
+- the loss is the *global* batch's loss (`cross_entropy`): per-rank sums over the all-reduced
+  normaliser, so a weighted CE (ODC) is normalised over the whole batch as in one process;
+- feature extraction is sharded over ranks and gathered back in dataset order (`gather_rows`);
+  k-means labels are computed everywhere and rank 0's are broadcast (`broadcast`);
+- ODC's memories are replicated: every rank applies the all-gathered batch (`all_gather_batch`);
+- augmentation draws differ per rank (the RNG is seeded per rank and epoch, `seed_epoch`),
+  and a re-initialised head is broadcast from rank 0 so all copies start equal;
+- only rank 0 writes run files (`is_writer`).
 """
 from __future__ import annotations
 
+import os
+
+import numpy as np
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
 
 
 def world() -> tuple[int, int]:
@@ -43,3 +58,117 @@ def all_gather_batch(idx: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, 
     dist.all_gather(z_all, z_p)
     return (torch.cat([t[:s] for t, s in zip(idx_all, sizes)]),
             torch.cat([t[:s] for t, s in zip(z_all, sizes)]))
+
+
+class Distributed:
+    """The process group as the trainers see it. `Distributed()` reads the current group."""
+
+    def __init__(self):
+        self.rank, self.world = world()
+        self.backend = dist.get_backend() if self.world > 1 else None
+
+    @property
+    def is_writer(self) -> bool:
+        return self.rank == 0
+
+    # -- model ---------------------------------------------------------------------------------
+    def wrap(self, model: torch.nn.Module, device: torch.device, sync_batchnorm: bool = True) -> torch.nn.Module:
+        """DDP around `model` (parameters broadcast from rank 0); the model itself in one process."""
+        if self.world == 1:
+            return model
+        if sync_batchnorm and self.backend == "nccl":
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else None
+        return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+    def broadcast_module(self, module: torch.nn.Module) -> None:
+        """Rank 0's parameters everywhere (after a re-initialisation drawn from per-rank RNGs)."""
+        if self.world > 1:
+            for p in module.parameters():
+                dist.broadcast(p.data, 0)
+
+    # -- data ----------------------------------------------------------------------------------
+    def shard(self, idx: torch.Tensor) -> torch.Tensor:
+        """This rank's contiguous slice of a global batch of dataset indices. A global batch too small
+        to give every rank two images gives every rank none, so all ranks skip it together
+        (BatchNorm cannot train on one image; one rank skipping alone would hang the others)."""
+        if self.world == 1:
+            return idx
+        return idx[:0] if len(idx) < 2 * self.world else idx.tensor_split(self.world)[self.rank]
+
+    def seed_epoch(self, seed: int, epoch: int) -> None:
+        """Seed the RNG of this epoch's augmentation and head re-initialisation from (seed, epoch, rank)
+        alone: ranks draw different crops, and a resumed run, in one process or in N, draws what it
+        would have drawn without a saved RNG state per rank. Rank 0 of N draws what one process does."""
+        torch.manual_seed((seed * 1_000_003 + epoch) * 1_009 + self.rank)
+
+    def gather_rows(self, local: np.ndarray, n: int) -> np.ndarray:
+        """Rows [start_r, end_r) of every rank (see `row_range`) concatenated back into (N, D)."""
+        if self.world == 1:
+            return local
+        t = torch.from_numpy(np.ascontiguousarray(local))
+        if self.backend == "nccl":
+            t = t.cuda()
+        sizes = [int(r.stop - r.start) for r in (row_range(n, k, self.world) for k in range(self.world))]
+        pad = torch.zeros(max(sizes), *t.shape[1:], dtype=t.dtype, device=t.device)
+        pad[: len(t)] = t
+        parts = [torch.empty_like(pad) for _ in range(self.world)]
+        dist.all_gather(parts, pad)
+        return torch.cat([p[:s] for p, s in zip(parts, sizes)]).cpu().numpy()
+
+    def broadcast(self, t: torch.Tensor) -> torch.Tensor:
+        """Rank 0's copy of `t` on every rank (k-means labels: one clustering for all)."""
+        if self.world == 1:
+            return t
+        x = t.cuda() if self.backend == "nccl" else t.clone()
+        dist.broadcast(x, 0)
+        return x.to(t.device)
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+    # -- loss ----------------------------------------------------------------------------------
+    def cross_entropy(self, logits: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor | None = None):
+        """(loss to backpropagate, the global batch's loss as a 0-d tensor for the log).
+
+        One process: `F.cross_entropy` itself. N processes: this rank's sum over the all-reduced
+        normaliser (the number of targets, or the sum of their class weights), times N because
+        DDP averages gradients: the gradient of the global batch's loss, exactly."""
+        if self.world == 1:
+            loss = F.cross_entropy(logits, targets, weight=weight)
+            return loss, loss.detach()
+        total = F.cross_entropy(logits, targets, weight=weight, reduction="sum")
+        norm = weight[targets].sum() if weight is not None else torch.tensor(float(len(targets)), device=logits.device)
+        both = torch.stack([total.detach(), norm.to(total.dtype)])
+        dist.all_reduce(both)
+        return total * self.world / both[1], both[0] / both[1]
+
+
+SINGLE = Distributed.__new__(Distributed)  # the one-process instance, usable before any group exists
+SINGLE.rank, SINGLE.world, SINGLE.backend = 0, 1, None
+
+
+def row_range(n: int, rank: int, size: int) -> range:
+    """The rows of an N-row pass that `rank` of `size` extracts: contiguous, sizes differing by <= 1."""
+    per, extra = divmod(n, size)
+    start = rank * per + min(rank, extra)
+    return range(start, start + per + (1 if rank < extra else 0))
+
+
+def setup(device: str = "auto") -> Distributed:
+    """Join the process group torchrun describes in the environment (RANK, WORLD_SIZE, LOCAL_RANK):
+    nccl on CUDA (one GPU per process, by LOCAL_RANK), gloo on the CPU. Outside torchrun: SINGLE."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return SINGLE
+    if not dist.is_initialized():
+        cuda = device != "cpu" and torch.cuda.is_available()
+        if cuda:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl" if cuda else "gloo")
+    return Distributed()
+
+
+def teardown() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

@@ -13,16 +13,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .clustering import KMeans, check_sizes, l2_normalize
 from .data import batches
-from .features import extract_features
+from .distributed import all_gather_batch
 from .memory import ODCMemory
 from .metrics import cluster_sizes, label_change, nmi
 from .runtime import autocast
 from .sampling import replacement_indices
-from .training import TrainConfig, Trainer, check_number, labels_snapshot, reset_head
+from .training import TrainConfig, Trainer, check_number, labels_snapshot
 
 
 @dataclass
@@ -68,9 +67,10 @@ class ODC(Trainer):
     uses_neck = True
     config: ODCConfig
 
-    def __init__(self, config: ODCConfig | None = None, gather=None):
-        super().__init__(config or ODCConfig())
-        self.gather = gather
+    def __init__(self, config: ODCConfig | None = None, gather=None, dist=None):
+        super().__init__(config or ODCConfig(), dist)
+        # replicated memories: every rank applies the all-gathered batch (distributed.py)
+        self.gather = gather or (all_gather_batch if self.dist.world > 1 else None)
         self.memory: ODCMemory | None = None
         self.iteration = 0  # iterations completed, over all epochs
 
@@ -86,20 +86,20 @@ class ODC(Trainer):
     def _init_memory(self, dataset) -> None:
         """§2.2: one k-means over all N samples with the untrained network; no PCA, L2 only."""
         cfg, t0 = self.config, time.perf_counter()
-        x = l2_normalize(extract_features(self.model, dataset, max(256, cfg.batch_size), self.device))  # (N, 256)
+        x = l2_normalize(self.extract(self.model, dataset, batch_size=max(256, cfg.batch_size)))  # (N, 256)
         seed = self._next_seed()
         km = KMeans(cfg.n_clusters, cfg.kmeans_iters, seed).fit(x)
         self.memory = ODCMemory(len(dataset), x.shape[1], cfg.n_clusters, cfg.memory_momentum,
                                 cfg.min_cluster_size, gather=self.gather).to(self.device)  # 2-means seed 0, as the reference (§2.1)
-        moved = self.memory.init(x, km.labels_)
-        reset_head(self.model, self.optimizer)
+        moved = self.memory.init(x, self.dist.broadcast(torch.from_numpy(km.labels_)))
+        self.reset_head()
         self.history["labels"].append(labels_snapshot(self.memory.labels))
         self.history["init"] = {"kmeans_seed": seed, "inertia": km.inertia_, "empty_filled": km.n_empty_,
                                 "moved": moved, "time": time.perf_counter() - t0,
                                 **cluster_sizes(self.memory.labels.cpu(), cfg.n_clusters)}
 
     def _epoch(self, dataset, callback, stop) -> dict | None:
-        cfg, model, opt, mem = self.config, self.model, self.optimizer, self.memory
+        cfg, model, opt, mem = self.config, self.net, self.optimizer, self.memory
         t0 = time.perf_counter()
         for group in opt.param_groups:
             group["lr"] = cfg.lr_at(self.epoch)
@@ -107,7 +107,8 @@ class ODC(Trainer):
         weight = mem.class_weights(cfg.reweight_power)
         model.train()
         losses, changes, moved_total = [], [], 0
-        for x, idx in batches(dataset, order, cfg.batch_size, self.device, train=True, num_workers=cfg.num_workers):
+        for x, idx in batches(dataset, order, cfg.batch_size, self.device, train=True, num_workers=cfg.num_workers,
+                              shard=self.dist.shard):  # this rank's slice of each global batch
             if len(idx) < 2:  # BatchNorm cannot train on a batch of one
                 continue
             if self._stopped(stop):
@@ -120,7 +121,7 @@ class ODC(Trainer):
                                          f"{self.epoch}); the memory is as it was before this batch: lower lr "
                                          "or resume from the last checkpoint")
             y = mem.labels[idx]  # the labels as they were before this batch's update
-            loss = F.cross_entropy(logits.float(), y, weight=weight)  # mean normalised by the targets' weights
+            loss, value = self.dist.cross_entropy(logits.float(), y, weight)  # mean normalised by the targets' weights
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -130,7 +131,7 @@ class ODC(Trainer):
                 mem.recompute_centroids()
             moved = mem.fix_small_clusters()  # labels moved here are not in change_ratio (§2.11)
             weight = mem.class_weights(cfg.reweight_power)
-            losses.append(loss.item())
+            losses.append(value.item())
             changes.append(change_ratio)
             moved_total += moved
             self._log_step(epoch=self.epoch, loss=losses[-1], change_ratio=change_ratio, moved_small=moved)

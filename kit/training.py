@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 
 from .clustering import KMeans, l2_normalize
 from .data import check_indexed
+from .distributed import Distributed, row_range
 from .features import extract_features
 from .metrics import cluster_acc, knn_accuracy, nmi
 from .models import ClusterNet, ODCNeck, build_backbone
@@ -36,6 +37,7 @@ class TrainConfig:
     seed: int = 31  # the original DeepCluster's seed
     device: str = "auto"  # "auto" = CUDA if present, else CPU
     num_workers: int = 4  # DataLoader workers for image-folder datasets
+    sync_batchnorm: bool = True  # under torchrun with nccl: BatchNorm statistics over the global batch
 
     def __post_init__(self):
         check_number("n_clusters", self.n_clusters, 2, what="an integer >= 2 (k-means needs two clusters)")
@@ -105,8 +107,9 @@ class Monitor:
     Labels are read here only, never by a training loss.
     """
 
-    def __init__(self, train_set, eval_set, k: int = 20, batch_size: int = 256, seed: int = 0):
+    def __init__(self, train_set, eval_set, k: int = 20, batch_size: int = 256, seed: int = 0, extract=None):
         self.train_set, self.eval_set, self.k, self.batch_size, self.seed = train_set, eval_set, k, batch_size, seed
+        self.extract = extract or (lambda model, ds, device: extract_features(model, ds, batch_size, device))
         ok = lambda ds: ds is not None and getattr(ds, "targets", None) is not None  # noqa: E731
         self.enabled = ok(train_set) and ok(eval_set)
 
@@ -114,8 +117,8 @@ class Monitor:
         if not self.enabled:
             return {}
         bb = model.backbone
-        ftr = extract_features(bb, self.train_set, self.batch_size, device)  # (N, D), as DeepCluster's pass
-        fte = extract_features(bb, self.eval_set, self.batch_size, device)
+        ftr = self.extract(bb, self.train_set, device)  # (N, D), as DeepCluster's pass
+        fte = self.extract(bb, self.eval_set, device)
         self.last_train_features = ftr  # DeepCluster clusters these next epoch (same weights)
         ytr, yte = self.train_set.targets.numpy(), self.eval_set.targets.numpy()
         n_classes = int(max(ytr.max(), yte.max())) + 1
@@ -131,10 +134,12 @@ class Trainer:
     algo = "base"
     uses_neck = False
 
-    def __init__(self, config: TrainConfig):
+    def __init__(self, config: TrainConfig, dist: Distributed | None = None):
         self.config = config
+        self.dist = dist or Distributed()  # one process unless torchrun started us (distributed.py)
         self.device = resolve_device(config.device)
         self.model: ClusterNet | None = None
+        self.net: torch.nn.Module | None = None  # what trains: the model, or DDP around it
         self.optimizer: torch.optim.SGD | None = None
         self.generator = torch.Generator().manual_seed(config.seed)  # sampling order and k-means seeds
         self.history: dict = {"algo": self.algo, "epoch": [], "step": {}, "labels": []}
@@ -148,6 +153,7 @@ class Trainer:
             seed_everything(self.config.seed)
             self.model = prepare_model(build_network(self.config, dataset, self.uses_neck), self.device)
             self.optimizer = build_optimizer(self.model, self.config)
+            self.net = self.dist.wrap(self.model, self.device, self.config.sync_batchnorm)
 
     def _log_step(self, **values) -> None:
         for k, v in values.items():
@@ -197,10 +203,11 @@ class Trainer:
             self.resume(run, dataset)
         self._setup(dataset)
         self._prepare(dataset)
-        monitor = Monitor(dataset, eval_dataset, self.config.knn_k, seed=self.config.seed)
+        monitor = Monitor(dataset, eval_dataset, self.config.knn_k, seed=self.config.seed, extract=self.extract)
         self._monitor_init(monitor)
         bar = tqdm(total=epochs, initial=self.epoch, desc=self.algo, unit="epoch", disable=not progress)
         while self.epoch < epochs and not self._stopped(stop):
+            self.dist.seed_epoch(self.config.seed, self.epoch)  # this epoch's draws, per rank
             record = self._epoch(dataset, callback, stop)  # the algorithm's epoch, in its own file
             if record is None:  # stopped mid-epoch: keep what was done, write no half epoch
                 break
@@ -209,7 +216,7 @@ class Trainer:
             # the callback first: what it saves for this epoch (UMAP features) exists before the
             # checkpoint says the epoch is done, so a Ctrl-C between the two cannot lose it
             self._emit(callback, {"kind": "epoch", **record})
-            if run is not None:
+            if run is not None and self.dist.is_writer:
                 self.save(run)
             bar.update(1)
             bar.set_postfix({k: f"{record[k]:.3f}" for k in self.progress_keys if record.get(k) is not None})
@@ -276,6 +283,21 @@ class Trainer:
 
     def _snapshots_at(self, epoch: int) -> int:
         return epoch
+
+    def extract(self, model, dataset, device=None, batch_size: int = 256) -> np.ndarray:
+        """`extract_features` of every image, (N, D) in dataset order; under torchrun each rank
+        extracts its share of the rows and the shares are gathered back."""
+        device = device or self.device
+        if self.dist.world == 1 or not hasattr(dataset, "select"):
+            return extract_features(model, dataset, batch_size, device)
+        rows = row_range(len(dataset), self.dist.rank, self.dist.world)
+        local = extract_features(model, dataset.select(torch.arange(rows.start, rows.stop)), batch_size, device)
+        return self.dist.gather_rows(local, len(dataset))
+
+    def reset_head(self) -> None:
+        """A fresh head (cluster ids mean nothing across clusterings), the same on every rank."""
+        reset_head(self.model, self.optimizer)
+        self.dist.broadcast_module(self.model.head)
 
     def _next_seed(self) -> int:
         return int(torch.randint(2**31 - 1, (1,), generator=self.generator))

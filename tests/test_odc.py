@@ -27,7 +27,7 @@ def test_loss_targets_are_the_labels_before_the_batch_update(mnist_small, monkey
         return orig_ce(logits, y, *a, **kw)
 
     monkeypatch.setattr(ODCMemory, "update", spy_update)
-    monkeypatch.setattr(kit.odc.F, "cross_entropy", spy_ce)
+    monkeypatch.setattr(kit.distributed.F, "cross_entropy", spy_ce)  # the loss of Distributed.cross_entropy
     kit.ODC(tiny_odc_config()).fit(train, epochs=1)
     assert len(before) == len(targets) == math.ceil(400 / 64)
     assert all(torch.equal(a, b) for a, b in zip(before, targets))

@@ -1,0 +1,116 @@
+"""Two gloo processes with B/2 each against one process with B, on the same global batches (issue 11).
+
+BatchNorm and dropout are taken out of the test network (replaced by identities): per-rank batch
+statistics are a real difference between one process and N without SyncBatchNorm, which CPU tensors
+cannot use, and each rank draws its own dropout masks and augmentations (`Distributed.seed_epoch`).
+Augmentation is the identity too, so that each image is seen the same way in both runs.
+"""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import tiny_dc_config, tiny_odc_config
+
+pytestmark = pytest.mark.distributed
+NO_AUGMENT = dict(scale=(1.0, 1.0), ratio=(1.0, 1.0), flip=0.0, rotate=0.0, brightness=0.0, contrast=0.0,
+                  saturation=0.0, hue=0.0, grayscale=0.0)
+
+
+def _norm_free(build):
+    def build_without_bn(*a, **kw):
+        net = build(*a, **kw)
+        for name, m in list(net.named_modules()):
+            for child, sub in list(m.named_children()):
+                if isinstance(sub, (torch.nn.modules.batchnorm._BatchNorm, torch.nn.Dropout)):
+                    setattr(m, child, torch.nn.Identity())
+        return net
+    return build_without_bn
+
+
+def _train(rank, world, store, out, algo, epochs, run_dir):
+    import torch.distributed as dist
+
+    import kit
+    import kit.training
+    from kit.augment import AugmentSpec
+    from kit.distributed import Distributed
+    from kit.runs import Run
+
+    torch.set_num_threads(1)
+    if world > 1:
+        dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
+    kit.training.build_network = _norm_free(kit.training.build_network)
+    train = kit.load_dataset("digits", n=600)
+    train.spec = AugmentSpec(**NO_AUGMENT)
+    cfg = (tiny_dc_config if algo == "deepcluster" else tiny_odc_config)(batch_size=32, device="cpu")
+    trainer = (kit.DeepCluster if algo == "deepcluster" else kit.ODC)(cfg, dist=Distributed())
+    run = None
+    if run_dir is not None:
+        run = Run.create(run_dir, "r", resume=True) if rank == 0 else Run(os.path.join(run_dir, "r"))
+        Distributed().barrier()
+    h = trainer.fit(train, epochs, run=run)
+    mem = {k: v.clone() for k, v in trainer.memory.state_dict().items()} if algo == "odc" else {}
+    torch.save({"loss": h["step"]["loss"], "labels": [torch.as_tensor(x) for x in h["labels"]], "memory": mem},
+               f"{out}_{world}_{rank}.pt")
+    if world > 1:
+        dist.destroy_process_group()
+
+
+def _spawn(*args):
+    import torch.multiprocessing as mp
+
+    mp.spawn(_train, args=args, nprocs=2)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("algo", ["deepcluster", "odc"])
+def test_two_ranks_with_half_batches_equal_one_process(tmp_path, algo):
+    out = str(tmp_path / "h")
+    _train(0, 1, None, out, algo, 2, None)
+    _spawn(2, tmp_path / "store", out, algo, 2, None)
+    one = torch.load(f"{out}_1_0.pt")
+    for rank in (0, 1):
+        two = torch.load(f"{out}_2_{rank}.pt")
+        assert len(two["labels"]) == len(one["labels"])
+        assert all(torch.equal(a, b) for a, b in zip(one["labels"], two["labels"])), "k-means / memory labels differ"
+        assert np.allclose(two["loss"], one["loss"], rtol=1e-4), (two["loss"][:5], one["loss"][:5])
+        for k, v in one["memory"].items():
+            assert torch.allclose(two["memory"][k].float(), v.float(), atol=1e-5), k
+
+
+@pytest.mark.timeout(300)
+def test_a_two_rank_run_writes_once_and_resumes_exactly(tmp_path):
+    out, runs = str(tmp_path / "h"), str(tmp_path / "runs")
+    _spawn(2, tmp_path / "s1", out + "straight", "odc", 3, str(tmp_path / "straight"))
+    _spawn(2, tmp_path / "s2", out + "stopped", "odc", 2, runs)
+    stopped = sorted(p.name for p in (tmp_path / "runs" / "r").iterdir())
+    assert stopped == [".kit-run", "checkpoint.pt", "epochs.jsonl", "history.json", "labels", "steps.jsonl"]
+    assert len((tmp_path / "runs" / "r" / "epochs.jsonl").read_text().splitlines()) == 2  # rank 0 alone wrote
+    _spawn(2, tmp_path / "s3", out + "resumed", "odc", 3, runs)
+    a, b = torch.load(f"{out}straight_2_0.pt"), torch.load(f"{out}resumed_2_0.pt")
+    assert a["loss"] == b["loss"]
+    assert all(torch.equal(x, y) for x, y in zip(a["labels"], b["labels"]))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_torchrun_compare_writes_what_one_process_writes(tmp_path):
+    env = {**os.environ, "KIT_FAST": "1", "OMP_NUM_THREADS": "1"}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    out = subprocess.run([*torchrun, "-m", "kit", "compare", "--name", "t", "--runs", str(tmp_path), "--epochs", "1"],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.count("report:") == 1  # rank 0 alone reports
+    one = subprocess.run([sys.executable, "-m", "kit", "compare", "--name", "o", "--runs", str(tmp_path), "--epochs", "1"],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert one.returncode == 0, one.stderr[-2000:]
+    files = lambda p: sorted(str(f.relative_to(p)) for f in p.rglob("*") if f.is_file())  # noqa: E731
+    assert files(tmp_path / "t") == files(tmp_path / "o")
+    from kit.report import load_histories
+
+    h = load_histories(tmp_path / "t")
+    assert [len(h[a]["epoch"]) for a in ("deepcluster", "odc")] == [1, 1]
