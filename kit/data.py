@@ -51,7 +51,9 @@ class ImageTensorDataset(torch.utils.data.Dataset):
         return tuple(self.images.shape[1:])
 
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean.to(x.device)) / self.std.to(x.device)
+        if self.mean.device != x.device:  # once per device, not a host-to-device copy per batch
+            self.mean, self.std = self.mean.to(x.device), self.std.to(x.device)
+        return (x - self.mean) / self.std
 
     def batch(self, idx: torch.Tensor, device: torch.device, train: bool) -> torch.Tensor:
         """Images `idx` as a float batch on `device`: augmented if `train`, else only normalised."""
@@ -72,7 +74,7 @@ class ImageTensorDataset(torch.utils.data.Dataset):
     def select(self, idx: torch.Tensor) -> "ImageTensorDataset":
         """The rows `idx` as a new dataset (indices renumbered 0..len(idx)-1)."""
         return ImageTensorDataset(self.images[idx], None if self.targets is None else self.targets[idx],
-                                  self.mean.flatten().tolist(), self.std.flatten().tolist(),
+                                  self.mean.cpu().flatten().tolist(), self.std.cpu().flatten().tolist(),
                                   self.name, self.spec, self.classes)
 
 

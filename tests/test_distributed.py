@@ -98,13 +98,17 @@ def test_a_two_rank_run_writes_once_and_resumes_exactly(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_torchrun_compare_writes_what_one_process_writes(tmp_path):
+def test_torchrun_compare_from_a_notebook_writes_what_one_process_writes(tmp_path):
+    from kit import launch
+
     env = {**os.environ, "KIT_FAST": "1", "OMP_NUM_THREADS": "1"}
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-    out = subprocess.run([*torchrun, "-m", "kit", "compare", "--name", "t", "--runs", str(tmp_path), "--epochs", "1"],
-                         env=env, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.count("report:") == 1  # rank 0 alone reports
+    proc = launch.torchrun(["compare", "--name", "t", "--runs", tmp_path, "--epochs", 1], nproc=2, env=env,
+                           log=tmp_path / "torchrun.log")
+    figures = []
+    code = launch.watch(tmp_path / "t", proc, every=1, timeout=540, show=figures.append)  # the live plot
+    log = (tmp_path / "torchrun.log").read_text()
+    assert code == 0, log[-2000:]
+    assert log.count("report:") == 1 and figures  # rank 0 alone reports; the curves were drawn as epochs landed
     one = subprocess.run([sys.executable, "-m", "kit", "compare", "--name", "o", "--runs", str(tmp_path), "--epochs", "1"],
                          env=env, capture_output=True, text=True, timeout=600)
     assert one.returncode == 0, one.stderr[-2000:]
