@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install demo test test-fast bench gpu-check clean
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=python3 ...'"; exit 1; }
@@ -36,6 +36,10 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/run.py
+
+# on a CUDA machine: the gpu tests, then the timings against the issue's aims (bench/gpu_check.py)
+gpu-check: $(STAMP)
+	NUMBA_CACHE_DIR=$(CURDIR)/.cache/numba $(PY) bench/gpu_check.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache

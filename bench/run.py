@@ -10,6 +10,7 @@ Sections:
   odc        an ODC iteration vs a plain supervised iteration (aim <= 1.10x)
   memory     ODC memory operations alone at ImageNet scale (N = 1.28M, D = 256, K = 10,000)
   umap       time to the first UMAP layout in a fresh process
+  views      the flight recorder and the flow / gallery figures at the demo's size
   demo       the main job's wall time and peak memory (`python -m kit compare`, about 3 minutes)
 Timings are medians of repeats after a warm-up; ratios compare runs made in this same process.
 """
@@ -106,15 +107,30 @@ def bench_deepcluster():
 
 
 def bench_kmeans():
-    print("\n## k-means: faiss vs scikit-learn (same features, K, 20 iterations, one init)")
+    print("\n## k-means: faiss vs kit's torch k-means vs scikit-learn (same features, K, 20 iterations, one init)")
     from sklearn.cluster import KMeans as SK
+
+    from kit.clustering import TorchKMeans
 
     g = np.random.default_rng(0)
     for n, d, k in ((4000, 64, 100), (50000, 128, 1000)):
         x = preprocess_features(g.normal(size=(n, d)).astype(np.float32) + g.normal(size=(1, d)).astype(np.float32), -1)
-        tf = timed(lambda: KMeans(k, 20, seed=0).fit(x), repeat=3)
+        runs = {"faiss": lambda: KMeans(k, 20, seed=0, backend="faiss").fit(x),
+                "torch": lambda: TorchKMeans(k, 20, seed=0).fit(x)}  # numpy in: torch on the CPU
+        if DEVICE.type == "cuda":
+            xd = torch.from_numpy(x).to(DEVICE)
+            runs["torch-gpu"] = lambda: TorchKMeans(k, 20, seed=0).fit(xd)
+        t = {name: [] for name in runs}
+        iters = {name: len(fit().objective_) for name, fit in runs.items()}  # warm-up; faiss >= 1.14.2 stops at a fixed point
+        for _ in range(3):  # interleaved, so drift in the machine's speed hits all alike
+            for name, fit in runs.items():
+                t[name].append(timed(fit, repeat=1, warmup=0))
+        t = {name: statistics.median(v) for name, v in t.items()}
         ts = timed(lambda: SK(k, init="random", n_init=1, max_iter=20, tol=0, random_state=0).fit(x), repeat=1, warmup=0)
-        print(f"N={n:6d} D={d:3d} K={k:5d}: faiss {tf:6.2f} s   sklearn {ts:6.2f} s   sklearn/faiss {ts / tf:5.1f}x")
+        gpu = f"   torch on {DEVICE.type} {t['torch-gpu']:6.2f} s" if "torch-gpu" in t else ""
+        print(f"N={n:6d} D={d:3d} K={k:5d}: faiss {t['faiss']:6.2f} s   torch {t['torch']:6.2f} s   "
+              f"torch/faiss {t['torch'] / t['faiss']:4.2f}x   sklearn {ts:6.2f} s   sklearn/faiss {ts / t['faiss']:4.1f}x{gpu}"
+              f"   (iterations run: faiss {iters['faiss']}, torch {iters['torch']})")
 
 
 def bench_odc():
@@ -168,6 +184,8 @@ def bench_odc():
 
 def bench_memory():
     print(f"\n## ODC memory at ImageNet scale on {DEVICE.type}: N = 1,281,167, D = 256, K = 10,000, batch 512")
+    from kit.memory import class_weights
+
     n, d, k, b = 1_281_167, 256, 10_000, 512
     g = torch.Generator().manual_seed(0)
     mem = ODCMemory(n, d, k, min_cluster_size=20).to(DEVICE)
@@ -176,27 +194,53 @@ def bench_memory():
     t = time.perf_counter()
     mem.init(feats.to(DEVICE), labels.to(DEVICE))
     sync()
-    print(f"init (normalise + centroids)           {time.perf_counter() - t:8.3f} s")
+    print(f"init (normalise, sums over N, centroids)  {time.perf_counter() - t:8.3f} s")
     del feats
     idx = torch.randint(n, (b,), generator=g).to(DEVICE)
     z = torch.rand(b, d, generator=g).to(DEVICE)
-    rows = [("update(idx, z)  [every iteration]", lambda: mem.update(idx, z)),
-            ("fix_small_clusters, none small  [every iteration]", mem.fix_small_clusters),
-            ("class_weights  [every iteration]", mem.class_weights),
-            ("recompute_centroids  [every 10th]", mem.recompute_centroids)]
-    per_iter = 0.0
-    for name, fn in rows:
-        t = timed(fn, repeat=5)
-        per_iter += t / (10 if "10th" in name else 1)
-        print(f"{name:50s} {t * 1e3:9.2f} ms")
+    v = F.normalize(z, dim=1)
+
+    def full_recompute():  # before: every recompute was an index_add over all N rows
+        sums = torch.zeros_like(mem.centroids).index_add_(0, mem.labels, mem.features)
+        counts = torch.bincount(mem.labels, minlength=k)
+        mem.centroids[counts > 0] = sums[counts > 0] / counts[counts > 0, None]
+
+    def bookkeeping():  # what update() now adds: the batch's rows out of and into the sums (same labels here)
+        rows = torch.unique(idx)
+        mem._write(rows, mem.labels[rows], mem.features[rows])
+
+    ops = {"update": lambda: mem.update(idx, z), "matmul": lambda: (v @ mem.centroids.T).argmax(1),
+           "bookkeeping": bookkeeping,
+           "fix_before": lambda: (torch.bincount(mem.labels, minlength=k) < 20).any(),  # counts by a pass over N
+           "fix_after": mem.fix_small_clusters, "weights_before": lambda: class_weights(mem.labels, k),
+           "weights_after": mem.class_weights, "recompute_before": full_recompute,
+           "recompute_after": mem.recompute_centroids}
+    for fn in ops.values():
+        fn()  # warm-up
+    times = {name: [] for name in ops}
+    for _ in range(7):  # interleaved, so drift in the machine's speed hits before and after alike
+        for name, fn in ops.items():
+            times[name].append(timed(fn, repeat=1, warmup=0))
+    ms = {name: statistics.median(v) * 1e3 for name, v in times.items()}
+    before = (ms["update"] - ms["bookkeeping"], ms["fix_before"], ms["weights_before"], ms["recompute_before"])
+    after = (ms["update"], ms["fix_after"], ms["weights_after"], ms["recompute_after"])
+    print(f"{'(ms, medians of 7 interleaved)':50s} {'before':>9s} {'after':>9s}")
+    names = ("update(idx, z)  [every iteration]", "fix_small_clusters, none small  [every iteration]",
+             "class_weights  [every iteration]", "recompute_centroids  [every 10th]")
+    for name, x, y in zip(names, before, after):
+        print(f"{name:50s} {x:9.2f} {y:9.2f}")
+    print(f"{'  of update: relabel v @ centroids.T (B x D x K)':50s} {ms['matmul']:9.2f} {ms['matmul']:9.2f}")
+    print(f"{'  of update: sums and sizes bookkeeping':50s} {'-':>9s} {ms['bookkeeping']:9.2f}")
+    per_iter = [sum(t) - t[3] + t[3] / 10 for t in (before, after)]
+    print(f"{'per iteration, amortised (no small clusters)':50s} {per_iter[0]:9.2f} {per_iter[1]:9.2f}   "
+          f"(of which the relabel matmul {ms['matmul']:.2f})")
 
     def one_small():  # one cluster falls below min size: dissolve it and split the largest with 2-means
         members = torch.nonzero(mem.labels == 7).flatten()
-        mem.labels[members[5:]] = 8
+        mem._write(members[5:], torch.full_like(members[5:], 8))
         return mem.fix_small_clusters()
 
-    print(f"{'fix_small_clusters, one small cluster (2-means split)':50s} {timed(one_small, repeat=3) * 1e3:9.2f} ms")
-    print(f"memory cost per iteration (amortised, no small clusters): {per_iter * 1e3:.2f} ms")
+    print(f"{'fix_small_clusters, one small cluster (2-means split)':50s} {'':9s} {timed(one_small, repeat=3) * 1e3:9.2f}")
 
 
 def bench_umap():
@@ -233,8 +277,43 @@ def bench_demo():
     print(f"wall time {wall / 60:.1f} min (target < 10 min on a 2-core CPU); peak resident memory {peak / 2**30:.2f} GiB")
 
 
+def bench_views():
+    print("\n## image-level views at the demo's size (1,500 points x 4 saved epochs x 2 algorithms; N = 4,000, K = 100)")
+    from kit import plots
+    from kit.views.alluvial import flows_figure
+    from kit.views.flight import flight_recorder
+    from kit.views.gallery import clusters_figure, confusion_figure, moved_figure
+    from kit.views.rundata import RunData
+
+    train, rng = load_dataset("mnist5k"), np.random.default_rng(0)
+    classes = train.targets.numpy()
+    n = len(classes)
+
+    def snapshots(count):  # 10 clusters per class, 30% of the images elsewhere, fresh every snapshot
+        return [np.where(rng.random(n) < 0.3, rng.integers(0, 100, n), classes * 10 + rng.integers(0, 10, n))
+                for _ in range(count)]
+
+    algos = ("deepcluster", "odc")
+    data = RunData(epochs=[0, 3, 10, 30], layouts={a: [rng.normal(size=(1500, 2)) for _ in range(4)] for a in algos},
+                   labels={"deepcluster": snapshots(30), "odc": snapshots(31)},
+                   subset=rng.choice(n, 1500, replace=False), classes=classes, images=train.images.numpy(),
+                   features={a: [rng.normal(size=(1500, 256)).astype(np.float32) for _ in range(4)] for a in algos})
+    t = time.perf_counter()
+    page = flight_recorder(data)
+    t1 = time.perf_counter()
+    size = len(page.iframe())
+    t2 = time.perf_counter()
+    print(f"flight recorder {t2 - t:.1f} s (bokeh model {t1 - t:.1f} s, inline page {t2 - t1:.1f} s), "
+          f"{size / 2**20:.1f} MiB in the report")
+    for name, draw in (("flows", flows_figure), ("clusters", clusters_figure), ("confusion", confusion_figure),
+                       ("moved", moved_figure)):
+        t = time.perf_counter()
+        png = plots.png(draw(data), dpi=110)
+        print(f"{name}.png {time.perf_counter() - t:.1f} s, {len(png) / 2**10:.0f} KiB")
+
+
 SECTIONS = {"backbones": bench_backbones, "deepcluster": bench_deepcluster, "kmeans": bench_kmeans,
-            "odc": bench_odc, "memory": bench_memory, "umap": bench_umap, "demo": bench_demo}
+            "odc": bench_odc, "memory": bench_memory, "umap": bench_umap, "views": bench_views, "demo": bench_demo}
 
 if __name__ == "__main__":
     kit.runtime.set_threads()

@@ -162,10 +162,28 @@ def embeddings(layouts: dict[str, list[np.ndarray]], epochs: list[int], classes:
 
 
 def save(fig: Figure, path) -> None:
-    """Write a PNG atomically (Agg canvas, no pyplot), at 110 dpi (90 on screen)."""
+    """Write a figure atomically in the format its extension names: .png at 110 dpi (90 on screen),
+    or .svg / .pdf as vector graphics for slides. No pyplot; no date in the metadata."""
+    import io
+    from pathlib import Path
+
+    from matplotlib import rc_context
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     from .runs import atomic_write_bytes
 
-    atomic_write_bytes(path, png(fig, dpi=110))
+    kind = Path(path).suffix.lower().lstrip(".")
+    if kind == "png":
+        atomic_write_bytes(path, png(fig, dpi=110))
+        return
+    meta = {"svg": {"Date": None}, "pdf": {"CreationDate": None, "ModDate": None}}
+    if kind not in meta:
+        raise ValueError(f"cannot save a figure as {Path(path).name!r}: name it .png, .svg or .pdf")
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    with rc_context({"svg.hashsalt": "kit"}):  # fixed element ids, so a saved SVG is reproducible
+        fig.savefig(buf, format=kind, metadata=meta[kind])
+    atomic_write_bytes(path, buf.getvalue())
 
 
 # -- teaching figures for the walkthrough notebooks ---------------------------------------------

@@ -10,6 +10,7 @@ import numpy as np
 from . import plots
 from .data import load_dataset
 from .runs import Run, atomic_write_bytes, atomic_write_npz, read_config, read_json
+from .views import build as views
 
 FIGURES = {
     "learning.png": "Do they learn? kNN accuracy and NMI to the true classes (epoch 0 = random init).",
@@ -19,6 +20,7 @@ FIGURES = {
     "loss.png": "Training loss per iteration.",
     "embeddings.png": "UMAP of the same images across epochs (each layout starts from the previous one), coloured by true class and by cluster.",
 }
+FIGURES.update(views.FIGURES)  # the image-level views: flows, clusters as images (kit/views/)
 
 
 def load_histories(run_path: str | Path) -> dict[str, dict]:
@@ -115,16 +117,18 @@ def build_report(run_path: str | Path, log=print) -> Path:
     plots.save(plots.losses(histories), run_path / "loss.png")
     t0 = time.perf_counter()
     emb = _embeddings(run_path, histories)
+    interactive = ""
     if emb is not None:
         epochs, layouts, clusters, subset = emb
         classes = load_dataset(cfg.get("dataset", "mnist5k"), "train", root=cfg.get("root", "data"),
                                n=cfg.get("n_train")).targets.numpy()[subset]
         plots.save(plots.embeddings(layouts, epochs, classes, clusters), run_path / "embeddings.png")
         log(f"UMAP layouts in {time.perf_counter() - t0:.1f} s")
-    return _write_html(run_path, cfg, summary(histories, baselines))
+        interactive = views.build(run_path, log=log)  # the flight recorder, self-contained HTML
+    return _write_html(run_path, cfg, summary(histories, baselines), interactive)
 
 
-def _write_html(run_path: Path, cfg: dict, rows) -> Path:
+def _write_html(run_path: Path, cfg: dict, rows, interactive: str = "") -> Path:
     table = "\n".join(f"<tr><td>{html.escape(a)}</td><td>{html.escape(b)}</td><td>{html.escape(c)}</td></tr>" for a, b, c in rows)
     figs = "\n".join(f'<figure><img src="{name}" alt="{name}"><figcaption>{html.escape(cap)}</figcaption></figure>'
                      for name, cap in FIGURES.items() if (run_path / name).exists())
@@ -141,6 +145,7 @@ th.dc{{color:#1f77b4}}th.odc{{color:#ff7f0e}}</style></head><body>
 <p>Same backbone, data, seed and epoch budget. Settings: {settings}.</p>
 <table><tr><th>metric</th><th class="dc">DeepCluster</th><th class="odc">ODC</th></tr>
 {table}</table>
+{interactive}
 {figs}
 </body></html>"""
     out = run_path / "report.html"

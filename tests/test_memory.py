@@ -144,3 +144,85 @@ def test_weighted_loss_is_invariant_to_scaling_the_weights():
 def test_more_clusters_than_samples_is_refused():
     with pytest.raises(ValueError, match="cannot fill 10 clusters"):
         ODCMemory(5, 4, 10)
+
+
+# incremental sums: the periodic recompute only divides -------------------------------------------
+class FullRecompute(ODCMemory):
+    """The memory computed as the reference computes it: sizes by a bincount over all N labels, every
+    recompute a mean over all N rows. In float64, so that rounding alone cannot flip a label."""
+
+    def counts(self):
+        return torch.bincount(self.labels, minlength=self.n_clusters)
+
+    def recompute_centroids(self, clusters=None):
+        counts = self.counts()
+        sums = torch.zeros(self.n_clusters, self.dim, dtype=torch.float64).index_add_(0, self.labels, self.features.double())
+        update = counts > 0
+        if clusters is not None:
+            keep = torch.zeros_like(update)
+            keep[clusters] = True
+            update &= keep
+        self.centroids[update] = (sums[update] / counts[update, None]).float()
+
+
+def test_incremental_sums_match_full_recomputes_over_1000_iterations():
+    n, d, k, b = 300, 8, 10, 32
+    g = torch.Generator().manual_seed(0)
+    feats, labels = torch.randn(n, d, generator=g), torch.randint(k, (n,), generator=g)
+    mem, ref = ODCMemory(n, d, k, min_cluster_size=15), FullRecompute(n, d, k, min_cluster_size=15)
+    mem.init(feats, labels), ref.init(feats, labels)
+    worst, moved = 0.0, 0
+    for it in range(1000):
+        idx = torch.randint(n, (b,), generator=g)
+        idx[-1] = idx[0]  # a duplicate in every batch, as sampling with replacement gives
+        z = torch.randn(b, d, generator=g)
+        assert mem.update(idx, z) == ref.update(idx, z)
+        if (it + 1) % 10 == 0:
+            mem.recompute_centroids(), ref.recompute_centroids()
+        moved += mem.fix_small_clusters()
+        ref.fix_small_clusters()
+        assert torch.equal(mem.labels, ref.labels), f"labels differ at iteration {it}"
+        full = torch.zeros(k, d).index_add_(0, mem.labels, mem.features)  # float32, as kit recomputed before
+        worst = max(worst, (mem.sums - full.double()).abs().max().item())
+        assert torch.equal(mem.sizes, torch.bincount(mem.labels, minlength=k))
+    assert worst <= 1e-4
+    assert torch.equal(mem.features, ref.features) and (mem.centroids - ref.centroids).abs().max() <= 1e-6
+    assert moved > 100  # small clusters were dissolved and split along the way
+
+
+def test_checkpoints_hold_no_sums_and_old_ones_load():
+    mem, _, _ = _memory()
+    mem.update(torch.arange(10), torch.randn(10, 8))
+    state = mem.state_dict()
+    assert set(state) == {"features", "labels", "centroids"}  # the format saved before the sums existed
+    loaded = ODCMemory(60, 8, 4)
+    loaded.load_state_dict(state)
+    assert torch.equal(loaded.counts(), torch.bincount(mem.labels, minlength=4))
+    loaded.recompute_centroids(), mem.recompute_centroids()
+    assert torch.allclose(loaded.centroids, mem.centroids, atol=1e-6)
+    loaded.labels[:5] = 3  # a write from outside the verbs: the next read rebuilds the sums
+    assert torch.equal(loaded.counts(), torch.bincount(loaded.labels, minlength=4))
+
+
+# fidelity with the reference (§2.1, §2.7) ----------------------------------------------------------
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_random_fallback_split_moves_ceil_half_as_the_reference():
+    """7 identical features in the largest cluster: 2-means cannot split them, so the random
+    fallback does, and as in OpenSelfSup the part that takes the empty id gets ceil(7/2) = 4."""
+    feats = torch.cat([torch.tensor([[1.0, 0.0, 0.0]]).expand(7, 3), torch.eye(3)])
+    mem = ODCMemory(10, 3, 3)
+    moved = mem.init(feats, torch.tensor([0] * 7 + [1] * 3))  # cluster 2 empty
+    assert moved == 4 and mem.counts().tolist() == [3, 3, 4]
+
+
+def test_odc_splits_with_the_reference_seed_whatever_the_run_seed(mnist_small):
+    import kit
+    from conftest import tiny_odc_config
+
+    train, _ = mnist_small
+    odc = kit.ODC(tiny_odc_config(seed=31))
+    odc._setup(train)
+    odc._init_memory(train)
+    assert odc.memory.split_seed == 0  # sklearn KMeans(2, random_state=0) in OpenSelfSup and mmselfsup
+    odc.load_extra_state(odc.extra_state())  # the resume path builds its own memory
+    assert odc.memory.split_seed == 0

@@ -1,0 +1,401 @@
+"""One command that proves kit on a GPU (issue 12): the GPU tests, the timings, then a table.
+
+    python bench/gpu_check.py                 # on a CUDA machine (make gpu-check)
+    python bench/gpu_check.py --dry           # tiny sizes and a ConvNet, any machine: how CI checks this script
+    python bench/gpu_check.py memory kmeans   # some sections
+    python bench/gpu_check.py --out FILE.json # default bench/results/gpu_check.json, and FILE.md beside it
+
+Sections, in this order (the aims are the issue's, for a full run on one H100):
+  tests        `pytest -m gpu tests/test_gpu.py`: a DeepCluster and an ODC epoch on CUDA (memory on
+               the device, no host-device sync beyond the logged scalars), torch k-means vs faiss,
+               bf16 vs float32 loss, a checkpoint written on CUDA resumed on the CPU     aim: 0 failed, 0 skipped
+  throughput   ResNet-18 (CIFAR stem) training images/s, 32 px uint8 images held on the device
+  deepcluster  a DeepCluster epoch vs a supervised epoch, 50,000 images, ResNet-18, K = 100  aim <= 1.35x
+  odc          an ODC iteration vs a supervised iteration, the same size                   aim <= 1.05x
+  kmeans       the torch k-means: 50k x 256, K = 1,000 (aim < 0.5 s); 1.28M x 256, K = 10,000 (aim < 10 s)
+  memory       ODC memory at ImageNet scale (N = 1.28M, D = 256, K = 10,000, batch 512): update,
+               fix_small_clusters and class_weights every iteration, recompute_centroids every 10th  aim <= 2 ms
+  compare      `python -m kit compare --dataset digits` end to end in a fresh process (wall time)
+  estimate     CIFAR-10, ResNet-18, both algorithms, 50 epochs, from the epochs measured above  aim < 10 min
+The images are random uint8 tensors of CIFAR-10's shape and the digits ship with scikit-learn:
+nothing is downloaded. Timings are medians of repeats after a warm-up, the device synchronised
+around each; ratios compare runs interleaved in this one process (the trainers' own epochs,
+per-epoch bookkeeping included). The exit status is 1 when a test fails or a section breaks;
+a missed aim shows as FAIL in the table (and exits 1 with --strict).
+
+On a GPU machine with Python 3.12 and torch but no package index (so no faiss, umap-learn or
+mlxtend): on a machine that has one, download the wheels of faiss-cpu, umap-learn, pynndescent and
+mlxtend into .whl/ with `python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12
+--implementation cp --platform manylinux2014_x86_64 -d .whl faiss-cpu umap-learn pynndescent mlxtend`
+(add `--platform manylinux_2_28_x86_64` or another manylinux tag where pip finds no match), copy the
+repository with .whl/ to the GPU machine, and run from the repository's root:
+
+    python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && PYTHONPATH=/tmp/site:$PWD python3 bench/gpu_check.py
+
+kit need not be installed: the script puts the repository's root on sys.path.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from xml.etree import ElementTree
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]  # kit from this checkout, installed or not; bench/run.py
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+import kit  # noqa: E402
+from kit.augment import COLOUR  # noqa: E402
+from kit.data import ImageTensorDataset  # noqa: E402
+from kit.memory import ODCMemory  # noqa: E402
+from kit.runtime import prepare_model, resolve_device, set_threads  # noqa: E402
+from kit.sampling import replacement_indices  # noqa: E402
+from kit.tables import supervised_epoch  # noqa: E402
+from kit.training import build_network, build_optimizer  # noqa: E402
+from run import sync, timed  # noqa: E402  (bench/run.py: median of repeats, device synchronised)
+
+
+@dataclass
+class Sizes:
+    """What each section runs on: the issue's sizes by default, `DRY` for a 2-core CPU."""
+
+    backbone: str = "resnet18"  # CIFAR stem, as notebooks/06_gpu_cifar10
+    n_images: int = 50_000  # CIFAR-10's training set
+    image_size: int = 32  # CIFAR-10's
+    batch_size: int = 256  # as notebooks/06_gpu_cifar10
+    n_clusters: int = 100  # K for CIFAR-10, as notebooks/06_gpu_cifar10
+    pca_dim: int = 64  # the small preset's
+    min_cluster_size: int = 10  # ODC's small preset
+    rounds: int = 3  # repeats of each timing; interleaved A/B rounds for the ratios
+    throughput_steps: int = 20  # SGD steps per timed throughput repeat
+    kmeans: tuple = ((50_000, 256, 1_000), (1_281_167, 256, 10_000))  # (N, D, K), 20 iterations each
+    memory: tuple = (1_281_167, 256, 10_000, 512)  # (N, D, K, batch): ImageNet, ODC's reference
+    compare_epochs: int = 10  # of `kit compare --dataset digits`
+    estimate_epochs: int = 50
+
+
+# the dry run checks the script, not the network: a ConvNet, since ResNet-18's 11M parameters
+# alone make a CPU step last a second whatever the image size
+DRY = Sizes(backbone="convnet", n_images=64, image_size=8, batch_size=16, n_clusters=4, pca_dim=8,
+            min_cluster_size=2, rounds=1, throughput_steps=2, kmeans=((2_000, 32, 20), (5_000, 32, 50)),
+            memory=(20_000, 32, 200, 64), compare_epochs=1)
+
+
+@dataclass
+class Bench:
+    sizes: Sizes
+    device: torch.device
+    dry: bool
+    results: dict = field(default_factory=dict)  # section -> {"status", "seconds", "figures"}
+    _data: ImageTensorDataset | None = None
+
+    def data(self) -> ImageTensorDataset:
+        """Random uint8 images of CIFAR-10's shape (N, 3, 32, 32), made once and shared by the sections."""
+        if self._data is None:
+            s, g = self.sizes, torch.Generator().manual_seed(0)
+            images = torch.randint(0, 256, (s.n_images, 3, s.image_size, s.image_size), dtype=torch.uint8, generator=g)
+            self._data = ImageTensorDataset(images, torch.randint(10, (s.n_images,), generator=g),
+                                            (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), "cifar-like", COLOUR)
+        return self._data
+
+    def figures(self, section: str) -> dict:
+        return self.results.get(section, {}).get("figures", {})
+
+
+def child_env(**extra) -> dict:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **extra}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    return env
+
+
+def torch_kmeans_available() -> bool:
+    """Whether this checkout has the torch k-means beside faiss (`KMeans(backend="torch")`)."""
+    import kit.clustering
+
+    return hasattr(kit.clustering, "TorchKMeans")
+
+
+# -- the sections --------------------------------------------------------------------------------
+def section_tests(b: Bench) -> dict:
+    """The `gpu` tests in a fresh process; counts from its JUnit report."""
+    with tempfile.TemporaryDirectory() as tmp:
+        xml = Path(tmp) / "junit.xml"
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rs", "-m", "gpu", "-p", "no:cacheprovider",
+                               f"--junitxml={xml}", "tests/test_gpu.py"], cwd=ROOT, env=child_env(),
+                              capture_output=True, text=True)
+        lines = [line for line in proc.stdout.splitlines() if line.strip()]
+        print("\n".join("    " + line for line in lines[-20:]))
+        if not xml.exists():
+            raise RuntimeError(f"pytest wrote no report (exit {proc.returncode}): {proc.stderr[-500:]}")
+        suite = ElementTree.parse(xml).getroot()
+        suite = suite.find("testsuite") if suite.tag == "testsuites" else suite
+        n = {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")}
+    failed = n["failures"] + n["errors"]
+    return {"passed": n["tests"] - failed - n["skipped"], "failed": failed, "skipped": n["skipped"]}
+
+
+def section_throughput(b: Bench) -> dict:
+    s, ds, dev = b.sizes, b.data(), b.device
+    net = prepare_model(kit.ClusterNet(kit.build_backbone(s.backbone, 3, image_size=s.image_size), s.n_clusters), dev)
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    targets = torch.randint(s.n_clusters, (len(ds),), device=dev)
+    order = torch.randint(len(ds), (s.throughput_steps * s.batch_size,))
+    t = timed(lambda: supervised_epoch(net, opt, ds, order, s.batch_size, targets, dev), repeat=s.rounds)
+    print(f"{s.backbone} {s.image_size} px, batch {s.batch_size}, augmentation on the device, "
+          f"{'bf16 autocast' if dev.type == 'cuda' else 'float32'}: {len(order) / t:,.0f} img/s")
+    return {"images_per_s": len(order) / t}
+
+
+def _interleaved(a, b, rounds: int) -> tuple[float, float]:
+    """Medians of `rounds` alternating timings of a() and b(), so drift in the machine hits both alike."""
+    ta, tb = [], []
+    for _ in range(rounds):
+        ta.append(timed(a, repeat=1, warmup=0))
+        tb.append(timed(b, repeat=1, warmup=0))
+    return statistics.median(ta), statistics.median(tb)
+
+
+def section_deepcluster(b: Bench) -> dict:
+    s, ds, dev = b.sizes, b.data(), b.device
+    cfg = kit.DeepClusterConfig.small(backbone=s.backbone, n_clusters=s.n_clusters, batch_size=s.batch_size,
+                                      pca_dim=s.pca_dim, eval_every=0, device=str(dev))
+    dc = kit.DeepCluster(cfg)
+    net = prepare_model(build_network(cfg, ds, neck=False), dev)  # the same network, trained on fixed labels
+    opt, order = build_optimizer(net, cfg), torch.randperm(len(ds))
+    targets = torch.randint(s.n_clusters, (len(ds),), device=dev)
+    sup = lambda: supervised_epoch(net, opt, ds, order, cfg.batch_size, targets, dev)  # noqa: E731
+    dc.fit(ds, epochs=1), sup()  # warm-up
+    t_sup, t_dc = _interleaved(sup, lambda: dc.fit(ds, epochs=dc.epoch + 1), s.rounds)
+    timed_epochs = dc.history["epoch"][1:]
+    parts = {k: statistics.median(r[k] for r in timed_epochs) for k in ("time_extract", "time_cluster", "time_train")}
+    print(f"supervised epoch {t_sup:.2f} s, DeepCluster epoch {t_dc:.2f} s = extract {parts['time_extract']:.2f} + "
+          f"PCA/k-means {parts['time_cluster']:.2f} + train {parts['time_train']:.2f} (medians of {s.rounds}); "
+          f"ratio {t_dc / t_sup:.2f}x")
+    return {"supervised_epoch_s": t_sup, "deepcluster_epoch_s": t_dc, **{k[5:] + "_s": v for k, v in parts.items()},
+            "ratio": t_dc / t_sup}
+
+
+def section_odc(b: Bench) -> dict:
+    s, ds, dev = b.sizes, b.data(), b.device
+    cfg = kit.ODCConfig.small(backbone=s.backbone, n_clusters=s.n_clusters, batch_size=s.batch_size,
+                              min_cluster_size=s.min_cluster_size, eval_every=0, device=str(dev))
+    odc = kit.ODC(cfg)
+    net = prepare_model(build_network(cfg, ds, neck=True), dev)
+    opt, order = build_optimizer(net, cfg), replacement_indices(len(ds))  # as many draws as ODC's epoch
+    targets = torch.randint(s.n_clusters, (len(ds),), device=dev)
+    sup = lambda: supervised_epoch(net, opt, ds, order, cfg.batch_size, targets, dev)  # noqa: E731
+    odc.fit(ds, epochs=1), sup()  # the memory's initialisation, then a warm-up epoch
+    t_sup, t_odc = _interleaved(sup, lambda: odc.fit(ds, epochs=odc.epoch + 1), s.rounds)
+    n_iter = len(ds) // cfg.batch_size + (len(ds) % cfg.batch_size >= 2)  # a last batch of one is skipped
+    print(f"memory initialisation {odc.history['init']['time']:.2f} s (once); per iteration: supervised "
+          f"{t_sup / n_iter * 1e3:.1f} ms, ODC {t_odc / n_iter * 1e3:.1f} ms ({n_iter} per epoch); "
+          f"ratio {t_odc / t_sup:.3f}x")
+    return {"supervised_iteration_ms": t_sup / n_iter * 1e3, "odc_iteration_ms": t_odc / n_iter * 1e3,
+            "odc_epoch_s": t_odc, "init_s": odc.history["init"]["time"], "ratio": t_odc / t_sup,
+            "memory_on_device": float(odc.memory.features.device.type == dev.type)}
+
+
+def section_kmeans(b: Bench) -> dict | str:
+    if not torch_kmeans_available():
+        return "not available yet: this checkout has no kit.clustering.TorchKMeans"
+    from kit.clustering import KMeans
+
+    out, g = {}, torch.Generator(device=b.device).manual_seed(0)
+    for i, (n, d, k) in enumerate(b.sizes.kmeans):
+        x = F.normalize(torch.randn(n, d, device=b.device, generator=g), dim=1)  # (N, D), L2 rows as DeepCluster's
+        km = KMeans(k, n_iter=20, seed=0, backend="torch")
+        t = timed(lambda: km.fit(x), repeat=3 if i == 0 else 2)
+        out[f"torch_s_{n}x{d}_k{k}"], out[f"iterations_{n}x{d}_k{k}"] = t, len(km.objective_)
+        line = f"N={n:>9,} D={d} K={k:>6,}: torch on {b.device.type} {t:7.3f} s ({len(km.objective_)} iterations)"
+        if i == 0:  # faiss on the CPU, the same features, for reference
+            xc = x.cpu().numpy()
+            tf = timed(lambda: KMeans(k, n_iter=20, seed=0, backend="faiss").fit(xc), repeat=1, warmup=0)
+            out["faiss_cpu_s_small"] = tf
+            line += f"   faiss on the CPU {tf:7.3f} s ({tf / t:.1f}x)"
+        print(line)
+        del x
+    keys = [key for key in out if key.startswith("torch_s")]
+    return {"small_s": out[keys[0]], "large_s": out[keys[1]], **out}
+
+
+def section_memory(b: Bench) -> dict:
+    n, d, k, batch = b.sizes.memory
+    dev, g = b.device, torch.Generator(device=b.device).manual_seed(0)
+    mem = ODCMemory(n, d, k, min_cluster_size=20).to(dev)
+    t = time.perf_counter()
+    mem.init(torch.rand(n, d, device=dev, generator=g), torch.randint(k, (n,), device=dev, generator=g))
+    sync()
+    t_init = time.perf_counter() - t
+    idx = torch.randint(n, (batch,), device=dev, generator=g)
+    z = torch.rand(batch, d, device=dev, generator=g)
+
+    def ten_iterations():  # what ODC does to its memory, centroid_interval = 10
+        for i in range(10):
+            mem.update(idx, z)
+            mem.fix_small_clusters()
+            mem.class_weights()
+            if i == 9:
+                mem.recompute_centroids()
+
+    per_iter = timed(ten_iterations, repeat=5) / 10
+    parts = {"update_ms": lambda: mem.update(idx, z), "fix_small_clusters_ms": mem.fix_small_clusters,
+             "class_weights_ms": mem.class_weights, "recompute_centroids_ms": mem.recompute_centroids}
+    parts = {name: timed(fn, repeat=5) * 1e3 for name, fn in parts.items()}
+    print(f"N={n:,} D={d} K={k:,} batch {batch} on {dev.type}: init {t_init:.2f} s; " +
+          ", ".join(f"{name[:-3]} {v:.2f} ms" for name, v in parts.items()) +
+          f"; per iteration, amortised: {per_iter * 1e3:.2f} ms")
+    return {"ms_per_iteration": per_iter * 1e3, "init_s": t_init, **parts}
+
+
+def section_compare(b: Bench) -> dict:
+    epochs = b.sizes.compare_epochs
+    env = child_env(NUMBA_CACHE_DIR=os.environ.get("NUMBA_CACHE_DIR", str(ROOT / ".cache" / "numba")))
+    env.pop("KIT_FAST", None)
+    if b.dry:
+        env["KIT_FAST"] = "1"  # 400 images, K = 20
+    with tempfile.TemporaryDirectory() as runs:
+        t = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "kit", "compare", "--dataset", "digits", "--epochs", str(epochs),
+                               "--device", str(b.device), "--name", "gpu-check", "--runs", runs],
+                              cwd=ROOT, env=env, capture_output=True, text=True)
+        wall = time.perf_counter() - t
+    if proc.returncode != 0:
+        raise RuntimeError(f"kit compare exited {proc.returncode}: {proc.stderr.strip()[-800:]}")
+    print(f"`python -m kit compare --dataset digits --epochs {epochs}` on {b.device.type}: {wall:.1f} s wall")
+    return {"wall_s": wall, "epochs": epochs}
+
+
+def section_estimate(b: Bench) -> dict:
+    dc, odc, e = b.figures("deepcluster"), b.figures("odc"), b.sizes.estimate_epochs
+    if "deepcluster_epoch_s" not in dc or "odc_epoch_s" not in odc:
+        raise RuntimeError("needs the deepcluster and odc sections' epoch times")
+    minutes = (e * (dc["deepcluster_epoch_s"] + odc["odc_epoch_s"]) + odc["init_s"]) / 60
+    print(f"{e} epochs x (DeepCluster {dc['deepcluster_epoch_s']:.2f} s + ODC {odc['odc_epoch_s']:.2f} s) + ODC's "
+          f"initialisation {odc['init_s']:.2f} s = {minutes:.1f} min ({b.sizes.n_images:,} images; "
+          "no monitoring, figures or UMAP)")
+    return {"minutes": minutes, "epochs": e}
+
+
+SECTIONS = {"tests": section_tests, "throughput": section_throughput, "deepcluster": section_deepcluster,
+            "odc": section_odc, "kmeans": section_kmeans, "memory": section_memory, "compare": section_compare,
+            "estimate": section_estimate}
+
+
+# -- the table -----------------------------------------------------------------------------------
+def rows(s: Sizes) -> list[tuple]:
+    """(section, figure key, what, format, aim) with aim = (comparison, bound) or None."""
+    (n1, d1, k1), (n2, d2, k2) = s.kmeans
+    n, d, k, batch = s.memory
+    return [
+        ("tests", "failed", "GPU tests failed", "{:.0f}", ("==", 0)),
+        ("tests", "skipped", "GPU tests skipped", "{:.0f}", ("==", 0)),
+        ("throughput", "images_per_s", f"{s.backbone} training, {s.image_size} px, img/s", "{:,.0f}", None),
+        ("deepcluster", "ratio", f"DeepCluster / supervised epoch ({s.n_images:,} images, {s.backbone})", "{:.2f}x",
+         ("<=", 1.35)),
+        ("odc", "ratio", f"ODC / supervised iteration ({s.n_images:,} images, {s.backbone})", "{:.3f}x", ("<=", 1.05)),
+        ("kmeans", "small_s", f"torch k-means {n1:,} x {d1}, K = {k1:,}, s", "{:.3f}", ("<", 0.5)),
+        ("kmeans", "large_s", f"torch k-means {n2:,} x {d2}, K = {k2:,}, s", "{:.2f}", ("<", 10)),
+        ("memory", "ms_per_iteration", f"ODC memory per iteration (N = {n:,}, K = {k:,}, batch {batch}), ms",
+         "{:.2f}", ("<=", 2)),
+        ("compare", "wall_s", f"kit compare --dataset digits, {s.compare_epochs} epochs, s", "{:.1f}", None),
+        ("estimate", "minutes", f"estimate: {s.n_images:,} images, {s.backbone}, both, {s.estimate_epochs} epochs, min",
+         "{:.1f}", ("<", 10)),
+    ]
+
+
+def table(b: Bench) -> list[list[str]]:
+    out = []
+    for section, key, what, fmt, aim in rows(b.sizes):
+        r = b.results.get(section)
+        value = (r or {}).get("figures", {}).get(key)
+        aim_text = "—" if aim is None else f"{aim[0]} {aim[1]:g}"
+        if value is None:
+            verdict, shown = "not measured", "—" if r is None else r["status"][:40].replace("|", "/")
+        else:
+            shown = fmt.format(value)
+            ok = aim is not None and {"==": value == aim[1], "<=": value <= aim[1], "<": value < aim[1]}[aim[0]]
+            if aim is None:
+                verdict = "—"
+            elif key == "skipped" and b.device.type != "cuda":
+                verdict = "— (no CUDA)"
+            elif b.dry and section != "tests":
+                verdict = "— (dry)"
+            else:
+                verdict = "pass" if ok else "FAIL"
+        out.append([what, shown, aim_text, verdict])
+    return out
+
+
+def markdown(cells: list[list[str]]) -> str:
+    lines = ["| figure | value | aim | verdict |", "|---|---|---|---|"]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in cells])
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
+    return f"{platform.machine()} CPU, {torch.get_num_threads()} threads"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("sections", nargs="*", help=f"any of {', '.join(SECTIONS)} (default: all, in this order)")
+    p.add_argument("--dry", action="store_true", help="tiny sizes, any device: checks that every section runs")
+    p.add_argument("--out", default=str(ROOT / "bench" / "results" / "gpu_check.json"),
+                   help="where the figures go (JSON); the table goes beside it (.md)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--strict", action="store_true", help="exit 1 when an aim is missed too")
+    a = p.parse_args(argv)
+    unknown = sorted(set(a.sections) - set(SECTIONS))
+    if unknown:
+        p.error(f"unknown section(s) {' '.join(unknown)}: choose from {' '.join(SECTIONS)}")
+    set_threads()
+    b = Bench(DRY if a.dry else Sizes(), resolve_device(a.device), a.dry)
+    print(f"# kit GPU check on {device_name(b.device)}, torch {torch.__version__}, Python {platform.python_version()}")
+    if b.device.type != "cuda" and not a.dry:
+        print("no CUDA device here: the full sizes would take hours. Run with --dry (tiny sizes), or on a GPU.")
+        return 2
+    if a.dry:
+        print("DRY RUN: tiny sizes, to check that every section runs; the aims are for a full run on a GPU")
+    for name in a.sections or list(SECTIONS):
+        print(f"\n## {name}")
+        t = time.perf_counter()
+        try:
+            figures = SECTIONS[name](b)
+            status = "ok" if isinstance(figures, dict) else figures
+            if status != "ok":
+                print(status)
+        except Exception as e:  # noqa: BLE001 - one broken section must not hide the others' figures
+            traceback.print_exc()
+            figures, status = {}, f"error: {type(e).__name__}: {e}"
+        b.results[name] = {"status": status, "seconds": time.perf_counter() - t,
+                           "figures": figures if isinstance(figures, dict) else {}}
+        if b.device.type == "cuda":
+            torch.cuda.empty_cache()
+    cells = table(b)
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"device": device_name(b.device), "torch": torch.__version__, "dry": a.dry,
+                               "sizes": asdict(b.sizes), "sections": b.results, "table": cells}, indent=1))
+    out.with_suffix(".md").write_text(f"kit GPU check on {device_name(b.device)}{' (dry run)' if a.dry else ''}\n\n"
+                                      + markdown(cells) + "\n")
+    print(f"\nfigures: {out}, table: {out.with_suffix('.md')}\n")
+    print(markdown(cells))
+    broken = any(r["status"].startswith("error") for r in b.results.values()) or b.figures("tests").get("failed", 0) > 0
+    return 1 if broken or (a.strict and any(row[3] == "FAIL" for row in cells)) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""Reassignment flows as a static figure (matplotlib, for the report and slides): a class-level
+alluvial (true class -> cluster at t -> cluster at t' -> ...) and the largest cluster-to-cluster
+moves, DeepCluster and ODC side by side.
+
+Each band is the images of one true class that go from one cluster to another; it takes the class's
+colour. Between cluster columns, images that stay in their (carried) cluster are drawn faint, the
+`top` largest moves in full colour, and every other move in grey: the "other" band. Clusters in a
+column are stacked by majority class, then size, so a well-separated class reads as one block.
+"""
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.collections import PolyCollection
+from matplotlib.colors import to_rgba
+from matplotlib.figure import Figure
+
+from ..plots import COLOURS, NAMES
+from . import flows
+from .rundata import RunData
+
+TAB10 = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+OTHER = "#9a9a9a"
+NODE_W = 0.05  # node bar width, in units of the distance between columns
+
+
+def class_colour(c: int) -> str:
+    return TAB10[c % len(TAB10)]
+
+
+def _stack(labels: np.ndarray, order: np.ndarray, n: int, gaps: float) -> tuple[np.ndarray, float]:
+    """Top y of each node of a column (indexed by id), stacked from 1 downwards in `order`, and the
+    height of one image; the nodes fill 1 - gaps of the height, the rest is equal gaps between them."""
+    scale = (1 - gaps) / n
+    sizes = np.bincount(labels, minlength=int(order.max()) + 1)
+    tops = np.full(len(sizes), np.nan)
+    tops[order] = 1 - np.concatenate([[0], np.cumsum(sizes[order][:-1] * scale + gaps / max(len(order) - 1, 1))])
+    return tops, scale
+
+
+def _ends(node: np.ndarray, keys: tuple, height: np.ndarray, tops: np.ndarray) -> np.ndarray:
+    """Where each band meets its node (top y): bands stacked inside a node in the order of `keys`."""
+    order = np.lexsort(keys[::-1] + (node,))  # by node, then keys (lexsort: last key first)
+    h, nodes = height[order], node[order]
+    before = np.cumsum(h) - h  # height of all earlier bands
+    first = np.r_[True, nodes[1:] != nodes[:-1]]
+    within = before - np.maximum.accumulate(np.where(first, before, 0))  # earlier bands in the same node
+    y = np.empty(len(h))
+    y[order] = tops[nodes] - within
+    return y
+
+
+def _bands(x0: float, x1: float, top0, top1, h0, h1, steps: int = 16) -> np.ndarray:
+    """S-shaped bands from heights h0 at (x0, top0) to h1 at (x1, top1): (B, 2 * steps, 2) vertices."""
+    t = np.linspace(0, 1, steps)
+    s = t * t * (3 - 2 * t)  # smoothstep: flat where a band leaves and enters its nodes
+    top = top0[:, None] + (top1 - top0)[:, None] * s  # (B, steps)
+    bottom = top - (h0[:, None] + (h1 - h0)[:, None] * s)
+    x = np.broadcast_to(x0 + (x1 - x0) * t, top.shape)
+    upper, lower = np.stack([x, top], -1), np.stack([x, bottom], -1)[:, ::-1]
+    return np.concatenate([upper, lower], axis=1)
+
+
+def _step(classes, a, b, rank_a, rank_b, ends_a, ends_b, j: int, top: int) -> tuple[np.ndarray, list]:
+    """The bands between column j and j + 1 (class-split; the small cluster-to-cluster moves merged
+    into one grey band per pair of clusters) and their colours."""
+    rows, counts = flows.alluvium(classes, a, b)  # (class, node at j, node at j + 1)
+    big = {(i, k) for i, k, _ in flows.top_flows(a, b, top)["moves"]} if j else set()
+    if j:
+        other = np.array([i != k and (i, k) not in big for _, i, k in rows.tolist()], dtype=bool)
+        rows[other, 0] = -1
+        rows, inverse = np.unique(rows, axis=0, return_inverse=True)
+        counts = np.bincount(inverse.ravel(), weights=counts).astype(np.int64)
+    c, i, k = rows.T
+    (tops_a, scale_a), (tops_b, scale_b) = ends_a, ends_b
+    y0 = _ends(i, (rank_b[k], c), counts * scale_a, tops_a)
+    y1 = _ends(k, (rank_a[i], c), counts * scale_b, tops_b)
+    verts = _bands(j + NODE_W / 2, j + 1 - NODE_W / 2, y0, y1, counts * scale_a, counts * scale_b)
+    alpha = lambda ci, ii, ki: 0.5 if j == 0 else (0.18 if ii == ki else (0.95 if (ii, ki) in big else 0.55))  # noqa: E731
+    colours = [to_rgba(class_colour(ci) if ci >= 0 else OTHER, alpha(ci, ii, ki)) for ci, ii, ki in rows.tolist()]
+    return verts, colours
+
+
+def alluvial(ax, classes: np.ndarray, chain: list[np.ndarray], titles: list[str], top: int = 8,
+             class_names=None) -> None:
+    """Draw column 0 = true classes, then one column per (carried) cluster snapshot in `chain`."""
+    columns = [classes, *chain]
+    orders = [np.unique(classes)] + [flows.cluster_order(c, classes) for c in chain]
+    ends = [_stack(c, o, len(classes), gaps=0.12 if j == 0 else 0.2) for j, (c, o) in enumerate(zip(columns, orders))]
+    ranks = []
+    for c, o in zip(columns, orders):
+        r = np.zeros(int(c.max()) + 1, dtype=np.int64)
+        r[o] = np.arange(len(o))
+        ranks.append(r)
+    for j in range(len(columns) - 1):
+        verts, colours = _step(classes, columns[j], columns[j + 1], ranks[j], ranks[j + 1], ends[j], ends[j + 1], j, top)
+        ax.add_collection(PolyCollection(verts, facecolors=colours, linewidths=0))
+    for j, (col, order) in enumerate(zip(columns, orders)):
+        major = flows.majority_class(col, classes)[0] if j else np.arange(order.max() + 1)
+        (tops, scale), sizes = ends[j], np.bincount(col, minlength=int(order.max()) + 1)
+        for node in order:
+            h = sizes[node] * scale
+            ax.add_patch(_rect(j - NODE_W / 2, tops[node] - h, NODE_W, h, class_colour(int(major[node]))))
+            if j == 0:
+                ax.text(-NODE_W, tops[node] - h / 2, class_names[node] if class_names else str(node),
+                        ha="right", va="center", fontsize=8)
+        ax.text(j, 1.03, titles[j], ha="center", va="bottom", fontsize=8)
+    ax.set_xlim(-0.25, len(columns) - 1 + 0.1)
+    ax.set_ylim(-0.02, 1.1)
+    ax.axis("off")
+
+
+def _rect(x, y, w, h, colour):
+    from matplotlib.patches import Rectangle
+
+    return Rectangle((x, y), w, h, facecolor=colour, edgecolor="black", linewidth=0.2)
+
+
+def top_flow_bars(ax, a: np.ndarray, b: np.ndarray, classes: np.ndarray, top: int, title: str, class_names=None) -> None:
+    """Horizontal bars: images that stayed, the `top` largest moves (from -> to, with the clusters'
+    majority classes) and all other moves; they add up to N."""
+    f = flows.top_flows(a, b, top)
+    major_a, major_b = flows.majority_class(a, classes)[0], flows.majority_class(b, classes)[0]
+    name = (lambda c: class_names[c]) if class_names else str  # noqa: E731
+    labels = ["stayed in its cluster"] + [f"{i} ({name(major_a[i])}) → {j} ({name(major_b[j])})" for i, j, _ in f["moves"]]
+    values = [f["stayed"]] + [m for *_, m in f["moves"]]
+    colours = [OTHER] + [class_colour(int(major_a[i])) for i, *_ in f["moves"]]
+    labels.append("other moves")
+    values.append(f["other"])
+    colours.append(OTHER)
+    y = np.arange(len(values))[::-1]
+    ax.barh(y, values, color=colours, alpha=0.9)
+    ax.set_yticks(y, labels, fontsize=7)
+    ax.set_xscale("log")
+    for yi, v in zip(y, values):
+        ax.text(max(v, 1) * 1.05, yi, f"{v} ({v / len(a):.1%})", va="center", fontsize=7)
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("images (log)")
+    ax.set_xlim(0.8, len(a) * 4)
+
+
+def flows_figure(data: RunData, epochs: list[int] | None = None, top: int = 8) -> Figure:
+    """The class-level alluvial through the chosen epochs (default: every saved epoch the algorithms
+    both clustered, and the last such epoch) and the top moves between the last two of them."""
+    common = data.common_snapshots()
+    snaps = sorted({min(e, common - 1) for e in (epochs if epochs is not None else [*data.epochs, common - 1])})
+    fig = Figure(figsize=(6.2 * len(data.algos), 8.2), layout="constrained")
+    axes = fig.subplots(2, len(data.algos), squeeze=False, height_ratios=[2.2, 1])
+    titles = ["true class"] + [f"clusters after\n{s} epoch{'s' * (s != 1)}" for s in snaps]
+    for k, algo in enumerate(data.algos):
+        chain = flows.carry_ids([data.labels[algo][s] for s in snaps])
+        alluvial(axes[0, k], data.classes, chain, titles, top=top, class_names=data.class_names)
+        axes[0, k].set_title(f"{NAMES[algo]}: where each class's images go", color=COLOURS[algo], fontsize=11)
+        if len(snaps) >= 2:
+            top_flow_bars(axes[1, k], chain[-2], chain[-1], data.classes, top,
+                          f"{NAMES[algo]}: the {top} largest moves, after {snaps[-2]} → {snaps[-1]} epochs",
+                          data.class_names)
+        else:
+            axes[1, k].axis("off")
+    fig.suptitle(f"Reassignment flows of all {len(data.classes):,} training images (cluster ids carried by Hungarian "
+                 f"matching; faint = stayed, colour = the {top} largest moves, grey = other moves)", fontsize=10)
+    return fig

@@ -1,0 +1,49 @@
+"""The image-level views of a run for its report: the static figures and the flight recorder's section."""
+from __future__ import annotations
+
+import html
+import time
+from pathlib import Path
+
+from .. import plots
+from .rundata import RunData
+
+# file -> one-line caption (kit.report lists them with its other figures)
+FIGURES = {
+    "flows.png": "Reassignment flows: where each class's images go from cluster to cluster across the saved epochs "
+                 "(ids carried by Hungarian matching), and the largest cluster-to-cluster moves.",
+    "flows_last.png": "The same flows over one epoch: the last transition both algorithms have (the same "
+                      "transition for both).",
+    "clusters.png": "Clusters as images: the largest clusters of the UMAP subset, the images nearest each centroid, "
+                    "with size and purity.",
+    "confusion.png": "Cluster x class counts after matching each cluster to its majority class.",
+    "moved.png": "The images that changed cluster most often, counted over the same transitions for both algorithms.",
+}
+
+
+def build(run_path: str | Path, log=print) -> str:
+    """Write the views' figures into the run folder; return the report's interactive section (HTML)."""
+    from .alluvial import flows_figure
+    from .flight import flight_recorder
+    from .gallery import clusters_figure, confusion_figure, moved_figure
+
+    run_path, t0 = Path(run_path), time.perf_counter()
+    data = RunData.load(run_path)
+    plots.save(flows_figure(data), run_path / "flows.png")
+    last = data.common_snapshots() - 1
+    if last >= 1:  # a run of one epoch has no transition both algorithms made
+        plots.save(flows_figure(data, epochs=[last - 1, last]), run_path / "flows_last.png")
+    plots.save(confusion_figure(data), run_path / "confusion.png")
+    if data.images is not None:
+        plots.save(clusters_figure(data), run_path / "clusters.png")
+        plots.save(moved_figure(data), run_path / "moved.png")
+    page = flight_recorder(data)
+    section = (f"<h2>The flight recorder</h2>\n<p>{html.escape(_HELP)}</p>\n{page.iframe()}")
+    log(f"image-level views in {time.perf_counter() - t0:.1f} s")
+    return section
+
+
+_HELP = ("The same images in both views, on the aligned UMAP layouts of each saved epoch. Drag the slider or press play "
+         "to watch them move; colour them by true class, by cluster (ids carried across epochs) or by whether they "
+         "changed cluster in the previous epoch; hover for the image; box- or lasso-select in either view to see the "
+         "selection in both and, below, each image with its cluster history.")

@@ -1,0 +1,286 @@
+"""The image-level views (kit/views/): the flow maths, galleries, flips, and the flight recorder as a
+self-contained page, on label arrays and on a small run folder written without training."""
+import html
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kit import plots
+from kit.metrics import label_change
+from kit.views import flows
+from kit.views.rundata import RunData
+from test_browser import CHROMIUM, FLAGS, jupyterlab  # noqa: F401 - the JupyterLab server fixture, reused
+
+
+# -- the maths --------------------------------------------------------------------------------------
+def test_carried_ids_turn_a_relabelled_clustering_into_a_perfect_flow():
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 20, 500)
+    b = rng.permutation(20)[a]  # the same clustering, every id renamed
+    chain = flows.carry_ids([a, b])
+    assert np.array_equal(chain[1], a)  # ids carried back onto the first snapshot's
+    table = flows.flow_table(*chain)
+    assert np.trace(table) == 500 and table.sum() == 500  # all mass on the diagonal
+    assert not flows.changed(a, b).any()
+    assert flows.top_flows(*chain, m=5) == {"stayed": 500, "moves": [], "other": 0}
+
+
+def test_carried_ids_follow_a_cluster_through_several_epochs():
+    a = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2])
+    b = np.array([5, 5, 5, 3, 3, 0, 1, 1, 1])  # renamed; image 5 leaves for a cluster of its own
+    c = np.array([2, 2, 4, 4, 4, 4, 0, 0, 0])  # renamed again; image 5 comes back, image 2 joins it
+    chain = flows.carry_ids([a, b, c], n_clusters=6)
+    assert chain[1].tolist() == [0, 0, 0, 1, 1, chain[1][5], 2, 2, 2] and chain[1][5] not in (0, 1, 2)
+    assert chain[2].tolist() == [0, 0, 1, 1, 1, 1, 2, 2, 2]
+    assert flows.flips([a, b, c]).tolist() == [0, 0, 1, 0, 0, 2, 0, 0, 0]
+
+
+def test_flow_counts_sum_to_n_and_agree_with_the_label_change_metric():
+    rng = np.random.default_rng(1)
+    classes = rng.integers(0, 10, 1000)
+    a = (classes * 3 + rng.integers(0, 3, 1000)) % 30
+    b = np.where(rng.random(1000) < 0.2, rng.integers(0, 30, 1000), rng.permutation(30)[a])  # 20% move
+    chain = flows.carry_ids([a, b])
+    assert flows.flow_table(*chain).sum() == 1000
+    for m in (0, 1, 8, 1000):
+        f = flows.top_flows(*chain, m=m)
+        assert f["stayed"] + sum(n for *_, n in f["moves"]) + f["other"] == 1000
+        assert len(f["moves"]) <= m and all(i != j for i, j, _ in f["moves"])
+        assert [n for *_, n in f["moves"]] == sorted((n for *_, n in f["moves"]), reverse=True)
+    rows, counts = flows.alluvium(classes, *chain)
+    assert counts.sum() == 1000 and len(np.unique(rows, axis=0)) == len(rows)
+    assert flows.changed(a, b).mean() == pytest.approx(label_change(a, b))  # the history's label_change
+    assert 0.1 < flows.changed(a, b).mean() < 0.3
+
+
+def test_majority_class_and_purity():
+    labels = np.array([0, 0, 0, 0, 2, 2])
+    classes = np.array([1, 1, 1, 3, 0, 0])
+    major, size, purity = flows.majority_class(labels, classes, n_clusters=3)
+    assert major[[0, 2]].tolist() == [1, 0] and size.tolist() == [4, 0, 2]
+    assert purity.tolist() == [0.75, 0.0, 1.0]
+    assert flows.cluster_order(labels, classes).tolist() == [2, 0]  # non-empty clusters, by matched class
+
+
+def test_gallery_images_are_the_nearest_to_their_centroid():
+    from sklearn.metrics import pairwise_distances
+    from sklearn.preprocessing import normalize
+
+    rng = np.random.default_rng(2)
+    features = rng.normal(size=(300, 8)) * rng.uniform(0.5, 3, size=(300, 1))  # norms vary: rows are normalised
+    labels = rng.integers(0, 6, 300)
+    got = flows.nearest_to_centroid(features, labels, n=5)
+    x = normalize(features)
+    for c in range(6):
+        members = np.flatnonzero(labels == c)
+        d = pairwise_distances(x[members], x[members].mean(0, keepdims=True)).ravel()
+        assert got[c].tolist() == members[np.argsort(d)[:5]].tolist()
+    # by hand: three unit vectors at -40, 0 and +40 degrees; the middle one is nearest their mean
+    angles = np.radians([-40, 0, 40])
+    pts = np.stack([np.cos(angles), np.sin(angles)], 1) * [[1], [7], [3]]
+    assert flows.nearest_to_centroid(pts, np.zeros(3, int), n=1)[0].tolist() == [1]
+
+
+def test_flips_are_counted_over_the_same_transitions_for_both_algorithms():
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 5, 60)
+    dc = [a, rng.permutation(5)[a], a]  # 3 epochs: 3 k-means, each a relabelling: no image moved
+    odc = [a, a, a, rng.integers(0, 5, 60)]  # initial + after each epoch; the last epoch scrambles everything
+    data = RunData(epochs=[0, 3], layouts={"deepcluster": [rng.normal(size=(60, 2))] * 2, "odc": [rng.normal(size=(60, 2))] * 2},
+                   labels={"deepcluster": dc, "odc": odc}, subset=np.arange(60), classes=a,
+                   images=rng.integers(0, 255, (60, 1, 8, 8), dtype=np.uint8))
+    s = data.common_snapshots()
+    assert s == 3  # DeepCluster never clusters the features of its last epoch
+    assert flows.flips(dc, upto=s).sum() == 0 and flows.flips(odc, upto=s).sum() == 0
+    assert flows.flips(odc).sum() > 0  # the transition DeepCluster has no counterpart for
+    assert data.snapshot("deepcluster", 3) == 2 and data.snapshot("odc", 3) == 3
+    from kit.views.gallery import moved_figure
+
+    titles = [ax.get_title() for ax in moved_figure(data, n_images=4).axes if ax.get_title()]
+    assert len(titles) == 2 and all("over the 2 transitions 0→2" in t for t in titles)
+
+
+def test_plots_save_writes_the_format_its_extension_names(tmp_path):
+    fig = plots.bars(np.arange(5), "sizes", "cluster", "members")
+    for ext, magic in (("png", b"\x89PNG"), ("svg", b"<?xml"), ("pdf", b"%PDF")):
+        plots.save(fig, tmp_path / f"f.{ext}")
+        assert (tmp_path / f"f.{ext}").read_bytes().startswith(magic)
+    first = (tmp_path / "f.svg").read_bytes()
+    plots.save(plots.bars(np.arange(5), "sizes", "cluster", "members"), tmp_path / "f.svg")
+    assert (tmp_path / "f.svg").read_bytes() == first  # reproducible, like the PNGs
+    assert b"<svg" in first and b"<path" in first
+    with pytest.raises(ValueError, match=r"\.png, \.svg or \.pdf"):
+        plots.save(fig, tmp_path / "f.jpg")
+
+
+# -- a run folder written without training ------------------------------------------------------------
+EPOCHS, N_TRAIN, N_SUBSET, K = [0, 1, 3], 60, 30, 6
+
+
+@pytest.fixture(scope="module")
+def fake_run(tmp_path_factory):
+    """A `kit compare` folder after 3 epochs, written with kit.runs helpers: 60 digits, K = 6, DeepCluster
+    with 3 label snapshots and ODC with 4, features and UMAP layouts of 30 of them at epochs 0, 1, 3."""
+    from kit.data import load_dataset
+    from kit.report import build_report
+    from kit.runs import Run, atomic_write_json, atomic_write_npz
+
+    rng = np.random.default_rng(0)
+    classes = load_dataset("mnist5k", n=N_TRAIN).targets.numpy()
+    run = Run.create(tmp_path_factory.mktemp("runs"), "fake")
+    atomic_write_json(run.file("config.json"), {"compare": {"dataset": "mnist5k", "n_train": N_TRAIN, "n_clusters": K,
+                                                            "epochs": 3, "embed_epochs": EPOCHS}})
+    subset = rng.permutation(N_TRAIN)[:N_SUBSET]
+    layouts = {}
+    for algo, n_snaps in (("deepcluster", 3), ("odc", 4)):
+        labels = [np.where(rng.random(N_TRAIN) < 0.3, rng.integers(0, K, N_TRAIN), classes % K) for _ in range(n_snaps)]
+        Run.create(run.path, algo, resume=True).save_history(
+            {"algo": algo, "epoch": [{"epoch": e, "loss": 2.0 - e / 2} for e in range(3)],
+             "step": {"loss": [2.0, 1.5, 1.0], "epoch": [0, 1, 2]}, "labels": labels})
+        atomic_write_npz(run.path / algo / "embed_features.npz", subset=subset,
+                         **{f"epoch_{e:04d}": rng.normal(size=(N_SUBSET, 16)).astype(np.float32) for e in EPOCHS})
+        layouts.update({f"{algo}_{e:04d}": rng.normal(size=(N_SUBSET, 2)).astype(np.float32) for e in EPOCHS})
+    atomic_write_npz(run.file("embeddings.npz"), **layouts)  # as if the report had run UMAP already
+    build_report(run.path, log=lambda *_: None)
+    return run.path
+
+
+def test_run_data_reads_the_run_folder(fake_run):
+    data = RunData.load(fake_run)
+    assert data.epochs == EPOCHS and data.algos == ["deepcluster", "odc"]
+    assert [len(data.labels[a]) for a in data.algos] == [3, 4]
+    assert data.images.shape == (N_TRAIN, 1, 28, 28) and data.classes.shape == (N_TRAIN,)
+    assert data.gallery_epoch() == 1  # the last saved epoch both algorithms clustered
+    assert data.clusters("odc", 3).shape == (N_SUBSET,)
+
+
+def test_report_shows_the_new_figures_with_captions(fake_run):
+    from kit.views.build import FIGURES
+
+    page = (fake_run / "report.html").read_text()
+    for name, caption in FIGURES.items():
+        assert (fake_run / name).read_bytes()[:4] == b"\x89PNG", name
+        assert f'src="{name}"' in page and html.escape(caption) in page
+
+
+def test_the_flight_recorder_in_the_report_is_self_contained(fake_run):
+    page = (fake_run / "report.html").read_text()
+    assert page.count("<iframe srcdoc=") == 1
+    inner = html.unescape(re.search(r'<iframe srcdoc="([^"]*)"', page).group(1))  # the standalone bokeh page
+    tags = re.findall(r"<(?:script|link|img|iframe)\b[^>]*>", inner)
+    assert tags and not [t for t in tags if re.search(r"(src|href)\s*=\s*[\"']?(https?:)?//", t)]  # nothing fetched
+    assert "Bokeh.embed.embed_items" in inner  # BokehJS itself is inline
+    for algo in ("deepcluster", "odc"):  # the data of every saved epoch, for both views
+        assert all(f'"x_{algo}_{f}"' in inner and f'"k_{algo}_{f}"' in inner for f in range(len(EPOCHS)))
+    assert inner.count('"name":"Figure"') == 2 and '"name":"kit-flight-slider"' in inner
+    assert inner.count('"data:image/png;base64,') >= N_SUBSET  # a thumbnail per point for the hover
+
+
+# Browser checks: BokehJS's own models and views, read from inside the page
+MODEL = "(name) => Bokeh.documents[0].get_model_by_name(name)"
+XS = f"() => Array.from(({MODEL})('kit-flight-source').data.x_odc)"
+SET = f"([name, key, value]) => {{ ({MODEL})(name)[key] = value }}"
+FIRST_VIEW = "[...Bokeh.index.all_views()].find(v => v.model.type == 'Figure')"  # DeepCluster's
+SCREEN = f"""(i) => {{  // where image i is drawn in the DeepCluster view, in the frame's pixels
+  const view = {FIRST_VIEW}, d = ({MODEL})('kit-flight-source').data, r = view.canvas_view.el.getBoundingClientRect();
+  return [r.left + view.frame.x_scale.compute(d.x_deepcluster[i]), r.top + view.frame.y_scale.compute(d.y_deepcluster[i])];
+}}"""
+AREA = f"""() => {{  // the DeepCluster view's plotting area, in the frame's pixels, and its x range
+  const view = {FIRST_VIEW}, r = view.canvas_view.el.getBoundingClientRect(), b = view.frame.bbox;
+  return [r.left + b.x0, r.top + b.y0, r.left + b.x1, r.top + b.y1, view.model.x_range.start, view.model.x_range.end];
+}}"""
+
+
+def _drive(page, frame, data: RunData) -> None:
+    """Slide, recolour, hover and box-select the flight recorder in `frame` (a page or an iframe in it)."""
+    from kit.views.flight import thumbnail
+
+    frame.wait_for_function("() => window.Bokeh && Bokeh.documents.length > 0 && Bokeh.index", timeout=60_000)
+    frame.wait_for_timeout(500)
+    element = frame.frame_element() if frame.parent_frame else None
+    dx, dy = (lambda b: (b["x"], b["y"]))(element.bounding_box()) if element else (0, 0)
+    assert np.allclose(frame.evaluate(XS), data.layouts["odc"][-1][:, 0], atol=1e-5)  # opens on the last epoch
+    frame.evaluate(SET, ["kit-flight-slider", "value", 0.5])  # half-way from the first saved epoch to the second
+    assert np.allclose(frame.evaluate(XS), (data.layouts["odc"][0][:, 0] + data.layouts["odc"][1][:, 0]) / 2, atol=1e-5)
+    frame.evaluate(SET, ["kit-flight-colour", "active", 2])  # changed since the previous epoch
+    frame.evaluate(SET, ["kit-flight-slider", "value", len(data.epochs) - 1])
+    colours = frame.evaluate(f"() => Array.from(({MODEL})('kit-flight-source').data.c_odc)")
+    assert {c for c, moved in zip(colours, data.changed("odc", data.epochs[-1])) if moved} == {"#d62728"}
+    frame.evaluate(SET, ["kit-flight-colour", "active", 0])
+    x, y = frame.evaluate(SCREEN, 0)  # hover image 0 in the DeepCluster view: its thumbnail shows
+    page.mouse.move(dx + x - 15, dy + y - 15)
+    page.mouse.move(dx + x, dy + y, steps=3)
+    tooltip = frame.locator("img[src^='data:image/png']").first
+    tooltip.wait_for(state="visible", timeout=10_000)
+    assert tooltip.get_attribute("src") == thumbnail(data.images[data.subset[0]])
+    x0, y0, x1, y1, start, end = frame.evaluate(AREA)  # drag a box over the left half of the DeepCluster view
+    page.mouse.move(dx + x0 + 2, dy + y0 + 2)
+    page.mouse.down()
+    page.mouse.move(dx + (x0 + x1) / 2, dy + (y0 + y1) / 2, steps=5)
+    page.mouse.move(dx + (x0 + x1) / 2, dy + y1 - 2, steps=5)
+    page.mouse.up()
+    selected = frame.evaluate(f"() => ({MODEL})('kit-flight-source').selected.indices.length")
+    expected = (data.layouts["deepcluster"][-1][:, 0] < (start + end) / 2).sum()
+    assert 0 < selected == expected  # one source behind both views: the ODC view selects the same images
+    grid = frame.evaluate(f"() => ({MODEL})('kit-flight-selection').text")
+    assert f"{selected} images selected" in grid and grid.count("<img") == min(selected, 60)
+    assert grid.count("ODC ") >= min(selected, 60)  # each image with its cluster history
+
+
+needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                                    reason="Debian chromium is not installed (apt-get install chromium)")
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+@needs_chromium
+@pytest.mark.timeout(180)
+def test_the_flight_recorder_moves_hovers_and_links_in_a_browser(fake_run, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    from kit.views.flight import flight_recorder
+
+    data = RunData.load(fake_run)
+    path = flight_recorder(data).save(tmp_path / "flight.html")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        urls = []
+        page.on("request", lambda r: urls.append(r.url))
+        page.goto(path.resolve().as_uri())
+        _drive(page, page.main_frame, data)
+        assert not [u for u in urls if not u.startswith(("file:", "data:", "about:", "blob:"))]  # offline
+        browser.close()
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+@needs_chromium
+@pytest.mark.timeout(300)
+def test_the_flight_recorder_works_in_a_real_jupyterlab(jupyterlab, fake_run, tmp_path):
+    import nbformat
+    from playwright.sync_api import expect, sync_playwright
+
+    cell = ("from kit.views.rundata import RunData\nfrom kit.views.flight import flight_recorder\n\n"
+            f"flight_recorder(RunData.load({str(fake_run)!r}))")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "nb" / "flight.ipynb")  # the root the jupyterlab fixture serves
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page.goto(f"{jupyterlab}/lab/tree/flight.ipynb")
+        expect(page.get_by_role("button", name=re.compile(r"\| Idle"))).to_be_visible(timeout=90_000)  # kernel ready
+        page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+        page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+        iframe = page.locator("iframe[title^='kit flight recorder']")
+        expect(iframe).to_be_attached(timeout=120_000)
+        iframe.scroll_into_view_if_needed()
+        frame = next(f for f in page.frames if f.parent_frame is not None and f.url == "about:srcdoc")
+        _drive(page, frame, RunData.load(fake_run))
+        if "KIT_SCREENSHOTS" in os.environ:
+            page.screenshot(path=str(Path(os.environ["KIT_SCREENSHOTS"]) / "flight_jupyterlab.png"))
+        browser.close()
