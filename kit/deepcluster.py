@@ -75,7 +75,7 @@ class DeepCluster(Trainer):
         x = preprocess_features(features, cfg.pca_dim)  # 2. whiten to pca_dim, L2 rows
         t1 = time.perf_counter()
         seed = self._next_seed()
-        km = KMeans(cfg.n_clusters, cfg.kmeans_iters, seed).fit(x)  # 3. a fresh seed every clustering
+        km = KMeans(cfg.n_clusters, cfg.kmeans_iters, seed).fit(torch.as_tensor(x, device=self.device))  # 3. fresh seed
         labels = self.dist.broadcast(torch.from_numpy(km.labels_))  # (N,) pseudo-labels, rank 0's everywhere
         t2 = time.perf_counter()
         m = int(cfg.reassign * len(dataset))

@@ -88,7 +88,7 @@ class ODC(Trainer):
         cfg, t0 = self.config, time.perf_counter()
         x = l2_normalize(self.extract(self.model, dataset, batch_size=max(256, cfg.batch_size)))  # (N, 256)
         seed = self._next_seed()
-        km = KMeans(cfg.n_clusters, cfg.kmeans_iters, seed).fit(x)
+        km = KMeans(cfg.n_clusters, cfg.kmeans_iters, seed).fit(torch.as_tensor(x, device=self.device))  # torch on CUDA
         self.memory = ODCMemory(len(dataset), x.shape[1], cfg.n_clusters, cfg.memory_momentum,
                                 cfg.min_cluster_size, gather=self.gather).to(self.device)  # 2-means seed 0, as the reference (§2.1)
         moved = self.memory.init(x, self.dist.broadcast(torch.from_numpy(km.labels_)))
