@@ -6,11 +6,12 @@
 Sections:
   backbones  training images/s of each backbone
   deepcluster  a DeepCluster epoch (extract + cluster + train) vs a plain supervised epoch (aim <= 1.35x)
-  kmeans     faiss k-means vs scikit-learn KMeans, same features and iterations
+  kmeans     faiss k-means vs scikit-learn KMeans and vs kit's torch k-means, same features and iterations
   odc        an ODC iteration vs a plain supervised iteration (aim <= 1.10x)
-  memory     ODC memory operations alone at ImageNet scale (N = 1.28M, D = 256, K = 10,000)
+  memory     ODC memory operations alone at ImageNet scale (N = 1.28M, D = 256, K = 10,000), before/after incremental sums
   umap       time to the first UMAP layout in a fresh process
   views      the flight recorder and the flow / gallery figures at the demo's size
+  runfiles   bytes a run writes per epoch at epochs 1, 10 and 100 with 1.28 M labels (append-only)
   demo       the main job's wall time and peak memory (`python -m kit compare`, about 3 minutes)
 Timings are medians of repeats after a warm-up; ratios compare runs made in this same process.
 """
@@ -312,8 +313,38 @@ def bench_views():
         print(f"{name}.png {time.perf_counter() - t:.1f} s, {len(png) / 2**10:.0f} KiB")
 
 
+def bench_runfiles():
+    print("\n## bytes written per epoch by a run's history, 1.28 M simulated labels (flat in the epoch number)")
+    import tempfile
+    from pathlib import Path
+
+    from kit.runs import Run
+
+    n, steps = 1_281_167, 2_500  # ImageNet's train split; iterations per epoch at batch 512
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10_000, n)
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Run.create(tmp, "r")
+        h = {"algo": "odc", "epoch": [], "step": {"epoch": [], "loss": [], "change_ratio": []}, "labels": [labels]}
+        size = lambda: sum(f.stat().st_size for f in Path(run.path).rglob("*") if f.is_file())  # noqa: E731
+        for e in range(100):
+            before, t = size(), time.perf_counter()
+            h["epoch"].append({"epoch": e, "loss": 1.0, "change_ratio": 0.1})
+            h["step"]["epoch"] += [e] * steps
+            h["step"]["loss"] += [1.0] * steps
+            h["step"]["change_ratio"] += [0.1] * steps
+            labels = labels.copy()
+            labels[rng.integers(0, n, n // 10)] = rng.integers(0, 10_000, n // 10)
+            h["labels"].append(labels)
+            run.save_history(h)
+            if e + 1 in (1, 10, 100):
+                print(f"epoch {e + 1:3d}: {(size() - before) / 2**20:6.2f} MiB written in {time.perf_counter() - t:.2f} s"
+                      f" (kit 0.1 rewrote all earlier snapshots: ~{(e + 2) * n * 4 / 2**20:,.0f} MiB before compression)")
+
+
 SECTIONS = {"backbones": bench_backbones, "deepcluster": bench_deepcluster, "kmeans": bench_kmeans,
-            "odc": bench_odc, "memory": bench_memory, "umap": bench_umap, "views": bench_views, "demo": bench_demo}
+            "odc": bench_odc, "memory": bench_memory, "umap": bench_umap, "views": bench_views,
+            "runfiles": bench_runfiles, "demo": bench_demo}
 
 if __name__ == "__main__":
     kit.runtime.set_threads()
