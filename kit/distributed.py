@@ -66,6 +66,9 @@ class Distributed:
     def __init__(self):
         self.rank, self.world = world()
         self.backend = dist.get_backend() if self.world > 1 else None
+        # where collectives run: nccl only moves CUDA tensors (this process's GPU), gloo CPU ones
+        nccl = self.backend == "nccl"
+        self.comm_device = torch.device("cuda", torch.cuda.current_device()) if nccl else torch.device("cpu")
 
     @property
     def is_writer(self) -> bool:
@@ -106,9 +109,7 @@ class Distributed:
         """Rows [start_r, end_r) of every rank (see `row_range`) concatenated back into (N, D)."""
         if self.world == 1:
             return local
-        t = torch.from_numpy(np.ascontiguousarray(local))
-        if self.backend == "nccl":
-            t = t.cuda()
+        t = torch.from_numpy(np.ascontiguousarray(local)).to(self.comm_device)
         sizes = [int(r.stop - r.start) for r in (row_range(n, k, self.world) for k in range(self.world))]
         pad = torch.zeros(max(sizes), *t.shape[1:], dtype=t.dtype, device=t.device)
         pad[: len(t)] = t
@@ -120,7 +121,7 @@ class Distributed:
         """Rank 0's copy of `t` on every rank (k-means labels: one clustering for all)."""
         if self.world == 1:
             return t
-        x = t.cuda() if self.backend == "nccl" else t.clone()
+        x = t.to(self.comm_device, copy=True)
         dist.broadcast(x, 0)
         return x.to(t.device)
 
@@ -146,7 +147,7 @@ class Distributed:
 
 
 SINGLE = Distributed.__new__(Distributed)  # the one-process instance, usable before any group exists
-SINGLE.rank, SINGLE.world, SINGLE.backend = 0, 1, None
+SINGLE.rank, SINGLE.world, SINGLE.backend, SINGLE.comm_device = 0, 1, None, torch.device("cpu")
 
 
 def row_range(n: int, rank: int, size: int) -> range:
