@@ -1,9 +1,10 @@
-"""Command line: `python -m kit compare | train | report | evaluate`.
+"""Command line: `python -m kit compare | train | report | evaluate | sweep`.
 
-    python -m kit compare [--dataset mnist5k] [--epochs 30] [--device auto] [--name NAME] [--resume]
+    python -m kit compare [--dataset mnist5k] [--epochs 30] [--device auto] [--seeds 1] [--name NAME] [--resume]
     python -m kit train --algo deepcluster|odc [--epochs N] [--name NAME] [--resume]
     python -m kit report runs/NAME
     python -m kit evaluate runs/NAME [--export deepcluster]
+    python -m kit sweep [--n-clusters 30,100,300] [--lr 0.1] [--pca-dim 64] [--memory-momentum 0.5] [--seeds 1] [--resume]
 
 KIT_FAST=1 in the environment shrinks the *defaults* to a seconds-long smoke run (used by the
 tests); a number typed on the command line is always used as typed, or refused.
@@ -33,6 +34,21 @@ SETTINGS = {
     "seed": (int, "random seed (default 31)"),
     "n_train": (int, "keep a class-stratified subset of the train split (default all; 400 with KIT_FAST=1)"),
 }
+SEEDS = (int, "how many seeds: seed, seed + 1, ...; results as mean ± std, curves with a band (default 1)")
+# `sweep`: a comma-separated list per grid setting, the grid is every combination (kit/sweep.py)
+GRID = {
+    "n_clusters": (int, "K values, both algorithms (default 30,100,300; 10,20 with KIT_FAST=1)"),
+    "lr": (float, "SGD learning rates, both algorithms (default 0.1)"),
+    "pca_dim": (int, "DeepCluster's PCA-whitening dims (default 64)"),
+    "memory_momentum": (float, "ODC's memory momentum (default 0.5)"),
+}
+SWEEP_SETTINGS = {
+    **{k: SETTINGS[k] for k in ("dataset", "root", "device", "backbone", "batch_size", "seed")},
+    "epochs": (int, "epochs per cell, the same for every cell (default 10; 2 with KIT_FAST=1)"),
+    "seeds": SEEDS,
+    "n_train": (int, "images each cell fits on, from the train split left after validation (default all; 300 with KIT_FAST=1)"),
+    "n_val": (int, "validation images carved from the train split, never the test split (default 1000; 100 with KIT_FAST=1)"),
+}
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -48,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     c = sub.add_parser("compare", help="train DeepCluster and ODC side by side and write a report")
     _common(c)
+    c.add_argument("--seeds", type=int, default=None, help=SEEDS[1])
     t = sub.add_parser("train", help="train one algorithm")
     _common(t)
     t.add_argument("--algo", required=True, choices=["deepcluster", "odc"])
@@ -58,7 +75,26 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--finetune-steps", type=int, default=None, help="SGD steps per fine-tuning setting (default 200)")
     e.add_argument("--export", choices=["deepcluster", "odc"], default=None,
                    help="also save that backbone as a torchvision ResNet state dict (ResNet backbones only)")
+    s = sub.add_parser("sweep", help="both algorithms over a grid of settings, judged on a validation split")
+    for name, (kind, text) in GRID.items():
+        s.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_values(kind), default=None, metavar="V,V,...", help=text)
+    for name, (kind, text) in SWEEP_SETTINGS.items():
+        s.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, default=None, help=text)
+    s.add_argument("--algo", choices=["deepcluster", "odc", "both"], default=None, help="which to sweep (default both)")
+    s.add_argument("--name", default=None, help="sweep folder name under --runs (default: sweep, dataset and time)")
+    s.add_argument("--runs", default="runs", help="where run folders go")
+    s.add_argument("--resume", action="store_true", help="continue the sweep --name: finished cells are kept")
     return p
+
+
+def _values(kind):
+    """An argparse type: "30,100,300" -> [30, 100, 300]."""
+    def parse(text: str) -> list:
+        try:
+            return [kind(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of {kind.__name__}s") from None
+    return parse
 
 
 def _compare_config(a):
@@ -66,9 +102,21 @@ def _compare_config(a):
     from .compare import CompareConfig
     from .runtime import fast_mode
 
-    typed = {k: getattr(a, k) for k in SETTINGS if getattr(a, k) is not None}
+    typed = {k: getattr(a, k, None) for k in (*SETTINGS, "seeds") if getattr(a, k, None) is not None}
     defaults = dict(epochs=2, n_clusters=20, n_train=400, embed_points=300, embed_epochs=[0, 1, 2]) if fast_mode() else {}
     return CompareConfig(**{**defaults, **typed}), list(typed)  # CompareConfig checks every number
+
+
+def _sweep_config(a):
+    """The SweepConfig of the command line, as `_compare_config` builds a comparison's."""
+    from .runtime import fast_mode
+    from .sweep import SweepConfig
+
+    typed = {k: getattr(a, k) for k in (*GRID, *SWEEP_SETTINGS) if getattr(a, k) is not None}
+    if a.algo not in (None, "both"):
+        typed["algos"] = [a.algo]
+    defaults = dict(epochs=2, n_train=300, n_val=100, n_clusters=[10, 20]) if fast_mode() else {}
+    return SweepConfig(**{**defaults, **typed}), list(typed)  # SweepConfig checks every number of the grid
 
 
 def _hint(a, name: str) -> str:
@@ -93,13 +141,14 @@ def main(argv: list[str] | None = None) -> int:
     # as "ignored", and Python then installs no KeyboardInterrupt handler: restore it ourselves.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     a = _parser().parse_args(argv)
-    name = getattr(a, "name", None) or f"{getattr(a, 'dataset', None) or 'mnist5k'}-{time.strftime('%Y%m%d-%H%M%S')}"
+    name = getattr(a, "name", None) or (f"{'sweep-' if a.command == 'sweep' else ''}"
+                                         f"{getattr(a, 'dataset', None) or 'mnist5k'}-{time.strftime('%Y%m%d-%H%M%S')}")
     try:
         _run(a, name)
     except KeyboardInterrupt:
         runs = Path(getattr(a, "runs", "runs"))
         kept = (f"what was written under {runs / name} is kept"
-                if a.command in ("compare", "train") and (runs / name).exists() else "nothing was lost")
+                if a.command in ("compare", "train", "sweep") and (runs / name).exists() else "nothing was lost")
         print(f"\ninterrupted: {kept}; {_hint(a, name)}", file=sys.stderr)
         return 130
     except (ValueError, OSError, FloatingPointError) as e:  # OSError: FileNotFound/Exists, permissions, disk full
@@ -116,6 +165,8 @@ def _run(a, name: str) -> None:
         print(f"report: {build_report(Path(a.run)).resolve()}")
     elif a.command == "evaluate":
         _evaluate(a)
+    elif a.command == "sweep":
+        _sweep(a, name)
     else:
         _train_or_compare(a, name)
 
@@ -142,6 +193,15 @@ def _train_or_compare(a, name: str) -> None:
         print(f"{a.algo}: {len(h['epoch'])} epochs; final " + ", ".join(
             f"{k}={last[k]:.3f}" for k in ("loss", "knn", "nmi_true", "nmi_prev") if last.get(k) is not None))
         print(f"run folder: {run.path.resolve()}")
+
+
+def _sweep(a, name: str) -> None:
+    from .sweep import run_sweep
+
+    cfg, typed = _sweep_config(a)
+    out = run_sweep(name, cfg, runs_root=a.runs, resume=a.resume, explicit=typed,
+                    log=lambda m: print(m, file=sys.stderr))
+    print(f"{out.read_text()}\ntable: {out.resolve()} (sweep.csv and sweep.png beside it)")
 
 
 def _evaluate(a) -> None:

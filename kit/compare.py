@@ -8,11 +8,17 @@ runs/<name>/
                                      embed_features.npz (features of a fixed subset at chosen epochs)
     embeddings.npz                   the aligned UMAP layouts
     *.png, report.html               the figures and the page that puts them together
+
+With `seeds=3` (`--seeds 3`) the run trains each algorithm with seeds 31, 32, 33: each seed is a
+whole one-seed comparison of its own under `seed-31/`, `seed-32/`, ... (the layout above, so
+`kit report runs/<name>/seed-32` draws that seed alone), and the top folder holds config.json,
+baselines.json and the seeded report: curves as mean and band, the table as mean ± std.
 """
 from __future__ import annotations
 
+import shutil
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +50,7 @@ class CompareConfig:
     lr: float = 0.1
     device: str = "auto"
     seed: int = 31
+    seeds: int = 1  # train each algorithm with seed, seed + 1, ...; 1 = one run, in the layout above
     eval_every: int = 1  # epochs between kNN / NMI-to-truth monitoring
     embed_epochs: list[int] = field(default_factory=lambda: [0, 3, 10, 30])  # UMAP after these epochs (0 = untrained)
     embed_points: int = 1500  # a fixed class-stratified subset of the train split
@@ -54,6 +61,7 @@ class CompareConfig:
         if self.dataset not in DATASETS:
             raise ValueError(f"unknown dataset {self.dataset!r}: choose one of {', '.join(DATASETS)} (--dataset)")
         check_number("epochs", self.epochs, 1)
+        check_number("seeds", self.seeds, 1)
         check_number("eval_every", self.eval_every, 0)
         check_number("embed_points", self.embed_points, 1)
         if self.n_train is not None:
@@ -65,6 +73,9 @@ class CompareConfig:
         common = dict(n_clusters=self.n_clusters, backbone=self.backbone, batch_size=self.batch_size, lr=self.lr,
                       device=self.device, seed=self.seed, eval_every=self.eval_every)
         return {"deepcluster": DeepClusterConfig.small(**common), "odc": ODCConfig.small(**common)}
+
+    def seed_values(self) -> list[int]:
+        return [self.seed + i for i in range(self.seeds)]
 
 
 def baselines(train, test) -> dict:
@@ -94,16 +105,17 @@ def resumed_config(path: Path, command: str, algo: str | None, requested: Compar
         raise FileNotFoundError(f"no run named {path.name!r} under {path.parent} to resume: drop --resume to start it")
     saved = read_config(path)
     if saved["command"] != command or saved.get("algo") != algo:
-        how = "compare" if saved["command"] == "compare" else f"train --algo {saved.get('algo')}"
+        how = f"train --algo {saved.get('algo')}" if saved["command"] == "train" else saved["command"]
         raise ValueError(f"{path} is a `{how}` run: resume it with python -m kit {how} --name {path.name} "
                          f"--runs {path.parent} --resume")
-    if saved["compare"] is None:  # kit 0.1 train runs saved no data settings: the command line's are used
+    key = "sweep" if command == "sweep" else "compare"  # compare and train runs save a CompareConfig
+    if saved[key] is None:  # kit 0.1 train runs saved no data settings: the command line's are used
         return requested
     try:
-        cfg = CompareConfig(**saved["compare"])
+        cfg = type(requested)(**saved[key])
     except TypeError as e:
         raise ValueError(f"{path / 'config.json'} does not match this kit version ({e})") from None
-    explicit = [f.name for f in fields(CompareConfig)] if explicit is None else explicit
+    explicit = [f.name for f in fields(requested)] if explicit is None else explicit
     ignored = [f"--{k.replace('_', '-')} {getattr(requested, k)} (the run uses {getattr(cfg, k)})" for k in explicit
                if k not in ("epochs", "device") and getattr(requested, k) != getattr(cfg, k)]
     if ignored:
@@ -115,24 +127,44 @@ def resumed_config(path: Path, command: str, algo: str | None, requested: Compar
 
 
 def start_run(name: str, command: str, algo: str | None, cfg: CompareConfig, runs_root, resume: bool,
-              explicit=None, log=print, dist: Distributed = SINGLE):
-    """Every check of a `compare` or `train` command, then the run folder and its config; returns
-    (run, cfg, train, test). A refused command writes nothing. Under torchrun every rank checks,
-    rank 0 writes, the others wait for it."""
+              explicit=None, log=print, dist: Distributed = SINGLE, load=load_splits):
+    """Every check of a `compare`, `train` or `sweep` command, then the run folder and its config;
+    returns (run, cfg, train, test) (`load(cfg)` gives the last two: a sweep's are fit and validation).
+    A refused command writes nothing. Under torchrun every rank checks, rank 0 writes, the others wait."""
     path = Path(runs_root) / check_name(name)
     if resume:
         cfg = resumed_config(path, command, algo, cfg, explicit, log)
     Run(path).check_ours()
     if Run(path).exists() and not resume:
         raise FileExistsError(f"{path} already holds a run: pass --resume to continue it, or choose another name")
-    train, test = load_splits(cfg)
+    train, test = load(cfg)
     if dist.is_writer:
-        run = Run.create(runs_root, name, resume=resume)
-        config = {"command": command, "algo": algo, "compare": asdict(cfg)}
-        if not run.file("config.json").exists() or read_config(run.path) != config:  # new run, or a new epoch target
-            atomic_write_json(run.file("config.json"), config)
+        write_config(Run.create(runs_root, name, resume=resume), command, algo, cfg)
     dist.barrier()
     return Run(path), cfg, train, test
+
+
+def write_config(run: Run, command: str, algo: str | None, cfg) -> None:
+    """`config.json`, written when new or changed (a new epoch target); the sweep's settings are saved
+    under "sweep", a compare or train run's under "compare"."""
+    config = {"command": command, "algo": algo, "sweep" if command == "sweep" else "compare": asdict(cfg)}
+    if not run.file("config.json").exists() or read_config(run.path) != config:
+        atomic_write_json(run.file("config.json"), config)
+
+
+def seed_run(run: Run, cfg: CompareConfig, seed: int, dist: Distributed = SINGLE) -> tuple[Run, CompareConfig]:
+    """Where one seed of a comparison trains, with its settings: the run itself for a one-seed run,
+    else `seed-<seed>/`, a one-seed comparison of its own (config and baselines copied in)."""
+    if cfg.seeds == 1:
+        return run, cfg
+    one = replace(cfg, seed=seed, seeds=1)
+    if dist.is_writer:
+        sub = Run.create(run.path, f"seed-{seed}", resume=True)
+        write_config(sub, "compare", None, one)
+        if run.file("baselines.json").exists() and not sub.file("baselines.json").exists():
+            shutil.copyfile(run.file("baselines.json"), sub.file("baselines.json"))
+    dist.barrier()
+    return Run(run.path / f"seed-{seed}"), one
 
 
 def baselines(train, test) -> dict:
@@ -149,9 +181,10 @@ def baselines(train, test) -> dict:
 def run_compare(name: str = "compare", config: CompareConfig | None = None, runs_root: str | Path = "runs",
                 resume: bool = False, progress: bool = True, log=print, explicit=None,
                 dist: Distributed = SINGLE) -> Path:
-    """Train both, embed, draw, report. Interrupted, it keeps what it wrote; `resume=True` continues
-    with the run's saved settings (only `epochs` and `device` may change). Under torchrun (`dist`)
-    all ranks train, rank 0 alone writes files and the report."""
+    """Train both (for each seed), embed, draw, report. Interrupted, it keeps what it wrote; `resume=True`
+    continues with the run's saved settings (only `epochs` and `device` may change), and a seed
+    already trained to `epochs` is not trained again. Under torchrun (`dist`) all ranks train, rank 0
+    alone writes files and the report."""
     run, cfg, train, test = start_run(name, "compare", None, config or CompareConfig(), runs_root, resume,
                                       explicit, log, dist)
     writer = dist.is_writer
@@ -159,18 +192,11 @@ def run_compare(name: str = "compare", config: CompareConfig | None = None, runs
         atomic_write_json(run.file("baselines.json"), baselines(train, test))
     if writer:
         embed.warm_up()  # compile UMAP in the background while the networks train
-    subset = _stratified(train.targets, min(cfg.embed_points, len(train)), seed=0)
-    epochs = [e for e in cfg.embed_epochs if e <= cfg.epochs]
-    for algo, algo_cfg in cfg.algo_configs().items():
-        sub = Run.create(run.path, algo, resume=True) if writer else Run(run.path / algo)
-        dist.barrier()
-        t0 = time.perf_counter()
-        trainer = TRAINERS[algo](algo_cfg, dist=dist)
-        capture = _EmbedCapture(trainer, train, subset, epochs, sub) if writer else None
-        if capture is not None and not sub.file("checkpoint.pt").exists():
-            capture.grab(0, train)  # the untrained network, before any clustering
-        trainer.fit(train, cfg.epochs, callback=capture, eval_dataset=test, run=sub, progress=progress and writer)
-        log(f"{algo}: {cfg.epochs} epochs in {time.perf_counter() - t0:.0f} s")
+    for seed in cfg.seed_values():
+        one_run, one = seed_run(run, cfg, seed, dist)
+        _train_both(one_run, one, train, test, progress and writer, log, dist)
+        if cfg.seeds > 1:
+            log(f"seed {seed}: done ({one_run.path})")
     if not writer:
         return run.file("report.html")
     from .report import build_report
@@ -179,6 +205,23 @@ def run_compare(name: str = "compare", config: CompareConfig | None = None, runs
     build_report(run.path, log=log)
     log(f"figures and report in {time.perf_counter() - t0:.0f} s")
     return run.file("report.html")
+
+
+def _train_both(run: Run, cfg: CompareConfig, train, test, progress: bool, log, dist: Distributed) -> None:
+    """DeepCluster then ODC with `cfg`'s one seed, each in its own folder under `run`; an algorithm
+    already trained to `cfg.epochs` resumes, finds nothing to do and writes nothing."""
+    subset = _stratified(train.targets, min(cfg.embed_points, len(train)), seed=0)
+    epochs = [e for e in cfg.embed_epochs if e <= cfg.epochs]
+    for algo, algo_cfg in cfg.algo_configs().items():
+        sub = Run.create(run.path, algo, resume=True) if dist.is_writer else Run(run.path / algo)
+        dist.barrier()
+        t0 = time.perf_counter()
+        trainer = TRAINERS[algo](algo_cfg, dist=dist)
+        capture = _EmbedCapture(trainer, train, subset, epochs, sub) if dist.is_writer else None
+        if capture is not None and not sub.file("checkpoint.pt").exists():
+            capture.grab(0, train)  # the untrained network, before any clustering
+        trainer.fit(train, cfg.epochs, callback=capture, eval_dataset=test, run=sub, progress=progress)
+        log(f"{algo}: {cfg.epochs} epochs in {time.perf_counter() - t0:.0f} s")
 
 
 def run_train(name: str, algo: str, config: CompareConfig | None = None, runs_root: str | Path = "runs",

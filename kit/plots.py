@@ -161,6 +161,81 @@ def embeddings(layouts: dict[str, list[np.ndarray]], epochs: list[int], classes:
     return fig
 
 
+# -- several seeds, and sweeps: a mean with a band ----------------------------------------------
+PANELS = {  # a history key -> (panel title, y label) of the seeded curves
+    "knn": ("kNN accuracy (eval split)", "accuracy"),
+    "nmi_true": ("NMI to true classes (eval split)", "NMI"),
+    "nmi_prev": ("Stability: NMI between consecutive epochs' labels", "NMI(t-1, t)"),
+    "label_change": ("Samples whose cluster changed since the previous epoch", "fraction of samples"),
+}
+_BASELINES = {"knn": ("raw_pixels_knn", "kNN on raw pixels"), "nmi_true": ("raw_pixels_nmi", "k-means on raw pixels")}
+
+
+def _with_init(h: dict, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """`_epochs`, with the untrained network's monitor value at x = 0 where there is one."""
+    x, y = _epochs(h, key)
+    init = h.get("monitor_init", {}).get(key)
+    return (np.r_[0, x], np.r_[init, y]) if init is not None else (x, y)
+
+
+def _band(ax, curves: list[tuple[np.ndarray, np.ndarray]], colour: str, label: str) -> None:
+    """Several seeds' (x, y) curves: each one thin, and at the x values all of them have, their mean
+    as a line and ±1 sample standard deviation (n - 1; none for one curve) as a band."""
+    common = sorted(set.intersection(*[set(np.asarray(x).tolist()) for x, _ in curves]))
+    ys = np.array([[dict(zip(np.asarray(x).tolist(), y))[c] for c in common] for x, y in curves], dtype=float)
+    mean = ys.mean(0)  # (T,)
+    std = ys.std(0, ddof=1) if len(ys) > 1 else np.zeros_like(mean)
+    for x, y in curves:
+        ax.plot(x, y, color=colour, lw=0.7, alpha=0.35)
+    ax.fill_between(common, mean - std, mean + std, color=colour, alpha=0.2, lw=0)
+    ax.plot(common, mean, "o-", ms=3, color=colour, label=f"{label} ({len(curves)} seed{'s' * (len(curves) > 1)})")
+
+
+def seeded(per_seed: list[dict[str, dict]], keys=("knn", "nmi_true"), baselines: dict | None = None) -> Figure:
+    """`learning` (keys knn, nmi_true) or `stability` (nmi_prev, label_change) over several seeds:
+    per algorithm the mean over seeds as a line, ±1 standard deviation as a band, each seed thin.
+    `per_seed` holds one {algo: history} per seed."""
+    fig = Figure(figsize=(5 * len(keys), 3.8), layout="constrained")
+    for ax, key in zip(fig.subplots(1, len(keys), squeeze=False)[0], keys):
+        for algo in NAMES:
+            curves = [c for c in (_with_init(h[algo], key) for h in per_seed if algo in h) if len(c[0])]
+            if curves:
+                _band(ax, curves, COLOURS[algo], NAMES[algo])
+        if baselines and _BASELINES.get(key, ("",))[0] in baselines:
+            ax.axhline(baselines[_BASELINES[key][0]], color="grey", ls="--", lw=1, label=_BASELINES[key][1])
+        _style(ax, PANELS[key][0], "epoch", PANELS[key][1])
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if key in ("nmi_prev", "label_change"):
+            ax.set_ylim(0, 1)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{len(per_seed)} seeds: mean (line), ±1 standard deviation (band, n - 1), each seed (thin)", fontsize=10)
+    return fig
+
+
+def sweep(curves: dict[str, dict[str, dict[str, list]]], titles: dict[str, str]) -> Figure:
+    """Final metrics against each swept setting: a column per setting, a row per metric in `titles`.
+    `curves[setting][metric][algo]` holds one (values, metric) curve per seed, drawn as `seeded` draws
+    epochs: mean over seeds, ±1 standard deviation band, each seed thin."""
+    settings = list(curves)
+    fig = Figure(figsize=(3.8 * len(settings), 2.8 * len(titles)), layout="constrained")
+    axes = fig.subplots(len(titles), len(settings), squeeze=False)
+    for c, setting in enumerate(settings):
+        for r, metric in enumerate(titles):
+            ax = axes[r, c]
+            drawn = curves[setting].get(metric, {})  # {} where no cell has the metric (one epoch: no NMI(t-1, t))
+            for algo, seeds in drawn.items():
+                _band(ax, seeds, COLOURS[algo], NAMES[algo])
+            xs = sorted({v for seeds in drawn.values() for x, _ in seeds for v in x})
+            if xs and xs[0] > 0 and xs[-1] >= 10 * xs[0]:  # K and lr span decades
+                ax.set_xscale("log")
+                ax.xaxis.set_major_formatter(ScalarFormatter())
+                ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.set_xticks(xs)
+            _style(ax, "", setting, titles[metric])
+    axes[0, 0].legend(fontsize=8)
+    return fig
+
+
 def save(fig: Figure, path) -> None:
     """Write a figure atomically in the format its extension names: .png at 110 dpi (90 on screen),
     or .svg / .pdf as vector graphics for slides. No pyplot; no date in the metadata."""

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import plots
+from . import plots, seeds
 from .data import load_dataset
 from .runs import Run, atomic_write_bytes, atomic_write_npz, read_config, read_json
 from .views import build as views
@@ -57,8 +57,8 @@ def _embeddings(run_path: Path, histories: dict) -> tuple[list[int], dict, dict,
     return epochs, layouts, clusters, subset
 
 
-def summary(histories: dict, baselines: dict) -> list[tuple[str, str, str]]:
-    """(metric, DeepCluster, ODC) rows for the report's table."""
+def summary(histories: dict, baselines: dict, fmt=None) -> list[tuple[str, str, str]]:
+    """(metric, DeepCluster, ODC) rows for the report's table; `fmt=lambda v: v` keeps the numbers."""
     def last(h, k):
         vals = [r[k] for r in h["epoch"] if r.get(k) is not None]
         return vals[-1] if vals else None
@@ -81,11 +81,12 @@ def summary(histories: dict, baselines: dict) -> list[tuple[str, str, str]]:
         ("samples reassigned per epoch, first", lambda h: first(h, "label_change")),
         ("samples reassigned per epoch, mean of last 5", lambda h: mean_last(h, "label_change")),
         ("ODC change_ratio per iteration, first / last epoch",
-         lambda h: None if first(h, "change_ratio") is None else f"{first(h, 'change_ratio'):.3f} / {last(h, 'change_ratio'):.3f}"),
+         lambda h: None if first(h, "change_ratio") is None else (first(h, "change_ratio"), last(h, "change_ratio"))),
         ("empty clusters, final", lambda h: last(h, "empty")),
         ("training time per epoch (s)", lambda h: mean_last(h, "time_train", 10**6)),
     ]
-    fmt = lambda v: "—" if v is None else (v if isinstance(v, str) else (f"{v:.3f}" if isinstance(v, float) else str(v)))  # noqa: E731
+    fmt = fmt or (lambda v: "—" if v is None else " / ".join(f"{x:.3f}" for x in v) if isinstance(v, tuple)  # noqa: E731
+                  else f"{v:.3f}" if isinstance(v, float) else str(v))
     out = [(name, fmt(f(histories["deepcluster"])) if "deepcluster" in histories else "—",
             fmt(f(histories["odc"])) if "odc" in histories else "—") for name, f in rows]
     if baselines:
@@ -101,9 +102,11 @@ def build_report(run_path: str | Path, log=print) -> Path:
         raise FileNotFoundError(f"no run folder at {run_path}: pass a folder under runs/, e.g. runs/NAME")
     cfg = read_config(run_path)
     if cfg["command"] != "compare":
-        raise ValueError(f"{run_path} is a `train` run: `report` draws `kit compare` runs "
+        raise ValueError(f"{run_path} is a `{cfg['command']}` run: `report` draws `kit compare` runs "
                          "(python -m kit compare --name NAME)")
     cfg = cfg["compare"]
+    if cfg.get("seeds", 1) > 1:
+        return _seeded_report(run_path, cfg, log)
     histories = load_histories(run_path)
     if not histories:
         raise FileNotFoundError(f"{run_path} holds no deepcluster/ or odc/ history yet: finish it with "
@@ -126,6 +129,28 @@ def build_report(run_path: str | Path, log=print) -> Path:
         log(f"UMAP layouts in {time.perf_counter() - t0:.1f} s")
         interactive = views.build(run_path, log=log)  # the flight recorder, self-contained HTML
     return _write_html(run_path, cfg, summary(histories, baselines), interactive)
+
+
+def _seeded_report(run_path: Path, cfg: dict, log=print) -> Path:
+    """A run of several seeds: each seed's own report in its folder, then here the curves as mean and
+    band and the table as mean ± std over the seeds (kit/seeds.py)."""
+    folders = seeds.seed_folders(run_path)
+    if not folders:
+        raise FileNotFoundError(f"{run_path} holds no seed with a history yet: finish it with "
+                                f"python -m kit compare --name {run_path.name} --runs {run_path.parent} --resume")
+    for folder in folders:
+        build_report(folder, log=log)
+    per_seed = [load_histories(f) for f in folders]
+    baselines = read_json(run_path / "baselines.json") if (run_path / "baselines.json").exists() else {}
+    plots.save(plots.seeded(per_seed, ("knn", "nmi_true"), baselines), run_path / "learning.png")
+    plots.save(plots.seeded(per_seed, ("nmi_prev", "label_change")), run_path / "stability.png")
+    rows = seeds.spread_rows([summary(h, {}, fmt=lambda v: v) for h in per_seed])
+    rows += summary(per_seed[0], baselines)[len(rows):]  # the raw-pixel baseline: the same for every seed
+    links = ", ".join(f'<a href="{f.name}/report.html">{html.escape(f.name)}</a>' for f in folders)
+    note = (f"<p>{len(folders)} seeds. The table gives mean ± standard deviation over seeds (sample, n - 1); the "
+            f"figures draw the mean as a line, ±1 standard deviation as a band and each seed as a thin line. "
+            f"Every other figure, per seed: {links}.</p>")
+    return _write_html(run_path, cfg, rows, note)
 
 
 def _write_html(run_path: Path, cfg: dict, rows, interactive: str = "") -> Path:

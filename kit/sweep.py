@@ -1,0 +1,244 @@
+"""A sweep: both algorithms over a small grid of settings, judged on a validation split carved out
+of the train split (the test split is never loaded), every cell with the same epoch budget.
+`python -m kit sweep`.
+
+runs/<name>/
+    config.json                                    the grid and the data settings
+    deepcluster,n_clusters=30,lr=0.1,pca_dim=64,seed=31/    one cell: history files, checkpoint.pt and,
+    odc,n_clusters=30,lr=0.1,memory_momentum=0.5,seed=31/   once it is trained, result.json
+    sweep.md, sweep.csv                            final kNN / NMI to truth / NMI(t-1, t), mean ± std over seeds
+    sweep.png                                      each metric against each swept setting
+
+A cell whose result.json holds the sweep's epoch target is finished and never trained again; an
+interrupted cell resumes from its checkpoint. DeepCluster's cells sweep `pca_dim`, ODC's
+`memory_momentum`; both sweep `n_clusters` and `lr`. Everything else is the `.small()` preset.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+
+from . import plots
+from .clustering import check_sizes
+from .compare import TRAINERS, start_run
+from .data import DATASETS, _stratified, load_dataset
+from .deepcluster import DeepClusterConfig
+from .odc import ODCConfig
+from .runs import Run, atomic_write_bytes, atomic_write_json, read_json
+from .runtime import resolve_device
+from .seeds import mean_std
+from .training import check_number
+
+PRESETS = {"deepcluster": DeepClusterConfig, "odc": ODCConfig}
+GRID = {"deepcluster": ("n_clusters", "lr", "pca_dim"), "odc": ("n_clusters", "lr", "memory_momentum")}
+METRICS = {"knn": "kNN accuracy", "nmi_true": "NMI to true classes", "nmi_prev": "NMI(t-1, t)"}  # after the last epoch
+
+
+@dataclass
+class SweepConfig:
+    """The grid (one list of values per setting) and the data every cell shares."""
+
+    algos: list[str] = field(default_factory=lambda: ["deepcluster", "odc"])
+    n_clusters: list[int] = field(default_factory=lambda: [30, 100, 300])  # K, both algorithms
+    lr: list[float] = field(default_factory=lambda: [0.1])  # SGD learning rate, both
+    pca_dim: list[int] = field(default_factory=lambda: [DeepClusterConfig.small().pca_dim])  # DeepCluster only
+    memory_momentum: list[float] = field(default_factory=lambda: [ODCConfig.small().memory_momentum])  # ODC only
+    epochs: int = 10  # the same budget for every cell
+    seed: int = 31
+    seeds: int = 1  # each cell with seed, seed + 1, ...
+    n_val: int = 1000  # validation images carved from the train split (class-stratified, fixed)
+    n_train: int | None = None  # images each cell fits on, from the rest of the train split (None = all)
+    dataset: str = "mnist5k"
+    root: str = "data"
+    backbone: str = "convnet"
+    batch_size: int = 64
+    device: str = "auto"
+
+    def __post_init__(self):
+        if self.dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {self.dataset!r}: choose one of {', '.join(DATASETS)} (--dataset)")
+        if not self.algos or set(self.algos) - set(PRESETS):
+            raise ValueError(f"algos={self.algos!r}: choose from deepcluster, odc (command line: --algo)")
+        for key in ("n_clusters", "lr", "pca_dim", "memory_momentum"):
+            if not getattr(self, key):
+                raise ValueError(f"{key} has no value to sweep: give at least one (command line: --{key.replace('_', '-')})")
+        check_number("epochs", self.epochs, 1)
+        check_number("seeds", self.seeds, 1)
+        check_number("n_val", self.n_val, 2)
+        if self.n_train is not None:
+            check_number("n_train", self.n_train, 2)
+        resolve_device(self.device)
+        for cell in self.cells():  # every value of the grid, checked by the algorithms' own configs
+            self.algo_config(cell)
+
+    def cells(self) -> list["Cell"]:
+        """Every (algorithm, settings, seed) of the grid, one seed at a time, without repeats."""
+        out = [Cell(algo, tuple(zip(GRID[algo], values)), seed)
+               for seed in range(self.seed, self.seed + self.seeds) for algo in self.algos
+               for values in itertools.product(*(getattr(self, k) for k in GRID[algo]))]
+        return list(dict.fromkeys(out))
+
+    def algo_config(self, cell: "Cell"):
+        """The cell's algorithm settings: the `.small()` preset with the cell's values."""
+        return PRESETS[cell.algo].small(**dict(cell.settings), seed=cell.seed, backbone=self.backbone,
+                                        batch_size=self.batch_size, device=self.device, eval_every=1)
+
+
+class Cell(NamedTuple):
+    algo: str
+    settings: tuple[tuple[str, int | float], ...]  # (("n_clusters", 30), ("lr", 0.1), ...)
+    seed: int
+
+    @property
+    def name(self) -> str:
+        """The cell's folder: its algorithm, every setting and the seed, e.g. odc,n_clusters=30,lr=0.1,...,seed=31."""
+        values = [f"{k}={_fmt(v)}" for k, v in self.settings]
+        return ",".join([self.algo, *values, f"seed={self.seed}"])
+
+
+def _fmt(value) -> str:
+    """A setting as written in folder names and tables: 0.1, 1e-05, 300."""
+    return format(value, "g") if isinstance(value, float) else str(value)
+
+
+def validation_split(train, n_val: int, seed: int = 0):
+    """Carve `n_val` class-stratified images out of the train split: (fit, val), disjoint, indices
+    renumbered. Only the train split goes in, so validation can never meet the test split."""
+    if getattr(train, "targets", None) is None:
+        raise ValueError("a sweep needs a dataset with labels: they judge the validation split")
+    n_classes = len(train.targets.unique())
+    check_number("n_val", n_val, n_classes, len(train) - n_classes,
+                 what=f"an integer from {n_classes} to {len(train) - n_classes} (the train split has {len(train)} images)")
+    val = _stratified(train.targets, n_val, seed)
+    keep = torch.ones(len(train), dtype=torch.bool)
+    keep[val] = False
+    return train.select(torch.nonzero(keep).flatten()), train.select(val)
+
+
+def load_splits(cfg: SweepConfig):
+    """(fit, val) for every cell, checked against every cell's K and PCA size before anything is written."""
+    train = load_dataset(cfg.dataset, "train", root=cfg.root)  # never "test": that split is for claims, not choices
+    fit, val = validation_split(train, cfg.n_val)
+    if cfg.n_train is not None and cfg.n_train < len(fit):
+        fit = fit.subset(cfg.n_train)
+    for cell in cfg.cells():
+        settings = dict(cell.settings)
+        check_sizes(len(fit), settings["n_clusters"], settings.get("pca_dim", -1))
+    return fit, val
+
+
+def run_sweep(name: str = "sweep", config: SweepConfig | None = None, runs_root: str | Path = "runs",
+              resume: bool = False, progress: bool = True, log=print, explicit=None) -> Path:
+    """Train every cell not finished yet, then write the table and the figure; returns sweep.md.
+    `resume=True` continues with the saved grid (only `epochs` and `device` may change)."""
+    run, cfg, fit, val = start_run(name, "sweep", None, config or SweepConfig(), runs_root, resume, explicit, log,
+                                   load=load_splits)
+    cells = cfg.cells()
+    results = []
+    for i, cell in enumerate(cells, 1):
+        result, trained = train_cell(run, cfg, cell, fit, val, progress)
+        results.append(result)
+        log(f"cell {i}/{len(cells)} {cell.name}: " + ("trained" if trained else "finished earlier, kept") + ", " +
+            (f"diverged ({result['diverged']})" if result.get("diverged") else
+             ", ".join(f"{k} {result[k]:.3f}" for k in METRICS if result[k] is not None)))
+    return write_results(run.path, cfg, results, len(fit), len(val))
+
+
+def train_cell(run: Run, cfg: SweepConfig, cell: Cell, fit, val, progress: bool = False) -> tuple[dict, bool]:
+    """One cell to `cfg.epochs` epochs in its folder; returns (its result, whether it trained now)."""
+    done = run.path / cell.name / "result.json"
+    if done.exists() and read_json(done)["epochs"] == cfg.epochs:  # finished: never trained again
+        return read_json(done), False
+    sub = Run.create(run.path, cell.name, resume=True)
+    trainer, diverged = TRAINERS[cell.algo](cfg.algo_config(cell)), None
+    try:
+        trainer.fit(fit, cfg.epochs, eval_dataset=val, run=sub, progress=progress)
+    except (FloatingPointError, ValueError) as e:  # a setting that diverges is a result of the sweep, not its end
+        if "NaN/inf" not in str(e):
+            raise
+        diverged = str(e).splitlines()[0]
+    records = trainer.history["epoch"][: cfg.epochs]  # a lowered target reads the epoch it names
+    result = {"algo": cell.algo, **dict(cell.settings), "seed": cell.seed, "epochs": cfg.epochs,
+              **{k: None if diverged else records[-1].get(k) for k in METRICS}, "diverged": diverged,
+              "train_s": sum(r.get("time_train", 0) + r.get("time_eval", 0) for r in records)}
+    atomic_write_json(done, result)
+    return result, True
+
+
+def summarise(results: list[dict]) -> list[dict]:
+    """One row per (algorithm, settings): every metric's mean and std over seeds (sample, n - 1)."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in results:
+        groups.setdefault((r["algo"], *((k, r[k]) for k in GRID[r["algo"]])), []).append(r)
+    rows = []
+    for (algo, *settings), rs in groups.items():
+        row = {"algo": algo, **dict(settings), "seeds": len(rs), "diverged": sum(bool(r.get("diverged")) for r in rs)}
+        for k in (*METRICS, "train_s"):
+            vals = [r[k] for r in rs if r[k] is not None]
+            row[f"{k}_mean"], row[f"{k}_std"] = mean_std(vals) if vals else (None, None)
+        rows.append(row)
+    return rows
+
+
+def best(rows: list[dict], metric: str = "knn") -> dict[str, dict]:
+    """Per algorithm, the row with the highest mean `metric` on the validation split."""
+    out = {}
+    for row in rows:
+        if row[f"{metric}_mean"] is not None and row[f"{metric}_mean"] > out.get(row["algo"], {}).get(f"{metric}_mean", -1):
+            out[row["algo"]] = row
+    return out
+
+
+def write_results(path: Path, cfg: SweepConfig, results: list[dict], n_fit: int, n_val: int) -> Path:
+    """sweep.csv (numbers), sweep.md (mean ± std, the best cell of each algorithm in bold), sweep.png."""
+    rows = summarise(results)
+    columns = ["algo", "n_clusters", "lr", "pca_dim", "memory_momentum", "seeds", "diverged",
+               *(f"{k}_{s}" for k in (*METRICS, "train_s") for s in ("mean", "std"))]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, columns, restval="", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_bytes(path / "sweep.csv", buf.getvalue().encode())
+    top = best(rows)
+    cell = lambda row, k: "—" if row[f"{k}_mean"] is None else f"{row[f'{k}_mean']:.3f}" + (  # noqa: E731
+        f" ± {row[f'{k}_std']:.3f}" if row["seeds"] > 1 else "")
+    lines = [f"Sweep of {', '.join(cfg.algos)} on {cfg.dataset}: {cfg.epochs} epochs per cell, fit on {n_fit} train "
+             f"images, judged on {n_val} validation images carved from the train split (the test split is never "
+             f"read). Values after the last epoch, mean ± std over seeds (sample, n - 1). Bold: each algorithm's "
+             f"best validation kNN.", "",
+             "| algo | n_clusters | lr | pca_dim | memory_momentum | seeds | " + " | ".join(METRICS.values()) + " | train s |",
+             "|---" * (7 + len(METRICS)) + "|"]
+    for row in rows:
+        b = "**" if top.get(row["algo"]) is row else ""
+        seeds = f"{row['seeds']}" + (f" ({row['diverged']} diverged)" if row["diverged"] else "")
+        lines.append("| " + " | ".join([f"{b}{row['algo']}{b}", *(_fmt(row.get(k, "—")) for k in columns[1:5]), seeds,
+                                         *(cell(row, k) for k in METRICS), f"{row['train_s_mean']:.1f}"]) + " |")
+    atomic_write_bytes(path / "sweep.md", ("\n".join(lines) + "\n").encode())
+    plots.save(plots.sweep(curves(results), METRICS), path / "sweep.png")
+    return path / "sweep.md"
+
+
+def curves(results: list[dict]) -> dict:
+    """`plots.sweep`'s input: per swept setting, metric and algorithm, one (values, metric) curve per seed;
+    each point is the mean over the cells of the other settings at that value."""
+    swept = [k for k in ("n_clusters", "lr", "pca_dim", "memory_momentum")
+             if len({r[k] for r in results if k in r}) > 1] or ["n_clusters"]
+    out: dict = {}
+    for k, m in itertools.product(swept, METRICS):
+        for algo in dict.fromkeys(r["algo"] for r in results if k in r):
+            mine = [r for r in results if r["algo"] == algo and r[m] is not None]
+            values = sorted({r[k] for r in mine})
+            per_seed = []
+            for seed in sorted({r["seed"] for r in mine}):
+                at = [[r[m] for r in mine if r["seed"] == seed and r[k] == v] for v in values]  # cells per value
+                if all(at):
+                    per_seed.append((values, [mean_std(a)[0] for a in at]))
+            if per_seed:
+                out.setdefault(k, {}).setdefault(m, {})[algo] = per_seed
+    return out

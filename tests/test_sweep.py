@@ -1,0 +1,217 @@
+"""Claims with error bars (issue 15): several seeds of a comparison drawn as mean and band, sweeps
+that resume cell by cell, and a validation split that never meets the test split."""
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from kit import plots
+from kit.seeds import spread, spread_rows
+
+ENV = {**os.environ, "KIT_FAST": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def digests(images) -> set[str]:
+    return {hashlib.sha256(x.numpy().tobytes()).hexdigest() for x in images}
+
+
+def files(folder) -> dict:
+    """Bytes and modification time of every file under `folder`: a file rewritten with the same bytes still shows."""
+    return {str(p.relative_to(folder)): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+class Interrupt:
+    """A `log` that presses Ctrl-C right after the line starting with `after`, and keeps every line."""
+
+    def __init__(self, after: str | None = None):
+        self.after, self.lines = after, []
+
+    def __call__(self, line: str) -> None:
+        self.lines.append(line)
+        if self.after and line.startswith(self.after):
+            raise KeyboardInterrupt
+
+
+# -- the validation split ----------------------------------------------------------------------
+def test_the_validation_split_is_carved_from_train_and_never_meets_test():
+    import kit
+    from kit.sweep import SweepConfig, load_splits, validation_split
+
+    train, test = kit.load_dataset("mnist5k"), kit.load_dataset("mnist5k", split="test")
+    assert len(digests(kit.load_dataset("mnist5k", split="all").images)) == 5000  # no duplicate digits to hide behind
+    fit, val = validation_split(train, 1000)
+    assert len(fit) + len(val) == len(train) and np.bincount(val.targets.numpy()).tolist() == [100] * 10
+    assert not digests(val.images) & digests(test.images) and not digests(fit.images) & digests(test.images)
+    assert not digests(val.images) & digests(fit.images) and digests(val.images) <= digests(train.images)
+    fit, val = load_splits(SweepConfig(n_train=300, n_val=100, n_clusters=[10]))  # what every sweep cell sees
+    assert (len(fit), len(val)) == (300, 100)
+    assert not (digests(fit.images) | digests(val.images)) & digests(test.images)
+    assert not digests(fit.images) & digests(val.images)
+
+
+# -- sweeps ------------------------------------------------------------------------------------
+def test_an_interrupted_sweep_resumes_without_retraining_its_first_cell(tmp_path, monkeypatch):
+    import kit.sweep as sweep
+
+    splits, built = [], []
+    load = sweep.load_dataset
+    monkeypatch.setattr(sweep, "load_dataset", lambda name, split="train", **kw: splits.append(split) or load(name, split, **kw))
+    counting = {algo: (lambda cls: lambda cfg: built.append(cls.algo) or cls(cfg))(cls) for algo, cls in sweep.TRAINERS.items()}
+    monkeypatch.setattr(sweep, "TRAINERS", counting)
+    cfg = sweep.SweepConfig(n_clusters=[10], epochs=2, n_train=200, n_val=100)  # two cells: DeepCluster, then ODC
+    first, second = (c.name for c in cfg.cells())
+    with pytest.raises(KeyboardInterrupt):
+        sweep.run_sweep("s", cfg, runs_root=tmp_path, progress=False, log=Interrupt(after="cell 1/2"))
+    assert built == ["deepcluster"] and (tmp_path / "s" / first / "result.json").exists()
+    assert not (tmp_path / "s" / second).exists() and not (tmp_path / "s" / "sweep.md").exists()
+    before = files(tmp_path / "s" / first)
+    log = Interrupt()
+    table = sweep.run_sweep("s", cfg, runs_root=tmp_path, resume=True, progress=False, log=log)
+    assert built == ["deepcluster", "odc"]  # the resume built no DeepCluster: its finished cell was not trained again
+    assert files(tmp_path / "s" / first) == before
+    assert log.lines[0].startswith(f"cell 1/2 {first}: finished earlier, kept") and "trained" in log.lines[1]
+    rows = [line for line in table.read_text().splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert len(rows) == 2 and (tmp_path / "s" / "sweep.png").exists() and (tmp_path / "s" / "sweep.csv").exists()
+    assert json.loads((tmp_path / "s" / second / "result.json").read_text())["epochs"] == 2
+    assert set(splits) == {"train"}  # the sweep never loaded the test split
+
+
+def test_a_diverging_cell_is_a_result_and_the_sweep_goes_on(tmp_path):
+    from kit.sweep import SweepConfig, run_sweep
+
+    cfg = SweepConfig(algos=["odc"], n_clusters=[10], lr=[0.1, 1e6], epochs=1, n_train=200, n_val=100)
+    table = run_sweep("d", cfg, runs_root=tmp_path, progress=False, log=Interrupt()).read_text()
+    assert "| odc | 10 | 1e+06 | — | 0.5 | 1 (1 diverged) | — | — | — |" in table
+    assert "| **odc** | 10 | 0.1 |" in table  # the finite cell is the best one
+
+
+def test_sweep_cells_cover_the_grid_once_each_and_name_their_settings():
+    from kit.sweep import SweepConfig
+
+    cfg = SweepConfig(n_clusters=[30, 100, 30], lr=[0.05, 0.1], pca_dim=[16, 64], memory_momentum=[0.8], seeds=2)
+    cells = cfg.cells()
+    assert len(cells) == 2 * (2 * 2 * 2 + 2 * 2 * 1)  # seeds x (DeepCluster K x lr x pca_dim + ODC K x lr x momentum)
+    assert len({c.name for c in cells}) == len(cells)
+    assert "odc,n_clusters=100,lr=0.05,memory_momentum=0.8,seed=32" in {c.name for c in cells}
+    c = next(c for c in cells if c.algo == "deepcluster" and dict(c.settings)["pca_dim"] == 16)
+    assert cfg.algo_config(c).pca_dim == 16 and cfg.algo_config(c).seed == c.seed
+
+
+REFUSED = [
+    (["compare", "--seeds", "0"], "--seeds"),
+    (["sweep", "--seeds", "-1"], "--seeds"),
+    (["sweep", "--lr", "0.1,-1"], "--lr"),
+    (["sweep", "--lr", ","], "--lr"),
+    (["sweep", "--pca-dim", "0"], "--pca-dim"),
+    (["sweep", "--memory-momentum", "1.5"], "--memory-momentum"),
+    (["sweep", "--n-clusters", "1,10"], "--n-clusters"),
+    (["sweep", "--n-clusters", "5000"], "5000 clusters"),
+    (["sweep", "--n-val", "0"], "--n-val"),
+    (["sweep", "--n-val", "3999"], "--n-val"),
+    (["sweep", "--n-train", "1"], "--n-train"),
+    (["sweep", "--epochs", "0"], "--epochs"),
+    (["sweep", "--batch-size", "1"], "--batch-size"),
+]
+
+
+@pytest.mark.parametrize("args,flag", REFUSED, ids=[" ".join(a) for a, _ in REFUSED])
+def test_a_refused_number_is_one_line_naming_its_flag_and_writes_nothing(args, flag, tmp_path, capsys):
+    from kit.__main__ import main
+
+    assert main([*args, "--name", "x", "--runs", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and flag in err[0], err
+    assert not (tmp_path / "runs").exists()
+
+
+# -- several seeds -----------------------------------------------------------------------------
+def test_one_seed_keeps_todays_layout_and_several_seeds_get_a_folder_each(tmp_path):
+    from kit.compare import CompareConfig, seed_run
+    from kit.runs import Run, atomic_write_json, read_config
+
+    run = Run.create(tmp_path, "r")
+    atomic_write_json(run.file("baselines.json"), {"raw_pixels_nmi": 0.5, "raw_pixels_knn": 0.9})
+    one = CompareConfig(n_train=400, n_clusters=20)
+    assert seed_run(run, one, 31) == (run, one)
+    sub, cfg = seed_run(run, CompareConfig(n_train=400, n_clusters=20, seeds=3), 32)
+    assert sub.path == tmp_path / "r" / "seed-32" and (cfg.seed, cfg.seeds) == (32, 1)
+    assert read_config(sub.path)["compare"]["seed"] == 32 and (sub.path / "baselines.json").exists()
+    assert sorted(p.name for p in run.path.iterdir() if p.is_dir()) == ["seed-32"]
+
+
+def test_spread_is_mean_and_sample_std_over_seeds():
+    assert spread([0.90, 0.92]) == "0.910 ± 0.014"
+    assert spread([0.5]) == "0.500 ± 0.000" and spread([None, "—"]) == "—"
+    assert spread([(0.8, 0.2), (0.6, 0.4)]) == "0.700 ± 0.141 / 0.300 ± 0.141"
+    rows = spread_rows([[("kNN", 0.9, 0.8)], [("kNN", 0.7, None)]])
+    assert rows == [("kNN", "0.800 ± 0.141", "0.800 ± 0.000")]
+
+
+def test_the_seeded_curves_draw_the_mean_and_a_one_std_band():
+    def h(algo, knn):
+        return {"algo": algo, "monitor_init": {"knn": 0.3}, "step": {}, "labels": [],
+                "epoch": [{"epoch": e, "knn": v} for e, v in enumerate(knn)]}
+
+    per_seed = [{"deepcluster": h("deepcluster", [0.5, 0.6]), "odc": h("odc", [0.4, 0.5])},
+                {"deepcluster": h("deepcluster", [0.7, 0.8]), "odc": h("odc", [0.4, 0.7])}]
+    fig = plots.seeded(per_seed, ("knn",), {"raw_pixels_knn": 0.9})
+    ax = fig.axes[0]
+    means = [l for l in ax.lines if l.get_label().startswith(("DeepCluster", "ODC"))]
+    assert [l.get_label() for l in means] == ["DeepCluster (2 seeds)", "ODC (2 seeds)"]
+    assert list(means[0].get_xdata()) == [0, 1, 2] and np.allclose(means[0].get_ydata(), [0.3, 0.6, 0.7])
+    band = ax.collections[0].get_paths()[0].vertices[:, 1]  # the DeepCluster band: mean ± sample std
+    assert np.isclose(band.max(), 0.7 + np.std([0.6, 0.8], ddof=1)) and np.isclose(band.min(), 0.3)
+    assert sum(1 for l in ax.lines if l.get_alpha() == 0.35) == 4  # every seed drawn thin
+    results = [{"algo": a, "n_clusters": k, "lr": 0.1, "seed": s, "knn": k / 1000 + s / 100, "nmi_true": 0.5,
+                "nmi_prev": None} for a in ("deepcluster", "odc") for k in (30, 100) for s in (31, 32)]
+    from kit.sweep import METRICS, curves
+
+    c = curves(results)
+    x, y = c["n_clusters"]["knn"]["odc"][0]  # seed 31's curve: one point per K
+    assert list(c) == ["n_clusters"] and x == [30, 100] and np.allclose(y, [0.34, 0.41])
+    fig = plots.sweep(c, METRICS)
+    assert len(fig.axes) == 3 and len(fig.axes[0].collections) == 2 and not fig.axes[2].lines  # no NMI(t-1, t) yet
+
+
+@pytest.mark.slow
+def test_compare_with_two_seeds_writes_each_seed_and_a_mean_band_report(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "kit", "compare", "--name", "s", "--runs", str(tmp_path), "--seeds", "2"],
+                         env=ENV, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    from kit.report import load_histories
+    from kit.runs import read_config
+
+    run = tmp_path / "s"
+    assert read_config(run)["compare"]["seeds"] == 2 and not (run / "deepcluster").exists()
+    per_seed = {s: load_histories(run / f"seed-{s}") for s in (31, 32)}
+    for s, h in per_seed.items():
+        assert [len(h[a]["epoch"]) for a in ("deepcluster", "odc")] == [2, 2]
+        assert read_config(run / f"seed-{s}")["compare"]["seed"] == s
+        assert all((run / f"seed-{s}" / f).exists() for f in ("learning.png", "embeddings.png", "report.html"))  # its own report
+    assert not np.array_equal(per_seed[31]["odc"]["labels"][-1], per_seed[32]["odc"]["labels"][-1])
+    html = (run / "report.html").read_text()
+    assert "±" in html and "2 seeds" in html and 'href="seed-32/report.html"' in html
+    assert (run / "learning.png").exists() and (run / "stability.png").exists()
+
+
+@pytest.mark.slow
+def test_an_interrupted_multi_seed_run_resumes_and_does_not_retrain_a_finished_seed(tmp_path):
+    from kit.compare import CompareConfig, run_compare
+    from kit.report import load_histories
+
+    cfg = CompareConfig(epochs=1, n_clusters=20, n_train=400, embed_points=300, embed_epochs=[0, 1], seeds=2)
+    with pytest.raises(KeyboardInterrupt):
+        run_compare("m", cfg, runs_root=tmp_path, progress=False, log=Interrupt(after="seed 31: done"))
+    first = tmp_path / "m" / "seed-31"
+    before = files(first)
+    assert not (tmp_path / "m" / "seed-32").exists() and any("checkpoint.pt" in f for f in before)
+    run_compare("m", cfg, runs_root=tmp_path, resume=True, progress=False, log=Interrupt())
+    after = files(first)
+    assert {f: after[f] for f in before} == before  # nothing seed 31 trained was written again
+    assert len(load_histories(tmp_path / "m" / "seed-32")["odc"]["epoch"]) == 1
+    assert (tmp_path / "m" / "report.html").exists()
