@@ -155,7 +155,7 @@ class KMeans:
 
 
 class TorchKMeans:
-    """faiss's k-means written out in torch, on the device X lives on (no `.cuda()` anywhere).
+    """faiss's k-means written out in torch, on the device X lives on.
 
     >>> km = TorchKMeans(n_clusters=10_000, n_iter=20, seed=0).fit(X)   # X: (N, D) tensor or array
     >>> km.labels_, km.centroids_, km.inertia_                          # as `KMeans`, which calls this

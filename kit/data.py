@@ -259,7 +259,7 @@ def batches(dataset, order: torch.Tensor, batch_size: int, device: torch.device,
 
     Tensor datasets are sliced and augmented on the device; other datasets go through a
     DataLoader (the ImageFolder's per-image transforms run in worker processes). `shard` maps a
-    global batch of indices to this process's part of it (torchrun; `Distributed.shard`).
+    batch of global indices to this process's part of it (torchrun; `Distributed.shard`).
     """
     stop = len(order) - (len(order) % batch_size if drop_last else 0)
     shard = shard or (lambda idx: idx)
