@@ -136,6 +136,24 @@ def _one_line(e: BaseException) -> str:
     return lines[-1] if lines[0].startswith("Caught ") else lines[0]
 
 
+def _import_heavy() -> None:
+    """Import torch and torchvision with Ctrl-C held back until they are loaded.
+
+    A KeyboardInterrupt raised while a C++ extension initialises does not unwind: pybind11 calls
+    std::terminate and the process dies with SIGABRT and a C++ message. So during these imports a
+    Ctrl-C is only noted, and raised once they are done, where `main` turns it into exit 130.
+    """
+    caught = []
+    signal.signal(signal.SIGINT, lambda *_: caught.append(True))
+    try:
+        import torch  # noqa: F401
+        import torchvision  # noqa: F401
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if caught:
+        raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     # A process started in the background (`cmd &` in a script, many CI runners) inherits SIGINT
     # as "ignored", and Python then installs no KeyboardInterrupt handler: restore it ourselves.
@@ -144,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     name = getattr(a, "name", None) or (f"{'sweep-' if a.command == 'sweep' else ''}"
                                          f"{getattr(a, 'dataset', None) or 'mnist5k'}-{time.strftime('%Y%m%d-%H%M%S')}")
     try:
+        _import_heavy()
         _run(a, name)
     except KeyboardInterrupt:
         runs = Path(getattr(a, "runs", "runs"))
