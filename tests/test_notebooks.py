@@ -57,8 +57,8 @@ def test_notebook_runs_end_to_end(name):
     if name == "04_stability.ipynb":
         md = "".join(o.get("data", {}).get("text/markdown", "") for o in outputs(nb))
         assert "| DeepCluster |" in md and "| ODC |" in md and "Feature5" in md
-    if name == "05_playground.ipynb":
-        assert "done: 2 epochs" in text and "iterations: 14" in text
+    if name == "05_playground.ipynb":  # the widgets are driven in tests/test_widgets.py and tests/test_browser.py
+        assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs(nb))
     if name == "06_gpu_cifar10.ipynb":
         import torch
 
