@@ -201,6 +201,17 @@ def _torchvision(name: str, split: str, root: Path, download: bool) -> ImageTens
     return ImageTensorDataset(images, targets, mean, std, name, COLOUR, list(ds.classes))
 
 
+DOWNLOADS = {"cifar10": ("cifar-10-batches-py", "170 MB"), "stl10": ("stl10_binary", "2.6 GB")}
+
+
+def needs_download(name: str, root: str | Path = "data") -> str | None:
+    """For a torchvision dataset not yet under `root`: a one-line note of what to download and how; else None."""
+    if name not in DOWNLOADS or (Path(root) / DOWNLOADS[name][0]).is_dir():
+        return None
+    return (f"{name} is not on this machine ({DOWNLOADS[name][1]} download): run "
+            f"kit.data.load_dataset({name!r}, download=True) once, with internet, then train")
+
+
 def load_dataset(name: str = "mnist5k", split: str = "train", root: str | Path = "data",
                  download: bool = False, n: int | None = None, image_size: int = 224):
     """A kit dataset by name. `n` keeps a class-stratified subset (tensor datasets only)."""

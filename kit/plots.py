@@ -305,30 +305,6 @@ def images(imgs: np.ndarray, titles: list[str] | None = None, cols: int = 10, ti
     return fig
 
 
-def live(history: dict, algo: str) -> Figure:
-    """The playground's live board: loss per iteration, and the per-epoch stability metrics."""
-    fig = Figure(figsize=(10, 3.4), layout="constrained")
-    a, b = fig.subplots(1, 2)
-    y = np.asarray(history["step"].get("loss", []))
-    if len(y):
-        a.plot(np.arange(1, len(y) + 1), y, color=COLOURS[algo], alpha=0.3, lw=0.8)
-        a.plot(*_smoothed(y, 10), color=COLOURS[algo])
-    _style(a, f"{NAMES[algo]}: loss", "iteration", "cross-entropy")
-    if algo == "odc" and history["step"].get("change_ratio"):
-        r = np.asarray(history["step"]["change_ratio"])
-        b.plot(np.arange(1, len(r) + 1), r, color=COLOURS[algo], alpha=0.3, lw=0.8, label="change_ratio")
-        b.plot(*_smoothed(r, 10), color=COLOURS[algo])
-        _style(b, "ODC: batch labels changed", "iteration", "fraction")
-    else:
-        b.plot(*_epochs(history, "nmi_prev"), "o-", color=COLOURS[algo], label="NMI(t-1, t)")
-        b.plot(*_epochs(history, "knn"), "s--", color="grey", label="kNN accuracy")
-        _style(b, "Per epoch", "epoch", "value")
-        b.xaxis.set_major_locator(MaxNLocator(integer=True))
-        b.legend(fontsize=8)
-    b.set_ylim(0, 1)
-    return fig
-
-
 def png(fig: Figure, dpi: int = 90) -> bytes:
     """PNG bytes of a figure; no timestamp or version in the metadata, so saved files are reproducible."""
     import io

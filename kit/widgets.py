@@ -1,11 +1,15 @@
-"""The playground: widgets build a config, a background thread trains, plots consume the history.
+"""The playground: widgets build a config, a background thread trains, the live board draws the history.
 
 The kernel stays responsive while training runs: `train()` starts a daemon thread and returns at
 once, so a click on Stop (a `threading.Event`) is handled and training ends cleanly at the next
-iteration, keeping its history. The thread never writes with `with out:` (that routes output to
-whichever cell is running); it sets widget traits and replaces `Output.outputs` with PNG data, and
-any error lands in the log box instead of vanishing (ECOSYSTEM.md §3.2-3.4).
-Training code never imports ipywidgets; only this module does.
+iteration, keeping its history. With algorithm "both", DeepCluster and then ODC train with the same
+settings and share the board; every earlier run stays on it, faded and labelled with the settings
+that differed (`kit.live`). "Sweep K" trains a small sweep (`kit.sweep`) and draws it cell by cell.
+
+The thread never writes with `with out:` (that routes output to whichever cell is running); it sets
+widget traits and replaces `Output.outputs` with PNG data. An error shows as one line in the status
+and its traceback in the collapsed log (ECOSYSTEM.md §3.2-3.4). Training code never imports
+ipywidgets; only this module does.
 """
 from __future__ import annotations
 
@@ -16,28 +20,32 @@ import traceback
 import ipywidgets as W
 
 from . import plots
-from .data import load_dataset
+from .data import load_dataset, needs_download
 from .deepcluster import DeepCluster, DeepClusterConfig
+from .live import Trace, board, board_labels
 from .odc import ODC, ODCConfig
 from .runtime import fast_mode
 
+TRAINERS = {"deepcluster": DeepCluster, "odc": ODC}
+
 
 class Playground:
-    """Controls for both algorithms, Train / Stop buttons, a progress bar and a live plot.
+    """Controls for both algorithms, Train / Stop / Sweep buttons, a progress bar and a live board.
 
     >>> pg = Playground(); pg.show()      # in a notebook
     >>> pg.algorithm.value = "odc"; pg.train_button.click(); pg.wait()   # or drive it from code
     """
 
-    def __init__(self, redraw_seconds: float = 0.5):
+    def __init__(self, redraw_seconds: float = 0.5, runs_root: str = "runs"):
         small = fast_mode()
         style = {"description_width": "150px"}
         lay = W.Layout(width="420px")
         s = dict(style=style, layout=lay, continuous_update=False)
-        self.dataset = W.Dropdown(options=["mnist5k", "digits", "cifar10", "stl10"], value="mnist5k", description="dataset", style=style, layout=lay)
+        self.dataset = W.Dropdown(options=_dataset_options(), value="mnist5k", description="dataset", style=style, layout=lay)
         self.n_train = W.IntSlider(400 if small else 4000, 200, 4000, 200, description="train images", **s)
         self.backbone = W.Dropdown(options=["convnet", "resnet18", "resnet50"], value="convnet", description="backbone", style=style, layout=lay)
-        self.algorithm = W.ToggleButtons(options=["deepcluster", "odc"], value="deepcluster", description="algorithm", style=style)
+        self.algorithm = W.ToggleButtons(options=[("both", "both"), ("DeepCluster", "deepcluster"), ("ODC", "odc")],
+                                         value="both", description="algorithm", style=style)
         self.n_clusters = W.IntSlider(20 if small else 100, 10, 1000, 10, description="clusters K", **s)
         self.lr = W.FloatLogSlider(0.1, base=10, min=-3, max=0, step=0.1, description="learning rate", **s)
         self.batch_size = W.IntSlider(64, 16, 512, 16, description="batch size", **s)
@@ -47,21 +55,33 @@ class Playground:
         self.min_cluster_size = W.IntSlider(5 if small else 10, 0, 100, 1, description="min cluster size", **s)
         self.pca_dim = W.IntSlider(16 if small else 64, -1, 256, 1, description="PCA dim (-1: none)", **s)
         self.sobel = W.Checkbox(False, description="Sobel front-end", style=style)
+        self.sweep_k = W.Text("10,20,40" if small else "30,100,300", description="sweep K over", style=style, layout=lay)
         self.train_button = W.Button(description="Train", button_style="success", icon="play")
         self.stop_button = W.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
+        self.sweep_button = W.Button(description="Sweep K", icon="table", tooltip="train each algorithm once per K; "
+                                     "scores on a validation split carved from the train images")
         self.progress = W.IntProgress(0, 0, 1, description="idle", style=style, layout=lay)
         self.status = W.HTML("")
         self.plot = W.Output(layout=W.Layout(min_height="320px"))
-        self.log = W.Output(layout=W.Layout(max_height="160px", overflow="auto"))
+        self.caption = W.HTML("")  # the board's runs in words: which are this press's, which are faded
+        self.log = W.Output(layout=W.Layout(max_height="200px", overflow="auto"))
+        self.log_box = W.Accordion(children=[self.log], selected_index=None)
+        self.log_box.set_title(0, "log (per-epoch values, errors in full)")
         self.train_button.on_click(lambda _: self.train())
         self.stop_button.on_click(lambda _: self.stop())
+        self.sweep_button.on_click(lambda _: self.sweep())
         self.redraw_seconds = redraw_seconds
-        self.history: dict | None = None
+        self.runs_root = runs_root
+        self.runs: list[Trace] = []  # every run of this playground, oldest first; the board fades earlier ones
+        self.history: dict | None = None  # the history of the run training now, or of the last one
         self.trainer = None
+        self.sweep_path = None  # the sweep's folder under runs_root, once one started
+        self._current: list[Trace] = []
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._last_draw = 0.0
-        self.draws = 0  # live-plot redraws so far
+        self._iters = 0  # iterations done in the epoch under way
+        self.draws = 0  # live-board redraws so far
 
     # -- layout -----------------------------------------------------------------------------
     @property
@@ -69,9 +89,10 @@ class Playground:
         common = W.VBox([self.dataset, self.n_train, self.backbone, self.algorithm, self.n_clusters, self.lr,
                          self.batch_size, self.epochs])
         specific = W.VBox([W.HTML("<b>ODC only</b>"), self.memory_momentum, self.centroid_interval, self.min_cluster_size,
-                           W.HTML("<b>DeepCluster only</b>"), self.pca_dim, self.sobel])
-        buttons = W.HBox([self.train_button, self.stop_button, self.progress, self.status])
-        return W.VBox([W.HBox([common, specific]), buttons, self.plot, self.log])
+                           W.HTML("<b>DeepCluster only</b>"), self.pca_dim, self.sobel, W.HTML("<b>Sweep</b>"),
+                           self.sweep_k])
+        buttons = W.HBox([self.train_button, self.stop_button, self.sweep_button, self.progress, self.status])
+        return W.VBox([W.HBox([common, specific]), buttons, self.plot, self.caption, self.log_box])
 
     def show(self):
         from IPython.display import display
@@ -79,37 +100,72 @@ class Playground:
         display(self.widget)
 
     # -- config -----------------------------------------------------------------------------
-    def config(self):
-        """The config the widgets describe: (algorithm, DeepClusterConfig | ODCConfig)."""
+    def algos(self) -> list[str]:
+        return ["deepcluster", "odc"] if self.algorithm.value == "both" else [self.algorithm.value]
+
+    def config(self, algo: str | None = None):
+        """The config the widgets describe for `algo` (default: the selected one, DeepCluster for
+        "both"): (algorithm, DeepClusterConfig | ODCConfig). The board measures kNN and NMI every epoch."""
+        algo = algo or self.algos()[0]
         common = dict(n_clusters=self.n_clusters.value, backbone=self.backbone.value, lr=self.lr.value,
-                      batch_size=self.batch_size.value, eval_every=max(1, self.epochs.value // 5))
-        if self.algorithm.value == "odc":
+                      batch_size=self.batch_size.value, eval_every=1)
+        if algo == "odc":
             return "odc", ODCConfig.small(memory_momentum=self.memory_momentum.value,
                                           centroid_interval=self.centroid_interval.value,
                                           min_cluster_size=self.min_cluster_size.value, **common)
         return "deepcluster", DeepClusterConfig.small(pca_dim=self.pca_dim.value, sobel=self.sobel.value, **common)
 
+    def settings(self, algo: str) -> dict:
+        """What a run was trained with, in the words the board's labels use ("K=30, lr=0.3")."""
+        out = {"dataset": self.dataset.value, "images": self.n_train.value, "backbone": self.backbone.value,
+               "K": self.n_clusters.value, "lr": round(self.lr.value, 4), "batch": self.batch_size.value,
+               "epochs": self.epochs.value}
+        if algo == "odc":
+            out |= {"momentum": self.memory_momentum.value, "centroid interval": self.centroid_interval.value,
+                    "min size": self.min_cluster_size.value}
+        else:
+            out |= {"PCA": self.pca_dim.value, "Sobel": self.sobel.value}
+        return out
+
     # -- running ----------------------------------------------------------------------------
     def train(self) -> None:
-        """Start training in a background thread; returns at once."""
-        if self._thread is not None and self._thread.is_alive():
-            self._say("already training: press Stop first")
+        """Train the selected algorithm (or both, one after the other) in a background thread; returns at once."""
+        if not self._start_check():
             return
-        algo, cfg = self.config()
-        self._stop.clear()
-        self.history = None
-        self.train_button.disabled, self.stop_button.disabled = True, False
-        self.progress.description = algo
-        self._thread = threading.Thread(target=self._run, args=(algo, cfg), name="kit-playground", daemon=True)
-        self._thread.start()
+        try:
+            jobs = [(algo, self.config(algo)[1], self.settings(algo)) for algo in self.algos()]
+        except ValueError as e:  # a setting the algorithm's config refuses
+            self._fail(str(e))
+            return
+        self._start(self._train_all, jobs)
+
+    def sweep(self) -> None:
+        """Train a sweep over the K values typed in `sweep_k` (both algorithms, or the selected one) in
+        the background, drawing its figure after every cell. Each press writes a new sweep folder
+        under `runs_root` (`sweep_path`); `python -m kit sweep --name ... --resume` continues one."""
+        if not self._start_check():
+            return
+        try:
+            from .sweep import SweepConfig
+
+            ks = [int(v) for v in self.sweep_k.value.replace(" ", "").split(",") if v]
+            cfg = SweepConfig(algos=self.algos(), n_clusters=ks, lr=[round(self.lr.value, 4)],
+                              pca_dim=[self.pca_dim.value], memory_momentum=[self.memory_momentum.value],
+                              epochs=self.epochs.value, n_val=min(1000, self.n_train.value // 4),
+                              n_train=self.n_train.value, dataset=self.dataset.value, backbone=self.backbone.value,
+                              batch_size=self.batch_size.value)
+        except ValueError as e:
+            self._fail(f"sweep K over: {e}" if "invalid literal" in str(e) else str(e))
+            return
+        self._start(self._sweep, cfg)
 
     def stop(self) -> None:
-        """Ask training to end at the next iteration; the history so far is kept."""
+        """Ask training to end at the next iteration (a sweep: after the cell under way); the history so far is kept."""
         self._stop.set()
         self.status.value = "stopping…"
 
     def wait(self, timeout: float | None = None) -> dict | None:
-        """Block until the training thread ends (for scripts and tests); returns the history."""
+        """Block until the training thread ends (for scripts and tests); returns the last run's history."""
         if self._thread is not None:
             self._thread.join(timeout)
         return self.history
@@ -118,47 +174,127 @@ class Playground:
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def _run(self, algo: str, cfg) -> None:
+    def _start_check(self) -> bool:
+        """False, with the reason in the status, when nothing may start now."""
+        if self.running:
+            self._say("already training: press Stop first")
+            return False
+        note = needs_download(self.dataset.value)
+        if note:
+            self._fail(note)
+            return False
+        return True
+
+    def _start(self, target, arg) -> None:
+        self._stop.clear()
+        self.status.value = "starting…"  # before the thread, so no earlier "done" reads as this run's
+        self.train_button.disabled = self.sweep_button.disabled = True
+        self.stop_button.disabled = False
+        self._thread = threading.Thread(target=self._guarded, args=(target, arg), name="kit-playground", daemon=True)
+        self._thread.start()
+
+    def _guarded(self, target, arg) -> None:
         try:
-            train = load_dataset(self.dataset.value, n=self.n_train.value)
-            test = load_dataset(self.dataset.value, split="test", n=min(1000, self.n_train.value))
-            self.trainer = (ODC if algo == "odc" else DeepCluster)(cfg)
-            steps = -(-len(train) // cfg.batch_size) * self.epochs.value
-            self.progress.max, self.progress.value = steps, 0
-            self.status.value = "clustering the untrained network…"
-            self.history = self.trainer.fit(train, self.epochs.value, callback=self._on_record, eval_dataset=test,
-                                            stop=self._stop)
-            self._draw(force=True)
-            done = len(self.history["epoch"])
-            self.status.value = (f"stopped after {done} epochs" if self._stop.is_set() else f"done: {done} epochs")
-        except Exception:  # noqa: BLE001 - shown in the log box, never lost in the thread
-            self.status.value = "<span style='color:red'>failed: see the log</span>"
+            target(arg)
+        except Exception as e:  # noqa: BLE001 - one line in the status, the traceback in the log: never lost in the thread
+            self._fail(f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}")
             self.log.append_stderr(traceback.format_exc())
         finally:
-            self.train_button.disabled, self.stop_button.disabled = False, True
+            self.train_button.disabled = self.sweep_button.disabled = False
+            self.stop_button.disabled = True
+
+    def _fail(self, line: str) -> None:
+        import html
+
+        self.status.value = f"<span style='color:#c00'>{html.escape(line)}</span>"
+
+    def _train_all(self, jobs: list) -> None:
+        n = self.n_train.value
+        train = load_dataset(self.dataset.value, n=n)
+        test = load_dataset(self.dataset.value, split="test", n=min(1000, n))
+        per_epoch = -(-len(train) // self.batch_size.value)
+        self.progress.max, self.progress.value = per_epoch * self.epochs.value * len(jobs), 0
+        earlier = len(self.runs)
+        self._current = [Trace(algo, settings) for algo, _, settings in jobs]
+        self.runs.extend(self._current)
+        done = []
+        for trace, (algo, cfg, _) in zip(self._current, jobs):
+            self.trainer, self._iters = TRAINERS[algo](cfg), 0
+            self.history = trace.history = self.trainer.history
+            self.progress.description = plots.NAMES[algo]
+            self.status.value = f"{plots.NAMES[algo]}: measuring the untrained network…"
+            self.trainer.fit(train, self.epochs.value, callback=self._on_record, eval_dataset=test, stop=self._stop)
+            epochs = len(trace.history["epoch"])
+            if self._stop.is_set():
+                done.append(f"{plots.NAMES[algo]} stopped after {epochs} epoch{'s' * (epochs != 1)}"
+                            + (f" and {self._iters} of {per_epoch} iterations of epoch {epochs + 1}" if self._iters else ""))
+                done += [f"{plots.NAMES[a]} not started" for a, _, _ in jobs[len(done):]]
+                break
+            done.append(f"{plots.NAMES[algo]} {epochs} epoch{'s' * (epochs != 1)}")
+        self._draw(force=True, earlier=self.runs[:earlier])
+        self.status.value = ("stopped: " if self._stop.is_set() else "done: ") + "; ".join(done)
 
     def _on_record(self, record: dict) -> None:
         if record["kind"] == "step":
+            self._iters += 1
             self.progress.value = min(self.progress.value + 1, self.progress.max)
-            self.status.value = f"epoch {record['epoch'] + 1}, loss {record['loss']:.3f}"
+            self.status.value = f"{plots.NAMES[record['algo']]}: epoch {record['epoch'] + 1}, loss {record['loss']:.3f}"
         else:
-            self._say(", ".join(f"{k}={v:.3f}" for k, v in record.items() if isinstance(v, float) and v is not None
-                                and k in ("loss", "nmi_prev", "label_change", "change_ratio", "knn", "nmi_true")))
-        self.history = self.trainer.history
-        self._draw()
+            self._iters = 0
+            self._say(f"{self.trainer.algo} epoch {record['epoch'] + 1}: " + ", ".join(
+                f"{k}={record[k]:.3f}" for k in ("loss", "nmi_prev", "label_change", "change_ratio", "knn", "nmi_true")
+                if isinstance(record.get(k), float)))
+        self._draw(earlier=self.runs[:len(self.runs) - len(self._current)])
 
-    def _draw(self, force: bool = False) -> None:
+    def _draw(self, force: bool = False, earlier: list[Trace] | None = None) -> None:
         """Redraw at most every `redraw_seconds` (drawing every step would dominate a CPU run)."""
-        if self.history is None or (not force and time.monotonic() - self._last_draw < self.redraw_seconds):
+        if not force and time.monotonic() - self._last_draw < self.redraw_seconds:
             return
         self._last_draw = time.monotonic()
-        png = plots.png(plots.live(self.history, self.trainer.algo))
-        self.plot.outputs = ({"output_type": "display_data", "data": {"image/png": _b64(png), "text/plain": "live plot"},
+        earlier = earlier or []
+        self._show(board(self._current, earlier, self.epochs.value), "live board")
+        shown = board_labels(self._current, earlier)
+        self.caption.value = ("<small>on the board: <b>" + ", ".join(shown["current"]) + "</b>"
+                              + ("; faded: " + "; ".join(shown["earlier"]) if shown["earlier"] else "") + "</small>")
+
+    def _show(self, fig, text: str) -> None:
+        png = plots.png(fig)
+        self.plot.outputs = ({"output_type": "display_data", "data": {"image/png": _b64(png), "text/plain": text},
                               "metadata": {}},)
         self.draws += 1
 
+    def _sweep(self, cfg) -> None:
+        from .compare import start_run
+        from .sweep import METRICS, curves, load_splits, train_cell, write_results
+
+        name = "playground-sweep-" + time.strftime("%Y%m%d-%H%M%S")
+        run, cfg, fit, val = start_run(name, "sweep", None, cfg, self.runs_root, False, None, self._say, load=load_splits)
+        self.sweep_path = run.path
+        cells, results = cfg.cells(), []
+        self.progress.description, self.progress.max, self.progress.value = "sweep", len(cells), 0
+        for i, cell in enumerate(cells, 1):
+            if self._stop.is_set():
+                break
+            self.status.value = f"sweep: training cell {i} of {len(cells)}: {cell.name}"
+            result, _ = train_cell(run, cfg, cell, fit, val)
+            results.append(result)
+            self.progress.value = i
+            self._say(f"cell {i}/{len(cells)} {cell.name}: " + ", ".join(
+                f"{k} {result[k]:.3f}" for k in METRICS if result.get(k) is not None))
+            self._show(plots.sweep(curves(results), METRICS), f"sweep, {i} of {len(cells)} cells")
+        if results:
+            write_results(run.path, cfg, results, len(fit), len(val))
+        self.status.value = (f"sweep {'stopped' if self._stop.is_set() else 'done'}: {len(results)} of {len(cells)} "
+                             f"cells; table in {run.path / 'sweep.md'}")
+
     def _say(self, text: str) -> None:
         self.log.append_stdout(text + "\n")
+
+
+def _dataset_options() -> list[tuple[str, str]]:
+    """The dataset menu: those that need a download say so in their label."""
+    return [(name + (" (needs a download)" if needs_download(name) else ""), name)
+            for name in ("mnist5k", "digits", "cifar10", "stl10")]
 
 
 def _b64(data: bytes) -> str:

@@ -63,31 +63,69 @@ def jupyterlab(tmp_path):
     proc.wait(30)
 
 
-@pytest.mark.timeout(300)
-def test_playground_trains_and_stops_in_a_real_jupyterlab(jupyterlab, tmp_path):
+def _set_slider(page, label: str, value: int) -> None:
+    """Type a value into an ipywidgets slider's editable readout, as a user can."""
+    box = page.locator(".widget-slider", has=page.locator(".widget-label", has_text=re.compile(f"^{label}$")))
+    box.locator(".widget-readout").click()
+    page.keyboard.press("Control+A")
+    page.keyboard.type(str(value))
+    page.keyboard.press("Enter")
+    expect_text(box.locator(".widget-readout"), str(value))
+
+
+def expect_text(locator, text: str, timeout: int = 10_000) -> None:
+    from playwright.sync_api import expect
+
+    expect(locator).to_have_text(text, timeout=timeout)
+
+
+@pytest.mark.timeout(600)
+def test_playground_compares_fades_earlier_runs_and_stops_in_a_real_jupyterlab(jupyterlab, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
-        page = browser.new_page(viewport={"width": 1400, "height": 1100})
+        page = browser.new_page(viewport={"width": 1400, "height": 1300})
         page.goto(f"{jupyterlab}/lab/tree/05_playground.ipynb")
         expect(page.get_by_role("button", name=re.compile(r"\| Idle"))).to_be_visible(timeout=90_000)  # kernel ready
         page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
         page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
         train = page.get_by_role("button", name="Train")
         expect(train).to_be_visible(timeout=60_000)
+        status = page.locator(".widget-html-content", has_text=re.compile(r"^(done|stopped)"))
+
+        # 1. compare mode (the default): DeepCluster, then ODC, on one board
+        _set_slider(page, "train images", 400)
+        _set_slider(page, "epochs", 2)
         train.click()
         plot = page.locator(".widget-output img").first
-        expect(plot).to_be_visible(timeout=120_000)  # the first live plot
+        expect(plot).to_be_visible(timeout=120_000)  # the first live board
         first = plot.get_attribute("src")
         page.wait_for_function("(src) => { const i = document.querySelector('.widget-output img');"
                                " return i && i.src !== src; }", arg=first, timeout=120_000)  # it updated
-        if "KIT_SCREENSHOTS" in os.environ:  # for docs/: a few epochs in, so the per-epoch panel has points
-            expect(page.get_by_text("epoch 4,", exact=False)).to_be_visible(timeout=180_000)
-        shots = Path(os.environ.get("KIT_SCREENSHOTS", tmp_path))
+        expect(status).to_have_text("done: DeepCluster 2 epochs; ODC 2 epochs", timeout=240_000)
+        expect(page.get_by_text("on the board: DeepCluster, ODC", exact=True)).to_be_visible()
+
+        # 2. another K: the first runs stay, faded and labelled with the setting that differed
+        _set_slider(page, "clusters K", 30)
+        train.click()
+        # the caption names the faded runs from this press's first draw on, after the status left step 1's "done"
+        expect(page.get_by_text("faded: DeepCluster, earlier: K=100; ODC, earlier: K=100")).to_be_visible(timeout=120_000)
+        expect(status).to_have_text("done: DeepCluster 2 epochs; ODC 2 epochs", timeout=240_000)
+        expect(page.get_by_text("on the board: DeepCluster, ODC; faded: DeepCluster, earlier: K=100; "
+                                "ODC, earlier: K=100", exact=True)).to_be_visible()
+        shots = Path(os.environ.get("KIT_SCREENSHOTS", tmp_path))  # KIT_SCREENSHOTS=docs keeps docs/playground.png
         shots.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(shots / "playground.png"), full_page=True)
+        page.locator(".jp-OutputArea-output").first.screenshot(path=str(shots / "playground.png"))
+
+        # 3. Stop mid-epoch says how far it got
+        _set_slider(page, "train images", 4000)
+        _set_slider(page, "epochs", 50)
+        expect(train).to_be_enabled()
+        train.click()
+        expect(page.get_by_text(re.compile(r"^DeepCluster: epoch 1, loss"))).to_be_visible(timeout=120_000)
         page.get_by_role("button", name="Stop").click()
-        expect(page.get_by_text("stopped after", exact=False)).to_be_visible(timeout=120_000)
+        expect(status).to_have_text(re.compile(r"^stopped: DeepCluster stopped after 0 epochs and \d+ of 63 "
+                                               r"iterations of epoch 1; ODC not started$"), timeout=120_000)
         expect(train).to_be_enabled()
         browser.close()

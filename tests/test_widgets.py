@@ -1,68 +1,127 @@
-"""The playground's callbacks driven directly (no frontend): config, Train, live plot, Stop."""
+"""The playground driven directly (no frontend): config, Train, compare mode, the live board with
+faded earlier runs, Stop mid-epoch, errors, datasets that need a download, a sweep drawn cell by cell."""
 import time
 
 import pytest
 
+from kit import live
 from kit.memory import ODCMemory
 from kit.widgets import Playground
 
 
-def _small(pg):
-    pg.n_train.value, pg.n_clusters.value, pg.epochs.value, pg.pca_dim.value = 400, 20, 2, 16
-    pg.redraw_seconds = 0.0
+def _small(pg, algo="odc"):
+    pg.n_train.value, pg.n_clusters.value, pg.epochs.value, pg.pca_dim.value = 200, 10, 2, 16
+    pg.algorithm.value, pg.redraw_seconds = algo, 0.0
     return pg
+
+
+def _legend(pg_or_fig):
+    return [t.get_text() for leg in pg_or_fig.legends for t in leg.get_texts()]
 
 
 def test_widgets_build_the_config_they_show():
     pg = Playground()
+    assert pg.algorithm.value == "both" and pg.algos() == ["deepcluster", "odc"]
     pg.algorithm.value, pg.n_clusters.value, pg.lr.value, pg.memory_momentum.value = "odc", 50, 0.01, 0.3
     pg.centroid_interval.value, pg.min_cluster_size.value, pg.batch_size.value = 5, 7, 32
     algo, cfg = pg.config()
     assert algo == "odc" and (cfg.n_clusters, cfg.memory_momentum, cfg.centroid_interval, cfg.min_cluster_size,
-                              cfg.batch_size) == (50, 0.3, 5, 7, 32)
+                              cfg.batch_size, cfg.eval_every) == (50, 0.3, 5, 7, 32, 1)
     assert cfg.lr == pytest.approx(0.01)
     pg.algorithm.value, pg.pca_dim.value, pg.sobel.value = "deepcluster", 32, True
     algo, cfg = pg.config()
     assert algo == "deepcluster" and cfg.pca_dim == 32 and cfg.sobel
+    assert pg.settings("odc")["K"] == 50 and "momentum" in pg.settings("odc") and "PCA" in pg.settings("deepcluster")
 
 
-def test_train_runs_in_the_background_updates_the_plot_and_finishes():
-    pg = _small(Playground())
+def test_compare_mode_trains_both_with_the_same_settings_and_fades_the_earlier_run(tmp_path):
+    pg = _small(Playground(runs_root=str(tmp_path)), "both")
     pg.train_button.click()
     assert pg.train_button.disabled and not pg.stop_button.disabled  # returned at once, thread running
-    h = pg.wait(timeout=300)
-    assert len(h["epoch"]) == 2 and pg.status.value == "done: 2 epochs"
-    assert pg.progress.value == pg.progress.max == 14
+    pg.wait(timeout=600)
+    assert pg.status.value == "done: DeepCluster 2 epochs; ODC 2 epochs", pg.status.value
+    assert pg.progress.value == pg.progress.max == 2 * 2 * 4  # 200 images / batch 64 = 4 iterations per epoch
+    assert [t.algo for t in pg.runs] == ["deepcluster", "odc"]
+    for t in pg.runs:  # both get live kNN / NMI every epoch, and the same shared settings
+        assert len(t.history["epoch"]) == 2 and all(r["knn"] is not None for r in t.history["epoch"])
+        assert t.history["monitor_init"]["knn"] is not None
+        assert (t.settings["K"], t.settings["lr"], t.settings["epochs"]) == (10, 0.1, 2)
     assert pg.draws >= 2 and "image/png" in pg.plot.outputs[0]["data"]
     assert not pg.train_button.disabled and pg.stop_button.disabled
-    assert any("nmi_prev" in o.get("text", "") for o in pg.log.outputs)
+    assert any("knn=" in o.get("text", "") for o in pg.log.outputs)
 
-
-def test_stop_ends_training_at_the_next_iteration_and_keeps_the_history(monkeypatch):
-    pg = _small(Playground())
-    pg.algorithm.value, pg.epochs.value = "odc", 50
+    pg.algorithm.value, pg.n_clusters.value, pg.epochs.value = "odc", 20, 1  # a second press: K differs
     pg.train_button.click()
-    deadline = time.time() + 120
+    pg.wait(timeout=600)
+    fig = live.board(pg._current, pg.runs[:-1], pg.epochs.value)
+    assert _legend(fig) == ["DeepCluster, earlier: K=10, epochs=2", "ODC, earlier: K=10, epochs=2", "ODC"]
+    assert pg.caption.value == ("<small>on the board: <b>ODC</b>; faded: DeepCluster, earlier: K=10, epochs=2; "
+                                "ODC, earlier: K=10, epochs=2</small>")
+
+
+def test_the_board_is_never_an_empty_axis_and_labels_what_differed():
+    fresh = live.board([live.Trace("odc", {"K": 30})], [], epochs=10)
+    knn, nmi = fresh.axes[1], fresh.axes[2]
+    assert knn.get_xlim()[1] > 10 and all(float(t).is_integer() for t in knn.get_xticks())
+    assert any("first point after epoch 1" in t.get_text() for t in nmi.texts)
+    assert live.differing({"K": 30, "lr": 0.1, "PCA": 64}, {"K": 100, "lr": 0.1, "momentum": 0.5}) == "K=30"
+    assert live.differing({"K": 30}, {"K": 30}) == "same settings"
+    many = [live.Trace("odc", {"K": k}) for k in (10, 20, 30, 40, 50)]
+    assert len(_legend(live.board([live.Trace("odc", {"K": 60})], many, 3))) == live.EARLIER_SHOWN + 1
+
+
+def test_stop_mid_epoch_reports_the_iterations_done_and_keeps_the_history(tmp_path):
+    pg = _small(Playground(runs_root=str(tmp_path)), "both")
+    pg.n_train.value, pg.epochs.value = 2000, 50  # 32 iterations per epoch
+    pg.train_button.click()
+    deadline = time.time() + 300
     while time.time() < deadline and not (pg.history and len(pg.history["step"].get("loss", [])) >= 3):
-        time.sleep(0.05)
+        time.sleep(0.02)
     pg.stop_button.click()
-    h = pg.wait(timeout=60)
-    assert not pg.running
+    h = pg.wait(timeout=120)
+    assert not pg.running and len(pg.runs) == 2
     n = len(h["step"]["loss"])
-    assert 3 <= n < 50 * 7 and len(h["epoch"]) < 50
-    assert pg.status.value.startswith("stopped after")
+    assert 3 <= n < 32 and h["epoch"] == []
+    assert pg.status.value == f"stopped: DeepCluster stopped after 0 epochs and {n} of 32 iterations of epoch 1; ODC not started"
 
 
-def test_errors_in_the_thread_land_in_the_log(monkeypatch):
-    pg = _small(Playground())
-    pg.algorithm.value = "odc"
+def test_errors_show_one_line_and_the_traceback_in_the_collapsed_log(monkeypatch, tmp_path):
+    pg = _small(Playground(runs_root=str(tmp_path)))
 
     def boom(self, idx, z):
-        raise RuntimeError("boom in the memory")
+        raise RuntimeError("boom in the memory\nsecond line")
 
     monkeypatch.setattr(ODCMemory, "update", boom)
     pg.train_button.click()
-    pg.wait(timeout=120)
-    assert "failed" in pg.status.value
-    assert any("boom in the memory" in o.get("text", "") for o in pg.log.outputs)
+    pg.wait(timeout=300)
+    assert "RuntimeError: boom in the memory</span>" in pg.status.value and "second line" not in pg.status.value
+    log = "".join(o.get("text", "") for o in pg.log.outputs)
+    assert "Traceback" in log and "second line" in log and pg.log_box.selected_index is None
     assert not pg.train_button.disabled
+
+
+def test_a_dataset_that_needs_a_download_says_so_and_starts_nothing(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)  # no data/cifar-10-batches-py here
+    pg = Playground(runs_root=str(tmp_path))
+    assert dict((v, k) for k, v in pg.dataset.options)["cifar10"] == "cifar10 (needs a download)"
+    pg.dataset.value = "cifar10"
+    pg.train_button.click()
+    assert not pg.running and pg.runs == []
+    assert "download=True" in pg.status.value and "170 MB" in pg.status.value
+    pg.sweep_button.click()
+    assert not pg.running and pg.sweep_path is None
+
+
+def test_a_sweep_draws_each_cell_as_it_finishes_and_refuses_a_bad_grid(tmp_path):
+    pg = _small(Playground(runs_root=str(tmp_path)))
+    pg.n_train.value, pg.epochs.value, pg.sweep_k.value = 400, 1, "10, 20"
+    pg.sweep_button.click()
+    pg.wait(timeout=600)
+    assert pg.status.value.startswith("sweep done: 2 of 2 cells"), pg.status.value
+    assert pg.plot.outputs[0]["data"]["text/plain"] == "sweep, 2 of 2 cells" and pg.draws == 2
+    cells = sorted(p.name for p in pg.sweep_path.iterdir() if p.is_dir())
+    assert [c.split(",")[1] for c in cells] == ["n_clusters=10", "n_clusters=20"]
+    assert (pg.sweep_path / "sweep.md").exists()
+    pg.sweep_k.value = "ten"
+    pg.sweep_button.click()
+    assert not pg.running and "sweep K over" in pg.status.value

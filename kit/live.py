@@ -1,0 +1,94 @@
+"""The playground's live board: the runs of this press of Train in full colour, earlier runs faded
+and labelled with the settings that differed ("ODC, K=30"), so "K=30 against K=100" is one look.
+
+Three panels share one legend: loss per iteration, kNN accuracy per epoch (0 = the untrained
+network), and NMI(t-1, t) per epoch. The per-epoch panels span the epochs asked for from the first
+draw, and say when their first point will come, so they are never an empty axis with odd ticks.
+matplotlib's object API only: the board is drawn in the training thread.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from .plots import COLOURS, NAMES, _smoothed, _style, _with_init
+
+EARLIER_SHOWN = 3  # faded runs per algorithm; older ones leave the board (they stay in `Playground.runs`)
+
+
+@dataclass
+class Trace:
+    """One training run as the board draws it: its algorithm, its settings and its history so far."""
+
+    algo: str
+    settings: dict
+    history: dict = field(default_factory=lambda: {"epoch": [], "step": {}})
+
+
+def differing(settings: dict, reference: dict) -> str:
+    """The settings of an earlier run that differ from the current ones, e.g. "K=30, lr=0.3"."""
+    keys = [k for k in settings if k in reference and settings[k] != reference[k]]
+    return ", ".join(f"{k}={_fmt(settings[k])}" for k in keys) or "same settings"
+
+
+def _fmt(value) -> str:
+    return format(value, "g") if isinstance(value, float) else str(value)
+
+
+def _faded(earlier: list[Trace]) -> list[Trace]:
+    return [t for algo in NAMES for t in [e for e in earlier if e.algo == algo][-EARLIER_SHOWN:]]
+
+
+def board_labels(current: list[Trace], earlier: list[Trace]) -> dict[str, list[str]]:
+    """The legend of `board`: {"current": ["DeepCluster", "ODC"], "earlier": ["ODC, earlier: K=30", ...]}."""
+    reference = current[-1].settings if current else {}
+    return {"current": [NAMES[t.algo] for t in current],
+            "earlier": [f"{NAMES[t.algo]}, earlier: {differing(t.settings, reference)}" for t in _faded(earlier)]}
+
+
+def board(current: list[Trace], earlier: list[Trace], epochs: int) -> Figure:
+    """The live figure: `current` runs drawn strong, the last few `earlier` runs of each algorithm faded."""
+    fig = Figure(figsize=(12, 3.6), layout="constrained")
+    loss, knn, nmi = fig.subplots(1, 3)
+    faded, labels = _faded(earlier), board_labels(current, earlier)
+    for t, label in zip(faded, labels["earlier"]):
+        _draw(t, (loss, knn, nmi), label, strong=False)
+    for t, label in zip(current, labels["current"]):
+        _draw(t, (loss, knn, nmi), label, strong=True)
+    _style(loss, "loss", "iteration", "cross-entropy (smoothed)")
+    _style(knn, "kNN accuracy on held-out images", "epoch", "accuracy (higher is better)")
+    _style(nmi, "NMI(t-1, t): label stability", "epoch", "NMI (higher is steadier)")
+    for ax, key in ((knn, "knn"), (nmi, "nmi_prev")):
+        ax.set_xlim(-0.3, max(epochs, 1) + 0.3)
+        ax.set_ylim(0, 1)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if not any(len(_with_init(t.history, key)[0]) for t in current + faded):
+            first = "after the untrained network is measured" if key == "knn" else "after epoch 1"
+            ax.text(0.5, 0.5, f"first point {first}", transform=ax.transAxes, ha="center", va="center",
+                    color="grey", fontsize=9)
+    if not any(t.history["step"].get("loss") for t in current + faded):
+        loss.text(0.5, 0.5, "first point after iteration 1", transform=loss.transAxes, ha="center", va="center",
+                  color="grey", fontsize=9)
+    loss.xaxis.set_major_locator(MaxNLocator(integer=True))
+    handles, labels = knn.get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside right upper", fontsize=8, frameon=False)
+    return fig
+
+
+def _draw(t: Trace, axes, label: str, strong: bool) -> None:
+    loss, knn, nmi = axes
+    style = dict(color=COLOURS[t.algo], alpha=1.0 if strong else 0.35, lw=1.6 if strong else 1.0,
+                 ls="-" if strong else "--")
+    y = np.asarray(t.history["step"].get("loss", []))
+    if len(y):
+        if strong:
+            loss.plot(np.arange(1, len(y) + 1), y, color=COLOURS[t.algo], alpha=0.15, lw=0.6)
+        loss.plot(*_smoothed(y, max(1, min(10, len(y) // 4))), **style)  # a short run still shows its start
+    for ax, key, marker in ((knn, "knn", "s"), (nmi, "nmi_prev", "o")):
+        x, v = _with_init(t.history, key)
+        # every trace gets a legend entry in the kNN panel, even before its first point
+        ax.plot(x, v, marker=marker, ms=4 if strong else 3, label=label if key == "knn" else None, **style)
