@@ -41,5 +41,11 @@ bench: $(STAMP)
 gpu-check: $(STAMP)
 	NUMBA_CACHE_DIR=$(CURDIR)/.cache/numba $(PY) bench/gpu_check.py $(ARGS)
 
+# the notebooks, executed (KIT_FAST=1, USE_EXAMPLE_RUN = True), as a static site in site/ that opens
+# offline: plain nbconvert, docs/build_site.py says why. ARGS="--only 02 04" builds a subset.
+.PHONY: docs
+docs: $(STAMP)
+	NUMBA_CACHE_DIR=$(CURDIR)/.cache/numba KIT_FAST=$${KIT_FAST:-1} $(PY) docs/build_site.py $(ARGS)
+
 clean:
 	rm -rf $(VENV) .cache .pytest_cache

@@ -1,0 +1,178 @@
+"""`make docs` builds the static site offline, and a browser reads it without asking any other host.
+
+A reduced site (the index and the walkthroughs in SITE_NOTEBOOKS, executed with KIT_FAST=1 and
+USE_EXAMPLE_RUN = True, as `make docs` does) is built once per module with every proxy variable
+pointing at a closed port, so a download attempted during the build fails. Headless Chromium
+(Debian's, via Playwright, as in tests/test_browser.py) then opens the index served from 127.0.0.1,
+follows its link to a walkthrough and finds the figures loaded, with every request to another host
+blocked and counted: none may be made, none may fail. Set KIT_SCREENSHOTS=DIR to keep its screenshot.
+"""
+import functools
+import html
+import http.server
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", "--no-first-run", "--disable-quic"]
+WALKTHROUGH = "notebooks/02_deepcluster_walkthrough.html"
+MIN_FIGURES = 5  # tests/test_notebooks.py: the PNG figures 02 draws
+VIEWS = "notebooks/04_stability.html"  # the flight recorder: a bokeh page in an iframe
+SITE_NOTEBOOKS = ["02", "04"]  # seconds each with the shipped example run
+
+sys.path.insert(0, str(ROOT / "docs"))
+import build_site  # noqa: E402
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # nothing listens once the socket closes
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    out = tmp_path_factory.mktemp("site")
+    dead = f"http://127.0.0.1:{_closed_port()}"
+    env = {**os.environ, "KIT_FAST": "1", "HTTP_PROXY": dead, "HTTPS_PROXY": dead, "ALL_PROXY": dead,
+           "http_proxy": dead, "https_proxy": dead, "all_proxy": dead, "NO_PROXY": "", "no_proxy": "",
+           "HF_HUB_OFFLINE": "1", "PIP_NO_INDEX": "1"}
+    done = subprocess.run([sys.executable, str(ROOT / "docs" / "build_site.py"), "--out", str(out),
+                           "--only", *SITE_NOTEBOOKS], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"the build failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return out
+
+
+# -- the build's own pieces, no kernel -----------------------------------------------------------
+
+def test_the_example_run_switch_is_injected():
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("x = 1\nUSE_EXAMPLE_RUN = False  # True: load the shipped run",
+                                  metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("print(USE_EXAMPLE_RUN)")])
+    assert build_site.use_example_run(nb)
+    assert nb.cells[0].source == "x = 1\nUSE_EXAMPLE_RUN = True  # True: load the shipped run"
+    assert not build_site.use_example_run(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("y = 2")]))
+
+
+def test_remote_requests_are_found_even_inside_iframes(tmp_path):
+    page = ('<script src="https://cdn.example/x.js"></script><img src="data:image/png;base64,AA">'
+            '<a href="https://arxiv.org/abs/1807.05520">a link is fine</a>'
+            f'<iframe srcdoc="{html.escape("<link rel=stylesheet href=//fonts.example/a.css>", quote=True)}"></iframe>')
+    (tmp_path / "p.html").write_text(page)
+    found = build_site.remote_requests(tmp_path)
+    assert len(found) == 2 and "cdn.example" in found[0] and "fonts.example" in found[1], found
+
+
+def test_a_remote_badge_becomes_a_local_one_around_the_same_link():
+    badge = ('<a href="https://colab.research.google.com/github/o/kit/blob/main/notebooks/x.ipynb">'
+             '<img alt="Open In Colab" src="https://colab.research.google.com/assets/colab-badge.svg"/></a>'
+             '<img alt="a figure" src="data:image/png;base64,AA">')
+    out = build_site.REMOTE_IMG.sub(build_site.local_badge, badge)
+    assert out == ('<a href="https://colab.research.google.com/github/o/kit/blob/main/notebooks/x.ipynb">'
+                   '<span class="kit-badge">Open In Colab</span></a><img alt="a figure" src="data:image/png;base64,AA">')
+
+
+def test_headings_get_githubs_anchor():
+    assert build_site.github_slug("1. DeepCluster") == "1-deepcluster"
+    assert build_site.github_slug("2. Online Deep Clustering (ODC)") == "2-online-deep-clustering-odc"
+
+
+# -- the built site ------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_the_site_builds_offline_and_every_link_lands(site):
+    assert (site / "index.html").is_file() and (site / WALKTHROUGH).is_file()
+    page = (site / WALKTHROUGH).read_text(encoding="utf-8")
+    assert len(re.findall(r'<img [^>]*src="data:image/png;base64,', page)) >= MIN_FIGURES
+    assert "jp-OutputArea-output" in page and "KIT_FAST=1" in page
+    assert not build_site.remote_requests(site)
+    broken = []
+    for html_file in site.rglob("*.html"):
+        text = html_file.read_text(encoding="utf-8")
+        for link in re.findall(r'\b(?:href|src)="([^"#]*)(?:#[^"]*)?"', text):
+            if link and not build_site.SCHEME.match(link) and not link.startswith("//"):
+                if not (html_file.parent / unquote(html.unescape(link))).exists():
+                    broken.append(f"{html_file.relative_to(site)}: {link}")
+    assert not broken, "links that go nowhere on the site:\n" + "\n".join(broken)
+
+
+@pytest.fixture
+def served(site):
+    handler = functools.partial(_QuietHandler, directory=str(site))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+@pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                    reason="Debian chromium is not installed (.ci/run installs it: apt-get install chromium)")
+@pytest.mark.timeout(300)
+def test_a_browser_reads_the_site_offline(served, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    blocked, failed = [], []
+
+    def only_local(route):
+        host = urlparse(route.request.url).hostname
+        if host in ("127.0.0.1", "localhost"):
+            route.continue_()
+        else:
+            blocked.append(route.request.url)
+            route.abort()
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        context = browser.new_context(viewport={"width": 1300, "height": 1100})
+        context.route("**/*", only_local)
+        page = context.new_page()
+        page.on("requestfailed", lambda r: failed.append(f"{r.url}: {r.failure}"))
+        page.goto(f"{served}/index.html")
+        expect(page.locator("h1").first).to_contain_text("DeepCluster")
+        page.locator(f'main a[href="{WALKTHROUGH}"]').first.click()
+        page.wait_for_url(f"**/{WALKTHROUGH}")
+        page.wait_for_load_state("load")
+        figures = page.eval_on_selector_all(
+            ".jp-OutputArea-output img", "els => els.map(e => [e.complete, e.naturalWidth, e.naturalHeight])")
+        assert len(figures) >= MIN_FIGURES, f"{len(figures)} figures on {WALKTHROUGH}"
+        assert all(complete and w > 0 and h > 0 for complete, w, h in figures), figures
+        expect(page.locator("nav.kit-nav a.here")).to_be_visible()
+        walkthrough = page.url
+        if "04" in SITE_NOTEBOOKS:  # BokehJS inlined in the iframe draws the flight recorder, offline
+            page.goto(f"{served}/{VIEWS}")
+            frame = page.frame_locator("iframe").first
+            expect(frame.locator("canvas").first).to_be_attached(timeout=30_000)
+            page.wait_for_function("() => [...document.querySelectorAll('iframe')].some(f => f.contentWindow.Bokeh"
+                                   " && f.contentWindow.Bokeh.documents.length > 0)", timeout=30_000)
+            page.goto(walkthrough)
+        # KIT_SCREENSHOTS=DIR keeps the view at the first figure (docs/site.png comes from here)
+        page.evaluate("window.scrollTo(0, document.querySelector('.jp-OutputArea-output img')"
+                      ".getBoundingClientRect().top + window.scrollY - 300)")  # its prompt, figure and guide
+        shots = Path(os.environ.get("KIT_SCREENSHOTS", tmp_path))
+        shots.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(shots / "site.png"))
+        browser.close()
+    assert not blocked, "requests to other hosts:\n" + "\n".join(blocked)
+    assert not failed, "failed requests:\n" + "\n".join(failed)
