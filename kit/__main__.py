@@ -28,9 +28,11 @@ SETTINGS = {
     "epochs": (int, "epochs of training (default 30; 2 with KIT_FAST=1)"),
     "device": (str, "auto, cpu, cuda, cuda:N (default auto)"),
     "backbone": (str, "convnet, resnet18, resnet50 (default convnet)"),
-    "n_clusters": (int, "K, for both algorithms (default 100; 20 with KIT_FAST=1)"),
+    "n_clusters": (int, "K, for both algorithms (default: each algorithm's preset, DeepCluster 100, ODC 30; "
+                        "20 with KIT_FAST=1)"),
     "batch_size": (int, "images per SGD step (default 64)"),
-    "lr": (float, "SGD learning rate (default 0.1)"),
+    "lr": (float, "SGD learning rate, for both algorithms (default: each algorithm's preset, DeepCluster 0.3, "
+                  "ODC 0.1)"),
     "seed": (int, "random seed (default 31)"),
     "n_train": (int, "keep a class-stratified subset of the train split (default all; 400 with KIT_FAST=1)"),
 }
@@ -40,7 +42,7 @@ GRID = {
     "n_clusters": (int, "K values, both algorithms (default 30,100,300; 10,20 with KIT_FAST=1)"),
     "lr": (float, "SGD learning rates, both algorithms (default 0.1)"),
     "pca_dim": (int, "DeepCluster's PCA-whitening dims (default 64)"),
-    "memory_momentum": (float, "ODC's memory momentum (default 0.5)"),
+    "memory_momentum": (float, "ODC's memory momentum (default 0.2, the preset)"),
 }
 SWEEP_SETTINGS = {
     **{k: SETTINGS[k] for k in ("dataset", "root", "device", "backbone", "batch_size", "seed")},

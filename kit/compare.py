@@ -40,14 +40,15 @@ TRAINERS = {"deepcluster": DeepCluster, "odc": ODC}
 
 @dataclass
 class CompareConfig:
-    """The comparison's settings; `small()` presets of both algorithms unless overridden."""
+    """The comparison's settings; each algorithm's `small()` preset unless overridden. `n_clusters`
+    and `lr` left at None keep each algorithm's own (bench/presets.md); a value applies to both."""
 
     dataset: str = "mnist5k"  # any kit dataset name
     epochs: int = 30  # the same budget for both
-    n_clusters: int = 100  # K for both (10x over-clustering of the 10 digit classes)
+    n_clusters: int | None = None  # K for both; None = each preset's (DeepCluster 100, ODC 30)
     backbone: str = "convnet"
     batch_size: int = 64
-    lr: float = 0.1
+    lr: float | None = None  # for both; None = each preset's (DeepCluster 0.3, ODC 0.1)
     device: str = "auto"
     seed: int = 31
     seeds: int = 1  # train each algorithm with seed, seed + 1, ...; 1 = one run, in the layout above
@@ -70,21 +71,13 @@ class CompareConfig:
         self.algo_configs()  # both algorithms' own checks (n_clusters, batch_size, lr, ...)
 
     def algo_configs(self) -> dict:
-        common = dict(n_clusters=self.n_clusters, backbone=self.backbone, batch_size=self.batch_size, lr=self.lr,
-                      device=self.device, seed=self.seed, eval_every=self.eval_every)
+        common = dict(backbone=self.backbone, batch_size=self.batch_size, device=self.device, seed=self.seed,
+                      eval_every=self.eval_every)
+        common.update({k: getattr(self, k) for k in ("n_clusters", "lr") if getattr(self, k) is not None})
         return {"deepcluster": DeepClusterConfig.small(**common), "odc": ODCConfig.small(**common)}
 
     def seed_values(self) -> list[int]:
         return [self.seed + i for i in range(self.seeds)]
-
-
-def baselines(train, test) -> dict:
-    """What the learned features must beat: k-means and kNN on raw pixels."""
-    xtr = train.images.float().flatten(1).numpy() / 255
-    xte = test.images.float().flatten(1).numpy() / 255
-    pred = KMeans(int(test.targets.max()) + 1, seed=0).fit(l2_normalize(xte)).labels_
-    return {"raw_pixels_nmi": nmi(pred, test.targets),
-            "raw_pixels_knn": knn_accuracy(xtr, train.targets, xte, test.targets, k=20)}
 
 
 def load_splits(cfg: CompareConfig):
@@ -116,7 +109,8 @@ def resumed_config(path: Path, command: str, algo: str | None, requested: Compar
     except TypeError as e:
         raise ValueError(f"{path / 'config.json'} does not match this kit version ({e})") from None
     explicit = [f.name for f in fields(requested)] if explicit is None else explicit
-    ignored = [f"--{k.replace('_', '-')} {getattr(requested, k)} (the run uses {getattr(cfg, k)})" for k in explicit
+    uses = lambda v: "each algorithm's preset" if v is None else v  # noqa: E731 - n_clusters / lr left to the presets
+    ignored = [f"--{k.replace('_', '-')} {getattr(requested, k)} (the run uses {uses(getattr(cfg, k))})" for k in explicit
                if k not in ("epochs", "device") and getattr(requested, k) != getattr(cfg, k)]
     if ignored:
         log(f"resuming {path} with its saved settings; ignored: {', '.join(ignored)}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator, NullFormatter, ScalarFormatter
+from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter, ScalarFormatter
 
 COLOURS = {"deepcluster": "#1f77b4", "odc": "#ff7f0e"}
 NAMES = {"deepcluster": "DeepCluster", "odc": "ODC"}
@@ -85,9 +85,9 @@ def reassignment(histories: dict[str, dict], smooth: int = 10) -> Figure:
 
 
 def cluster_sizes(histories: dict[str, dict], n_clusters: dict[str, int]) -> Figure:
-    """Sorted cluster sizes at a few epochs (log scale), one panel per algorithm."""
+    """Sorted cluster sizes at a few epochs (log scale), one panel per algorithm, both on one y axis."""
     fig = Figure(figsize=(10, 3.8), layout="constrained")
-    axes = fig.subplots(1, len(histories), squeeze=False)[0]
+    axes = fig.subplots(1, len(histories), squeeze=False, sharey=True)[0]
     for ax, (algo, h) in zip(axes, histories.items()):
         snaps = h.get("labels", [])
         picks = sorted({0, len(snaps) // 2, len(snaps) - 1}) if snaps else []
@@ -97,9 +97,11 @@ def cluster_sizes(histories: dict[str, dict], n_clusters: dict[str, int]) -> Fig
             label = "initial k-means (untrained)" if i == 0 else f"after {i} epochs"
             ax.plot(np.arange(1, len(sizes) + 1), np.maximum(sizes, 0.8), color=COLOURS[algo], alpha=shade, label=label)
         ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))  # 10, 20, 50, 100, ...: sizes read off the axis
         ax.yaxis.set_major_formatter(ScalarFormatter())
         ax.yaxis.set_minor_formatter(NullFormatter())
-        _style(ax, f"{NAMES[algo]}: cluster sizes, largest first", "cluster rank", "members (log)")
+        ylabel = "members (log)" if ax is axes[0] else ""  # the axis is shared
+        _style(ax, f"{NAMES[algo]}: cluster sizes, largest first", "cluster rank", ylabel)
         ax.legend(fontsize=8)
     return fig
 

@@ -22,6 +22,53 @@ FIGURES = {
 }
 FIGURES.update(views.FIGURES)  # the image-level views: flows, clusters as images (kit/views/)
 
+# How to read each figure, and which direction is better: one paragraph under it in report.html
+GUIDES = {
+    "learning.png": "Each line is one algorithm, measured on the held-out test images after each epoch (epoch 0: "
+                    "the untrained network). Left, kNN accuracy (k = 20, the training images as the bank): how often "
+                    "an image's nearest features share its digit. Right, NMI between a 10-cluster k-means of the "
+                    "features and the true digits. Higher is better in both. The grey dashed line is the same measure "
+                    "on raw pixels: a curve below it has not yet beaten no training at all.",
+    "stability.png": "Left, NMI between each epoch's cluster labels and the previous epoch's (1 = the same partition "
+                     "again). Right, the fraction of training images whose cluster changed (cluster ids matched "
+                     "first). Higher on the left and lower on the right mean steadier pseudo-labels, a target the "
+                     "network can learn; steadier is not the same as better clusters (see the figure above). Both "
+                     "depend on K: fewer clusters change less, so check K in the settings before comparing.",
+    "reassignment.png": "Left, ODC only: the share of each batch whose label changed when it updated the memory, per "
+                        "iteration (faint) and as a running mean. It falls as the features settle; lower means a "
+                        "steadier memory. Right, for both, the fraction of all training images with a new cluster "
+                        "per epoch (lower = steadier).",
+    "cluster_sizes.png": "Each panel sorts one algorithm's clusters from largest to smallest (members, log scale, the "
+                         "same for both panels) for the initial k-means, mid-way and at the end. A flat line means "
+                         "clusters of similar size; a steep drop means a few giant clusters and many tiny ones, the "
+                         "collapse both algorithms guard against (DeepCluster samples uniformly over clusters, ODC "
+                         "dissolves clusters below min_cluster_size). Flatter is healthier.",
+    "loss.png": "Cross-entropy of the head against the current pseudo-labels, per iteration (running mean). Lower "
+                "means the network predicts its own labels better, but the two curves are not comparable (K "
+                "differs, ODC's loss is class-weighted), and DeepCluster's jumps each epoch because its labels and "
+                "head are renewed. Read it for trouble (a rising loss, NaN), not as a score.",
+    "embeddings.png": "UMAP of the same training images at a few epochs, each layout started from the previous one so "
+                      "that points move no more than they must. For each algorithm, one row coloured by true digit, "
+                      "one by its own cluster. Better: the digits form tight, separate islands and the cluster colours "
+                      "follow them. Distances between islands mean little in UMAP.",
+    "flows.png": "Columns are saved epochs, each bar a cluster (stacked by majority class), each band the images of "
+                 "one digit moving from one cluster to the next, in the digit's colour; images that stay are faint, "
+                 "the largest moves bright, other moves grey. Few bright bands mean stable clusters; a bar of one "
+                 "colour is a pure cluster. Fewer moves and purer bars are better.",
+    "flows_last.png": "The same drawing for the last epoch only, so that the two algorithms' moves over the same "
+                      "transition can be compared directly. Fewer bright and grey bands = steadier labels.",
+    "clusters.png": "Each row is one of the largest clusters, shown as the images nearest its centroid, titled with "
+                    "its size, purity (share of its majority digit) and that digit. Better: rows of one digit each "
+                    "and purity near 1; a row that mixes digits is a cluster built on something else (stroke width, "
+                    "slant).",
+    "confusion.png": "Rows of each panel are the digits, columns the clusters, ordered by the digit each cluster "
+                     "holds most; the shade counts images. Better: a block diagonal, every digit covered by its own "
+                     "clusters, little mass off the blocks.",
+    "moved.png": "The training images that changed cluster most often, each with its first and last cluster and "
+                 "its number of changes, in its digit's colour. Look for what they share: ambiguous or badly written "
+                 "digits are expected here; clear digits that keep moving point to unstable clusters.",
+}
+
 
 def load_histories(run_path: str | Path) -> dict[str, dict]:
     run_path = Path(run_path)
@@ -89,14 +136,29 @@ def summary(histories: dict, baselines: dict, fmt=None) -> list[tuple[str, str, 
                   else f"{v:.3f}" if isinstance(v, float) else str(v))
     out = [(name, fmt(f(histories["deepcluster"])) if "deepcluster" in histories else "—",
             fmt(f(histories["odc"])) if "odc" in histories else "—") for name, f in rows]
-    if baselines:
-        out.append(("k-means / kNN on raw pixels (baseline)",
-                    f"NMI {baselines['raw_pixels_nmi']:.3f}", f"kNN {baselines['raw_pixels_knn']:.3f}"))
+    return with_baselines(out, baselines)
+
+
+BASELINE_ROWS = {  # a summary row -> (baselines.json key, the baseline's own row just below it)
+    "kNN accuracy, final": ("raw_pixels_knn", "kNN accuracy on raw pixels (baseline, no training)"),
+    "NMI to true classes, final": ("raw_pixels_nmi", "NMI to true classes, k-means on raw pixels (baseline)"),
+}
+
+
+def with_baselines(rows: list[tuple], baselines: dict) -> list[tuple]:
+    """`rows` with each raw-pixel baseline as a (name, value) row of its own under the metric it is the bar for."""
+    out = []
+    for row in rows:
+        out.append(row)
+        key, name = BASELINE_ROWS.get(row[0], (None, None))
+        if key in baselines:
+            out.append((name, f"{baselines[key]:.3f}"))
     return out
 
 
-def build_report(run_path: str | Path, log=print) -> Path:
-    """Draw every figure from the saved histories and write report.html; returns its path."""
+def build_report(run_path: str | Path, log=print, umap: bool = True) -> Path:
+    """Draw every figure from the saved histories and write report.html; returns its path. `umap=False`
+    skips the UMAP layouts and the image-level views (the seeds after the first of a several-seed run)."""
     run_path = Path(run_path)
     if not run_path.is_dir():
         raise FileNotFoundError(f"no run folder at {run_path}: pass a folder under runs/, e.g. runs/NAME")
@@ -112,14 +174,15 @@ def build_report(run_path: str | Path, log=print) -> Path:
         raise FileNotFoundError(f"{run_path} holds no deepcluster/ or odc/ history yet: finish it with "
                                 f"python -m kit compare --name {run_path.name} --runs {run_path.parent} --resume")
     baselines = read_json(run_path / "baselines.json") if (run_path / "baselines.json").exists() else {}
-    k = {algo: int(cfg.get("n_clusters", 100)) for algo in histories}
+    # each algorithm's own K; runs from before per-algorithm K have no config in history.json, and one K
+    k = {algo: int(h.get("config", {}).get("n_clusters") or cfg["n_clusters"]) for algo, h in histories.items()}
     plots.save(plots.learning(histories, baselines), run_path / "learning.png")
     plots.save(plots.stability(histories), run_path / "stability.png")
     plots.save(plots.reassignment(histories), run_path / "reassignment.png")
     plots.save(plots.cluster_sizes(histories, k), run_path / "cluster_sizes.png")
     plots.save(plots.losses(histories), run_path / "loss.png")
     t0 = time.perf_counter()
-    emb = _embeddings(run_path, histories)
+    emb = _embeddings(run_path, histories) if umap else None
     interactive = ""
     if emb is not None:
         epochs, layouts, clusters, subset = emb
@@ -128,7 +191,7 @@ def build_report(run_path: str | Path, log=print) -> Path:
         plots.save(plots.embeddings(layouts, epochs, classes, clusters), run_path / "embeddings.png")
         log(f"UMAP layouts in {time.perf_counter() - t0:.1f} s")
         interactive = views.build(run_path, log=log)  # the flight recorder, self-contained HTML
-    return _write_html(run_path, cfg, summary(histories, baselines), interactive)
+    return _write_html(run_path, cfg, summary(histories, baselines), histories, interactive)
 
 
 def _seeded_report(run_path: Path, cfg: dict, log=print) -> Path:
@@ -138,38 +201,84 @@ def _seeded_report(run_path: Path, cfg: dict, log=print) -> Path:
     if not folders:
         raise FileNotFoundError(f"{run_path} holds no seed with a history yet: finish it with "
                                 f"python -m kit compare --name {run_path.name} --runs {run_path.parent} --resume")
-    for folder in folders:
-        build_report(folder, log=log)
+    for i, folder in enumerate(folders):  # UMAP and the image-level views for one seed: ~10 s saved per other seed
+        build_report(folder, log=log, umap=i == 0)
     per_seed = [load_histories(f) for f in folders]
     baselines = read_json(run_path / "baselines.json") if (run_path / "baselines.json").exists() else {}
     plots.save(plots.seeded(per_seed, ("knn", "nmi_true"), baselines), run_path / "learning.png")
     plots.save(plots.seeded(per_seed, ("nmi_prev", "label_change")), run_path / "stability.png")
-    rows = seeds.spread_rows([summary(h, {}, fmt=lambda v: v) for h in per_seed])
-    rows += summary(per_seed[0], baselines)[len(rows):]  # the raw-pixel baseline: the same for every seed
+    values = [summary(h, {}, fmt=lambda v: v) for h in per_seed]
+    rows = [(*row, seeds.difference([r[i][1] for r in values], [r[i][2] for r in values]))
+            for i, row in enumerate(seeds.spread_rows(values))]
+    larger = [f"{name} ({'DeepCluster' if diff.startswith('+') else 'ODC'} higher)"
+              for name, _, _, diff in rows if "larger than the spread" in diff]
     links = ", ".join(f'<a href="{f.name}/report.html">{html.escape(f.name)}</a>' for f in folders)
-    note = (f"<p>{len(folders)} seeds. The table gives mean ± standard deviation over seeds (sample, n - 1); the "
-            f"figures draw the mean as a line, ±1 standard deviation as a band and each seed as a thin line. "
-            f"Every other figure, per seed: {links}.</p>")
-    return _write_html(run_path, cfg, rows, note)
+    note = (f"<p>{len(folders)} seeds ({', '.join(f.name for f in folders)}). The table gives mean ± standard "
+            f"deviation over seeds (sample, n - 1). A difference is called larger than the spread when the two "
+            f"mean ± std intervals do not overlap (|difference| > std of DeepCluster + std of ODC); with "
+            f"{len(folders)} seeds this is a rough guide, not a test. Larger than the spread here: "
+            f"{html.escape('; '.join(larger) or 'none')}.</p>")
+    figs = (f"<p>The figures draw the mean over seeds as a line, ±1 standard deviation as a band and each seed as a "
+            f"thin line. Every other figure, per seed: {links} (UMAP and the image-level views for "
+            f"{html.escape(folders[0].name)}; <code>python -m kit report {html.escape(str(folders[-1]))}</code> "
+            f"draws them for another seed).</p>")
+    return _write_html(run_path, cfg, with_baselines(rows, baselines), per_seed[0], figs, note)
 
 
-def _write_html(run_path: Path, cfg: dict, rows, interactive: str = "") -> Path:
-    table = "\n".join(f"<tr><td>{html.escape(a)}</td><td>{html.escape(b)}</td><td>{html.escape(c)}</td></tr>" for a, b, c in rows)
-    figs = "\n".join(f'<figure><img src="{name}" alt="{name}"><figcaption>{html.escape(cap)}</figcaption></figure>'
-                     for name, cap in FIGURES.items() if (run_path / name).exists())
-    settings = html.escape(", ".join(f"{k}={v}" for k, v in cfg.items()))
+def _table(header: list[str], rows, classes: list[str] | None = None) -> str:
+    """An HTML table; a row shorter than the header spans its last cell over the remaining columns."""
+    classes = classes or [""] * len(header)
+    head = "".join(f'<th{f" class={c}" if c else ""}>{html.escape(h)}</th>' for h, c in zip(header, classes))
+    body = []
+    for row in rows:
+        cells = [f"<td>{html.escape(str(v))}</td>" for v in row]
+        if len(row) < len(header):
+            cells[-1] = f'<td colspan="{len(header) - len(row) + 1}" class="span">{html.escape(str(row[-1]))}</td>'
+        body.append(f'<tr{" class=baseline" if len(row) < len(header) else ""}>{"".join(cells)}</tr>')
+    return f"<table><tr>{head}</tr>\n" + "\n".join(body) + "</table>"
+
+
+def _settings(cfg: dict, histories: dict) -> str:
+    """The comparison's settings, then each algorithm's own (from its history: what it trained with)."""
+    unset = {"n_clusters": "each algorithm's preset", "lr": "each algorithm's preset", "n_train": "all"}
+
+    def shown(v, k=""):
+        return unset.get(k, "—") if v is None else ", ".join(map(str, v)) if isinstance(v, (list, tuple)) else v
+
+    out = "<h3>Settings</h3>\n" + _table(["setting", "value"], [(k, shown(v, k)) for k, v in cfg.items()])
+    own = {algo: h["config"] for algo, h in histories.items() if h.get("config")}
+    if own:
+        keys = list(dict.fromkeys(k for c in own.values() for k in c))
+        rows = [(k, *(shown(own[a].get(k, "—")) if a in own else "—" for a in ("deepcluster", "odc")))
+                for k in keys]
+        out += ("\n<details><summary>Each algorithm's settings, as trained</summary>\n"
+                + _table(["setting", "DeepCluster", "ODC"], rows, ["", "dc", "odc"]) + "</details>")
+    return out
+
+
+def _write_html(run_path: Path, cfg: dict, rows, histories: dict, interactive: str = "", note: str = "") -> Path:
+    header = ["metric", "DeepCluster", "ODC"] + (["DeepCluster − ODC"] if rows and len(rows[0]) > 3 else [])
+    table = _table(header, rows, ["", "dc", "odc", ""])
+    figs = "\n".join(f'<figure><img src="{name}" alt="{name}"><figcaption><p><b>{html.escape(cap)}</b> '
+                      f'{html.escape(GUIDES.get(name, ""))}</p></figcaption></figure>'
+                      for name, cap in FIGURES.items() if (run_path / name).exists())
     evaluation = run_path / "evaluation.md"
     if evaluation.exists():  # written by `python -m kit evaluate`
-        figs += f"\n<h2>Evaluation protocols</h2>\n<pre>{html.escape(evaluation.read_text())}</pre>"
+        from .tables import markdown_html
+
+        figs += f"\n<h2>Evaluation protocols</h2>\n{markdown_html(evaluation.read_text())}"
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>kit: DeepCluster vs ODC</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}}
-table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}
-td:first-child{{text-align:left}}img{{max-width:100%}}figure{{margin:2em 0}}
-th.dc{{color:#1f77b4}}th.odc{{color:#ff7f0e}}</style></head><body>
+table{{border-collapse:collapse;margin:0.5em 0 1em}}td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}
+td:first-child,th:first-child{{text-align:left}}td{{white-space:nowrap}}td:first-child{{white-space:normal}}img{{max-width:100%}}figure{{margin:2em 0}}
+figcaption p{{max-width:80ch;line-height:1.4}}tr.baseline td{{color:#666;font-style:italic}}td.span{{text-align:center}}
+th.dc{{color:#1f77b4}}th.odc{{color:#ff7f0e}}details{{margin:0.5em 0 1em}}</style></head><body>
 <h1>DeepCluster vs Online Deep Clustering</h1>
-<p>Same backbone, data, seed and epoch budget. Settings: {settings}.</p>
-<table><tr><th>metric</th><th class="dc">DeepCluster</th><th class="odc">ODC</th></tr>
-{table}</table>
+<p>Same backbone, data, seed and epoch budget; K, learning rate and each algorithm's own knobs are its preset
+unless set for both (settings below). Scores are on the held-out test split.</p>
+{table}
+{note}
+{_settings(cfg, histories)}
 {interactive}
 {figs}
 </body></html>"""

@@ -49,3 +49,18 @@ def spread_rows(per_seed: list[list[tuple]]) -> list[tuple[str, str, str]]:
     """(metric, DeepCluster, ODC) rows over seeds, from one list of (metric, dc value, odc value) rows
     per seed with the values unformatted (`kit.report.summary(..., fmt=lambda v: v)`)."""
     return [(rows[0][0], spread([r[1] for r in rows]), spread([r[2] for r in rows])) for rows in zip(*per_seed)]
+
+
+def difference(a_values, b_values) -> str:
+    """The difference of two algorithms' means over seeds, "+0.048 (larger than the spread)" when the two
+    mean ± std intervals do not overlap (|difference| > std a + std b), else "(within the spread)";
+    "—" where either has no number (a string, None or a (first, last) pair).
+    >>> difference([0.98, 0.97, 0.98], [0.93, 0.92, 0.94])
+    '+0.047 (larger than the spread)'
+    """
+    a = [v for v in a_values if isinstance(v, (int, float))]
+    b = [v for v in b_values if isinstance(v, (int, float))]
+    if not a or not b:
+        return "—"
+    (ma, sa), (mb, sb) = mean_std(a), mean_std(b)
+    return f"{ma - mb:+.3f} ({'larger than' if abs(ma - mb) > sa + sb else 'within'} the spread)"

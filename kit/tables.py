@@ -4,6 +4,7 @@ the benchmark pages. Writes `RUN/evaluation.md` (and `evaluation.json`); the rep
 """
 from __future__ import annotations
 
+import html
 import io
 import time
 from dataclasses import asdict, fields
@@ -17,6 +18,7 @@ from .data import batches, load_dataset
 from .models import Backbone, ClusterNet, build_backbone
 from .runs import atomic_write_bytes, atomic_write_json, load_checkpoint, read_config
 from .runtime import autocast, resolve_device, seed_everything
+from .seeds import seed_folders
 from .training import TrainConfig, build_network
 
 
@@ -26,6 +28,11 @@ def check_compare_run(run_path: Path) -> dict:
     if cfg["command"] != "compare":
         raise ValueError(f"{run_path} is a `train` run: report and evaluate read `kit compare` runs "
                          "(python -m kit compare --name NAME)")
+    seeds = cfg["compare"].get("seeds", 1)
+    if seeds > 1:  # one evaluation takes minutes: the seeds are evaluated one by one, when asked
+        seed = (seed_folders(run_path) or [run_path / f"seed-{cfg['compare'].get('seed', 31)}"])[0]
+        raise ValueError(f"{run_path} holds {seeds} seeds, each a run of its own: evaluate one, e.g. "
+                         f"python -m kit evaluate {seed}")
     if not (run_path / "deepcluster" / "checkpoint.pt").exists():
         raise FileNotFoundError(f"{run_path} is not a finished `kit compare` run (no deepcluster checkpoint): "
                                 f"finish it with python -m kit compare --name {run_path.name} --runs {run_path.parent} --resume")
@@ -117,6 +124,34 @@ def markdown(results: dict) -> str:
     lines += [f"| {n} | " + " | ".join(f"{f(results[n]['semi'][x]['top1'])} | {f(results[n]['semi'][x]['top5'])} | "
                                        f"{results[n]['semi'][x]['setting']}" for x in fr) + " |" for n in names]
     return "\n".join(lines) + "\n"
+
+
+def markdown_html(md: str) -> str:
+    """`markdown`'s output (headings, pipe tables, paragraphs) as HTML for the report: tables as <table>."""
+    out, table = [], []
+
+    def flush():
+        if table:
+            head, *body = table
+            cell = lambda tag, c: f"<{tag}>{html.escape(c.strip())}</{tag}>"  # noqa: E731
+            out.append("<table><tr>" + "".join(cell("th", c) for c in head) + "</tr>\n" + "\n".join(
+                "<tr>" + "".join(cell("td", c) for c in row) + "</tr>" for row in body) + "</table>")
+            table.clear()
+
+    for line in md.splitlines():
+        line = line.strip()
+        if line.startswith("|"):
+            if not line.startswith("|---"):  # the header separator
+                table.append(line.strip("|").split("|"))
+            continue
+        flush()
+        if line.startswith("#"):
+            tag = "h3" if line.startswith("# ") else "h4"  # under the report's "Evaluation protocols" h2
+            out.append(f"<{tag}>{html.escape(line.lstrip('#').strip())}</{tag}>")
+        elif line:
+            out.append(f"<p>{html.escape(line)}</p>")
+    flush()
+    return "\n".join(out)
 
 
 def evaluate_run(run_path: str | Path, finetune_steps: int = 200, supervised_epochs: int | None = None,

@@ -142,7 +142,7 @@ class Trainer:
         self.net: torch.nn.Module | None = None  # what trains: the model, or DDP around it
         self.optimizer: torch.optim.SGD | None = None
         self.generator = torch.Generator().manual_seed(config.seed)  # sampling order and k-means seeds
-        self.history: dict = {"algo": self.algo, "epoch": [], "step": {}, "labels": []}
+        self.history: dict = {"algo": self.algo, "config": config.to_dict(), "epoch": [], "step": {}, "labels": []}
         self.epoch = 0  # epochs completed
         self._cached_features = None  # (dataset id, epoch, (N, D) array) from the last monitor call
 
@@ -154,6 +154,13 @@ class Trainer:
             self.model = prepare_model(build_network(self.config, dataset, self.uses_neck), self.device)
             self.optimizer = build_optimizer(self.model, self.config)
             self.net = self.dist.wrap(self.model, self.device, self.config.sync_batchnorm)
+
+    def prepare(self, dataset) -> None:
+        """What `fit` does before its first epoch: the network and optimizer, then the algorithm's
+        one-off work (ODC: the initial k-means and the memories), so a notebook can step by hand."""
+        self._check(dataset)
+        self._setup(dataset)
+        self._prepare(dataset)
 
     def _log_step(self, **values) -> None:
         for k, v in values.items():
@@ -276,7 +283,7 @@ class Trainer:
         history["epoch"] = history["epoch"][: self.epoch]
         history["labels"] = history["labels"][:n_snaps]
         history["step"] = {k: v[:n_steps] for k, v in history["step"].items()}
-        self.history = history
+        self.history = {**history, "config": self.config.to_dict()}  # older runs saved no config here
         if longer:  # stopped between the history and the checkpoint: drop the unfinished epoch's records
             run.rewrite_history(history)
         set_rng_state(state["rng"])

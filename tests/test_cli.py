@@ -133,7 +133,7 @@ def test_a_resume_keeps_the_saved_settings_and_lists_what_it_ignores(run2, tmp_p
     cfg = (tmp_path / "r" / "config.json").read_text()
     out = kit("compare", "--name", "r", "--runs", tmp_path, "--resume", "--epochs", 2, "--lr", 0.3, "--n-clusters", 7)
     assert out.returncode == 0, out.stderr[-1500:]
-    assert "ignored: --n-clusters 7 (the run uses 20), --lr 0.3 (the run uses 0.1)" in out.stderr
+    assert "ignored: --n-clusters 7 (the run uses 20), --lr 0.3 (the run uses each algorithm's preset)" in out.stderr
     assert (tmp_path / "r" / "config.json").read_text() == cfg.replace('"epochs": 1', '"epochs": 2')
     from kit.report import load_histories
 
@@ -158,6 +158,17 @@ def test_report_and_evaluate_refuse_a_train_run_in_one_line(tmp_path):
     atomic_write_json(run.file("config.json"), {"command": "train", "algo": "odc", "compare": {}})
     for cmd in ("report", "evaluate"):
         one_line_error(kit(cmd, run.path, timeout=120), "is a `train` run")
+
+
+def test_evaluate_of_a_several_seed_run_names_a_seed_to_evaluate(tmp_path):
+    from kit.compare import CompareConfig
+    from kit.runs import Run, atomic_write_json
+
+    run = Run.create(tmp_path, "s")
+    atomic_write_json(run.file("config.json"), {"command": "compare", "algo": None,
+                                                "compare": vars(CompareConfig(seeds=3, seed=7))})
+    out = kit("evaluate", run.path, timeout=120)
+    one_line_error(out, "holds 3 seeds", f"python -m kit evaluate {run.path / 'seed-7'}")
 
 
 def test_an_unwritable_runs_folder_is_one_line(tmp_path):

@@ -30,3 +30,29 @@ def test_defaults_are_the_published_values():
 def test_unknown_fields_in_a_saved_config_are_refused():
     with pytest.raises(ValueError, match="unknown DeepClusterConfig fields: typo"):
         kit.DeepClusterConfig.from_dict({"typo": 1})
+
+
+def test_small_presets_are_the_swept_values_and_compare_keeps_each_unless_typed():
+    from kit.__main__ import SETTINGS
+
+    dc, odc = kit.DeepClusterConfig.small(), kit.ODCConfig.small()
+    assert (dc.n_clusters, dc.lr, dc.pca_dim) == (100, 0.3, 64)  # bench/presets.md
+    assert (odc.n_clusters, odc.lr, odc.memory_momentum) == (30, 0.1, 0.2)
+    own = CompareConfig().algo_configs()
+    assert own["deepcluster"] == dc and own["odc"] == odc
+    typed = CompareConfig(n_clusters=50, lr=0.05).algo_configs()  # a typed --n-clusters / --lr applies to both
+    assert [(c.n_clusters, c.lr) for c in typed.values()] == [(50, 0.05), (50, 0.05)]
+    assert f"DeepCluster {dc.n_clusters}, ODC {odc.n_clusters}" in SETTINGS["n_clusters"][1]  # what --help says
+    assert f"DeepCluster {dc.lr}, ODC {odc.lr}" in SETTINGS["lr"][1]
+
+
+def test_a_run_saved_with_one_k_and_lr_resumes_with_them(tmp_path):
+    """Runs from before per-algorithm presets saved one K and one lr: they resume with those, for both."""
+    from kit.compare import resumed_config
+    from kit.runs import Run, atomic_write_json
+
+    run = Run.create(tmp_path, "old")
+    saved = {k: v for k, v in vars(CompareConfig()).items()} | {"n_clusters": 100, "lr": 0.1}
+    atomic_write_json(run.file("config.json"), {"compare": saved})  # the kit 0.1 layout
+    cfg = resumed_config(run.path, "compare", None, CompareConfig(), explicit=[])
+    assert [(c.n_clusters, c.lr) for c in cfg.algo_configs().values()] == [(100, 0.1), (100, 0.1)]

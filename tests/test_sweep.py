@@ -3,6 +3,7 @@ that resume cell by cell, and a validation split that never meets the test split
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from kit import plots
-from kit.seeds import spread, spread_rows
+from kit.seeds import difference, spread, spread_rows
 
 ENV = {**os.environ, "KIT_FAST": "1", "PYTHONUNBUFFERED": "1"}
 
@@ -86,7 +87,7 @@ def test_a_diverging_cell_is_a_result_and_the_sweep_goes_on(tmp_path):
 
     cfg = SweepConfig(algos=["odc"], n_clusters=[10], lr=[0.1, 1e6], epochs=1, n_train=200, n_val=100)
     table = run_sweep("d", cfg, runs_root=tmp_path, progress=False, log=Interrupt()).read_text()
-    assert "| odc | 10 | 1e+06 | — | 0.5 | 1 (1 diverged) | — | — | — |" in table
+    assert "| odc | 10 | 1e+06 | — | 0.2 | 1 (1 diverged) | — | — | — |" in table  # 0.2: ODCConfig.small()
     assert "| **odc** | 10 | 0.1 |" in table  # the finite cell is the best one
 
 
@@ -150,6 +151,9 @@ def test_spread_is_mean_and_sample_std_over_seeds():
     assert spread([(0.8, 0.2), (0.6, 0.4)]) == "0.700 ± 0.141 / 0.300 ± 0.141"
     rows = spread_rows([[("kNN", 0.9, 0.8)], [("kNN", 0.7, None)]])
     assert rows == [("kNN", "0.800 ± 0.141", "0.800 ± 0.000")]
+    assert difference([0.98, 0.97, 0.98], [0.93, 0.92, 0.94]) == "+0.047 (larger than the spread)"
+    assert difference([0.90, 0.80], [0.86, 0.84]) == "+0.000 (within the spread)"  # the intervals overlap
+    assert difference([0.9], [None]) == "—" and difference([(0.8, 0.2)], [(0.6, 0.4)]) == "—"
 
 
 def test_the_seeded_curves_draw_the_mean_and_a_one_std_band():
@@ -192,10 +196,15 @@ def test_compare_with_two_seeds_writes_each_seed_and_a_mean_band_report(tmp_path
     for s, h in per_seed.items():
         assert [len(h[a]["epoch"]) for a in ("deepcluster", "odc")] == [2, 2]
         assert read_config(run / f"seed-{s}")["compare"]["seed"] == s
-        assert all((run / f"seed-{s}" / f).exists() for f in ("learning.png", "embeddings.png", "report.html"))  # its own report
+        assert all((run / f"seed-{s}" / f).exists() for f in ("learning.png", "report.html"))  # its own report
+    assert (run / "seed-31" / "embeddings.png").exists() and not (run / "seed-32" / "embeddings.png").exists()  # UMAP once
     assert not np.array_equal(per_seed[31]["odc"]["labels"][-1], per_seed[32]["odc"]["labels"][-1])
     html = (run / "report.html").read_text()
     assert "±" in html and "2 seeds" in html and 'href="seed-32/report.html"' in html
+    assert "<th>DeepCluster − ODC</th>" in html
+    sentence = re.search(r"Larger than the spread here: ([^<]*)", html).group(1)
+    larger = re.findall(r"<tr><td>([^<]*)</td>(?:<td>[^<]*</td>){2}<td>[^<]*larger than the spread\)</td>", html)
+    assert all(name in sentence for name in larger) and (larger or sentence.startswith("none"))  # it names those rows
     assert (run / "learning.png").exists() and (run / "stability.png").exists()
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from kit import plots
+from kit.evaluate import STAGES
 from kit.metrics import label_change
 from kit.views import flows
 from kit.views.rundata import RunData
@@ -118,6 +119,9 @@ def test_plots_save_writes_the_format_its_extension_names(tmp_path):
 
 # -- a run folder written without training ------------------------------------------------------------
 EPOCHS, N_TRAIN, N_SUBSET, K = [0, 1, 3], 60, 30, 6
+EVALUATION = {name: {"linear": {s: {"top1": 90.0 + i} for i, s in enumerate(STAGES)}, "knn": {20: 95.5},
+                     "svm": {"SVM": 96.0, 1: (50.0, 5.0)}, "semi": {0.01: {"top1": 80.0, "top5": 99.0, "setting": "lr 0.01"}}}
+              for name in ("random init", "DeepCluster", "ODC", "supervised")}  # `kit.tables.markdown`'s input
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +130,8 @@ def fake_run(tmp_path_factory):
     with 3 label snapshots and ODC with 4, features and UMAP layouts of 30 of them at epochs 0, 1, 3."""
     from kit.data import load_dataset
     from kit.report import build_report
-    from kit.runs import Run, atomic_write_json, atomic_write_npz
+    from kit.runs import Run, atomic_write_bytes, atomic_write_json, atomic_write_npz
+    from kit.tables import markdown
 
     rng = np.random.default_rng(0)
     classes = load_dataset("mnist5k", n=N_TRAIN).targets.numpy()
@@ -144,6 +149,8 @@ def fake_run(tmp_path_factory):
                          **{f"epoch_{e:04d}": rng.normal(size=(N_SUBSET, 16)).astype(np.float32) for e in EPOCHS})
         layouts.update({f"{algo}_{e:04d}": rng.normal(size=(N_SUBSET, 2)).astype(np.float32) for e in EPOCHS})
     atomic_write_npz(run.file("embeddings.npz"), **layouts)  # as if the report had run UMAP already
+    atomic_write_json(run.file("baselines.json"), {"raw_pixels_nmi": 0.532, "raw_pixels_knn": 0.943})
+    atomic_write_bytes(run.file("evaluation.md"), ("# Evaluation of fake\n\n" + markdown(EVALUATION)).encode())
     build_report(run.path, log=lambda *_: None)
     return run.path
 
@@ -164,6 +171,28 @@ def test_report_shows_the_new_figures_with_captions(fake_run):
     for name, caption in FIGURES.items():
         assert (fake_run / name).read_bytes()[:4] == b"\x89PNG", name
         assert f'src="{name}"' in page and html.escape(caption) in page
+
+
+def test_the_report_reads_as_tables_with_a_guide_under_every_figure(fake_run):
+    from kit.report import GUIDES
+
+    page = (fake_run / "report.html").read_text()
+    assert "|---" not in page and "<pre>" not in page  # no Markdown left for the reader to parse
+    summary = re.search(r"<table>.*?</table>", page, re.S).group(0)  # the first table: the summary
+    rows = re.findall(r"<tr[^>]*>(.*?)</tr>", summary, re.S)
+    cells = [re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", r) for r in rows]
+    names = [c[0] for c in cells]
+    knn = names.index("kNN accuracy on raw pixels (baseline, no training)")  # its own row, under the metric it bounds
+    assert names[knn - 1] == "kNN accuracy, final" and cells[knn][1:] == ["0.943"]
+    assert "NMI to true classes, k-means on raw pixels (baseline)" in names
+    assert '<td colspan="2" class="span">0.532</td>' in summary
+    assert "<th>setting</th><th>value</th>" in page and "<td>n_clusters</td><td>6</td>" in page  # the settings
+    assert "<h2>Evaluation protocols</h2>" in page and "<th>Feature3</th>" in page
+    assert "<tr><td>supervised</td><td>90.00</td>" in page  # an evaluation table row, as HTML cells
+    figures = re.findall(r'<figure><img src="([^"]+)".*?</figure>', page, re.S)
+    assert set(figures) >= {"learning.png", "cluster_sizes.png", "flows.png"}
+    for name in figures:  # a reading guide under each figure
+        assert name in GUIDES and html.escape(GUIDES[name]) in page, name
 
 
 def test_the_flight_recorder_in_the_report_is_self_contained(fake_run):
