@@ -17,6 +17,7 @@ _EXPORTS = {
     "clustering": ["KMeans", "l2_normalize", "pca_whiten", "preprocess_features"],
     "data": ["load_dataset", "with_indices"],
     "deepcluster": ["DeepCluster", "DeepClusterConfig"],
+    "example": ["example_run"],
     "features": ["extract_features"],
     "memory": ["ODCMemory", "class_weights"],
     "models": ["ClusterHead", "ClusterNet", "ODCNeck", "Sobel", "build_backbone"],

@@ -1,0 +1,78 @@
+"""Regenerate the trained example run that ships inside kit (`kit.example_run()`, kit/example-run/).
+
+    .venv/bin/python bench/make_example_run.py            # train, report, evaluate, copy (35 min on 2 busy cores)
+    .venv/bin/python bench/make_example_run.py --fast     # the KIT_FAST smoke run, to try the mechanism
+
+It trains the notebooks' comparison (`kit.example.notebook_config`: the `small()` presets in the tree,
+30 epochs, 4,000 digits, each preset's K) under runs/example, draws the report, runs the benchmark
+protocols at the notebook's budget (as notebook 04 does), and copies the files the notebooks read
+(`kit.example.KEEP`) into kit/example-run/, replacing what was there. Training took 17 min and the
+evaluation 17 min on 2 cores shared with other jobs. A run already in runs/example is reopened, not
+retrained: delete that folder after the presets change, run this again, commit kit/example-run/.
+
+To stay small (about 9 MB), three kinds of file are slimmed on the way: a checkpoint keeps only the
+network's weights, in float16 (no optimizer state, no ODC memory: the example loads and evaluates, it
+does not resume), the UMAP features are stored in float16, compressed, and the figures in 256 colours.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from kit.example import EXAMPLE_RUN, KEEP, notebook_run  # noqa: E402
+from kit.runs import atomic_write_npz, load_checkpoint, save_checkpoint  # noqa: E402
+
+
+def copy_slim(src: Path, dst: Path) -> None:
+    """Copy one run file, shrinking the two large kinds (see the module docstring)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if src.name == "checkpoint.pt":
+        state = load_checkpoint(src)
+        half = {k: v.half() if v.is_floating_point() else v for k, v in state["model"].items()}
+        save_checkpoint(dst, {"algo": state["algo"], "config": state["config"], "epoch": state["epoch"], "model": half})
+    elif src.suffix == ".png":  # 256 colours, no dithering: a third of the size, the same figure to the eye
+        from PIL import Image
+
+        Image.open(src).convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT,
+                                                dither=Image.Dither.NONE).save(dst, optimize=True)
+    elif src.name == "embed_features.npz":
+        arrays = {k: v.astype(np.float16) if v.dtype.kind == "f" else v for k, v in np.load(src).items()}
+        atomic_write_npz(dst, compressed=True, **arrays)
+    else:
+        shutil.copyfile(src, dst)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--fast", action="store_true", help="the 2-epoch smoke run (the files the notebooks read, quickly)")
+    ap.add_argument("--runs", default=str(ROOT / "runs"), help="where the run trains before it is copied")
+    args = ap.parse_args()
+    t0 = time.perf_counter()
+    run = notebook_run("example", fast=args.fast, runs_root=args.runs)
+    print(f"trained and reported in {time.perf_counter() - t0:.0f} s: {run}")
+    if not (run / "evaluation.md").exists():
+        from kit.evaluate import FINETUNE_GRID
+        from kit.tables import evaluate_run
+
+        t1 = time.perf_counter()  # notebook 04's budget, so its tables are the ones a class would get
+        evaluate_run(run, finetune_steps=5 if args.fast else 100, supervised_epochs=2 if args.fast else None,
+                     draws=2 if args.fast else 3, grid=((0.01, 1), (0.1, 10)) if args.fast else FINETUNE_GRID)
+        print(f"evaluated in {time.perf_counter() - t1:.0f} s")
+    shutil.rmtree(EXAMPLE_RUN, ignore_errors=True)
+    for pattern in KEEP:
+        for f in sorted(run.glob(pattern)):
+            copy_slim(f, EXAMPLE_RUN / f.relative_to(run))
+    files = [f for f in EXAMPLE_RUN.rglob("*") if f.is_file()]
+    print(f"{EXAMPLE_RUN}: {len(files)} files, {sum(f.stat().st_size for f in files) / 2**20:.1f} MiB")
+
+
+if __name__ == "__main__":
+    main()

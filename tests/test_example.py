@@ -1,0 +1,77 @@
+"""The trained example run ships inside kit: complete enough for every notebook, a few MB, in the wheel,
+and reopened (not retrained) by the notebooks' own run helper."""
+import fnmatch
+import json
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import kit
+from kit.example import EXAMPLE_RUN, notebook_config, notebook_run, runs_folder
+from kit.report import FIGURES, load_histories
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_example_run_is_a_complete_small_comparison():
+    run = kit.example_run()
+    assert run == EXAMPLE_RUN and (run / "config.json").exists()
+    histories = load_histories(run)
+    assert set(histories) == {"deepcluster", "odc"}
+    for algo, h in histories.items():
+        assert h["epoch"] and "monitor_init" in h and len(h["labels"]) >= len(h["epoch"])
+        feats = np.load(run / algo / "embed_features.npz")
+        assert "subset" in feats.files and any(k.startswith("epoch_") for k in feats.files)
+    for name in FIGURES:  # what the quickstart displays
+        assert (run / name).exists(), f"the example run lacks {name}: regenerate it (bench/make_example_run.py)"
+    assert "Feature5" in (run / "evaluation.md").read_text()  # what notebook 04 shows
+    size = sum(f.stat().st_size for f in run.rglob("*") if f.is_file())
+    assert size < 12 * 2**20, f"the example run is {size / 2**20:.1f} MiB"
+    assert not (run / "report.html").exists()
+
+
+def test_example_run_loads_as_notebooks_and_tables_read_it():
+    from kit.tables import load_backbone
+    from kit.views.rundata import RunData
+
+    run = kit.example_run()
+    cfg = json.loads((run / "config.json").read_text())["compare"]
+    train = kit.load_dataset(cfg["dataset"], n=cfg.get("n_train"))
+    for algo in ("deepcluster", "odc"):
+        backbone, _ = load_backbone(run, algo, train)  # the slimmed float16 weights load into the float32 network
+        assert next(backbone.parameters()).dtype.is_floating_point
+    views = RunData.load(run)
+    assert views.common_snapshots() >= 2 and len(views.subset) == len(views.layouts["odc"][0])
+
+
+def test_every_example_file_is_package_data():
+    """pyproject's package-data globs (setuptools: `*` stays inside a folder) cover every file of the run."""
+    globs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["kit"]
+    files = [f.relative_to(ROOT / "kit").as_posix() for f in EXAMPLE_RUN.rglob("*") if f.is_file()]
+    missed = [f for f in files if not any(fnmatch.fnmatch(f, g) and f.count("/") == g.count("/") for g in globs)]
+    assert files and not missed, f"not in the wheel: {missed}"
+
+
+def test_runs_folder(monkeypatch, tmp_path):
+    monkeypatch.setenv("KIT_RUNS", str(tmp_path / "elsewhere"))
+    assert runs_folder() == tmp_path / "elsewhere"
+    monkeypatch.delenv("KIT_RUNS")
+    (tmp_path / "repo" / "kit").mkdir(parents=True)
+    (tmp_path / "repo" / "kit" / "__init__.py").write_text("")
+    (tmp_path / "repo" / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path / "repo" / "notebooks")
+    assert runs_folder() == tmp_path / "repo" / "runs"  # a checkout: runs/ beside notebooks/
+    monkeypatch.chdir(tmp_path)
+    assert runs_folder() == tmp_path / "runs"  # Colab: here
+
+
+@pytest.mark.slow
+def test_a_second_notebook_reuses_the_run(tmp_path):
+    run = notebook_run("quickstart", fast=True, runs_root=tmp_path, progress=False)
+    assert run == tmp_path / "quickstart-fast" and (run / "report.html").exists()
+    stamp = (run / "odc" / "checkpoint.pt").stat().st_mtime_ns
+    again = notebook_run("quickstart", fast=True, runs_root=tmp_path, progress=False)
+    assert again == run and (run / "odc" / "checkpoint.pt").stat().st_mtime_ns == stamp  # reopened, not retrained
+    assert notebook_config(fast=True).epochs == len(load_histories(run)["odc"]["epoch"])
