@@ -63,6 +63,19 @@ def jupyterlab(tmp_path):
     proc.wait(30)
 
 
+def open_and_run_all(p, url: str, height: int = 1100):
+    """Headless Chromium on a notebook in JupyterLab: wait for its kernel, then Run All Cells."""
+    from playwright.sync_api import expect
+
+    browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+    page = browser.new_page(viewport={"width": 1400, "height": height})
+    page.goto(url)
+    expect(page.get_by_role("button", name=re.compile(r"\| Idle"))).to_be_visible(timeout=90_000)  # kernel ready
+    page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+    page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+    return browser, page
+
+
 def _set_slider(page, label: str, value: int) -> None:
     """Type a value into an ipywidgets slider's editable readout, as a user can."""
     box = page.locator(".widget-slider", has=page.locator(".widget-label", has_text=re.compile(f"^{label}$")))
@@ -84,12 +97,7 @@ def test_playground_compares_fades_earlier_runs_and_stops_in_a_real_jupyterlab(j
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
-        page = browser.new_page(viewport={"width": 1400, "height": 1300})
-        page.goto(f"{jupyterlab}/lab/tree/05_playground.ipynb")
-        expect(page.get_by_role("button", name=re.compile(r"\| Idle"))).to_be_visible(timeout=90_000)  # kernel ready
-        page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-        page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+        browser, page = open_and_run_all(p, f"{jupyterlab}/lab/tree/05_playground.ipynb", height=1300)
         train = page.get_by_role("button", name="Train")
         expect(train).to_be_visible(timeout=60_000)
         status = page.locator(".widget-html-content", has_text=re.compile(r"^(done|stopped)"))

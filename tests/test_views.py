@@ -13,7 +13,7 @@ from kit.evaluate import STAGES
 from kit.metrics import label_change
 from kit.views import flows
 from kit.views.rundata import RunData
-from test_browser import CHROMIUM, FLAGS, jupyterlab  # noqa: F401 - the JupyterLab server fixture, reused
+from test_browser import CHROMIUM, FLAGS, jupyterlab, open_and_run_all  # noqa: F401 - the JupyterLab server fixture, reused
 
 
 # -- the maths --------------------------------------------------------------------------------------
@@ -299,12 +299,7 @@ def test_the_flight_recorder_works_in_a_real_jupyterlab(jupyterlab, fake_run, tm
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, tmp_path / "nb" / "flight.ipynb")  # the root the jupyterlab fixture serves
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
-        page = browser.new_page(viewport={"width": 1400, "height": 1100})
-        page.goto(f"{jupyterlab}/lab/tree/flight.ipynb")
-        expect(page.get_by_role("button", name=re.compile(r"\| Idle"))).to_be_visible(timeout=90_000)  # kernel ready
-        page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-        page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+        browser, page = open_and_run_all(p, f"{jupyterlab}/lab/tree/flight.ipynb")
         iframe = page.locator("iframe[title^='kit flight recorder']")
         expect(iframe).to_be_attached(timeout=120_000)
         iframe.scroll_into_view_if_needed()
