@@ -134,20 +134,27 @@ def load_splits(cfg: SweepConfig):
 
 
 def run_sweep(name: str = "sweep", config: SweepConfig | None = None, runs_root: str | Path = "runs",
-              resume: bool = False, progress: bool = True, log=print, explicit=None) -> Path:
+              resume: bool = False, progress: bool = True, log=print, explicit=None, on_cell=None,
+              stop=None) -> Path | None:
     """Train every cell not finished yet, then write the table and the figure; returns sweep.md.
-    `resume=True` continues with the saved grid (only `epochs` and `device` may change)."""
+    `resume=True` continues with the saved grid (only `epochs` and `device` may change). `on_cell(results,
+    cells)` is called after each cell (the playground redraws there); a set `stop` Event ends the sweep
+    after the cell under way, with the table of the cells done (None when there are none)."""
     run, cfg, fit, val = start_run(name, "sweep", None, config or SweepConfig(), runs_root, resume, explicit, log,
                                    load=load_splits)
     cells = cfg.cells()
     results = []
     for i, cell in enumerate(cells, 1):
+        if stop is not None and stop.is_set():
+            break
         result, trained = train_cell(run, cfg, cell, fit, val, progress)
         results.append(result)
         log(f"cell {i}/{len(cells)} {cell.name}: " + ("trained" if trained else "finished earlier, kept") + ", " +
             (f"diverged ({result['diverged']})" if result.get("diverged") else
              ", ".join(f"{k} {result[k]:.3f}" for k in METRICS if result[k] is not None)))
-    return write_results(run.path, cfg, results, len(fit), len(val))
+        if on_cell is not None:
+            on_cell(results, cells)
+    return write_results(run.path, cfg, results, len(fit), len(val)) if results else None
 
 
 def train_cell(run: Run, cfg: SweepConfig, cell: Cell, fit, val, progress: bool = False) -> tuple[dict, bool]:

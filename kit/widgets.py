@@ -16,6 +16,7 @@ from __future__ import annotations
 import threading
 import time
 import traceback
+from pathlib import Path
 
 import ipywidgets as W
 
@@ -264,28 +265,23 @@ class Playground:
         self.draws += 1
 
     def _sweep(self, cfg) -> None:
-        from .compare import start_run
-        from .sweep import METRICS, curves, load_splits, train_cell, write_results
+        from .sweep import METRICS, curves, run_sweep
 
         name = "playground-sweep-" + time.strftime("%Y%m%d-%H%M%S")
-        run, cfg, fit, val = start_run(name, "sweep", None, cfg, self.runs_root, False, None, self._say, load=load_splits)
-        self.sweep_path = run.path
-        cells, results = cfg.cells(), []
-        self.progress.description, self.progress.max, self.progress.value = "sweep", len(cells), 0
-        for i, cell in enumerate(cells, 1):
-            if self._stop.is_set():
-                break
-            self.status.value = f"sweep: training cell {i} of {len(cells)}: {cell.name}"
-            result, _ = train_cell(run, cfg, cell, fit, val)
-            results.append(result)
-            self.progress.value = i
-            self._say(f"cell {i}/{len(cells)} {cell.name}: " + ", ".join(
-                f"{k} {result[k]:.3f}" for k in METRICS if result.get(k) is not None))
-            self._show(plots.sweep(curves(results), METRICS), f"sweep, {i} of {len(cells)} cells")
-        if results:
-            write_results(run.path, cfg, results, len(fit), len(val))
-        self.status.value = (f"sweep {'stopped' if self._stop.is_set() else 'done'}: {len(results)} of {len(cells)} "
-                             f"cells; table in {run.path / 'sweep.md'}")
+        self.sweep_path, total = Path(self.runs_root) / name, len(cfg.cells())
+        self.progress.description, self.progress.max, self.progress.value = "sweep", total, 0
+        self.status.value = f"sweep: training cell 1 of {total}"
+
+        def drawn(results, cells):
+            self.progress.value = len(results)
+            self.status.value = f"sweep: {len(results)} of {total} cells done" + (
+                f", training cell {len(results) + 1}" if len(results) < total else "")
+            self._show(plots.sweep(curves(results), METRICS), f"sweep, {len(results)} of {total} cells")
+
+        run_sweep(name, cfg, self.runs_root, progress=False, log=self._say, on_cell=drawn, stop=self._stop)
+        done = self.progress.value
+        self.status.value = (f"sweep {'stopped' if done < total else 'done'}: {done} of {total} cells; "
+                             f"table in {self.sweep_path / 'sweep.md'}")
 
     def _say(self, text: str) -> None:
         self.log.append_stdout(text + "\n")
