@@ -14,7 +14,8 @@ import torch
 from .clustering import KMeans, check_sizes, preprocess_features
 from .data import batches
 from .memory import class_weights
-from .metrics import cluster_sizes, label_change, nmi
+from . import collapse
+from .metrics import agreement, cluster_sizes, label_change
 from .runtime import autocast
 from .sampling import uniform_cluster_indices
 from .training import TrainConfig, Trainer, check_number, labels_snapshot
@@ -90,13 +91,14 @@ class DeepCluster(Trainer):
         prev = self.history["labels"][-1] if self.history["labels"] else None
         self.history["labels"].append(labels_snapshot(labels))
         record = {"epoch": self.epoch, "loss": loss,
-                  "nmi_prev": nmi(prev, labels) if prev is not None else None,  # §1.11
+                  **agreement(prev, labels, suffix="_prev"),  # nmi_prev (§1.11), its chance floor, ami_prev, ari_prev
                   "label_change": label_change(prev, labels) if prev is not None else None,
                   **cluster_sizes(labels, cfg.n_clusters), "inertia": km.inertia_, "kmeans_seed": seed,
                   "kmeans_splits": km.n_splits_, "time_extract": t1 - t0, "time_cluster": t2 - t1,
-                  "time_train": t3 - t2}
-        if getattr(dataset, "targets", None) is not None:  # NMI of the pseudo-labels to the truth (Fig. 2a)
-            record["nmi_pseudo_true"] = nmi(labels, dataset.targets)
+                  "time_train": t3 - t2,
+                  **collapse.signals(loss, labels, cfg.n_clusters, features)}  # the features this epoch clustered
+        if getattr(dataset, "targets", None) is not None:  # the pseudo-labels against the truth (Fig. 2a)
+            record.update(agreement(labels, dataset.targets, suffix="_pseudo_true"))
         self.epoch += 1
         return record
 

@@ -18,7 +18,8 @@ from .clustering import KMeans, check_sizes, l2_normalize
 from .data import batches
 from .distributed import all_gather_batch
 from .memory import ODCMemory
-from .metrics import cluster_sizes, label_change, nmi
+from . import collapse
+from .metrics import agreement, cluster_sizes, label_change
 from .runtime import autocast
 from .sampling import replacement_indices
 from .training import TrainConfig, Trainer, check_number, labels_snapshot
@@ -142,11 +143,13 @@ class ODC(Trainer):
         prev = self.history["labels"][-1]
         self.history["labels"].append(labels_snapshot(labels))
         record = {"epoch": self.epoch, "loss": float(np.mean(losses)), "change_ratio": float(np.mean(changes)),
-                  "moved_small": moved_total, "nmi_prev": nmi(prev, labels), "label_change": label_change(prev, labels),
+                  "moved_small": moved_total, **agreement(prev, labels, suffix="_prev"),  # nmi_prev, its floor, AMI, ARI
+                  "label_change": label_change(prev, labels),
                   **cluster_sizes(labels, cfg.n_clusters), "lr": cfg.lr_at(self.epoch),
-                  "time_train": time.perf_counter() - t0}
+                  "time_train": time.perf_counter() - t0,
+                  **collapse.signals(np.mean(losses), labels, cfg.n_clusters, mem.features)}  # the memory's features
         if getattr(dataset, "targets", None) is not None:
-            record["nmi_pseudo_true"] = nmi(labels, dataset.targets)
+            record.update(agreement(labels, dataset.targets, suffix="_pseudo_true"))
         self.epoch += 1
         return record
 
