@@ -17,7 +17,9 @@ NAMES = {"deepcluster": "DeepCluster", "odc": "ODC"}
 # DeepCluster clusters at the *start* of epoch t, i.e. after t epochs of training, so its label
 # metrics belong at x = t; everything measured after an epoch (ODC's snapshots, losses, the
 # monitor) belongs at x = t + 1. x is always "epochs of training behind the value".
-_AT_EPOCH_START = {"deepcluster": ("nmi_prev", "label_change", "nmi_pseudo_true", "empty", "min_size", "max_size")}
+_AT_EPOCH_START = {"deepcluster": ("nmi_prev", "nmi_prev_chance", "ami_prev", "ari_prev", "label_change", "nmi_pseudo_true",
+                                    "nmi_pseudo_true_chance", "ami_pseudo_true", "ari_pseudo_true", "empty", "min_size",
+                                    "max_size", "largest_share", "nonempty", "feature_std_ratio", "rankme")}
 
 
 def _epochs(h: dict, key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -45,19 +47,32 @@ def _style(ax, title: str, xlabel: str, ylabel: str) -> None:
     ax.grid(alpha=0.3)
 
 
+def chance_floor(ax, h: dict, key: str, colour: str, label: str | None = "chance level (one side shuffled)") -> None:
+    """The chance level of an NMI curve, dotted in its colour: the NMI of the same two labellings with one
+    shuffled (`metrics.nmi_chance`, stored as `<key>_chance`). It climbs with K, so it is drawn wherever NMI is."""
+    x, y = _with_init(h, key + "_chance")
+    if len(x):
+        ax.plot(x, y, ":", lw=1.4, color=colour, label=label)
+
+
 def stability(histories: dict[str, dict]) -> Figure:
-    """NMI(t-1, t) between consecutive epochs' labels, and the fraction of samples that changed
+    """AMI(t-1, t) between consecutive epochs' labels (chance-corrected: 0 = no more agreement than
+    chance, at any K), NMI(t-1, t) with its chance level, and the fraction of samples that changed
     cluster between epochs (after matching cluster ids)."""
-    fig = Figure(figsize=(10, 3.8), layout="constrained")
-    a, b = fig.subplots(1, 2)
+    fig = Figure(figsize=(14, 3.8), layout="constrained")
+    a, n, b = fig.subplots(1, 3)
     for algo, h in histories.items():
-        a.plot(*_epochs(h, "nmi_prev"), "o-", ms=3, color=COLOURS[algo], label=NAMES[algo])
+        a.plot(*_epochs(h, "ami_prev"), "o-", ms=3, color=COLOURS[algo], label=NAMES[algo])
+        n.plot(*_epochs(h, "nmi_prev"), "o-", ms=3, color=COLOURS[algo], label=NAMES[algo])
+        chance_floor(n, h, "nmi_prev", COLOURS[algo], f"{NAMES[algo]}: chance level")
         b.plot(*_epochs(h, "label_change"), "o-", ms=3, color=COLOURS[algo], label=NAMES[algo])
-    _style(a, "Stability: NMI between consecutive epochs' labels", "epoch", "NMI(t-1, t)")
-    _style(b, "Samples whose cluster changed since the previous epoch", "epoch", "fraction of samples")
-    a.set_ylim(0, 1)
-    b.set_ylim(0, 1)
+    _style(a, "Stability, chance-corrected: AMI(t-1, t)", "epoch", "AMI (0 = chance, 1 = same labels)")
+    _style(n, "NMI(t-1, t), dotted: its chance level", "epoch", "NMI(t-1, t)")
+    _style(b, "Samples that changed cluster since the last epoch", "epoch", "fraction of samples")
+    for ax in (a, n, b):
+        ax.set_ylim(0, 1)
     a.legend()
+    n.legend(fontsize=7)
     return fig
 
 
@@ -107,21 +122,24 @@ def cluster_sizes(histories: dict[str, dict], n_clusters: dict[str, int]) -> Fig
 
 
 def learning(histories: dict[str, dict], baselines: dict | None = None) -> Figure:
-    """kNN accuracy and NMI to the true classes over epochs (epoch 0 = random init)."""
-    fig = Figure(figsize=(10, 3.8), layout="constrained")
-    a, b = fig.subplots(1, 2)
-    for ax, key, title in ((a, "knn", "kNN accuracy (eval split)"), (b, "nmi_true", "NMI to true classes (eval split)")):
+    """kNN accuracy, NMI (with its chance level) and AMI to the true classes over epochs (epoch 0 = random init)."""
+    fig = Figure(figsize=(14, 3.8), layout="constrained")
+    a, b, c = fig.subplots(1, 3)
+    for ax, key, title in ((a, "knn", "kNN accuracy (eval split)"), (b, "nmi_true", "NMI to true classes (eval split)"),
+                           (c, "ami_true", "AMI to true classes (chance-corrected)")):
         for algo, h in histories.items():
             x, y = _epochs(h, key)
             init = h.get("monitor_init", {}).get(key)
             if init is not None:
                 x, y = np.r_[0, x], np.r_[init, y]
             ax.plot(x, y, "o-", ms=3, color=COLOURS[algo], label=NAMES[algo])
+            if key == "nmi_true":
+                chance_floor(ax, h, key, COLOURS[algo], f"{NAMES[algo]}: chance level")
         if baselines and key in ("nmi_true",) and "raw_pixels_nmi" in baselines:
             ax.axhline(baselines["raw_pixels_nmi"], color="grey", ls="--", lw=1, label="k-means on raw pixels")
         if baselines and key == "knn" and "raw_pixels_knn" in baselines:
             ax.axhline(baselines["raw_pixels_knn"], color="grey", ls="--", lw=1, label="kNN on raw pixels")
-        _style(ax, title, "epoch", "accuracy" if key == "knn" else "NMI")
+        _style(ax, title, "epoch", {"knn": "accuracy", "nmi_true": "NMI", "ami_true": "AMI"}[key])
         ax.legend(fontsize=8)
     return fig
 
@@ -167,7 +185,9 @@ def embeddings(layouts: dict[str, list[np.ndarray]], epochs: list[int], classes:
 PANELS = {  # a history key -> (panel title, y label) of the seeded curves
     "knn": ("kNN accuracy (eval split)", "accuracy"),
     "nmi_true": ("NMI to true classes (eval split)", "NMI"),
-    "nmi_prev": ("Stability: NMI between consecutive epochs' labels", "NMI(t-1, t)"),
+    "ami_true": ("AMI to true classes (chance-corrected)", "AMI"),
+    "ami_prev": ("Stability, chance-corrected: AMI(t-1, t)", "AMI (0 = chance)"),
+    "nmi_prev": ("NMI(t-1, t), dotted: its chance level", "NMI(t-1, t)"),
     "label_change": ("Samples whose cluster changed since the previous epoch", "fraction of samples"),
 }
 _BASELINES = {"knn": ("raw_pixels_knn", "kNN on raw pixels"), "nmi_true": ("raw_pixels_nmi", "k-means on raw pixels")}
@@ -203,11 +223,16 @@ def seeded(per_seed: list[dict[str, dict]], keys=("knn", "nmi_true"), baselines:
             curves = [c for c in (_with_init(h[algo], key) for h in per_seed if algo in h) if len(c[0])]
             if curves:
                 _band(ax, curves, COLOURS[algo], NAMES[algo])
+            floors = [c for c in (_with_init(h[algo], key + "_chance") for h in per_seed if algo in h) if len(c[0])]
+            if key.startswith("nmi") and floors:  # the chance level, as the mean over seeds
+                common = sorted(set.intersection(*[set(x.tolist()) for x, _ in floors]))
+                ax.plot(common, [np.mean([dict(zip(x.tolist(), y))[c] for x, y in floors]) for c in common], ":",
+                        color=COLOURS[algo], lw=1.4, label=f"{NAMES[algo]}: chance level")
         if baselines and _BASELINES.get(key, ("",))[0] in baselines:
             ax.axhline(baselines[_BASELINES[key][0]], color="grey", ls="--", lw=1, label=_BASELINES[key][1])
         _style(ax, PANELS[key][0], "epoch", PANELS[key][1])
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        if key in ("nmi_prev", "label_change"):
+        if key in ("nmi_prev", "ami_prev", "label_change"):
             ax.set_ylim(0, 1)
         ax.legend(fontsize=8)
     fig.suptitle(f"{len(per_seed)} seeds: mean (line), ±1 standard deviation (band, n - 1), each seed (thin)", fontsize=10)
@@ -217,8 +242,10 @@ def seeded(per_seed: list[dict[str, dict]], keys=("knn", "nmi_true"), baselines:
 def sweep(curves: dict[str, dict[str, dict[str, list]]], titles: dict[str, str]) -> Figure:
     """Final metrics against each swept setting: a column per setting, a row per metric in `titles`.
     `curves[setting][metric][algo]` holds one (values, metric) curve per seed, drawn as `seeded` draws
-    epochs: mean over seeds, ±1 standard deviation band, each seed thin."""
+    epochs: mean over seeds, ±1 standard deviation band, each seed thin. A metric "<m>_chance" in `titles` is
+    not a row of its own: it is drawn dotted on the row of <m>, as that metric's chance level."""
     settings = list(curves)
+    titles = {m: t for m, t in titles.items() if not m.endswith("_chance")}
     fig = Figure(figsize=(3.8 * len(settings), 2.8 * len(titles)), layout="constrained")
     axes = fig.subplots(len(titles), len(settings), squeeze=False)
     for c, setting in enumerate(settings):
@@ -227,6 +254,9 @@ def sweep(curves: dict[str, dict[str, dict[str, list]]], titles: dict[str, str])
             drawn = curves[setting].get(metric, {})  # {} where no cell has the metric (one epoch: no NMI(t-1, t))
             for algo, seeds in drawn.items():
                 _band(ax, seeds, COLOURS[algo], NAMES[algo])
+            for algo, seeds in curves[setting].get(metric + "_chance", {}).items():  # the mean over seeds, dotted
+                ax.plot(seeds[0][0], np.mean([y for _, y in seeds], axis=0), ":", lw=1.4, color=COLOURS[algo],
+                        label=f"{NAMES[algo]}: chance level")
             xs = sorted({v for seeds in drawn.values() for x, _ in seeds for v in x})
             if xs and xs[0] > 0 and xs[-1] >= 10 * xs[0]:  # K and lr span decades
                 ax.set_xscale("log")

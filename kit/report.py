@@ -7,14 +7,15 @@ from pathlib import Path
 
 import numpy as np
 
-from . import plots, seeds
+from . import collapse, plots, seeds
 from .data import load_dataset
+from .metrics import agreement
 from .runs import Run, atomic_write_bytes, atomic_write_npz, read_config, read_json
 from .views import build as views
 
 FIGURES = {
     "learning.png": "Do they learn? kNN accuracy and NMI to the true classes (epoch 0 = random init).",
-    "stability.png": "How stable are the labels? NMI between consecutive epochs and the fraction of samples that changed cluster.",
+    "stability.png": "How stable are the labels? AMI and NMI between consecutive epochs (NMI with its chance level) and the fraction of samples that changed cluster.",
     "reassignment.png": "ODC relabels a little every iteration; DeepCluster re-clusters everything once per epoch.",
     "cluster_sizes.png": "Cluster-size distributions at the start, middle and end of training.",
     "loss.png": "Training loss per iteration.",
@@ -26,14 +27,19 @@ FIGURES.update(views.FIGURES)  # the image-level views: flows, clusters as image
 GUIDES = {
     "learning.png": "Each line is one algorithm, measured on the held-out test images after each epoch (epoch 0: "
                     "the untrained network). Left, kNN accuracy (k = 20, the training images as the bank): how often "
-                    "an image's nearest features share its digit. Right, NMI between a 10-cluster k-means of the "
-                    "features and the true digits. Higher is better in both. The grey dashed line is the same measure "
-                    "on raw pixels: a curve below it has not yet beaten no training at all.",
-    "stability.png": "Left, NMI between each epoch's cluster labels and the previous epoch's (1 = the same partition "
-                     "again). Right, the fraction of training images whose cluster changed (cluster ids matched "
-                     "first). Higher on the left and lower on the right mean steadier pseudo-labels, a target the "
-                     "network can learn; steadier is not the same as better clusters (see the figure above). Both "
-                     "depend on K: fewer clusters change less, so check K in the settings before comparing.",
+                    "an image's nearest features share its digit. Middle, NMI between a 10-cluster k-means of the "
+                    "features and the true digits, its chance level dotted; right, the same agreement as AMI "
+                    "(chance-corrected, 0 = chance). Higher is better in all three. The grey dashed line is the same "
+                    "measure on raw pixels: a curve below it has not yet beaten no training at all.",
+    "stability.png": "Left, AMI between each epoch's cluster labels and the previous epoch's: 1 = the same partition "
+                     "again, 0 = no more alike than two random partitions with the same cluster sizes, at any K. "
+                     "Middle, the uncorrected NMI and, dotted, its chance level: the NMI of the same two labellings "
+                     "with one shuffled. That floor climbs with K (about 0.25 at K = 100 on 4,000 images, 0.03 at "
+                     "K = 30), so read NMI only as its height above its own floor, and compare algorithms at equal K. "
+                     "Right, the fraction of training images whose cluster changed (cluster ids matched first). "
+                     "Higher on the left and lower on the right mean steadier pseudo-labels, a target the network can "
+                     "learn; steadier is not the same as better clusters (see the figure above). Fewer clusters "
+                     "change less, so check K in the settings before comparing.",
     "reassignment.png": "Left, ODC only: the share of each batch whose label changed when it updated the memory, per "
                         "iteration (faint) and as a running mean. It falls as the features settle; lower means a "
                         "steadier memory. Right, for both, the fraction of all training images with a new cluster "
@@ -67,13 +73,38 @@ GUIDES = {
     "moved.png": "The training images that changed cluster most often, each with its first and last cluster and "
                  "its number of changes, in its digit's colour. Look for what they share: ambiguous or badly written "
                  "digits are expected here; clear digits that keep moving point to unstable clusters.",
+    "transitions.png": "One bar per epoch: the previous epoch's clusters by what became of them, as shares (upwards), "
+                       "and the clusters born (downwards). Survived: at least 70% of its members stay together and "
+                       "lead their new cluster; merged: the same inside a cluster led by another (absorbed); split: "
+                       "two or more parts of at least 30%; died: scattered; born: no old cluster gave it 30% of "
+                       "itself. The black line is the fraction of images reassigned (the reassignment curve). More "
+                       "green and less red means clusters that live on; shares of clusters depend on K, so compare "
+                       "the two algorithms at equal K.",
+    "stability_map.png": "Each dot is one image of the UMAP subset: how far it lies from its cluster's centroid (x) "
+                         "and the share of the transitions in which it kept its cluster (y). Images near their "
+                         "centroid should keep their cluster; a negative rank correlation says the ones on the edges "
+                         "move. Below, the images that kept their cluster least: ambiguous digits are expected; clear "
+                         "ones point to clusters that keep being redrawn.",
 }
 
 
 def load_histories(run_path: str | Path) -> dict[str, dict]:
     run_path = Path(run_path)
-    return {algo: Run(run_path / algo).load_history() for algo in ("deepcluster", "odc")
+    return {algo: with_agreement(Run(run_path / algo).load_history()) for algo in ("deepcluster", "odc")
             if (run_path / algo / "history.json").exists()}
+
+
+def with_agreement(h: dict) -> dict:
+    """A history from before kit logged AMI, ARI and NMI's chance level between epochs gets them from its
+    label snapshots (record t compares snapshots t-1 and t for DeepCluster, t and t+1 for ODC, whose
+    snapshot 0 is the initial k-means). Agreement with the true classes needs the features: not filled."""
+    shift = 1 if h.get("algo") == "odc" else 0
+    snaps = h.get("labels", [])
+    for r in h["epoch"]:
+        t = r["epoch"] + shift
+        if "ami_prev" not in r and r.get("nmi_prev") is not None and 1 <= t < len(snaps):
+            r.update(agreement(snaps[t - 1], snaps[t], suffix="_prev"))
+    return h
 
 
 def _embeddings(run_path: Path, histories: dict) -> tuple[list[int], dict, dict, np.ndarray] | None:
@@ -123,13 +154,23 @@ def summary(histories: dict, baselines: dict, fmt=None) -> list[tuple[str, str, 
         ("kNN accuracy, final", lambda h: last(h, "knn")),
         ("NMI to true classes, random init", lambda h: h.get("monitor_init", {}).get("nmi_true")),
         ("NMI to true classes, final", lambda h: last(h, "nmi_true")),
+        ("AMI to true classes, final (chance-corrected)", lambda h: last(h, "ami_true")),
+        ("ARI to true classes, final", lambda h: last(h, "ari_true")),
         ("clustering ACC, final", lambda h: last(h, "acc_true")),
+        ("pseudo-labels (own K) to true classes: NMI / its chance level, final",
+         lambda h: None if last(h, "nmi_pseudo_true_chance") is None else (last(h, "nmi_pseudo_true"),
+                                                                           last(h, "nmi_pseudo_true_chance"))),
+        ("pseudo-labels (own K) to true classes: AMI, final", lambda h: last(h, "ami_pseudo_true")),
+        ("AMI(t-1, t), mean of last 5 epochs (chance-corrected stability)", lambda h: mean_last(h, "ami_prev")),
+        ("ARI(t-1, t), mean of last 5 epochs", lambda h: mean_last(h, "ari_prev")),
         ("NMI(t-1, t), mean of last 5 epochs", lambda h: mean_last(h, "nmi_prev")),
+        ("NMI(t-1, t)'s chance level, mean of last 5 epochs", lambda h: mean_last(h, "nmi_prev_chance")),
         ("samples reassigned per epoch, first", lambda h: first(h, "label_change")),
         ("samples reassigned per epoch, mean of last 5", lambda h: mean_last(h, "label_change")),
         ("ODC change_ratio per iteration, first / last epoch",
          lambda h: None if first(h, "change_ratio") is None else (first(h, "change_ratio"), last(h, "change_ratio"))),
         ("empty clusters, final", lambda h: last(h, "empty")),
+        ("collapse alarms (epochs flagged)", lambda h: len(collapse.flagged(h)) if h["epoch"] else None),
         ("training time per epoch (s)", lambda h: mean_last(h, "time_train", 10**6)),
     ]
     fmt = fmt or (lambda v: "—" if v is None else " / ".join(f"{x:.3f}" for x in v) if isinstance(v, tuple)  # noqa: E731
@@ -205,8 +246,8 @@ def _seeded_report(run_path: Path, cfg: dict, log=print) -> Path:
         build_report(folder, log=log, umap=i == 0)
     per_seed = [load_histories(f) for f in folders]
     baselines = read_json(run_path / "baselines.json") if (run_path / "baselines.json").exists() else {}
-    plots.save(plots.seeded(per_seed, ("knn", "nmi_true"), baselines), run_path / "learning.png")
-    plots.save(plots.seeded(per_seed, ("nmi_prev", "label_change")), run_path / "stability.png")
+    plots.save(plots.seeded(per_seed, ("knn", "nmi_true", "ami_true"), baselines), run_path / "learning.png")
+    plots.save(plots.seeded(per_seed, ("ami_prev", "nmi_prev", "label_change")), run_path / "stability.png")
     values = [summary(h, {}, fmt=lambda v: v) for h in per_seed]
     rows = [(*row, seeds.difference([r[i][1] for r in values], [r[i][2] for r in values]))
             for i, row in enumerate(seeds.spread_rows(values))]
@@ -256,6 +297,21 @@ def _settings(cfg: dict, histories: dict) -> str:
     return out
 
 
+def _alarms(histories: dict) -> str:
+    """The report's collapse section: every epoch that crossed a threshold of kit/collapse.py, or a line saying none did."""
+    rows = [(plots.NAMES.get(algo, algo), epoch + 1, "; ".join(collapse.SYMPTOMS[s] for s in found))
+            for algo, h in histories.items() for epoch, found in collapse.flagged(h)]
+    rule = (f"Thresholds: loss above {collapse.LOSS_EXPLODING:g} ln K in any epoch, or above {collapse.LOSS_NEAR_CHANCE:g} "
+            f"ln K for two epochs after the first; the largest cluster over {collapse.LARGEST_SHARE:.0%} of the images; "
+            f"fewer than {collapse.NONEMPTY_SHARE:.0%} of the clusters non-empty; the std of the L2-normalised features "
+            f"below {collapse.FEATURE_STD_RATIO:g} / sqrt(D); RankMe below {collapse.RANKME_MIN:g}.")
+    if not rows:
+        return f'<h3>Collapse alarm</h3>\n<p>No epoch crossed a collapse threshold. {html.escape(rule)}</p>'
+    return (f'<h3 class="alarm">Collapse alarm: {len(rows)} epoch{"s" * (len(rows) > 1)} flagged</h3>\n'
+            f"<p>{html.escape(rule)} {html.escape(collapse.CAUSES.capitalize())}.</p>\n"
+            + _table(["algorithm", "epoch", "symptoms"], rows))
+
+
 def _write_html(run_path: Path, cfg: dict, rows, histories: dict, interactive: str = "", note: str = "") -> Path:
     header = ["metric", "DeepCluster", "ODC"] + (["DeepCluster − ODC"] if rows and len(rows[0]) > 3 else [])
     table = _table(header, rows, ["", "dc", "odc", ""])
@@ -272,12 +328,13 @@ def _write_html(run_path: Path, cfg: dict, rows, histories: dict, interactive: s
 table{{border-collapse:collapse;margin:0.5em 0 1em}}td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}
 td:first-child,th:first-child{{text-align:left}}td{{white-space:nowrap}}td:first-child{{white-space:normal}}img{{max-width:100%}}figure{{margin:2em 0}}
 figcaption p{{max-width:80ch;line-height:1.4}}tr.baseline td{{color:#666;font-style:italic}}td.span{{text-align:center}}
-th.dc{{color:#1f77b4}}th.odc{{color:#ff7f0e}}details{{margin:0.5em 0 1em}}</style></head><body>
+th.dc{{color:#1f77b4}}th.odc{{color:#ff7f0e}}h3.alarm{{color:#c00}}details{{margin:0.5em 0 1em}}</style></head><body>
 <h1>DeepCluster vs Online Deep Clustering</h1>
 <p>Same backbone, data, seed and epoch budget; K, learning rate and each algorithm's own knobs are its preset
 unless set for both (settings below). Scores are on the held-out test split.</p>
 {table}
 {note}
+{_alarms(histories)}
 {_settings(cfg, histories)}
 {interactive}
 {figs}

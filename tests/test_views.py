@@ -308,3 +308,60 @@ def test_the_flight_recorder_works_in_a_real_jupyterlab(jupyterlab, fake_run, tm
         if "KIT_SCREENSHOTS" in os.environ:
             page.screenshot(path=str(Path(os.environ["KIT_SCREENSHOTS"]) / "flight_jupyterlab.png"))
         browser.close()
+
+
+# -- what clusters do between epochs, and which images keep theirs ------------------------------------
+def test_each_transition_kind_on_a_hand_made_pair_of_clusterings():
+    from kit.views import transitions as tr
+
+    prev = np.repeat([0, 1, 2, 3, 4, 5], 10)  # six clusters of ten images
+    cur = np.concatenate([
+        [7] * 10,  # 0 keeps all its members, and leads its new cluster: survived (renamed 0 -> 7)
+        [7] * 8 + [1] * 2,  # 1 keeps 80% together, inside the cluster 0 leads: merged (absorbed)
+        [2] * 5 + [3] * 5,  # 2 in two halves: split
+        [4, 4, 4, 4, 5, 5, 6, 6, 8, 9],  # 3 keeps 40% together: died (scattered)
+        [5, 5, 6, 6, 8, 8, 9, 9, 1, 1],  # 4: died too, its pieces all under 30%
+        [10] * 10])  # 5: survived
+    assert tr.classify(prev, cur) == {"survived": 2, "merged": 1, "split": 1, "died": 2, "born": 5, "of": 6, "new": 10}
+    # born: 1, 5, 6, 8 and 9 hold at most 20% of any old cluster; 4 holds 40% of cluster 3, so it is not new
+    assert tr.classify(prev, np.random.default_rng(0).permutation(11)[cur]) == tr.classify(prev, cur)  # ids are names
+
+
+def test_the_strip_of_a_steady_run_is_all_survivors_and_its_reassignment_is_label_change():
+    from kit.views import transitions as tr
+
+    rng = np.random.default_rng(4)
+    a = rng.integers(0, 10, 500)
+    b = np.where(rng.random(500) < 0.1, rng.integers(0, 10, 500), rng.permutation(10)[a])  # ~9% move
+    rows = tr.strip([a, rng.permutation(10)[a], b])
+    assert rows[0] == {"survived": 10, "merged": 0, "split": 0, "died": 0, "born": 0, "of": 10, "new": 10,
+                       "reassigned": 0.0}
+    assert rows[1]["survived"] == 10 and rows[1]["reassigned"] == pytest.approx(label_change(a, b))
+    kept = tr.kept_share([a, a, b])
+    assert set(np.unique(kept)) <= {0.5, 1.0} and (kept == 0.5).mean() == pytest.approx(label_change(a, b))
+
+
+def test_centroid_distance_and_the_hardest_images():
+    from kit.views import transitions as tr
+
+    x = np.array([[1.0, 0.0], [0.0, 5.0], [3.0, 3.0]])  # normalised: (1, 0), (0, 1), (.71, .71); one cluster
+    centroid = np.array([1 + 0.7071, 1 + 0.7071]) / 3
+    d = tr.centroid_distance(x, np.zeros(3, int))
+    assert d == pytest.approx([np.hypot(1 - centroid[0], centroid[1]), np.hypot(centroid[0], 1 - centroid[1]),
+                               np.hypot(*(0.7071 - centroid))], abs=1e-4)
+    assert tr.hardest(np.array([1.0, 0.5, 0.5, 0.0]), np.array([0.1, 0.2, 0.9, 0.3]), n=3).tolist() == [3, 2, 1]
+
+
+def test_the_report_has_the_transitions_strip_the_stability_map_and_agreement_in_the_captions(fake_run):
+    from kit.views import flight
+
+    page = (fake_run / "report.html").read_text()
+    assert 'src="transitions.png"' in page and 'src="stability_map.png"' in page
+    assert "Collapse alarm" in page  # a section, flagged or not
+    data = RunData.load(fake_run)
+    titles = flight._titles(data, "odc")  # epochs 0, 1, 3: snapshots 0, 1, 3
+    assert "AMI" not in titles[0]  # the initial k-means has no previous epoch
+    from kit.metrics import agreement
+
+    m = agreement(data.labels["odc"][2], data.labels["odc"][3])
+    assert f"AMI(t-1, t) {m['ami']:.2f} · NMI {m['nmi']:.2f}, chance {m['nmi_chance']:.2f}" in titles[2]

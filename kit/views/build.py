@@ -18,6 +18,10 @@ FIGURES = {
                     "with size and purity.",
     "confusion.png": "Cluster x class counts after matching each cluster to its majority class.",
     "moved.png": "The images that changed cluster most often, counted over the same transitions for both algorithms.",
+    "transitions.png": "What clusters do between epochs: survived, absorbed (merged), split, died and born, beside the "
+                       "fraction of images reassigned.",
+    "stability_map.png": "Per-image stability: how often each image kept its cluster against its distance to its "
+                         "centroid, and the images that kept theirs least.",
 }
 
 
@@ -26,6 +30,7 @@ def build(run_path: str | Path, log=print) -> str:
     from .alluvial import flows_figure
     from .flight import flight_recorder
     from .gallery import clusters_figure, confusion_figure, moved_figure
+    from .lifecycle import stability_map_figure, transitions_figure
 
     run_path, t0 = Path(run_path), time.perf_counter()
     data = RunData.load(run_path)
@@ -34,6 +39,9 @@ def build(run_path: str | Path, log=print) -> str:
     if last >= 1:  # a run of one epoch has no transition both algorithms made
         plots.save(flows_figure(data, epochs=[last - 1, last]), run_path / "flows_last.png")
     plots.save(confusion_figure(data), run_path / "confusion.png")
+    if last >= 1:
+        plots.save(transitions_figure(data), run_path / "transitions.png")
+        plots.save(stability_map_figure(data), run_path / "stability_map.png")
     if data.images is not None:
         plots.save(clusters_figure(data), run_path / "clusters.png")
         plots.save(moved_figure(data), run_path / "moved.png")

@@ -20,6 +20,7 @@ import io
 
 import numpy as np
 
+from ..metrics import agreement
 from ..plots import COLOURS, NAMES
 from .page import Page
 from .rundata import RunData
@@ -71,10 +72,17 @@ def _columns(data: RunData, frame: int, class_pal, cluster_pal) -> dict:
 
 
 def _titles(data: RunData, algo: str) -> list[str]:
+    """Per saved epoch: the algorithm, the epoch, and how much its clusters agree with the previous epoch's,
+    chance-corrected first (AMI), then NMI beside its chance level (one side shuffled; it climbs with K)."""
     out = []
     for e in data.epochs:
         s = data.snapshot(algo, e)
-        out.append(f"{NAMES[algo]}, after {e} epochs" + ("" if s == e else f" (clusters of epoch {s}: its last k-means)"))
+        title = f"{NAMES[algo]}, after {e} epochs" + ("" if s == e else f" (clusters of epoch {s}: its last k-means)")
+        if s > 0:
+            m = agreement(data.labels[algo][s - 1], data.labels[algo][s])
+            ami = "—" if m["ami"] is None else f"{m['ami']:.2f}"
+            title += f" · AMI(t-1, t) {ami} · NMI {m['nmi']:.2f}, chance {m['nmi_chance']:.2f}"
+        out.append(title)
     return out
 
 
