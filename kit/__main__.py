@@ -10,7 +10,9 @@ KIT_FAST=1 in the environment shrinks the *defaults* to a seconds-long smoke run
 tests); a number typed on the command line is always used as typed, or refused.
 
 Only the standard library is imported before Ctrl-C handling is in place: torch and the rest load
-inside `main`, so a Ctrl-C during the first seconds ends with exit 130 like any other.
+inside `main`, so a Ctrl-C during the first seconds ends with exit 130 like any other. SIGTERM (Slurm
+preemption, `docker stop`, a culled notebook server) is handled as Ctrl-C: the same line and
+"continue with" hint, exit 143.
 """
 from __future__ import annotations
 
@@ -138,44 +140,65 @@ def _one_line(e: BaseException) -> str:
     return lines[-1] if lines[0].startswith("Caught ") else lines[0]
 
 
-def _import_heavy() -> None:
-    """Import torch and torchvision with Ctrl-C held back until they are loaded.
+def _import_heavy(on_term) -> None:
+    """Import torch and torchvision with Ctrl-C and SIGTERM held back until they are loaded.
 
     A KeyboardInterrupt raised while a C++ extension initialises does not unwind: pybind11 calls
     std::terminate and the process dies with SIGABRT and a C++ message. So during these imports a
-    Ctrl-C is only noted, and raised once they are done, where `main` turns it into exit 130.
+    signal is only noted, and acted on once they are done, where `main` turns it into exit 130 / 143.
     """
     caught = []
-    signal.signal(signal.SIGINT, lambda *_: caught.append(True))
+    signal.signal(signal.SIGINT, lambda *_: caught.append(signal.SIGINT))
+    signal.signal(signal.SIGTERM, lambda *_: caught.append(signal.SIGTERM))
     try:
         import torch  # noqa: F401
         import torchvision  # noqa: F401
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, on_term)
     if caught:
-        raise KeyboardInterrupt
+        on_term(signal.SIGTERM, None) if signal.SIGTERM in caught else signal.default_int_handler(signal.SIGINT, None)
+
+
+def _close_bars() -> None:
+    """Close the progress bars an error left open: an open tqdm bar redraws itself when it is collected,
+    which would put a bar fragment after the `error:` line."""
+    std = sys.modules.get("tqdm.std")
+    for bar in list(getattr(std.tqdm, "_instances", ()) if std else ()):
+        bar.close()
 
 
 def main(argv: list[str] | None = None) -> int:
     # A process started in the background (`cmd &` in a script, many CI runners) inherits SIGINT
     # as "ignored", and Python then installs no KeyboardInterrupt handler: restore it ourselves.
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    terminated = []
+
+    def on_term(*_):  # SIGTERM unwinds as Ctrl-C does: the step under way is dropped, what is written is kept
+        terminated.append(True)
+        raise KeyboardInterrupt
+
+    before = signal.signal(signal.SIGTERM, on_term)
     a = _parser().parse_args(argv)
     name = getattr(a, "name", None) or (f"{'sweep-' if a.command == 'sweep' else ''}"
                                          f"{getattr(a, 'dataset', None) or 'mnist5k'}-{time.strftime('%Y%m%d-%H%M%S')}")
     try:
-        _import_heavy()
+        _import_heavy(on_term)
         _run(a, name)
     except KeyboardInterrupt:
+        _close_bars()
         runs = Path(getattr(a, "runs", "runs"))
         kept = (f"what was written under {runs / name} is kept"
                 if a.command in ("compare", "train", "sweep") and (runs / name).exists() else "nothing was lost")
-        print(f"\ninterrupted: {kept}; {_hint(a, name)}", file=sys.stderr)
-        return 130
+        print(f"\ninterrupted{' (SIGTERM)' if terminated else ''}: {kept}; {_hint(a, name)}", file=sys.stderr)
+        return 143 if terminated else 130
     except (ValueError, OSError, FloatingPointError) as e:  # OSError: FileNotFound/Exists, permissions, disk full
+        _close_bars()
         where = f" ({e.filename})" if isinstance(e, OSError) and e.filename and str(e.filename) not in str(e) else ""
         print(f"error: {_one_line(e)}{where}", file=sys.stderr)
         return 2
+    finally:
+        signal.signal(signal.SIGTERM, before)  # main called in-process (a test, a notebook) leaves SIGTERM as it was
     return 0
 
 
@@ -199,7 +222,10 @@ def _train_or_compare(a, name: str) -> None:
 
     cfg, typed = _compare_config(a)
     dist = distributed.setup(cfg.device)
-    say = (lambda m: print(m, file=sys.stderr)) if dist.is_writer else (lambda m: None)
+    from tqdm.auto import tqdm
+
+    # tqdm.write: a line said while a progress bar is drawn (the collapse alarm) gets a line of its own
+    say = (lambda m: tqdm.write(m, file=sys.stderr)) if dist.is_writer else (lambda m: None)
     try:
         if a.command == "compare":
             out = run_compare(name, cfg, runs_root=a.runs, resume=a.resume, explicit=typed, log=say, dist=dist)

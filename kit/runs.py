@@ -11,8 +11,15 @@ The history grows by appending, never by rewriting (an ImageNet run has 1.28 M l
     steps.jsonl     one line per saved epoch with that epoch's per-iteration records
     labels/         one `NNNNN.npy` (N,) int32 label snapshot per file, written once
 
-A crash mid-append leaves at most a torn last line; it belongs to an epoch whose checkpoint was
-never written, so `load_history` drops it and a resume truncates the files to the checkpoint.
+A crash mid-append leaves at most a torn last line (no newline after it); it belongs to an epoch
+whose checkpoint was never written, so `read_lines` drops it and the next `append_line` cuts it off
+before it writes, so a new line never lands on the end of a torn one.
+
+One process writes a run at a time: `Run.lock` holds an flock on `.kit-lock` (which names the
+holder's pid while it writes); a second writer is refused in one line, and a lock left by a killed
+process is free, since the kernel drops an flock with its process. Nothing is written through a
+symbolic link planted inside a run, and every file is checked (type, dtype, shape, range) as it is
+read back, so a damaged one is named in one line.
 """
 from __future__ import annotations
 
@@ -22,6 +29,11 @@ import os
 import re
 import tempfile
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no flock; one writer per run is then the user's care
+    fcntl = None
 
 import numpy as np
 import torch
@@ -97,6 +109,12 @@ MARKER = ".kit-run"  # written into every folder kit creates; a folder without i
 _LEGACY = {"config.json", "history.json", "labels.npz", "checkpoint.pt", "baselines.json", "embed_features.npz",
            "embeddings.npz", "report.html", "evaluation.md", "evaluation.json", "deepcluster", "odc"}
 _TEMPORARY = re.compile(r"\..+\.[A-Za-z0-9_]{8}\.tmp")  # atomic_write_bytes's mkstemp names
+LOCK = ".kit-lock"  # flock-ed by the one process writing the run; holds its pid while it writes
+_HELD: dict[str, int] = {}  # run folder -> open lock file, for the runs this process writes
+
+
+class RunInUse(OSError):
+    """Another live process holds the run's lock."""
 
 
 def check_name(name: str) -> str:
@@ -108,36 +126,64 @@ def check_name(name: str) -> str:
 
 
 def append_line(path: Path, record) -> None:
-    """Append one JSON line and fsync it: the history grows without rewriting what is there."""
-    with open(path, "ab") as f:
+    """Append one JSON line and fsync it: the history grows without rewriting what is there. A torn
+    last line (a crash mid-append) is cut off first; a symbolic link is never written through."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+    with os.fdopen(fd, "r+b") as f:
+        size = f.seek(0, os.SEEK_END)
+        complete = _complete_length(f, size)
+        if complete < size:
+            f.truncate(complete)
+            f.seek(complete)
         f.write(json.dumps(record, default=_json_default).encode() + b"\n")
         f.flush()
         os.fsync(f.fileno())
 
 
-def read_lines(path: Path) -> list:
-    """The JSON lines of `path`; a torn last line (a crash mid-append) is dropped, any other bad line refused."""
+def _complete_length(f, size: int) -> int:
+    """The bytes of `f` up to and including its last newline (0 if it has none)."""
+    end = size
+    while end > 0:
+        start = max(0, end - 65536)
+        f.seek(start)
+        i = f.read(end - start).rfind(b"\n")
+        if i >= 0:
+            return start + i + 1
+        end = start
+    return 0
+
+
+def read_lines(path: Path) -> list[dict]:
+    """The JSON records of `path`, one per line. What follows the last newline is a torn line (a crash
+    mid-append) and is dropped, as `append_line` drops it; any other bad line is refused."""
     if not path.exists():
         return []
-    lines = path.read_bytes().split(b"\n")
+    *lines, _torn = path.read_bytes().split(b"\n")
     out = []
     for i, line in enumerate(lines):
         if not line.strip():
             continue
         try:
             out.append(json.loads(line))
-        except json.JSONDecodeError:
-            if i < len(lines) - 1 and any(x.strip() for x in lines[i + 1 :]):
-                raise ValueError(f"{path} is damaged at line {i + 1}: restore it from a copy or start a new run") from None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ValueError(f"{path} is damaged at line {i + 1}: restore it from a copy or start a new run") from None
+        if not isinstance(out[-1], dict):
+            raise ValueError(f"{path} line {i + 1} is not a record ({{...}}): restore it from a copy or start a new run")
     return out
 
 
-def read_json(path: Path, what: str = "file"):
+def read_json(path: Path, what: str = "file", kind: type | None = None):
+    """`path`'s JSON; with `kind`, refused in one line unless it is one (kit writes objects: `dict`)."""
     try:
-        return json.loads(Path(path).read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON ({e.msg} at line {e.lineno}): the {what} is damaged; "
+        value = json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        where = f" ({e.msg} at line {e.lineno})" if isinstance(e, json.JSONDecodeError) else ""
+        raise ValueError(f"{path} is not valid JSON{where}: the {what} is damaged; "
                          "restore it from a copy or start a new run") from None
+    if kind is not None and not isinstance(value, kind):
+        raise ValueError(f"{path} holds a JSON {type(value).__name__}, not the {{...}} object kit writes: the {what} "
+                         "is damaged; restore it from a copy or start a new run")
+    return value
 
 
 class Run:
@@ -148,15 +194,23 @@ class Run:
         self._saved: tuple[int, int, int] | None = None  # (epochs, steps, snapshots) on disk, read once
 
     @classmethod
-    def create(cls, root: str | Path, name: str, resume: bool = False) -> "Run":
-        """A run folder; refuses to reuse a folder that already holds a run unless `resume`, and any
-        folder kit did not make. Call it only once every check of the command has passed."""
+    def create(cls, root: str | Path, name: str, resume: bool = False, lock: bool = False) -> "Run":
+        """A run folder; refuses to reuse a folder that already holds a run unless `resume`, any
+        folder kit did not make and one holding a symbolic link. With `lock`, this process becomes
+        the run's one writer first (`lock`). Call it only once every check of the command has passed."""
         run = cls(Path(root) / check_name(name))
         run.check_ours()
         if run.exists() and not resume:
             raise FileExistsError(f"{run.path} already holds a run: pass resume=True (--resume) to continue "
                                   "it, or choose another name")
+        run.check_links()
         run.path.mkdir(parents=True, exist_ok=True)
+        if lock:
+            run.lock()
+            if run.exists() and not resume:  # another process made it while we checked
+                run.unlock()
+                raise FileExistsError(f"{run.path} already holds a run: pass resume=True (--resume) to "
+                                      "continue it, or choose another name")
         if not run.file(MARKER).exists():
             atomic_write_bytes(run.file(MARKER), b"written by kit\n")
         run.clean_temporaries()
@@ -175,6 +229,64 @@ class Run:
         if entries and not legacy:
             raise FileExistsError(f"{p} holds files kit did not write ({', '.join(sorted(entries)[:3])}...): "
                                   "kit never writes into it; choose another --name or --runs")
+
+    def check_links(self) -> None:
+        """Refuse a run holding a symbolic link: kit writes only into folders it made, and a link
+        planted inside a run (`odc/labels` -> elsewhere) would carry its writes and deletions there."""
+        for folder, dirs, files in os.walk(self.path):  # a link to a folder is listed, never entered
+            for name in (*dirs, *files):
+                if os.path.islink(os.path.join(folder, name)):
+                    raise ValueError(f"{Path(folder) / name} is a symbolic link: kit never writes through a link "
+                                     "inside a run; replace it with the folder or file itself, or start a new run")
+
+    def lock(self) -> None:
+        """Become the run's one writer, or refuse in one line naming the process that is. The lock is
+        an flock on `.kit-lock`, which the kernel releases when its process ends, however it ends:
+        a lock left by a killed process is free to take. Held until `unlock` (or the process ends)."""
+        key = str(self.path.resolve())
+        if fcntl is None or key in _HELD:
+            return
+        try:
+            fd = os.open(self.file(LOCK), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+        except OSError:
+            if self.file(LOCK).is_symlink():
+                self.check_links()
+            raise
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise RunInUse(f"{self.path} is being written by another kit process (pid {holder}): wait for it to end, "
+                           f"or stop it (kill {holder}) and resume; one process writes a run at a time") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        _HELD[key] = fd
+
+    def unlock(self) -> None:
+        """Release the locks this process holds on the run and on the runs inside it."""
+        root = str(self.path.resolve())
+        for key in [k for k in _HELD if k == root or k.startswith(root + os.sep)]:
+            fd = _HELD.pop(key)
+            os.ftruncate(fd, 0)  # no pid at rest (before the flock goes, so a new holder's pid stays)
+            os.close(fd)  # closing the file releases the flock
+
+    def check(self, n_samples: int | None = None) -> None:
+        """Read back every file a resume will read, in this run and the runs inside it, before anything
+        is trained or written: a damaged file is named now, not after the first algorithm has trained."""
+        self.check_links()
+        for header in sorted(self.path.rglob("history.json")):
+            Run(header.parent).load_history(n_samples)
+        for f in sorted(self.path.rglob("embed_features.npz")):
+            try:
+                with np.load(f, allow_pickle=False) as z:
+                    [z[k].shape for k in z.files]
+            except Exception as e:  # noqa: BLE001 - zip, numpy and OS errors alike: name the file
+                raise ValueError(f"{f} is damaged or not kit's ({type(e).__name__}): delete it (it is rebuilt "
+                                 "from the next epochs) or restore it") from None
+        for f in sorted(self.path.rglob("*.json")):
+            if f.name in ("config.json", "baselines.json", "result.json"):
+                read_json(f, f.stem, dict)
 
     def exists(self) -> bool:
         return any(self.file(f).exists() for f in ("checkpoint.pt", "history.json", "config.json"))
@@ -229,12 +341,13 @@ class Run:
         self.file("labels.npz").unlink(missing_ok=True)
         self._saved = (len(history.get("epoch", [])), len(next(iter(steps.values()), [])), len(labels))
 
-    def load_history(self) -> dict:
+    def load_history(self, n_samples: int | None = None) -> dict:
         """The history as trainers keep it: header fields, `epoch` records, `step` lists and `labels`
-        (a list of (N,) int64 arrays)."""
+        (a list of (N,) int64 arrays, each checked against the run: N = `n_samples` when given,
+        labels in [0, n_clusters))."""
         if not self.file("history.json").exists():
             raise FileNotFoundError(f"{self.path} has no history.json: is it a kit run folder?")
-        history = read_json(self.file("history.json"), "run's history")
+        history = read_json(self.file("history.json"), "run's history", dict)
         if self._legacy(history):
             history["labels"] = []
             if self.file("labels.npz").exists():
@@ -246,15 +359,23 @@ class Run:
         history["step"] = {}
         for chunk in read_lines(self.file("steps.jsonl")):
             for k, v in chunk.items():
+                if not isinstance(v, list):
+                    raise ValueError(f"{self.file('steps.jsonl')} holds {k!r}: {type(v).__name__}, not a list: "
+                                     "restore it from a copy or start a new run")
                 history["step"].setdefault(k, []).extend(v)
-        history["labels"] = [np.load(f).astype(np.int64) for f in self._snapshot_files()]
+        config = history.get("config")
+        k = config.get("n_clusters") if isinstance(config, dict) else None
+        history["labels"] = []
+        for f in self._snapshot_files():
+            history["labels"].append(read_snapshot(f, n_samples, k if isinstance(k, int) else None))
+            n_samples = len(history["labels"][0])  # every snapshot labels the same N images
         return history
 
     def _legacy(self, header: dict | None = None) -> bool:
         if header is None:
             if not self.file("history.json").exists():
                 return False
-            header = read_json(self.file("history.json"), "run's history")
+            header = read_json(self.file("history.json"), "run's history", dict)
         return "epoch" in header
 
     def _on_disk(self) -> tuple[int, int, int]:
@@ -282,13 +403,39 @@ class Run:
         atomic_write_json(self.file("history.json"), {"format": "kit-history-v2", **header})
 
 
+def read_snapshot(f: Path, n_samples: int | None = None, n_clusters: int | None = None) -> np.ndarray:
+    """One label snapshot as (N,) int64, refused in one line naming the file unless it is a .npy of
+    N integers in [0, n_clusters). Never unpickled; memory-mapped, so a header claiming billions of
+    rows is refused before anything is allocated."""
+    try:
+        a = np.load(f, mmap_mode="r", allow_pickle=False)
+    except Exception as e:  # noqa: BLE001 - random bytes, pickles, a short file: all the same to the user
+        raise ValueError(f"label snapshot {f} is not a .npy array kit wrote ({type(e).__name__}): restore it "
+                         "from a copy or start a new run") from None
+    fits = isinstance(a, np.ndarray) and a.ndim == 1 and a.dtype.kind in "iu" and n_samples in (None, len(a))
+    values = ""
+    if fits and len(a):
+        low, high = int(a.min()), int(a.max())
+        fits, values = low >= 0 and (n_clusters is None or high < n_clusters), f" from {low} to {high}"
+    if not fits:
+        want = f"({n_samples if n_samples is not None else 'N'},) integers in [0, {n_clusters or 'K'})"
+        got = f"{a.dtype} {a.shape}{values}" if isinstance(a, np.ndarray) else type(a).__name__
+        raise ValueError(f"label snapshot {f} holds {got} where the run has {want}: restore it from a copy "
+                         "or start a new run")
+    return np.array(a, dtype=np.int64)
+
+
 def read_config(path: str | Path) -> dict:
     """A run's `config.json` as {"command": "compare" | "train", "algo": str | None, "compare": dict | None}.
     Reads kit 0.1's two layouts too ({"compare": ...} and a train run's {"algo": ..., fields...})."""
     file = Path(path) / "config.json"
     if not file.exists():
         raise FileNotFoundError(f"{path} has no config.json: is it a kit run folder?")
-    cfg = read_json(file, "run's config")
+    cfg = read_json(file, "run's config", dict)
+    for key in ("compare", "sweep"):
+        if cfg.get(key) is not None and not isinstance(cfg[key], dict):
+            raise ValueError(f"{file} holds {key!r}: {type(cfg[key]).__name__}, not the {{...}} of settings kit "
+                             "writes: restore it from a copy or start a new run")
     if "command" in cfg:
         return cfg
     if "compare" in cfg:
