@@ -25,8 +25,11 @@ tiny presets (400 digits, 7 steps an epoch): loss / ln K 1.01, 1.00, 0.95 over D
 epochs (a head reset every epoch learns little in 7 steps), feature_std_ratio >= 0.15, RankMe >= 20.
 With lr = 10 the same presets measured loss / ln K 2.8 (DeepCluster) and 8,600 (ODC) in epoch 1, then
 ~1.02 and 1.1-1.3, and DeepCluster's RankMe fell to 5-7. So the loss is judged "at chance" only when it
-stays above 0.97 ln K for two epochs after the first, and the feature numbers are not judged in the
-first epoch (DeepCluster's first epoch measures the untrained network).
+stays above 0.97 ln K for two epochs after the first, and the feature numbers likewise must stay under
+their thresholds for two epochs after the first (DeepCluster's first epoch measures the untrained
+network, and the playground's smallest healthy run, 200 digits and 4 steps an epoch, dipped once to
+std x sqrt(D) = 0.04 and RankMe 7.6 after its first epoch). The cluster sizes and an exploding loss
+are judged in every epoch.
 """
 from __future__ import annotations
 
@@ -42,6 +45,7 @@ NONEMPTY_SHARE = 0.5  # fewer than half of the K clusters hold an image
 FEATURE_STD_RATIO = 0.1  # std x sqrt(D) below this (untrained ConvNet: 0.15): the features are nearly one vector
 RANKME_MIN = 8.0  # effective rank below this: the features span a handful of directions (healthy: 20-110)
 RANKME_ROWS = 4096  # RankMe on at most this many rows (a fixed, evenly spaced subset): an SVD of N x D is costly
+STEP_WINDOW = 10  # the live board judges the mean loss of the last 10 steps
 CAUSES = "usual causes: learning rate too high, K far above N / batch size, batch too small"
 
 SYMPTOMS = {  # key -> what the CLI line says
@@ -96,15 +100,29 @@ def alarms(record: dict, n_clusters: int, prev: dict | None = None) -> list[str]
     def under(r, key, limit):
         return r is not None and r.get(key) is not None and r[key] < limit
 
-    later = record["epoch"] > 0
+    def held(test, key, limit):  # in this epoch and the one before, neither of them the first
+        return record["epoch"] > 0 and prev is not None and prev["epoch"] > 0 and test(record, key, limit) \
+            and test(prev, key, limit)
+
     checks = {"loss_exploding": over(record, "loss_ln_k", LOSS_EXPLODING),
-              "loss_at_chance": (later and prev is not None and prev["epoch"] > 0 and over(record, "loss_ln_k", LOSS_NEAR_CHANCE)
-                                 and over(prev, "loss_ln_k", LOSS_NEAR_CHANCE)),
+              "loss_at_chance": held(over, "loss_ln_k", LOSS_NEAR_CHANCE),
               "giant_cluster": over(record, "largest_share", LARGEST_SHARE),
               "dead_clusters": under(record, "nonempty", NONEMPTY_SHARE * n_clusters),
-              "feature_collapse": later and under(record, "feature_std_ratio", FEATURE_STD_RATIO),
-              "low_rank": later and under(record, "rankme", RANKME_MIN)}
+              "feature_collapse": held(under, "feature_std_ratio", FEATURE_STD_RATIO),
+              "low_rank": held(under, "rankme", RANKME_MIN)}
     return [name for name, crossed in checks.items() if crossed]
+
+
+def step_alarms(losses, n_clusters: int, labels=None) -> tuple[list[str], dict]:
+    """Between epochs, for the live board: the mean of the last STEP_WINDOW losses (only "exploding": a head
+    just reset sits at ln K by design) and, where the labels trained on are known mid-epoch (ODC's memory),
+    the cluster sizes. Returns (symptoms, the numbers they were read from)."""
+    values = signals(0.0, labels, n_clusters) if labels is not None else {}
+    values.pop("loss_ln_k", None)  # the loss comes from the steps
+    if len(losses) >= STEP_WINDOW:
+        values["loss_ln_k"] = float(np.mean(losses[-STEP_WINDOW:])) / math.log(n_clusters)
+    found = alarms({"epoch": 0, **values}, n_clusters)  # as a first epoch: no trend judged on a few steps
+    return found, values
 
 
 def describe(algo: str, epoch: int, record: dict, symptoms: list[str]) -> str:
@@ -139,6 +157,23 @@ class Watch:
         new = [s for s in found if s not in self.reported]
         self.reported.update(new)
         return describe(self.algo, record["epoch"], record, new) if new else None
+
+    def around(self, callback, log):
+        """A fit callback that calls `callback` (may be None), then says a new symptom through `log` (the CLI)."""
+        def call(record: dict) -> None:
+            if callback is not None:
+                callback(record)
+            line = self(record)
+            if line:
+                log(line)
+        return call
+
+    def steps(self, epoch: int, losses, labels=None) -> str | None:
+        """`step_alarms` on the steps so far; one line for a symptom not reported yet, else None."""
+        found, values = step_alarms(losses, self.n_clusters, labels)
+        new = [s for s in found if s not in self.reported]
+        self.reported.update(new)
+        return describe(self.algo, epoch, values, new) if new else None
 
 
 def flagged(history: dict) -> list[tuple[int, list[str]]]:

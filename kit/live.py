@@ -2,7 +2,8 @@
 and labelled with the settings that differed ("ODC, K=30"), so "K=30 against K=100" is one look.
 
 Three panels share one legend: loss per iteration, kNN accuracy per epoch (0 = the untrained
-network), and NMI(t-1, t) per epoch. The per-epoch panels span the epochs asked for from the first
+network), and label stability per epoch: AMI(t-1, t), chance-corrected so that runs at different K
+compare, with the current runs' NMI(t-1, t) thin and its chance level dotted (it climbs with K). The per-epoch panels span the epochs asked for from the first
 draw, and say when their first point will come, so they are never an empty axis with odd ticks.
 matplotlib's object API only: the board is drawn in the training thread.
 """
@@ -14,7 +15,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from .plots import COLOURS, NAMES, _smoothed, _style, _with_init
+from .plots import COLOURS, NAMES, _smoothed, _style, _with_init, chance_floor
 
 EARLIER_SHOWN = 3  # faded runs per algorithm; older ones leave the board (they stay in `Playground.runs`)
 
@@ -60,8 +61,8 @@ def board(current: list[Trace], earlier: list[Trace], epochs: int) -> Figure:
         _draw(t, (loss, knn, nmi), label, strong=True)
     _style(loss, "loss", "iteration", "cross-entropy (smoothed)")
     _style(knn, "kNN accuracy on held-out images", "epoch", "accuracy (higher is better)")
-    _style(nmi, "NMI(t-1, t): label stability", "epoch", "NMI (higher is steadier)")
-    for ax, key in ((knn, "knn"), (nmi, "nmi_prev")):
+    _style(nmi, "Stability: AMI(t-1, t); NMI thin, chance dotted", "epoch", "AMI (0 = chance, higher is steadier)")
+    for ax, key in ((knn, "knn"), (nmi, "ami_prev")):
         ax.set_xlim(-0.3, max(epochs, 1) + 0.3)
         ax.set_ylim(0, 1)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -88,7 +89,10 @@ def _draw(t: Trace, axes, label: str, strong: bool) -> None:
         if strong:
             loss.plot(np.arange(1, len(y) + 1), y, color=COLOURS[t.algo], alpha=0.15, lw=0.6)
         loss.plot(*_smoothed(y, max(1, min(10, len(y) // 4))), **style)  # a short run still shows its start
-    for ax, key, marker in ((knn, "knn", "s"), (nmi, "nmi_prev", "o")):
+    for ax, key, marker in ((knn, "knn", "s"), (nmi, "ami_prev", "o")):
         x, v = _with_init(t.history, key)
         # every trace gets a legend entry in the kNN panel, even before its first point
         ax.plot(x, v, marker=marker, ms=4 if strong else 3, label=label if key == "knn" else None, **style)
+    if strong:  # the uncorrected NMI and its chance level, for the runs of this press only
+        nmi.plot(*_with_init(t.history, "nmi_prev"), color=COLOURS[t.algo], lw=0.8, alpha=0.6)
+        chance_floor(nmi, t.history, "nmi_prev", COLOURS[t.algo], label=None)

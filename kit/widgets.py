@@ -20,7 +20,7 @@ from pathlib import Path
 
 import ipywidgets as W
 
-from . import plots
+from . import collapse, plots
 from .data import load_dataset, needs_download
 from .deepcluster import DeepCluster, DeepClusterConfig
 from .live import Trace, board, board_labels
@@ -82,6 +82,9 @@ class Playground:
         self._stop = threading.Event()
         self._last_draw = 0.0
         self._iters = 0  # iterations done in the epoch under way
+        self._watch: collapse.Watch | None = None  # the collapse alarm of the run training now
+        self._losses: list[float] = []  # its step losses, read by the alarm every few steps
+        self.alarm = ""  # the collapse alarm's lines for this press of Train, "" while none
         self.draws = 0  # live-board redraws so far
 
     # -- layout -----------------------------------------------------------------------------
@@ -216,11 +219,13 @@ class Playground:
         per_epoch = -(-len(train) // self.batch_size.value)
         self.progress.max, self.progress.value = per_epoch * self.epochs.value * len(jobs), 0
         earlier = len(self.runs)
+        self.alarm = ""
         self._current = [Trace(algo, settings) for algo, _, settings in jobs]
         self.runs.extend(self._current)
         done = []
         for trace, (algo, cfg, _) in zip(self._current, jobs):
             self.trainer, self._iters = TRAINERS[algo](cfg), 0
+            self._watch, self._losses = collapse.Watch(plots.NAMES[algo], cfg.n_clusters), []
             self.history = trace.history = self.trainer.history
             self.progress.description = plots.NAMES[algo]
             self.status.value = f"{plots.NAMES[algo]}: measuring the untrained network…"
@@ -233,15 +238,32 @@ class Playground:
                 break
             done.append(f"{plots.NAMES[algo]} {epochs} epoch{'s' * (epochs != 1)}")
         self._draw(force=True, earlier=self.runs[:earlier])
-        self.status.value = ("stopped: " if self._stop.is_set() else "done: ") + "; ".join(done)
+        self._status(("stopped: " if self._stop.is_set() else "done: ") + "; ".join(done))
+
+    def _status(self, text: str) -> None:
+        """The status line, with the collapse alarm after it in red for as long as this press's runs last."""
+        import html
+
+        self.status.value = html.escape(text) + (f"<br><span style='color:#c00'><b>⚠</b> {html.escape(self.alarm)}</span>"
+                                                 if self.alarm else "")
+
+    def _raise(self, line: str | None) -> None:
+        if line:
+            self.alarm = (self.alarm + " | " if self.alarm else "") + line
+            self._say(line)
 
     def _on_record(self, record: dict) -> None:
         if record["kind"] == "step":
             self._iters += 1
+            self._losses.append(record["loss"])
+            if self._iters % collapse.STEP_WINDOW == 0:  # every few steps: the loss, and ODC's labels as they are now
+                memory = getattr(self.trainer, "memory", None)
+                self._raise(self._watch.steps(record["epoch"], self._losses, None if memory is None else memory.labels))
             self.progress.value = min(self.progress.value + 1, self.progress.max)
-            self.status.value = f"{plots.NAMES[record['algo']]}: epoch {record['epoch'] + 1}, loss {record['loss']:.3f}"
+            self._status(f"{plots.NAMES[record['algo']]}: epoch {record['epoch'] + 1}, loss {record['loss']:.3f}")
         else:
             self._iters = 0
+            self._raise(self._watch(record))
             self._say(f"{self.trainer.algo} epoch {record['epoch'] + 1}: " + ", ".join(
                 f"{k}={record[k]:.3f}" for k in ("loss", "nmi_prev", "label_change", "change_ratio", "knn", "nmi_true")
                 if isinstance(record.get(k), float)))

@@ -125,3 +125,25 @@ def test_a_sweep_draws_each_cell_as_it_finishes_and_refuses_a_bad_grid(tmp_path)
     pg.sweep_k.value = "ten"
     pg.sweep_button.click()
     assert not pg.running and "sweep K over" in pg.status.value
+
+
+def test_a_collapse_shows_in_the_status_every_few_steps_and_after_an_epoch():
+    import types
+
+    import torch
+
+    from kit import collapse
+
+    pg = Playground()
+    pg.trainer = types.SimpleNamespace(algo="odc", memory=types.SimpleNamespace(labels=torch.tensor([0] * 90 + [1] * 10)))
+    pg._watch, pg._losses = collapse.Watch("ODC", 10), []
+    for _ in range(collapse.STEP_WINDOW - 1):
+        pg._on_record({"kind": "step", "algo": "odc", "epoch": 0, "loss": 1.0})
+    assert "⚠" not in pg.status.value  # judged every STEP_WINDOW steps
+    pg._on_record({"kind": "step", "algo": "odc", "epoch": 0, "loss": 1.0})
+    assert pg.status.value.startswith("ODC: epoch 1, loss 1.000<br>")
+    assert "collapse alarm, ODC epoch 1: one cluster holds most images (largest cluster 90%" in pg.status.value
+    pg._on_record({"kind": "epoch", "epoch": 0, "loss": 30.0, "loss_ln_k": 13.0, "largest_share": 0.9, "nonempty": 2})
+    assert pg.alarm.count("collapse alarm") == 2 and "training diverges" in pg.alarm  # only the new symptom is added
+    pg._on_record({"kind": "step", "algo": "odc", "epoch": 1, "loss": 1.0})
+    assert "⚠" in pg.status.value  # the alarm stays under the status while the run goes on
