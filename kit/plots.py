@@ -140,6 +140,11 @@ def learning(histories: dict[str, dict], baselines: dict | None = None) -> Figur
         if baselines and key == "knn" and "raw_pixels_knn" in baselines:
             ax.axhline(baselines["raw_pixels_knn"], color="grey", ls="--", lw=1, label="kNN on raw pixels")
         _style(ax, title, "epoch", {"knn": "accuracy", "nmi_true": "NMI", "ami_true": "AMI"}[key])
+        if not any(len(line.get_xdata()) for line in ax.lines):  # a run from before kit logged it
+            ax.text(0.5, 0.5, f"not in this run's history:\nthe run predates kit's {key}", transform=ax.transAxes,
+                    ha="center", va="center", color="grey", fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
         ax.legend(fontsize=8)
     return fig
 

@@ -74,12 +74,12 @@ def test_plots_draw_what_they_promise():
          "odc": {"algo": "odc", "epoch": [{"epoch": 0, "nmi_prev": 0.7, "label_change": 0.2, "change_ratio": 0.5, "knn": 0.55, "nmi_true": 0.35}],
                  "step": {"loss": [4.0, 3.8], "epoch": [0, 0], "change_ratio": [0.6, 0.4]}, "labels": [np.arange(10) % 3] * 2}}
     fig = plots.stability(h)
-    a, b = fig.axes
+    _, a, b = fig.axes  # AMI(t-1, t), NMI(t-1, t) with its chance level, label change
     # DeepCluster's epoch-1 clustering follows 1 epoch of training; ODC's epoch-0 snapshot follows 1 too
     assert len(a.lines) == 2 and list(a.lines[0].get_xdata()) == [1] and list(a.lines[1].get_xdata()) == [1]
     assert a.get_legend() is not None
     fig = plots.learning(h, {"raw_pixels_nmi": 0.5})
-    knn_ax, nmi_ax = fig.axes
+    knn_ax, nmi_ax, _ = fig.axes  # kNN, NMI, AMI to the true classes
     assert list(knn_ax.lines[0].get_xdata()) == [0, 1, 2]  # epoch 0 = random init
     assert any(l.get_label() == "k-means on raw pixels" for l in nmi_ax.lines)
     fig = plots.reassignment(h, smooth=1)
