@@ -193,7 +193,7 @@ PANELS = {  # a history key -> (panel title, y label) of the seeded curves
     "ami_true": ("AMI to true classes (chance-corrected)", "AMI"),
     "ami_prev": ("Stability, chance-corrected: AMI(t-1, t)", "AMI (0 = chance)"),
     "nmi_prev": ("NMI(t-1, t), dotted: its chance level", "NMI(t-1, t)"),
-    "label_change": ("Samples whose cluster changed since the previous epoch", "fraction of samples"),
+    "label_change": ("Samples that changed cluster since the last epoch", "fraction of samples"),
 }
 _BASELINES = {"knn": ("raw_pixels_knn", "kNN on raw pixels"), "nmi_true": ("raw_pixels_nmi", "k-means on raw pixels")}
 
