@@ -60,6 +60,7 @@ def test_a_healthy_tiny_run_raises_no_alarm_and_lr_10_does(mnist_small, algo):
     assert "loss_at_chance" in raised.get(2, [])  # then the head stops learning: the loss sits at ln K
 
 
+@pytest.mark.slow
 def test_the_cli_says_a_collapse_in_one_line_and_a_healthy_run_says_nothing(tmp_path):
     import os
     import subprocess
