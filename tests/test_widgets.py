@@ -2,6 +2,7 @@
 faded earlier runs, Stop mid-epoch, errors, datasets that need a download, a sweep drawn cell by cell."""
 import time
 
+import numpy as np
 import pytest
 
 from kit import live
@@ -147,3 +148,13 @@ def test_a_collapse_shows_in_the_status_every_few_steps_and_after_an_epoch():
     assert pg.alarm.count("collapse alarm") == 2 and "training diverges" in pg.alarm  # only the new symptom is added
     pg._on_record({"kind": "step", "algo": "odc", "epoch": 1, "loss": 1.0})
     assert "⚠" in pg.status.value  # the alarm stays under the status while the run goes on
+
+
+def test_the_board_reads_stability_as_ami_with_nmi_and_its_chance_level_beside_it():
+    h = {"algo": "odc", "step": {"loss": [2.0, 1.9]}, "epoch": [
+        {"epoch": e, "ami_prev": a, "nmi_prev": n, "nmi_prev_chance": c}
+        for e, a, n, c in ((0, 0.5, 0.6, 0.04), (1, 0.7, 0.75, 0.05))]}
+    ax = live.board([live.Trace("odc", {"K": 30}, h)], [], epochs=4).axes[2]
+    ys = {tuple(np.round(line.get_ydata(), 2)): line.get_linestyle() for line in ax.lines}
+    assert ys == {(0.5, 0.7): "-", (0.6, 0.75): "-", (0.04, 0.05): ":"}  # AMI, NMI (thin), its chance level dotted
+    assert "AMI" in ax.get_title() and "chance" in ax.get_title()
