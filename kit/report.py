@@ -297,6 +297,19 @@ def _settings(cfg: dict, histories: dict) -> str:
     return out
 
 
+def _unequal_k(histories: dict) -> str:
+    """A warning under the table when the two algorithms ran with different K: their stability rows then
+    compare different numbers of clusters (fewer clusters change less), so the table must not rank them."""
+    k = {algo: h.get("config", {}).get("n_clusters") for algo, h in histories.items()}
+    if len(k) < 2 or None in k.values() or len(set(k.values())) == 1:
+        return ""
+    ks = " and ".join(f"{plots.NAMES[a]} K = {v}" for a, v in k.items())
+    return (f'<p class="warn"><b>Different K</b> ({ks}): the stability rows compare different numbers of clusters, '
+            f"and fewer clusters change less, so they do not rank the two algorithms' stability. AMI removes NMI's "
+            f"chance bias, not this one. For a ranking, train both at one K: <code>python -m kit compare "
+            f"--n-clusters {min(k.values())}</code>.</p>")
+
+
 def _alarms(histories: dict) -> str:
     """The report's collapse section: every epoch that crossed a threshold of kit/collapse.py, or a line saying none did."""
     rows = [(plots.NAMES.get(algo, algo), epoch + 1, "; ".join(collapse.SYMPTOMS[s] for s in found))
@@ -328,12 +341,13 @@ def _write_html(run_path: Path, cfg: dict, rows, histories: dict, interactive: s
 table{{border-collapse:collapse;margin:0.5em 0 1em}}td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}
 td:first-child,th:first-child{{text-align:left}}td{{white-space:nowrap}}td:first-child{{white-space:normal}}img{{max-width:100%}}figure{{margin:2em 0}}
 figcaption p{{max-width:80ch;line-height:1.4}}tr.baseline td{{color:#666;font-style:italic}}td.span{{text-align:center}}
-th.dc{{color:#1f77b4}}th.odc{{color:#ff7f0e}}h3.alarm{{color:#c00}}details{{margin:0.5em 0 1em}}</style></head><body>
+th.dc{{color:#1f77b4}}th.odc{{color:#ff7f0e}}h3.alarm{{color:#c00}}p.warn{{background:#fff4e0;padding:6px 10px;max-width:80ch}}details{{margin:0.5em 0 1em}}</style></head><body>
 <h1>DeepCluster vs Online Deep Clustering</h1>
 <p>Same backbone, data, seed and epoch budget; K, learning rate and each algorithm's own knobs are its preset
 unless set for both (settings below). Scores are on the held-out test split.</p>
 {table}
 {note}
+{_unequal_k(histories)}
 {_alarms(histories)}
 {_settings(cfg, histories)}
 {interactive}

@@ -365,3 +365,13 @@ def test_the_report_has_the_transitions_strip_the_stability_map_and_agreement_in
 
     m = agreement(data.labels["odc"][2], data.labels["odc"][3])
     assert f"AMI(t-1, t) {m['ami']:.2f} · NMI {m['nmi']:.2f}, chance {m['nmi_chance']:.2f}" in titles[2]
+
+
+def test_the_report_warns_when_the_two_algorithms_ran_at_different_k():
+    from kit.report import _unequal_k
+
+    h = lambda k: {"config": {"n_clusters": k}, "epoch": []}  # noqa: E731
+    warning = _unequal_k({"deepcluster": h(100), "odc": h(30)})
+    assert "DeepCluster K = 100 and ODC K = 30" in warning and "do not rank" in warning
+    assert "--n-clusters 30" in warning
+    assert _unequal_k({"deepcluster": h(30), "odc": h(30)}) == "" and _unequal_k({"odc": h(30)}) == ""
