@@ -77,10 +77,20 @@ def _gray(x: torch.Tensor) -> torch.Tensor:
     return (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
 
 
+_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], dtype=torch.float64)
+_YIQ: dict = {}  # (device, dtype) -> (RGB -> YIQ, YIQ -> RGB), copied to each device once, not once per batch
+
+
+def _yiq(device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    key = (str(device), dtype)
+    if key not in _YIQ:  # the inverse is taken on the host, where it costs the device no wait
+        _YIQ[key] = tuple(m.to(device, dtype) for m in (_TO_YIQ, torch.linalg.inv(_TO_YIQ)))
+    return _YIQ[key]
+
+
 def _rotate_hue(x: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
     """Rotate hue by `turns` of a full circle, in YIQ space (a linear approximation of HSV's hue shift)."""
-    to_yiq = x.new_tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
-    from_yiq = torch.linalg.inv(to_yiq)
+    to_yiq, from_yiq = _yiq(x.device, x.dtype)
     a = turns * 2 * math.pi
     cos, sin = torch.cos(a), torch.sin(a)
     one, zero = torch.ones_like(a), torch.zeros_like(a)

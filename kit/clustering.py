@@ -2,7 +2,7 @@
 
 Pure functions over float32 arrays, and one estimator, `KMeans(n_clusters, n_iter, seed).fit(X)`,
 with the reference's settings: 20 iterations, no subsampling, random init from distinct data
-points, empty clusters split inside the iterations. It runs on faiss, or on torch (`kit/kmeans.py`)
+points, empty clusters split inside the iterations. It runs on faiss, or on torch (`TorchKMeans`, below)
 when X is a CUDA tensor; the caller never chooses.
 """
 from __future__ import annotations
@@ -12,6 +12,8 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .runtime import full_precision
 
 
 def _np(x) -> np.ndarray:
@@ -183,6 +185,10 @@ class TorchKMeans:
 
     @torch.no_grad()
     def fit(self, X) -> "TorchKMeans":
+        with full_precision():  # distances in float32 as written: no TF32, no autocast (runtime.full_precision)
+            return self._fit(X)
+
+    def _fit(self, X) -> "TorchKMeans":
         x = torch.as_tensor(X).float()  # (N, D), on X's device
         check_finite(x)
         check_sizes(len(x), self.n_clusters)

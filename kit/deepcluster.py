@@ -74,11 +74,9 @@ class DeepCluster(Trainer):
         features = self._features_if_cached(dataset)  # the monitor may have just extracted them
         if features is None:
             features = self.extract(self.model, dataset)  # 1. (N, D), in dataset order
-        x = preprocess_features(features, cfg.pca_dim)  # 2. whiten to pca_dim, L2 rows
         t1 = time.perf_counter()
-        seed = self._next_seed()
-        km = KMeans(cfg.n_clusters, cfg.kmeans_iters, seed).fit(torch.as_tensor(x, device=self.device))  # 3. fresh seed
-        labels = self.dist.broadcast(torch.from_numpy(km.labels_))  # (N,) pseudo-labels, rank 0's everywhere
+        seed = self._next_seed()  # drawn on every rank, so their generators stay in step
+        labels, km = self.dist.cluster(lambda: self._cluster(features, seed), len(dataset))  # 2-3. (N,) pseudo-labels
         t2 = time.perf_counter()
         m = int(cfg.reassign * len(dataset))
         order = (uniform_cluster_indices(labels, m, self.generator) if cfg.uniform_sampling  # 4.
@@ -93,8 +91,8 @@ class DeepCluster(Trainer):
         record = {"epoch": self.epoch, "loss": loss,
                   **agreement(prev, labels, suffix="_prev"),  # nmi_prev (§1.11), its chance floor, ami_prev, ari_prev
                   "label_change": label_change(prev, labels) if prev is not None else None,
-                  **cluster_sizes(labels, cfg.n_clusters), "inertia": km.inertia_, "kmeans_seed": seed,
-                  "kmeans_splits": km.n_splits_, "time_extract": t1 - t0, "time_cluster": t2 - t1,
+                  **cluster_sizes(labels, cfg.n_clusters), "inertia": getattr(km, "inertia_", None),
+                  "kmeans_seed": seed, "kmeans_splits": getattr(km, "n_splits_", None), "time_extract": t1 - t0, "time_cluster": t2 - t1,
                   "time_train": t3 - t2,
                   **collapse.signals(loss, labels, cfg.n_clusters, features)}  # the features this epoch clustered
         if getattr(dataset, "targets", None) is not None:  # the pseudo-labels against the truth (Fig. 2a)
@@ -102,8 +100,13 @@ class DeepCluster(Trainer):
         self.epoch += 1
         return record
 
+    def _cluster(self, features, seed: int) -> KMeans:
+        """2. PCA-whiten to `pca_dim` and L2-normalise the rows; 3. k-means with a fresh seed (on one rank)."""
+        x = preprocess_features(features, self.config.pca_dim)
+        return KMeans(self.config.n_clusters, self.config.kmeans_iters, seed).fit(torch.as_tensor(x, device=self.device))
+
     def _train(self, dataset, order, labels, callback, stop) -> float | None:
-        cfg, model, opt = self.config, self.net, self.optimizer
+        cfg, model = self.config, self.net
         targets = labels.to(self.device)
         weight = class_weights(labels, cfg.n_clusters).to(self.device) if cfg.reweight else None
         model.train()
@@ -117,10 +120,8 @@ class DeepCluster(Trainer):
             with autocast(self.device):
                 _, logits = model(x)
             loss, value = self.dist.cross_entropy(logits.float(), targets[idx.to(self.device)], weight)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            value = value.item()
+            self._optimise(loss)
+            value = value.item()  # the step's one wait for the device: the logged loss
             total, count = total + value * len(idx), count + len(idx)
             self._log_step(epoch=self.epoch, loss=value)
             self._emit(callback, {"kind": "step", "algo": self.algo, "epoch": self.epoch, "loss": value})

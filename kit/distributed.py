@@ -13,7 +13,7 @@ under torchrun. Under torchrun (nccl on CUDA, gloo on CPU):
 - the loss is the *global* batch's loss (`cross_entropy`): per-rank sums over the all-reduced
   normaliser, so a weighted CE (ODC) is normalised over the whole batch as in one process;
 - feature extraction is sharded over ranks and gathered back in dataset order (`gather_rows`);
-  k-means labels are computed everywhere and rank 0's are broadcast (`broadcast`);
+  rank 0 alone whitens and clusters, and its labels are broadcast (`cluster`);
 - ODC's memories are replicated: every rank applies the all-gathered batch (`all_gather_batch`);
 - augmentation draws differ per rank (the RNG is seeded per rank and epoch, `seed_epoch`),
   and a re-initialised head is broadcast from rank 0 so all copies start equal;
@@ -125,6 +125,14 @@ class Distributed:
         dist.broadcast(x, 0)
         return x.to(t.device)
 
+    def cluster(self, fit, n: int) -> tuple[torch.Tensor, object]:
+        """One rank clusters for all: rank 0 runs `fit() -> KMeans` and its labels reach every rank, so the
+        others neither repeat the PCA and k-means nor wait longer than rank 0 does.
+        -> (labels (N,) int64 on the CPU, the fitted KMeans on rank 0 and None elsewhere)."""
+        km = fit() if self.rank == 0 else None
+        labels = torch.from_numpy(km.labels_) if km is not None else torch.empty(n, dtype=torch.long)
+        return self.broadcast(labels), km
+
     def barrier(self) -> None:
         if self.world > 1:
             dist.barrier()
@@ -163,11 +171,25 @@ def setup(device: str = "auto") -> Distributed:
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return SINGLE
     if not dist.is_initialized():
-        cuda = device != "cpu" and torch.cuda.is_available()
+        cuda = str(device) != "cpu" and torch.cuda.is_available()
         if cuda:
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(local_gpu(device))
         dist.init_process_group("nccl" if cuda else "gloo")
     return Distributed()
+
+
+def local_gpu(device="auto") -> int:
+    """The GPU of this torchrun process: the one of its LOCAL_RANK. One line, before any collective,
+    when the machine has fewer GPUs than processes or the device names a card of its own."""
+    local, n = int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()
+    procs = int(os.environ.get("LOCAL_WORLD_SIZE", local + 1))
+    if str(device) != "auto" and torch.device(device).index is not None:
+        raise ValueError(f"--device {device} under torchrun: each process takes the GPU of its local rank; "
+                         "use --device cuda (or auto), and CUDA_VISIBLE_DEVICES to choose the cards")
+    if local >= n:
+        raise ValueError(f"torchrun started {procs} processes on this machine, which has {n} GPU(s): use "
+                         f"--nproc-per-node {n} (one process per GPU), or --device cpu")
+    return local
 
 
 def teardown() -> None:

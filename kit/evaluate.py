@@ -14,6 +14,7 @@ ImageNet images; kit pools to ~2k dims (`stage_dim`), scaled to small images and
 """
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -25,7 +26,8 @@ from tqdm.auto import tqdm
 from .data import batches
 from .metrics import knn_accuracy
 from .models import Backbone, ClusterHead
-from .runtime import resolve_device
+from .features import model_device
+from .runtime import full_precision, resolve_device
 
 LOW_SHOT_K = (1, 2, 4, 8, 16, 32, 64, 96)
 KNN_K = (10, 20, 100, 200)
@@ -45,21 +47,28 @@ def pool_size(channels: int, spatial: int, stage_dim: int) -> int:
 
 @torch.inference_mode()
 def stage_features(backbone: Backbone, dataset, stage_dim: int = 2048, batch_size: int = 256,
-                   device="auto") -> list[torch.Tensor]:
+                   device=None, num_workers: int = 4) -> list[torch.Tensor]:
     """Feature1-5 (each stage's map average-pooled to about `stage_dim` values) and AvgPool, for every
-    image, in dataset order: a list of 6 float32 tensors (N, D_i). Eval mode, no augmentation."""
-    device = resolve_device(device)
+    image, in dataset order: a list of 6 float32 tensors (N, D_i) on the CPU. Eval mode, no
+    augmentation, float32; on the backbone's device unless `device` names one."""
+    device = _device(backbone, device)
     was = backbone.training
-    backbone.eval().to(device)
+    net = backbone.eval() if device == model_device(backbone) else copy.deepcopy(backbone).eval().to(device)
     out: list[list[torch.Tensor]] = [[] for _ in range(6)]
-    for x, _ in batches(dataset, torch.arange(len(dataset)), batch_size, device, train=False):
-        maps = backbone.stages(x)
+    for x, _ in batches(dataset, torch.arange(len(dataset)), batch_size, device, train=False, num_workers=num_workers):
+        with full_precision():
+            maps = net.stages(x)
         for i, m in enumerate(maps):
             s = pool_size(m.shape[1], m.shape[-1], stage_dim)
             out[i].append(F.adaptive_avg_pool2d(m, s).flatten(1).float().cpu())
         out[5].append(maps[-1].mean(dim=(2, 3)).float().cpu())
     backbone.train(was)
     return [torch.cat(o) for o in out]
+
+
+def _device(model: torch.nn.Module, device) -> torch.device:
+    """The device a protocol runs on: the one named, else the model's own."""
+    return model_device(model) if device is None else resolve_device(device)
 
 
 STAGES = ("Feature1", "Feature2", "Feature3", "Feature4", "Feature5", "AvgPool")
@@ -144,14 +153,12 @@ class FinetuneResult:
 
 
 def finetune(backbone: Backbone, train_set, test_set, fraction: float, lr: float, head_mult: int,
-             steps: int = 200, batch_size: int = 64, seed: int = 0, device="auto") -> FinetuneResult:
+             steps: int = 200, batch_size: int = 64, seed: int = 0, device=None, num_workers: int = 4) -> FinetuneResult:
     """Fine-tune a copy of the whole network with a linear head on `fraction` of the labels
     (class-balanced), base lr `lr`, head lr `lr * head_mult`, for `steps` SGD steps (lr / 10 at 60%
     and 80%); top-1/top-5 (%) on the test split. Sized in steps, not epochs: 1% of the labels is a
-    single batch per epoch."""
-    import copy
-
-    device = resolve_device(device)
+    single batch per epoch. Runs on the backbone's device unless `device` names one."""
+    device = _device(backbone, device)
     torch.manual_seed(seed)
     ytr = train_set.targets
     n_classes = int(ytr.max()) + 1
@@ -165,26 +172,29 @@ def finetune(backbone: Backbone, train_set, test_set, fraction: float, lr: float
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, [int(0.6 * steps), int(0.8 * steps)], 0.1)
     g = torch.Generator().manual_seed(seed)
     order = torch.cat([idx[torch.randperm(len(idx), generator=g)] for _ in range(-(-steps * batch_size // len(idx)))])
-    for x, b in batches(train_set, order[: steps * batch_size], batch_size, device, train=True):
+    targets = ytr.to(device)  # indexed by the batch's indices, which live on the device for tensor datasets
+    for x, b in batches(train_set, order[: steps * batch_size], batch_size, device, train=True,
+                        num_workers=num_workers):
         if len(b) < 2:
             continue
-        loss = F.cross_entropy(head(net(x)), ytr[b].to(device))
+        loss = F.cross_entropy(head(net(x)), targets[b.to(device)])
         opt.zero_grad()
         loss.backward()
         opt.step()
         sched.step()
-    recalibrate_bn(net, train_set, idx, device)
+    recalibrate_bn(net, train_set, idx, device, num_workers=num_workers)
     net.eval()
     logits = []
     with torch.no_grad():
-        for x, _ in batches(test_set, torch.arange(len(test_set)), 256, device, train=False):
+        for x, _ in batches(test_set, torch.arange(len(test_set)), 256, device, train=False, num_workers=num_workers):
             logits.append(head(net(x)).float().cpu())
     r = topk(torch.cat(logits), test_set.targets, n_classes)
     return FinetuneResult(setting_name(lr, head_mult), r["top1"], r.get("top5"))
 
 
 @torch.no_grad()
-def recalibrate_bn(net: torch.nn.Module, dataset, idx: torch.Tensor, device, batch_size: int = 256) -> None:
+def recalibrate_bn(net: torch.nn.Module, dataset, idx: torch.Tensor, device, batch_size: int = 256,
+                   num_workers: int = 4) -> None:
     """Recompute BatchNorm running statistics as exact averages over the labelled images.
 
     With 1% of the labels a fine-tuning run takes only tens of steps, too few for running
@@ -197,14 +207,14 @@ def recalibrate_bn(net: torch.nn.Module, dataset, idx: torch.Tensor, device, bat
         m.reset_running_stats()
         m.momentum = None  # cumulative moving average: the exact mean over the batches seen
     net.train()
-    for x, _ in batches(dataset, idx, batch_size, device, train=False):
+    for x, _ in batches(dataset, idx, batch_size, device, train=False, num_workers=num_workers):
         net(x)
     for m, mom in zip(bns, saved):
         m.momentum = mom
 
 
 def semi_supervised(backbone, train_set, test_set, fractions=(0.01, 0.1), grid=FINETUNE_GRID, steps: int = 200,
-                    device="auto", progress: bool = False) -> dict[float, FinetuneResult]:
+                    device=None, progress: bool = False) -> dict[float, FinetuneResult]:
     """The page's grid for each label fraction; the best setting (by test top-1, as the page reports) kept."""
     best = {}
     for frac in fractions:

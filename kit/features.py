@@ -1,24 +1,31 @@
 """The feature-extraction pass of DeepCluster and of ODC's initialisation (§1.2)."""
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from .data import batches, check_indexed
-from .runtime import autocast, resolve_device
+from .runtime import full_precision, resolve_device
 
 
 @torch.inference_mode()
-def extract_features(model: torch.nn.Module, dataset, batch_size: int = 256, device="auto",
-                     progress: bool = False, desc: str = "extract") -> np.ndarray:
+def extract_features(model: torch.nn.Module, dataset, batch_size: int = 256, device=None,
+                     progress: bool = False, desc: str = "extract", num_workers: int = 4) -> np.ndarray:
     """Features of every image, row i = dataset item i: a float32 array (N, D).
 
     Eval mode (BN running statistics, dropout off), no augmentation, no gradient, an unshuffled
     pass, and one preallocated array filled in place, never a list of batches (§4: a shuffled
     loader scrambles labels; lists of batches blow up host memory). `model.features(x)` is used
     when the model has it (a `ClusterNet`: backbone [+ neck]), else `model(x)`.
-    The model's train/eval mode is restored afterwards.
+    The model's train/eval mode is restored afterwards. It runs on the model's device unless `device`
+    names another (the model is then run from a copy there); image folders are decoded in
+    `num_workers` worker processes.
+
+    float32 throughout, as the reference: no autocast and no TF32 (`runtime.full_precision`), since
+    these features are PCA-whitened and clustered.
 
     Departure from the reference, on purpose: the pass runs on a copy of the network with each
     eval-mode BatchNorm folded into the convolution or linear layer before it (the same function,
@@ -26,17 +33,19 @@ def extract_features(model: torch.nn.Module, dataset, batch_size: int = 256, dev
     2-core CPU.
     """
     check_indexed(dataset)
-    device = resolve_device(device)
+    device = model_device(model) if device is None else resolve_device(device)
     was_training = model.training
     model.eval()
     fn = inference_module(model)
+    if device != model_device(model):  # a copy on the named device: the caller's model stays where it is
+        fn = copy.deepcopy(fn).to(device)
     n = len(dataset)
     out: np.ndarray | None = None
     order = torch.arange(n)
     bar = tqdm(total=n, desc=desc, unit="img", disable=not progress, leave=False)
     try:
-        for x, idx in batches(dataset, order, batch_size, device, train=False):
-            with autocast(device):
+        for x, idx in batches(dataset, order, batch_size, device, train=False, num_workers=num_workers):
+            with full_precision():
                 z = fn(x)
             z = z.float().cpu().numpy()
             if out is None:  # allocate once the feature dimension is known
@@ -49,6 +58,11 @@ def extract_features(model: torch.nn.Module, dataset, batch_size: int = 256, dev
         bar.close()
         model.train(was_training)
     return out
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """Where a model's weights live (the CPU for a model without any)."""
+    return next(model.parameters(), torch.empty(0)).device
 
 
 class _Features(torch.nn.Module):

@@ -23,6 +23,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from .runtime import full_precision
+
 
 def class_weights(labels: torch.Tensor, n_clusters: int, power: float = 0.5, eps: float = 1e-5) -> torch.Tensor:
     """Loss weights w_k ∝ (h_k + eps)^-power from cluster sizes h, normalised to sum 1 (§2.6).
@@ -91,24 +93,28 @@ class ODCMemory(torch.nn.Module):
 
     # -- per iteration (§2.3) --------------------------------------------------------------------
     @torch.no_grad()
-    def update(self, idx: torch.Tensor, z: torch.Tensor) -> float:
+    def update(self, idx: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """Momentum-update the rows at `idx` with the batch's features `z` (B, D), relabel them by the
-        largest dot product with the centroids, and return the fraction whose label changed.
+        largest dot product with the centroids, and return the fraction whose label changed, as a 0-d
+        tensor on the memory's device (`float()` it to read it: that waits for the device, so the
+        training loop reads it once per iteration together with the loss).
 
-        Nothing outside the (gathered) batch changes. A NaN in `z` raises before anything is written.
-        If an index appears twice in one batch (sampling with replacement), the last occurrence wins,
-        as in the reference.
+        Nothing outside the (gathered) batch changes. If `z` holds a NaN/inf, nothing at all is written
+        and the fraction comes back NaN. If an index appears twice in one batch (sampling with
+        replacement), the last occurrence wins, as in the reference. No step waits for the device.
         """
         idx, z = self.gather(idx.to(self.labels.device), z.to(self.features.device, torch.float32))
-        if not torch.isfinite(z).all():
-            raise FloatingPointError("NaN/inf in the batch's features; the memory was left unchanged")
-        f = F.normalize(z, dim=1)
-        v = F.normalize((1 - self.momentum) * self.features[idx] + self.momentum * f, dim=1)  # (B, D)
-        new = (v @ self.centroids.T).argmax(dim=1)  # (B,) unnormalised centroids: raw inner product
-        change_ratio = (new != self.labels[idx]).float().mean().item()
-        last = _last_occurrence(idx)
-        self._write(idx[last], new[last], v[last])
-        return change_ratio
+        ok = torch.isfinite(z).all()  # (), on the device: a bad batch is masked out below, not branched on
+        with full_precision():  # the relabelling is an argmax of dot products: no TF32, no autocast
+            f = F.normalize(z, dim=1)
+            v = F.normalize((1 - self.momentum) * self.features[idx] + self.momentum * f, dim=1)  # (B, D)
+            new = (v @ self.centroids.T).argmax(dim=1)  # (B,) unnormalised centroids: raw inner product
+        change_ratio = (new != self.labels[idx]).float().mean()
+        last = _last_occurrence(idx)  # (B,) where each index occurs last: every copy writes that one's values
+        kept = ok & (last == torch.arange(len(idx), device=idx.device))  # one copy of each row counts, if finite
+        self._write(idx, torch.where(ok, new[last], self.labels[idx]), torch.where(ok, v[last], self.features[idx]),
+                    counted=kept)
+        return torch.where(ok, change_ratio, torch.nan)
 
     @torch.no_grad()
     def recompute_centroids(self, clusters: torch.Tensor | None = None) -> None:
@@ -120,22 +126,28 @@ class ODCMemory(torch.nn.Module):
             mask = torch.zeros_like(update)
             mask[clusters] = True
             update &= mask
-        self.centroids[update] = (self.sums[update] / self.sizes[update, None]).float()
+        means = (self.sums / self.sizes.clamp(min=1)[:, None]).float()  # (K, D); a where, not a masked write: no wait
+        self.centroids.copy_(torch.where(update[:, None], means, self.centroids))
 
     @torch.no_grad()
     def fix_small_clusters(self) -> int:
         """Dissolve clusters below `min_cluster_size` into the nearest centroid outside the small set,
         then refill every freed id with half of the currently largest cluster (2-means split). (§2.7)
         Returns the number of samples whose label changed."""
-        small = self.counts() < self.min_cluster_size
-        if not small.any():
+        small = self.small_clusters()
+        if not small.any():  # waits for the device: `ODC._epoch` calls this only when it read that some are small
             return 0
         members = torch.nonzero(small[self.labels]).flatten()
         if len(members):
-            scores = self.features[members] @ self.centroids.T  # (M, K)
+            with full_precision():
+                scores = self.features[members] @ self.centroids.T  # (M, K)
             scores[:, small] = float("-inf")  # only clusters outside the small set may take them
             self._write(members, scores.argmax(dim=1))  # receiving centroids wait for the next full update
         return len(members) + self._redirect_empty(torch.nonzero(small).flatten())
+
+    def small_clusters(self) -> torch.Tensor:
+        """(K,) bool: the clusters below `min_cluster_size`, on the memory's device."""
+        return self.counts() < self.min_cluster_size
 
     def counts(self) -> torch.Tensor:
         """Cluster sizes h (K,), as `bincount(labels)`, without a pass over the N labels."""
@@ -177,16 +189,20 @@ class ODCMemory(torch.nn.Module):
             mask[torch.randperm(len(x), generator=g)[: len(x) // 2].to(x.device)] = False
         return mask
 
-    def _write(self, rows: torch.Tensor, labels: torch.Tensor, features: torch.Tensor | None = None) -> None:
-        """Give the distinct `rows` (R,) new labels (R,) and, if given, new features (R, D), moving
-        their features out of their old clusters' sums and sizes and into the new ones'."""
+    def _write(self, rows: torch.Tensor, labels: torch.Tensor, features: torch.Tensor | None = None,
+               counted: torch.Tensor | None = None) -> None:
+        """Give `rows` (R,) new labels (R,) and, if given, new features (R, D), moving their features out
+        of their old clusters' sums and sizes and into the new ones'. Rows may repeat if every copy
+        carries the same values and `counted` (R,) bool marks one copy of each (all rows by default).
+        Sums and sizes move by index_add, never bincount or a mask, so nothing waits for the device."""
         self._keep_in_step()
         old_labels, old = self.labels[rows], self.features[rows]
         new = old if features is None else features
-        self.sums.index_add_(0, old_labels, old.double(), alpha=-1)
-        self.sums.index_add_(0, labels, new.double())
-        k = self.n_clusters
-        self.sizes += torch.bincount(labels, minlength=k) - torch.bincount(old_labels, minlength=k)
+        w = torch.ones_like(rows) if counted is None else counted.long()  # (R,) 1 for the rows that count
+        self.sums.index_add_(0, old_labels, old.double() * -w[:, None])
+        self.sums.index_add_(0, labels, new.double() * w[:, None])
+        self.sizes.index_add_(0, labels, w)
+        self.sizes.index_add_(0, old_labels, -w)
         self.labels[rows] = labels
         if features is not None:
             self.features[rows] = features
@@ -210,11 +226,15 @@ class ODCMemory(torch.nn.Module):
 
 
 def _last_occurrence(idx: torch.Tensor) -> torch.Tensor:
-    """Positions in `idx` holding the last occurrence of each distinct value. (B,) -> (U,)"""
+    """For each position p of `idx`, the position of the last occurrence of idx[p]. (B,) -> (B,)
+    Shapes never depend on the values (no mask, no nonzero), so nothing waits for the device."""
     b = idx.numel()
     pos = torch.arange(b, device=idx.device)
     order = torch.argsort(idx * b + pos)  # sort by value, then by position
     sorted_idx = idx[order]
-    is_last = torch.ones(b, dtype=torch.bool, device=idx.device)
-    is_last[:-1] = sorted_idx[1:] != sorted_idx[:-1]
-    return order[is_last]
+    is_end = torch.ones(b, dtype=torch.bool, device=idx.device)  # the last of each run of equal values
+    is_end[:-1] = sorted_idx[1:] != sorted_idx[:-1]
+    end = torch.where(is_end, pos, b).flip(0).cummin(0).values.flip(0)  # (B,) each run's end, in sorted order
+    last = torch.empty_like(pos)
+    last[order] = order[end]
+    return last

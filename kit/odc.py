@@ -8,6 +8,7 @@ fill the memories. Then every iteration, top to bottom in `ODC._epoch`:
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -89,14 +90,16 @@ class ODC(Trainer):
         """§2.2: one k-means over all N samples with the untrained network; no PCA, L2 only."""
         cfg, t0 = self.config, time.perf_counter()
         x = l2_normalize(self.extract(self.model, dataset, batch_size=max(256, cfg.batch_size)))  # (N, 256)
-        seed = self._next_seed()
-        km = KMeans(cfg.n_clusters, cfg.kmeans_iters, seed).fit(torch.as_tensor(x, device=self.device))  # torch on CUDA
+        seed = self._next_seed()  # drawn on every rank, so their generators stay in step
+        labels, km = self.dist.cluster(  # one rank clusters (torch k-means on CUDA), every rank gets its labels
+            lambda: KMeans(cfg.n_clusters, cfg.kmeans_iters, seed).fit(torch.as_tensor(x, device=self.device)), len(x))
         self.memory = ODCMemory(len(dataset), x.shape[1], cfg.n_clusters, cfg.memory_momentum,
                                 cfg.min_cluster_size, gather=self.gather).to(self.device)  # 2-means seed 0, as the reference (§2.1)
-        moved = self.memory.init(x, self.dist.broadcast(torch.from_numpy(km.labels_)))
+        moved = self.memory.init(x, labels)
         self.reset_head()
         self.history["labels"].append(labels_snapshot(self.memory.labels))
-        self.history["init"] = {"kmeans_seed": seed, "inertia": km.inertia_, "empty_filled": km.n_empty_,
+        self.history["init"] = {"kmeans_seed": seed, "inertia": getattr(km, "inertia_", None),
+                                "empty_filled": getattr(km, "n_empty_", None),
                                 "moved": moved, "time": time.perf_counter() - t0,
                                 **cluster_sizes(self.memory.labels.cpu(), cfg.n_clusters)}
 
@@ -118,22 +121,23 @@ class ODC(Trainer):
             idx = idx.to(self.device)
             with autocast(self.device):
                 z, logits = model(x)  # (B, 256), (B, K)
-            if not torch.isfinite(z).all():
-                raise FloatingPointError(f"NaN/inf in the neck features at iteration {self.iteration} (epoch "
-                                         f"{self.epoch}); the memory is as it was before this batch: lower lr "
-                                         "or resume from the last checkpoint")
             y = mem.labels[idx]  # the labels as they were before this batch's update
             loss, value = self.dist.cross_entropy(logits.float(), y, weight)  # mean normalised by the targets' weights
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            change_ratio = mem.update(idx, z.detach())  # momentum features, relabel the batch
+            self._optimise(loss)
+            change_ratio = mem.update(idx, z.detach())  # momentum features, relabel the batch (NaN z: nothing written)
             self.iteration += 1
             if self.iteration % cfg.centroid_interval == 0:
                 mem.recompute_centroids()
-            moved = mem.fix_small_clusters()  # labels moved here are not in change_ratio (§2.11)
+            # the one wait for the device per iteration: the two logged numbers and the count the loop branches on
+            loss_value, change_ratio, n_small = torch.stack(
+                [value.float(), change_ratio.float(), mem.small_clusters().sum().float()]).tolist()
+            if not math.isfinite(change_ratio):
+                raise FloatingPointError(f"NaN/inf in the neck features at iteration {self.iteration - 1} (epoch "
+                                         f"{self.epoch}); the memory is as it was before this batch: lower lr "
+                                         "or resume from the last checkpoint")
+            moved = mem.fix_small_clusters() if n_small else 0  # labels moved here are not in change_ratio (§2.11)
             weight = mem.class_weights(cfg.reweight_power)
-            losses.append(value.item())
+            losses.append(loss_value)
             changes.append(change_ratio)
             moved_total += moved
             self._log_step(epoch=self.epoch, loss=losses[-1], change_ratio=change_ratio, moved_small=moved)

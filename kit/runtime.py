@@ -10,12 +10,14 @@ import torch
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """`"auto"` picks CUDA when present, else Apple MPS, else the CPU. Anything else is passed to torch."""
+    """`"auto"` picks CUDA when present, else Apple MPS, else the CPU. Anything else is passed to torch.
+    CUDA comes back with its index (`cuda:0`, or the card torchrun's `set_device` chose), so every
+    tensor and collective of a process names the same card."""
     if isinstance(device, torch.device):
-        return device
+        device = str(device)
     if device == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda")
+            return torch.device("cuda", torch.cuda.current_device())
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
@@ -30,6 +32,8 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
         raise ValueError(f"device={device!r}: this machine has {torch.cuda.device_count()} GPU(s): use cuda:0 .. "
                          f"cuda:{torch.cuda.device_count() - 1}")
+    if dev.type == "cuda" and dev.index is None:  # the card in use, named: torchrun's set_device picks it per process
+        dev = torch.device("cuda", torch.cuda.current_device())
     if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ValueError(f"device={device!r} asked for, but this machine has no Apple GPU: use device='auto' or 'cpu'")
     return dev
@@ -47,25 +51,60 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def rng_state() -> dict:
-    """Every torch RNG state, as tensors, so a checkpoint can restore it exactly."""
+def rng_state(device: torch.device) -> dict:
+    """The CPU's torch RNG state and, on CUDA, that of the run's own card, as tensors, so a
+    checkpoint restores them exactly on a machine with any number of GPUs."""
     state = {"cpu": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def set_rng_state(state: dict) -> None:
+def set_rng_state(state: dict, device: torch.device) -> None:
+    """Restore `rng_state`'s states; a CUDA state is restored only onto a CUDA run, on its own card."""
     torch.set_rng_state(state["cpu"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = state.get("cuda")
+    if isinstance(cuda, (list, tuple)):  # older checkpoints hold one state per visible card: take the run's
+        cuda = cuda[min(device.index or 0, len(cuda) - 1)] if cuda and device.type == "cuda" else None
+    if cuda is not None and device.type == "cuda":
+        torch.cuda.set_rng_state(cuda, device)
+
+
+def amp_dtype(device: torch.device) -> torch.dtype | None:
+    """The autocast dtype training uses on `device`: bf16 where the card computes it natively (sm_80 and up:
+    A100, H100, RTX 30xx and later), fp16 with a loss scaler below that (T4, V100, where bf16 is emulated
+    without cuDNN convolutions), and none on the CPU or MPS, so CPU runs stay exact."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.get_device_capability(device) >= (8, 0) else torch.float16
 
 
 def autocast(device: torch.device):
-    """bf16 autocast on CUDA (no loss scaler needed); a no-op elsewhere, so CPU runs stay exact."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
+    """Mixed precision for the training forward pass, in the dtype `amp_dtype` picks for the card."""
+    dtype = amp_dtype(device)
+    return torch.autocast("cuda", dtype=dtype) if dtype is not None else contextlib.nullcontext()
+
+
+def grad_scaler(device: torch.device) -> torch.amp.GradScaler:
+    """A loss scaler where training runs in fp16 (whose gradients underflow without one); a pass-through elsewhere."""
+    return torch.amp.GradScaler("cuda", enabled=amp_dtype(device) == torch.float16)
+
+
+@contextlib.contextmanager
+def full_precision():
+    """float32 as written, for the clustering maths (feature extraction for k-means, k-means, the ODC
+    memory): autocast off, and no TF32 in matrix products or cuDNN convolutions, which an Ampere card
+    would otherwise use (a user's `set_float32_matmul_precision("high")` included). The reference
+    extracts and clusters in float32; a rounded dot product can flip the nearest centroid."""
+    matmul, cudnn = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
+    torch.set_float32_matmul_precision("highest")
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        with torch.autocast("cuda", enabled=False) if torch.cuda.is_available() else contextlib.nullcontext():
+            yield
+    finally:
+        torch.set_float32_matmul_precision(matmul)
+        torch.backends.cudnn.allow_tf32 = cudnn
 
 
 def prepare_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
@@ -77,9 +116,24 @@ def prepare_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Modu
     return model
 
 
+def available_cpus(cpu_max: str = "/sys/fs/cgroup/cpu.max") -> int:
+    """The CPUs this process may really use: its affinity mask (taskset, Slurm, docker --cpuset-cpus), capped
+    by a cgroup v2 CPU quota (docker --cpus, Kubernetes limits); `os.cpu_count()` ignores both."""
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        with open(cpu_max) as f:
+            quota, period = f.read().split()[:2]
+        if quota != "max":
+            n = min(n, max(1, int(int(quota) / int(period) + 0.5)))
+    except (OSError, ValueError):  # no cgroup v2 CPU controller: the affinity mask is the limit
+        pass
+    return max(1, n)
+
+
 def set_threads(n: int | None = None) -> None:
-    """Match torch's and faiss's OpenMP pools so the two do not oversubscribe a small CPU."""
-    n = n or int(os.environ.get("OMP_NUM_THREADS", 0)) or os.cpu_count() or 1
+    """Match torch's and faiss's OpenMP pools to the CPUs really available, so the two do not oversubscribe
+    a small CPU or a container's quota."""
+    n = n or int(os.environ.get("OMP_NUM_THREADS", 0)) or available_cpus()
     torch.set_num_threads(n)
     try:
         import faiss

@@ -17,7 +17,7 @@ from . import evaluate as ev
 from .data import batches, load_dataset
 from .models import Backbone, ClusterNet, build_backbone
 from .runs import atomic_write_bytes, atomic_write_json, load_checkpoint, read_config
-from .runtime import autocast, resolve_device, seed_everything
+from .runtime import autocast, grad_scaler, resolve_device, seed_everything
 from .seeds import seed_folders
 from .training import TrainConfig, build_network
 
@@ -26,8 +26,10 @@ def check_compare_run(run_path: Path) -> dict:
     """The settings of a finished `kit compare` run; one line for anything else."""
     cfg = read_config(run_path)
     if cfg["command"] != "compare":
-        raise ValueError(f"{run_path} is a `train` run: report and evaluate read `kit compare` runs "
-                         "(python -m kit compare --name NAME)")
+        raise ValueError(f"{run_path} is a `{cfg['command']}` run: report and evaluate read `kit compare` runs "
+                         "(python -m kit compare --name NAME)" + (
+                             f"; a sweep's table is {run_path / 'sweep.md'}" if cfg["command"] == "sweep" else ""))
+    check_saved_settings(run_path, cfg["compare"])
     seeds = cfg["compare"].get("seeds", 1)
     if seeds > 1:  # one evaluation takes minutes: the seeds are evaluated one by one, when asked
         seed = (seed_folders(run_path) or [run_path / f"seed-{cfg['compare'].get('seed', 31)}"])[0]
@@ -37,6 +39,18 @@ def check_compare_run(run_path: Path) -> dict:
         raise FileNotFoundError(f"{run_path} is not a finished `kit compare` run (no deepcluster checkpoint): "
                                 f"finish it with python -m kit compare --name {run_path.name} --runs {run_path.parent} --resume")
     return cfg["compare"]
+
+
+def check_saved_settings(run_path: Path, saved) -> None:
+    """A hand-edited config.json (`"n_clusters": "abc"`) is refused in one line naming the file, as the
+    command line refuses the same value, before any data is loaded or network built."""
+    from .compare import CompareConfig
+
+    try:
+        CompareConfig(**{**(saved or {}), "device": "cpu"})  # the device is this machine's choice, not the file's
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{run_path / 'config.json'} holds settings kit cannot use ({str(e).splitlines()[0]}): "
+                         "restore the file from a copy") from None
 
 
 def load_backbone(run: Path, algo: str, dataset) -> tuple[Backbone, TrainConfig]:
@@ -69,9 +83,12 @@ def train_supervised(cfg: TrainConfig, dataset, epochs: int, device="auto") -> B
     return net.backbone
 
 
-def supervised_epoch(net: ClusterNet, opt, dataset, order, batch_size: int, targets, device) -> None:
-    """One epoch of plain cross-entropy on `targets[idx]` (also the benchmarks' baseline epoch)."""
+def supervised_epoch(net: ClusterNet, opt, dataset, order, batch_size: int, targets, device) -> float:
+    """One epoch of plain cross-entropy on `targets[idx]` (also the benchmarks' baseline epoch), stepped
+    as the trainers step: the card's precision and loss scaler, and one read of the loss per step, so a
+    timed ratio against a trainer's epoch compares like with like. Returns the mean loss."""
     net.train()
+    scaler, losses = grad_scaler(device), []
     for x, idx in batches(dataset, order, batch_size, device, train=True):
         if len(idx) < 2:
             continue
@@ -79,8 +96,11 @@ def supervised_epoch(net: ClusterNet, opt, dataset, order, batch_size: int, targ
             _, logits = net(x)
         loss = F.cross_entropy(logits.float(), targets[idx.to(device)])
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        losses.append(loss.item())  # as the trainers' logged loss: one wait for the device per step
+    return sum(losses) / max(len(losses), 1)
 
 
 def evaluate_backbones(backbones: dict[str, Backbone], train, test, finetune_steps: int = 200,

@@ -15,10 +15,10 @@ from .clustering import KMeans, l2_normalize
 from .data import check_indexed
 from .distributed import Distributed, row_range
 from .features import extract_features
-from .metrics import cluster_acc, knn_accuracy, nmi
+from .metrics import agreement, cluster_acc, knn_accuracy
 from .models import ClusterNet, ODCNeck, build_backbone
 from .runs import Run, load_checkpoint, save_checkpoint
-from .runtime import prepare_model, resolve_device, rng_state, seed_everything, set_rng_state
+from .runtime import grad_scaler, prepare_model, resolve_device, rng_state, seed_everything, set_rng_state
 
 
 @dataclass
@@ -113,18 +113,22 @@ class Monitor:
         ok = lambda ds: ds is not None and getattr(ds, "targets", None) is not None  # noqa: E731
         self.enabled = ok(train_set) and ok(eval_set)
 
-    def __call__(self, model: ClusterNet, device) -> dict:
+    def __call__(self, model: ClusterNet, device, score: bool = True) -> dict:
+        """The scores; with `score=False` (torchrun's other ranks) only the extraction, which every rank shares."""
         if not self.enabled:
             return {}
         bb = model.backbone
         ftr = self.extract(bb, self.train_set, device)  # (N, D), as DeepCluster's pass
         fte = self.extract(bb, self.eval_set, device)
         self.last_train_features = ftr  # DeepCluster clusters these next epoch (same weights)
+        if not score:
+            return {}
         ytr, yte = self.train_set.targets.numpy(), self.eval_set.targets.numpy()
         n_classes = int(max(ytr.max(), yte.max())) + 1
         pred = KMeans(n_classes, n_iter=20, seed=self.seed).fit(l2_normalize(fte)).labels_
-        return {"knn": knn_accuracy(ftr, ytr, fte, yte, k=self.k, n_classes=n_classes),
-                "nmi_true": nmi(pred, yte), "acc_true": cluster_acc(pred, yte)}
+        on = lambda a: torch.as_tensor(a, device=device)  # noqa: E731 - the kNN search runs on the training device
+        return {"knn": knn_accuracy(on(ftr), on(ytr), on(fte), on(yte), k=self.k, n_classes=n_classes),
+                **agreement(pred, yte, suffix="_true"), "acc_true": cluster_acc(pred, yte)}  # nmi_true, its floor, AMI, ARI
 
 
 class Trainer:
@@ -141,6 +145,7 @@ class Trainer:
         self.model: ClusterNet | None = None
         self.net: torch.nn.Module | None = None  # what trains: the model, or DDP around it
         self.optimizer: torch.optim.SGD | None = None
+        self.scaler = grad_scaler(self.device)  # fp16 cards (T4, V100) scale the loss; a pass-through elsewhere
         self.generator = torch.Generator().manual_seed(config.seed)  # sampling order and k-means seeds
         self.history: dict = {"algo": self.algo, "config": config.to_dict(), "epoch": [], "step": {}, "labels": []}
         self.epoch = 0  # epochs completed
@@ -162,6 +167,13 @@ class Trainer:
         self._setup(dataset)
         self._prepare(dataset)
 
+    def _optimise(self, loss: torch.Tensor) -> None:
+        """One SGD step on `loss`, through the loss scaler where the card trains in fp16."""
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+
     def _log_step(self, **values) -> None:
         for k, v in values.items():
             self.history["step"].setdefault(k, []).append(v)
@@ -178,13 +190,13 @@ class Trainer:
     def _monitor_init(self, monitor: Monitor) -> None:
         """The untrained network's kNN / NMI, once, as epoch 0 of the learning curves."""
         if self.epoch == 0 and monitor.enabled and self.config.eval_every > 0 and "monitor_init" not in self.history:
-            self.history["monitor_init"] = monitor(self.model, self.device)
+            self.history["monitor_init"] = monitor(self.model, self.device, score=self.dist.is_writer)
 
     def _monitor(self, monitor: Monitor | None, epoch_record: dict) -> None:
         every = self.config.eval_every
         if monitor is not None and monitor.enabled and every > 0 and self.epoch % every == 0:
             t = time.perf_counter()
-            epoch_record.update(monitor(self.model, self.device))
+            epoch_record.update(monitor(self.model, self.device, score=self.dist.is_writer))  # rank 0 scores
             epoch_record["time_eval"] = time.perf_counter() - t
             # the weights do not change before the next epoch starts: its extraction can reuse these
             self._cached_features = (id(monitor.train_set), self.epoch, monitor.last_train_features)
@@ -205,6 +217,7 @@ class Trainer:
         the history. `callback` receives every step's and every epoch's record; `stop` (an Event or
         a callable) ends training cleanly at the next iteration, keeping the history; with `run`,
         each finished epoch is checkpointed there and an existing checkpoint is resumed."""
+        check_number("epochs", epochs, 1)  # 0 or -1 would return an empty history and look like success
         self._check(dataset)
         if run is not None and run.file("checkpoint.pt").exists() and self.model is None:
             self.resume(run, dataset)
@@ -252,7 +265,7 @@ class Trainer:
         save_checkpoint(run.file("checkpoint.pt"), {
             "algo": self.algo, "config": self.config.to_dict(), "epoch": self.epoch,
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "generator": self.generator.get_state(), "rng": rng_state(), "extra": self.extra_state()})
+            "generator": self.generator.get_state(), "rng": rng_state(self.device), "extra": self.extra_state()})
 
     def resume(self, run: Run, dataset) -> None:
         """Continue from `run/checkpoint.pt` exactly where it stopped."""
@@ -271,7 +284,7 @@ class Trainer:
         self.generator.set_state(state["generator"])
         self.epoch = int(state["epoch"])
         self.load_extra_state(state["extra"])
-        history = run.load_history()
+        history = run.load_history(n_samples=len(dataset))  # every snapshot checked against this dataset and K
         n_snaps = self._snapshots_at(self.epoch)
         if len(history["epoch"]) < self.epoch or len(history.get("labels", [])) < n_snaps:
             raise ValueError(f"{run.path}'s history stops before its checkpoint (epoch {self.epoch}: "
@@ -286,7 +299,7 @@ class Trainer:
         self.history = {**history, "config": self.config.to_dict()}  # older runs saved no config here
         if longer:  # stopped between the history and the checkpoint: drop the unfinished epoch's records
             run.rewrite_history(history)
-        set_rng_state(state["rng"])
+        set_rng_state(state["rng"], self.device)
 
     def _snapshots_at(self, epoch: int) -> int:
         return epoch
@@ -294,11 +307,12 @@ class Trainer:
     def extract(self, model, dataset, device=None, batch_size: int = 256) -> np.ndarray:
         """`extract_features` of every image, (N, D) in dataset order; under torchrun each rank
         extracts its share of the rows and the shares are gathered back."""
-        device = device or self.device
+        device, workers = device or self.device, self.config.num_workers
         if self.dist.world == 1 or not hasattr(dataset, "select"):
-            return extract_features(model, dataset, batch_size, device)
+            return extract_features(model, dataset, batch_size, device, num_workers=workers)
         rows = row_range(len(dataset), self.dist.rank, self.dist.world)
-        local = extract_features(model, dataset.select(torch.arange(rows.start, rows.stop)), batch_size, device)
+        local = extract_features(model, dataset.select(torch.arange(rows.start, rows.stop)), batch_size, device,
+                                 num_workers=workers)
         return self.dist.gather_rows(local, len(dataset))
 
     def reset_head(self) -> None:

@@ -69,8 +69,9 @@ def _fit(rank, world, out, algo, epochs, run_dir):
         Distributed().barrier()
     h = trainer.fit(train, epochs, run=run)
     mem = {k: v.clone() for k, v in trainer.memory.state_dict().items()} if algo == "odc" else {}
-    torch.save({"loss": h["step"]["loss"], "labels": [torch.as_tensor(x) for x in h["labels"]], "memory": mem},
-               f"{out}_{world}_{rank}.pt")
+    fits = [r["inertia"] for r in h["epoch"]] if algo == "deepcluster" else [h["init"]["inertia"]]
+    torch.save({"loss": h["step"]["loss"], "labels": [torch.as_tensor(x) for x in h["labels"]], "memory": mem,
+                "clustered": [i is not None for i in fits]}, f"{out}_{world}_{rank}.pt")
 
 
 def _spawn(*args):
@@ -93,6 +94,7 @@ def test_two_ranks_with_half_batches_equal_one_process(tmp_path, algo):
         assert np.allclose(two["loss"], one["loss"], rtol=1e-4), (two["loss"][:5], one["loss"][:5])
         for k, v in one["memory"].items():
             assert torch.allclose(two["memory"][k].float(), v.float(), atol=1e-5), k
+        assert two["clustered"] == [rank == 0] * len(two["clustered"])  # one rank clusters, the other gets its labels
 
 
 @pytest.mark.timeout(300)

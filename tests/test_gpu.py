@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 import kit
 from kit.metrics import nmi
-from kit.runtime import autocast, prepare_model
+from kit.runtime import amp_dtype, autocast, prepare_model
 from conftest import tiny_dc_config, tiny_odc_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,7 +112,7 @@ def test_odc_epoch_on_cuda_keeps_the_memory_on_the_device(digits):
     assert mem.labels.shape == (len(digits),) and mem.features.shape[0] == len(digits)
     assert all(math.isfinite(r["loss"]) and math.isfinite(r["change_ratio"]) for r in odc.history["epoch"])
     assert torch.isfinite(mem.features).all() and torch.isfinite(mem.centroids).all()
-    check_syncs(syncs, 10, logged=3)  # the loss, change_ratio and moved_small
+    check_syncs(syncs, 10, logged=2)  # one read of the loss and change_ratio; a small-cluster fix may add one
 
 
 def blobs(n: int, d: int, k: int, device, seed: int = 0) -> torch.Tensor:
@@ -142,7 +142,7 @@ def test_torch_kmeans_on_cuda_matches_faiss():
 
 @gpu
 @pytest.mark.parametrize("backbone", ["convnet", "resnet18"])
-def test_bf16_autocast_loss_within_2_percent_of_float32(digits, backbone):
+def test_autocast_loss_within_2_percent_of_float32(digits, backbone):
     torch.manual_seed(0)
     device = torch.device("cuda")
     if backbone == "convnet":
@@ -158,7 +158,7 @@ def test_bf16_autocast_loss_within_2_percent_of_float32(digits, backbone):
         with autocast(device):
             _, logits = net(x)
         loss16 = F.cross_entropy(logits.float(), y)
-    assert logits.dtype == torch.bfloat16  # autocast is really on
+    assert logits.dtype == amp_dtype(device)  # autocast is really on, in the card's precision (bf16 or fp16)
     assert abs(loss16.item() - loss32.item()) <= 0.02 * loss32.item()
 
 

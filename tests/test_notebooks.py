@@ -19,11 +19,14 @@ WALKTHROUGHS = ["02_deepcluster_walkthrough.ipynb", "03_odc_walkthrough.ipynb", 
 SWITCH = "USE_EXAMPLE_RUN = False"  # the docs build injects True through the `parameters` cell: keep this form
 
 
-def execute(name: str, runs, fast: bool = True, example: bool = False):
-    """Run a notebook in a real kernel; its runs go to `runs` (KIT_RUNS), never the checkout's runs/."""
+def execute(name: str, runs, fast: bool = True, example: bool = False, cells=()):
+    """Run a notebook in a real kernel; its runs go to `runs` (KIT_RUNS), never the checkout's runs/.
+    `cells`: (first, last) cells to run around the notebook's own (tests/test_cuda_path.py installs a card)."""
     from nbclient import NotebookClient
 
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    if cells:
+        nb.cells = [cells[0], *nb.cells, cells[1]]
     if example:
         cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
         cell.source = cell.source.replace(SWITCH, "USE_EXAMPLE_RUN = True")

@@ -133,7 +133,7 @@ def _run_memory(rank, world_size, store, out, batches):
     for it, (idx, z) in enumerate(batches):
         share = len(idx) // world_size
         sl = slice(rank * share, (rank + 1) * share)
-        ratios.append(mem.update(idx[sl], z[sl]))
+        ratios.append(float(mem.update(idx[sl], z[sl])))
         if (it + 1) % 3 == 0:
             mem.recompute_centroids()
         mem.fix_small_clusters()
