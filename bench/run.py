@@ -12,6 +12,7 @@ Sections:
   umap       time to the first UMAP layout in a fresh process
   views      the flight recorder and the flow / gallery figures at the demo's size
   runfiles   bytes a run writes per epoch at epochs 1, 10 and 100 with 1.28 M labels (append-only)
+  shared     an ODC epoch alone and beside a 2-thread numpy job, with kit's OpenMP settings and without
   demo       the main job's wall time and peak memory (`python -m kit compare`, about 3 minutes)
 Timings are medians of repeats after a warm-up; ratios compare runs made in this same process.
 """
@@ -342,9 +343,47 @@ def bench_runfiles():
                       f" (kit 0.1 rewrote all earlier snapshots: ~{(e + 2) * n * 4 / 2**20:,.0f} MiB before compression)")
 
 
+EPOCH = """import sys, time
+if sys.argv[1] == "before":  # torch and faiss loaded before kit: kit's start-up settings come too late
+    import faiss, torch  # noqa: F401, E401
+import kit
+train = kit.load_dataset("mnist5k")
+odc = kit.ODC(kit.ODCConfig.small())
+odc.fit(train, epochs=1)  # the initial clustering, the memory and a warm-up epoch
+t = time.perf_counter()
+odc.fit(train, epochs=2)  # one more epoch, timed
+print(time.perf_counter() - t)
+"""
+MATMUL = """import numpy as np
+a = np.random.default_rng(0).random((1500, 1500))
+while True:
+    a @ a
+"""
+
+
+def bench_shared():
+    print("\n## an ODC epoch alone and beside a 2-thread numpy matmul loop (mnist5k, small preset, s/epoch)")
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS")}
+    busy = {**env, "OMP_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2"}
+    for when in ("before", "after"):
+        for beside in (False, True):
+            other = subprocess.Popen([sys.executable, "-c", MATMUL], env=busy) if beside else None
+            try:
+                out = [float(subprocess.run([sys.executable, "-c", EPOCH, when], env=env, capture_output=True,
+                                            text=True, check=True).stdout) for _ in range(2)]
+            finally:
+                if other is not None:
+                    other.kill()
+                    other.wait()
+            print(f"{when} (torch and faiss imported {'before' if when == 'before' else 'after'} kit), "
+                  f"{'beside the matmul job' if beside else 'alone'}: {min(out):.2f} / {max(out):.2f} s per epoch")
+
+
 SECTIONS = {"backbones": bench_backbones, "deepcluster": bench_deepcluster, "kmeans": bench_kmeans,
             "odc": bench_odc, "memory": bench_memory, "umap": bench_umap, "views": bench_views,
-            "runfiles": bench_runfiles, "demo": bench_demo}
+            "runfiles": bench_runfiles, "shared": bench_shared, "demo": bench_demo}
 
 if __name__ == "__main__":
     kit.runtime.set_threads()

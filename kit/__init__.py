@@ -11,13 +11,22 @@ handling before torch is loaded.
 from __future__ import annotations
 
 import importlib
+import os as _os
 from pathlib import Path as _Path
+
+# OpenMP threads that spin-wait between parallel regions (libgomp's default) take the cores of whatever
+# else runs on the machine: an ODC epoch went from 2.45 s to 15.8 s beside a 2-thread numpy job, where a
+# fair share of two cores is about 2x (issue 19, bench/RESULTS.md). torch and faiss each bring their own
+# libgomp, and each reads this once, when it loads: so it is set here, before either is imported. A
+# value the user set wins; in a notebook that imported torch before kit it comes too late to matter.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 _EXPORTS = {
     "clustering": ["KMeans", "l2_normalize", "pca_whiten", "preprocess_features"],
     "data": ["load_dataset", "with_indices"],
     "deepcluster": ["DeepCluster", "DeepClusterConfig"],
     "example": ["example_run"],
+    "machine": ["doctor"],
     "features": ["extract_features"],
     "memory": ["ODCMemory", "class_weights"],
     "models": ["ClusterHead", "ClusterNet", "ODCNeck", "Sobel", "build_backbone"],

@@ -203,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(a, name: str) -> None:
+    from .runtime import set_threads
+
+    set_threads()  # torch's and faiss's pools sized to the CPUs this process may use (affinity, cgroup quota)
     if a.command == "report":
         from .report import build_report
 
