@@ -246,12 +246,20 @@ class Run:
         key = str(self.path.resolve())
         if fcntl is None or key in _HELD:
             return
+        if str(self.path.parent.resolve()) not in _HELD:  # a run inside a run (seed-31/): its parent's writer writes it
+            Run(self.path.parent).check_free()
         try:
             fd = os.open(self.file(LOCK), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
         except OSError:
             if self.file(LOCK).is_symlink():
                 self.check_links()
             raise
+        self._take(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        _HELD[key] = fd
+
+    def _take(self, fd: int) -> None:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -259,9 +267,15 @@ class Run:
             os.close(fd)
             raise RunInUse(f"{self.path} is being written by another kit process (pid {holder}): wait for it to end, "
                            f"or stop it (kill {holder}) and resume; one process writes a run at a time") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        _HELD[key] = fd
+
+    def check_free(self) -> None:
+        """Refuse in one line if another process holds the run's lock; writes nothing (for a run inside the
+        run this process holds: `seed-31/` of a comparison)."""
+        if fcntl is None or str(self.path.resolve()) in _HELD or not self.file(LOCK).is_file():
+            return
+        fd = os.open(self.file(LOCK), os.O_RDONLY | os.O_NOFOLLOW)
+        self._take(fd)
+        os.close(fd)  # a probe: the flock goes with the file
 
     def unlock(self) -> None:
         """Release the locks this process holds on the run and on the runs inside it."""
