@@ -268,7 +268,7 @@ def _evaluate(a) -> None:
         print(f"torchvision weights: {save_torchvision(a.run, a.export, Path(a.run) / f'{a.export}_torchvision.pt')}")
     fast = fast_mode()
     out = evaluate_run(a.run, finetune_steps=a.finetune_steps or (5 if fast else 200),
-                       supervised_epochs=2 if fast else None, draws=2 if fast else 5,
+                       supervised_epochs=2 if fast else None, draws=2 if fast else 5, probe_epochs=10 if fast else 60,
                        grid=((0.01, 1), (0.1, 10)) if fast else FINETUNE_GRID)  # a 2-setting grid for smoke runs
     print(Path(out).read_text())
     build_report(Path(a.run))
