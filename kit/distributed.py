@@ -28,6 +28,8 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from .runtime import available_cpus, set_threads
+
 
 def world() -> tuple[int, int]:
     """(rank, world size); (0, 1) outside torch.distributed."""
@@ -175,6 +177,9 @@ def setup(device: str = "auto") -> Distributed:
         if cuda:
             torch.cuda.set_device(local_gpu(device))
         dist.init_process_group("nccl" if cuda else "gloo")
+    # torchrun gives every process OMP_NUM_THREADS=1, which would leave rank 0's PCA and k-means and
+    # the monitor on one core: each process takes its share of the CPUs this machine really gives it
+    set_threads(max(1, available_cpus() // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))))
     return Distributed()
 
 

@@ -118,6 +118,22 @@ def test_torchrun_refuses_more_processes_than_cards_in_one_line(monkeypatch, dev
     assert "\n" not in str(e.value)
 
 
+def test_each_torchrun_process_takes_its_share_of_the_cpus(monkeypatch):
+    """torchrun sets OMP_NUM_THREADS=1: PCA, k-means and the monitor would run on one core per machine."""
+    from kit import distributed
+
+    for k, v in {"WORLD_SIZE": "4", "RANK": "0", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "4", "OMP_NUM_THREADS": "1"}.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setattr(torch.distributed, "init_process_group", lambda *a, **k: None)
+    monkeypatch.setattr(distributed, "available_cpus", lambda: 16)
+    before = torch.get_num_threads()
+    try:
+        distributed.setup("cpu")
+        assert torch.get_num_threads() == 4
+    finally:
+        torch.set_num_threads(before)
+
+
 # -- item 5: precision chosen by the card --------------------------------------------------------------
 @pytest.mark.parametrize("capability, dtype", [((7, 5), torch.float16), ((8, 0), torch.bfloat16), ((9, 0), torch.bfloat16)])
 def test_precision_follows_the_card(capability, dtype):
