@@ -1,0 +1,98 @@
+"""Optional TensorBoard logging (issue 23): what TensorBoard reads back equals the run's own history."""
+import builtins
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import kit
+from conftest import tiny_dc_config, tiny_odc_config
+
+pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed (pip install 'kit[tensorboard]')")
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
+
+
+def read(folder: Path) -> EventAccumulator:
+    ea = EventAccumulator(str(folder), size_guidance={"scalars": 0, "histograms": 0})
+    ea.Reload()
+    return ea
+
+
+@pytest.fixture(scope="module")
+def logged(tmp_path_factory, mnist_small):
+    """A 2-epoch ODC and DeepCluster, each with the flight recorder's subset saved at epochs 0, 1, 2."""
+    from kit.compare import _EmbedCapture
+    from kit.tensorboard_log import TensorBoardLog
+
+    root, train = tmp_path_factory.mktemp("tb"), mnist_small[0]
+    out = {}
+    for algo, trainer in (("odc", kit.ODC(tiny_odc_config(eval_every=1))),
+                          ("deepcluster", kit.DeepCluster(tiny_dc_config(eval_every=1)))):
+        run = kit.Run.create(root, algo)
+        capture = _EmbedCapture(trainer, train, torch.arange(0, len(train), 4), [0, 1, 2], run)
+        capture.grab(0, train)
+        tb = TensorBoardLog(root / "tb" / algo, settings=trainer.config.to_dict(), trainer=trainer)
+
+        def both(record, capture=capture, tb=tb):
+            capture(record)
+            tb(record)
+
+        trainer.fit(train, 2, callback=both, eval_dataset=mnist_small[1], run=run)
+        n = tb.projector(run.path, train)
+        tb.close()
+        out[algo] = (trainer.history, root / "tb" / algo, n, capture.subset)
+    return out
+
+
+@pytest.mark.parametrize("algo", ["odc", "deepcluster"])
+def test_the_scalars_equal_the_history(logged, algo):
+    history, folder, _, _ = logged[algo]
+    ea = read(folder)
+    steps = [e.value for e in ea.Scalars("step/loss")]
+    assert steps == pytest.approx(history["step"]["loss"], rel=1e-6)  # float32 in the event file
+    if algo == "odc":
+        assert [e.value for e in ea.Scalars("step/change_ratio")] == pytest.approx(history["step"]["change_ratio"], rel=1e-6)
+    for key in ("loss", "knn", "nmi_prev", "ami_prev", "label_change", "max_size"):
+        want = [r[key] for r in history["epoch"] if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
+        assert [e.value for e in ea.Scalars(f"epoch/{key}")] == pytest.approx(want, rel=1e-6), key
+    ends = [e.step for e in ea.Scalars("epoch/loss")]  # each epoch's numbers at the step that ends it
+    n_steps = len(history["step"]["loss"])
+    assert ends[-1] == n_steps and ends[0] == n_steps // 2
+    assert len(ea.Histograms("epoch/cluster_sizes")) == 2
+
+
+@pytest.mark.parametrize("algo", ["odc", "deepcluster"])
+def test_the_projector_rows_match_the_features_and_labels(logged, algo):
+    history, folder, n, subset = logged[algo]
+    assert n == 3
+    config = (folder / "projector_config.pbtxt").read_text()
+    assert config.count("embeddings {") == 3 and "sprite" in config
+    last = sorted(p for p in folder.iterdir() if p.is_dir() and p.name.isdigit())[-1]
+    emb = next(last.iterdir())
+    rows = list(csv.reader((emb / "metadata.tsv").open(), delimiter="\t"))
+    assert rows[0] == ["class", "cluster", "changed"] and len(rows) == len(subset) + 1
+    feats = np.loadtxt(emb / "tensors.tsv", delimiter="\t")
+    saved = np.load(folder.parent.parent / algo / "embed_features.npz")["epoch_0002"]
+    np.testing.assert_allclose(feats, saved, rtol=1e-5, atol=1e-6)
+    snap = history["labels"][min(2, len(history["labels"]) - 1)]
+    assert [int(r[1]) for r in rows[1:]] == snap[subset.numpy()].tolist()
+    assert (emb / "sprite.png").exists()
+
+
+def test_without_tensorboard_the_switch_is_one_line(monkeypatch):
+    from kit import tensorboard_log
+
+    real = builtins.__import__
+
+    def no_tensorboard(name, *args, **kwargs):
+        if name.startswith("tensorboard") or name == "torch.utils.tensorboard":
+            raise ImportError(f"No module named {name!r}")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tensorboard)
+    with pytest.raises(ImportError, match=r"pip install 'kit\[tensorboard\]'") as e:
+        tensorboard_log.check_available()
+    assert "\n" not in str(e.value)
