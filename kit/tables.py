@@ -104,7 +104,7 @@ def supervised_epoch(net: ClusterNet, opt, dataset, order, batch_size: int, targ
 
 
 def evaluate_backbones(backbones: dict[str, Backbone], train, test, finetune_steps: int = 200,
-                       grid=ev.FINETUNE_GRID, draws: int = 5, log=print) -> dict:
+                       grid=ev.FINETUNE_GRID, draws: int = 5, log=print, probe_epochs: int = 60) -> dict:
     """All protocols for each named backbone: {name: {"linear", "knn", "svm", "semi"}}."""
     results = {}
     for name, bb in backbones.items():
@@ -112,7 +112,7 @@ def evaluate_backbones(backbones: dict[str, Backbone], train, test, finetune_ste
         ftr, fte = ev.stage_features(bb, train), ev.stage_features(bb, test)
         ytr, yte = train.targets, test.targets
         results[name] = {
-            "linear": ev.linear_probe(ftr, ytr, fte, yte),
+            "linear": ev.linear_probe(ftr, ytr, fte, yte, epochs=probe_epochs),
             "knn": ev.knn_table(ftr[-1], ytr, fte[-1], yte),
             "svm": ev.svm_table(ftr[-1], ytr, fte[-1], yte, draws=draws),
             "semi": {f: asdict(r) for f, r in ev.semi_supervised(bb, train, test, grid=grid, steps=finetune_steps).items()},
@@ -175,7 +175,7 @@ def markdown_html(md: str) -> str:
 
 
 def evaluate_run(run_path: str | Path, finetune_steps: int = 200, supervised_epochs: int | None = None,
-                 grid=ev.FINETUNE_GRID, draws: int = 5, log=print) -> Path:
+                 grid=ev.FINETUNE_GRID, draws: int = 5, log=print, probe_epochs: int = 60) -> Path:
     """Evaluate a `kit compare` run's backbones beside random-init and supervised ones; write the tables."""
     run_path = Path(run_path)
     cfg = check_compare_run(run_path)
@@ -190,7 +190,7 @@ def evaluate_run(run_path: str | Path, finetune_steps: int = 200, supervised_epo
     t0 = time.perf_counter()
     backbones["supervised"] = train_supervised(base, train, supervised_epochs or cfg.get("epochs", 30))
     log(f"supervised baseline trained in {time.perf_counter() - t0:.0f} s")
-    results = evaluate_backbones(backbones, train, test, finetune_steps, grid, draws, log)
+    results = evaluate_backbones(backbones, train, test, finetune_steps, grid, draws, log, probe_epochs)
     atomic_write_json(run_path / "evaluation.json", {n: {**r, "svm": {str(k): v for k, v in r["svm"].items()},
                                                          "knn": {str(k): v for k, v in r["knn"].items()},
                                                          "semi": {str(k): v for k, v in r["semi"].items()}}
