@@ -1,7 +1,7 @@
 """The collapse alarm: five numbers per epoch that show a clustering run falling into a trivial
 solution, and the thresholds that raise the alarm.
 
-Clustering-based SSL has two known failure modes (DeepCluster paper §3.3, "trivial solutions"): every
+Clustering-based SSL has two known failure modes (DeepCluster paper, Sec. 3.3 "Avoiding trivial solutions"): every
 image in one cluster (the head predicts it, the loss drops to ~0, the features stop carrying
 information), or a head that learns nothing (the loss stays at ln K, the chance level of a K-way
 cross-entropy). Either way the features shrink to a few directions. Each epoch record carries:
@@ -11,7 +11,7 @@ cross-entropy). Either way the features shrink to a few directions. Each epoch r
     nonempty           clusters with at least one image  << K: most clusters died
     feature_std_ratio  std of the L2-normalised features over the images, mean over dims, x sqrt(D)
                        (1/sqrt(D) is the std of features spread evenly over the sphere; 0 = one vector
-                       for all; SimSiam, Chen & He 2021, §4.1)
+                       for all; SimSiam, Chen & He 2021, Sec. 4.1)
     rankme             effective rank of the features: exp(entropy of the normalised singular values)
                        (RankMe, Garrido et al. ICML 2023); ~1 = every feature on one line
 
