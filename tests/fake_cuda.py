@@ -344,6 +344,27 @@ def _card() -> FakeCuda:
     return FakeCuda._active
 
 
+# notebook 06 trains on CIFAR-10, which is not on this machine: a stand-in of its shape, 300 + 100 images
+FAKE_CIFAR10 = """
+import numpy as np, torchvision
+class FakeCIFAR10:
+    classes = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+    def __init__(self, root, train=True, download=False, **kwargs):
+        g = np.random.default_rng(int(train))
+        n = 300 if train else 100
+        self.data, self.targets = g.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), g.integers(0, 10, n).tolist()
+torchvision.datasets.CIFAR10 = FakeCIFAR10
+"""
+
+
+def notebook_cells(cifar10: bool = False) -> tuple[str, str]:
+    """The sources of a first cell that installs a card in a notebook's kernel (with a CIFAR-10 stand-in
+    if asked) and of a last cell that prints `card in use: True True` if the card was used."""
+    first = (f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})\nimport fake_cuda\n"
+             "CARD = fake_cuda.install()" + (FAKE_CIFAR10 if cifar10 else ""))
+    return first, "import torch; print('card in use:', torch.cuda.is_available(), CARD.total() > 0)"
+
+
 def install(capability=(9, 0), count: int = 1) -> FakeCuda:
     """Enter a FakeCuda for the rest of the process (a notebook kernel's first cell)."""
     card = FakeCuda(capability, count)

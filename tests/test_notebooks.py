@@ -9,7 +9,10 @@ import pytest
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 # notebook -> the least number of PNG images its outputs must hold
 EXPECT_IMAGES = {"01_quickstart.ipynb": 11, "02_deepcluster_walkthrough.ipynb": 5, "03_odc_walkthrough.ipynb": 4,
-                 "04_stability.ipynb": 8, "05_playground.ipynb": 0, "06_gpu_cifar10.ipynb": 0}
+                 "04_stability.ipynb": 8, "05_playground.ipynb": 0, "06_gpu_cifar10.ipynb": 4}
+# these run on a CUDA card that is not there (tests/fake_cuda.py), so a cell that mixes devices fails here as
+# it would on Colab's GPU; 06 trains on a CIFAR-10 stand-in of 400 images
+ON_CARD = ("02_deepcluster_walkthrough.ipynb", "03_odc_walkthrough.ipynb", "04_stability.ipynb", "06_gpu_cifar10.ipynb")
 
 
 # the notebooks with the classroom apparatus: Colab badge and cell, example-run switch, guides, takeaway
@@ -69,8 +72,14 @@ def test_every_notebook_is_listed_and_committed_without_outputs():
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(EXPECT_IMAGES))
 def test_notebook_runs_end_to_end(name, tmp_path):
-    nb = execute(name, tmp_path)
-    assert not outputs(nb, "error")
+    cells = ()
+    if name in ON_CARD:
+        from fake_cuda import notebook_cells
+
+        cells = tuple(nbformat.v4.new_code_cell(c) for c in notebook_cells(cifar10=name.startswith("06")))
+    nb = execute(name, tmp_path, cells=cells)
+    errors = outputs(nb, "error")
+    assert not errors, errors[0]["ename"] + ": " + errors[0]["evalue"]
     pngs = images(nb)
     assert len(pngs) >= EXPECT_IMAGES[name], f"{name}: {len(pngs)} figures"
     assert all(base64.b64decode(o["data"]["image/png"])[:4] == b"\x89PNG" for o in pngs)
@@ -82,10 +91,8 @@ def test_notebook_runs_end_to_end(name, tmp_path):
         assert "| DeepCluster |" in md and "| ODC |" in md and "Feature5" in md
     if name == "05_playground.ipynb":  # the widgets are driven in tests/test_widgets.py and tests/test_browser.py
         assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs(nb))
-    if name == "06_gpu_cifar10.ipynb":
-        import torch
-
-        assert ("No CUDA GPU here" in text) != torch.cuda.is_available()
+    if name in ON_CARD:
+        assert "card in use: True True" in text and "No CUDA GPU here" not in text
 
 
 def cells(name):
