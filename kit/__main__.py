@@ -1,10 +1,12 @@
-"""Command line: `python -m kit compare | train | report | evaluate | sweep`.
+"""Command line: `python -m kit compare | train | report | evaluate | sweep | doctor`.
 
     python -m kit compare [--dataset mnist5k] [--epochs 30] [--device auto] [--seeds 1] [--name NAME] [--resume]
     python -m kit train --algo deepcluster|odc [--epochs N] [--name NAME] [--resume]
     python -m kit report runs/NAME
     python -m kit evaluate runs/NAME [--export deepcluster]
     python -m kit sweep [--n-clusters 30,100,300] [--lr 0.1] [--pca-dim 64] [--memory-momentum 0.5] [--seeds 1] [--resume]
+    python -m kit doctor                      # what this machine will do: device, precision, threads, minutes
+    (compare, train and sweep take --tensorboard: also log for TensorBoard under RUN/tb/)
 
 KIT_FAST=1 in the environment shrinks the *defaults* to a seconds-long smoke run (used by the
 tests); a number typed on the command line is always used as typed, or refused.
@@ -38,6 +40,7 @@ SETTINGS = {
     "seed": (int, "random seed (default 31)"),
     "n_train": (int, "keep a class-stratified subset of the train split (default all; 400 with KIT_FAST=1)"),
 }
+TB = "also log to RUN/tb/ for TensorBoard (scalars, hparams, Projector): tensorboard --logdir RUN/tb"
 SEEDS = (int, "how many seeds: seed, seed + 1, ...; results as mean ± std, curves with a band (default 1)")
 # `sweep`: a comma-separated list per grid setting, the grid is every combination (kit/sweep.py)
 GRID = {
@@ -61,6 +64,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", default=None, help="run folder name under --runs (default: dataset and time)")
     p.add_argument("--runs", default="runs", help="where run folders go")
     p.add_argument("--resume", action="store_true", help="continue the run --name with its saved settings")
+    p.add_argument("--tensorboard", action="store_true", help=TB)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -88,6 +92,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--name", default=None, help="sweep folder name under --runs (default: sweep, dataset and time)")
     s.add_argument("--runs", default="runs", help="where run folders go")
     s.add_argument("--resume", action="store_true", help="continue the sweep --name: finished cells are kept")
+    s.add_argument("--tensorboard", action="store_true", help=TB)
+    d = sub.add_parser("doctor", help="what this machine will do with kit: device, precision, threads, packages, "
+                                      "data, and the minutes the demo and notebooks will take")
+    d.add_argument("--runs", default="runs", help="where run folders go (its free disk is reported)")
+    d.add_argument("--no-benchmark", action="store_true", help="skip the few-second micro-benchmark (no time estimates)")
     return p
 
 
@@ -125,7 +134,7 @@ def _sweep_config(a):
 
 def _hint(a, name: str) -> str:
     """A command that continues what Ctrl-C stopped, ready to paste."""
-    if a.command in ("report", "evaluate"):
+    if a.command in ("report", "evaluate", "doctor"):
         return "run it again: " + shlex.join(["python", "-m", "kit", *sys.argv[1:]])
     cmd = ["python", "-m", "kit", a.command, *(["--algo", a.algo] if a.command == "train" else []),
            "--name", name, "--runs", a.runs, "--resume"]
@@ -192,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
                 if a.command in ("compare", "train", "sweep") and (runs / name).exists() else "nothing was lost")
         print(f"\ninterrupted{' (SIGTERM)' if terminated else ''}: {kept}; {_hint(a, name)}", file=sys.stderr)
         return 143 if terminated else 130
-    except (ValueError, OSError, FloatingPointError) as e:  # OSError: FileNotFound/Exists, permissions, disk full
+    except (ValueError, OSError, FloatingPointError, ImportError) as e:  # OSError: FileNotFound/Exists, permissions,
+        # disk full; ImportError: an optional extra asked for (--tensorboard) and not installed
         _close_bars()
         where = f" ({e.filename})" if isinstance(e, OSError) and e.filename and str(e.filename) not in str(e) else ""
         print(f"error: {_one_line(e)}{where}", file=sys.stderr)
@@ -206,7 +216,11 @@ def _run(a, name: str) -> None:
     from .runtime import set_threads
 
     set_threads()  # torch's and faiss's pools sized to the CPUs this process may use (affinity, cgroup quota)
-    if a.command == "report":
+    if a.command == "doctor":
+        from .machine import doctor
+
+        doctor(a.runs, benchmark=not a.no_benchmark)
+    elif a.command == "report":
         from .report import build_report
 
         print(f"report: {build_report(Path(a.run)).resolve()}")
@@ -231,11 +245,13 @@ def _train_or_compare(a, name: str) -> None:
     say = (lambda m: tqdm.write(m, file=sys.stderr)) if dist.is_writer else (lambda m: None)
     try:
         if a.command == "compare":
-            out = run_compare(name, cfg, runs_root=a.runs, resume=a.resume, explicit=typed, log=say, dist=dist)
+            out = run_compare(name, cfg, runs_root=a.runs, resume=a.resume, explicit=typed, log=say, dist=dist,
+                              tensorboard=a.tensorboard)
             if dist.is_writer:
                 print(f"\nreport: {out.resolve()}\nopen it in a browser, or rebuild it with: python -m kit report {out.parent}")
             return
-        run, h = run_train(name, a.algo, cfg, runs_root=a.runs, resume=a.resume, explicit=typed, log=say, dist=dist)
+        run, h = run_train(name, a.algo, cfg, runs_root=a.runs, resume=a.resume, explicit=typed, log=say, dist=dist,
+                           tensorboard=a.tensorboard)
     finally:
         distributed.teardown()
     if dist.is_writer:
@@ -250,7 +266,7 @@ def _sweep(a, name: str) -> None:
 
     cfg, typed = _sweep_config(a)
     out = run_sweep(name, cfg, runs_root=a.runs, resume=a.resume, explicit=typed,
-                    log=lambda m: print(m, file=sys.stderr))
+                    log=lambda m: print(m, file=sys.stderr), tensorboard=a.tensorboard)
     print(f"{out.read_text()}\ntable: {out.resolve()} (sweep.csv and sweep.png beside it)")
 
 

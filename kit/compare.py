@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import embed
+from . import collapse, embed
 from .clustering import KMeans, check_sizes, l2_normalize
 from .data import DATASETS, ImageTensorDataset, _stratified, load_dataset
 from .deepcluster import DeepCluster, DeepClusterConfig
@@ -33,6 +33,7 @@ from .metrics import knn_accuracy, nmi
 from .odc import ODC, ODCConfig
 from .runs import Run, atomic_write_json, atomic_write_npz, check_name, read_config
 from .runtime import resolve_device
+from .tensorboard_log import TensorBoardLog, check_available
 from .training import check_number
 
 TRAINERS = {"deepcluster": DeepCluster, "odc": ODC}
@@ -84,9 +85,45 @@ def load_splits(cfg: CompareConfig):
     """The train and test splits, checked against the settings: nothing is written before this passes."""
     train = load_dataset(cfg.dataset, "train", root=cfg.root, n=cfg.n_train)  # at most n_train images
     test = load_dataset(cfg.dataset, "test", root=cfg.root)
-    for algo_cfg in cfg.algo_configs().values():
-        check_sizes(len(train), algo_cfg.n_clusters, getattr(algo_cfg, "pca_dim", -1))
+    for split in (train, test):
+        check_images(split)
+    for algo, algo_cfg in cfg.algo_configs().items():
+        check_split_size(len(train), algo, algo_cfg.n_clusters, getattr(algo_cfg, "pca_dim", -1))
     return train, test
+
+
+def check_split_size(n: int, algo: str, n_clusters: int, pca_dim: int = -1, pca_flag: str | None = None) -> None:
+    """`check_sizes` in the command line's words: what to type, never a setting it has no flag for."""
+    if n < max(2, n_clusters):
+        raise ValueError(f"{algo} needs at least {max(2, n_clusters)} train images for K={n_clusters} clusters, and "
+                         f"the train split has {n}: give more images" + (
+                             f" or --n-clusters from 2 to {n}" if n >= 2 else ""))
+    if pca_dim > 0 and n < pca_dim:
+        raise ValueError(f"{algo} whitens features to {pca_dim} PCA dims, which needs at least {pca_dim} train images; "
+                         f"the train split has {n}: give more images" + (f" or {pca_flag} {n} or less" if pca_flag else ""))
+    check_sizes(n, n_clusters, pca_dim)
+
+
+def check_images(dataset) -> None:
+    """An image folder read through before anything is written: every file must open as an image, and
+    the kNN / NMI monitor needs two classes (sub-folders) at least. Tensor datasets pass as they are."""
+    from .data import IndexedImageFolder
+
+    if not isinstance(dataset, IndexedImageFolder):
+        return
+    from PIL import Image
+
+    folder = dataset.folder.root
+    if len(dataset.classes) < 2:
+        raise ValueError(f"{folder} holds one class folder ({dataset.classes[0]}/): kit's kNN and NMI monitor "
+                         "needs two class sub-folders at least; put each kind of image in its own sub-folder")
+    for path, _ in dataset.folder.samples:
+        try:
+            with Image.open(path) as im:
+                im.verify()  # the file's structure and checksums, without decoding every pixel
+        except Exception as e:  # noqa: BLE001 - PIL raises many kinds; name the file, not PIL's internals
+            raise ValueError(f"cannot read image {path} ({type(e).__name__}): remove or replace the file; "
+                             "nothing was written") from None
 
 
 def resumed_config(path: Path, command: str, algo: str | None, requested: CompareConfig,
@@ -124,7 +161,9 @@ def start_run(name: str, command: str, algo: str | None, cfg: CompareConfig, run
               explicit=None, log=print, dist: Distributed = SINGLE, load=load_splits):
     """Every check of a `compare`, `train` or `sweep` command, then the run folder and its config;
     returns (run, cfg, train, test) (`load(cfg)` gives the last two: a sweep's are fit and validation).
-    A refused command writes nothing. Under torchrun every rank checks, rank 0 writes, the others wait."""
+    A resume reads back every file it will read first. A refused command writes nothing. The writer
+    holds the run's lock from here (`Run.lock`; `run.unlock()` when done): a second writer is refused.
+    Under torchrun every rank checks, rank 0 writes, the others wait."""
     path = Path(runs_root) / check_name(name)
     if resume:
         cfg = resumed_config(path, command, algo, cfg, explicit, log)
@@ -132,8 +171,15 @@ def start_run(name: str, command: str, algo: str | None, cfg: CompareConfig, run
     if Run(path).exists() and not resume:
         raise FileExistsError(f"{path} already holds a run: pass --resume to continue it, or choose another name")
     train, test = load(cfg)
+    if resume:
+        Run(path).check(n_samples=len(train))  # a damaged file is named now, not after DeepCluster has trained
     if dist.is_writer:
-        write_config(Run.create(runs_root, name, resume=resume), command, algo, cfg)
+        run = Run.create(runs_root, name, resume=resume, lock=True)
+        try:
+            write_config(run, command, algo, cfg)
+        except BaseException:
+            run.unlock()
+            raise
     dist.barrier()
     return Run(path), cfg, train, test
 
@@ -153,6 +199,7 @@ def seed_run(run: Run, cfg: CompareConfig, seed: int, dist: Distributed = SINGLE
         return run, cfg
     one = replace(cfg, seed=seed, seeds=1)
     if dist.is_writer:
+        Run(run.path / f"seed-{seed}").check_free()  # a run of its own, which `--name seed-31` may be resuming
         sub = Run.create(run.path, f"seed-{seed}", resume=True)
         write_config(sub, "compare", None, one)
         if run.file("baselines.json").exists() and not sub.file("baselines.json").exists():
@@ -174,13 +221,23 @@ def baselines(train, test) -> dict:
 
 def run_compare(name: str = "compare", config: CompareConfig | None = None, runs_root: str | Path = "runs",
                 resume: bool = False, progress: bool = True, log=print, explicit=None,
-                dist: Distributed = SINGLE) -> Path:
+                dist: Distributed = SINGLE, tensorboard: bool = False) -> Path:
     """Train both (for each seed), embed, draw, report. Interrupted, it keeps what it wrote; `resume=True`
     continues with the run's saved settings (only `epochs` and `device` may change), and a seed
     already trained to `epochs` is not trained again. Under torchrun (`dist`) all ranks train, rank 0
-    alone writes files and the report."""
+    alone writes files and the report. `tensorboard`: also log to `<run>/tb/<algo>/` (kit/tensorboard_log.py)."""
+    if tensorboard:
+        check_available()  # one line naming the extra, before anything is written
     run, cfg, train, test = start_run(name, "compare", None, config or CompareConfig(), runs_root, resume,
                                       explicit, log, dist)
+    try:
+        return _compare(run, cfg, train, test, progress, log, dist, tensorboard)
+    finally:
+        run.unlock()
+
+
+def _compare(run: Run, cfg: CompareConfig, train, test, progress: bool, log, dist: Distributed,
+             tensorboard: bool = False) -> Path:
     writer = dist.is_writer
     if writer and not run.file("baselines.json").exists():
         atomic_write_json(run.file("baselines.json"), baselines(train, test))
@@ -188,7 +245,7 @@ def run_compare(name: str = "compare", config: CompareConfig | None = None, runs
         embed.warm_up()  # compile UMAP in the background while the networks train
     for seed in cfg.seed_values():
         one_run, one = seed_run(run, cfg, seed, dist)
-        _train_both(one_run, one, train, test, progress and writer, log, dist)
+        _train_both(one_run, one, train, test, progress and writer, log, dist, tensorboard)
         if cfg.seeds > 1:
             log(f"seed {seed}: done ({one_run.path})")
     if not writer:
@@ -201,7 +258,8 @@ def run_compare(name: str = "compare", config: CompareConfig | None = None, runs
     return run.file("report.html")
 
 
-def _train_both(run: Run, cfg: CompareConfig, train, test, progress: bool, log, dist: Distributed) -> None:
+def _train_both(run: Run, cfg: CompareConfig, train, test, progress: bool, log, dist: Distributed,
+                tensorboard: bool = False) -> None:
     """DeepCluster then ODC with `cfg`'s one seed, each in its own folder under `run`; an algorithm
     already trained to `cfg.epochs` resumes, finds nothing to do and writes nothing."""
     subset = _stratified(train.targets, min(cfg.embed_points, len(train)), seed=0)
@@ -214,17 +272,38 @@ def _train_both(run: Run, cfg: CompareConfig, train, test, progress: bool, log, 
         capture = _EmbedCapture(trainer, train, subset, epochs, sub) if dist.is_writer else None
         if capture is not None and not sub.file("checkpoint.pt").exists():
             capture.grab(0, train)  # the untrained network, before any clustering
-        trainer.fit(train, cfg.epochs, callback=capture, eval_dataset=test, run=sub, progress=progress)
+        alarm = collapse.Watch(algo, algo_cfg.n_clusters).around(capture, log) if dist.is_writer else capture
+        tb = TensorBoardLog(run.path / "tb" / algo, algo_cfg.to_dict(), trainer) if tensorboard and dist.is_writer else None
+        try:
+            trainer.fit(train, cfg.epochs, callback=tb.around(alarm) if tb else alarm, eval_dataset=test, run=sub,
+                        progress=progress)
+            if tb:
+                tb.projector(sub.path, train)  # the flight recorder's saved epochs, with thumbnails and labels
+        finally:
+            if tb:
+                tb.close()
         log(f"{algo}: {cfg.epochs} epochs in {time.perf_counter() - t0:.0f} s")
 
 
 def run_train(name: str, algo: str, config: CompareConfig | None = None, runs_root: str | Path = "runs",
-              resume: bool = False, progress: bool = True, log=print, explicit=None, dist: Distributed = SINGLE):
-    """One algorithm with the comparison's settings (`python -m kit train`); returns (run, history)."""
+              resume: bool = False, progress: bool = True, log=print, explicit=None, dist: Distributed = SINGLE,
+              tensorboard: bool = False):
+    """One algorithm with the comparison's settings (`python -m kit train`); returns (run, history).
+    `tensorboard`: also log to `<run>/tb/<algo>/`."""
+    if tensorboard:
+        check_available()
     run, cfg, train, test = start_run(name, "train", algo, config or CompareConfig(), runs_root, resume, explicit,
                                       log, dist)
-    trainer = TRAINERS[algo](cfg.algo_configs()[algo], dist=dist)
-    return run, trainer.fit(train, cfg.epochs, eval_dataset=test, run=run, progress=progress and dist.is_writer)
+    trainer, tb = TRAINERS[algo](cfg.algo_configs()[algo], dist=dist), None
+    try:
+        alarm = collapse.Watch(algo, trainer.config.n_clusters).around(None, log) if dist.is_writer else None  # one line per symptom
+        tb = TensorBoardLog(run.path / "tb" / algo, trainer.config.to_dict(), trainer) if tensorboard and dist.is_writer else None
+        return run, trainer.fit(train, cfg.epochs, callback=tb.around(alarm) if tb else alarm, eval_dataset=test,
+                                run=run, progress=progress and dist.is_writer)
+    finally:
+        if tb:
+            tb.close()
+        run.unlock()
 
 
 class _EmbedCapture:
@@ -233,7 +312,7 @@ class _EmbedCapture:
     def __init__(self, trainer, dataset, subset, epochs: list[int], run: Run):
         self.trainer, self.dataset, self.subset, self.epochs, self.run = trainer, dataset, subset, epochs, run
         path = run.file("embed_features.npz")
-        self.saved = dict(np.load(path)) if path.exists() else {}
+        self.saved = dict(np.load(path, allow_pickle=False)) if path.exists() else {}  # checked by Run.check
 
     def __call__(self, record: dict) -> None:
         if record["kind"] == "epoch" and record["epoch"] + 1 in self.epochs:

@@ -24,9 +24,9 @@ from typing import NamedTuple
 
 import torch
 
+from .tensorboard_log import TensorBoardLog, check_available
 from . import plots
-from .clustering import check_sizes
-from .compare import TRAINERS, start_run
+from .compare import TRAINERS, check_split_size, start_run
 from .data import DATASETS, _stratified, load_dataset
 from .deepcluster import DeepClusterConfig
 from .odc import ODCConfig
@@ -37,7 +37,9 @@ from .training import check_number
 
 PRESETS = {"deepcluster": DeepClusterConfig, "odc": ODCConfig}
 GRID = {"deepcluster": ("n_clusters", "lr", "pca_dim"), "odc": ("n_clusters", "lr", "memory_momentum")}
-METRICS = {"knn": "kNN accuracy", "nmi_true": "NMI to true classes", "nmi_prev": "NMI(t-1, t)"}  # after the last epoch
+METRICS = {"knn": "kNN accuracy", "nmi_true": "NMI to true classes", "ami_true": "AMI to true classes",
+           "nmi_prev": "NMI(t-1, t)", "nmi_prev_chance": "its chance level", "ami_prev": "AMI(t-1, t)"}  # after the last epoch
+# NMI(t-1, t) climbs with K by chance alone (kit/metrics.py): AMI(t-1, t) is the stability read across K
 
 
 @dataclass
@@ -129,25 +131,37 @@ def load_splits(cfg: SweepConfig):
         fit = fit.subset(cfg.n_train)
     for cell in cfg.cells():
         settings = dict(cell.settings)
-        check_sizes(len(fit), settings["n_clusters"], settings.get("pca_dim", -1))
+        check_split_size(len(fit), cell.algo, settings["n_clusters"], settings.get("pca_dim", -1), "--pca-dim")
     return fit, val
 
 
 def run_sweep(name: str = "sweep", config: SweepConfig | None = None, runs_root: str | Path = "runs",
               resume: bool = False, progress: bool = True, log=print, explicit=None, on_cell=None,
-              stop=None) -> Path | None:
+              stop=None, tensorboard: bool = False) -> Path | None:
     """Train every cell not finished yet, then write the table and the figure; returns sweep.md.
     `resume=True` continues with the saved grid (only `epochs` and `device` may change). `on_cell(results,
     cells)` is called after each cell (the playground redraws there); a set `stop` Event ends the sweep
-    after the cell under way, with the table of the cells done (None when there are none)."""
+    after the cell under way, with the table of the cells done (None when there are none). `tensorboard`:
+    each cell trained now also logs to `<sweep>/tb/<cell>/`, its settings as hparams, so TensorBoard's
+    HPARAMS tab compares the cells."""
+    if tensorboard:
+        check_available()
     run, cfg, fit, val = start_run(name, "sweep", None, config or SweepConfig(), runs_root, resume, explicit, log,
                                    load=load_splits)
+    try:
+        return _sweep(run, cfg, fit, val, progress, log, on_cell, stop, tensorboard)
+    finally:
+        run.unlock()
+
+
+def _sweep(run: Run, cfg: SweepConfig, fit, val, progress: bool, log, on_cell, stop,
+           tensorboard: bool = False) -> Path | None:
     cells = cfg.cells()
     results = []
     for i, cell in enumerate(cells, 1):
         if stop is not None and stop.is_set():
             break
-        result, trained = train_cell(run, cfg, cell, fit, val, progress)
+        result, trained = train_cell(run, cfg, cell, fit, val, progress, tensorboard)
         results.append(result)
         log(f"cell {i}/{len(cells)} {cell.name}: " + ("trained" if trained else "finished earlier, kept") + ", " +
             (f"diverged ({result['diverged']})" if result.get("diverged") else
@@ -157,19 +171,24 @@ def run_sweep(name: str = "sweep", config: SweepConfig | None = None, runs_root:
     return write_results(run.path, cfg, results, len(fit), len(val)) if results else None
 
 
-def train_cell(run: Run, cfg: SweepConfig, cell: Cell, fit, val, progress: bool = False) -> tuple[dict, bool]:
+def train_cell(run: Run, cfg: SweepConfig, cell: Cell, fit, val, progress: bool = False,
+               tensorboard: bool = False) -> tuple[dict, bool]:
     """One cell to `cfg.epochs` epochs in its folder; returns (its result, whether it trained now)."""
     done = run.path / cell.name / "result.json"
-    if done.exists() and read_json(done)["epochs"] == cfg.epochs:  # finished: never trained again
+    if done.exists() and read_json(done, "cell's result", dict).get("epochs") == cfg.epochs:  # finished: kept
         return read_json(done), False
     sub = Run.create(run.path, cell.name, resume=True)
     trainer, diverged = TRAINERS[cell.algo](cfg.algo_config(cell)), None
+    tb = TensorBoardLog(run.path / "tb" / cell.name, {"algo": cell.algo, **dict(cell.settings)}, trainer) if tensorboard else None
     try:
-        trainer.fit(fit, cfg.epochs, eval_dataset=val, run=sub, progress=progress)
+        trainer.fit(fit, cfg.epochs, callback=tb, eval_dataset=val, run=sub, progress=progress)
     except (FloatingPointError, ValueError) as e:  # a setting that diverges is a result of the sweep, not its end
         if "NaN/inf" not in str(e):
             raise
         diverged = str(e).splitlines()[0]
+    finally:
+        if tb:
+            tb.close()
     records = trainer.history["epoch"][: cfg.epochs]  # a lowered target reads the epoch it names
     result = {"algo": cell.algo, **dict(cell.settings), "seed": cell.seed, "epochs": cfg.epochs,
               **{k: None if diverged else records[-1].get(k) for k in METRICS}, "diverged": diverged,
@@ -187,7 +206,7 @@ def summarise(results: list[dict]) -> list[dict]:
     for (algo, *settings), rs in groups.items():
         row = {"algo": algo, **dict(settings), "seeds": len(rs), "diverged": sum(bool(r.get("diverged")) for r in rs)}
         for k in (*METRICS, "train_s"):
-            vals = [r[k] for r in rs if r[k] is not None]
+            vals = [r[k] for r in rs if r.get(k) is not None]  # a cell from before a metric existed has none
             row[f"{k}_mean"], row[f"{k}_std"] = mean_std(vals) if vals else (None, None)
         rows.append(row)
     return rows
@@ -239,7 +258,7 @@ def curves(results: list[dict]) -> dict:
     out: dict = {}
     for k, m in itertools.product(swept, METRICS):
         for algo in dict.fromkeys(r["algo"] for r in results if k in r):
-            mine = [r for r in results if r["algo"] == algo and r[m] is not None]
+            mine = [r for r in results if r["algo"] == algo and r.get(m) is not None]
             values = sorted({r[k] for r in mine})
             per_seed = []
             for seed in sorted({r["seed"] for r in mine}):

@@ -47,22 +47,34 @@ def check_available() -> None:
 
 class TensorBoardLog:
     """A `fit` callback that writes step and epoch records as TensorBoard scalars (see the module's docstring).
-    `trainer` (optional) gives the step count a resumed run starts from and the label snapshots whose
-    cluster sizes are drawn as histograms."""
+    With `trainer`, the steps are counted by its history, so a resumed run continues where its checkpoint
+    stopped (and purges what an interrupted epoch had logged), and its label snapshots' cluster sizes are
+    drawn as histograms. The event file is opened at the first record: after `fit` has resumed."""
 
     def __init__(self, folder: str | Path, settings: dict | None = None, trainer=None):
         self.folder, self.settings, self.trainer = Path(folder), settings or {}, trainer
-        self.step = len(trainer.history["step"].get("loss", [])) if trainer is not None else 0
-        self.writer = summary_writer(self.folder, purge_step=self.step or None)
-        self.last: dict = {}
+        self.step, self._writer, self.last = 0, None, {}
+
+    @property
+    def writer(self):
+        if self._writer is None:
+            done = self._steps_done()
+            self._writer = summary_writer(self.folder, purge_step=done or None)
+        return self._writer
+
+    def _steps_done(self) -> int:
+        return len(self.trainer.history["step"].get("loss", [])) if self.trainer is not None else self.step
 
     def __call__(self, record: dict) -> None:
         if record["kind"] == "step":
-            self.step += 1
+            self.step = self._steps_done() if self.trainer is not None else self.step + 1  # this step is logged
+            if self._writer is None:  # the first step of this process: purge anything logged from it on
+                self._writer = summary_writer(self.folder, purge_step=self.step)
             for key in ("loss", "change_ratio"):
                 if _number(record.get(key)):
                     self.writer.add_scalar(f"step/{key}", record[key], self.step)
         elif record["kind"] == "epoch":
+            self.step = self._steps_done()
             self.last = {k: v for k, v in record.items() if _number(v) and k != "epoch"}
             for key, value in self.last.items():
                 self.writer.add_scalar(f"epoch/{key}", value, self.step)
@@ -99,12 +111,21 @@ class TensorBoardLog:
                                       global_step=e, tag=f"{Path(algo_run).name}_epoch_{e}")
         return len(epochs)
 
+    def around(self, callback):
+        """A fit callback that calls `callback` (may be None), then logs the record."""
+        def call(record: dict) -> None:
+            if callback is not None:
+                callback(record)
+            self(record)
+        return call
+
     def close(self) -> None:
         """The settings as hparams beside the last epoch's numbers, then flush and close."""
         hparams = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in self.settings.items()}
         if hparams and self.last:
             self.writer.add_hparams(hparams, {f"hparam/{k}": v for k, v in self.last.items()}, run_name=".")
-        self.writer.close()
+        if self._writer is not None:
+            self._writer.close()
 
 
 def _number(v) -> bool:

@@ -57,3 +57,11 @@ def test_the_micro_benchmark_and_the_demo_estimate():
     # 2 algorithms x 30 epochs x (63 steps + 5,000 images), x the fitted factor, + the fixed part
     expected = machine.DEMO_FACTOR * 60 * (63 * 0.05 + 5000 * 1e-4) + machine.DEMO_FIXED
     assert math.isclose(machine.expected_demo_seconds({"step_s": 0.05, "image_s": 1e-4}), expected)
+
+
+def test_python_m_kit_doctor_prints_the_report(capsys, tmp_path):
+    from kit.__main__ import main
+
+    assert main(["doctor", "--no-benchmark", "--runs", str(tmp_path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[1] == "python" and any(" device " in line for line in out) and out[-1].endswith("found")

@@ -179,7 +179,13 @@ def test_the_seeded_curves_draw_the_mean_and_a_one_std_band():
     x, y = c["n_clusters"]["knn"]["odc"][0]  # seed 31's curve: one point per K
     assert list(c) == ["n_clusters"] and x == [30, 100] and np.allclose(y, [0.34, 0.41])
     fig = plots.sweep(c, METRICS)
-    assert len(fig.axes) == 3 and len(fig.axes[0].collections) == 2 and not fig.axes[2].lines  # no NMI(t-1, t) yet
+    assert len(fig.axes) == 5 and len(fig.axes[0].collections) == 2 and not fig.axes[3].lines  # no NMI(t-1, t) yet
+    # its chance level is no row of its own: it is drawn dotted on the NMI(t-1, t) row
+    for r in results:
+        r.update(nmi_prev=0.6, nmi_prev_chance=0.25 if r["n_clusters"] == 100 else 0.03)
+    nmi_row = plots.sweep(curves(results), METRICS).axes[3]
+    floor = [line for line in nmi_row.lines if line.get_label() == "ODC: chance level"][0]
+    assert floor.get_linestyle() == ":" and np.allclose(floor.get_ydata(), [0.03, 0.25])
 
 
 @pytest.mark.slow

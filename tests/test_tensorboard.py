@@ -96,3 +96,21 @@ def test_without_tensorboard_the_switch_is_one_line(monkeypatch):
     with pytest.raises(ImportError, match=r"pip install 'kit\[tensorboard\]'") as e:
         tensorboard_log.check_available()
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.slow
+def test_compare_with_tensorboard_logs_what_its_history_holds(tmp_path):
+    """`python -m kit compare --tensorboard`: the event files' scalars equal each algorithm's history, and a
+    Projector config with a sprite and metadata sits beside them."""
+    from kit.__main__ import main
+
+    assert main(["compare", "--dataset", "digits", "--n-train", "200", "--epochs", "2", "--tensorboard",
+                 "--name", "tb", "--runs", str(tmp_path)]) == 0
+    run = tmp_path / "tb"
+    for algo in ("deepcluster", "odc"):
+        history = kit.Run(run / algo).load_history()
+        ea = read(run / "tb" / algo)
+        assert [e.value for e in ea.Scalars("step/loss")] == pytest.approx(history["step"]["loss"], rel=1e-6)
+        assert [e.value for e in ea.Scalars("epoch/knn")] == pytest.approx([r["knn"] for r in history["epoch"]], rel=1e-6)
+        config = (run / "tb" / algo / "projector_config.pbtxt").read_text()
+        assert "sprite" in config and "metadata.tsv" in config
