@@ -165,7 +165,7 @@ def _sweep(run: Run, cfg: SweepConfig, fit, val, progress: bool, log, on_cell, s
         results.append(result)
         log(f"cell {i}/{len(cells)} {cell.name}: " + ("trained" if trained else "finished earlier, kept") + ", " +
             (f"diverged ({result['diverged']})" if result.get("diverged") else
-             ", ".join(f"{k} {result[k]:.3f}" for k in METRICS if result[k] is not None)))
+             ", ".join(f"{k} {result[k]:.3f}" for k in METRICS if result.get(k) is not None)))
         if on_cell is not None:
             on_cell(results, cells)
     return write_results(run.path, cfg, results, len(fit), len(val)) if results else None

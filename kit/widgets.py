@@ -56,6 +56,8 @@ class Playground:
         self.min_cluster_size = W.IntSlider(5 if small else 10, 0, 100, 1, description="min cluster size", **s)
         self.pca_dim = W.IntSlider(16 if small else 64, -1, 256, 1, description="PCA dim (-1: none)", **s)
         self.sobel = W.Checkbox(False, description="Sobel front-end", style=style)
+        self.tensorboard = W.Checkbox(False, description="also log to TensorBoard (runs/playground/tb)", style=style,
+                                      layout=lay)
         self.sweep_k = W.Text("10,20,40" if small else "30,100,300", description="sweep K over", style=style, layout=lay)
         self.train_button = W.Button(description="Train", button_style="success", icon="play")
         self.stop_button = W.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
@@ -94,7 +96,7 @@ class Playground:
                          self.batch_size, self.epochs])
         specific = W.VBox([W.HTML("<b>ODC only</b>"), self.memory_momentum, self.centroid_interval, self.min_cluster_size,
                            W.HTML("<b>DeepCluster only</b>"), self.pca_dim, self.sobel, W.HTML("<b>Sweep</b>"),
-                           self.sweep_k])
+                           self.sweep_k, self.tensorboard])
         buttons = W.HBox([self.train_button, self.stop_button, self.sweep_button, self.progress, self.status])
         return W.VBox([W.HBox([common, specific]), buttons, self.plot, self.caption, self.log_box])
 
@@ -229,7 +231,13 @@ class Playground:
             self.history = trace.history = self.trainer.history
             self.progress.description = plots.NAMES[algo]
             self.status.value = f"{plots.NAMES[algo]}: measuring the untrained network…"
-            self.trainer.fit(train, self.epochs.value, callback=self._on_record, eval_dataset=test, stop=self._stop)
+            tb = self._tensorboard(algo, cfg)
+            try:
+                self.trainer.fit(train, self.epochs.value, callback=tb.around(self._on_record) if tb else self._on_record,
+                                 eval_dataset=test, stop=self._stop)
+            finally:
+                if tb:
+                    tb.close()
             epochs = len(trace.history["epoch"])
             if self._stop.is_set():
                 done.append(f"{plots.NAMES[algo]} stopped after {epochs} epoch{'s' * (epochs != 1)}"
@@ -239,6 +247,17 @@ class Playground:
             done.append(f"{plots.NAMES[algo]} {epochs} epoch{'s' * (epochs != 1)}")
         self._draw(force=True, earlier=self.runs[:earlier])
         self._status(("stopped: " if self._stop.is_set() else "done: ") + "; ".join(done))
+
+    def _tensorboard(self, algo: str, cfg):
+        """With the TensorBoard box ticked: a logger for this run, `runs/playground/tb/<n>-<algo>` (n counts the
+        playground's runs), so `tensorboard --logdir runs/playground/tb` shows every press side by side."""
+        if not self.tensorboard.value:
+            return None
+        from .tensorboard_log import TensorBoardLog, check_available
+
+        check_available()  # one line in the status, naming the extra, when tensorboard is missing
+        return TensorBoardLog(Path(self.runs_root) / "playground" / "tb" / f"{len(self.runs):03d}-{algo}",
+                              cfg.to_dict(), self.trainer)
 
     def _status(self, text: str) -> None:
         """The status line, with the collapse alarm after it in red for as long as this press's runs last."""

@@ -158,3 +158,18 @@ def test_the_board_reads_stability_as_ami_with_nmi_and_its_chance_level_beside_i
     ys = {tuple(np.round(line.get_ydata(), 2)): line.get_linestyle() for line in ax.lines}
     assert ys == {(0.5, 0.7): "-", (0.6, 0.75): "-", (0.04, 0.05): ":"}  # AMI, NMI (thin), its chance level dotted
     assert "AMI" in ax.get_title() and "chance" in ax.get_title()
+
+
+def test_the_tensorboard_box_logs_each_run_of_the_playground(tmp_path):
+    pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    pg = Playground(redraw_seconds=60, runs_root=str(tmp_path))
+    pg.algorithm.value, pg.n_train.value, pg.epochs.value, pg.tensorboard.value = "odc", 200, 1, True
+    pg.train()
+    h = pg.wait(timeout=300)
+    folder = next((tmp_path / "playground" / "tb").iterdir())
+    ea = EventAccumulator(str(folder))
+    ea.Reload()
+    assert folder.name.endswith("-odc") and len(h["step"]["loss"]) >= 3
+    assert [e.value for e in ea.Scalars("step/loss")] == pytest.approx(h["step"]["loss"], rel=1e-6)
