@@ -38,6 +38,8 @@ import math
 import numpy as np
 import torch
 
+from .metrics import cluster_sizes
+
 LOSS_NEAR_CHANCE = 0.97  # loss / ln K above this for two epochs after the first: nothing is learned
 LOSS_EXPLODING = 2.0  # loss / ln K above this in any epoch: far worse than guessing, training diverges
 LARGEST_SHARE = 0.5  # one cluster holding more than half of the images
@@ -82,10 +84,9 @@ def rankme(features, eps: float = 1e-7) -> float:
 def signals(loss: float, labels, n_clusters: int, features=None) -> dict:
     """The five numbers for one epoch: loss (its mean), labels (N,), features (N, D) or None (the two
     feature numbers are then left out)."""
-    sizes = np.bincount(np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels, dtype=np.int64),
-                        minlength=n_clusters)
-    out = {"loss_ln_k": float(loss) / math.log(n_clusters), "largest_share": float(sizes.max() / sizes.sum()),
-           "nonempty": int((sizes > 0).sum())}
+    sizes = cluster_sizes(labels, n_clusters)
+    out = {"loss_ln_k": float(loss) / math.log(n_clusters), "largest_share": sizes["max_size"] / len(labels),
+           "nonempty": n_clusters - sizes["empty"]}
     if features is not None:
         out |= {"feature_std_ratio": feature_std_ratio(features), "rankme": rankme(features)}
     return out

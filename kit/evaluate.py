@@ -45,6 +45,11 @@ def pool_size(channels: int, spatial: int, stage_dim: int) -> int:
     return max(1, min(spatial, round(math.sqrt(stage_dim / channels))))
 
 
+def _device(model: torch.nn.Module, device) -> torch.device:
+    """The device a protocol runs on: the one named, else the model's own."""
+    return model_device(model) if device is None else resolve_device(device)
+
+
 @torch.inference_mode()
 def stage_features(backbone: Backbone, dataset, stage_dim: int = 2048, batch_size: int = 256,
                    device=None, num_workers: int = 4) -> list[torch.Tensor]:
@@ -64,11 +69,6 @@ def stage_features(backbone: Backbone, dataset, stage_dim: int = 2048, batch_siz
         out[5].append(maps[-1].mean(dim=(2, 3)).float().cpu())
     backbone.train(was)
     return [torch.cat(o) for o in out]
-
-
-def _device(model: torch.nn.Module, device) -> torch.device:
-    """The device a protocol runs on: the one named, else the model's own."""
-    return model_device(model) if device is None else resolve_device(device)
 
 
 STAGES = ("Feature1", "Feature2", "Feature3", "Feature4", "Feature5", "AvgPool")

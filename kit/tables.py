@@ -19,7 +19,7 @@ from .models import Backbone, ClusterNet, build_backbone
 from .runs import atomic_write_bytes, atomic_write_json, load_checkpoint, read_config
 from .runtime import autocast, grad_scaler, resolve_device, seed_everything
 from .seeds import seed_folders
-from .training import TrainConfig, build_network
+from .training import TrainConfig, build_network, optimise
 
 
 def check_compare_run(run_path: Path) -> dict:
@@ -95,10 +95,7 @@ def supervised_epoch(net: ClusterNet, opt, dataset, order, batch_size: int, targ
         with autocast(device):
             _, logits = net(x)
         loss = F.cross_entropy(logits.float(), targets[idx.to(device)])
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
+        optimise(opt, scaler, loss)
         losses.append(loss.item())  # as the trainers' logged loss: one wait for the device per step
     return sum(losses) / max(len(losses), 1)
 

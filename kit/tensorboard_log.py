@@ -57,9 +57,10 @@ class TensorBoardLog:
 
     @property
     def writer(self):
+        """Opened at first use: a step record's count includes its own step, so an interrupted epoch's
+        events from that step on are purged."""
         if self._writer is None:
-            done = self._steps_done()
-            self._writer = summary_writer(self.folder, purge_step=done or None)
+            self._writer = summary_writer(self.folder, purge_step=self._steps_done() or None)
         return self._writer
 
     def _steps_done(self) -> int:
@@ -68,8 +69,6 @@ class TensorBoardLog:
     def __call__(self, record: dict) -> None:
         if record["kind"] == "step":
             self.step = self._steps_done() if self.trainer is not None else self.step + 1  # this step is logged
-            if self._writer is None:  # the first step of this process: purge anything logged from it on
-                self._writer = summary_writer(self.folder, purge_step=self.step)
             for key in ("loss", "change_ratio"):
                 if _number(record.get(key)):
                     self.writer.add_scalar(f"step/{key}", record[key], self.step)

@@ -81,6 +81,15 @@ def build_network(cfg: TrainConfig, dataset, neck: bool) -> ClusterNet:
     return ClusterNet(backbone, cfg.n_clusters, ODCNeck(backbone.feature_dim) if neck else None)
 
 
+def optimise(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, loss: torch.Tensor) -> None:
+    """One SGD step on `loss`, through the loss scaler where the card trains in fp16 (`runtime.grad_scaler`);
+    the trainers and the supervised baseline step the same way."""
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+
+
 def build_optimizer(model: ClusterNet, cfg: TrainConfig) -> torch.optim.SGD:
     """One SGD over everything; the head's group has momentum 0 so a re-initialised head carries
     no stale momentum (OpenSelfSup `paramwise_options={'\\Ahead.': dict(momentum=0.)}`, §1.7)."""
@@ -168,11 +177,7 @@ class Trainer:
         self._prepare(dataset)
 
     def _optimise(self, loss: torch.Tensor) -> None:
-        """One SGD step on `loss`, through the loss scaler where the card trains in fp16."""
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        optimise(self.optimizer, self.scaler, loss)
 
     def _log_step(self, **values) -> None:
         for k, v in values.items():
