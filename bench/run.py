@@ -247,7 +247,7 @@ def bench_memory():
 
 def bench_umap():
     print("\n## first UMAP layout in a fresh process (1,500 x 256 features, faiss kNN graph)")
-    code = ("import time; t=time.perf_counter(); import numpy as np; from kit.embed import umap_embed; "
+    code = ("import time; t=time.perf_counter(); import numpy as np; from kit.views.embed import umap_embed; "
             "x=np.random.default_rng(0).normal(size=(1500,256)).astype('float32'); t1=time.perf_counter(); "
             "umap_embed(x); t2=time.perf_counter(); umap_embed(x); t3=time.perf_counter(); "
             "print(f'{t1-t:.1f} {t2-t1:.1f} {t3-t2:.1f}')")
@@ -281,7 +281,7 @@ def bench_demo():
 
 def bench_views():
     print("\n## image-level views at the demo's size (1,500 points x 4 saved epochs x 2 algorithms; N = 4,000, K = 100)")
-    from kit import plots
+    from kit.views import plots
     from kit.views.alluvial import flows_figure
     from kit.views.flight import flight_recorder
     from kit.views.gallery import clusters_figure, confusion_figure, moved_figure

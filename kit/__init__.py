@@ -45,7 +45,9 @@ def __getattr__(name: str):
         value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
         globals()[name] = value  # later look-ups skip this function
         return value
-    if (_Path(__file__).parent / f"{name}.py").exists():  # `kit.odc` and the like, as an eager package gives
+    here = _Path(__file__).parent
+    # `kit.odc`, `kit.views` and the like, as an eager package gives
+    if (here / f"{name}.py").exists() or (here / name / "__init__.py").exists():
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'kit' has no attribute {name!r}")
 

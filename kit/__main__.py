@@ -221,7 +221,7 @@ def _run(a, name: str) -> None:
 
         doctor(a.runs, benchmark=not a.no_benchmark)
     elif a.command == "report":
-        from .report import build_report
+        from .views.report import build_report
 
         print(f"report: {build_report(Path(a.run)).resolve()}")
     elif a.command == "evaluate":
@@ -272,7 +272,7 @@ def _sweep(a, name: str) -> None:
 
 def _evaluate(a) -> None:
     from .evaluate import FINETUNE_GRID
-    from .report import build_report
+    from .views.report import build_report
     from .runtime import fast_mode
     from .tables import check_compare_run, evaluate_run, save_torchvision
     from .training import check_number

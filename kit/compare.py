@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import collapse, embed
+from . import collapse
 from .clustering import KMeans, check_sizes, l2_normalize
 from .data import DATASETS, ImageTensorDataset, _stratified, load_dataset
 from .deepcluster import DeepCluster, DeepClusterConfig
@@ -35,6 +35,7 @@ from .runs import Run, atomic_write_json, atomic_write_npz, check_name, read_con
 from .runtime import resolve_device
 from .tensorboard_log import TensorBoardLog, check_available
 from .training import check_number
+from .views import embed
 
 TRAINERS = {"deepcluster": DeepCluster, "odc": ODC}
 
@@ -250,7 +251,7 @@ def _compare(run: Run, cfg: CompareConfig, train, test, progress: bool, log, dis
             log(f"seed {seed}: done ({one_run.path})")
     if not writer:
         return run.file("report.html")
-    from .report import build_report
+    from .views.report import build_report
 
     t0 = time.perf_counter()
     build_report(run.path, log=log)

@@ -25,7 +25,7 @@ def torchrun(args: list[str], nproc: int = 2, env: dict | None = None, log: str 
 
 def read_histories(run_path: str | Path) -> dict[str, dict]:
     """The histories written so far: a `compare` run's two, or a `train` run's one."""
-    from .report import load_histories
+    from .views.report import load_histories
     from .runs import Run
 
     run_path = Path(run_path)
@@ -39,7 +39,7 @@ def watch(run_path: str | Path, proc: subprocess.Popen | None = None, every: flo
           timeout: float | None = None, show=None) -> int | None:
     """Redraw the learning curves whenever a new epoch lands in `run_path`, until `proc` ends (or
     `timeout` seconds pass). Returns the process's exit code (None if it is still running)."""
-    from . import plots
+    from .views import plots
 
     if show is None:
         from IPython.display import clear_output

@@ -5,7 +5,7 @@ A comparison run with `seeds=3` holds one whole one-seed comparison per seed, `s
 taken from them; the report and the sweep table draw with it.
 
 The spread is the sample standard deviation (n - 1) over seeds, everywhere: in tables as
-"mean ± std", in figures as a band around the mean (kit/plots.py `seeded`, `sweep`).
+"mean ± std", in figures as a band around the mean (kit/views/plots.py `seeded`, `sweep`).
 """
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def spread(values) -> str:
 
 def spread_rows(per_seed: list[list[tuple]]) -> list[tuple[str, str, str]]:
     """(metric, DeepCluster, ODC) rows over seeds, from one list of (metric, dc value, odc value) rows
-    per seed with the values unformatted (`kit.report.summary(..., fmt=lambda v: v)`)."""
+    per seed with the values unformatted (`kit.views.report.summary(..., fmt=lambda v: v)`)."""
     return [(rows[0][0], spread([r[1] for r in rows]), spread([r[2] for r in rows])) for rows in zip(*per_seed)]
 
 

@@ -25,7 +25,6 @@ from typing import NamedTuple
 import torch
 
 from .tensorboard_log import TensorBoardLog, check_available
-from . import plots
 from .compare import TRAINERS, check_split_size, start_run
 from .data import DATASETS, _stratified, load_dataset
 from .deepcluster import DeepClusterConfig
@@ -246,6 +245,8 @@ def write_results(path: Path, cfg: SweepConfig, results: list[dict], n_fit: int,
         lines.append("| " + " | ".join([f"{b}{row['algo']}{b}", *(_fmt(row.get(k, "—")) for k in columns[1:5]), seeds,
                                          *(cell(row, k) for k in METRICS), f"{row['train_s_mean']:.1f}"]) + " |")
     atomic_write_bytes(path / "sweep.md", ("\n".join(lines) + "\n").encode())
+    from .views import plots  # the figure only; a sweep that trains does not need matplotlib before this
+
     plots.save(plots.sweep(curves(results), METRICS), path / "sweep.png")
     return path / "sweep.md"
 

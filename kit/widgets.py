@@ -4,7 +4,7 @@ The kernel stays responsive while training runs: `train()` starts a daemon threa
 once, so a click on Stop (a `threading.Event`) is handled and training ends cleanly at the next
 iteration, keeping its history. With algorithm "both", DeepCluster and then ODC train with the same
 settings and share the board; every earlier run stays on it, faded and labelled with the settings
-that differed (`kit.live`). "Sweep K" trains a small sweep (`kit.sweep`) and draws it cell by cell.
+that differed (`kit.views.live`). "Sweep K" trains a small sweep (`kit.sweep`) and draws it cell by cell.
 
 The thread never writes with `with out:` (that routes output to whichever cell is running); it sets
 widget traits and replaces `Output.outputs` with PNG data. An error shows as one line in the status
@@ -20,12 +20,13 @@ from pathlib import Path
 
 import ipywidgets as W
 
-from . import collapse, plots
+from . import collapse
 from .data import load_dataset, needs_download
 from .deepcluster import DeepCluster, DeepClusterConfig
-from .live import Trace, board, board_labels
 from .odc import ODC, ODCConfig
 from .runtime import fast_mode
+from .views import plots
+from .views.live import Trace, board, board_labels
 
 TRAINERS = {"deepcluster": DeepCluster, "odc": ODC}
 

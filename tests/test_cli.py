@@ -135,7 +135,7 @@ def test_a_resume_keeps_the_saved_settings_and_lists_what_it_ignores(run2, tmp_p
     assert out.returncode == 0, out.stderr[-1500:]
     assert "ignored: --n-clusters 7 (the run uses 20), --lr 0.3 (the run uses each algorithm's preset)" in out.stderr
     assert (tmp_path / "r" / "config.json").read_text() == cfg.replace('"epochs": 1', '"epochs": 2')
-    from kit.report import load_histories
+    from kit.views.report import load_histories
 
     h = load_histories(tmp_path / "r")
     assert [len(h[a]["epoch"]) for a in ("deepcluster", "odc")] == [2, 2]

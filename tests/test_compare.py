@@ -7,8 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from kit import plots
-from kit.report import FIGURES, load_histories
+from kit.views import plots
+from kit.views.report import FIGURES, load_histories
 
 ENV = {**os.environ, "KIT_FAST": "1", "PYTHONUNBUFFERED": "1"}
 

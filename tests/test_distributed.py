@@ -129,7 +129,7 @@ def test_torchrun_compare_from_a_notebook_writes_what_one_process_writes(tmp_pat
     assert one.returncode == 0, one.stderr[-2000:]
     files = lambda p: sorted(str(f.relative_to(p)) for f in p.rglob("*") if f.is_file())  # noqa: E731
     assert files(tmp_path / "t") == files(tmp_path / "o")
-    from kit.report import load_histories
+    from kit.views.report import load_histories
 
     h = load_histories(tmp_path / "t")
     assert [len(h[a]["epoch"]) for a in ("deepcluster", "odc")] == [1, 1]

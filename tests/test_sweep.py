@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from kit import plots
+from kit.views import plots
 from kit.seeds import difference, spread, spread_rows
 
 ENV = {**os.environ, "KIT_FAST": "1", "PYTHONUNBUFFERED": "1"}
@@ -193,7 +193,7 @@ def test_compare_with_two_seeds_writes_each_seed_and_a_mean_band_report(tmp_path
     out = subprocess.run([sys.executable, "-m", "kit", "compare", "--name", "s", "--runs", str(tmp_path), "--seeds", "2"],
                          env=ENV, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-2000:]
-    from kit.report import load_histories
+    from kit.views.report import load_histories
     from kit.runs import read_config
 
     run = tmp_path / "s"
@@ -217,7 +217,7 @@ def test_compare_with_two_seeds_writes_each_seed_and_a_mean_band_report(tmp_path
 @pytest.mark.slow
 def test_an_interrupted_multi_seed_run_resumes_and_does_not_retrain_a_finished_seed(tmp_path):
     from kit.compare import CompareConfig, run_compare
-    from kit.report import load_histories
+    from kit.views.report import load_histories
 
     cfg = CompareConfig(epochs=1, n_clusters=20, n_train=400, embed_points=300, embed_epochs=[0, 1], seeds=2)
     with pytest.raises(KeyboardInterrupt):

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kit import plots
+from kit.views import plots
 from kit.evaluate import STAGES
 from kit.metrics import label_change
 from kit.views import flows
@@ -129,7 +129,7 @@ def fake_run(tmp_path_factory):
     """A `kit compare` folder after 3 epochs, written with kit.runs helpers: 60 digits, K = 6, DeepCluster
     with 3 label snapshots and ODC with 4, features and UMAP layouts of 30 of them at epochs 0, 1, 3."""
     from kit.data import load_dataset
-    from kit.report import build_report
+    from kit.views.report import build_report
     from kit.runs import Run, atomic_write_bytes, atomic_write_json, atomic_write_npz
     from kit.tables import markdown
 
@@ -174,7 +174,7 @@ def test_report_shows_the_new_figures_with_captions(fake_run):
 
 
 def test_the_report_reads_as_tables_with_a_guide_under_every_figure(fake_run):
-    from kit.report import GUIDES
+    from kit.views.report import GUIDES
 
     page = (fake_run / "report.html").read_text()
     assert "|---" not in page and "<pre>" not in page  # no Markdown left for the reader to parse
@@ -368,7 +368,7 @@ def test_the_report_has_the_transitions_strip_the_stability_map_and_agreement_in
 
 
 def test_the_report_warns_when_the_two_algorithms_ran_at_different_k():
-    from kit.report import _unequal_k
+    from kit.views.report import _unequal_k
 
     h = lambda k: {"config": {"n_clusters": k}, "epoch": []}  # noqa: E731
     warning = _unequal_k({"deepcluster": h(100), "odc": h(30)})

@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 
-from kit import live
+from kit.views import live
 from kit.memory import ODCMemory
 from kit.widgets import Playground
 

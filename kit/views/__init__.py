@@ -1,6 +1,11 @@
-"""Image-level views of a comparison run: see every image move (presentation layer, like plots.py
-and report.py: they only read run folders and histories, and change nothing).
+"""The presentation layer: everything that draws, renders or shows a run. These modules only read
+histories and run folders and change nothing; the training code never imports them.
 
+    plots.py     the figures of a comparison (matplotlib): stability, reassignment, cluster sizes,
+                 learning curves, seeded bands, the sweep; `save`, `png`, `show`
+    live.py      the playground's live board (matplotlib), fed one epoch at a time
+    report.py    `python -m kit report RUN`: every figure and report.html from a saved run
+    embed.py     aligned UMAP layouts of the features across epochs (faiss kNN graph, Procrustes)
     flows.py     the maths: cluster ids carried across epochs (Hungarian), flow tables, flips, purity,
                  images nearest a centroid; pure functions of label and feature arrays
     rundata.py   RunData: what the views read from a run folder, gathered once
@@ -14,5 +19,6 @@ and report.py: they only read run folders and histories, and change nothing).
     lifecycle.py the transitions strip and the per-image stability map (matplotlib)
     build.py     the report's share: writes the figures, returns the flight recorder's HTML
 
-bokeh is imported inside the functions that draw with it, so importing kit stays light.
+This file imports nothing: `import kit` and the training code stay free of matplotlib and bokeh, and
+bokeh is imported inside the functions that draw with it.
 """

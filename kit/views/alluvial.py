@@ -14,7 +14,7 @@ from matplotlib.collections import PolyCollection
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 
-from ..plots import COLOURS, NAMES
+from .plots import COLOURS, NAMES
 from . import flows
 from .rundata import RunData
 

@@ -5,10 +5,10 @@ import html
 import time
 from pathlib import Path
 
-from .. import plots
+from . import plots
 from .rundata import RunData
 
-# file -> one-line caption (kit.report lists them with its other figures)
+# file -> one-line caption (report.py lists them with its other figures)
 FIGURES = {
     "flows.png": "Reassignment flows: where each class's images go from cluster to cluster across the saved epochs "
                  "(ids carried by Hungarian matching), and the largest cluster-to-cluster moves.",

@@ -21,7 +21,7 @@ import io
 import numpy as np
 
 from ..metrics import agreement
-from ..plots import COLOURS, NAMES
+from .plots import COLOURS, NAMES
 from .page import Page
 from .rundata import RunData
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
-from ..plots import COLOURS, NAMES
+from .plots import COLOURS, NAMES
 from . import flows
 from .alluvial import class_colour
 from .rundata import RunData

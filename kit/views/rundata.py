@@ -1,7 +1,7 @@
 """What the image-level views read from a comparison run folder, gathered once into `RunData`.
 
 Everything comes from files the run already holds: label snapshots through `Run.load_history()`,
-the aligned UMAP layouts from `embeddings.npz` (written by `kit.report.build_report`), the features
+the aligned UMAP layouts from `embeddings.npz` (written by `kit.views.report.build_report`), the features
 of the fixed subset from `<algo>/embed_features.npz`, and the images and true classes from the
 dataset named in `config.json`. Nothing is trained or embedded here.
 """

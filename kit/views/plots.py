@@ -282,7 +282,7 @@ def save(fig: Figure, path) -> None:
     from matplotlib import rc_context
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    from .runs import atomic_write_bytes
+    from ..runs import atomic_write_bytes
 
     kind = Path(path).suffix.lower().lstrip(".")
     if kind == "png":

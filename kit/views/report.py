@@ -7,11 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import collapse, plots, seeds
-from .data import load_dataset
-from .metrics import agreement
-from .runs import Run, atomic_write_bytes, atomic_write_npz, read_config, read_json
-from .views import build as views
+from .. import collapse, seeds
+from ..data import load_dataset
+from ..metrics import agreement
+from ..runs import Run, atomic_write_bytes, atomic_write_npz, read_config, read_json
+from . import build as views
+from . import plots
 
 FIGURES = {
     "learning.png": "Do they learn? kNN accuracy and NMI to the true classes (epoch 0 = random init).",
@@ -333,7 +334,7 @@ def _write_html(run_path: Path, cfg: dict, rows, histories: dict, interactive: s
                       for name, cap in FIGURES.items() if (run_path / name).exists())
     evaluation = run_path / "evaluation.md"
     if evaluation.exists():  # written by `python -m kit evaluate`
-        from .tables import markdown_html
+        from ..tables import markdown_html
 
         figs += f"\n<h2>Evaluation protocols</h2>\n{markdown_html(evaluation.read_text())}"
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>kit: DeepCluster vs ODC</title>
