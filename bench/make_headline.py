@@ -1,0 +1,49 @@
+"""Write kit/headline.json: the numbers of the lesson's one takeaway (kit/lesson.py), taken from the
+3-seed comparison at equal K that bench/equal_k.md reports.
+
+    python -m kit compare --n-clusters 30 --seeds 3 --name equal-k30     # ~30 min on 2 cores
+    python bench/make_headline.py runs/equal-k30
+
+Per seed and algorithm it keeps the final kNN accuracy and AMI/NMI to the true classes, and the means
+over the last 5 epochs of AMI(t-1, t), NMI(t-1, t), NMI's chance level and the samples reassigned per
+epoch; kit/lesson.py turns them into mean ± std and the ranking."""
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from kit.runs import Run, read_config
+from kit.seeds import seed_folders
+
+FINAL = ("knn", "ami_true", "nmi_true")  # the last epoch's value
+LAST5 = ("ami_prev", "nmi_prev", "nmi_prev_chance", "label_change")  # the mean over the last 5 epochs
+
+
+def numbers(history: dict) -> dict:
+    epochs = history["epoch"]
+    out = {k: [r[k] for r in epochs if r.get(k) is not None][-1] for k in FINAL}
+    out.update({k: float(np.mean([r[k] for r in epochs if r.get(k) is not None][-5:])) for k in LAST5})
+    out["knn_init"] = history["monitor_init"]["knn"]
+    return out
+
+
+def main(run: Path) -> None:
+    cfg = read_config(run)["compare"]
+    folders = seed_folders(run)
+    per_seed = {algo: [numbers(Run(f / algo).load_history()) for f in folders]
+                for algo in ("deepcluster", "odc")}
+    k = {algo: Run(folders[0] / algo).load_history()["config"]["n_clusters"]
+         for algo in per_seed}
+    if len(set(k.values())) != 1:
+        sys.exit(f"{run} compares different K ({k}): the takeaway is read at one K (--n-clusters)")
+    out = {"source": f"python -m kit compare --n-clusters {k['odc']} --seeds {len(folders)}",
+           "n_clusters": k["odc"], "epochs": cfg["epochs"], "seeds": [int(f.name.split("-")[1]) for f in folders],
+           "per_seed": per_seed}
+    target = Path(__file__).resolve().parents[1] / "kit" / "headline.json"
+    target.write_text(json.dumps(out, indent=1) + "\n")
+    print("wrote", target)
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else "runs/equal-k30"))

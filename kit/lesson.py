@@ -1,0 +1,111 @@
+"""The lesson's one takeaway, and the folded answers of the notebooks, computed from numbers.
+
+Every comparison page of kit (README, notebooks 01 and 04, report.html, bench/presets.md) ends on the
+same takeaway, stated here once and read from `kit/headline.json`: the 3-seed comparison at equal K
+(`python -m kit compare --n-clusters 30 --seeds 3`, bench/equal_k.md; `bench/make_headline.py` writes
+the file). Only one K ranks stability: NMI's chance level climbs with K, and fewer clusters change
+less. So the takeaway reads stability chance-corrected (AMI between consecutive epochs' labels) and
+features by kNN accuracy and AMI to the true classes, on held-out images.
+
+`Answer` is what a notebook's folded answer is: Markdown under a closed "Answer" summary, formatted by
+the notebook cell from the run on its page, so the numbers a student reads are the ones just printed.
+"""
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+HEADLINE = Path(__file__).parent / "headline.json"
+NAMES = {"deepcluster": "DeepCluster", "odc": "ODC"}
+# ResNet-50 pre-trained on ImageNet, linear probe on the pooled feature (AvgPool), top-1 %: the
+# OpenSelfSup / mmselfsup benchmark pages (docs/ALGORITHMS.md §3.1), DeepCluster with Sobel, ODC 440 epochs
+PAPER_AVGPOOL = {"deepcluster": 46.92, "odc": 53.42}
+
+
+class Answer:
+    """A folded answer: `Answer(markdown)` shows as a closed <details> block with `title` as its summary.
+    Format the numbers into `markdown` in the cell from the run the page shows, never type them."""
+
+    def __init__(self, markdown: str, title: str = "Answer"):
+        self.markdown, self.title = markdown.strip(), title
+
+    def _repr_markdown_(self) -> str:
+        return f"<details><summary><b>{self.title}</b></summary>\n\n{self.markdown}\n\n</details>"
+
+    def __str__(self) -> str:
+        return self.markdown
+
+
+@lru_cache(maxsize=1)
+def headline() -> dict:
+    """{measure: {algo: (mean, std over seeds)}} of the equal-K comparison, plus its "n_clusters",
+    "epochs", "seeds" and "source". Measures: knn, ami_true, nmi_true (final epoch), ami_prev, nmi_prev,
+    nmi_prev_chance, label_change (means of the last 5 epochs), knn_init."""
+    data = json.loads(HEADLINE.read_text())
+    out = {k: data[k] for k in ("n_clusters", "epochs", "seeds", "source")}
+    for measure in data["per_seed"]["odc"][0]:
+        out[measure] = {algo: (float(np.mean(v := [s[measure] for s in seeds])), float(np.std(v, ddof=1)))
+                        for algo, seeds in data["per_seed"].items()}
+    return out
+
+
+def _higher(values: dict) -> str:
+    return max(values, key=lambda algo: values[algo][0])
+
+
+def ranking(h: dict | None = None) -> dict:
+    """Who leads on each count: {"steadier": algo with the higher AMI(t-1, t), "better": algo with the
+    higher kNN accuracy, or "neither" where kNN and AMI to the true classes disagree}."""
+    h = h or headline()
+    better = _higher(h["knn"]) if _higher(h["knn"]) == _higher(h["ami_true"]) else "neither"
+    return {"steadier": _higher(h["ami_prev"]), "better": better}
+
+
+def ranking_sentence(h: dict | None = None) -> str:
+    """The ranking in one sentence, word for word the same on every page that states the takeaway."""
+    r = ranking(h)
+    features = (f"{NAMES[r['better']]} learns the better features" if r["better"] != "neither"
+                else "neither learns clearly better features")
+    return f"At equal K, {NAMES[r['steadier']]}'s labels are the steadier and {features}."
+
+
+def takeaway(h: dict | None = None) -> str:
+    """The takeaway as Markdown: the ranking sentence, then the numbers it rests on and what it means."""
+    h = h or headline()
+
+    def both(measure, digits=2):
+        (m1, s1), (m2, s2) = h[measure]["deepcluster"], h[measure]["odc"]
+        return f"DeepCluster {m1:.{digits}f} ± {s1:.{digits}f}, ODC {m2:.{digits}f} ± {s2:.{digits}f}"
+
+    return (f"**{ranking_sentence(h)}** Both at K = {h['n_clusters']} for {h['epochs']} epochs, mean ± std over "
+            f"{len(h['seeds'])} seeds (`{h['source']}`, bench/equal_k.md), over the last 5 epochs: AMI(t−1, t) "
+            f"{both('ami_prev')}; images reassigned per epoch {both('label_change')}. At the end: kNN accuracy "
+            f"{both('knn', 3)}; AMI to the true classes {both('ami_true')}. Steadier labels are not better "
+            f"features. This reverses the "
+            f"ODC paper's headline on ImageNet (linear probe on the pooled ResNet-50 feature: ODC "
+            f"{PAPER_AVGPOOL['odc']} against DeepCluster {PAPER_AVGPOOL['deepcluster']} top-1 %).")
+
+
+def this_run(histories: dict) -> str:
+    """One paragraph on the run a page shows: its own numbers, the same measures as the takeaway, and
+    whether it ranks the two as the takeaway does (a run at unequal K ranks nothing on stability)."""
+    def final(h, key, last=1):
+        vals = [r[key] for r in h["epoch"] if r.get(key) is not None][-last:]
+        return float(np.mean(vals)) if vals else float("nan")
+
+    k = {a: int(h.get("config", {}).get("n_clusters", 0)) for a, h in histories.items()}
+    epochs = max(len(h["epoch"]) for h in histories.values())
+    got = {m: {a: (final(h, m, 1 if m in ("knn", "ami_true") else 5), 0.0) for a, h in histories.items()}
+           for m in ("knn", "ami_true", "ami_prev", "label_change")}
+    line = ", ".join(f"{NAMES[a]} (K = {k[a]}): kNN {got['knn'][a][0]:.3f}, AMI(t−1, t) {got['ami_prev'][a][0]:.2f}, "
+                     f"{got['label_change'][a][0]:.2f} of the images reassigned per epoch" for a in histories)
+    if len(histories) < 2:
+        return f"This run ({epochs} epochs): {line}."
+    r, ref = ranking(got), ranking()
+    same = "ranks them as the takeaway does" if r == ref else "does not rank them as the takeaway does"
+    caveat = "" if len(set(k.values())) == 1 else (" Its two K differ, so its stability numbers rank nothing: "
+                                                    "fewer clusters change less.")
+    return f"This run ({epochs} epochs, last 5 for the stability measures): {line}. It {same}.{caveat}"
