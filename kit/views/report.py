@@ -267,7 +267,7 @@ def _seeded_report(run_path: Path, cfg: dict, log=print) -> Path:
     return _write_html(run_path, cfg, with_baselines(rows, baselines), per_seed[0], figs, note)
 
 
-def _table(header: list[str], rows, classes: list[str] | None = None) -> str:
+def html_table(header: list[str], rows, classes: list[str] | None = None) -> str:
     """An HTML table; a row shorter than the header spans its last cell over the remaining columns."""
     classes = classes or [""] * len(header)
     head = "".join(f'<th{f" class={c}" if c else ""}>{html.escape(h)}</th>' for h, c in zip(header, classes))
@@ -287,14 +287,14 @@ def _settings(cfg: dict, histories: dict) -> str:
     def shown(v, k=""):
         return unset.get(k, "—") if v is None else ", ".join(map(str, v)) if isinstance(v, (list, tuple)) else v
 
-    out = "<h3>Settings</h3>\n" + _table(["setting", "value"], [(k, shown(v, k)) for k, v in cfg.items()])
+    out = "<h3>Settings</h3>\n" + html_table(["setting", "value"], [(k, shown(v, k)) for k, v in cfg.items()])
     own = {algo: h["config"] for algo, h in histories.items() if h.get("config")}
     if own:
         keys = list(dict.fromkeys(k for c in own.values() for k in c))
         rows = [(k, *(shown(own[a].get(k, "—")) if a in own else "—" for a in ("deepcluster", "odc")))
                 for k in keys]
         out += ("\n<details><summary>Each algorithm's settings, as trained</summary>\n"
-                + _table(["setting", "DeepCluster", "ODC"], rows, ["", "dc", "odc"]) + "</details>")
+                + html_table(["setting", "DeepCluster", "ODC"], rows, ["", "dc", "odc"]) + "</details>")
     return out
 
 
@@ -323,12 +323,12 @@ def _alarms(histories: dict) -> str:
         return f'<h3>Collapse alarm</h3>\n<p>No epoch crossed a collapse threshold. {html.escape(rule)}</p>'
     return (f'<h3 class="alarm">Collapse alarm: {len(rows)} epoch{"s" * (len(rows) > 1)} flagged</h3>\n'
             f"<p>{html.escape(rule)} {html.escape(collapse.CAUSES.capitalize())}.</p>\n"
-            + _table(["algorithm", "epoch", "symptoms"], rows))
+            + html_table(["algorithm", "epoch", "symptoms"], rows))
 
 
 def _write_html(run_path: Path, cfg: dict, rows, histories: dict, interactive: str = "", note: str = "") -> Path:
     header = ["metric", "DeepCluster", "ODC"] + (["DeepCluster − ODC"] if rows and len(rows[0]) > 3 else [])
-    table = _table(header, rows, ["", "dc", "odc", ""])
+    table = html_table(header, rows, ["", "dc", "odc", ""])
     figs = "\n".join(f'<figure><img src="{name}" alt="{name}"><figcaption><p><b>{html.escape(cap)}</b> '
                       f'{html.escape(GUIDES.get(name, ""))}</p></figcaption></figure>'
                       for name, cap in FIGURES.items() if (run_path / name).exists())
