@@ -31,6 +31,7 @@ class Result:
 
     name: str
     problems: list[str] = field(default_factory=list)
+    passed_text: str = f"matches kit on {TRIALS} random problems"
 
     @property
     def passed(self) -> bool:
@@ -41,7 +42,7 @@ class Result:
 
     def __repr__(self) -> str:
         if self.passed:
-            return f"✓ {self.name}: matches kit on {TRIALS} random problems"
+            return f"✓ {self.name}: {self.passed_text}"
         return "\n".join([f"✗ {self.name}: differs from kit", *(f"  - {p}" for p in self.problems[:5])])
 
 
@@ -215,6 +216,40 @@ def check_small_cluster_fix(fn) -> Result:
             why = "it was not in a small cluster" if was not in small.tolist() else "a nearer allowed centroid exists"
             result.problems.append(f"trial {trial}: {len(wrong)} rows differ, e.g. row {r} (cluster {was}): yours "
                                    f"{int(mine[r])}, kit {int(mem.labels[r])}; {why}")
+    return result
+
+
+# -- 04: the churn homework ---------------------------------------------------------------------
+ODC_MOMENTA = (0.0, 0.2, 0.5, 0.9)  # the memory momenta of notebook 04's churn table
+
+
+def solution_churn(table: dict) -> dict:
+    """The homework's answers, computed from notebook 04's churn table ({run label: its measures})."""
+    odc = {m: table[f"ODC, momentum {m}"] for m in ODC_MOMENTA}
+    best = max(odc, key=lambda m: odc[m]["ami_prev"])
+    return {"restart_share": table["same features, two k-means seeds"]["label_change"] / table["DeepCluster"]["label_change"],
+            "steadiest_momentum": best,
+            "steadiest_labels_improve": bool(odc[best]["pseudo_last"] > odc[best]["pseudo_first"] + 0.02)}
+
+
+def check_churn(answers: dict, table: dict) -> Result:
+    """Notebook 04's homework: the student's three answers against the same computed from the run's table.
+    A wrong answer is named with what to look at, not with the value."""
+    result = Result("churn homework", passed_text="all three answers agree with this run's table")
+    want = solution_churn(table)
+    hints = {"restart_share": "divide the two-seed row's 'reassigned per epoch' by DeepCluster's (within 0.02)",
+             "steadiest_momentum": "the ODC row with the highest AMI(t−1, t)",
+             "steadiest_labels_improve": "compare that row's pseudo-labels' AMI to the digits, first → last"}
+    for key, hint in hints.items():
+        got = answers.get(key)
+        if got is None:
+            result.problems.append(f"{key}: not answered yet (None)")
+        elif key == "restart_share" and not (isinstance(got, (int, float)) and abs(got - want[key]) <= 0.02):
+            result.problems.append(f"{key} = {got!r} does not match this run's table: {hint}")
+        elif key == "steadiest_momentum" and not (isinstance(got, (int, float)) and float(got) == want[key]):
+            result.problems.append(f"{key} = {got!r} does not match this run's table: {hint}")
+        elif key == "steadiest_labels_improve" and got is not want[key]:
+            result.problems.append(f"{key} = {got!r} does not match this run's table: {hint}")
     return result
 
 

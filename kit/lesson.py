@@ -72,16 +72,19 @@ def ranking_sentence(h: dict | None = None) -> str:
     return f"At equal K, {NAMES[r['steadier']]}'s labels are the steadier and {features}."
 
 
-def takeaway(h: dict | None = None) -> str:
-    """The takeaway as Markdown: the ranking sentence, then the numbers it rests on and what it means."""
+def takeaway(h: dict | None = None, markup: str = "markdown") -> str:
+    """The takeaway as Markdown (or `markup="html"`, for report.html): the ranking sentence, then the numbers
+    it rests on and what it means."""
     h = h or headline()
+    bold, code = (("<b>", "</b>"), ("<code>", "</code>")) if markup == "html" else (("**", "**"), ("`", "`"))
 
     def both(measure, digits=2):
         (m1, s1), (m2, s2) = h[measure]["deepcluster"], h[measure]["odc"]
         return f"DeepCluster {m1:.{digits}f} ± {s1:.{digits}f}, ODC {m2:.{digits}f} ± {s2:.{digits}f}"
 
-    return (f"**{ranking_sentence(h)}** Both at K = {h['n_clusters']} for {h['epochs']} epochs, mean ± std over "
-            f"{len(h['seeds'])} seeds (`{h['source']}`, bench/equal_k.md), over the last 5 epochs: AMI(t−1, t) "
+    return (f"{bold[0]}{ranking_sentence(h)}{bold[1]} Both at K = {h['n_clusters']} for {h['epochs']} epochs, mean ± "
+            f"std over {len(h['seeds'])} seeds ({code[0]}{h['source']}{code[1]}, bench/equal_k.md), over the last 5 "
+            f"epochs: AMI(t−1, t) "
             f"{both('ami_prev')}; images reassigned per epoch {both('label_change')}. At the end: kNN accuracy "
             f"{both('knn', 3)}; AMI to the true classes {both('ami_true')}. Steadier labels are not better "
             f"features. This reverses the "
@@ -109,3 +112,24 @@ def this_run(histories: dict) -> str:
     caveat = "" if len(set(k.values())) == 1 else (" Its two K differ, so its stability numbers rank nothing: "
                                                     "fewer clusters change less.")
     return f"This run ({epochs} epochs, last 5 for the stability measures): {line}. It {same}.{caveat}"
+
+
+def settings(histories: dict) -> list[tuple[str, str, str, str]]:
+    """(setting, DeepCluster, ODC, the published default for each) for every setting the two runs trained
+    with differently, an algorithm's own knob included ("—" where the other has none). The published
+    defaults are the configs' own (the reference ResNet-50 / ImageNet settings, docs/ALGORITHMS.md)."""
+    from .deepcluster import DeepClusterConfig
+    from .odc import ODCConfig
+
+    published = {"deepcluster": DeepClusterConfig().to_dict(), "odc": ODCConfig().to_dict()}
+    own = {algo: histories[algo].get("config", {}) for algo in ("deepcluster", "odc")}
+    skip = {"device", "num_workers", "eval_every", "sync_batchnorm"}  # how it ran, not what it learned
+
+    def shown(cfg, key):
+        v = cfg.get(key, "—")
+        return ", ".join(map(str, v)) or "none" if isinstance(v, (list, tuple)) else str(v)
+
+    keys = [k for k in dict.fromkeys([*own["deepcluster"], *own["odc"]]) if k not in skip]
+    return [(k, shown(own["deepcluster"], k), shown(own["odc"], k),
+             f"{shown(published['deepcluster'], k)} / {shown(published['odc'], k)}")
+            for k in keys if shown(own["deepcluster"], k) != shown(own["odc"], k)]

@@ -112,3 +112,40 @@ def test_notebook_solutions_pass_and_stubs_do_not(name):
         scope = {"np": np, "torch": torch, "F": F}
         exec(stub, scope)
         assert not check(scope[fn]).passed, f"{name}: the unfinished {fn} passes its check"
+
+
+def churn_table(frozen_improves=False):
+    """A made-up notebook-04 churn table: the restart makes 0.30 of DeepCluster's 0.40 per epoch."""
+    row = lambda ami, moved, first=0.3, last=0.5: dict(ami_prev=ami, label_change=moved, pseudo_first=first,  # noqa: E731
+                                                       pseudo_last=last, knn=0.9)
+    return {"DeepCluster": row(0.6, 0.40), "DeepCluster, no head reset": row(0.62, 0.38),
+            "ODC, momentum 0.0": row(0.99, 0.01, 0.3, 0.4 if frozen_improves else 0.3), "ODC, momentum 0.2": row(0.9, 0.05),
+            "ODC, momentum 0.5": row(0.7, 0.2), "ODC, momentum 0.9": row(0.5, 0.4),
+            "same features, two k-means seeds": {"ami_prev": 0.7, "label_change": 0.30}}
+
+
+def test_the_churn_homework_checks_against_the_runs_table():
+    table = churn_table()
+    right = {"restart_share": 0.75, "steadiest_momentum": 0.0, "steadiest_labels_improve": False}
+    assert ex.solution_churn(table) == {**right, "restart_share": pytest.approx(0.75)}
+    assert ex.check_churn(right, table).passed
+    assert ex.check_churn({**right, "restart_share": 0.76}, table).passed  # two decimals are enough
+    assert not ex.check_churn({**right, "steadiest_labels_improve": False}, churn_table(frozen_improves=True)).passed
+    wrong = ex.check_churn({**right, "restart_share": 0.3, "steadiest_momentum": 0.9}, table)
+    assert [p.split(" ")[0] for p in wrong.problems] == ["restart_share", "steadiest_momentum"]
+    assert "0.75" not in repr(wrong)  # it names what to look at, not the value
+    unanswered = ex.check_churn({"restart_share": None, "steadiest_momentum": None, "steadiest_labels_improve": None}, table)
+    assert len(unanswered.problems) == 3 and all("not answered yet" in p for p in unanswered.problems)
+
+
+def test_notebook_04s_hidden_churn_solution_is_kits():
+    nb = nbformat.read(NOTEBOOKS / "04_stability.ipynb", as_version=4)
+    stub = next(c.source for c in nb.cells if "exercise" in c.metadata.get("tags", []))
+    solution = next(c.source for c in nb.cells if "<details>" in c.source and "homework = " in c.source)
+    for tables in (churn_table(), churn_table(frozen_improves=True)):
+        scope = {"table": tables}
+        exec(re.search(r"```python\n(.*?)```", solution, re.S).group(1), scope)
+        assert scope["homework"] == ex.solution_churn(tables) and ex.check_churn(scope["homework"], tables).passed
+        scope = {}
+        exec(stub, scope)
+        assert not ex.check_churn(scope["homework"], tables).passed
