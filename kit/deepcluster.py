@@ -31,6 +31,7 @@ class DeepClusterConfig(TrainConfig):
     kmeans_iters: int = 20  # faiss niter (§1.4; faiss's default is 25)
     reassign: float = 1.0  # M = reassign * N samples drawn per epoch (§1.6)
     uniform_sampling: bool = True  # uniform over non-empty clusters; False = a plain shuffle
+    reset_head: bool = True  # a fresh head every epoch (§1.7); False keeps the last one: kit's ablation, notebook 04
     reweight: bool = False  # class-weighted CE (off for DeepCluster, §1.12)
 
     def __post_init__(self):
@@ -81,7 +82,8 @@ class DeepCluster(Trainer):
         m = int(cfg.reassign * len(dataset))
         order = (uniform_cluster_indices(labels, m, self.generator) if cfg.uniform_sampling  # 4.
                  else torch.randperm(len(dataset), generator=self.generator)[:m])
-        self.reset_head()  # 5. cluster ids mean nothing across clusterings
+        if cfg.reset_head:  # the reference always does; off only to measure what the reset costs (notebook 04)
+            self.reset_head()  # 5. cluster ids mean nothing across clusterings
         loss = self._train(dataset, order, labels, callback, stop)  # 6. one epoch of cross-entropy
         if loss is None:
             return None
