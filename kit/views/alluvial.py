@@ -102,8 +102,8 @@ def alluvial(ax, classes: np.ndarray, chain: list[np.ndarray], titles: list[str]
             ax.add_patch(_rect(j - NODE_W / 2, tops[node] - h, NODE_W, h, class_colour(int(major[node]))))
             if j == 0:
                 ax.text(-NODE_W, tops[node] - h / 2, class_names[node] if class_names else str(node),
-                        ha="right", va="center", fontsize=8)
-        ax.text(j, 1.03, titles[j], ha="center", va="bottom", fontsize=8)
+                        ha="right", va="center", fontsize=11)
+        ax.text(j, 1.03, titles[j], ha="center", va="bottom", fontsize=11)
     ax.set_xlim(-0.25, len(columns) - 1 + 0.1)
     ax.set_ylim(-0.02, 1.1)
     ax.axis("off")
@@ -129,11 +129,11 @@ def top_flow_bars(ax, a: np.ndarray, b: np.ndarray, classes: np.ndarray, top: in
     colours.append(OTHER)
     y = np.arange(len(values))[::-1]
     ax.barh(y, values, color=colours, alpha=0.9)
-    ax.set_yticks(y, labels, fontsize=7)
+    ax.set_yticks(y, labels, fontsize=10)
     ax.set_xscale("log")
     for yi, v in zip(y, values):
-        ax.text(max(v, 1) * 1.05, yi, f"{v} ({v / len(a):.1%})", va="center", fontsize=7)
-    ax.set_title(title, fontsize=9)
+        ax.text(max(v, 1) * 1.05, yi, f"{v} ({v / len(a):.1%})", va="center", fontsize=10)
+    ax.set_title(title, fontsize=12)
     ax.set_xlabel("images (log)")
     ax.set_xlim(0.8, len(a) * 4)
 
@@ -145,17 +145,18 @@ def flows_figure(data: RunData, epochs: list[int] | None = None, top: int = 8) -
     snaps = sorted({min(e, common - 1) for e in (epochs if epochs is not None else [*data.epochs, common - 1])})
     fig = Figure(figsize=(6.2 * len(data.algos), 8.2), layout="constrained")
     axes = fig.subplots(2, len(data.algos), squeeze=False, height_ratios=[2.2, 1])
-    titles = ["true class"] + [f"clusters after\n{s} epoch{'s' * (s != 1)}" for s in snaps]
+    titles = ["true\nclass"] + [f"epoch\n{s}" for s in snaps]  # short: a slide's columns sit close together
     for k, algo in enumerate(data.algos):
         chain = flows.carry_ids([data.labels[algo][s] for s in snaps])
         alluvial(axes[0, k], data.classes, chain, titles, top=top, class_names=data.class_names)
-        axes[0, k].set_title(f"{NAMES[algo]}: where each class's images go", color=COLOURS[algo], fontsize=11)
+        axes[0, k].set_title(f"{NAMES[algo]} (K = {len(np.unique(data.labels[algo][snaps[-1]]))}): where each class's "
+                             "images go", color=COLOURS[algo], fontsize=14, pad=30)
         if len(snaps) >= 2:
             top_flow_bars(axes[1, k], chain[-2], chain[-1], data.classes, top,
                           f"{NAMES[algo]}: the {top} largest moves, after {snaps[-2]} → {snaps[-1]} epochs",
                           data.class_names)
         else:
             axes[1, k].axis("off")
-    fig.suptitle(f"Reassignment flows of all {len(data.classes):,} training images (cluster ids carried by Hungarian "
-                 f"matching; faint = stayed, colour = the {top} largest moves, grey = other moves)", fontsize=10)
+    fig.suptitle(f"Reassignment flows of all {len(data.classes):,} training images, cluster ids carried by Hungarian "
+                 f"matching\nfaint = stayed, colour = the {top} largest moves, grey = other moves", fontsize=13)
     return fig
