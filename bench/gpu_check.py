@@ -62,7 +62,7 @@ from kit.data import ImageTensorDataset  # noqa: E402
 from kit.memory import ODCMemory  # noqa: E402
 from kit.runtime import amp_dtype, prepare_model, resolve_device, set_threads  # noqa: E402
 from kit.sampling import replacement_indices  # noqa: E402
-from kit.tables import supervised_epoch  # noqa: E402
+from kit.supervised import supervised_epoch  # noqa: E402
 from kit.training import build_network, build_optimizer  # noqa: E402
 from run import sync, timed  # noqa: E402  (bench/run.py: median of repeats, device synchronised)
 

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from kit.example import EXAMPLE_RUN, KEEP, notebook_run  # noqa: E402
-from kit.runs import atomic_write_npz, load_checkpoint, save_checkpoint  # noqa: E402
+from kit.runs import atomic_write_npy, load_checkpoint, save_checkpoint  # noqa: E402
 
 
 def copy_slim(src: Path, dst: Path) -> None:
@@ -43,9 +43,8 @@ def copy_slim(src: Path, dst: Path) -> None:
 
         Image.open(src).convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT,
                                                 dither=Image.Dither.NONE).save(dst, optimize=True)
-    elif src.name == "embed_features.npz":
-        arrays = {k: v.astype(np.float16) if v.dtype.kind == "f" else v for k, v in np.load(src).items()}
-        atomic_write_npz(dst, compressed=True, **arrays)
+    elif src.parent.name == "embed_features" and src.name.startswith("epoch_"):
+        atomic_write_npy(dst, np.load(src).astype(np.float16))
     else:
         shutil.copyfile(src, dst)
 
@@ -60,7 +59,7 @@ def main() -> None:
     print(f"trained and reported in {time.perf_counter() - t0:.0f} s: {run}")
     if not (run / "evaluation.md").exists():
         from kit.evaluate import FINETUNE_GRID
-        from kit.tables import evaluate_run
+        from kit.evaluate_run import evaluate_run
 
         t1 = time.perf_counter()  # notebook 04's budget, so its tables are the ones a class would get
         evaluate_run(run, finetune_steps=5 if args.fast else 100, supervised_epochs=2 if args.fast else None,

@@ -32,7 +32,7 @@ from kit.clustering import KMeans, preprocess_features
 from kit.data import batches, load_dataset
 from kit.memory import ODCMemory
 from kit.runtime import autocast, prepare_model, resolve_device
-from kit.tables import supervised_epoch
+from kit.supervised import supervised_epoch
 from kit.training import build_network, build_optimizer
 
 DEVICE = resolve_device("auto")

@@ -1,12 +1,15 @@
 """Command line: `python -m kit compare | train | report | evaluate | sweep | doctor`.
 
-    python -m kit compare [--dataset mnist5k] [--epochs 30] [--device auto] [--seeds 1] [--name NAME] [--resume]
+    python -m kit compare [--dataset mnist5k] [--epochs N] [--device auto] [--seeds N] [--name NAME] [--resume]
     python -m kit train --algo deepcluster|odc [--epochs N] [--name NAME] [--resume]
     python -m kit report runs/NAME
-    python -m kit evaluate runs/NAME [--export deepcluster]
-    python -m kit sweep [--n-clusters 30,100,300] [--lr 0.1] [--pca-dim 64] [--memory-momentum 0.5] [--seeds 1] [--resume]
+    python -m kit evaluate runs/NAME [--select-on test] [--export deepcluster]
+    python -m kit sweep [--n-clusters K,K,...] [--lr V,...] [--pca-dim V,...] [--memory-momentum V,...] [--seeds N] [--resume]
     python -m kit doctor                      # what this machine will do: device, precision, threads, minutes
     (compare, train and sweep take --tensorboard: also log for TensorBoard under RUN/tb/)
+
+`python -m kit COMMAND --help` names every default, read from the presets (each algorithm's config,
+CompareConfig, SweepConfig), so a value is written in one place.
 
 KIT_FAST=1 in the environment shrinks the *defaults* to a seconds-long smoke run (used by the
 tests); a number typed on the command line is always used as typed, or refused.
@@ -24,38 +27,77 @@ import signal
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
-# every setting a `compare` / `train` command can take, with its flag's type and help
+from .algorithms import GRID, GRID_KEYS, NAMES
+
+# every setting a `compare` / `train` command can take, with its flag's type and help; {compare.x},
+# {sweep.x} and {preset.x} are filled in from the presets when help is shown (`_Help`)
 SETTINGS = {
-    "dataset": (str, "mnist5k (embedded), digits, cifar10, stl10, imagefolder"),
-    "root": (str, "where torchvision datasets / image folders live (default data)"),
-    "epochs": (int, "epochs of training (default 30; 2 with KIT_FAST=1)"),
-    "device": (str, "auto, cpu, cuda, cuda:N (default auto)"),
-    "backbone": (str, "convnet, resnet18, resnet50 (default convnet)"),
-    "n_clusters": (int, "K, for both algorithms (default: each algorithm's preset, DeepCluster 100, ODC 30; "
-                        "20 with KIT_FAST=1)"),
-    "batch_size": (int, "images per SGD step (default 64)"),
-    "lr": (float, "SGD learning rate, for both algorithms (default: each algorithm's preset, DeepCluster 0.3, "
-                  "ODC 0.1)"),
-    "seed": (int, "random seed (default 31)"),
-    "n_train": (int, "keep a class-stratified subset of the train split (default all; 400 with KIT_FAST=1)"),
+    "dataset": (str, "mnist5k (embedded), digits, cifar10, stl10, imagefolder (default {compare.dataset})"),
+    "root": (str, "where torchvision datasets / image folders live (default {compare.root})"),
+    "epochs": (int, "epochs of training (default {compare.epochs})"),
+    "device": (str, "auto, cpu, cuda, cuda:N (default {compare.device})"),
+    "backbone": (str, "convnet, resnet18, resnet50 (default {compare.backbone})"),
+    "n_clusters": (int, "K, for both algorithms (default: each algorithm's preset, {preset.n_clusters})"),
+    "batch_size": (int, "images per SGD step (default {compare.batch_size})"),
+    "lr": (float, "SGD learning rate, for both algorithms (default: each algorithm's preset, {preset.lr})"),
+    "seed": (int, "random seed (default {compare.seed})"),
+    "n_train": (int, "keep a class-stratified subset of the train split (default {compare.n_train})"),
 }
 TB = "also log to RUN/tb/ for TensorBoard (scalars, hparams, Projector): tensorboard --logdir RUN/tb"
-SEEDS = (int, "how many seeds: seed, seed + 1, ...; results as mean ± std, curves with a band (default 1)")
-# `sweep`: a comma-separated list per grid setting, the grid is every combination (kit/sweep.py)
-GRID = {
-    "n_clusters": (int, "K values, both algorithms (default 30,100,300; 10,20 with KIT_FAST=1)"),
-    "lr": (float, "SGD learning rates, both algorithms (default 0.1)"),
-    "pca_dim": (int, "DeepCluster's PCA-whitening dims (default 64)"),
-    "memory_momentum": (float, "ODC's memory momentum (default 0.2, the preset)"),
-}
+SEEDS = (int, "how many seeds: seed, seed + 1, ...; results as mean ± std, curves with a band (default {compare.seeds})")
 SWEEP_SETTINGS = {
-    **{k: SETTINGS[k] for k in ("dataset", "root", "device", "backbone", "batch_size", "seed")},
-    "epochs": (int, "epochs per cell, the same for every cell (default 10; 2 with KIT_FAST=1)"),
-    "seeds": SEEDS,
-    "n_train": (int, "images each cell fits on, from the train split left after validation (default all; 300 with KIT_FAST=1)"),
-    "n_val": (int, "validation images carved from the train split, never the test split (default 1000; 100 with KIT_FAST=1)"),
+    **{k: (kind, text.replace("{compare.", "{sweep.")) for k, (kind, text) in SETTINGS.items()
+       if k in ("dataset", "root", "device", "backbone", "batch_size", "seed")},
+    "epochs": (int, "epochs per cell, the same for every cell (default {sweep.epochs})"),
+    "seeds": (int, SEEDS[1].replace("{compare.", "{sweep.")),
+    "n_train": (int, "images each cell fits on, from the train split left after validation (default {sweep.n_train})"),
+    "n_val": (int, "validation images carved from the train split, never the test split (default {sweep.n_val})"),
 }
+
+
+class _Help(argparse.HelpFormatter):
+    """Help texts with their defaults read from the presets. This runs only when help is shown, so
+    the presets (and torch with them) load for --help and not before Ctrl-C handling is in place."""
+
+    def _get_help_string(self, action) -> str:
+        if "{" not in (action.help or ""):
+            return action.help
+        if not hasattr(self, "_defaults"):
+            self._defaults = _defaults()
+        return action.help.format_map(self._defaults)
+
+
+def _defaults() -> dict:
+    """What the help texts name: per setting, its default and, where KIT_FAST changes it, that value."""
+    from .algorithms import CONFIGS
+    from .compare import CompareConfig
+    from .evaluate_run import EvaluateConfig
+    from .sweep import SweepConfig
+
+    def say(value) -> str:
+        if isinstance(value, (list, tuple)):
+            return ",".join(map(say, value))
+        return "all" if value is None else format(value, "g") if isinstance(value, float) else str(value)
+
+    def both(full, fast) -> str:
+        return say(full) if full == fast else f"{say(full)}; {say(fast)} with KIT_FAST=1"
+
+    def each(presets: dict, key: str) -> str:  # "DeepCluster 100, ODC 30", or one value where they agree
+        values = {a: getattr(p, key) for a, p in presets.items()}
+        return say(next(iter(values.values()))) if len(set(values.values())) == 1 else ", ".join(
+            f"{NAMES[a]} {say(v)}" for a, v in values.items())
+
+    def runs(full, fast) -> SimpleNamespace:
+        return SimpleNamespace(**{k: both(v, getattr(fast, k)) for k, v in vars(full).items()})
+
+    small = {a: c.small() for a, c in CONFIGS.items()}
+    tiny = {a: c.fast() for a, c in CONFIGS.items()}
+    preset = SimpleNamespace(**{k: both(each(small, k), each(tiny, k)) for k in SETTINGS
+                                if all(hasattr(p, k) for p in small.values())})  # what a flag sets for both
+    return {"compare": runs(CompareConfig(), CompareConfig.fast()), "sweep": runs(SweepConfig(), SweepConfig.fast()),
+            "evaluate": runs(EvaluateConfig(), EvaluateConfig.fast()), "preset": preset}
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -68,27 +110,35 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m kit", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m kit", description=__doc__.split("\n")[0], formatter_class=_Help)
     sub = p.add_subparsers(dest="command", required=True)
-    c = sub.add_parser("compare", help="train DeepCluster and ODC side by side and write a report")
+    c = sub.add_parser("compare", help="train DeepCluster and ODC side by side and write a report", formatter_class=_Help)
     _common(c)
     c.add_argument("--seeds", type=int, default=None, help=SEEDS[1])
-    t = sub.add_parser("train", help="train one algorithm")
+    t = sub.add_parser("train", help="train one algorithm", formatter_class=_Help)
     _common(t)
-    t.add_argument("--algo", required=True, choices=["deepcluster", "odc"])
+    t.add_argument("--algo", required=True, choices=list(NAMES))
     r = sub.add_parser("report", help="rebuild the figures and report.html of a saved comparison run")
     r.add_argument("run", help="the run folder, e.g. runs/mnist5k-20261123-101500")
-    e = sub.add_parser("evaluate", help="linear / kNN / SVM / semi-supervised tables for a comparison run")
+    e = sub.add_parser("evaluate", help="linear / kNN / SVM / semi-supervised tables for a comparison run",
+                       formatter_class=_Help)
     e.add_argument("run", help="the run folder of a finished `compare`")
-    e.add_argument("--finetune-steps", type=int, default=None, help="SGD steps per fine-tuning setting (default 200)")
-    e.add_argument("--export", choices=["deepcluster", "odc"], default=None,
+    e.add_argument("--finetune-steps", type=int, default=None,
+                   help="SGD steps per fine-tuning setting (default {evaluate.finetune_steps})")
+    e.add_argument("--select-on", dest="selection", choices=["validation", "test"], default=None,
+                   help="what picks each model's fine-tuning setting: a validation split carved from the train split, "
+                        "or test top-1 as the benchmark pages do (default {evaluate.selection})")
+    e.add_argument("--export", choices=list(NAMES), default=None,
                    help="also save that backbone as a torchvision ResNet state dict (ResNet backbones only)")
-    s = sub.add_parser("sweep", help="both algorithms over a grid of settings, judged on a validation split")
-    for name, (kind, text) in GRID.items():
-        s.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_values(kind), default=None, metavar="V,V,...", help=text)
+    s = sub.add_parser("sweep", help="both algorithms over a grid of settings, judged on a validation split",
+                       formatter_class=_Help)
+    for name in GRID_KEYS:  # a comma-separated list per grid setting; the grid is every combination (kit/sweep.py)
+        who = [NAMES[a] for a, keys in GRID.items() if name in keys]
+        s.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_values, default=None, metavar="V,V,...",
+                       help=f"{name} values ({' and '.join(who)}; default {{sweep.{name}}})")
     for name, (kind, text) in SWEEP_SETTINGS.items():
         s.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, default=None, help=text)
-    s.add_argument("--algo", choices=["deepcluster", "odc", "both"], default=None, help="which to sweep (default both)")
+    s.add_argument("--algo", choices=[*NAMES, "both"], default=None, help="which to sweep (default both)")
     s.add_argument("--name", default=None, help="sweep folder name under --runs (default: sweep, dataset and time)")
     s.add_argument("--runs", default="runs", help="where run folders go")
     s.add_argument("--resume", action="store_true", help="continue the sweep --name: finished cells are kept")
@@ -100,14 +150,13 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _values(kind):
-    """An argparse type: "30,100,300" -> [30, 100, 300]."""
-    def parse(text: str) -> list:
-        try:
-            return [kind(v) for v in text.split(",") if v.strip()]
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of {kind.__name__}s") from None
-    return parse
+def _values(text: str) -> list:
+    """An argparse type: "10,30,100" -> [10, 30, 100], "0.1,1e-3" -> [0.1, 0.001]; each setting's config
+    then refuses a value of the wrong kind (a fractional K) in its own words."""
+    try:
+        return [int(v) if v.strip().lstrip("-").isdigit() else float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
 
 
 def _compare_config(a):
@@ -116,8 +165,8 @@ def _compare_config(a):
     from .runtime import fast_mode
 
     typed = {k: getattr(a, k, None) for k in (*SETTINGS, "seeds") if getattr(a, k, None) is not None}
-    defaults = dict(epochs=2, n_clusters=20, n_train=400, embed_points=300, embed_epochs=[0, 1, 2]) if fast_mode() else {}
-    return CompareConfig(**{**defaults, **typed}), list(typed)  # CompareConfig checks every number
+    preset = CompareConfig.fast if fast_mode() else CompareConfig
+    return preset(**typed), list(typed)  # CompareConfig checks every number
 
 
 def _sweep_config(a):
@@ -125,11 +174,11 @@ def _sweep_config(a):
     from .runtime import fast_mode
     from .sweep import SweepConfig
 
-    typed = {k: getattr(a, k) for k in (*GRID, *SWEEP_SETTINGS) if getattr(a, k) is not None}
+    typed = {k: getattr(a, k) for k in (*GRID_KEYS, *SWEEP_SETTINGS) if getattr(a, k) is not None}
     if a.algo not in (None, "both"):
         typed["algos"] = [a.algo]
-    defaults = dict(epochs=2, n_train=300, n_val=100, n_clusters=[10, 20]) if fast_mode() else {}
-    return SweepConfig(**{**defaults, **typed}), list(typed)  # SweepConfig checks every number of the grid
+    preset = SweepConfig.fast if fast_mode() else SweepConfig
+    return preset(**typed), list(typed)  # SweepConfig checks every number of the grid
 
 
 def _hint(a, name: str) -> str:
@@ -202,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\ninterrupted{' (SIGTERM)' if terminated else ''}: {kept}; {_hint(a, name)}", file=sys.stderr)
         return 143 if terminated else 130
     except (ValueError, OSError, FloatingPointError, ImportError) as e:  # OSError: FileNotFound/Exists, permissions,
-        # disk full; ImportError: an optional extra asked for (--tensorboard) and not installed
+        # disk full; FloatingPointError: kit.training.Diverged; ImportError: an optional extra (--tensorboard)
         _close_bars()
         where = f" ({e.filename})" if isinstance(e, OSError) and e.filename and str(e.filename) not in str(e) else ""
         print(f"error: {_one_line(e)}{where}", file=sys.stderr)
@@ -271,21 +320,16 @@ def _sweep(a, name: str) -> None:
 
 
 def _evaluate(a) -> None:
-    from .evaluate import FINETUNE_GRID
-    from .views.report import build_report
+    from .evaluate_run import EvaluateConfig, check_compare_run, evaluate_run, save_torchvision
     from .runtime import fast_mode
-    from .tables import check_compare_run, evaluate_run, save_torchvision
-    from .training import check_number
+    from .views.report import build_report
 
-    if a.finetune_steps is not None:
-        check_number("finetune_steps", a.finetune_steps, 1)
+    typed = {k: getattr(a, k) for k in ("finetune_steps", "selection") if getattr(a, k) is not None}
+    config = (EvaluateConfig.fast if fast_mode() else EvaluateConfig)(**typed)  # checks every number
     check_compare_run(Path(a.run))
     if a.export:
         print(f"torchvision weights: {save_torchvision(a.run, a.export, Path(a.run) / f'{a.export}_torchvision.pt')}")
-    fast = fast_mode()
-    out = evaluate_run(a.run, finetune_steps=a.finetune_steps or (5 if fast else 200),
-                       supervised_epochs=2 if fast else None, draws=2 if fast else 5, probe_epochs=10 if fast else 60,
-                       grid=((0.01, 1), (0.1, 10)) if fast else FINETUNE_GRID)  # a 2-setting grid for smoke runs
+    out = evaluate_run(a.run, config)
     print(Path(out).read_text())
     build_report(Path(a.run))
     print(f"tables: {Path(out).resolve()} (also in the run's report.html)")

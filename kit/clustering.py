@@ -7,13 +7,11 @@ when X is a CUDA tensor; the caller never chooses.
 """
 from __future__ import annotations
 
-from typing import Callable
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .runtime import full_precision
+from .runtime import Diverged, full_precision
 
 
 def _np(x) -> np.ndarray:
@@ -25,11 +23,11 @@ def _as_f32(x) -> np.ndarray:
 
 
 def check_finite(features, what: str = "features") -> None:
-    """Raise if any entry of the (N, D) array or tensor is NaN/inf, naming the first bad row."""
+    """Raise `Diverged` if any entry of the (N, D) array or tensor is NaN/inf, naming the first bad row."""
     finite = torch.isfinite(features) if isinstance(features, torch.Tensor) else np.isfinite(features)
     if not finite.all():
         rows = np.flatnonzero(_np(~finite.all(1)))
-        raise ValueError(f"{what} contain NaN/inf in {len(rows)} of {len(features)} rows (first: row {rows[0]}): "
+        raise Diverged(f"{what} contain NaN/inf in {len(rows)} of {len(features)} rows (first: row {rows[0]}): "
                          "the network has diverged; lower the learning rate or resume from an earlier checkpoint")
 
 
@@ -110,9 +108,9 @@ class KMeans:
     """
 
     def __init__(self, n_clusters: int, n_iter: int = 20, seed: int = 0, n_init: int = 1,
-                 spherical: bool = False, gpu: bool = False, backend: str = "auto", init_centroids=None):
+                 spherical: bool = False, backend: str = "auto", init_centroids=None):
         self.n_clusters, self.n_iter, self.seed, self.n_init = n_clusters, n_iter, seed, n_init
-        self.spherical, self.gpu, self.backend, self.init_centroids = spherical, gpu, backend, init_centroids
+        self.spherical, self.backend, self.init_centroids = spherical, backend, init_centroids
 
     def fit(self, X) -> "KMeans":
         if self.backend not in ("auto", "faiss", "torch"):
@@ -139,7 +137,7 @@ class KMeans:
         check_sizes(n, self.n_clusters)
         km = faiss.Kmeans(d, self.n_clusters, niter=self.n_iter, seed=int(self.seed) % (2**31),
                           nredo=self.n_init,  # restarts, best objective kept; the reference runs one
-                          spherical=self.spherical, gpu=self.gpu,
+                          spherical=self.spherical,
                           max_points_per_centroid=n // self.n_clusters + 1,  # never subsample (faiss default: 256)
                           min_points_per_centroid=1,  # the reference warns below 39; kit checks sizes itself
                           verbose=False)
@@ -170,18 +168,13 @@ class TorchKMeans:
     `chunk_bytes`: all at once it would be 1.28M x 10k floats = 51 GB at ImageNet scale. The
     default is 16 MiB on a CPU, where a block that stays in cache ran 1.35x faster than 256 MiB
     (N = 50k, D = 128, K = 1,000, one thread), and 256 MiB on a GPU, for fewer kernel launches.
-
-    Sharded data: with X split across ranks, pass `all_reduce(t) -> t` summed over ranks (identity
-    by default) and the same `init_centroids` on every rank. Every rank then ends with the same
-    centroids, `objective_` and `inertia_`, and `labels_` for its own shard.
+    Under torchrun one rank clusters the gathered features (`Distributed.cluster`).
     """
 
     def __init__(self, n_clusters: int, n_iter: int = 20, seed: int = 0, n_init: int = 1,
-                 spherical: bool = False, init_centroids=None, chunk_bytes: int | None = None,
-                 all_reduce: Callable[[torch.Tensor], torch.Tensor] | None = None):
+                 spherical: bool = False, init_centroids=None, chunk_bytes: int | None = None):
         self.n_clusters, self.n_iter, self.seed, self.n_init = n_clusters, n_iter, seed, n_init
         self.spherical, self.init_centroids, self.chunk_bytes = spherical, init_centroids, chunk_bytes
-        self.all_reduce = all_reduce or _identity
 
     @torch.no_grad()
     def fit(self, X) -> "TorchKMeans":
@@ -202,8 +195,8 @@ class TorchKMeans:
         dist, labels = self._assign(x, c)
         self.labels_ = labels.cpu().numpy()
         self.centroids_ = c.cpu().numpy()
-        self.inertia_ = float(self.all_reduce(dist.sum()))
-        self.n_empty_ = int((self.all_reduce(torch.bincount(labels, minlength=self.n_clusters)) == 0).sum())
+        self.inertia_ = float(dist.sum())
+        self.n_empty_ = int((torch.bincount(labels, minlength=self.n_clusters) == 0).sum())
         return self
 
     def _initial_centroids(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
@@ -221,8 +214,7 @@ class TorchKMeans:
             sums = torch.zeros_like(c)  # (K, D)
             dist, labels = self._assign(x, c, sums)
             counts = torch.bincount(labels, minlength=len(c))  # (K,)
-            obj, counts, sums = (self.all_reduce(t) for t in (dist.sum(), counts, sums))
-            objective.append(float(obj))
+            objective.append(float(dist.sum()))
             counts = counts.double()
             c = sums / counts.clamp(min=1)[:, None].to(sums)  # an empty cluster's centroid is 0 until split, as faiss
             splits += _split_empty(c, counts, g)
@@ -246,10 +238,6 @@ class TorchKMeans:
             if sums is not None:
                 sums.index_add_(0, a, xs)
         return torch.cat(dists), torch.cat(labels)
-
-
-def _identity(t: torch.Tensor) -> torch.Tensor:
-    return t
 
 
 _SPLIT_EPS = 1 / 1024  # faiss's split perturbation, "a bit above machine epsilon for float16"

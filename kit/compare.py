@@ -5,7 +5,7 @@ runs/<name>/
     config.json                      what was asked for
     baselines.json                   raw-pixel k-means NMI and kNN (the bar to beat)
     deepcluster/, odc/               each: history.json, epochs.jsonl, steps.jsonl, labels/, checkpoint.pt,
-                                     embed_features.npz (features of a fixed subset at chosen epochs)
+                                     embed_features/ (features of a fixed subset at chosen epochs, a file each)
     embeddings.npz                   the aligned UMAP layouts
     *.png, report.html               the figures and the page that puts them together
 
@@ -18,39 +18,39 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-
-import numpy as np
+from typing import ClassVar
 
 from . import collapse
+from .algorithms import CONFIGS, TRAINERS
 from .clustering import KMeans, check_sizes, l2_normalize
-from .data import DATASETS, ImageTensorDataset, _stratified, load_dataset
-from .deepcluster import DeepCluster, DeepClusterConfig
+from .data import DATASETS, ImageTensorDataset, load_dataset, stratified
 from .distributed import SINGLE, Distributed
 from .features import extract_features
 from .metrics import knn_accuracy, nmi
-from .odc import ODC, ODCConfig
-from .runs import Run, atomic_write_json, atomic_write_npz, check_name, read_config
+from .run_setup import resumed_config, start_run, write_config  # noqa: F401 - resumed_config: kit.compare's too
+from .runs import Run, atomic_write_json
 from .runtime import resolve_device
 from .tensorboard_log import TensorBoardLog, check_available
 from .training import check_number
 from .views import embed
 
-TRAINERS = {"deepcluster": DeepCluster, "odc": ODC}
-
 
 @dataclass
 class CompareConfig:
     """The comparison's settings; each algorithm's `small()` preset unless overridden. `n_clusters`
-    and `lr` left at None keep each algorithm's own (bench/presets.md); a value applies to both."""
+    and `lr` left at None keep each algorithm's own (bench/presets.md); a value applies to both.
+    `CompareConfig.fast()` is the KIT_FAST smoke run."""
+
+    saved_as: ClassVar[str] = "compare"  # its key in config.json (kit/run_setup.py)
 
     dataset: str = "mnist5k"  # any kit dataset name
     epochs: int = 30  # the same budget for both
-    n_clusters: int | None = None  # K for both; None = each preset's (DeepCluster 100, ODC 30)
+    n_clusters: int | None = None  # K for both; None = each algorithm's preset
     backbone: str = "convnet"
     batch_size: int = 64
-    lr: float | None = None  # for both; None = each preset's (DeepCluster 0.3, ODC 0.1)
+    lr: float | None = None  # for both; None = each algorithm's preset
     device: str = "auto"
     seed: int = 31
     seeds: int = 1  # train each algorithm with seed, seed + 1, ...; 1 = one run, in the layout above
@@ -59,8 +59,18 @@ class CompareConfig:
     embed_points: int = 1500  # a fixed class-stratified subset of the train split
     n_train: int | None = None  # keep a stratified subset of the train split (None = all)
     root: str = "data"  # where torchvision datasets live
+    preset: str = "small"  # each algorithm's config preset the run starts from: "small", or "fast" (KIT_FAST)
+
+    @classmethod
+    def fast(cls, **overrides) -> "CompareConfig":
+        """KIT_FAST=1 (the tests, `make test-fast`): a seconds-long smoke run, 2 epochs on 400 images,
+        each algorithm at its `fast()` preset, UMAP features of 300 images after every epoch."""
+        return cls(**{**dict(epochs=2, n_train=400, embed_points=300, embed_epochs=[0, 1, 2], preset="fast"),
+                      **overrides})
 
     def __post_init__(self):
+        if self.preset not in ("small", "fast"):
+            raise ValueError(f"preset={self.preset!r}: choose small or fast")
         if self.dataset not in DATASETS:
             raise ValueError(f"unknown dataset {self.dataset!r}: choose one of {', '.join(DATASETS)} (--dataset)")
         check_number("epochs", self.epochs, 1)
@@ -76,7 +86,7 @@ class CompareConfig:
         common = dict(backbone=self.backbone, batch_size=self.batch_size, device=self.device, seed=self.seed,
                       eval_every=self.eval_every)
         common.update({k: getattr(self, k) for k in ("n_clusters", "lr") if getattr(self, k) is not None})
-        return {"deepcluster": DeepClusterConfig.small(**common), "odc": ODCConfig.small(**common)}
+        return {algo: getattr(config, self.preset)(**common) for algo, config in CONFIGS.items()}
 
     def seed_values(self) -> list[int]:
         return [self.seed + i for i in range(self.seeds)]
@@ -127,72 +137,6 @@ def check_images(dataset) -> None:
                              "nothing was written") from None
 
 
-def resumed_config(path: Path, command: str, algo: str | None, requested: CompareConfig,
-                   explicit=None, log=print) -> CompareConfig:
-    """The settings a run was started with: a resume continues with exactly those. Only `epochs`
-    (the target) and `device` (the machine) may change; any other differing setting in `explicit`
-    (default: all) is listed as ignored. A missing run or a run of another command is refused."""
-    if not Run(path).exists():
-        raise FileNotFoundError(f"no run named {path.name!r} under {path.parent} to resume: drop --resume to start it")
-    saved = read_config(path)
-    if saved["command"] != command or saved.get("algo") != algo:
-        how = f"train --algo {saved.get('algo')}" if saved["command"] == "train" else saved["command"]
-        raise ValueError(f"{path} is a `{how}` run: resume it with python -m kit {how} --name {path.name} "
-                         f"--runs {path.parent} --resume")
-    key = "sweep" if command == "sweep" else "compare"  # compare and train runs save a CompareConfig
-    if saved[key] is None:  # kit 0.1 train runs saved no data settings: the command line's are used
-        return requested
-    try:
-        cfg = type(requested)(**saved[key])
-    except TypeError as e:
-        raise ValueError(f"{path / 'config.json'} does not match this kit version ({e})") from None
-    explicit = [f.name for f in fields(requested)] if explicit is None else explicit
-    uses = lambda v: "each algorithm's preset" if v is None else v  # noqa: E731 - n_clusters / lr left to the presets
-    ignored = [f"--{k.replace('_', '-')} {getattr(requested, k)} (the run uses {uses(getattr(cfg, k))})" for k in explicit
-               if k not in ("epochs", "device") and getattr(requested, k) != getattr(cfg, k)]
-    if ignored:
-        log(f"resuming {path} with its saved settings; ignored: {', '.join(ignored)}")
-    for k in ("epochs", "device"):
-        if k in explicit:
-            setattr(cfg, k, getattr(requested, k))
-    return cfg
-
-
-def start_run(name: str, command: str, algo: str | None, cfg: CompareConfig, runs_root, resume: bool,
-              explicit=None, log=print, dist: Distributed = SINGLE, load=load_splits):
-    """Every check of a `compare`, `train` or `sweep` command, then the run folder and its config;
-    returns (run, cfg, train, test) (`load(cfg)` gives the last two: a sweep's are fit and validation).
-    A resume reads back every file it will read first. A refused command writes nothing. The writer
-    holds the run's lock from here (`Run.lock`; `run.unlock()` when done): a second writer is refused.
-    Under torchrun every rank checks, rank 0 writes, the others wait."""
-    path = Path(runs_root) / check_name(name)
-    if resume:
-        cfg = resumed_config(path, command, algo, cfg, explicit, log)
-    Run(path).check_ours()
-    if Run(path).exists() and not resume:
-        raise FileExistsError(f"{path} already holds a run: pass --resume to continue it, or choose another name")
-    train, test = load(cfg)
-    if resume:
-        Run(path).check(n_samples=len(train))  # a damaged file is named now, not after DeepCluster has trained
-    if dist.is_writer:
-        run = Run.create(runs_root, name, resume=resume, lock=True)
-        try:
-            write_config(run, command, algo, cfg)
-        except BaseException:
-            run.unlock()
-            raise
-    dist.barrier()
-    return Run(path), cfg, train, test
-
-
-def write_config(run: Run, command: str, algo: str | None, cfg) -> None:
-    """`config.json`, written when new or changed (a new epoch target); the sweep's settings are saved
-    under "sweep", a compare or train run's under "compare"."""
-    config = {"command": command, "algo": algo, "sweep" if command == "sweep" else "compare": asdict(cfg)}
-    if not run.file("config.json").exists() or read_config(run.path) != config:
-        atomic_write_json(run.file("config.json"), config)
-
-
 def seed_run(run: Run, cfg: CompareConfig, seed: int, dist: Distributed = SINGLE) -> tuple[Run, CompareConfig]:
     """Where one seed of a comparison trains, with its settings: the run itself for a one-seed run,
     else `seed-<seed>/`, a one-seed comparison of its own (config and baselines copied in)."""
@@ -230,7 +174,7 @@ def run_compare(name: str = "compare", config: CompareConfig | None = None, runs
     if tensorboard:
         check_available()  # one line naming the extra, before anything is written
     run, cfg, train, test = start_run(name, "compare", None, config or CompareConfig(), runs_root, resume,
-                                      explicit, log, dist)
+                                      load_splits, explicit, log, dist)
     try:
         return _compare(run, cfg, train, test, progress, log, dist, tensorboard)
     finally:
@@ -263,7 +207,7 @@ def _train_both(run: Run, cfg: CompareConfig, train, test, progress: bool, log, 
                 tensorboard: bool = False) -> None:
     """DeepCluster then ODC with `cfg`'s one seed, each in its own folder under `run`; an algorithm
     already trained to `cfg.epochs` resumes, finds nothing to do and writes nothing."""
-    subset = _stratified(train.targets, min(cfg.embed_points, len(train)), seed=0)
+    subset = stratified(train.targets, min(cfg.embed_points, len(train)), seed=0)
     epochs = [e for e in cfg.embed_epochs if e <= cfg.epochs]
     for algo, algo_cfg in cfg.algo_configs().items():
         sub = Run.create(run.path, algo, resume=True) if dist.is_writer else Run(run.path / algo)
@@ -293,8 +237,8 @@ def run_train(name: str, algo: str, config: CompareConfig | None = None, runs_ro
     `tensorboard`: also log to `<run>/tb/<algo>/`."""
     if tensorboard:
         check_available()
-    run, cfg, train, test = start_run(name, "train", algo, config or CompareConfig(), runs_root, resume, explicit,
-                                      log, dist)
+    run, cfg, train, test = start_run(name, "train", algo, config or CompareConfig(), runs_root, resume,
+                                      load_splits, explicit, log, dist)
     trainer, tb = TRAINERS[algo](cfg.algo_configs()[algo], dist=dist), None
     try:
         alarm = collapse.Watch(algo, trainer.config.n_clusters).around(None, log) if dist.is_writer else None  # one line per symptom
@@ -308,12 +252,11 @@ def run_train(name: str, algo: str, config: CompareConfig | None = None, runs_ro
 
 
 class _EmbedCapture:
-    """A fit callback that saves the features of a fixed subset after the chosen epochs."""
+    """A fit callback that saves the features of a fixed subset after the chosen epochs, one file per
+    epoch (`Run.save_embed_features`): an epoch adds its file and rewrites none."""
 
     def __init__(self, trainer, dataset, subset, epochs: list[int], run: Run):
         self.trainer, self.dataset, self.subset, self.epochs, self.run = trainer, dataset, subset, epochs, run
-        path = run.file("embed_features.npz")
-        self.saved = dict(np.load(path, allow_pickle=False)) if path.exists() else {}  # checked by Run.check
 
     def __call__(self, record: dict) -> None:
         if record["kind"] == "epoch" and record["epoch"] + 1 in self.epochs:
@@ -321,10 +264,8 @@ class _EmbedCapture:
 
     def grab(self, epoch: int, dataset) -> None:
         if self.trainer.model is None:
-            self.trainer._setup(dataset)
+            self.trainer.setup(dataset)
         model = self.trainer.model.backbone
-        feats = extract_features(model, dataset.select(self.subset), device=self.trainer.device)
-        self.saved[f"epoch_{epoch:04d}"] = feats
-        self.saved["subset"] = self.subset.numpy()
-        atomic_write_npz(self.run.file("embed_features.npz"), **self.saved)
+        feats = extract_features(model, dataset.select(self.subset), device=self.trainer.device)  # (n, D)
+        self.run.save_embed_features(epoch, feats, self.subset.numpy())
 

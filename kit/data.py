@@ -68,7 +68,7 @@ class ImageTensorDataset(torch.utils.data.Dataset):
 
     def subset(self, n: int, seed: int = 0) -> "ImageTensorDataset":
         """A class-stratified subset of `n` images (all of them when n >= N); indices are renumbered."""
-        keep = _stratified(self.targets, n, seed) if self.targets is not None else torch.arange(min(n, len(self)))
+        keep = stratified(self.targets, n, seed) if self.targets is not None else torch.arange(min(n, len(self)))
         return self.select(keep)
 
     def select(self, idx: torch.Tensor) -> "ImageTensorDataset":
@@ -113,7 +113,7 @@ class IndexedImageFolder(torch.utils.data.Dataset):
 
     def subset(self, n: int, seed: int = 0) -> "IndexedImageFolder":
         """A class-stratified subset of `n` images (all of them when n >= N); indices are renumbered."""
-        return self.select(_stratified(self.targets, n, seed)) if n < len(self) else self
+        return self.select(stratified(self.targets, n, seed)) if n < len(self) else self
 
     def select(self, idx: torch.Tensor) -> "IndexedImageFolder":
         """The images `idx` as a new dataset (indices renumbered 0..len(idx)-1); no file is read."""
@@ -128,7 +128,7 @@ class IndexedImageFolder(torch.utils.data.Dataset):
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-def _stratified(targets: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+def stratified(targets: torch.Tensor, n: int, seed: int) -> torch.Tensor:
     """`n` indices spread evenly over the classes, in a fixed shuffled order per class."""
     g = torch.Generator().manual_seed(seed)
     classes = targets.unique()
@@ -136,6 +136,22 @@ def _stratified(targets: torch.Tensor, n: int, seed: int) -> torch.Tensor:
     per = [p[torch.randperm(len(p), generator=g)] for p in per]
     take = [p[: n // len(classes) + (1 if i < n % len(classes) else 0)] for i, p in enumerate(per)]
     return torch.cat(take).sort().values
+
+
+def validation_split(train, n_val: int, seed: int = 0):
+    """Carve `n_val` class-stratified images out of the train split: (fit, val), disjoint, indices
+    renumbered. Only the train split goes in, so validation can never meet the test split (the
+    sweep judges its cells on it; the fine-tuning protocol picks its setting on it)."""
+    if getattr(train, "targets", None) is None:
+        raise ValueError("a validation split needs a dataset with labels: they judge it")
+    n_classes, n = len(train.targets.unique()), len(train)
+    if not isinstance(n_val, int) or isinstance(n_val, bool) or not n_classes <= n_val <= n - n_classes:
+        raise ValueError(f"n_val={n_val!r} is out of range: use an integer from {n_classes} to {n - n_classes} "
+                         f"(the train split has {n} images) (command line: --n-val)")
+    val = stratified(train.targets, n_val, seed)
+    keep = torch.ones(n, dtype=torch.bool)
+    keep[val] = False
+    return train.select(torch.nonzero(keep).flatten()), train.select(val)
 
 
 def cache_dir() -> Path | None:
@@ -172,7 +188,7 @@ def _mnist5k(split: str) -> ImageTensorDataset:
         except OSError:  # a read-only or full HOME: train from the digits in memory, uncached
             pass
     images, targets = torch.from_numpy(x), torch.from_numpy(y)
-    test = _stratified(targets, 1000, seed=0)  # a fixed, class-balanced 1,000-image test split
+    test = stratified(targets, 1000, seed=0)  # a fixed, class-balanced 1,000-image test split
     mask = torch.zeros(len(targets), dtype=torch.bool)
     mask[test] = True
     keep = {"train": ~mask, "test": mask, "all": torch.ones_like(mask)}[split]
@@ -188,7 +204,7 @@ def _digits(split: str) -> ImageTensorDataset:
     x = torch.nn.functional.interpolate(x, size=16, mode="bilinear", align_corners=False)
     images, targets = x.round().clamp(0, 255).to(torch.uint8), torch.from_numpy(y)
     n_test = len(targets) // 5
-    test = _stratified(targets, n_test, seed=0)
+    test = stratified(targets, n_test, seed=0)
     mask = torch.zeros(len(targets), dtype=torch.bool)
     mask[test] = True
     keep = {"train": ~mask, "test": mask, "all": torch.ones_like(mask)}[split]

@@ -49,6 +49,12 @@ class DeepClusterConfig(TrainConfig):
                     batch_size=64, eval_every=1, seed=31)  # batch 64: ~60 steps per epoch on 4k images
         return cls(**{**base, **overrides})
 
+    @classmethod
+    def fast(cls, **overrides) -> "DeepClusterConfig":
+        """KIT_FAST=1: `small()` at K = 20, for a seconds-long smoke run on a few hundred images (the
+        tests, `make test-fast`); it shows the machinery works, not what the algorithm learns."""
+        return cls.small(**{**dict(n_clusters=20), **overrides})
+
 
 class DeepCluster(Trainer):
     """DeepCluster trainer. `fit(dataset, epochs, callback=None, eval_dataset=None, run=None, stop=None)`
@@ -70,9 +76,11 @@ class DeepCluster(Trainer):
     def _check(self, dataset) -> None:
         check_sizes(len(dataset), self.config.n_clusters, self.config.pca_dim)
 
-    def _epoch(self, dataset, callback, stop) -> dict | None:
+    def _epoch(self, dataset, callback, stop, features=None) -> dict | None:
+        """One epoch; `features` are the monitor's (N, D) train features under the current weights, when
+        it has just extracted them. It extracts the backbone's: they are what step 1 extracts only because
+        DeepCluster has no neck (`uses_neck = False`), so the network's features are the backbone's."""
         cfg, t0 = self.config, time.perf_counter()
-        features = self._features_if_cached(dataset)  # the monitor may have just extracted them
         if features is None:
             features = self.extract(self.model, dataset)  # 1. (N, D), in dataset order
         t1 = time.perf_counter()

@@ -21,7 +21,7 @@ EXAMPLE_RUN = Path(__file__).parent / "example-run"  # a hyphen: a data folder, 
 # what is kept of a run folder (the rest, report.html and flight-recorder HTML, is rebuilt on demand)
 KEEP = ("config.json", "baselines.json", "embeddings.npz", "evaluation.md", "evaluation.json", "*.png",
         "*/history.json", "*/epochs.jsonl", "*/steps.jsonl", "*/labels/*.npy", "*/checkpoint.pt",
-        "*/embed_features.npz")
+        "*/embed_features/*.npy")
 
 
 def example_run() -> Path:
@@ -34,13 +34,11 @@ def example_run() -> Path:
 
 def notebook_config(fast: bool = False):
     """The comparison the quickstart and the stability notebook train (and the example run holds):
-    `python -m kit compare`'s defaults, each algorithm's `small()` preset for 30 epochs on the 4,000
-    training digits; `fast` is the KIT_FAST smoke run (2 epochs, 400 digits, K = 20)."""
+    `python -m kit compare`'s defaults, each algorithm's `small()` preset on the embedded digits;
+    `fast` is the KIT_FAST smoke run (`CompareConfig.fast()`, each algorithm's `fast()` preset)."""
     from .compare import CompareConfig
 
-    if fast:
-        return CompareConfig(epochs=2, n_train=400, n_clusters=20, embed_epochs=[0, 1, 2], embed_points=300)
-    return CompareConfig()
+    return CompareConfig.fast() if fast else CompareConfig()
 
 
 def runs_folder() -> Path:

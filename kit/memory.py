@@ -23,7 +23,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .runtime import full_precision
+from .runtime import Diverged, full_precision
 
 
 def class_weights(labels: torch.Tensor, n_clusters: int, power: float = 0.5, eps: float = 1e-5) -> torch.Tensor:
@@ -83,7 +83,7 @@ class ODCMemory(torch.nn.Module):
         if f.shape != (self.n_samples, self.dim):
             raise ValueError(f"features have shape {tuple(f.shape)}, expected ({self.n_samples}, {self.dim})")
         if not torch.isfinite(f).all():
-            raise ValueError("initial features contain NaN/inf: the network has diverged before training; "
+            raise Diverged("initial features contain NaN/inf: the network has diverged before training; "
                              "check the input normalisation")
         self.features.copy_(F.normalize(f, dim=1))
         self.labels.copy_(torch.as_tensor(labels, device=self.labels.device).long())

@@ -65,21 +65,23 @@ def agreement(a, b, prefix: str = "", suffix: str = "") -> dict:
             name("ami"): ami(a, b) if k * len(a) <= AMI_MAX_WORK else None, name("ari"): ari(a, b)}
 
 
-def contingency(a, b) -> np.ndarray:
-    """Counts C[i, j] = #{n : a[n] = i, b[n] = j}, dense (max(a)+1, max(b)+1)."""
+def contingency(a, b, n_a: int | None = None, n_b: int | None = None) -> np.ndarray:
+    """Counts C[i, j] = #{n : a[n] = i, b[n] = j}, dense (n_a, n_b); by default (max(a)+1, max(b)+1)."""
     a, b = _np(a).astype(np.int64), _np(b).astype(np.int64)
-    shape = (a.max() + 1, b.max() + 1)
+    shape = (n_a or a.max() + 1, n_b or b.max() + 1)
     return coo_matrix((np.ones_like(a), (a, b)), shape=shape).toarray()
 
 
-def match_clusters(pred, target, method: str = "auto") -> np.ndarray:
-    """A map m with m[pred_id] = target_id, maximising agreement.
+def match_clusters(pred, target, method: str = "auto", n_clusters: int | None = None) -> np.ndarray:
+    """A map m with m[pred_id] = target_id, maximising agreement. Serves the metrics (`label_change`,
+    `cluster_acc`) and the views' carried cluster ids (kit/views/flows.py) alike.
 
     "hungarian": one-to-one (linear_sum_assignment on the contingency table); "majority": each
     predicted cluster goes to the target id it overlaps most (many-to-one). "auto" picks Hungarian
-    when both label sets have at most 1,000 ids.
+    when both label sets have at most 1,000 ids. With `n_clusters` the table is K x K, so Hungarian
+    matches every id (an empty or new cluster takes a leftover id): m is a permutation of [0, K).
     """
-    c = contingency(pred, target)
+    c = contingency(pred, target, n_clusters, n_clusters)
     if method == "auto":
         method = "hungarian" if max(c.shape) <= HUNGARIAN_MAX_K else "majority"
     if method == "majority":
@@ -96,14 +98,19 @@ def cluster_acc(pred, target) -> float:
     return float((match_clusters(pred, target, "hungarian")[pred] == target).mean())
 
 
-def label_change(prev, cur, method: str = "auto") -> float:
-    """Fraction of samples whose cluster changed between two assignments, after matching ids.
+def changed(prev, cur, method: str = "auto") -> np.ndarray:
+    """(N,) bool: the samples whose cluster changed between two assignments, after matching ids.
 
     Cluster ids carry no meaning across clusterings, so `prev`'s ids are first mapped onto `cur`'s
-    (see `match_clusters`); a relabelled permutation therefore changes nothing (0.0).
+    (see `match_clusters`); a relabelled permutation therefore changes nothing.
     """
     prev, cur = _np(prev), _np(cur)
-    return float((match_clusters(prev, cur, method)[prev] != cur).mean())
+    return match_clusters(prev, cur, method)[prev] != cur
+
+
+def label_change(prev, cur, method: str = "auto") -> float:
+    """Fraction of samples whose cluster changed between two assignments (`changed`): 0.0 for a relabelling."""
+    return float(changed(prev, cur, method).mean())
 
 
 def cluster_sizes(labels, n_clusters: int) -> dict:

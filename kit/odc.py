@@ -21,7 +21,7 @@ from .distributed import all_gather_batch
 from .memory import ODCMemory
 from . import collapse
 from .metrics import agreement, cluster_sizes, label_change
-from .runtime import autocast
+from .runtime import Diverged, autocast
 from .sampling import replacement_indices
 from .training import TrainConfig, Trainer, check_number, labels_snapshot
 
@@ -55,6 +55,12 @@ class ODCConfig(TrainConfig):
         base = dict(n_clusters=30, backbone="convnet", sobel=False, lr=0.1, lr_decay_epochs=(), memory_momentum=0.2,
                     min_cluster_size=10, batch_size=64, eval_every=1, seed=31)  # ~130 images per cluster on average
         return cls(**{**base, **overrides})
+
+    @classmethod
+    def fast(cls, **overrides) -> "ODCConfig":
+        """KIT_FAST=1: `small()` at K = 20, for a seconds-long smoke run on a few hundred images (the
+        tests, `make test-fast`); it shows the machinery works, not what the algorithm learns."""
+        return cls.small(**{**dict(n_clusters=20), **overrides})
 
     def lr_at(self, epoch: int) -> float:
         """The step schedule as a function you can plot."""
@@ -103,7 +109,7 @@ class ODC(Trainer):
                                 "moved": moved, "time": time.perf_counter() - t0,
                                 **cluster_sizes(self.memory.labels.cpu(), cfg.n_clusters)}
 
-    def _epoch(self, dataset, callback, stop) -> dict | None:
+    def _epoch(self, dataset, callback, stop, features=None) -> dict | None:  # the memory holds ODC's features
         cfg, model, opt, mem = self.config, self.net, self.optimizer, self.memory
         t0 = time.perf_counter()
         for group in opt.param_groups:
@@ -132,7 +138,7 @@ class ODC(Trainer):
             loss_value, change_ratio, n_small = torch.stack(
                 [value.float(), change_ratio.float(), mem.small_clusters().sum().float()]).tolist()
             if not math.isfinite(change_ratio):
-                raise FloatingPointError(f"NaN/inf in the neck features at iteration {self.iteration - 1} (epoch "
+                raise Diverged(f"NaN/inf in the neck features at iteration {self.iteration - 1} (epoch "
                                          f"{self.epoch}); the memory is as it was before this batch: lower lr "
                                          "or resume from the last checkpoint")
             moved = mem.fix_small_clusters() if n_small else 0  # labels moved here are not in change_ratio (§2.11)

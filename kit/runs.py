@@ -66,6 +66,13 @@ def atomic_write_npz(path: str | Path, compressed: bool = False, **arrays) -> No
     atomic_write_bytes(path, buf.getvalue())
 
 
+def atomic_write_npy(path: str | Path, array) -> None:
+    """`np.save` of one array, written atomically."""
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(array))
+    atomic_write_bytes(path, buf.getvalue())
+
+
 def atomic_write_json(path: str | Path, obj) -> None:
     atomic_write_bytes(path, json.dumps(obj, indent=1, default=_json_default).encode())
 
@@ -105,10 +112,9 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
 
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+=@,-]*")
 MARKER = ".kit-run"  # written into every folder kit creates; a folder without it is never written into
-# what a run folder of kit 0.1 (before the marker) may hold
-_LEGACY = {"config.json", "history.json", "labels.npz", "checkpoint.pt", "baselines.json", "embed_features.npz",
-           "embeddings.npz", "report.html", "evaluation.md", "evaluation.json", "deepcluster", "odc"}
 _TEMPORARY = re.compile(r"\..+\.[A-Za-z0-9_]{8}\.tmp")  # atomic_write_bytes's mkstemp names
+HISTORY_FORMAT = "kit-history-v2"  # history.json's header; the records are in epochs.jsonl, steps.jsonl, labels/
+EMBED = "embed_features"  # <algo>/embed_features/: epoch_0003.npy, ..., and subset.npy (Run.save_embed_features)
 LOCK = ".kit-lock"  # flock-ed by the one process writing the run; holds its pid while it writes
 _HELD: dict[str, int] = {}  # run folder -> open lock file, for the runs this process writes
 
@@ -224,9 +230,7 @@ class Run:
         if not p.exists() or (p / MARKER).exists():
             return
         entries = {e.name for e in p.iterdir() if not _TEMPORARY.fullmatch(e.name)}
-        legacy = entries & {"config.json", "history.json", "checkpoint.pt"} and all(
-            e in _LEGACY or e.endswith(".png") for e in entries)
-        if entries and not legacy:
+        if entries:
             raise FileExistsError(f"{p} holds files kit did not write ({', '.join(sorted(entries)[:3])}...): "
                                   "kit never writes into it; choose another --name or --runs")
 
@@ -291,13 +295,12 @@ class Run:
         self.check_links()
         for header in sorted(self.path.rglob("history.json")):
             Run(header.parent).load_history(n_samples)
-        for f in sorted(self.path.rglob("embed_features.npz")):
+        for f in sorted(self.path.rglob(f"{EMBED}/*.npy")):
             try:
-                with np.load(f, allow_pickle=False) as z:
-                    [z[k].shape for k in z.files]
-            except Exception as e:  # noqa: BLE001 - zip, numpy and OS errors alike: name the file
-                raise ValueError(f"{f} is damaged or not kit's ({type(e).__name__}): delete it (it is rebuilt "
-                                 "from the next epochs) or restore it") from None
+                np.load(f, mmap_mode="r", allow_pickle=False).shape
+            except Exception as e:  # noqa: BLE001 - numpy and OS errors alike: name the file
+                raise ValueError(f"{f} is damaged or not kit's ({type(e).__name__}): restore it from a copy, or "
+                                 "delete it (the views then leave that epoch out)") from None
         for f in sorted(self.path.rglob("*.json")):
             if f.name in ("config.json", "baselines.json", "result.json"):
                 read_json(f, f.stem, dict)
@@ -310,7 +313,7 @@ class Run:
 
     def clean_temporaries(self) -> None:
         """Remove temporaries of kit's own pattern left by a process killed mid-write (SIGKILL)."""
-        for d in (self.path, self.path / "labels"):
+        for d in (self.path, self.path / "labels", self.path / EMBED):
             if d.is_dir():
                 for f in d.iterdir():
                     if _TEMPORARY.fullmatch(f.name) and f.is_file():
@@ -320,9 +323,6 @@ class Run:
     def save_history(self, history: dict) -> None:
         """Append what is new since the last save: label snapshots, that epoch's step records and epoch
         records, in that order, then the small header. Nothing written earlier is rewritten."""
-        if self._legacy():  # a kit 0.1 run: convert it once, then append as usual
-            self.rewrite_history(history)
-            return
         n_epochs, n_steps, n_snaps = self._on_disk()
         labels = history.get("labels", [])
         (self.path / "labels").mkdir(exist_ok=True)
@@ -338,7 +338,7 @@ class Run:
         self._saved = (len(history.get("epoch", [])), total, len(labels))
 
     def rewrite_history(self, history: dict) -> None:
-        """Write the whole history anew (a resume that drops records after its checkpoint, a legacy run)."""
+        """Write the whole history anew (a resume that drops the records of an unfinished epoch)."""
         labels = history.get("labels", [])
         (self.path / "labels").mkdir(exist_ok=True)
         for i, a in enumerate(labels):
@@ -352,7 +352,6 @@ class Run:
         atomic_write_bytes(self.file("epochs.jsonl"), "".join(
             json.dumps(r, default=_json_default) + "\n" for r in history.get("epoch", [])).encode())
         self._write_header(history)
-        self.file("labels.npz").unlink(missing_ok=True)
         self._saved = (len(history.get("epoch", [])), len(next(iter(steps.values()), [])), len(labels))
 
     def load_history(self, n_samples: int | None = None) -> dict:
@@ -362,13 +361,9 @@ class Run:
         if not self.file("history.json").exists():
             raise FileNotFoundError(f"{self.path} has no history.json: is it a kit run folder?")
         history = read_json(self.file("history.json"), "run's history", dict)
-        if self._legacy(history):
-            history["labels"] = []
-            if self.file("labels.npz").exists():
-                with np.load(self.file("labels.npz")) as f:
-                    history["labels"] = [f[k].astype(np.int64) for k in sorted(f.files)]
-            return history
-        history.pop("format", None)
+        if history.pop("format", None) != HISTORY_FORMAT:
+            raise ValueError(f"{self.file('history.json')} is not a {HISTORY_FORMAT} header (a run from before kit's "
+                             "first release, or not kit's): start a new run")
         history["epoch"] = read_lines(self.file("epochs.jsonl"))
         history["step"] = {}
         for chunk in read_lines(self.file("steps.jsonl")):
@@ -385,12 +380,23 @@ class Run:
             n_samples = len(history["labels"][0])  # every snapshot labels the same N images
         return history
 
-    def _legacy(self, header: dict | None = None) -> bool:
-        if header is None:
-            if not self.file("history.json").exists():
-                return False
-            header = read_json(self.file("history.json"), "run's history", dict)
-        return "epoch" in header
+    def history_until(self, epochs: int, n_snapshots: int, n_samples: int | None = None) -> dict:
+        """The history as it stood when the checkpoint of `epochs` epochs (`n_snapshots` label snapshots)
+        was written; refused in one line if it stops before. The records of a later, unfinished epoch
+        (a stop between saving the history and the checkpoint) are dropped, from the files too."""
+        history = self.load_history(n_samples)
+        if len(history["epoch"]) < epochs or len(history["labels"]) < n_snapshots:
+            raise ValueError(f"{self.path}'s history stops before its checkpoint (epoch {epochs}: "
+                             f"{len(history['epoch'])} epoch records, {len(history['labels'])} of {n_snapshots} "
+                             "label snapshots): restore the missing files or start a new run")
+        n_steps = sum(1 for e in history["step"].get("epoch", []) if e < epochs)
+        longer = (len(history["epoch"]) > epochs or len(history["labels"]) > n_snapshots
+                  or len(history["step"].get("epoch", [])) > n_steps)
+        history["epoch"], history["labels"] = history["epoch"][:epochs], history["labels"][:n_snapshots]
+        history["step"] = {k: v[:n_steps] for k, v in history["step"].items()}
+        if longer:
+            self.rewrite_history(history)
+        return history
 
     def _on_disk(self) -> tuple[int, int, int]:
         if self._saved is None:
@@ -408,13 +414,27 @@ class Run:
         return files
 
     def _write_snapshot(self, i: int, labels) -> None:
-        buf = io.BytesIO()
-        np.save(buf, np.asarray(labels, dtype=np.int32))
-        atomic_write_bytes(self.path / "labels" / f"{i:05d}.npy", buf.getvalue())
+        atomic_write_npy(self.path / "labels" / f"{i:05d}.npy", np.asarray(labels, dtype=np.int32))
+
+    # -- the features the embeddings are drawn from -------------------------------------------
+    def save_embed_features(self, epoch: int, features, subset) -> None:
+        """The (n, D) features of a fixed subset after `epoch` epochs: one file per epoch under
+        `embed_features/`, and the subset's (n,) train indices once beside them. A new epoch adds a file."""
+        folder = self.path / EMBED
+        if not (folder / "subset.npy").exists():
+            atomic_write_npy(folder / "subset.npy", np.asarray(subset, dtype=np.int64))
+        atomic_write_npy(folder / f"epoch_{epoch:04d}.npy", features)
+
+    def embed_features(self) -> dict[str, np.ndarray]:
+        """{"subset": (n,), "epoch_0003": (n, D), ...} as `save_embed_features` wrote them; {} if none."""
+        folder = self.path / EMBED
+        if not (folder / "subset.npy").exists():
+            return {}
+        return {f.stem: np.load(f, allow_pickle=False) for f in sorted(folder.glob("*.npy"))}
 
     def _write_header(self, history: dict) -> None:
         header = {k: v for k, v in history.items() if k not in ("epoch", "step", "labels")}
-        atomic_write_json(self.file("history.json"), {"format": "kit-history-v2", **header})
+        atomic_write_json(self.file("history.json"), {"format": HISTORY_FORMAT, **header})
 
 
 def read_snapshot(f: Path, n_samples: int | None = None, n_clusters: int | None = None) -> np.ndarray:
@@ -440,8 +460,8 @@ def read_snapshot(f: Path, n_samples: int | None = None, n_clusters: int | None 
 
 
 def read_config(path: str | Path) -> dict:
-    """A run's `config.json` as {"command": "compare" | "train", "algo": str | None, "compare": dict | None}.
-    Reads kit 0.1's two layouts too ({"compare": ...} and a train run's {"algo": ..., fields...})."""
+    """A run's `config.json`: {"command": "compare" | "train" | "sweep", "algo": str | None, and the
+    settings under "compare" or "sweep"}."""
     file = Path(path) / "config.json"
     if not file.exists():
         raise FileNotFoundError(f"{path} has no config.json: is it a kit run folder?")
@@ -450,8 +470,7 @@ def read_config(path: str | Path) -> dict:
         if cfg.get(key) is not None and not isinstance(cfg[key], dict):
             raise ValueError(f"{file} holds {key!r}: {type(cfg[key]).__name__}, not the {{...}} of settings kit "
                              "writes: restore it from a copy or start a new run")
-    if "command" in cfg:
-        return cfg
-    if "compare" in cfg:
-        return {"command": "compare", "algo": None, "compare": cfg["compare"]}
-    return {"command": "train", "algo": cfg.get("algo"), "compare": None}
+    if "command" not in cfg:
+        raise ValueError(f"{file} names no command (a run from before kit's first release, or not kit's): "
+                         "start a new run")
+    return cfg

@@ -1,4 +1,5 @@
-"""Device, seeding and mixed precision: the few things every trainer needs from the machine."""
+"""Device, seeding and mixed precision: the few things every trainer needs from the machine, and
+`Diverged`, what training raises when its numbers stop being numbers."""
 from __future__ import annotations
 
 import contextlib
@@ -141,6 +142,12 @@ def set_threads(n: int | None = None) -> None:
         faiss.omp_set_num_threads(n)
     except ImportError:  # pragma: no cover - faiss is a hard dependency, but be gentle
         pass
+
+
+class Diverged(FloatingPointError):
+    """Training produced NaN or inf (features, memory, loss): the setting diverges. Raised where it is
+    seen (k-means input, ODC's memory); the sweep catches it and records the cell as diverged, the
+    command line prints its one line (a FloatingPointError, as a float overflow is)."""
 
 
 def fast_mode() -> bool:

@@ -20,22 +20,19 @@ import io
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
-import torch
 
-from .tensorboard_log import TensorBoardLog, check_available
-from .compare import TRAINERS, check_split_size, start_run
-from .data import DATASETS, _stratified, load_dataset
-from .deepcluster import DeepClusterConfig
-from .odc import ODCConfig
+from .algorithms import CONFIGS, GRID, GRID_KEYS, NAMES, TRAINERS
+from .compare import check_split_size
+from .data import DATASETS, load_dataset, validation_split
+from .run_setup import start_run
 from .runs import Run, atomic_write_bytes, atomic_write_json, read_json
-from .runtime import resolve_device
+from .runtime import Diverged, resolve_device
 from .seeds import mean_std
+from .tensorboard_log import TensorBoardLog, check_available
 from .training import check_number
 
-PRESETS = {"deepcluster": DeepClusterConfig, "odc": ODCConfig}
-GRID = {"deepcluster": ("n_clusters", "lr", "pca_dim"), "odc": ("n_clusters", "lr", "memory_momentum")}
 METRICS = {"knn": "kNN accuracy", "nmi_true": "NMI to true classes", "ami_true": "AMI to true classes",
            "nmi_prev": "NMI(t-1, t)", "nmi_prev_chance": "its chance level", "ami_prev": "AMI(t-1, t)"}  # after the last epoch
 # NMI(t-1, t) climbs with K by chance alone (kit/metrics.py): AMI(t-1, t) is the stability read across K
@@ -43,13 +40,17 @@ METRICS = {"knn": "kNN accuracy", "nmi_true": "NMI to true classes", "ami_true":
 
 @dataclass
 class SweepConfig:
-    """The grid (one list of values per setting) and the data every cell shares."""
+    """The grid (one list of values per setting) and the data every cell shares. `SweepConfig.fast()`
+    is the KIT_FAST smoke sweep."""
 
-    algos: list[str] = field(default_factory=lambda: ["deepcluster", "odc"])
-    n_clusters: list[int] = field(default_factory=lambda: [30, 100, 300])  # K, both algorithms
+    saved_as: ClassVar[str] = "sweep"  # its key in config.json (kit/run_setup.py)
+
+    algos: list[str] = field(default_factory=lambda: list(NAMES))
+    # K, both algorithms: three cells per algorithm that fit a lecture (ODC at K = 300 takes 6-7 min a cell on 2 cores)
+    n_clusters: list[int] = field(default_factory=lambda: [10, 30, 100])
     lr: list[float] = field(default_factory=lambda: [0.1])  # SGD learning rate, both
-    pca_dim: list[int] = field(default_factory=lambda: [DeepClusterConfig.small().pca_dim])  # DeepCluster only
-    memory_momentum: list[float] = field(default_factory=lambda: [ODCConfig.small().memory_momentum])  # ODC only
+    pca_dim: list[int] = field(default_factory=lambda: [CONFIGS["deepcluster"].small().pca_dim])  # DeepCluster only
+    memory_momentum: list[float] = field(default_factory=lambda: [CONFIGS["odc"].small().memory_momentum])  # ODC only
     epochs: int = 10  # the same budget for every cell
     seed: int = 31
     seeds: int = 1  # each cell with seed, seed + 1, ...
@@ -61,12 +62,17 @@ class SweepConfig:
     batch_size: int = 64
     device: str = "auto"
 
+    @classmethod
+    def fast(cls, **overrides) -> "SweepConfig":
+        """KIT_FAST=1 (the tests, `make test-fast`): two K values, 2 epochs a cell on 300 images."""
+        return cls(**{**dict(epochs=2, n_train=300, n_val=100, n_clusters=[10, 20]), **overrides})
+
     def __post_init__(self):
         if self.dataset not in DATASETS:
             raise ValueError(f"unknown dataset {self.dataset!r}: choose one of {', '.join(DATASETS)} (--dataset)")
-        if not self.algos or set(self.algos) - set(PRESETS):
-            raise ValueError(f"algos={self.algos!r}: choose from deepcluster, odc (command line: --algo)")
-        for key in ("n_clusters", "lr", "pca_dim", "memory_momentum"):
+        if not self.algos or set(self.algos) - set(NAMES):
+            raise ValueError(f"algos={self.algos!r}: choose from {', '.join(NAMES)} (command line: --algo)")
+        for key in GRID_KEYS:
             if not getattr(self, key):
                 raise ValueError(f"{key} has no value to sweep: give at least one (command line: --{key.replace('_', '-')})")
         check_number("epochs", self.epochs, 1)
@@ -87,7 +93,7 @@ class SweepConfig:
 
     def algo_config(self, cell: "Cell"):
         """The cell's algorithm settings: the `.small()` preset with the cell's values."""
-        return PRESETS[cell.algo].small(**dict(cell.settings), seed=cell.seed, backbone=self.backbone,
+        return CONFIGS[cell.algo].small(**dict(cell.settings), seed=cell.seed, backbone=self.backbone,
                                         batch_size=self.batch_size, device=self.device, eval_every=1)
 
 
@@ -106,20 +112,6 @@ class Cell(NamedTuple):
 def _fmt(value) -> str:
     """A setting as written in folder names and tables: 0.1, 1e-05, 300."""
     return format(value, "g") if isinstance(value, float) else str(value)
-
-
-def validation_split(train, n_val: int, seed: int = 0):
-    """Carve `n_val` class-stratified images out of the train split: (fit, val), disjoint, indices
-    renumbered. Only the train split goes in, so validation can never meet the test split."""
-    if getattr(train, "targets", None) is None:
-        raise ValueError("a sweep needs a dataset with labels: they judge the validation split")
-    n_classes = len(train.targets.unique())
-    check_number("n_val", n_val, n_classes, len(train) - n_classes,
-                 what=f"an integer from {n_classes} to {len(train) - n_classes} (the train split has {len(train)} images)")
-    val = _stratified(train.targets, n_val, seed)
-    keep = torch.ones(len(train), dtype=torch.bool)
-    keep[val] = False
-    return train.select(torch.nonzero(keep).flatten()), train.select(val)
 
 
 def load_splits(cfg: SweepConfig):
@@ -145,8 +137,8 @@ def run_sweep(name: str = "sweep", config: SweepConfig | None = None, runs_root:
     HPARAMS tab compares the cells."""
     if tensorboard:
         check_available()
-    run, cfg, fit, val = start_run(name, "sweep", None, config or SweepConfig(), runs_root, resume, explicit, log,
-                                   load=load_splits)
+    run, cfg, fit, val = start_run(name, "sweep", None, config or SweepConfig(), runs_root, resume, load_splits,
+                                   explicit, log)
     try:
         return _sweep(run, cfg, fit, val, progress, log, on_cell, stop, tensorboard)
     finally:
@@ -181,9 +173,7 @@ def train_cell(run: Run, cfg: SweepConfig, cell: Cell, fit, val, progress: bool 
     tb = TensorBoardLog(run.path / "tb" / cell.name, {"algo": cell.algo, **dict(cell.settings)}, trainer) if tensorboard else None
     try:
         trainer.fit(fit, cfg.epochs, callback=tb, eval_dataset=val, run=sub, progress=progress)
-    except (FloatingPointError, ValueError) as e:  # a setting that diverges is a result of the sweep, not its end
-        if "NaN/inf" not in str(e):
-            raise
+    except Diverged as e:  # a setting that diverges is a result of the sweep, not its end
         diverged = str(e).splitlines()[0]
     finally:
         if tb:
@@ -223,7 +213,7 @@ def best(rows: list[dict], metric: str = "knn") -> dict[str, dict]:
 def write_results(path: Path, cfg: SweepConfig, results: list[dict], n_fit: int, n_val: int) -> Path:
     """sweep.csv (numbers), sweep.md (mean ± std, the best cell of each algorithm in bold), sweep.png."""
     rows = summarise(results)
-    columns = ["algo", "n_clusters", "lr", "pca_dim", "memory_momentum", "seeds", "diverged",
+    columns = ["algo", *GRID_KEYS, "seeds", "diverged",
                *(f"{k}_{s}" for k in (*METRICS, "train_s") for s in ("mean", "std"))]
     buf = io.StringIO()
     writer = csv.DictWriter(buf, columns, restval="", lineterminator="\n")
@@ -237,12 +227,12 @@ def write_results(path: Path, cfg: SweepConfig, results: list[dict], n_fit: int,
              f"images, judged on {n_val} validation images carved from the train split (the test split is never "
              f"read). Values after the last epoch, mean ± std over seeds (sample, n - 1). Bold: each algorithm's "
              f"best validation kNN.", "",
-             "| algo | n_clusters | lr | pca_dim | memory_momentum | seeds | " + " | ".join(METRICS.values()) + " | train s |",
-             "|---" * (7 + len(METRICS)) + "|"]
+             "| " + " | ".join(["algo", *GRID_KEYS, "seeds", *METRICS.values(), "train s"]) + " |",
+             "|---" * (3 + len(GRID_KEYS) + len(METRICS)) + "|"]
     for row in rows:
         b = "**" if top.get(row["algo"]) is row else ""
         seeds = f"{row['seeds']}" + (f" ({row['diverged']} diverged)" if row["diverged"] else "")
-        lines.append("| " + " | ".join([f"{b}{row['algo']}{b}", *(_fmt(row.get(k, "—")) for k in columns[1:5]), seeds,
+        lines.append("| " + " | ".join([f"{b}{row['algo']}{b}", *(_fmt(row.get(k, "—")) for k in GRID_KEYS), seeds,
                                          *(cell(row, k) for k in METRICS), f"{row['train_s_mean']:.1f}"]) + " |")
     atomic_write_bytes(path / "sweep.md", ("\n".join(lines) + "\n").encode())
     from .views import plots  # the figure only; a sweep that trains does not need matplotlib before this
@@ -254,7 +244,7 @@ def write_results(path: Path, cfg: SweepConfig, results: list[dict], n_fit: int,
 def curves(results: list[dict]) -> dict:
     """`plots.sweep`'s input: per swept setting, metric and algorithm, one (values, metric) curve per seed;
     each point is the mean over the cells of the other settings at that value."""
-    swept = [k for k in ("n_clusters", "lr", "pca_dim", "memory_momentum")
+    swept = [k for k in GRID_KEYS
              if len({r[k] for r in results if k in r}) > 1] or ["n_clusters"]
     out: dict = {}
     for k, m in itertools.product(swept, METRICS):

@@ -83,17 +83,15 @@ class TensorBoardLog:
                 self.writer.add_histogram("epoch/cluster_sizes", sizes, self.step)
 
     def projector(self, algo_run: str | Path, dataset, max_thumb: int = 32) -> int:
-        """The Projector at every epoch `embed_features.npz` holds, from `algo_run` (a run's algorithm
+        """The Projector at every epoch `embed_features/` holds, from `algo_run` (a run's algorithm
         folder): features of the fixed subset, the images as a sprite, and (class, cluster, changed) rows.
         Returns the number of embeddings written."""
         from .runs import Run
-        from .views.flows import changed
+        from .metrics import changed
 
-        path = Path(algo_run) / "embed_features.npz"
-        if not path.exists():
+        saved = Run(algo_run).embed_features()
+        if not saved:
             return 0
-        with np.load(path, allow_pickle=False) as f:
-            saved = {k: f[k] for k in f.files}
         subset = saved["subset"].astype(np.int64)
         snaps = Run(algo_run).load_history().get("labels", [])
         thumbs = _thumbnails(dataset, subset, max_thumb)

@@ -18,7 +18,7 @@ from .features import extract_features
 from .metrics import agreement, cluster_acc, knn_accuracy
 from .models import ClusterNet, ODCNeck, build_backbone
 from .runs import Run, load_checkpoint, save_checkpoint
-from .runtime import grad_scaler, prepare_model, resolve_device, rng_state, seed_everything, set_rng_state
+from .runtime import Diverged, grad_scaler, prepare_model, resolve_device, rng_state, seed_everything, set_rng_state
 
 
 @dataclass
@@ -122,22 +122,22 @@ class Monitor:
         ok = lambda ds: ds is not None and getattr(ds, "targets", None) is not None  # noqa: E731
         self.enabled = ok(train_set) and ok(eval_set)
 
-    def __call__(self, model: ClusterNet, device, score: bool = True) -> dict:
-        """The scores; with `score=False` (torchrun's other ranks) only the extraction, which every rank shares."""
+    def __call__(self, model: ClusterNet, device, score: bool = True) -> tuple[dict, np.ndarray | None]:
+        """(the scores, the train split's (N, D) backbone features it extracted); with `score=False`
+        (torchrun's other ranks) only the extraction, which every rank shares."""
         if not self.enabled:
-            return {}
+            return {}, None
         bb = model.backbone
         ftr = self.extract(bb, self.train_set, device)  # (N, D), as DeepCluster's pass
         fte = self.extract(bb, self.eval_set, device)
-        self.last_train_features = ftr  # DeepCluster clusters these next epoch (same weights)
         if not score:
-            return {}
+            return {}, ftr
         ytr, yte = self.train_set.targets.numpy(), self.eval_set.targets.numpy()
         n_classes = int(max(ytr.max(), yte.max())) + 1
         pred = KMeans(n_classes, n_iter=20, seed=self.seed).fit(l2_normalize(fte)).labels_
         on = lambda a: torch.as_tensor(a, device=device)  # noqa: E731 - the kNN search runs on the training device
         return {"knn": knn_accuracy(on(ftr), on(ytr), on(fte), on(yte), k=self.k, n_classes=n_classes),
-                **agreement(pred, yte, suffix="_true"), "acc_true": cluster_acc(pred, yte)}  # nmi_true, its floor, AMI, ARI
+                **agreement(pred, yte, suffix="_true"), "acc_true": cluster_acc(pred, yte)}, ftr  # nmi_true, its floor, AMI, ARI
 
 
 class Trainer:
@@ -158,10 +158,10 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(config.seed)  # sampling order and k-means seeds
         self.history: dict = {"algo": self.algo, "config": config.to_dict(), "epoch": [], "step": {}, "labels": []}
         self.epoch = 0  # epochs completed
-        self._cached_features = None  # (dataset id, epoch, (N, D) array) from the last monitor call
 
     # -- set-up --------------------------------------------------------------------------------
-    def _setup(self, dataset) -> None:
+    def setup(self, dataset) -> None:
+        """The network, optimizer (and torchrun's wrapper) for `dataset`, built once; later calls do nothing."""
         check_indexed(dataset)
         if self.model is None:
             seed_everything(self.config.seed)
@@ -173,7 +173,7 @@ class Trainer:
         """What `fit` does before its first epoch: the network and optimizer, then the algorithm's
         one-off work (ODC: the initial k-means and the memories), so a notebook can step by hand."""
         self._check(dataset)
-        self._setup(dataset)
+        self.setup(dataset)
         self._prepare(dataset)
 
     def _optimise(self, loss: torch.Tensor) -> None:
@@ -192,26 +192,24 @@ class Trainer:
     def _stopped(stop) -> bool:
         return stop is not None and (stop.is_set() if hasattr(stop, "is_set") else bool(stop()))
 
-    def _monitor_init(self, monitor: Monitor) -> None:
-        """The untrained network's kNN / NMI, once, as epoch 0 of the learning curves."""
+    def _monitor_init(self, monitor: Monitor) -> np.ndarray | None:
+        """The untrained network's kNN / NMI, once, as epoch 0 of the learning curves; returns the train
+        features it extracted (None when it did not run)."""
         if self.epoch == 0 and monitor.enabled and self.config.eval_every > 0 and "monitor_init" not in self.history:
-            self.history["monitor_init"] = monitor(self.model, self.device, score=self.dist.is_writer)
-
-    def _monitor(self, monitor: Monitor | None, epoch_record: dict) -> None:
-        every = self.config.eval_every
-        if monitor is not None and monitor.enabled and every > 0 and self.epoch % every == 0:
-            t = time.perf_counter()
-            epoch_record.update(monitor(self.model, self.device, score=self.dist.is_writer))  # rank 0 scores
-            epoch_record["time_eval"] = time.perf_counter() - t
-            # the weights do not change before the next epoch starts: its extraction can reuse these
-            self._cached_features = (id(monitor.train_set), self.epoch, monitor.last_train_features)
-
-    def _features_if_cached(self, dataset):
-        """The monitor's train features if they belong to these weights and this dataset, else None."""
-        cached, self._cached_features = self._cached_features, None
-        if cached is not None and cached[0] == id(dataset) and cached[1] == self.epoch:
-            return cached[2]
+            self.history["monitor_init"], features = monitor(self.model, self.device, score=self.dist.is_writer)
+            return features
         return None
+
+    def _monitor(self, monitor: Monitor, epoch_record: dict) -> np.ndarray | None:
+        """The epoch's kNN / NMI into `epoch_record`, every `eval_every` epochs; returns the train
+        features it extracted (None when it did not run)."""
+        every = self.config.eval_every
+        if not (monitor.enabled and every > 0 and self.epoch % every == 0):
+            return None
+        t = time.perf_counter()
+        scores, features = monitor(self.model, self.device, score=self.dist.is_writer)  # rank 0 scores
+        epoch_record.update(scores, time_eval=time.perf_counter() - t)
+        return features
 
     # -- the epoch loop -----------------------------------------------------------------------
     progress_keys: tuple[str, ...] = ("loss", "knn")
@@ -226,17 +224,19 @@ class Trainer:
         self._check(dataset)
         if run is not None and run.file("checkpoint.pt").exists() and self.model is None:
             self.resume(run, dataset)
-        self._setup(dataset)
+        self.setup(dataset)
         self._prepare(dataset)
         monitor = Monitor(dataset, eval_dataset, self.config.knn_k, seed=self.config.seed, extract=self.extract)
-        self._monitor_init(monitor)
+        # the train split's backbone features under the weights the next epoch starts from, when the
+        # monitor has just extracted them (DeepCluster clusters these instead of extracting them again)
+        features = self._monitor_init(monitor)
         bar = tqdm(total=epochs, initial=self.epoch, desc=self.algo, unit="epoch", disable=not progress)
         while self.epoch < epochs and not self._stopped(stop):
             self.dist.seed_epoch(self.config.seed, self.epoch)  # this epoch's draws, per rank
-            record = self._epoch(dataset, callback, stop)  # the algorithm's epoch, in its own file
+            record = self._epoch(dataset, callback, stop, features)  # the algorithm's epoch, in its own file
             if record is None:  # stopped mid-epoch: keep what was done, write no half epoch
                 break
-            self._monitor(monitor, record)
+            features = self._monitor(monitor, record)
             self.history["epoch"].append(record)
             # the callback first: what it saves for this epoch (UMAP features) exists before the
             # checkpoint says the epoch is done, so a Ctrl-C between the two cannot lose it
@@ -254,7 +254,7 @@ class Trainer:
     def _prepare(self, dataset) -> None:  # one-off work before the first epoch (ODC's memory)
         pass
 
-    def _epoch(self, dataset, callback, stop) -> dict | None:
+    def _epoch(self, dataset, callback, stop, features: np.ndarray | None = None) -> dict | None:
         raise NotImplementedError
 
     # -- checkpoint / resume -------------------------------------------------------------------
@@ -265,7 +265,8 @@ class Trainer:
         pass
 
     def save(self, run: Run) -> None:
-        """History first, then the checkpoint: a resume truncates history to the checkpoint's epoch."""
+        """History first, then the checkpoint: a resume reads the history up to the checkpoint's epoch
+        (`Run.history_until`)."""
         run.save_history(self.history)
         save_checkpoint(run.file("checkpoint.pt"), {
             "algo": self.algo, "config": self.config.to_dict(), "epoch": self.epoch,
@@ -279,7 +280,7 @@ class Trainer:
             raise ValueError(f"{run.path} holds a {state.get('algo')} run, not {self.algo}: "
                              f"resume it with --algo {state.get('algo')}")
         self.config = type(self.config).from_dict(state["config"])
-        self._setup(dataset)
+        self.setup(dataset)
         try:
             self.model.load_state_dict(state["model"])
         except RuntimeError as e:
@@ -289,21 +290,9 @@ class Trainer:
         self.generator.set_state(state["generator"])
         self.epoch = int(state["epoch"])
         self.load_extra_state(state["extra"])
-        history = run.load_history(n_samples=len(dataset))  # every snapshot checked against this dataset and K
-        n_snaps = self._snapshots_at(self.epoch)
-        if len(history["epoch"]) < self.epoch or len(history.get("labels", [])) < n_snaps:
-            raise ValueError(f"{run.path}'s history stops before its checkpoint (epoch {self.epoch}: "
-                             f"{len(history['epoch'])} epoch records, {len(history.get('labels', []))} of {n_snaps} "
-                             "label snapshots): restore the missing files or start a new run")
-        n_steps = sum(1 for e in history["step"].get("epoch", []) if e < self.epoch)
-        longer = len(history["epoch"]) > self.epoch or len(history["labels"]) > n_snaps or \
-            len(history["step"].get("epoch", [])) > n_steps
-        history["epoch"] = history["epoch"][: self.epoch]
-        history["labels"] = history["labels"][:n_snaps]
-        history["step"] = {k: v[:n_steps] for k, v in history["step"].items()}
-        self.history = {**history, "config": self.config.to_dict()}  # older runs saved no config here
-        if longer:  # stopped between the history and the checkpoint: drop the unfinished epoch's records
-            run.rewrite_history(history)
+        # the history as the checkpoint saw it; every snapshot is checked against this dataset and K
+        history = run.history_until(self.epoch, self._snapshots_at(self.epoch), n_samples=len(dataset))
+        self.history = {**history, "config": self.config.to_dict()}
         set_rng_state(state["rng"], self.device)
 
     def _snapshots_at(self, epoch: int) -> int:

@@ -2,9 +2,12 @@
 
 The kernel stays responsive while training runs: `train()` starts a daemon thread and returns at
 once, so a click on Stop (a `threading.Event`) is handled and training ends cleanly at the next
-iteration, keeping its history. With algorithm "both", DeepCluster and then ODC train with the same
-settings and share the board; every earlier run stays on it, faded and labelled with the settings
-that differed (`kit.views.live`). "Sweep K" trains a small sweep (`kit.sweep`) and draws it cell by cell.
+iteration, keeping its history. The controls start at each algorithm's preset (`.small()`, or
+`.fast()` under KIT_FAST). With algorithm "both", DeepCluster and then ODC train and share the board,
+each at its own preset for the shared knobs (K, lr, batch) until the user moves one, which from then
+on applies to both (a note under the controls says which). Every earlier run stays on the board, faded
+and labelled with the settings that differed (`kit.views.live`). "Sweep K" trains a small sweep
+(`kit.sweep`) and draws it cell by cell.
 
 The thread never writes with `with out:` (that routes output to whichever cell is running); it sets
 widget traits and replaces `Output.outputs` with PNG data. An error shows as one line in the status
@@ -16,19 +19,23 @@ from __future__ import annotations
 import threading
 import time
 import traceback
+from dataclasses import replace
 from pathlib import Path
 
 import ipywidgets as W
 
 from . import collapse
+from .algorithms import CONFIGS, NAMES, TRAINERS
+from .compare import CompareConfig
 from .data import load_dataset, needs_download
-from .deepcluster import DeepCluster, DeepClusterConfig
-from .odc import ODC, ODCConfig
 from .runtime import fast_mode
+from .sweep import SweepConfig
 from .views import plots
 from .views.live import Trace, board, board_labels
 
-TRAINERS = {"deepcluster": DeepCluster, "odc": ODC}
+SHARED = {"n_clusters": "K", "lr": "lr", "batch_size": "batch"}  # knobs both algorithms have, as the board names them
+EPOCHS = 10  # a press of Train: about a minute per algorithm on the embedded digits, on 2 CPU cores
+MAX_TRAIN = 4000  # the train-images slider's top: all of mnist5k's train split
 
 
 class Playground:
@@ -39,27 +46,44 @@ class Playground:
     """
 
     def __init__(self, redraw_seconds: float = 0.5, runs_root: str = "runs"):
-        small = fast_mode()
+        fast = fast_mode()
+        preset = "fast" if fast else "small"
+        self.presets = {algo: getattr(config, preset)() for algo, config in CONFIGS.items()}  # where each algorithm starts
+        dc, odc = self.presets["deepcluster"], self.presets["odc"]
+        run, sweep = (CompareConfig.fast(), SweepConfig.fast()) if fast else (CompareConfig(), SweepConfig())
         style = {"description_width": "150px"}
         lay = W.Layout(width="420px")
         s = dict(style=style, layout=lay, continuous_update=False)
-        self.dataset = W.Dropdown(options=_dataset_options(), value="mnist5k", description="dataset", style=style, layout=lay)
-        self.n_train = W.IntSlider(400 if small else 4000, 200, 4000, 200, description="train images", **s)
-        self.backbone = W.Dropdown(options=["convnet", "resnet18", "resnet50"], value="convnet", description="backbone", style=style, layout=lay)
-        self.algorithm = W.ToggleButtons(options=[("both", "both"), ("DeepCluster", "deepcluster"), ("ODC", "odc")],
+        self.dataset = W.Dropdown(options=_dataset_options(), value=run.dataset, description="dataset", style=style, layout=lay)
+        self.n_train = W.IntSlider(run.n_train or MAX_TRAIN, 200, MAX_TRAIN, 200, description="train images", **s)
+        self.backbone = W.Dropdown(options=["convnet", "resnet18", "resnet50"], value=dc.backbone, description="backbone",
+                                   style=style, layout=lay)
+        self.algorithm = W.ToggleButtons(options=[("both", "both"), *((title, algo) for algo, title in NAMES.items())],
                                          value="both", description="algorithm", style=style)
-        self.n_clusters = W.IntSlider(20 if small else 100, 10, 1000, 10, description="clusters K", **s)
-        self.lr = W.FloatLogSlider(0.1, base=10, min=-3, max=0, step=0.1, description="learning rate", **s)
-        self.batch_size = W.IntSlider(64, 16, 512, 16, description="batch size", **s)
-        self.epochs = W.IntSlider(2 if small else 10, 1, 100, 1, description="epochs", **s)
-        self.memory_momentum = W.FloatSlider(0.5, min=0.0, max=1.0, step=0.05, description="memory momentum", **s)
-        self.centroid_interval = W.IntSlider(10, 1, 100, 1, description="centroid interval", **s)
-        self.min_cluster_size = W.IntSlider(5 if small else 10, 0, 100, 1, description="min cluster size", **s)
-        self.pca_dim = W.IntSlider(16 if small else 64, -1, 256, 1, description="PCA dim (-1: none)", **s)
-        self.sobel = W.Checkbox(False, description="Sobel front-end", style=style)
+        self.n_clusters = W.IntSlider(dc.n_clusters, 10, 1000, 10, description="clusters K", **s)
+        self.lr = W.FloatLogSlider(dc.lr, base=10, min=-3, max=0, step=0.1, description="learning rate", **s)
+        self.batch_size = W.IntSlider(dc.batch_size, 16, 512, 16, description="batch size", **s)
+        self.epochs = W.IntSlider(run.epochs if fast else EPOCHS, 1, 100, 1, description="epochs", **s)
+        self.memory_momentum = W.FloatSlider(odc.memory_momentum, min=0.0, max=1.0, step=0.05, description="memory momentum", **s)
+        self.centroid_interval = W.IntSlider(odc.centroid_interval, 1, 100, 1, description="centroid interval", **s)
+        self.min_cluster_size = W.IntSlider(odc.min_cluster_size, 0, 100, 1, description="min cluster size", **s)
+        # off: every cluster weighs the same in the loss, so a few big clusters can take over (a failure to show)
+        self.reweight_power = odc.reweight_power or CONFIGS["odc"]().reweight_power  # the power when ticked
+        self.reweight = W.Checkbox(odc.reweight_power > 0, description=f"reweight by size^-{self.reweight_power:g}",
+                                   style=style)
+        self.pca_dim = W.IntSlider(dc.pca_dim, -1, 256, 1, description="PCA dim (-1: none)", **s)
+        self.sobel = W.Checkbox(dc.sobel, description="Sobel front-end", style=style)
+        # off: batches are a plain shuffle, so the big clusters fill them and the small ones starve (a failure to show)
+        self.uniform_sampling = W.Checkbox(dc.uniform_sampling, description="sample clusters uniformly", style=style)
         self.tensorboard = W.Checkbox(False, description="also log to TensorBoard (runs/playground/tb)", style=style,
                                       layout=lay)
-        self.sweep_k = W.Text("10,20,40" if small else "30,100,300", description="sweep K over", style=style, layout=lay)
+        self.sweep_k = W.Text(",".join(map(str, sweep.n_clusters)), description="sweep K over", style=style, layout=lay)
+        self.moved: set[str] = set()  # the shared knobs the user has moved: those apply to both algorithms
+        self._showing_preset = False  # True while the controls themselves set a knob (not a move)
+        self.preset_note = W.HTML("")
+        for name in SHARED:
+            getattr(self, name).observe(lambda change, name=name: self._knob_moved(name), "value")
+        self.algorithm.observe(lambda _: self._show_preset(), "value")
         self.train_button = W.Button(description="Train", button_style="success", icon="play")
         self.stop_button = W.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
         self.sweep_button = W.Button(description="Sweep K", icon="table", tooltip="train each algorithm once per K; "
@@ -74,6 +98,7 @@ class Playground:
         self.train_button.on_click(lambda _: self.train())
         self.stop_button.on_click(lambda _: self.stop())
         self.sweep_button.on_click(lambda _: self.sweep())
+        self._show_preset()
         self.redraw_seconds = redraw_seconds
         self.runs_root = runs_root
         self.runs: list[Trace] = []  # every run of this playground, oldest first; the board fades earlier ones
@@ -94,10 +119,10 @@ class Playground:
     @property
     def widget(self) -> W.Widget:
         common = W.VBox([self.dataset, self.n_train, self.backbone, self.algorithm, self.n_clusters, self.lr,
-                         self.batch_size, self.epochs])
+                         self.batch_size, self.epochs, self.preset_note])
         specific = W.VBox([W.HTML("<b>ODC only</b>"), self.memory_momentum, self.centroid_interval, self.min_cluster_size,
-                           W.HTML("<b>DeepCluster only</b>"), self.pca_dim, self.sobel, W.HTML("<b>Sweep</b>"),
-                           self.sweep_k, self.tensorboard])
+                           self.reweight, W.HTML("<b>DeepCluster only</b>"), self.pca_dim, self.sobel,
+                           self.uniform_sampling, W.HTML("<b>Sweep</b>"), self.sweep_k, self.tensorboard])
         buttons = W.HBox([self.train_button, self.stop_button, self.sweep_button, self.progress, self.status])
         return W.VBox([W.HBox([common, specific]), buttons, self.plot, self.caption, self.log_box])
 
@@ -112,27 +137,61 @@ class Playground:
 
     def config(self, algo: str | None = None):
         """The config the widgets describe for `algo` (default: the selected one, DeepCluster for
-        "both"): (algorithm, DeepClusterConfig | ODCConfig). The board measures kNN and NMI every epoch."""
+        "both"): (algorithm, DeepClusterConfig | ODCConfig). A shared knob the user has not moved keeps
+        `algo`'s preset. The board measures kNN and NMI every epoch."""
         algo = algo or self.algos()[0]
-        common = dict(n_clusters=self.n_clusters.value, backbone=self.backbone.value, lr=self.lr.value,
-                      batch_size=self.batch_size.value, eval_every=1)
+        common = dict(backbone=self.backbone.value, eval_every=1, **self._shared(algo))
         if algo == "odc":
-            return "odc", ODCConfig.small(memory_momentum=self.memory_momentum.value,
-                                          centroid_interval=self.centroid_interval.value,
-                                          min_cluster_size=self.min_cluster_size.value, **common)
-        return "deepcluster", DeepClusterConfig.small(pca_dim=self.pca_dim.value, sobel=self.sobel.value, **common)
+            specific = dict(memory_momentum=self.memory_momentum.value, centroid_interval=self.centroid_interval.value,
+                            min_cluster_size=self.min_cluster_size.value,
+                            reweight_power=self.reweight_power if self.reweight.value else 0.0)
+        else:
+            specific = dict(pca_dim=self.pca_dim.value, sobel=self.sobel.value,
+                            uniform_sampling=self.uniform_sampling.value)
+        return algo, replace(self.presets[algo], **common, **specific)  # the config's own checks run again
 
     def settings(self, algo: str) -> dict:
         """What a run was trained with, in the words the board's labels use ("K=30, lr=0.3")."""
+        shared = self._shared(algo)
         out = {"dataset": self.dataset.value, "images": self.n_train.value, "backbone": self.backbone.value,
-               "K": self.n_clusters.value, "lr": round(self.lr.value, 4), "batch": self.batch_size.value,
-               "epochs": self.epochs.value}
+               **{label: shared[name] for name, label in SHARED.items()}, "epochs": self.epochs.value}
+        out["lr"] = round(out["lr"], 4)
         if algo == "odc":
             out |= {"momentum": self.memory_momentum.value, "centroid interval": self.centroid_interval.value,
-                    "min size": self.min_cluster_size.value}
+                    "min size": self.min_cluster_size.value, "reweight": self.reweight.value}
         else:
-            out |= {"PCA": self.pca_dim.value, "Sobel": self.sobel.value}
+            out |= {"PCA": self.pca_dim.value, "Sobel": self.sobel.value, "uniform sampling": self.uniform_sampling.value}
         return out
+
+    def _shared(self, algo: str) -> dict:
+        """K, lr and batch for `algo`: a knob the user moved as set, the others at `algo`'s preset."""
+        return {name: getattr(self, name).value if name in self.moved else getattr(self.presets[algo], name)
+                for name in SHARED}
+
+    def _knob_moved(self, name: str) -> None:
+        if not self._showing_preset:
+            self.moved.add(name)
+            self._show_preset()
+
+    def _show_preset(self) -> None:
+        """Set the unmoved shared knobs to the selected algorithm's preset ("both": DeepCluster's) and say
+        in the note which knobs follow each algorithm's preset."""
+        first = self.presets[self.algos()[0]]
+        self._showing_preset = True
+        try:
+            for name in set(SHARED) - self.moved:
+                getattr(self, name).value = getattr(first, name)
+        finally:
+            self._showing_preset = False
+        own = [name for name in SHARED if name not in self.moved
+               and len({getattr(p, name) for p in self.presets.values()}) > 1]  # knobs where the presets differ
+        if self.algorithm.value != "both" or not own:
+            self.preset_note.value = ""
+            return
+        each = "; ".join(f"{NAMES[a]} " + ", ".join(f"{SHARED[n]}={getattr(p, n):g}" for n in own)
+                         for a, p in self.presets.items())
+        self.preset_note.value = (f"<small>both: each algorithm trains at its own preset for {', '.join(SHARED[n] for n in own)} "
+                                  f"({each}); a knob you move applies to both</small>")
 
     # -- running ----------------------------------------------------------------------------
     def train(self) -> None:
@@ -153,14 +212,13 @@ class Playground:
         if not self._start_check():
             return
         try:
-            from .sweep import SweepConfig
-
             ks = [int(v) for v in self.sweep_k.value.replace(" ", "").split(",") if v]
-            cfg = SweepConfig(algos=self.algos(), n_clusters=ks, lr=[round(self.lr.value, 4)],
+            shared = self._shared(self.algos()[0])  # "both" with lr unmoved: the sweep's one lr is DeepCluster's preset
+            cfg = SweepConfig(algos=self.algos(), n_clusters=ks, lr=[round(shared["lr"], 4)],
                               pca_dim=[self.pca_dim.value], memory_momentum=[self.memory_momentum.value],
                               epochs=self.epochs.value, n_val=min(1000, self.n_train.value // 4),
                               n_train=self.n_train.value, dataset=self.dataset.value, backbone=self.backbone.value,
-                              batch_size=self.batch_size.value)
+                              batch_size=shared["batch_size"])
         except ValueError as e:
             self._fail(f"sweep K over: {e}" if "invalid literal" in str(e) else str(e))
             return
@@ -228,10 +286,10 @@ class Playground:
         done = []
         for trace, (algo, cfg, _) in zip(self._current, jobs):
             self.trainer, self._iters = TRAINERS[algo](cfg), 0
-            self._watch, self._losses = collapse.Watch(plots.NAMES[algo], cfg.n_clusters), []
+            self._watch, self._losses = collapse.Watch(NAMES[algo], cfg.n_clusters), []
             self.history = trace.history = self.trainer.history
-            self.progress.description = plots.NAMES[algo]
-            self.status.value = f"{plots.NAMES[algo]}: measuring the untrained network…"
+            self.progress.description = NAMES[algo]
+            self.status.value = f"{NAMES[algo]}: measuring the untrained network…"
             tb = self._tensorboard(algo, cfg)
             try:
                 self.trainer.fit(train, self.epochs.value, callback=tb.around(self._on_record) if tb else self._on_record,
@@ -241,11 +299,11 @@ class Playground:
                     tb.close()
             epochs = len(trace.history["epoch"])
             if self._stop.is_set():
-                done.append(f"{plots.NAMES[algo]} stopped after {epochs} epoch{'s' * (epochs != 1)}"
+                done.append(f"{NAMES[algo]} stopped after {epochs} epoch{'s' * (epochs != 1)}"
                             + (f" and {self._iters} of {per_epoch} iterations of epoch {epochs + 1}" if self._iters else ""))
-                done += [f"{plots.NAMES[a]} not started" for a, _, _ in jobs[len(done):]]
+                done += [f"{NAMES[a]} not started" for a, _, _ in jobs[len(done):]]
                 break
-            done.append(f"{plots.NAMES[algo]} {epochs} epoch{'s' * (epochs != 1)}")
+            done.append(f"{NAMES[algo]} {epochs} epoch{'s' * (epochs != 1)}")
         self._draw(force=True, earlier=self.runs[:earlier])
         self._status(("stopped: " if self._stop.is_set() else "done: ") + "; ".join(done))
 
@@ -280,7 +338,7 @@ class Playground:
                 memory = getattr(self.trainer, "memory", None)
                 self._raise(self._watch.steps(record["epoch"], self._losses, None if memory is None else memory.labels))
             self.progress.value = min(self.progress.value + 1, self.progress.max)
-            self._status(f"{plots.NAMES[record['algo']]}: epoch {record['epoch'] + 1}, loss {record['loss']:.3f}")
+            self._status(f"{NAMES[record['algo']]}: epoch {record['epoch'] + 1}, loss {record['loss']:.3f}")
         else:
             self._iters = 0
             self._raise(self._watch(record))

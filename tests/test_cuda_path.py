@@ -186,7 +186,7 @@ def test_sync_budget_per_training_step(card, digits, algo, budget, data):
 
 def test_the_supervised_baseline_steps_as_the_trainers_do(card, digits):
     """bench/gpu_check.py times a supervised epoch against the trainers' epochs: the same syncs per step."""
-    from kit.tables import supervised_epoch
+    from kit.supervised import supervised_epoch
 
     net = small_net(digits).to(CUDA)
     opt = torch.optim.SGD(net.parameters(), lr=0.01)

@@ -9,7 +9,7 @@ import kit
 from kit import metrics
 from kit.clustering import KMeans, check_sizes, pca_whiten, preprocess_features
 from kit.sampling import uniform_cluster_indices
-from kit.training import build_network, build_optimizer, reset_head
+from kit.training import Diverged, build_network, build_optimizer, reset_head
 from conftest import tiny_dc_config
 
 
@@ -54,7 +54,7 @@ def test_pca_whitening_gives_identity_covariance_then_unit_rows():
 def test_nan_features_and_small_data_are_refused_in_one_line():
     x = np.ones((300, 8), np.float32)
     x[5, 2] = np.nan
-    with pytest.raises(ValueError, match="NaN.*row 5"):
+    with pytest.raises(Diverged, match="NaN.*row 5"):
         preprocess_features(x, 4)
     with pytest.raises(ValueError, match="100 samples cannot form 200 clusters"):
         check_sizes(100, 200)
@@ -193,7 +193,8 @@ def test_reusing_the_monitors_features_changes_nothing(mnist_small, monkeypatch)
     """With monitoring on, the next epoch clusters the features the monitor just extracted."""
     train, test = mnist_small
     cached = kit.DeepCluster(tiny_dc_config(eval_every=1)).fit(train, epochs=3, eval_dataset=test)
-    monkeypatch.setattr(kit.DeepCluster, "_features_if_cached", lambda self, ds: None)
+    epoch = kit.DeepCluster._epoch
+    monkeypatch.setattr(kit.DeepCluster, "_epoch", lambda self, ds, cb, stop, features=None: epoch(self, ds, cb, stop))
     fresh = kit.DeepCluster(tiny_dc_config(eval_every=1)).fit(train, epochs=3, eval_dataset=test)
     assert all(np.array_equal(a, b) for a, b in zip(cached["labels"], fresh["labels"]))
     assert cached["step"]["loss"] == fresh["step"]["loss"]

@@ -5,11 +5,11 @@ import json
 import tomllib
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import kit
 from kit.example import EXAMPLE_RUN, notebook_config, notebook_run, runs_folder
+from kit.runs import Run
 from kit.views.report import FIGURES, load_histories
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,8 +22,8 @@ def test_example_run_is_a_complete_small_comparison():
     assert set(histories) == {"deepcluster", "odc"}
     for algo, h in histories.items():
         assert h["epoch"] and "monitor_init" in h and len(h["labels"]) >= len(h["epoch"])
-        feats = np.load(run / algo / "embed_features.npz")
-        assert "subset" in feats.files and any(k.startswith("epoch_") for k in feats.files)
+        feats = Run(run / algo).embed_features()
+        assert "subset" in feats and any(k.startswith("epoch_") for k in feats)
     for name in FIGURES:  # what the quickstart displays
         assert (run / name).exists(), f"the example run lacks {name}: regenerate it (bench/make_example_run.py)"
     assert "Feature5" in (run / "evaluation.md").read_text()  # what notebook 04 shows
@@ -33,7 +33,7 @@ def test_example_run_is_a_complete_small_comparison():
 
 
 def test_example_run_loads_as_notebooks_and_tables_read_it():
-    from kit.tables import load_backbone
+    from kit.evaluate_run import load_backbone
     from kit.views.rundata import RunData
 
     run = kit.example_run()

@@ -5,6 +5,7 @@ import torch
 
 from kit.clustering import KMeans, TorchKMeans, _split_empty, l2_normalize, preprocess_features
 from kit.metrics import nmi
+from kit.training import Diverged
 
 
 def _mixture(n=3000, d=16, k=20, seed=0):
@@ -114,7 +115,7 @@ def test_auto_backend_follows_the_data_and_bad_settings_are_refused():
         KMeans(5, n_init=3, init_centroids=init[:5]).fit(x)
     bad = torch.from_numpy(x).clone()
     bad[7, 1] = float("nan")
-    with pytest.raises(ValueError, match="row 7"):
+    with pytest.raises(Diverged, match="row 7"):  # NaN features: the network diverged
         TorchKMeans(5).fit(bad)
     with pytest.raises(ValueError, match="cannot form 600 clusters"):
         TorchKMeans(600).fit(x)

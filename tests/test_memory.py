@@ -222,7 +222,7 @@ def test_odc_splits_with_the_reference_seed_whatever_the_run_seed(mnist_small):
 
     train, _ = mnist_small
     odc = kit.ODC(tiny_odc_config(seed=31))
-    odc._setup(train)
+    odc.setup(train)
     odc._init_memory(train)
     assert odc.memory.split_seed == 0  # sklearn KMeans(2, random_state=0) in OpenSelfSup and mmselfsup
     odc.load_extra_state(odc.extra_state())  # the resume path builds its own memory

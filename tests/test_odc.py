@@ -9,6 +9,7 @@ import torch.nn.functional as F
 import kit
 from kit import metrics
 from kit.memory import ODCMemory
+from kit.training import Diverged
 from kit.sampling import replacement_indices
 from conftest import tiny_odc_config
 
@@ -44,7 +45,7 @@ def test_centroids_recomputed_every_tenth_iteration_only(mnist_small, monkeypatc
 
     monkeypatch.setattr(ODCMemory, "recompute_centroids", spy)
     odc = kit.ODC(tiny_odc_config(centroid_interval=3))
-    odc._setup(train)
+    odc.setup(train)
     odc._init_memory(train)
     calls.clear()
     odc._epoch(train, None, None)  # 7 iterations: full recomputes after the 3rd and 6th
@@ -72,7 +73,7 @@ def test_sampling_is_with_replacement_and_unbalanced():
 def test_nan_features_stop_with_the_iteration_named(mnist_small, monkeypatch):
     train, _ = mnist_small
     odc = kit.ODC(tiny_odc_config())
-    odc._setup(train)
+    odc.setup(train)
     odc._init_memory(train)
     snapshot = {k: v.clone() for k, v in odc.memory.state_dict().items()}
     real = odc.model.neck.forward
@@ -93,7 +94,7 @@ def test_nan_features_stop_with_the_iteration_named(mnist_small, monkeypatch):
         return r
 
     monkeypatch.setattr(ODCMemory, "update", keep)
-    with pytest.raises(FloatingPointError, match="iteration 2 .*as it was before this batch"):
+    with pytest.raises(Diverged, match="iteration 2 .*as it was before this batch"):
         odc._epoch(train, None, None)
     assert all(torch.equal(memory_after_2[k], v) for k, v in odc.memory.state_dict().items())
     assert not all(torch.equal(snapshot[k], v) for k, v in odc.memory.state_dict().items())

@@ -151,7 +151,7 @@ def test_image_folders_name_a_corrupt_file_and_have_no_pixel_baseline(tmp_path):
 
 
 def test_evaluate_refuses_the_other_algorithms_checkpoint(tmp_path):
-    from kit.tables import load_backbone
+    from kit.evaluate_run import load_backbone
 
     train = kit.load_dataset("digits")
     (tmp_path / "odc").mkdir()

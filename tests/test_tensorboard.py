@@ -9,6 +9,7 @@ import torch
 
 import kit
 from conftest import tiny_dc_config, tiny_odc_config
+from kit.runs import Run
 
 pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed (pip install 'kit[tensorboard]')")
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
@@ -74,7 +75,7 @@ def test_the_projector_rows_match_the_features_and_labels(logged, algo):
     rows = list(csv.reader((emb / "metadata.tsv").open(), delimiter="\t"))
     assert rows[0] == ["class", "cluster", "changed"] and len(rows) == len(subset) + 1
     feats = np.loadtxt(emb / "tensors.tsv", delimiter="\t")
-    saved = np.load(folder.parent.parent / algo / "embed_features.npz")["epoch_0002"]
+    saved = Run(folder.parent.parent / algo).embed_features()["epoch_0002"]
     np.testing.assert_allclose(feats, saved, rtol=1e-5, atol=1e-6)
     snap = history["labels"][min(2, len(history["labels"]) - 1)]
     assert [int(r[1]) for r in rows[1:]] == snap[subset.numpy()].tolist()

@@ -121,7 +121,7 @@ def test_plots_save_writes_the_format_its_extension_names(tmp_path):
 EPOCHS, N_TRAIN, N_SUBSET, K = [0, 1, 3], 60, 30, 6
 EVALUATION = {name: {"linear": {s: {"top1": 90.0 + i} for i, s in enumerate(STAGES)}, "knn": {20: 95.5},
                      "svm": {"SVM": 96.0, 1: (50.0, 5.0)}, "semi": {0.01: {"top1": 80.0, "top5": 99.0, "setting": "lr 0.01"}}}
-              for name in ("random init", "DeepCluster", "ODC", "supervised")}  # `kit.tables.markdown`'s input
+              for name in ("random init", "DeepCluster", "ODC", "supervised")}  # evaluation.json's contents
 
 
 @pytest.fixture(scope="module")
@@ -131,13 +131,13 @@ def fake_run(tmp_path_factory):
     from kit.data import load_dataset
     from kit.views.report import build_report
     from kit.runs import Run, atomic_write_bytes, atomic_write_json, atomic_write_npz
-    from kit.tables import markdown
+    from kit.views.evaluation import markdown
 
     rng = np.random.default_rng(0)
     classes = load_dataset("mnist5k", n=N_TRAIN).targets.numpy()
     run = Run.create(tmp_path_factory.mktemp("runs"), "fake")
-    atomic_write_json(run.file("config.json"), {"compare": {"dataset": "mnist5k", "n_train": N_TRAIN, "n_clusters": K,
-                                                            "epochs": 3, "embed_epochs": EPOCHS}})
+    atomic_write_json(run.file("config.json"), {"command": "compare", "algo": None, "compare": {
+        "dataset": "mnist5k", "n_train": N_TRAIN, "n_clusters": K, "epochs": 3, "embed_epochs": EPOCHS}})
     subset = rng.permutation(N_TRAIN)[:N_SUBSET]
     layouts = {}
     for algo, n_snaps in (("deepcluster", 3), ("odc", 4)):
@@ -145,11 +145,12 @@ def fake_run(tmp_path_factory):
         Run.create(run.path, algo, resume=True).save_history(
             {"algo": algo, "epoch": [{"epoch": e, "loss": 2.0 - e / 2} for e in range(3)],
              "step": {"loss": [2.0, 1.5, 1.0], "epoch": [0, 1, 2]}, "labels": labels})
-        atomic_write_npz(run.path / algo / "embed_features.npz", subset=subset,
-                         **{f"epoch_{e:04d}": rng.normal(size=(N_SUBSET, 16)).astype(np.float32) for e in EPOCHS})
+        for e in EPOCHS:
+            Run(run.path / algo).save_embed_features(e, rng.normal(size=(N_SUBSET, 16)).astype(np.float32), subset)
         layouts.update({f"{algo}_{e:04d}": rng.normal(size=(N_SUBSET, 2)).astype(np.float32) for e in EPOCHS})
     atomic_write_npz(run.file("embeddings.npz"), **layouts)  # as if the report had run UMAP already
     atomic_write_json(run.file("baselines.json"), {"raw_pixels_nmi": 0.532, "raw_pixels_knn": 0.943})
+    atomic_write_json(run.file("evaluation.json"), EVALUATION)  # what `kit evaluate` writes, and the report reads
     atomic_write_bytes(run.file("evaluation.md"), ("# Evaluation of fake\n\n" + markdown(EVALUATION)).encode())
     build_report(run.path, log=lambda *_: None)
     return run.path

@@ -46,7 +46,7 @@ def test_compare_mode_trains_both_with_the_same_settings_and_fades_the_earlier_r
     for t in pg.runs:  # both get live kNN / NMI every epoch, and the same shared settings
         assert len(t.history["epoch"]) == 2 and all(r["knn"] is not None for r in t.history["epoch"])
         assert t.history["monitor_init"]["knn"] is not None
-        assert (t.settings["K"], t.settings["lr"], t.settings["epochs"]) == (10, 0.1, 2)
+        assert (t.settings["K"], t.settings["lr"], t.settings["epochs"]) == (10, pg.presets[t.algo].lr, 2)  # lr unmoved
     assert pg.draws >= 2 and "image/png" in pg.plot.outputs[0]["data"]
     assert not pg.train_button.disabled and pg.stop_button.disabled
     assert any("knn=" in o.get("text", "") for o in pg.log.outputs)
@@ -55,8 +55,8 @@ def test_compare_mode_trains_both_with_the_same_settings_and_fades_the_earlier_r
     pg.train_button.click()
     pg.wait(timeout=600)
     fig = live.board(pg._current, pg.runs[:-1], pg.epochs.value)
-    assert _legend(fig) == ["DeepCluster, earlier: K=10, epochs=2", "ODC, earlier: K=10, epochs=2", "ODC"]
-    assert pg.caption.value == ("<small>on the board: <b>ODC</b>; faded: DeepCluster, earlier: K=10, epochs=2; "
+    assert _legend(fig) == ["DeepCluster, earlier: K=10, lr=0.3, epochs=2", "ODC, earlier: K=10, epochs=2", "ODC"]
+    assert pg.caption.value == ("<small>on the board: <b>ODC</b>; faded: DeepCluster, earlier: K=10, lr=0.3, epochs=2; "
                                 "ODC, earlier: K=10, epochs=2</small>")
 
 

@@ -5,6 +5,7 @@ histories and run folders and change nothing; the training code never imports th
                  learning curves, seeded bands, the sweep; `save`, `png`, `show`
     live.py      the playground's live board (matplotlib), fed one epoch at a time
     report.py    `python -m kit report RUN`: every figure and report.html from a saved run
+    evaluation.py  the evaluation tables (evaluation.json -> Markdown for evaluation.md, rows for the report)
     embed.py     aligned UMAP layouts of the features across epochs (faiss kNN graph, Procrustes)
     flows.py     the maths: cluster ids carried across epochs (Hungarian), flow tables, flips, purity,
                  images nearest a centroid; pure functions of label and feature arrays

@@ -2,11 +2,12 @@
 
 Cluster ids mean nothing across clusterings (DeepCluster runs a fresh k-means every epoch; ODC's ids
 drift as small clusters are dissolved and refilled), so every comparison first *carries ids forward*:
-the clusters of snapshot t+1 are renamed after the snapshot-t clusters they share most images with,
-one-to-one (Hungarian matching, `scipy.optimize.linear_sum_assignment` on the K x K contingency
-table). After that, "cluster 17 at t, cluster 17 at t+1" means the images stayed together, and an
-image *flips* at a transition when its carried id changes. The fraction of flipped images is the
-history's `label_change` (`kit.metrics.label_change`), computed the same way.
+the clusters of snapshot t+1 are renamed after the snapshot-t clusters they share most images with by
+`kit.metrics.match_clusters`, the one matching the metrics use: one-to-one (Hungarian,
+`scipy.optimize.linear_sum_assignment` on the K x K contingency table) up to K = 1,000, each cluster
+to its largest overlap above (Hungarian is O(K^3)). After that, "cluster 17 at t, cluster 17 at t+1"
+means the images stayed together, and an image *flips* at a transition when its carried id changes.
+The fraction of flipped images is the history's `label_change`: `changed` is `kit.metrics.changed`.
 
 Snapshot s of either algorithm follows s epochs of training: DeepCluster's snapshot s is the k-means
 at the *start* of epoch s, ODC's snapshot 0 is its initial k-means and snapshot s + 1 the memory's
@@ -17,26 +18,8 @@ snapshots both have (`common_snapshots`): the same transitions, after the same t
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
-
-def contingency(a: np.ndarray, b: np.ndarray, n_a: int, n_b: int) -> np.ndarray:
-    """Counts C[i, j] = #{n : a[n] = i, b[n] = j}, shape (n_a, n_b)."""
-    a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
-    return np.bincount(a * n_b + b, minlength=n_a * n_b).reshape(n_a, n_b)
-
-
-def match_ids(prev: np.ndarray, cur: np.ndarray, n_clusters: int | None = None) -> np.ndarray:
-    """A permutation m (K,) with m[cur_id] = prev_id, maximising the images that keep their id.
-
-    One-to-one: every id of `cur` gets a distinct id of `prev` (an empty or new cluster takes a
-    leftover id), so carried ids stay in [0, K).
-    """
-    k = n_clusters or int(max(prev.max(), cur.max())) + 1
-    rows, cols = linear_sum_assignment(-contingency(cur, prev, k, k))  # square, so every row is matched
-    m = np.empty(k, dtype=np.int64)
-    m[rows] = cols
-    return m
+from ..metrics import changed, contingency, match_clusters  # noqa: F401 - `flows.changed` is the views' name too
 
 
 def carry_ids(snapshots: list[np.ndarray], n_clusters: int | None = None) -> list[np.ndarray]:
@@ -46,13 +29,8 @@ def carry_ids(snapshots: list[np.ndarray], n_clusters: int | None = None) -> lis
     k = n_clusters or int(max(s.max() for s in snapshots)) + 1
     out = [np.asarray(snapshots[0], dtype=np.int64)]
     for cur in snapshots[1:]:
-        out.append(match_ids(out[-1], cur, k)[cur])
+        out.append(match_clusters(cur, out[-1], n_clusters=k)[cur])  # cur's ids renamed after the previous ones
     return out
-
-
-def changed(prev: np.ndarray, cur: np.ndarray) -> np.ndarray:
-    """(N,) bool: the images whose cluster changed between two snapshots, after matching ids."""
-    return match_ids(prev, cur)[cur] != prev
 
 
 def common_snapshots(labels: dict[str, list[np.ndarray]]) -> int:

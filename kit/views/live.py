@@ -15,7 +15,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from .plots import COLOURS, NAMES, _smoothed, _style, _with_init, chance_floor
+from .plots import COLOURS, NAMES, chance_floor, smoothed, style_axes, with_init
 
 EARLIER_SHOWN = 3  # faded runs per algorithm; older ones leave the board (they stay in `Playground.runs`)
 
@@ -59,14 +59,14 @@ def board(current: list[Trace], earlier: list[Trace], epochs: int) -> Figure:
         _draw(t, (loss, knn, nmi), label, strong=False)
     for t, label in zip(current, labels["current"]):
         _draw(t, (loss, knn, nmi), label, strong=True)
-    _style(loss, "loss", "iteration", "cross-entropy (smoothed)")
-    _style(knn, "kNN accuracy on held-out images", "epoch", "accuracy (higher is better)")
-    _style(nmi, "Stability: AMI(t-1, t); NMI thin, chance dotted", "epoch", "AMI (0 = chance, higher is steadier)")
+    style_axes(loss, "loss", "iteration", "cross-entropy (smoothed)")
+    style_axes(knn, "kNN accuracy on held-out images", "epoch", "accuracy (higher is better)")
+    style_axes(nmi, "Stability: AMI(t-1, t); NMI thin, chance dotted", "epoch", "AMI (0 = chance, higher is steadier)")
     for ax, key in ((knn, "knn"), (nmi, "ami_prev")):
         ax.set_xlim(-0.3, max(epochs, 1) + 0.3)
         ax.set_ylim(0, 1)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        if not any(len(_with_init(t.history, key)[0]) for t in current + faded):
+        if not any(len(with_init(t.history, key)[0]) for t in current + faded):
             first = "after the untrained network is measured" if key == "knn" else "after epoch 1"
             ax.text(0.5, 0.5, f"first point {first}", transform=ax.transAxes, ha="center", va="center",
                     color="grey", fontsize=9)
@@ -88,11 +88,11 @@ def _draw(t: Trace, axes, label: str, strong: bool) -> None:
     if len(y):
         if strong:
             loss.plot(np.arange(1, len(y) + 1), y, color=COLOURS[t.algo], alpha=0.15, lw=0.6)
-        loss.plot(*_smoothed(y, max(1, min(10, len(y) // 4))), **style)  # a short run still shows its start
+        loss.plot(*smoothed(y, max(1, min(10, len(y) // 4))), **style)  # a short run still shows its start
     for ax, key, marker in ((knn, "knn", "s"), (nmi, "ami_prev", "o")):
-        x, v = _with_init(t.history, key)
+        x, v = with_init(t.history, key)
         # every trace gets a legend entry in the kNN panel, even before its first point
         ax.plot(x, v, marker=marker, ms=4 if strong else 3, label=label if key == "knn" else None, **style)
     if strong:  # the uncorrected NMI and its chance level, for the runs of this press only
-        nmi.plot(*_with_init(t.history, "nmi_prev"), color=COLOURS[t.algo], lw=0.8, alpha=0.6)
+        nmi.plot(*with_init(t.history, "nmi_prev"), color=COLOURS[t.algo], lw=0.8, alpha=0.6)
         chance_floor(nmi, t.history, "nmi_prev", COLOURS[t.algo], label=None)

@@ -10,8 +10,9 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter, ScalarFormatter
 
+from ..algorithms import NAMES  # the views read the algorithms' names from here, beside COLOURS
+
 COLOURS = {"deepcluster": "#1f77b4", "odc": "#ff7f0e"}
-NAMES = {"deepcluster": "DeepCluster", "odc": "ODC"}
 
 
 # DeepCluster clusters at the *start* of epoch t, i.e. after t epochs of training, so its label
@@ -34,13 +35,13 @@ def _smooth(y: np.ndarray, w: int) -> np.ndarray:
     return np.convolve(y, np.ones(w) / w, mode="valid")
 
 
-def _smoothed(y: np.ndarray, w: int) -> tuple[np.ndarray, np.ndarray]:
+def smoothed(y: np.ndarray, w: int) -> tuple[np.ndarray, np.ndarray]:
     """(iteration, running mean) with each mean placed at the last iteration it covers."""
     ys = _smooth(y, w)
     return np.arange(len(ys)) + (len(y) - len(ys)) + 1, ys
 
 
-def _style(ax, title: str, xlabel: str, ylabel: str) -> None:
+def style_axes(ax, title: str, xlabel: str, ylabel: str) -> None:
     ax.set_title(title, fontsize=11)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -50,7 +51,7 @@ def _style(ax, title: str, xlabel: str, ylabel: str) -> None:
 def chance_floor(ax, h: dict, key: str, colour: str, label: str | None = "chance level (one side shuffled)") -> None:
     """The chance level of an NMI curve, dotted in its colour: the NMI of the same two labellings with one
     shuffled (`metrics.nmi_chance`, stored as `<key>_chance`). It climbs with K, so it is drawn wherever NMI is."""
-    x, y = _with_init(h, key + "_chance")
+    x, y = with_init(h, key + "_chance")
     if len(x):
         ax.plot(x, y, ":", lw=1.4, color=colour, label=label)
 
@@ -66,9 +67,9 @@ def stability(histories: dict[str, dict]) -> Figure:
         n.plot(*_epochs(h, "nmi_prev"), "o-", ms=3, color=COLOURS[algo], label=NAMES[algo])
         chance_floor(n, h, "nmi_prev", COLOURS[algo], f"{NAMES[algo]}: chance level")
         b.plot(*_epochs(h, "label_change"), "o-", ms=3, color=COLOURS[algo], label=NAMES[algo])
-    _style(a, "Stability, chance-corrected: AMI(t-1, t)", "epoch", "AMI (0 = chance, 1 = same labels)")
-    _style(n, "NMI(t-1, t), dotted: its chance level", "epoch", "NMI(t-1, t)")
-    _style(b, "Samples that changed cluster since the last epoch", "epoch", "fraction of samples")
+    style_axes(a, "Stability, chance-corrected: AMI(t-1, t)", "epoch", "AMI (0 = chance, 1 = same labels)")
+    style_axes(n, "NMI(t-1, t), dotted: its chance level", "epoch", "NMI(t-1, t)")
+    style_axes(b, "Samples that changed cluster since the last epoch", "epoch", "fraction of samples")
     for ax in (a, n, b):
         ax.set_ylim(0, 1)
     a.legend()
@@ -89,11 +90,11 @@ def reassignment(histories: dict[str, dict], smooth: int = 10) -> Figure:
         a.plot(x[smooth - 1:] if len(r) >= smooth else x, _smooth(r, smooth), color=COLOURS["odc"],
                label=f"ODC change_ratio ({smooth}-iteration mean)")
         a.legend()
-    _style(a, "ODC: batch labels changed per iteration", "epoch", "change_ratio")
+    style_axes(a, "ODC: batch labels changed per iteration", "epoch", "change_ratio")
     a.set_ylim(0, 1)
     for algo, h in histories.items():
         b.plot(*_epochs(h, "label_change"), "o-", ms=3, color=COLOURS[algo], label=NAMES[algo])
-    _style(b, "Per epoch: samples reassigned (ids matched)", "epoch", "fraction of samples")
+    style_axes(b, "Per epoch: samples reassigned (ids matched)", "epoch", "fraction of samples")
     b.set_ylim(0, 1)
     b.legend()
     return fig
@@ -116,7 +117,7 @@ def cluster_sizes(histories: dict[str, dict], n_clusters: dict[str, int]) -> Fig
         ax.yaxis.set_major_formatter(ScalarFormatter())
         ax.yaxis.set_minor_formatter(NullFormatter())
         ylabel = "members (log)" if ax is axes[0] else ""  # the axis is shared
-        _style(ax, f"{NAMES[algo]}: cluster sizes, largest first", "cluster rank", ylabel)
+        style_axes(ax, f"{NAMES[algo]}: cluster sizes, largest first", "cluster rank", ylabel)
         ax.legend(fontsize=8)
     return fig
 
@@ -139,7 +140,7 @@ def learning(histories: dict[str, dict], baselines: dict | None = None) -> Figur
             ax.axhline(baselines["raw_pixels_nmi"], color="grey", ls="--", lw=1, label="k-means on raw pixels")
         if baselines and key == "knn" and "raw_pixels_knn" in baselines:
             ax.axhline(baselines["raw_pixels_knn"], color="grey", ls="--", lw=1, label="kNN on raw pixels")
-        _style(ax, title, "epoch", {"knn": "accuracy", "nmi_true": "NMI", "ami_true": "AMI"}[key])
+        style_axes(ax, title, "epoch", {"knn": "accuracy", "nmi_true": "NMI", "ami_true": "AMI"}[key])
         if not any(len(line.get_xdata()) for line in ax.lines):  # a run from before kit logged it
             ax.text(0.5, 0.5, f"not in this run's history:\nthe run predates kit's {key}", transform=ax.transAxes,
                     ha="center", va="center", color="grey", fontsize=9)
@@ -162,7 +163,7 @@ def losses(histories: dict[str, dict], smooth: int = 20) -> Figure:
         ys = _smooth(y, smooth)
         x = (np.arange(len(ys)) + (len(y) - len(ys)) + 1) / per_epoch
         ax.plot(x, ys, color=COLOURS[algo], label=f"{NAMES[algo]} ({'CE' if algo == 'deepcluster' else 'weighted CE'})")
-    _style(ax, "Training loss (the head is reset every DeepCluster epoch)", "epoch", "cross-entropy")
+    style_axes(ax, "Training loss (the head is reset every DeepCluster epoch)", "epoch", "cross-entropy")
     ax.legend()
     return fig
 
@@ -198,7 +199,7 @@ PANELS = {  # a history key -> (panel title, y label) of the seeded curves
 _BASELINES = {"knn": ("raw_pixels_knn", "kNN on raw pixels"), "nmi_true": ("raw_pixels_nmi", "k-means on raw pixels")}
 
 
-def _with_init(h: dict, key: str) -> tuple[np.ndarray, np.ndarray]:
+def with_init(h: dict, key: str) -> tuple[np.ndarray, np.ndarray]:
     """`_epochs`, with the untrained network's monitor value at x = 0 where there is one."""
     x, y = _epochs(h, key)
     init = h.get("monitor_init", {}).get(key)
@@ -225,17 +226,17 @@ def seeded(per_seed: list[dict[str, dict]], keys=("knn", "nmi_true"), baselines:
     fig = Figure(figsize=(5 * len(keys), 3.8), layout="constrained")
     for ax, key in zip(fig.subplots(1, len(keys), squeeze=False)[0], keys):
         for algo in NAMES:
-            curves = [c for c in (_with_init(h[algo], key) for h in per_seed if algo in h) if len(c[0])]
+            curves = [c for c in (with_init(h[algo], key) for h in per_seed if algo in h) if len(c[0])]
             if curves:
                 _band(ax, curves, COLOURS[algo], NAMES[algo])
-            floors = [c for c in (_with_init(h[algo], key + "_chance") for h in per_seed if algo in h) if len(c[0])]
+            floors = [c for c in (with_init(h[algo], key + "_chance") for h in per_seed if algo in h) if len(c[0])]
             if key.startswith("nmi") and floors:  # the chance level, as the mean over seeds
                 common = sorted(set.intersection(*[set(x.tolist()) for x, _ in floors]))
                 ax.plot(common, [np.mean([dict(zip(x.tolist(), y))[c] for x, y in floors]) for c in common], ":",
                         color=COLOURS[algo], lw=1.4, label=f"{NAMES[algo]}: chance level")
         if baselines and _BASELINES.get(key, ("",))[0] in baselines:
             ax.axhline(baselines[_BASELINES[key][0]], color="grey", ls="--", lw=1, label=_BASELINES[key][1])
-        _style(ax, PANELS[key][0], "epoch", PANELS[key][1])
+        style_axes(ax, PANELS[key][0], "epoch", PANELS[key][1])
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if key in ("nmi_prev", "ami_prev", "label_change"):
             ax.set_ylim(0, 1)
@@ -268,7 +269,7 @@ def sweep(curves: dict[str, dict[str, dict[str, list]]], titles: dict[str, str])
                 ax.xaxis.set_major_formatter(ScalarFormatter())
                 ax.xaxis.set_minor_formatter(NullFormatter())
             ax.set_xticks(xs)
-            _style(ax, "", setting, titles[metric])
+            style_axes(ax, "", setting, titles[metric])
     axes[0, 0].legend(fontsize=8)
     return fig
 
@@ -306,7 +307,7 @@ def spectrum(before: np.ndarray, after: np.ndarray) -> Figure:
     for ax, x, title in ((a, before, "raw features"), (b, after, "PCA-whitened")):
         ev = np.sort(np.linalg.eigvalsh(np.cov(x, rowvar=False)))[::-1]
         ax.semilogy(np.arange(1, len(ev) + 1), np.maximum(ev, 1e-12), color=COLOURS["deepcluster"])
-        _style(ax, f"Covariance spectrum: {title}", "component", "eigenvalue (log)")
+        style_axes(ax, f"Covariance spectrum: {title}", "component", "eigenvalue (log)")
     return fig
 
 
@@ -320,7 +321,7 @@ def bars(values, title: str, xlabel: str, ylabel: str, sort: bool = True, colour
     ax.bar(np.arange(len(v)), v, width=1.0, color=colour or COLOURS["deepcluster"])
     if hline is not None:
         ax.axhline(hline, color="black", ls="--", lw=1)
-    _style(ax, title, xlabel, ylabel)
+    style_axes(ax, title, xlabel, ylabel)
     return fig
 
 

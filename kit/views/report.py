@@ -112,8 +112,7 @@ def _embeddings(run_path: Path, histories: dict) -> tuple[list[int], dict, dict,
     """Aligned UMAP layouts per algorithm (computed once, then read from embeddings.npz)."""
     from . import embed
 
-    feats = {a: dict(np.load(run_path / a / "embed_features.npz")) for a in histories
-             if (run_path / a / "embed_features.npz").exists()}
+    feats = {a: f for a in histories if (f := Run(run_path / a).embed_features())}
     if not feats:
         return None
     epochs = sorted(set.intersection(*[{int(k[6:]) for k in f if k.startswith("epoch_")} for f in feats.values()]))
@@ -332,11 +331,13 @@ def _write_html(run_path: Path, cfg: dict, rows, histories: dict, interactive: s
     figs = "\n".join(f'<figure><img src="{name}" alt="{name}"><figcaption><p><b>{html.escape(cap)}</b> '
                       f'{html.escape(GUIDES.get(name, ""))}</p></figcaption></figure>'
                       for name, cap in FIGURES.items() if (run_path / name).exists())
-    evaluation = run_path / "evaluation.md"
-    if evaluation.exists():  # written by `python -m kit evaluate`
-        from ..tables import markdown_html
+    evaluation = run_path / "evaluation.json"
+    if evaluation.exists():  # written by `python -m kit evaluate`; evaluation.md holds the same tables
+        from .evaluation import tables
 
-        figs += f"\n<h2>Evaluation protocols</h2>\n{markdown_html(evaluation.read_text())}"
+        figs += "\n<h2>Evaluation protocols</h2>\n" + "\n".join(
+            f"<h3>{html.escape(title)}</h3>\n{html_table(header, rows)}"
+            for title, header, rows in tables(read_json(evaluation, "evaluation", dict)))
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>kit: DeepCluster vs ODC</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}}
 table{{border-collapse:collapse;margin:0.5em 0 1em}}td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}

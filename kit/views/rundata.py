@@ -2,7 +2,7 @@
 
 Everything comes from files the run already holds: label snapshots through `Run.load_history()`,
 the aligned UMAP layouts from `embeddings.npz` (written by `kit.views.report.build_report`), the features
-of the fixed subset from `<algo>/embed_features.npz`, and the images and true classes from the
+of the fixed subset from `<algo>/embed_features/`, and the images and true classes from the
 dataset named in `config.json`. Nothing is trained or embedded here.
 """
 from __future__ import annotations
@@ -45,8 +45,8 @@ class RunData:
         if not algos:
             raise FileNotFoundError(f"{path} holds no deepcluster/ or odc/ history: is it a `kit compare` run?")
         labels = {a: Run(path / a).load_history().get("labels", []) for a in algos}
-        feats = {a: np.load(path / a / "embed_features.npz") for a in algos}
-        epochs = sorted(set.intersection(*[{int(k[6:]) for k in f.files if k.startswith("epoch_")} for f in feats.values()]))
+        feats = {a: Run(path / a).embed_features() for a in algos}
+        epochs = sorted(set.intersection(*[{int(k[6:]) for k in f if k.startswith("epoch_")} for f in feats.values()]))
         cache = path / "embeddings.npz"
         stored = np.load(cache) if cache.exists() else {}
         keys = [f"{a}_{e:04d}" for a in algos for e in epochs]

@@ -1,0 +1,155 @@
+"""`python -m kit evaluate RUN`: every protocol of `kit.evaluate` on the run's DeepCluster and ODC
+backbones, beside a random-init floor and a supervised ceiling (kit/supervised.py). Writes the numbers
+to `RUN/evaluation.json` and the benchmark pages' tables to `RUN/evaluation.md`
+(kit/views/evaluation.py); the report draws the same tables from the JSON.
+"""
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+
+from . import evaluate as ev
+from .data import load_dataset
+from .models import Backbone, build_backbone
+from .runs import atomic_write_bytes, atomic_write_json, load_checkpoint, read_config
+from .runtime import seed_everything
+from .seeds import seed_folders
+from .supervised import train_supervised
+from .training import TrainConfig, build_network, check_number
+
+
+@dataclass
+class EvaluateConfig:
+    """What an evaluation spends; `EvaluateConfig.fast()` is the KIT_FAST smoke evaluation."""
+
+    finetune_steps: int = 200  # SGD steps per fine-tuning setting
+    supervised_epochs: int | None = None  # the supervised ceiling's epochs; None = the run's own budget
+    draws: int = 5  # low-shot SVM draws per k
+    probe_epochs: int = 60  # linear-probe epochs on the cached features
+    grid: tuple = ev.FINETUNE_GRID  # the (base lr, head lr multiplier) settings each model is fine-tuned with
+    selection: str = "validation"  # what picks each model's fine-tuning setting: "validation", or "test" (the pages' way)
+
+    @classmethod
+    def fast(cls, **overrides) -> "EvaluateConfig":
+        """KIT_FAST=1: a few steps of everything and a 2-setting grid, to show the tables fill in."""
+        return cls(**{**dict(finetune_steps=5, supervised_epochs=2, draws=2, probe_epochs=10,
+                             grid=((0.01, 1), (0.1, 10))), **overrides})
+
+    def __post_init__(self):
+        check_number("finetune_steps", self.finetune_steps, 1)
+        check_number("draws", self.draws, 1)
+        check_number("probe_epochs", self.probe_epochs, 1)
+        if self.supervised_epochs is not None:
+            check_number("supervised_epochs", self.supervised_epochs, 1)
+        if self.selection not in ev.SELECTIONS:
+            raise ValueError(f"selection={self.selection!r}: choose {' or '.join(ev.SELECTIONS)} (--select-on)")
+
+
+def check_compare_run(run_path: Path) -> dict:
+    """The settings of a finished `kit compare` run; one line for anything else."""
+    cfg = read_config(run_path)
+    if cfg["command"] != "compare":
+        raise ValueError(f"{run_path} is a `{cfg['command']}` run: report and evaluate read `kit compare` runs "
+                         "(python -m kit compare --name NAME)" + (
+                             f"; a sweep's table is {run_path / 'sweep.md'}" if cfg["command"] == "sweep" else ""))
+    check_saved_settings(run_path, cfg["compare"])
+    seeds = cfg["compare"].get("seeds", 1)
+    if seeds > 1:  # one evaluation takes minutes: the seeds are evaluated one by one, when asked
+        seed = (seed_folders(run_path) or [run_path / f"seed-{cfg['compare'].get('seed', 31)}"])[0]
+        raise ValueError(f"{run_path} holds {seeds} seeds, each a run of its own: evaluate one, e.g. "
+                         f"python -m kit evaluate {seed}")
+    if not (run_path / "deepcluster" / "checkpoint.pt").exists():
+        raise FileNotFoundError(f"{run_path} is not a finished `kit compare` run (no deepcluster checkpoint): "
+                                f"finish it with python -m kit compare --name {run_path.name} --runs {run_path.parent} --resume")
+    return cfg["compare"]
+
+
+def check_saved_settings(run_path: Path, saved) -> None:
+    """A hand-edited config.json (`"n_clusters": "abc"`) is refused in one line naming the file, as the
+    command line refuses the same value, before any data is loaded or network built."""
+    from .compare import CompareConfig
+
+    try:
+        CompareConfig(**{**(saved or {}), "device": "cpu"})  # the device is this machine's choice, not the file's
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{run_path / 'config.json'} holds settings kit cannot use ({str(e).splitlines()[0]}): "
+                         "restore the file from a copy") from None
+
+
+def load_backbone(run: Path, algo: str, dataset) -> tuple[Backbone, TrainConfig]:
+    """The trained backbone of `run/algo/checkpoint.pt`, and the settings it was trained with."""
+    path = run / algo / "checkpoint.pt"
+    state = load_checkpoint(path)
+    if state.get("algo") != algo:
+        raise ValueError(f"{path} holds a {state.get('algo')} checkpoint, not {algo}: restore the run's own file")
+    common = {f.name for f in fields(TrainConfig)}  # the algorithm's own fields are not needed here
+    cfg = TrainConfig.from_dict({k: v for k, v in state["config"].items() if k in common})
+    net = build_network(cfg, dataset, neck=(algo == "odc"))
+    try:
+        net.load_state_dict(state["model"])
+    except RuntimeError as e:
+        raise ValueError(f"{path} does not fit this run's network ({str(e).splitlines()[0]})") from None
+    return net.backbone, cfg
+
+
+def evaluate_backbones(backbones: dict[str, Backbone], train, test, config: EvaluateConfig, log=print) -> dict:
+    """All protocols for each named backbone, as `evaluation.json` holds them: {name: {"linear", "knn",
+    "svm", "semi"}}, keys as strings."""
+    results = {}
+    for name, bb in backbones.items():
+        t0 = time.perf_counter()
+        ftr, fte = ev.stage_features(bb, train), ev.stage_features(bb, test)
+        ytr, yte = train.targets, test.targets
+        semi = ev.semi_supervised(bb, train, test, grid=config.grid, steps=config.finetune_steps,
+                                  selection=config.selection)
+        results[name] = {
+            "linear": ev.linear_probe(ftr, ytr, fte, yte, epochs=config.probe_epochs),
+            "knn": {str(k): v for k, v in ev.knn_table(ftr[-1], ytr, fte[-1], yte).items()},
+            "svm": {str(k): v for k, v in ev.svm_table(ftr[-1], ytr, fte[-1], yte, draws=config.draws).items()},
+            "semi": {str(f): asdict(r) for f, r in semi.items()},
+        }
+        log(f"evaluated {name} in {time.perf_counter() - t0:.0f} s")
+    return results
+
+
+def evaluate_run(run_path: str | Path, config: EvaluateConfig | None = None, log=print, **settings) -> Path:
+    """Evaluate a `kit compare` run's backbones beside random-init and supervised ones; write
+    `evaluation.json` and `evaluation.md`, and return the latter's path. `settings` are
+    `EvaluateConfig` fields (`evaluate_run(run, finetune_steps=100)`)."""
+    from .views.evaluation import markdown
+
+    config = config or EvaluateConfig(**settings)
+    run_path = Path(run_path)
+    cfg = check_compare_run(run_path)
+    train = load_dataset(cfg["dataset"], "train", root=cfg.get("root", "data"), n=cfg.get("n_train"))
+    test = load_dataset(cfg["dataset"], "test", root=cfg.get("root", "data"))
+    learned, base = load_backbone(run_path, "deepcluster", train)
+    seed_everything(base.seed)  # the same initial weights the trainers started from
+    c, h, _ = train.image_shape
+    backbones = {"random init": build_backbone(base.backbone, c, base.sobel, h), "DeepCluster": learned}
+    if (run_path / "odc" / "checkpoint.pt").exists():
+        backbones["ODC"] = load_backbone(run_path, "odc", train)[0]
+    t0 = time.perf_counter()
+    backbones["supervised"] = train_supervised(base, train, config.supervised_epochs or cfg["epochs"])
+    log(f"supervised baseline trained in {time.perf_counter() - t0:.0f} s")
+    results = evaluate_backbones(backbones, train, test, config, log)
+    atomic_write_json(run_path / "evaluation.json", results)
+    md = f"# Evaluation of {run_path.name}\n\n{cfg['dataset']}: {len(train)} train / {len(test)} test images.\n\n" + markdown(results)
+    atomic_write_bytes(run_path / "evaluation.md", md.encode())
+    return run_path / "evaluation.md"
+
+
+def save_torchvision(run_path: str | Path, algo: str, out: str | Path) -> Path:
+    """Write the run's `algo` backbone as a torchvision ResNet state dict (`torch.save`)."""
+    run_path = Path(run_path)
+    cfg = check_compare_run(run_path)
+    train = load_dataset(cfg["dataset"], "train", root=cfg.get("root", "data"), n=cfg.get("n_train"))
+    sd = ev.export_torchvision(load_backbone(run_path, algo, train)[0])
+    buf = io.BytesIO()
+    torch.save(sd, buf)
+    atomic_write_bytes(out, buf.getvalue())
+    return Path(out)
