@@ -1,0 +1,67 @@
+"""The import graph, read from kit's source (AST): the presentation layer (kit/views/, and the playground
+kit/widgets.py) alone imports matplotlib, bokeh or ipywidgets; the training code never imports kit.views;
+module-level imports point one way, with no cycles."""
+import ast
+from pathlib import Path
+
+KIT = Path(__file__).resolve().parents[1] / "kit"
+DRAWING = ("matplotlib", "bokeh", "ipywidgets")
+TRAINING = ("algorithms", "augment", "clustering", "collapse", "data", "deepcluster", "distributed", "evaluate",
+            "features", "memory", "metrics", "models", "odc", "runs", "runtime", "sampling", "seeds", "supervised",
+            "training")
+
+
+def _module(path: Path) -> str:
+    parts = path.relative_to(KIT.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(module_level_only: bool = False) -> dict[str, set[str]]:
+    """{kit module: the modules it imports}, relative imports resolved; with `module_level_only`, only
+    the imports that run when the module is imported (not those inside functions)."""
+    out = {}
+    for path in KIT.rglob("*.py"):
+        name = _module(path)
+        package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+        tree = ast.parse(path.read_text())
+        nodes = tree.body if module_level_only else list(ast.walk(tree))
+        found = set()
+        for node in nodes:
+            if isinstance(node, ast.Import):
+                found |= {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                base = ".".join(package[: len(package) - node.level + 1]) if node.level else ""
+                mod = ".".join(p for p in (base, node.module or "") if p)
+                found.add(mod)
+                found |= {f"{mod}.{a.name}" for a in node.names}  # `from . import plots` names a module
+        out[name] = found
+    return out
+
+
+def test_only_the_presentation_layer_draws():
+    drawing = {m for m, found in imports().items() if any(f.split(".")[0] in DRAWING for f in found)}
+    assert drawing and all(m.startswith("kit.views.") or m == "kit.widgets" for m in drawing), sorted(drawing)
+
+
+def test_the_training_code_never_imports_the_views():
+    found = imports()
+    for m in TRAINING:
+        assert not any(f.startswith("kit.views") for f in found[f"kit.{m}"]), m
+
+
+def test_module_level_imports_have_no_cycle():
+    found = imports(module_level_only=True)
+    graph = {m: {f for f in fs if f in found and f != m} for m, fs in found.items()}  # kit modules only
+    state: dict[str, int] = {}  # 1: on the path, 2: done
+
+    def visit(m, path):
+        state[m] = 1
+        for n in graph[m]:
+            assert state.get(n) != 1, " -> ".join([*path, n])
+            if n not in state:
+                visit(n, [*path, n])
+        state[m] = 2
+
+    for m in graph:
+        if m not in state:
+            visit(m, [m])
