@@ -15,6 +15,13 @@ from ..algorithms import NAMES  # the views read the algorithms' names from here
 COLOURS = {"deepcluster": "#1f77b4", "odc": "#ff7f0e"}
 
 
+def legend_name(algo: str, h: dict | None = None) -> str:
+    """The algorithm's name with its K ("ODC (K = 30)"): two runs at different K are not compared like for like,
+    so every legend says which K each line had (a history saved before configs were kept shows the name only)."""
+    k = (h or {}).get("config", {}).get("n_clusters")
+    return f"{NAMES[algo]} (K = {k})" if k else NAMES[algo]
+
+
 # DeepCluster clusters at the *start* of epoch t, i.e. after t epochs of training, so its label
 # metrics belong at x = t; everything measured after an epoch (ODC's snapshots, losses, the
 # monitor) belongs at x = t + 1. x is always "epochs of training behind the value".
@@ -63,10 +70,10 @@ def stability(histories: dict[str, dict]) -> Figure:
     fig = Figure(figsize=(14, 3.8), layout="constrained")
     a, n, b = fig.subplots(1, 3)
     for algo, h in histories.items():
-        a.plot(*_epochs(h, "ami_prev"), "o-", ms=3, color=COLOURS[algo], label=NAMES[algo])
-        n.plot(*_epochs(h, "nmi_prev"), "o-", ms=3, color=COLOURS[algo], label=NAMES[algo])
-        chance_floor(n, h, "nmi_prev", COLOURS[algo], f"{NAMES[algo]}: chance level")
-        b.plot(*_epochs(h, "label_change"), "o-", ms=3, color=COLOURS[algo], label=NAMES[algo])
+        a.plot(*_epochs(h, "ami_prev"), "o-", ms=3, color=COLOURS[algo], label=legend_name(algo, h))
+        n.plot(*_epochs(h, "nmi_prev"), "o-", ms=3, color=COLOURS[algo], label=legend_name(algo, h))
+        chance_floor(n, h, "nmi_prev", COLOURS[algo], f"{legend_name(algo, h)}: chance level")
+        b.plot(*_epochs(h, "label_change"), "o-", ms=3, color=COLOURS[algo], label=legend_name(algo, h))
     style_axes(a, "Stability, chance-corrected: AMI(t-1, t)", "epoch", "AMI (0 = chance, 1 = same labels)")
     style_axes(n, "NMI(t-1, t), dotted: its chance level", "epoch", "NMI(t-1, t)")
     style_axes(b, "Samples that changed cluster since the last epoch", "epoch", "fraction of samples")
@@ -88,12 +95,12 @@ def reassignment(histories: dict[str, dict], smooth: int = 10) -> Figure:
         x = (np.arange(len(r)) + 1) / per_epoch
         a.plot(x, r, color=COLOURS["odc"], alpha=0.25, lw=0.8)
         a.plot(x[smooth - 1:] if len(r) >= smooth else x, _smooth(r, smooth), color=COLOURS["odc"],
-               label=f"ODC change_ratio ({smooth}-iteration mean)")
+               label=f"{legend_name('odc', histories['odc'])} change_ratio ({smooth}-iteration mean)")
         a.legend()
     style_axes(a, "ODC: batch labels changed per iteration", "epoch", "change_ratio")
     a.set_ylim(0, 1)
     for algo, h in histories.items():
-        b.plot(*_epochs(h, "label_change"), "o-", ms=3, color=COLOURS[algo], label=NAMES[algo])
+        b.plot(*_epochs(h, "label_change"), "o-", ms=3, color=COLOURS[algo], label=legend_name(algo, h))
     style_axes(b, "Per epoch: samples reassigned (ids matched)", "epoch", "fraction of samples")
     b.set_ylim(0, 1)
     b.legend()
@@ -117,7 +124,7 @@ def cluster_sizes(histories: dict[str, dict], n_clusters: dict[str, int]) -> Fig
         ax.yaxis.set_major_formatter(ScalarFormatter())
         ax.yaxis.set_minor_formatter(NullFormatter())
         ylabel = "members (log)" if ax is axes[0] else ""  # the axis is shared
-        style_axes(ax, f"{NAMES[algo]}: cluster sizes, largest first", "cluster rank", ylabel)
+        style_axes(ax, f"{NAMES[algo]} (K = {n_clusters[algo]}): cluster sizes, largest first", "cluster rank", ylabel)
         ax.legend(fontsize=8)
     return fig
 
@@ -133,9 +140,9 @@ def learning(histories: dict[str, dict], baselines: dict | None = None) -> Figur
             init = h.get("monitor_init", {}).get(key)
             if init is not None:
                 x, y = np.r_[0, x], np.r_[init, y]
-            ax.plot(x, y, "o-", ms=3, color=COLOURS[algo], label=NAMES[algo])
+            ax.plot(x, y, "o-", ms=3, color=COLOURS[algo], label=legend_name(algo, h))
             if key == "nmi_true":
-                chance_floor(ax, h, key, COLOURS[algo], f"{NAMES[algo]}: chance level")
+                chance_floor(ax, h, key, COLOURS[algo], f"{legend_name(algo, h)}: chance level")
         if baselines and key in ("nmi_true",) and "raw_pixels_nmi" in baselines:
             ax.axhline(baselines["raw_pixels_nmi"], color="grey", ls="--", lw=1, label="k-means on raw pixels")
         if baselines and key == "knn" and "raw_pixels_knn" in baselines:
@@ -162,7 +169,7 @@ def losses(histories: dict[str, dict], smooth: int = 20) -> Figure:
         per_epoch = len(y) / max(len(set(ep.tolist())), 1)
         ys = _smooth(y, smooth)
         x = (np.arange(len(ys)) + (len(y) - len(ys)) + 1) / per_epoch
-        ax.plot(x, ys, color=COLOURS[algo], label=f"{NAMES[algo]} ({'CE' if algo == 'deepcluster' else 'weighted CE'})")
+        ax.plot(x, ys, color=COLOURS[algo], label=f"{legend_name(algo, h)} ({'CE' if algo == 'deepcluster' else 'weighted CE'})")
     style_axes(ax, "Training loss (the head is reset every DeepCluster epoch)", "epoch", "cross-entropy")
     ax.legend()
     return fig
@@ -228,7 +235,7 @@ def seeded(per_seed: list[dict[str, dict]], keys=("knn", "nmi_true"), baselines:
         for algo in NAMES:
             curves = [c for c in (with_init(h[algo], key) for h in per_seed if algo in h) if len(c[0])]
             if curves:
-                _band(ax, curves, COLOURS[algo], NAMES[algo])
+                _band(ax, curves, COLOURS[algo], legend_name(algo, next(h[algo] for h in per_seed if algo in h)))
             floors = [c for c in (with_init(h[algo], key + "_chance") for h in per_seed if algo in h) if len(c[0])]
             if key.startswith("nmi") and floors:  # the chance level, as the mean over seeds
                 common = sorted(set.intersection(*[set(x.tolist()) for x, _ in floors]))
@@ -322,6 +329,9 @@ def bars(values, title: str, xlabel: str, ylabel: str, sort: bool = True, colour
     if hline is not None:
         ax.axhline(hline, color="black", ls="--", lw=1)
     style_axes(ax, title, xlabel, ylabel)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # a cluster's rank is a whole number
+    if np.allclose(v, np.round(v)):  # sizes and draws are counts; weights stay fractional
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     return fig
 
 

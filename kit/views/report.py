@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import collapse, seeds
+from .. import collapse, lesson, seeds
 from ..data import load_dataset
 from ..metrics import agreement
 from ..runs import Run, atomic_write_bytes, atomic_write_npz, read_config, read_json
@@ -310,6 +310,12 @@ def _unequal_k(histories: dict) -> str:
             f"--n-clusters {min(k.values())}</code>.</p>")
 
 
+def _takeaway(histories: dict) -> str:
+    """The takeaway every comparison page states (kit/lesson.py), then this run's own numbers beside it."""
+    return (f"<h3>Takeaway</h3>\n<p>{lesson.takeaway(markup='html')}</p>\n"
+            f"<p>{html.escape(lesson.this_run(histories))}</p>") if len(histories) == 2 else ""
+
+
 def _alarms(histories: dict) -> str:
     """The report's collapse section: every epoch that crossed a threshold of kit/collapse.py, or a line saying none did."""
     rows = [(plots.NAMES.get(algo, algo), epoch + 1, "; ".join(collapse.SYMPTOMS[s] for s in found))
@@ -350,6 +356,7 @@ unless set for both (settings below). Scores are on the held-out test split.</p>
 {table}
 {note}
 {_unequal_k(histories)}
+{_takeaway(histories)}
 {_alarms(histories)}
 {_settings(cfg, histories)}
 {interactive}
