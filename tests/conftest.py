@@ -31,6 +31,24 @@ def tiny_odc_config(**kw):
                                   "device": "cpu", **kw})
 
 
+@pytest.fixture(scope="session")
+def fast_compare(tmp_path_factory):
+    """`python -m kit compare` on the KIT_FAST preset, run once for the session in this process:
+    `.path` (runs/t) and `.stdout`. Read it; copy it (`shutil.copytree`) before changing it."""
+    import contextlib
+    import io
+    import types
+
+    from kit.__main__ import main
+
+    root = tmp_path_factory.mktemp("compare")
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["compare", "--name", "t", "--runs", str(root)])
+    assert code == 0, err.getvalue()[-2000:]
+    return types.SimpleNamespace(path=root / "t", stdout=out.getvalue())
+
+
 @pytest.fixture
 def card():
     """A CUDA card that is not there (tests/fake_cuda.py): an H100's precision, on the CPU."""

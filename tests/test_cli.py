@@ -1,8 +1,12 @@
 """The command line as a careless user drives it: Ctrl-C everywhere, refused input that writes
-nothing, resumes that keep a run's settings, names that stay inside --runs (issue 10)."""
+nothing, resumes that keep a run's settings, names that stay inside --runs (issue 10).
+
+Refusals run in this process against `kit.__main__.main(argv)`, on a run folder made by hand; one
+refusal runs in a real process for the exit status, and Ctrl-C is sent to real processes."""
 import hashlib
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,12 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from kit.__main__ import main
+from kit.views.report import load_histories
+
 ENV = {**os.environ, "KIT_FAST": "1", "PYTHONUNBUFFERED": "1"}
-
-
-def kit(*args, cwd=None, timeout=600, **kw):
-    return subprocess.run([sys.executable, "-m", "kit", *map(str, args)], env=ENV, cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout, **kw)
+IGNORE_SIGINT = lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)  # noqa: E731 - what `cmd &` does
 
 
 def snapshot(folder: Path) -> dict:
@@ -26,37 +29,45 @@ def snapshot(folder: Path) -> dict:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def one_line_error(out, *words):
-    err = out.stderr.strip().splitlines()
-    assert out.returncode == 2, out.stderr[-1500:]
-    assert len(err) == 1 and err[0].startswith("error: ") and "Traceback" not in out.stderr, out.stderr
-    assert all(w in err[0] for w in words), err[0]
+def refused(argv, capsys) -> str:
+    """`python -m kit *argv`, in this process: a refusal (exit 2) in one `error:` line and no traceback.
+    Returns the line."""
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as e:  # argparse's own refusals
+        code = e.code
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert code == 2, err[-1500:]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err
+    return lines[0]
 
 
-@pytest.fixture(scope="module")
-def run2(tmp_path_factory):
-    """A finished 1-epoch comparison to be abused by refused commands."""
-    root = tmp_path_factory.mktemp("runs")
-    out = kit("compare", "--name", "r", "--runs", root, "--epochs", 1)
-    assert out.returncode == 0, out.stderr[-2000:]
+@pytest.fixture
+def made(tmp_path):
+    """A runs folder holding `r`, a finished 1-epoch `compare` made by hand (no training): its
+    config.json and, for each algorithm, a history and a label snapshot."""
+    from kit.compare import CompareConfig
+    from kit.runs import Run, atomic_write_json
+
+    root = tmp_path / "runs"
+    run = Run.create(root, "r")
+    atomic_write_json(run.file("config.json"), {"command": "compare", "algo": None,
+                                                "compare": vars(CompareConfig(epochs=1, n_clusters=20, n_train=400))})
+    for algo in ("deepcluster", "odc"):
+        Run.create(run.path, algo, resume=True).save_history(
+            {"algo": algo, "epoch": [{"epoch": 0, "loss": 3.0}], "step": {"loss": [3.0], "epoch": [0]},
+             "labels": [np.arange(400) % 20]})
     return root
-
-
-def paste(hint: str, **kw):
-    """Run a printed `continue with: python -m kit ...` line as a user pasting it would."""
-    cmd = shlex.split(hint.split("continue with: ", 1)[1].strip().splitlines()[0])
-    assert cmd[:3] == ["python", "-m", "kit"]
-    return subprocess.run([sys.executable, *cmd[1:]], env=ENV, capture_output=True, text=True, timeout=600, **kw)
 
 
 # -- 1. Ctrl-C ---------------------------------------------------------------------------------
 @pytest.mark.slow
-def test_ctrl_c_with_sigint_ignored_exits_130_and_its_hint_resumes_when_pasted(tmp_path):
+def test_ctrl_c_with_sigint_ignored_exits_130_and_its_hint_resumes_when_pasted(tmp_path, monkeypatch):
     """A process started in the background inherits SIGINT as ignored; kit restores Ctrl-C itself."""
-    ignore = lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)  # noqa: E731 - what `cmd &` does
     cmd = [sys.executable, "-m", "kit", "train", "--algo", "odc", "--name", "t", "--runs", str(tmp_path), "--epochs", "3"]
     proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=ignore, cwd=tmp_path)
+                            preexec_fn=IGNORE_SIGINT, cwd=tmp_path)
     ckpt = tmp_path / "t" / "checkpoint.pt"
     deadline = time.time() + 300
     while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
@@ -65,36 +76,56 @@ def test_ctrl_c_with_sigint_ignored_exits_130_and_its_hint_resumes_when_pasted(t
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-1500:]
     assert "Traceback" not in err and "--algo odc" in err and f"--runs {tmp_path}" in err and "--epochs 3" in err
-    done = paste(err, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr[-1500:]
+    hint = shlex.split(err.split("continue with: ", 1)[1].strip().splitlines()[0])
+    assert hint[:3] == ["python", "-m", "kit"]
+    monkeypatch.chdir(tmp_path)  # where the user pastes it
+    assert main(hint[3:]) == 0
     from kit.runs import Run
 
     assert [r["epoch"] for r in Run(tmp_path / "t").load_history()["epoch"]] == [0, 1, 2]
 
 
+# the shared libraries whose mapping marks a moment of torch's import: it has begun (OpenMP, loaded first),
+# its C++ libraries are initialising (where a KeyboardInterrupt used to abort the interpreter), numpy loads
+START_UP = ("libgomp", "libtorch_cpu.so", "numpy/_core")
+
+
 @pytest.mark.slow
 def test_ctrl_c_during_start_up_is_a_clean_exit_130(tmp_path):
-    # Ctrl-C while torch's C++ extensions load used to abort the interpreter (pybind11
-    # std::terminate: exit -6, or -2). The delays step through the seconds the imports take; each
-    # interrupted process finishes those imports (about 4 s) before it exits.
-    outcomes = []
-    for i, delay in enumerate(0.2 * k for k in range(1, 9)):
-        proc = subprocess.Popen([sys.executable, "-m", "kit", "compare", "--name", "s", "--runs", str(tmp_path / str(i))],
-                                env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
-        time.sleep(delay)
-        proc.send_signal(signal.SIGINT)
+    """Ctrl-C while torch's C++ extensions load used to abort the interpreter (pybind11 std::terminate:
+    exit -6, or -2). One process per moment of torch's import in START_UP, all started at once: each is
+    sent Ctrl-C as soon as its /proc/<pid>/maps shows that library, so the signal lands inside the import
+    whatever the machine's speed; each finishes the import (seconds) before it exits."""
+    procs = {lib: subprocess.Popen([sys.executable, "-m", "kit", "compare", "--name", "s", "--runs", str(tmp_path / str(i))],
+                                   env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   preexec_fn=IGNORE_SIGINT)
+             for i, lib in enumerate(START_UP)}
+    pending, seen, deadline = dict(procs), set(), time.time() + 120
+    while pending:
+        for lib, proc in list(pending.items()):
+            try:
+                loaded = lib in Path(f"/proc/{proc.pid}/maps").read_text()
+            except OSError:  # it has exited already
+                loaded = False
+            if loaded or proc.poll() is not None or time.time() > deadline:
+                seen.update([lib] if loaded else [])
+                proc.send_signal(signal.SIGINT)
+                del pending[lib]
+        time.sleep(0.001)
+    outcomes = {}
+    for lib, proc in procs.items():
         _, err = proc.communicate(timeout=120)
-        outcomes.append((round(delay, 1), proc.returncode, "interrupted" in err and "Traceback" not in err, err[-300:]))
-    assert all(rc == 130 and clean for _, rc, clean, _ in outcomes), [o for o in outcomes if o[1] != 130 or not o[2]]
+        outcomes[lib] = (proc.returncode, "interrupted" in err and "Traceback" not in err, err[-300:])
+    assert seen == set(START_UP), f"interrupted before {set(START_UP) - seen} loaded: {outcomes}"
+    assert all(rc == 130 and clean for rc, clean, _ in outcomes.values()), outcomes
 
 
 # -- 2-5. refused commands write nothing -------------------------------------------------------
-REFUSED = [
-    (["train", "--algo", "odc", "--name", "r", "--resume"], ["`compare` run", "python -m kit compare"]),
+REFUSED = [  # each with the words that say which check refused it
+    (["train", "--algo", "odc", "--name", "r", "--resume"], ["`compare` run"]),
     (["compare", "--name", "r"], ["already holds a run"]),
     (["compare", "--name", "r", "--resume", "--lr", "-1"], ["--lr"]),
-    (["compare", "--name", "nothing", "--resume"], ["no run named", "drop --resume"]),
+    (["compare", "--name", "nothing", "--resume"], ["no run named"]),
     (["compare", "--name", "../escaped"], ["not a plain folder name"]),
     (["compare", "--name", "/tmp/absolute"], ["not a plain folder name"]),
     (["compare", "--name", "x", "--epochs", "0"], ["--epochs"]),
@@ -113,67 +144,67 @@ REFUSED = [
 ]
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("args,words", REFUSED, ids=[" ".join(a) for a, _ in REFUSED])
-def test_a_refused_command_says_why_in_one_line_and_writes_nothing(run2, args, words, tmp_path):
-    before = snapshot(run2)
-    args = [a.replace("RUNS", str(run2)) for a in args]
-    out = kit(*args, *([] if args[0] in ("report", "evaluate") else ["--runs", run2]), cwd=tmp_path)
-    one_line_error(out, *words)
-    assert snapshot(run2) == before
-    assert sorted(p.name for p in run2.iterdir()) == ["r"] and not list(tmp_path.iterdir())
-    assert not Path("/tmp/absolute").exists() and not (run2.parent / "escaped").exists()
+def test_a_refused_command_says_why_in_one_line_and_writes_nothing(made, args, words, tmp_path, capsys, monkeypatch):
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")  # nothing lands here either
+    before = snapshot(made)
+    args = [a.replace("RUNS", str(made)) for a in args]
+    line = refused([*args, *([] if args[0] in ("report", "evaluate") else ["--runs", made])], capsys)
+    assert all(w in line for w in words), line
+    assert snapshot(made) == before
+    assert sorted(p.name for p in made.iterdir()) == ["r"] and not list((tmp_path / "cwd").iterdir())
+    assert not Path("/tmp/absolute").exists() and not (made.parent / "escaped").exists()
+
+
+def test_a_refusal_in_a_real_process_exits_2_with_one_line(tmp_path):
+    """The exit status a shell or a scheduler sees: the in-process refusals above return it from `main`."""
+    out = subprocess.run([sys.executable, "-m", "kit", "compare", "--name", "../escaped", "--runs", str(tmp_path / "runs")],
+                         env=ENV, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert out.returncode == 2, out.stderr[-1500:]
+    err = out.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "not a plain folder name" in err[0], out.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
 @pytest.mark.slow
-def test_a_resume_keeps_the_saved_settings_and_lists_what_it_ignores(run2, tmp_path):
-    import shutil
-
-    shutil.copytree(run2 / "r", tmp_path / "r")
+def test_a_resume_keeps_the_saved_settings_and_lists_what_it_ignores(fast_compare, tmp_path, capsys):
+    shutil.copytree(fast_compare.path, tmp_path / "r")
     cfg = (tmp_path / "r" / "config.json").read_text()
-    out = kit("compare", "--name", "r", "--runs", tmp_path, "--resume", "--epochs", 2, "--lr", 0.3, "--n-clusters", 7)
-    assert out.returncode == 0, out.stderr[-1500:]
-    assert "ignored: --n-clusters 7 (the run uses 20), --lr 0.3 (the run uses each algorithm's preset)" in out.stderr
-    assert (tmp_path / "r" / "config.json").read_text() == cfg.replace('"epochs": 1', '"epochs": 2')
-    from kit.views.report import load_histories
-
+    epochs = len(load_histories(tmp_path / "r")["odc"]["epoch"])
+    capsys.readouterr()
+    assert main(["compare", "--name", "r", "--runs", str(tmp_path), "--resume", "--epochs", str(epochs + 1),
+                 "--lr", "0.3", "--n-clusters", "7"]) == 0
+    assert "ignored: --n-clusters 7 (the run uses 20), --lr 0.3 (the run uses each algorithm's preset)" in capsys.readouterr().err
+    assert (tmp_path / "r" / "config.json").read_text() == cfg.replace(f'"epochs": {epochs}', f'"epochs": {epochs + 1}')
     h = load_histories(tmp_path / "r")
-    assert [len(h[a]["epoch"]) for a in ("deepcluster", "odc")] == [2, 2]
+    assert [len(h[a]["epoch"]) for a in ("deepcluster", "odc")] == [epochs + 1, epochs + 1]
     assert max(h["deepcluster"]["labels"][-1]) < 20  # still K = 20
 
 
-def test_a_folder_kit_did_not_write_is_never_written_into(tmp_path):
+def test_a_folder_kit_did_not_write_is_never_written_into(tmp_path, capsys):
     (tmp_path / "theirs").mkdir()
     (tmp_path / "theirs" / "labels.npz").write_bytes(b"precious")
-    out = kit("compare", "--name", "theirs", "--runs", tmp_path, timeout=120)
-    one_line_error(out, "kit did not write")
+    assert "kit did not write" in refused(["compare", "--name", "theirs", "--runs", tmp_path], capsys)
     assert [p.name for p in (tmp_path / "theirs").iterdir()] == ["labels.npz"]
     assert (tmp_path / "theirs" / "labels.npz").read_bytes() == b"precious"
 
 
-def test_report_and_evaluate_refuse_a_train_run_in_one_line(tmp_path):
+def test_report_and_evaluate_refuse_a_train_run_in_one_line(tmp_path, capsys):
     from kit.runs import Run, atomic_write_json
 
     run = Run.create(tmp_path, "t")
     atomic_write_json(run.file("config.json"), {"command": "train", "algo": "odc", "compare": {}})
+    before = snapshot(run.path)
     for cmd in ("report", "evaluate"):
-        one_line_error(kit(cmd, run.path, timeout=120), "is a `train` run")
+        assert "is a `train` run" in refused([cmd, run.path], capsys)
+    assert snapshot(run.path) == before
 
 
-def test_evaluate_of_a_several_seed_run_names_a_seed_to_evaluate(tmp_path):
-    from kit.compare import CompareConfig
-    from kit.runs import Run, atomic_write_json
-
-    run = Run.create(tmp_path, "s")
-    atomic_write_json(run.file("config.json"), {"command": "compare", "algo": None,
-                                                "compare": vars(CompareConfig(seeds=3, seed=7))})
-    out = kit("evaluate", run.path, timeout=120)
-    one_line_error(out, "holds 3 seeds", f"python -m kit evaluate {run.path / 'seed-7'}")
-
-
-def test_an_unwritable_runs_folder_is_one_line(tmp_path):
+def test_an_unwritable_runs_folder_is_one_line(tmp_path, capsys):
     (tmp_path / "file").write_text("not a folder")
-    one_line_error(kit("compare", "--name", "x", "--runs", tmp_path / "file", timeout=300), "error")
+    refused(["compare", "--name", "x", "--runs", tmp_path / "file"], capsys)
+    assert (tmp_path / "file").read_text() == "not a folder"
 
 
 # -- the run folder's own guarantees -----------------------------------------------------------
@@ -220,6 +251,24 @@ def test_stale_temporaries_are_cleaned_and_a_damaged_history_is_named(tmp_path):
     run.file("history.json").write_text('{"algo": "od')
     with pytest.raises(ValueError, match=r"history.json is not valid JSON"):
         run.load_history()
+
+
+def test_kit_0_1_runs_still_load_and_convert_to_append_only(tmp_path):
+    from kit.runs import Run, atomic_write_json, atomic_write_npz
+
+    path = tmp_path / "old"
+    path.mkdir()
+    atomic_write_json(path / "history.json", {"algo": "deepcluster", "epoch": [{"epoch": 0}], "step": {"loss": [1.0]}})
+    atomic_write_npz(path / "labels.npz", epoch_0000=np.arange(4))
+    run = Run.create(tmp_path, "old", resume=True)  # no marker, but only kit 0.1's files: kit's own
+    h = run.load_history()
+    assert h["epoch"] == [{"epoch": 0}] and np.array_equal(h["labels"][0], np.arange(4))
+    h["epoch"].append({"epoch": 1})
+    h["labels"].append(np.arange(4)[::-1])
+    run.save_history(h)
+    assert not (path / "labels.npz").exists()
+    back = Run(path).load_history()
+    assert back["epoch"] == h["epoch"] and len(back["labels"]) == 2
 
 
 def test_bytes_written_per_epoch_do_not_grow_with_the_epoch(tmp_path):

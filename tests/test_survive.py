@@ -1,7 +1,7 @@
 """Runs that survive a shared machine (issue 19): one writer per run, torn lines healed, SIGTERM as
 Ctrl-C, no writing through planted links, every file read back checked, an optional cache, hints
-that point the right way. Refusals are driven in-process (`kit.__main__.main`); the concurrency,
-signal and torn-file cases drive the real command line in subprocesses."""
+that point the right way. Refusals and resumes are driven in-process (`kit.__main__.main`); a writer
+to be stopped, killed or sent SIGTERM runs in a real process."""
 import hashlib
 import json
 import os
@@ -60,11 +60,6 @@ def one_line(err: str, *words) -> str:
     return lines[0]
 
 
-def kit_cli(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "kit", *map(str, args)], env=ENV, capture_output=True, text=True,
-                          timeout=600, **kw)
-
-
 def start(*args, **kw) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "kit", *map(str, args)], env=ENV, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, **kw)
@@ -102,8 +97,7 @@ def test_a_resume_after_a_torn_line_cuts_it_off_and_the_run_stays_readable(run):
     with open(run / "steps.jsonl", "ab") as f:
         f.write(b'{"loss": [1.0, 2')
     before = snapshot(run)
-    out = kit_cli(*resume(run, 2))
-    assert out.returncode == 0, out.stderr[-2000:]
+    assert main(resume(run, 2)) == 0
     assert_only_appended(at_rest(before), run)
     h = Run(run).load_history()
     assert [r["epoch"] for r in h["epoch"]] == [0, 1] and len(h["labels"]) == 3
@@ -124,7 +118,7 @@ def test_appending_after_a_torn_line_drops_the_torn_line(tmp_path):
 
 
 # -- 2. one writer per run ----------------------------------------------------------------------
-def test_a_second_writer_is_refused_naming_the_pid_and_a_killed_writers_lock_is_taken_over(tmp_path):
+def test_a_second_writer_is_refused_naming_the_pid_and_a_killed_writers_lock_is_taken_over(tmp_path, capsys):
     first = start(*TRAIN, "--name", "t", "--runs", tmp_path, "--epochs", 4)
     run = tmp_path / "t"
     wait_for(run / "checkpoint.pt", first)
@@ -132,9 +126,8 @@ def test_a_second_writer_is_refused_naming_the_pid_and_a_killed_writers_lock_is_
     try:
         assert (run / LOCK).read_text().strip() == str(first.pid)
         before = snapshot(run)
-        second = kit_cli(*resume(run, 4))
-        assert second.returncode == 2
-        one_line(second.stderr, f"pid {first.pid}", "one process writes a run at a time")
+        assert main(resume(run, 4)) == 2  # this process is the second writer
+        one_line(capsys.readouterr().err, f"pid {first.pid}", "one process writes a run at a time")
         assert snapshot(run) == before
     finally:
         os.kill(first.pid, signal.SIGKILL)  # the lock file still names it: a stale lock
@@ -337,24 +330,6 @@ def test_an_image_folder_is_checked_whole_before_anything_is_written(tmp_path, c
     assert not (tmp_path / "runs").exists()
 
 
-def test_too_few_images_for_k_names_the_flag_and_at_least_two():
-    from kit.compare import check_split_size
-
-    with pytest.raises(ValueError, match="at least 20 train images") as e:
-        check_split_size(1, "odc", 20)
-    assert "n-clusters" not in str(e.value) and "<= 1" not in str(e.value)
-    with pytest.raises(ValueError, match="--n-clusters from 2 to 5"):
-        check_split_size(5, "odc", 20)
-
-
-def test_evaluate_on_a_sweep_folder_says_it_is_a_sweep(tmp_path, capsys):
-    run = Run.create(tmp_path, "s")
-    (run.path / "config.json").write_text(json.dumps({"command": "sweep", "algo": None, "sweep": {}}))
-    assert main(["evaluate", str(run.path)]) == 2
-    err = one_line(capsys.readouterr().err, "`sweep` run", "sweep.md")
-    assert "`train`" not in err
-
-
 def test_nan_images_are_named_as_bad_data_not_divergence():
     class NaNs(torch.utils.data.Dataset):
         image_shape = (1, 8, 8)
@@ -376,18 +351,6 @@ def test_fit_refuses_no_epochs(mnist_small, epochs):
         kit.ODC(kit.ODCConfig.small()).fit(mnist_small[0], epochs=epochs)
 
 
-def test_a_plain_dataset_without_image_shape_is_told_how_to_wrap_it():
-    class Plain(torch.utils.data.Dataset):
-        def __len__(self):
-            return 64
-
-        def __getitem__(self, i):
-            return torch.rand(1, 8, 8), i
-
-    with pytest.raises(ValueError, match=r"no image_shape.*kit.data.with_indices"):
-        kit.ODC(kit.ODCConfig.small(n_clusters=4)).fit(Plain(), epochs=1)
-
-
 @pytest.mark.parametrize("n", [0, -3])
 def test_load_dataset_refuses_an_empty_subset(n):
     with pytest.raises(ValueError, match=f"n={n}"):
@@ -398,7 +361,7 @@ def test_load_dataset_refuses_an_empty_subset(n):
 def test_the_last_stderr_line_after_an_error_is_the_error_not_a_progress_bar(tmp_path, capsys, monkeypatch):
     import kit.odc
 
-    def broken(self, dataset, callback, stop, features=None):
+    def broken(self, dataset, callback, stop):
         raise ValueError("broken on purpose")
 
     monkeypatch.setattr(kit.odc.ODC, "_epoch", broken)
