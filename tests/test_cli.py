@@ -253,24 +253,6 @@ def test_stale_temporaries_are_cleaned_and_a_damaged_history_is_named(tmp_path):
         run.load_history()
 
 
-def test_kit_0_1_runs_still_load_and_convert_to_append_only(tmp_path):
-    from kit.runs import Run, atomic_write_json, atomic_write_npz
-
-    path = tmp_path / "old"
-    path.mkdir()
-    atomic_write_json(path / "history.json", {"algo": "deepcluster", "epoch": [{"epoch": 0}], "step": {"loss": [1.0]}})
-    atomic_write_npz(path / "labels.npz", epoch_0000=np.arange(4))
-    run = Run.create(tmp_path, "old", resume=True)  # no marker, but only kit 0.1's files: kit's own
-    h = run.load_history()
-    assert h["epoch"] == [{"epoch": 0}] and np.array_equal(h["labels"][0], np.arange(4))
-    h["epoch"].append({"epoch": 1})
-    h["labels"].append(np.arange(4)[::-1])
-    run.save_history(h)
-    assert not (path / "labels.npz").exists()
-    back = Run(path).load_history()
-    assert back["epoch"] == h["epoch"] and len(back["labels"]) == 2
-
-
 def test_bytes_written_per_epoch_do_not_grow_with_the_epoch(tmp_path):
     from kit.runs import Run
 

@@ -32,7 +32,7 @@ def test_compare_writes_every_promised_file(fast_compare):
     for name in [*FIGURES, "report.html", "config.json", "baselines.json", "embeddings.npz"]:
         assert (path / name).exists(), name
     for algo in ("deepcluster", "odc"):
-        for name in ("history.json", "epochs.jsonl", "steps.jsonl", "labels", "checkpoint.pt", "embed_features.npz"):
+        for name in ("history.json", "epochs.jsonl", "steps.jsonl", "labels", "checkpoint.pt", "embed_features"):
             assert (path / algo / name).exists(), (algo, name)
     h = load_histories(path)
     assert [len(h[a]["epoch"]) for a in ("deepcluster", "odc")] == [2, 2]

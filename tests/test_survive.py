@@ -361,7 +361,7 @@ def test_load_dataset_refuses_an_empty_subset(n):
 def test_the_last_stderr_line_after_an_error_is_the_error_not_a_progress_bar(tmp_path, capsys, monkeypatch):
     import kit.odc
 
-    def broken(self, dataset, callback, stop):
+    def broken(self, dataset, callback, stop, features=None):
         raise ValueError("broken on purpose")
 
     monkeypatch.setattr(kit.odc.ODC, "_epoch", broken)
