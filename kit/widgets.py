@@ -213,8 +213,10 @@ class Playground:
             return
         try:
             ks = [int(v) for v in self.sweep_k.value.replace(" ", "").split(",") if v]
-            shared = self._shared(self.algos()[0])  # "both" with lr unmoved: the sweep's one lr is DeepCluster's preset
-            cfg = SweepConfig(algos=self.algos(), n_clusters=ks, lr=[round(shared["lr"], 4)],
+            shared = self._shared(self.algos()[0])
+            # one lr for every cell: "both" with lr unmoved takes the sweep's own, as `python -m kit sweep` does
+            lr = {} if self.algorithm.value == "both" and "lr" not in self.moved else {"lr": [round(shared["lr"], 4)]}
+            cfg = SweepConfig(algos=self.algos(), n_clusters=ks, **lr,
                               pca_dim=[self.pca_dim.value], memory_momentum=[self.memory_momentum.value],
                               epochs=self.epochs.value, n_val=min(1000, self.n_train.value // 4),
                               n_train=self.n_train.value, dataset=self.dataset.value, backbone=self.backbone.value,

@@ -73,3 +73,19 @@ def test_the_new_playground_controls_build_the_configs_they_say():
     pg.uniform_sampling.value, pg.reweight.value = False, False  # the failure cases a student can make
     assert not pg.config("deepcluster")[1].uniform_sampling and pg.config("odc")[1].reweight_power == 0.0
     assert pg.settings("deepcluster")["uniform sampling"] is False and pg.settings("odc")["reweight"] is False
+
+
+def test_the_playground_sweeps_the_sweeps_own_k_and_lr(monkeypatch):
+    from kit.sweep import SweepConfig
+    from kit.widgets import Playground
+
+    monkeypatch.setenv("KIT_FAST", "")
+    pg, built = Playground(), []
+    monkeypatch.setattr(pg, "_start", lambda target, cfg: built.append(cfg))
+    monkeypatch.setattr(pg, "_start_check", lambda: True)
+    pg.sweep()
+    assert built[0].n_clusters == SweepConfig().n_clusters and max(built[0].n_clusters) <= 100  # a lecture's size
+    assert built[0].lr == SweepConfig().lr  # "both", lr unmoved: the sweep's own, as the command line's
+    pg.lr.value = 0.01
+    pg.sweep()
+    assert built[1].lr == [0.01]
