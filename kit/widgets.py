@@ -49,6 +49,43 @@ class Playground:
         fast = fast_mode()
         preset = "fast" if fast else "small"
         self.presets = {algo: getattr(config, preset)() for algo, config in CONFIGS.items()}  # where each algorithm starts
+        self._controls(fast)
+        style = {"description_width": "150px"}
+        lay = W.Layout(width="420px")
+        self.train_button = W.Button(description="Train", button_style="success", icon="play")
+        self.stop_button = W.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
+        self.sweep_button = W.Button(description="Sweep K", icon="table", tooltip="train each algorithm once per K; "
+                                     "scores on a validation split carved from the train images")
+        self.progress = W.IntProgress(0, 0, 1, description="idle", style=style, layout=lay)
+        self.status = W.HTML("")
+        self.plot = W.Output(layout=W.Layout(min_height="320px"))
+        self.caption = W.HTML("")  # the board's runs in words: which are this press's, which are faded
+        self.log = W.Output(layout=W.Layout(max_height="200px", overflow="auto"))
+        self.log_box = W.Accordion(children=[self.log], selected_index=None)
+        self.log_box.set_title(0, "log (per-epoch values, errors in full)")
+        self.train_button.on_click(lambda _: self.train())
+        self.stop_button.on_click(lambda _: self.stop())
+        self.sweep_button.on_click(lambda _: self.sweep())
+        self._show_preset()
+        self.redraw_seconds = redraw_seconds
+        self.runs_root = runs_root
+        self.runs: list[Trace] = []  # every run of this playground, oldest first; the board fades earlier ones
+        self.history: dict | None = None  # the history of the run training now, or of the last one
+        self.trainer = None
+        self.sweep_path = None  # the sweep's folder under runs_root, once one started
+        self._current: list[Trace] = []
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._last_draw = 0.0
+        self._iters = 0  # iterations done in the epoch under way
+        self._watch: collapse.Watch | None = None  # the collapse alarm of the run training now
+        self._losses: list[float] = []  # its step losses, read by the alarm every few steps
+        self.alarm = ""  # the collapse alarm's lines for this press of Train, "" while none
+        self.draws = 0  # live-board redraws so far
+
+    def _controls(self, fast: bool) -> None:
+        """The knobs, each starting at its preset: the algorithms' (`self.presets`), the comparison's
+        (`CompareConfig`: dataset, images) and the sweep's (`SweepConfig`: the K values)."""
         dc, odc = self.presets["deepcluster"], self.presets["odc"]
         run, sweep = (CompareConfig.fast(), SweepConfig.fast()) if fast else (CompareConfig(), SweepConfig())
         style = {"description_width": "150px"}
@@ -84,36 +121,6 @@ class Playground:
         for name in SHARED:
             getattr(self, name).observe(lambda change, name=name: self._knob_moved(name), "value")
         self.algorithm.observe(lambda _: self._show_preset(), "value")
-        self.train_button = W.Button(description="Train", button_style="success", icon="play")
-        self.stop_button = W.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
-        self.sweep_button = W.Button(description="Sweep K", icon="table", tooltip="train each algorithm once per K; "
-                                     "scores on a validation split carved from the train images")
-        self.progress = W.IntProgress(0, 0, 1, description="idle", style=style, layout=lay)
-        self.status = W.HTML("")
-        self.plot = W.Output(layout=W.Layout(min_height="320px"))
-        self.caption = W.HTML("")  # the board's runs in words: which are this press's, which are faded
-        self.log = W.Output(layout=W.Layout(max_height="200px", overflow="auto"))
-        self.log_box = W.Accordion(children=[self.log], selected_index=None)
-        self.log_box.set_title(0, "log (per-epoch values, errors in full)")
-        self.train_button.on_click(lambda _: self.train())
-        self.stop_button.on_click(lambda _: self.stop())
-        self.sweep_button.on_click(lambda _: self.sweep())
-        self._show_preset()
-        self.redraw_seconds = redraw_seconds
-        self.runs_root = runs_root
-        self.runs: list[Trace] = []  # every run of this playground, oldest first; the board fades earlier ones
-        self.history: dict | None = None  # the history of the run training now, or of the last one
-        self.trainer = None
-        self.sweep_path = None  # the sweep's folder under runs_root, once one started
-        self._current: list[Trace] = []
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
-        self._last_draw = 0.0
-        self._iters = 0  # iterations done in the epoch under way
-        self._watch: collapse.Watch | None = None  # the collapse alarm of the run training now
-        self._losses: list[float] = []  # its step losses, read by the alarm every few steps
-        self.alarm = ""  # the collapse alarm's lines for this press of Train, "" while none
-        self.draws = 0  # live-board redraws so far
 
     # -- layout -----------------------------------------------------------------------------
     @property
