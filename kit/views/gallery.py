@@ -30,7 +30,8 @@ def mosaic(imgs: np.ndarray, cols: int, pad: int = 2) -> np.ndarray:
     return out
 
 
-def _imshow(ax, tiles: np.ndarray) -> None:
+def show_tiles(ax, tiles: np.ndarray) -> None:
+    """A `mosaic` (H, W, C) uint8 on `ax`, grey for one channel, without axes."""
     ax.imshow(tiles[..., 0] if tiles.shape[-1] == 1 else tiles, cmap="gray", vmin=0, vmax=255)
     ax.axis("off")
 
@@ -49,7 +50,7 @@ def clusters_figure(data: RunData, epoch: int | None = None, n_clusters: int = 1
         nearest = flows.nearest_to_centroid(data.features[algo][f], labels, n_images)
         picks = np.argsort(-size, kind="stable")[:n_clusters]
         for ax, c in zip(sub.subplots(len(picks), 1, squeeze=False)[:, 0], picks):
-            _imshow(ax, mosaic(data.images[data.subset[nearest[int(c)]]], n_images))
+            show_tiles(ax, mosaic(data.images[data.subset[nearest[int(c)]]], n_images))
             ax.set_xlim(-0.5, n_images * (data.images.shape[-1] + 2) - 0.5)
             ax.set_title(f"cluster {c}: {size[c]} images, purity {purity[c]:.2f} (mostly {data.name(int(major[c]))})",
                          fontsize=8, loc="left", color=class_colour(int(major[c])))
@@ -107,7 +108,7 @@ def moved_figure(data: RunData, n_images: int = 16, cols: int = 8) -> Figure:
         count = flows.flips(data.labels[algo], upto=s)  # (N,)
         first, last = flows.carry_ids([data.labels[algo][0], data.labels[algo][s - 1]])
         top = np.lexsort((tie, first == last, -count))[:n_images]  # most flips, then ended elsewhere
-        _imshow(ax, mosaic(data.images[top], cols, pad=w // 2))
+        show_tiles(ax, mosaic(data.images[top], cols, pad=w // 2))
         for k, i in enumerate(top):
             r, c = divmod(k, cols)
             x, y = c * (w + w // 2) + w / 2, r * (h + h // 2)

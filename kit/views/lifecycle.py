@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from .plots import COLOURS, NAMES
 from . import transitions as tr
 from .alluvial import class_colour
-from .gallery import _imshow, mosaic
+from .gallery import mosaic, show_tiles
 from .rundata import RunData
 
 KIND_COLOURS = {"survived": "#2ca02c", "merged": "#9467bd", "split": "#ffbf00", "died": "#d62728", "born": "#17becf"}
@@ -87,7 +87,7 @@ def stability_map_figure(data: RunData, n_hardest: int = 12) -> Figure:
         ax.grid(alpha=0.3)
         if rows == 2:
             top = tr.hardest(kept, dist, n_hardest)
-            _imshow(axes[1, c], mosaic(data.images[data.subset[top]], n_hardest // 2))
+            show_tiles(axes[1, c], mosaic(data.images[data.subset[top]], n_hardest // 2))
             axes[1, c].set_title(f"kept their cluster least: {', '.join(f'{v:.2f}' for v in kept[top[:4]])}, ...",
                                  fontsize=8.5, color=COLOURS[algo])
     fig.suptitle(f"Per-image stability over the same {s - 1} transitions for both (subset of {len(data.subset)} "
