@@ -10,9 +10,10 @@ import pytest
 
 import kit
 from kit.compare import CompareConfig
+from kit.evaluate_run import EvaluateConfig
 from kit.sweep import SweepConfig
 
-CONFIGS = [kit.DeepClusterConfig, kit.ODCConfig, CompareConfig, SweepConfig]
+CONFIGS = [kit.DeepClusterConfig, kit.ODCConfig, CompareConfig, SweepConfig, EvaluateConfig]
 CONFIG_NAME = re.compile(r"(?:\w+_)?(?:cfg|config)$")  # cfg, config, odc_cfg, self.config, trainer.config, ...
 
 
