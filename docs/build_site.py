@@ -4,6 +4,9 @@
     python docs/build_site.py --only 02 04       # a reduced site (what tests/test_site.py builds)
     python docs/build_site.py --out /tmp/s --no-example-run
 
+`execute_for_site` executes, `render` writes the site from notebooks executed already: the tests
+(tests/test_site.py) render the notebooks their session executed once, as `make docs` would.
+
 Each notebook is executed in a fresh kernel with KIT_FAST=1 (unless KIT_FAST is set otherwise) and,
 where its `parameters` cell has the line `USE_EXAMPLE_RUN = False`, with that line turned into
 `USE_EXAMPLE_RUN = True`, so it reads the trained run that ships with kit instead of training. The
@@ -27,6 +30,7 @@ Why plain nbconvert (+ nbclient to execute), not jupyter-book, mkdocs-jupyter or
 from __future__ import annotations
 
 import argparse
+import copy
 import html
 import os
 import posixpath
@@ -34,6 +38,7 @@ import re
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, unquote
 
@@ -86,7 +91,6 @@ def execute(nb, timeout: int) -> None:
     # the kernel inherits os.environ (KIT_FAST) and runs in notebooks/, as in JupyterLab
     NotebookClient(nb, timeout=timeout, kernel_name="python3", store_widget_state=False,
                    resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
-    nb.metadata.pop("widgets", None)  # no widget manager on a static page
 
 
 class Site:
@@ -200,58 +204,59 @@ def prepare(out: Path) -> None:
     (out / MARKER).write_text("made by docs/build_site.py; emptied by each build\n")
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default=str(ROOT / "site"), help="output folder (default: site/)")
-    p.add_argument("--only", nargs="*", default=None, metavar="PREFIX",
-                   help="build only the notebooks whose names start with these (e.g. 02 04)")
-    p.add_argument("--no-example-run", action="store_true", help="leave USE_EXAMPLE_RUN as the notebooks have it")
-    p.add_argument("--timeout", type=int, default=900, help="seconds per cell (default 900)")
-    args = p.parse_args(argv)
+@dataclass
+class Executed:
+    """A notebook as executed for the site: what its banner says comes with it."""
 
+    path: Path  # the notebook file under notebooks/
+    nb: object  # the executed nbformat notebook
+    seconds: float  # how long its execution took
+    example_run: bool  # `USE_EXAMPLE_RUN = True` was injected
+    kit_fast: str  # the KIT_FAST its kernel had
+
+
+def execute_for_site(path: Path, example_run: bool = True, timeout: int = 900) -> Executed:
+    """Execute one notebook as `make docs` shows it: a fresh kernel, KIT_FAST from the environment."""
     import nbformat
 
-    os.environ.setdefault("KIT_FAST", "1")
-    out = Path(args.out).resolve()
-    notebooks = sorted(NOTEBOOKS.glob("*.ipynb"))
-    if args.only is not None:
-        notebooks = [nb for nb in notebooks if any(nb.name.startswith(prefix) for prefix in args.only)]
-        if not notebooks:
-            sys.exit(f"error: no notebook starts with {' or '.join(args.only)}")
+    nb = nbformat.read(path, as_version=4)
+    injected = use_example_run(nb) if example_run else False
+    print(f"executing {path.name} (KIT_FAST={os.environ['KIT_FAST']}, "
+          f"USE_EXAMPLE_RUN={'True' if injected else 'as written'}) ...", flush=True)
+    t0 = time.perf_counter()
+    execute(nb, timeout)
+    seconds = time.perf_counter() - t0
+    print(f"  {path.name}: {seconds:.1f} s", flush=True)
+    return Executed(path, nb, seconds, injected, os.environ["KIT_FAST"])
+
+
+def render(out: Path, notebooks: list[Executed]) -> int:
+    """The site in `out` from notebooks executed already (by `execute_for_site`, or by the tests' cache):
+    a page per notebook, the index, every markdown page they link to. 0, or 1 if a page asks another host."""
+    started = time.perf_counter()
     prepare(out)
     site = Site(out)
     site.pages[INDEX_SOURCE] = "index.html"
     site.nav.append(("Home", "index.html"))
-    for path in notebooks:
-        source = path.relative_to(ROOT).as_posix()
+    for e in notebooks:
+        source = e.path.relative_to(ROOT).as_posix()
         site.pages[source] = source[:-6] + ".html"
-        site.nav.append((path.stem.replace("_", " "), site.pages[source]))  # "01 quickstart"
+        site.nav.append((e.path.stem.replace("_", " "), site.pages[source]))  # "01 quickstart"
     site.nav.append(("ALGORITHMS.md", site.page_for("docs/ALGORITHMS.md") or "docs/ALGORITHMS.html"))
 
-    started = time.perf_counter()
-    for path in notebooks:
-        source = path.relative_to(ROOT).as_posix()
-        nb = nbformat.read(path, as_version=4)
-        injected = False if args.no_example_run else use_example_run(nb)
-        t0 = time.perf_counter()
-        print(f"executing {path.name} (KIT_FAST={os.environ['KIT_FAST']}, "
-              f"USE_EXAMPLE_RUN={'True' if injected else 'as written'}) ...", flush=True)
-        try:
-            execute(nb, args.timeout)
-        except Exception as e:  # nbclient's CellExecutionError names the cell and the traceback
-            print(f"error: {path.name} failed:\n{e}", file=sys.stderr)
-            return 1
-        seconds = time.perf_counter() - t0
+    for e in notebooks:
+        source = e.path.relative_to(ROOT).as_posix()
         site.copies.add(source)  # the notebook itself, unexecuted, to download beside its page
-        banner = (f'<div class="kit-banner">This is <a href="{path.name}">{path.name}</a> as <code>make docs</code> '
-                  f"executed it ({time.strftime('%Y-%m-%d')}, {seconds:.0f} s on the CPU) with <code>KIT_FAST="
-                  f"{html.escape(os.environ['KIT_FAST'])}</code>"
+        nb = copy.deepcopy(e.nb)  # the page's title and the dropped widget state stay off the caller's copy
+        nb.metadata.pop("widgets", None)  # no widget manager on a static page
+        banner = (f'<div class="kit-banner">This is <a href="{e.path.name}">{e.path.name}</a> as <code>make docs</code> '
+                  f"executed it ({time.strftime('%Y-%m-%d')}, {e.seconds:.0f} s on the CPU) with <code>KIT_FAST="
+                  f"{html.escape(e.kit_fast)}</code>"
                   + (" (small presets for what it computes itself) and <code>USE_EXAMPLE_RUN = True</code> (what "
-                     "it would train is read from the trained run that ships with kit)" if injected else
+                     "it would train is read from the trained run that ships with kit)" if e.example_run else
                      " (small presets)") + ", so its numbers are not those of a full run."
                   + " To run it yourself: <code>.venv/bin/jupyter lab notebooks/</code>.</div>")
         site.write(nb, source, site.pages[source], banner)
-        print(f"  {path.name}: {seconds:.1f} s", flush=True)
     site.markdown_page(INDEX_SOURCE, "index.html")
     site.finish()
 
@@ -262,8 +267,35 @@ def main(argv=None) -> int:
     for link in site.unresolved:
         print(f"warning: link left as it is (not part of the site): {link}")
     n = len(list(out.rglob("*.html")))
-    print(f"site: {n} pages in {out} ({time.perf_counter() - started:.0f} s); open {out / 'index.html'}")
+    print(f"site: {n} pages in {out} ({time.perf_counter() - started:.0f} s to render); open {out / 'index.html'}")
     return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default=str(ROOT / "site"), help="output folder (default: site/)")
+    p.add_argument("--only", nargs="*", default=None, metavar="PREFIX",
+                   help="build only the notebooks whose names start with these (e.g. 02 04)")
+    p.add_argument("--no-example-run", action="store_true", help="leave USE_EXAMPLE_RUN as the notebooks have it")
+    p.add_argument("--timeout", type=int, default=900, help="seconds per cell (default 900)")
+    args = p.parse_args(argv)
+
+    os.environ.setdefault("KIT_FAST", "1")
+    out = Path(args.out).resolve()
+    notebooks = sorted(NOTEBOOKS.glob("*.ipynb"))
+    if args.only is not None:
+        notebooks = [nb for nb in notebooks if any(nb.name.startswith(prefix) for prefix in args.only)]
+        if not notebooks:
+            sys.exit(f"error: no notebook starts with {' or '.join(args.only)}")
+    prepare(out)  # a folder that is not ours is refused before minutes of execution
+    executed = []
+    for path in notebooks:
+        try:
+            executed.append(execute_for_site(path, not args.no_example_run, args.timeout))
+        except Exception as e:  # nbclient's CellExecutionError names the cell and the traceback
+            print(f"error: {path.name} failed:\n{e}", file=sys.stderr)
+            return 1
+    return render(out, executed)
 
 
 if __name__ == "__main__":

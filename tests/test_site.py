@@ -1,55 +1,49 @@
 """`make docs` builds the static site offline, and a browser reads it without asking any other host.
 
-A reduced site (the index and the walkthroughs in SITE_NOTEBOOKS, executed with KIT_FAST=1 and
-USE_EXAMPLE_RUN = True, as `make docs` does) is built once per module with every proxy variable
-pointing at a closed port, so a download attempted during the build fails. Headless Chromium
-(Debian's, via Playwright, as in tests/test_browser.py) then opens the index served from 127.0.0.1,
-follows its link to a walkthrough and finds the figures loaded, with every request to another host
-blocked and counted: none may be made, none may fail. Set KIT_SCREENSHOTS=DIR to keep its screenshot.
+The site is rendered (docs/build_site.py `render`) from the notebooks the session executed once with
+KIT_FAST=1 and USE_EXAMPLE_RUN = True (tests/conftest.py `executed_notebook`), as `make docs` executes
+them, with every proxy variable pointing at a closed port, so a download attempted during the
+execution or the rendering fails. Headless Chromium (Debian's, via Playwright, as in
+tests/test_browser.py) then opens the index served from 127.0.0.1, follows its link to a walkthrough
+and finds the figures loaded, with every request to another host blocked and counted: none may be
+made, none may fail. Set KIT_SCREENSHOTS=DIR to keep its screenshot.
 """
 import functools
 import html
 import http.server
 import os
 import re
-import socket
-import subprocess
-import sys
 import threading
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+import build_site  # docs/, put on sys.path by tests/conftest.py
 import pytest
+from conftest import NOTEBOOKS, OFFLINE
 
-ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
          "--disable-sync", "--no-first-run", "--disable-quic"]
 WALKTHROUGH = "notebooks/02_deepcluster_walkthrough.html"
 MIN_FIGURES = 5  # tests/test_notebooks.py: the PNG figures 02 draws
 VIEWS = "notebooks/04_stability.html"  # the flight recorder: a bokeh page in an iframe
-SITE_NOTEBOOKS = ["02", "04"]  # seconds each with the shipped example run
-
-sys.path.insert(0, str(ROOT / "docs"))
-import build_site  # noqa: E402
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]  # nothing listens once the socket closes
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory):
+def site(tmp_path_factory, executed_notebook):
+    """The site as `make docs` builds it, from the notebooks this session executed in mode "example"."""
+    import nbformat
+
     out = tmp_path_factory.mktemp("site")
-    dead = f"http://127.0.0.1:{_closed_port()}"
-    env = {**os.environ, "KIT_FAST": "1", "HTTP_PROXY": dead, "HTTPS_PROXY": dead, "ALL_PROXY": dead,
-           "http_proxy": dead, "https_proxy": dead, "all_proxy": dead, "NO_PROXY": "", "no_proxy": "",
-           "HF_HUB_OFFLINE": "1", "PIP_NO_INDEX": "1"}
-    done = subprocess.run([sys.executable, str(ROOT / "docs" / "build_site.py"), "--out", str(out),
-                           "--only", *SITE_NOTEBOOKS], env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, f"the build failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    executed = []
+    for path in sorted(NOTEBOOKS.glob("*.ipynb")):
+        nb = executed_notebook(path.name, "example")
+        injected = build_site.use_example_run(nbformat.read(path, as_version=4))
+        executed.append(build_site.Executed(path, nb, nb.metadata.kit_test.seconds, injected, "1"))
+    with pytest.MonkeyPatch.context() as mp:  # rendering asks no other host either
+        for k, v in OFFLINE.items():
+            mp.setenv(k, v)
+        assert build_site.render(out, executed) == 0
     return out
 
 
@@ -83,6 +77,15 @@ def test_a_remote_badge_becomes_a_local_one_around_the_same_link():
     out = build_site.REMOTE_IMG.sub(build_site.local_badge, badge)
     assert out == ('<a href="https://colab.research.google.com/github/o/kit/blob/main/notebooks/x.ipynb">'
                    '<span class="kit-badge">Open In Colab</span></a><img alt="a figure" src="data:image/png;base64,AA">')
+
+
+def test_the_build_refuses_a_folder_it_did_not_make_and_an_unknown_notebook(tmp_path):
+    (tmp_path / "theirs.txt").write_text("precious")
+    with pytest.raises(SystemExit, match="was not made by docs/build_site.py"):
+        build_site.main(["--out", str(tmp_path), "--only", "02"])
+    assert [p.name for p in tmp_path.iterdir()] == ["theirs.txt"]
+    with pytest.raises(SystemExit, match="no notebook starts with 99"):
+        build_site.main(["--out", str(tmp_path / "new"), "--only", "99"])
 
 
 def test_headings_get_githubs_anchor():
@@ -160,13 +163,12 @@ def test_a_browser_reads_the_site_offline(served, tmp_path):
         assert all(complete and w > 0 and h > 0 for complete, w, h in figures), figures
         expect(page.locator("nav.kit-nav a.here")).to_be_visible()
         walkthrough = page.url
-        if "04" in SITE_NOTEBOOKS:  # BokehJS inlined in the iframe draws the flight recorder, offline
-            page.goto(f"{served}/{VIEWS}")
-            frame = page.frame_locator("iframe").first
-            expect(frame.locator("canvas").first).to_be_attached(timeout=30_000)
-            page.wait_for_function("() => [...document.querySelectorAll('iframe')].some(f => f.contentWindow.Bokeh"
-                                   " && f.contentWindow.Bokeh.documents.length > 0)", timeout=30_000)
-            page.goto(walkthrough)
+        page.goto(f"{served}/{VIEWS}")  # BokehJS inlined in the iframe draws the flight recorder, offline
+        frame = page.frame_locator("iframe").first
+        expect(frame.locator("canvas").first).to_be_attached(timeout=30_000)
+        page.wait_for_function("() => [...document.querySelectorAll('iframe')].some(f => f.contentWindow.Bokeh"
+                               " && f.contentWindow.Bokeh.documents.length > 0)", timeout=30_000)
+        page.goto(walkthrough)
         # KIT_SCREENSHOTS=DIR keeps the view at the first figure (docs/site.png comes from here)
         page.evaluate("window.scrollTo(0, document.querySelector('.jp-OutputArea-output img')"
                       ".getBoundingClientRect().top + window.scrollY - 300)")  # its prompt, figure and guide

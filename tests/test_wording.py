@@ -6,19 +6,15 @@ line tells the user to do next, and what a newcomer reads first: the README's fi
 lessons' classroom apparatus. Everything else may be reworded freely.
 """
 import json
-from pathlib import Path
 
 import nbformat
 import pytest
 import torch
 
 import kit
+from conftest import NOTEBOOKS, ROOT, SWITCH
 from kit.__main__ import main
 from kit.runs import Run, atomic_write_json
-
-ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = ROOT / "notebooks"
-SWITCH = "USE_EXAMPLE_RUN = False"  # the docs build injects True through the `parameters` cell: keep this form
 
 
 def error_line(argv, capsys) -> str:
