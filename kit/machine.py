@@ -24,12 +24,12 @@ import torch
 
 from .runtime import amp_dtype, available_cpus, resolve_device
 
-# The demo's time from the micro-benchmark: 2 algorithms x 30 epochs x (63 training steps of batch 64 +
-# the monitor's two eval-mode passes, over 4,000 and 1,000 images, whose train features DeepCluster
-# reuses), times DEMO_FACTOR for what these leave out (k-means, kNN, the memory, the sampler, writing the
-# run), plus DEMO_FIXED seconds (start-up, UMAP, figures, report). Fitted to `make demo` on the 2-core CPU
-# (bench/RESULTS.md, "kit doctor").
-DEMO_STEPS, DEMO_IMAGES, DEMO_PASSES, DEMO_EPOCHS = 63, 5000, 2, 30
+# The demo's time from the micro-benchmark: 2 algorithms x the demo's epochs (`python -m kit compare`'s,
+# CompareConfig) x (63 training steps of batch 64 + the monitor's two eval-mode passes, over 4,000 and 1,000
+# images, whose train features DeepCluster reuses), times DEMO_FACTOR for what these leave out (k-means,
+# kNN, the memory, the sampler, writing the run), plus DEMO_FIXED seconds (start-up, UMAP, figures,
+# report). Fitted to `make demo` on the 2-core CPU (bench/RESULTS.md, "kit doctor").
+DEMO_STEPS, DEMO_IMAGES, DEMO_PASSES = 63, 5000, 2
 DEMO_FACTOR, DEMO_FIXED = 0.85, 30.0
 # each notebook at full settings as a multiple of the demo's time (bench/RESULTS.md, "Notebooks at full
 # settings"): 01 trains the demo's run, 04 adds the evaluation tables, 02 and 03 train one algorithm briefly
@@ -142,7 +142,7 @@ def micro_benchmark(device: torch.device, steps: int = 8) -> dict:
     targets = torch.randint(0, cfg.n_clusters, (len(ds),), generator=g).to(device)
 
     def step(i: int) -> float:
-        idx = torch.arange(i * 64, (i + 1) * 64) % len(ds)
+        idx = torch.arange(i * cfg.batch_size, (i + 1) * cfg.batch_size) % len(ds)
         with autocast(device):
             _, logits = net(ds.batch(idx, device, train=True))
         loss = torch.nn.functional.cross_entropy(logits.float(), targets[idx.to(device)])
@@ -173,8 +173,10 @@ def micro_benchmark(device: torch.device, steps: int = 8) -> dict:
 
 
 def expected_demo_seconds(bench: dict) -> float:
+    from .compare import CompareConfig
+
     per_epoch = DEMO_STEPS * bench["step_s"] + DEMO_IMAGES * bench["image_s"] + DEMO_PASSES * bench.get("pass_s", 0)
-    return DEMO_FACTOR * 2 * DEMO_EPOCHS * per_epoch + DEMO_FIXED
+    return DEMO_FACTOR * 2 * CompareConfig().epochs * per_epoch + DEMO_FIXED
 
 
 def time_findings(device: torch.device) -> list[Finding]:
