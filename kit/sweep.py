@@ -4,14 +4,14 @@ of the train split (the test split is never loaded), every cell with the same ep
 
 runs/<name>/
     config.json                                    the grid and the data settings
-    deepcluster,n_clusters=30,lr=0.1,pca_dim=64,seed=31/    one cell: history files, checkpoint.pt and,
-    odc,n_clusters=30,lr=0.1,memory_momentum=0.5,seed=31/   once it is trained, result.json
+    deepcluster,n_clusters=10,lr=0.1,pca_dim=64,seed=31/    one cell: history files, checkpoint.pt and,
+    odc,n_clusters=10,lr=0.1,memory_momentum=0.2,seed=31/   once it is trained, result.json
     sweep.md, sweep.csv                            final kNN / NMI to truth / NMI(t-1, t), mean ± std over seeds
     sweep.png                                      each metric against each swept setting
 
 A cell whose result.json holds the sweep's epoch target is finished and never trained again; an
-interrupted cell resumes from its checkpoint. DeepCluster's cells sweep `pca_dim`, ODC's
-`memory_momentum`; both sweep `n_clusters` and `lr`. Everything else is the `.small()` preset.
+interrupted cell resumes from its checkpoint. What each algorithm's cells sweep is `GRID`
+(kit/algorithms.py); everything else is the algorithm's `.small()` preset.
 """
 from __future__ import annotations
 
