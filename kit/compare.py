@@ -24,12 +24,12 @@ from typing import ClassVar
 
 from . import collapse
 from .algorithms import CONFIGS, TRAINERS
-from .clustering import KMeans, check_sizes, l2_normalize
+from .clustering import KMeans, l2_normalize
 from .data import DATASETS, ImageTensorDataset, load_dataset, stratified
 from .distributed import SINGLE, Distributed
 from .features import extract_features
 from .metrics import knn_accuracy, nmi
-from .run_setup import resumed_config, start_run, write_config  # noqa: F401 - resumed_config: kit.compare's too
+from .run_setup import check_images, check_split_size, resumed_config, start_run, write_config  # noqa: F401 - resumed_config: kit.compare's too
 from .runs import Run, atomic_write_json
 from .runtime import resolve_device
 from .tensorboard_log import TensorBoardLog, check_available
@@ -101,40 +101,6 @@ def load_splits(cfg: CompareConfig):
     for algo, algo_cfg in cfg.algo_configs().items():
         check_split_size(len(train), algo, algo_cfg.n_clusters, getattr(algo_cfg, "pca_dim", -1))
     return train, test
-
-
-def check_split_size(n: int, algo: str, n_clusters: int, pca_dim: int = -1, pca_flag: str | None = None) -> None:
-    """`check_sizes` in the command line's words: what to type, never a setting it has no flag for."""
-    if n < max(2, n_clusters):
-        raise ValueError(f"{algo} needs at least {max(2, n_clusters)} train images for K={n_clusters} clusters, and "
-                         f"the train split has {n}: give more images" + (
-                             f" or --n-clusters from 2 to {n}" if n >= 2 else ""))
-    if pca_dim > 0 and n < pca_dim:
-        raise ValueError(f"{algo} whitens features to {pca_dim} PCA dims, which needs at least {pca_dim} train images; "
-                         f"the train split has {n}: give more images" + (f" or {pca_flag} {n} or less" if pca_flag else ""))
-    check_sizes(n, n_clusters, pca_dim)
-
-
-def check_images(dataset) -> None:
-    """An image folder read through before anything is written: every file must open as an image, and
-    the kNN / NMI monitor needs two classes (sub-folders) at least. Tensor datasets pass as they are."""
-    from .data import IndexedImageFolder
-
-    if not isinstance(dataset, IndexedImageFolder):
-        return
-    from PIL import Image
-
-    folder = dataset.folder.root
-    if len(dataset.classes) < 2:
-        raise ValueError(f"{folder} holds one class folder ({dataset.classes[0]}/): kit's kNN and NMI monitor "
-                         "needs two class sub-folders at least; put each kind of image in its own sub-folder")
-    for path, _ in dataset.folder.samples:
-        try:
-            with Image.open(path) as im:
-                im.verify()  # the file's structure and checksums, without decoding every pixel
-        except Exception as e:  # noqa: BLE001 - PIL raises many kinds; name the file, not PIL's internals
-            raise ValueError(f"cannot read image {path} ({type(e).__name__}): remove or replace the file; "
-                             "nothing was written") from None
 
 
 def seed_run(run: Run, cfg: CompareConfig, seed: int, dist: Distributed = SINGLE) -> tuple[Run, CompareConfig]:
