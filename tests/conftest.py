@@ -98,6 +98,7 @@ def execute_notebook(name: str, mode: str, runs: Path):
 
     if mode not in ("fast", "example"):
         raise ValueError(f"mode {mode!r}: 'fast' or 'example'")
+    runs.mkdir(parents=True, exist_ok=True)
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     if mode == "example":
         import build_site  # docs/: the switch is turned as `make docs` turns it
@@ -115,31 +116,132 @@ def execute_notebook(name: str, mode: str, runs: Path):
     return nb
 
 
+class NotebookCache:
+    """Each (notebook, mode) executed once per session, by whichever comes first: the background lane, which
+    works through what the selected tests declared (`@pytest.mark.notebooks`) while other tests run, or a
+    test that asks before the lane got there. Kernels are processes of their own, so the lane overlaps them
+    with the tests in this process. A notebook that failed fails every test that asks for it, once executed."""
+
+    def __init__(self, folder):
+        import threading
+
+        self.folder, self.lock, self.done, self.running, self.queue = folder, threading.Lock(), {}, {}, []
+
+    def key(self, name: str, mode: str) -> tuple[str, str]:
+        if mode not in ("fast", "example"):
+            raise ValueError(f"mode {mode!r}: 'fast' or 'example'")
+        if mode == "example" and name not in ON_CARD and SWITCH not in (NOTEBOOKS / name).read_text():
+            mode = "fast"  # nothing to switch: the example run is the fast run
+        return name, mode
+
+    def _execute(self, key) -> None:
+        name, mode = key
+        try:
+            result = execute_notebook(name, mode, Path(self.folder) / f"{name[:2]}-{mode}")
+        except Exception as e:  # nbclient's CellExecutionError names the cell and its traceback
+            result = e
+        with self.lock:
+            self.done[key] = result
+            self.running.pop(key).set()
+
+    def _claim(self, key):
+        """None if `key` is done; the Event to wait on if it runs elsewhere; True if the caller must run it."""
+        import threading
+
+        with self.lock:
+            if key in self.done:
+                return None
+            if key in self.running:
+                return self.running[key]
+            self.running[key] = threading.Event()
+            if key in self.queue:
+                self.queue.remove(key)
+            return True
+
+    def get(self, name: str, mode: str):
+        import copy
+
+        key = self.key(name, mode)
+        claim = self._claim(key)
+        if claim is True:
+            self._execute(key)
+        elif claim is not None:
+            claim.wait()
+        result = self.done[key]
+        if isinstance(result, Exception):
+            raise result
+        return copy.deepcopy(result)  # every caller its own copy
+
+    def stop(self) -> None:
+        with self.lock:
+            self.queue.clear()
+            running = list(self.running.values())
+        for event in running:
+            event.wait(timeout=900)
+
+    def start_lane(self, keys) -> None:
+        import threading
+
+        self.queue = [k for k in dict.fromkeys(self.key(*k) for k in keys)]
+
+        def lane():
+            while True:
+                with self.lock:
+                    key = self.queue.pop(0) if self.queue else None
+                if key is None:
+                    return
+                if self._claim(key) is True:
+                    self._execute(key)
+
+        threading.Thread(target=lane, name="notebooks", daemon=True).start()
+
+
+_notebooks: NotebookCache | None = None
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "notebooks(mode, *names): the test reads these notebooks executed in this mode "
+                                       "(default: its `name` parameter, else every notebook); they are executed in the "
+                                       "background while earlier tests run. A test parametrised over `name` and `mode` "
+                                       "needs no mark")
+
+
+def pytest_collection_finish(session):
+    """Start the background lane on the notebooks the selected tests declared, in the order they need them."""
+    global _notebooks
+    keys, every = [], sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
+    for item in session.items:
+        params = item.callspec.params if hasattr(item, "callspec") else {}
+        marks = list(item.iter_markers("notebooks"))
+        if not marks and "executed_notebook" in getattr(item, "fixturenames", ()) and {"name", "mode"} <= set(params):
+            keys.append((params["name"], params["mode"]))  # parametrised over both: declared enough
+        for mark in marks:
+            mode, *names = mark.args or (params["mode"],)
+            keys += [(n, mode) for n in names or ([params["name"]] if "name" in params else every)]
+    if keys and not session.config.option.collectonly:
+        _notebooks = NotebookCache(session.config._tmp_path_factory.mktemp("notebooks"))
+        _notebooks.start_lane(keys)
+
+
+def pytest_sessionfinish(session):
+    """An early end (-x, a failure in collection, Ctrl-C) leaves no kernel behind: the lane takes nothing new
+    and the one it runs is waited for."""
+    if _notebooks is not None:
+        _notebooks.stop()
+
+
 @pytest.fixture(scope="session")
 def executed_notebook(tmp_path_factory):
     """run(name, mode) -> the notebook executed in mode "fast" or "example" (see `execute_notebook`).
 
-    Each (name, mode) is executed once per session, on first use, and every caller gets its own copy, so a
-    test run with `-k` executes only the notebooks its tests ask for. Each execution has a runs folder of its
-    own (`metadata.kit_test.runs`): 04 trains the quickstart run on the card itself, and an example-run
-    execution's folder must stay empty. A notebook without the example-run switch (the playground) reads the
-    same in both modes: it is executed once for the two. A notebook that failed fails every test that asks
-    for it, without being executed again.
+    Each (name, mode) is executed once per session and every caller gets its own copy. A test that declares
+    what it reads (`@pytest.mark.notebooks("fast")`) has it executed in the background while earlier tests
+    run; any other call executes on first use, so a test run with `-k` executes only what its tests ask for.
+    Each execution has a runs folder of its own (`metadata.kit_test.runs`): 04 trains the quickstart run on
+    the card itself, and an example-run execution's folder must stay empty. A notebook without the
+    example-run switch (the playground) reads the same in both modes: it is executed once for the two.
     """
-    import copy
-
-    done = {}
-
-    def run(name: str, mode: str):
-        if mode == "example" and name not in ON_CARD and SWITCH not in (NOTEBOOKS / name).read_text():
-            mode = "fast"  # nothing to switch: the example run is the fast run
-        if (name, mode) not in done:
-            try:
-                done[name, mode] = execute_notebook(name, mode, tmp_path_factory.mktemp(f"{name[:2]}-{mode}"))
-            except Exception as e:  # nbclient's CellExecutionError names the cell and its traceback
-                done[name, mode] = e
-        if isinstance(done[name, mode], Exception):
-            raise done[name, mode]
-        return copy.deepcopy(done[name, mode])
-
-    return run
+    global _notebooks
+    if _notebooks is None:
+        _notebooks = NotebookCache(tmp_path_factory.mktemp("notebooks"))
+    return _notebooks.get

@@ -68,6 +68,7 @@ def test_runs_folder(monkeypatch, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.notebooks("fast", "01_quickstart.ipynb")
 def test_a_second_notebook_reuses_the_run(executed_notebook, tmp_path):
     """Notebook 01 (KIT_FAST) trained `quickstart-fast` under its runs folder; a second notebook's
     `notebook_run("quickstart")` there reopens it. On a copy: the session's executed notebook stays as it was."""

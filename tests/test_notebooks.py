@@ -44,6 +44,7 @@ def test_every_notebook_is_listed_and_committed_without_outputs():
 
 
 @pytest.mark.slow
+@pytest.mark.notebooks("fast")
 @pytest.mark.parametrize("name", sorted(EXPECT_IMAGES))
 def test_notebook_runs_end_to_end(name, executed_notebook):
     nb = executed_notebook(name, "fast")
@@ -65,6 +66,7 @@ def test_notebook_runs_end_to_end(name, executed_notebook):
 
 
 @pytest.mark.slow
+@pytest.mark.notebooks("example")
 @pytest.mark.parametrize("name", CLASSROOM)
 def test_notebook_runs_on_the_example_run_without_training(name, executed_notebook):
     """USE_EXAMPLE_RUN = True (what the site shows): no training, nothing written, every figure drawn."""

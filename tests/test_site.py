@@ -96,6 +96,7 @@ def test_headings_get_githubs_anchor():
 # -- the built site ------------------------------------------------------------------------------
 
 @pytest.mark.slow
+@pytest.mark.notebooks("example")
 def test_the_site_builds_offline_and_every_link_lands(site):
     assert (site / "index.html").is_file() and (site / WALKTHROUGH).is_file()
     page = (site / WALKTHROUGH).read_text(encoding="utf-8")
@@ -130,6 +131,7 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 @pytest.mark.slow
 @pytest.mark.browser
+@pytest.mark.notebooks("example")
 @pytest.mark.skipif(not Path(CHROMIUM).exists(),
                     reason="Debian chromium is not installed (.ci/run installs it: apt-get install chromium)")
 @pytest.mark.timeout(300)
