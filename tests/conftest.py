@@ -17,20 +17,19 @@ def mnist_small():
     return kit.load_dataset("mnist5k", n=400), kit.load_dataset("mnist5k", split="test", n=200)
 
 
-# The tests' configs run on the CPU unless a test names a device: exactness tests (same seed, same numbers;
-# exact resume) must not pick up a GPU's cudnn.benchmark and float atomics on a machine that has one.
+# The tests' configs: each algorithm's KIT_FAST preset (`.fast()`, K = 20), shrunk further for 400 digits, with
+# no monitoring, on the CPU unless a test names a device: exactness tests (same seed, same numbers; exact resume)
+# must not pick up a GPU's cudnn.benchmark and float atomics on a machine that has one.
 def tiny_dc_config(**kw):
     import kit
 
-    return kit.DeepClusterConfig.small(**{"n_clusters": 20, "pca_dim": 16, "batch_size": 64, "eval_every": 0,
-                                          "device": "cpu", **kw})
+    return kit.DeepClusterConfig.fast(**{"pca_dim": 16, "eval_every": 0, "device": "cpu", **kw})
 
 
 def tiny_odc_config(**kw):
     import kit
 
-    return kit.ODCConfig.small(**{"n_clusters": 10, "min_cluster_size": 5, "batch_size": 64, "eval_every": 0,
-                                  "device": "cpu", **kw})
+    return kit.ODCConfig.fast(**{"n_clusters": 10, "min_cluster_size": 5, "eval_every": 0, "device": "cpu", **kw})
 
 
 @pytest.fixture(scope="session")
