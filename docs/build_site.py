@@ -1,7 +1,7 @@
 """`make docs`: the notebooks, executed, as a static site that opens offline (default folder: site/).
 
     python docs/build_site.py                    # all six notebooks -> site/index.html
-    python docs/build_site.py --only 02 04       # a reduced site (what tests/test_site.py builds)
+    python docs/build_site.py --only 02 04       # a reduced site
     python docs/build_site.py --out /tmp/s --no-example-run
 
 `execute_for_site` executes, `render` writes the site from notebooks executed already: the tests

@@ -125,6 +125,7 @@ class NotebookCache:
         import threading
 
         self.folder, self.lock, self.done, self.running, self.queue = folder, threading.Lock(), {}, {}, []
+        self.kernel = threading.Lock()  # one notebook kernel at a time: the lane's and a test's never compete
 
     def key(self, name: str, mode: str) -> tuple[str, str]:
         if mode not in ("fast", "example"):
@@ -136,7 +137,8 @@ class NotebookCache:
     def _execute(self, key) -> None:
         name, mode = key
         try:
-            result = execute_notebook(name, mode, Path(self.folder) / f"{name[:2]}-{mode}")
+            with self.kernel:
+                result = execute_notebook(name, mode, Path(self.folder) / f"{name[:2]}-{mode}")
         except Exception as e:  # nbclient's CellExecutionError names the cell and its traceback
             result = e
         with self.lock:

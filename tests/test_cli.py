@@ -175,7 +175,8 @@ def test_a_resume_keeps_the_saved_settings_and_lists_what_it_ignores(fast_compar
     capsys.readouterr()
     assert main(["compare", "--name", "r", "--runs", str(tmp_path), "--resume", "--epochs", str(epochs + 1),
                  "--lr", "0.3", "--n-clusters", "7"]) == 0
-    assert "ignored: --n-clusters 7 (the run uses 20), --lr 0.3 (the run uses each algorithm's preset)" in capsys.readouterr().err
+    said = capsys.readouterr().err
+    assert "ignored: --n-clusters 7 (the run uses " in said and "--lr 0.3 (the run uses each algorithm's preset)" in said
     assert (tmp_path / "r" / "config.json").read_text() == cfg.replace(f'"epochs": {epochs}', f'"epochs": {epochs + 1}')
     h = load_histories(tmp_path / "r")
     assert [len(h[a]["epoch"]) for a in ("deepcluster", "odc")] == [epochs + 1, epochs + 1]
