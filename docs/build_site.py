@@ -62,6 +62,35 @@ REMOTE = re.compile(r"<(?:script|link|img|iframe|source|video|audio|embed|object
 REMOTE_IMG = re.compile(r"<img\b[^>]*?\bsrc=\"(?:https?:)?//[^\"]*\"[^>]*>", re.I)
 
 
+WIDGET = "application/vnd.jupyter.widget-view+json"
+# what a page shows where a widget was: the widgets need a live kernel, and without one nbconvert prints their repr
+WIDGET_PICTURE = ('<p><b>The playground needs a running kernel:</b> open <code>notebooks/05_playground.ipynb</code> in '
+                  'JupyterLab (<code>.venv/bin/jupyter lab notebooks/</code>) to train with it. This is what it looks like '
+                  'there:</p><img src="{src}" alt="The playground in JupyterLab" style="max-width:100%">')
+
+
+def is_playground(output) -> bool:
+    """The playground's widget (its repr starts with its top box); a progress bar is a widget too, but its
+    text repr reads as it should and stays."""
+    data = output.get("data", {})
+    return WIDGET in data and data.get("text/plain", "").startswith("VBox(")
+
+
+def widgets_as_pictures(nb, source: str):
+    """A copy of `nb` in which the playground's output is a picture of it and a note that it needs a kernel."""
+    import copy
+
+    if not any(is_playground(o) for c in nb.cells for o in c.get("outputs", [])):
+        return nb
+    nb = copy.deepcopy(nb)
+    src = posixpath.relpath("docs/playground.png", posixpath.dirname(source) or ".")
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if is_playground(out):
+                out["data"] = {"text/html": WIDGET_PICTURE.format(src=src)}
+    return nb
+
+
 def local_badge(m) -> str:
     """A remote image (a badge in a markdown cell) as its alt text in a badge drawn by CSS: no request."""
     alt = re.search(r'\balt="([^"]*)"', m.group(0))
@@ -148,8 +177,12 @@ class Site:
 
     def write(self, nb, source: str, target: str, banner: str = "") -> None:
         from nbconvert import HTMLExporter
+        from nbconvert.preprocessors import TagRemovePreprocessor
 
         exporter = HTMLExporter(template_name="site_template", extra_template_basedirs=TEMPLATE_DIRS)
+        # a folded answer's cell formats its text from the run: show the answer, not the code that spells it out
+        exporter.register_preprocessor(TagRemovePreprocessor(remove_input_tags={"answer"}), enabled=True)
+        nb = widgets_as_pictures(nb, source)
         title = Path(source).stem if source != INDEX_SOURCE else "kit"
         nb.metadata["title"] = f"{title} · kit"
         # nav and banner hold site paths already: put them in after the source's links are rewritten

@@ -106,18 +106,17 @@ class Playground:
         self.min_cluster_size = W.IntSlider(odc.min_cluster_size, 0, 100, 1, description="min cluster size", **s)
         # off: every cluster weighs the same in the loss, so a few big clusters can take over (a failure to show)
         self.reweight_power = odc.reweight_power or CONFIGS["odc"]().reweight_power  # the power when ticked
-        self.reweight = W.Checkbox(odc.reweight_power > 0, description=f"reweight by size^-{self.reweight_power:g}",
-                                   style=style)
+        wide = dict(style=style, layout=W.Layout(width="480px"))  # a checkbox's long description is not cut short
+        self.reweight = W.Checkbox(odc.reweight_power > 0, description=f"reweight by size^-{self.reweight_power:g}", **wide)
         self.pca_dim = W.IntSlider(dc.pca_dim, -1, 256, 1, description="PCA dim (-1: none)", **s)
         self.sobel = W.Checkbox(dc.sobel, description="Sobel front-end", style=style)
         # off: batches are a plain shuffle, so the big clusters fill them and the small ones starve (a failure to show)
-        self.uniform_sampling = W.Checkbox(dc.uniform_sampling, description="sample clusters uniformly", style=style)
-        self.tensorboard = W.Checkbox(False, description="also log to TensorBoard (runs/playground/tb)", style=style,
-                                      layout=lay)
+        self.uniform_sampling = W.Checkbox(dc.uniform_sampling, description="sample clusters uniformly", **wide)
+        self.tensorboard = W.Checkbox(False, description="also log to TensorBoard (runs/playground/tb)", **wide)
         self.sweep_k = W.Text(",".join(map(str, sweep.n_clusters)), description="sweep K over", style=style, layout=lay)
         self.moved: set[str] = set()  # the shared knobs the user has moved: those apply to both algorithms
         self._showing_preset = False  # True while the controls themselves set a knob (not a move)
-        self.preset_note = W.HTML("")
+        self.preset_note = W.HTML("", layout=W.Layout(width="430px"))  # wraps: the left column stays as wide as its sliders
         for name in SHARED:
             getattr(self, name).observe(lambda change, name=name: self._knob_moved(name), "value")
         self.algorithm.observe(lambda _: self._show_preset(), "value")

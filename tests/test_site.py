@@ -113,6 +113,21 @@ def test_the_site_builds_offline_and_every_link_lands(site):
     assert not broken, "links that go nowhere on the site:\n" + "\n".join(broken)
 
 
+@pytest.mark.slow
+@pytest.mark.notebooks("example")
+def test_pages_show_a_picture_for_the_playground_no_pipe_tables_and_answers_not_their_code(site):
+    """The playground needs a kernel: its page shows a picture and says so, not `VBox(children=...`; no table is
+    left as raw pipes (01's numbers); a folded answer's cell shows the answer, not the f-string that spells it."""
+    playground = (site / "notebooks/05_playground.html").read_text(encoding="utf-8")
+    assert "VBox(" not in playground and "needs a running kernel" in playground
+    assert 'src="../docs/playground.png"' in playground and (site / "docs/playground.png").is_file()
+    for page in site.glob("notebooks/*.html"):
+        text = re.sub(r"<pre>.*?</pre>|<code>.*?</code>", "", page.read_text(encoding="utf-8"), flags=re.S)
+        assert not re.search(r"\|\s*-{3,}\s*\|", text), f"{page.name} has a table left as raw pipes"
+    stability = (site / VIEWS).read_text(encoding="utf-8")
+    assert "<summary><b>Answer</b></summary>" in stability and "lesson.Answer" not in stability
+
+
 @pytest.fixture
 def served(site):
     handler = functools.partial(_QuietHandler, directory=str(site))
