@@ -29,3 +29,12 @@ def test_the_readme_python_code_runs_as_written(tmp_path):
                           timeout=280)
     assert done.returncode == 0, f"README's python code failed:\n{done.stderr[-4000:]}"
     assert "kNN accuracy" in done.stdout
+
+
+def test_the_readme_file_table_matches_the_tree():
+    """Every module of kit/ is named in the README (its file table), and every kit/ path the README names exists."""
+    text = (ROOT / "README.md").read_text()
+    named = set(re.findall(r"`(kit/[\w/.-]+)`", text))
+    modules = {p.relative_to(ROOT).as_posix() for p in (ROOT / "kit").glob("*.py")}
+    assert not modules - named, f"modules the README's file table leaves out: {sorted(modules - named)}"
+    assert all((ROOT / p).exists() for p in named), f"named but absent: {[p for p in named if not (ROOT / p).exists()]}"
