@@ -18,8 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .algorithms import NAMES
+
 HEADLINE = Path(__file__).parent / "headline.json"
-NAMES = {"deepcluster": "DeepCluster", "odc": "ODC"}
 # ResNet-50 pre-trained on ImageNet, linear probe on the pooled feature (AvgPool), top-1 %: the
 # OpenSelfSup / mmselfsup benchmark pages (docs/ALGORITHMS.md §3.1), DeepCluster with Sobel, ODC 440 epochs
 PAPER_AVGPOOL = {"deepcluster": 46.92, "odc": 53.42}
