@@ -11,8 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
+from kit.lesson import last, mean_last
 from kit.runs import Run, read_config
 from kit.seeds import seed_folders
 
@@ -21,9 +20,8 @@ LAST5 = ("ami_prev", "nmi_prev", "nmi_prev_chance", "label_change")  # the mean 
 
 
 def numbers(history: dict) -> dict:
-    epochs = history["epoch"]
-    out = {k: [r[k] for r in epochs if r.get(k) is not None][-1] for k in FINAL}
-    out.update({k: float(np.mean([r[k] for r in epochs if r.get(k) is not None][-5:])) for k in LAST5})
+    out = {k: last(history, k) for k in FINAL}
+    out.update({k: mean_last(history, k) for k in LAST5})
     out["knn_init"] = history["monitor_init"]["knn"]
     return out
 

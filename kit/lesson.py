@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .algorithms import NAMES
+from .seeds import mean_std
 
 HEADLINE = Path(__file__).parent / "headline.json"
 # ResNet-50 pre-trained on ImageNet, linear probe on the pooled feature (AvgPool), top-1 %: the
@@ -48,9 +49,26 @@ def headline() -> dict:
     data = json.loads(HEADLINE.read_text())
     out = {k: data[k] for k in ("n_clusters", "epochs", "seeds", "source")}
     for measure in data["per_seed"]["odc"][0]:
-        out[measure] = {algo: (float(np.mean(v := [s[measure] for s in seeds])), float(np.std(v, ddof=1)))
-                        for algo, seeds in data["per_seed"].items()}
+        out[measure] = {algo: mean_std([s[measure] for s in seeds]) for algo, seeds in data["per_seed"].items()}
     return out
+
+
+def series(history: dict, key: str) -> list:
+    """`key` over the epochs of a history that have it (the monitor skips some, DeepCluster's first epoch has no
+    previous labels)."""
+    return [r[key] for r in history["epoch"] if r.get(key) is not None]
+
+
+def last(history: dict, key: str):
+    """The last epoch's value of `key`, or None."""
+    values = series(history, key)
+    return values[-1] if values else None
+
+
+def mean_last(history: dict, key: str, n: int = 5) -> float | None:
+    """The mean of `key` over the last `n` epochs that have it (the stability measures' summary), or None."""
+    values = series(history, key)[-n:]
+    return float(np.mean(values)) if values else None
 
 
 def _higher(values: dict) -> str:
@@ -96,14 +114,13 @@ def takeaway(h: dict | None = None, markup: str = "markdown") -> str:
 def this_run(histories: dict) -> str:
     """One paragraph on the run a page shows: its own numbers, the same measures as the takeaway, and
     whether it ranks the two as the takeaway does (a run at unequal K ranks nothing on stability)."""
-    def final(h, key, last=1):
-        vals = [r[key] for r in h["epoch"] if r.get(key) is not None][-last:]
-        return float(np.mean(vals)) if vals else float("nan")
-
     k = {a: int(h.get("config", {}).get("n_clusters", 0)) for a, h in histories.items()}
     epochs = max(len(h["epoch"]) for h in histories.values())
-    got = {m: {a: (final(h, m, 1 if m in ("knn", "ami_true") else 5), 0.0) for a, h in histories.items()}
-           for m in ("knn", "ami_true", "ami_prev", "label_change")}
+    def value(h, m):  # the takeaway's measures: the final kNN / AMI to the classes, the last-5 mean of stability
+        v = last(h, m) if m in ("knn", "ami_true") else mean_last(h, m)
+        return float("nan") if v is None else v
+
+    got = {m: {a: (value(h, m), 0.0) for a, h in histories.items()} for m in ("knn", "ami_true", "ami_prev", "label_change")}
     line = ", ".join(f"{NAMES[a]} (K = {k[a]}): kNN {got['knn'][a][0]:.3f}, AMI(t−1, t) {got['ami_prev'][a][0]:.2f}, "
                      f"{got['label_change'][a][0]:.2f} of the images reassigned per epoch" for a in histories)
     if len(histories) < 2:

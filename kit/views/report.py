@@ -137,17 +137,11 @@ def _embeddings(run_path: Path, histories: dict) -> tuple[list[int], dict, dict,
 
 def summary(histories: dict, baselines: dict, fmt=None) -> list[tuple[str, str, str]]:
     """(metric, DeepCluster, ODC) rows for the report's table; `fmt=lambda v: v` keeps the numbers."""
-    def last(h, k):
-        vals = [r[k] for r in h["epoch"] if r.get(k) is not None]
-        return vals[-1] if vals else None
-
-    def mean_last(h, k, n=5):
-        vals = [r[k] for r in h["epoch"] if r.get(k) is not None][-n:]
-        return float(np.mean(vals)) if vals else None
+    last, mean_last = lesson.last, lesson.mean_last
 
     def first(h, k):
-        vals = [r[k] for r in h["epoch"] if r.get(k) is not None]
-        return vals[0] if vals else None
+        values = lesson.series(h, k)
+        return values[0] if values else None
 
     rows = [
         ("kNN accuracy, random init", lambda h: h.get("monitor_init", {}).get("knn")),
