@@ -120,13 +120,6 @@ def child_env(**extra) -> dict:
     return env
 
 
-def torch_kmeans_available() -> bool:
-    """Whether this checkout has the torch k-means beside faiss (`KMeans(backend="torch")`)."""
-    import kit.clustering
-
-    return hasattr(kit.clustering, "TorchKMeans")
-
-
 # -- the sections --------------------------------------------------------------------------------
 def section_tests(b: Bench) -> dict:
     """The `gpu` tests in a fresh process; counts from its JUnit report."""
@@ -210,8 +203,6 @@ def section_odc(b: Bench) -> dict:
 
 
 def section_kmeans(b: Bench) -> dict | str:
-    if not torch_kmeans_available():
-        return "not available yet: this checkout has no kit.clustering.TorchKMeans"
     from kit.clustering import KMeans
 
     out, g = {}, torch.Generator(device=b.device).manual_seed(0)

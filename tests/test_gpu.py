@@ -31,13 +31,6 @@ def gpu(test):
     return pytest.mark.gpu(pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")(test))
 
 
-def torch_kmeans_available() -> bool:
-    """Whether this checkout has the torch k-means beside faiss (`KMeans(backend="torch")`)."""
-    import kit.clustering
-
-    return hasattr(kit.clustering, "TorchKMeans")
-
-
 @pytest.fixture(scope="module")
 def digits():
     return kit.load_dataset("digits")  # 1,438 16x16 images inside scikit-learn: nothing is downloaded
@@ -124,8 +117,6 @@ def blobs(n: int, d: int, k: int, device, seed: int = 0) -> torch.Tensor:
 
 @gpu
 def test_torch_kmeans_on_cuda_matches_faiss():
-    if not torch_kmeans_available():
-        pytest.skip("torch k-means not available yet (no kit.clustering.TorchKMeans)")
     from kit.clustering import KMeans
 
     x = blobs(20_000, 64, 50, "cuda")  # (N, D) float32 on the GPU
@@ -194,9 +185,6 @@ def test_gpu_check_dry_run_reports_every_section(tmp_path):
     assert results["dry"] is True
     for name in SECTIONS:
         section = results["sections"][name]
-        if name == "kmeans" and not torch_kmeans_available():
-            assert "not available yet" in section["status"]
-            continue
         assert section["status"] == "ok", (name, section)
         assert any(isinstance(v, (int, float)) and math.isfinite(v) for v in section["figures"].values()), name
     assert results["sections"]["tests"]["figures"]["failed"] == 0
