@@ -1,12 +1,30 @@
 import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
-import torch
 
 os.environ.setdefault("KIT_FAST", "1")
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# as `import kit` does (kit/__init__.py), before torch loads its libgomp: spinning OpenMP threads in this process
+# took the cores from the notebook kernels running beside it, and a 5 s test took 50 s
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import torch  # noqa: E402
+
+CORES = min(2, os.cpu_count() or 1)
+STARTED = time.perf_counter()
+
+
+def share_cores(n: int) -> None:
+    """n OpenMP threads for torch and faiss in this process, and for the processes its tests start (kit's
+    `set_threads` reads OMP_NUM_THREADS)."""
+    os.environ["OMP_NUM_THREADS"] = str(n)
+    torch.set_num_threads(n)
+    if "faiss" in sys.modules:
+        sys.modules["faiss"].omp_set_num_threads(n)
+
+
+share_cores(CORES)
 
 
 @pytest.fixture(scope="session")
@@ -83,15 +101,14 @@ OFFLINE = {k: f"http://127.0.0.1:{_closed_port()}" for k in ("HTTP_PROXY", "HTTP
                                                               "PIP_NO_INDEX": "1"}
 
 
-def execute_notebook(name: str, mode: str, runs: Path):
+def execute_notebook(name: str, mode: str, runs: Path, threads: int = CORES):
     """Run notebook `name` top to bottom in a fresh kernel, offline, its runs under `runs` (KIT_RUNS).
 
     mode "fast": KIT_FAST=1, training end to end (the ON_CARD notebooks on the stand-in card);
     mode "example": KIT_FAST=1 with `USE_EXAMPLE_RUN = True`, reading the shipped run (what the site shows).
     The notebook comes back with `metadata.kit_test`: the mode, the runs folder and the seconds it took.
+    `threads`: the kernel's OpenMP threads (one while the tests run beside it, see `NotebookCache`).
     """
-    import time
-
     import nbformat
     from nbclient import NotebookClient
 
@@ -108,10 +125,11 @@ def execute_notebook(name: str, mode: str, runs: Path):
 
         first, last = notebook_cells(cifar10=name.startswith("06"))
         nb.cells = [nbformat.v4.new_code_cell(first), *nb.cells, nbformat.v4.new_code_cell(last)]
-    env = {**os.environ, **OFFLINE, "KIT_FAST": "1", "KIT_RUNS": str(runs)}
+    env = {**os.environ, **OFFLINE, "KIT_FAST": "1", "KIT_RUNS": str(runs), "OMP_NUM_THREADS": str(threads)}
     t0 = time.perf_counter()
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}).execute(env=env)
-    nb.metadata["kit_test"] = {"mode": mode, "runs": str(runs), "seconds": time.perf_counter() - t0}
+    nb.metadata["kit_test"] = {"mode": mode, "runs": str(runs), "seconds": time.perf_counter() - t0,
+                               "ended": time.perf_counter() - STARTED}
     return nb
 
 
@@ -119,7 +137,9 @@ class NotebookCache:
     """Each (notebook, mode) executed once per session, by whichever comes first: the background lane, which
     works through what the selected tests declared (`@pytest.mark.notebooks`) while other tests run, or a
     test that asks before the lane got there. Kernels are processes of their own, so the lane overlaps them
-    with the tests in this process. A notebook that failed fails every test that asks for it, once executed."""
+    with the tests in this process. A notebook that failed fails every test that asks for it, once executed.
+    The lane's kernel takes one core and the test beside it the others (`pytest_runtest_setup`): two pools of
+    two threads on two cores made a test ten times slower than alone."""
 
     def __init__(self, folder):
         import threading
@@ -134,11 +154,15 @@ class NotebookCache:
             mode = "fast"  # nothing to switch: the example run is the fast run
         return name, mode
 
-    def _execute(self, key) -> None:
+    def busy(self) -> bool:
+        with self.lock:
+            return bool(self.queue or self.running)
+
+    def _execute(self, key, threads: int = CORES) -> None:
         name, mode = key
         try:
             with self.kernel:
-                result = execute_notebook(name, mode, Path(self.folder) / f"{name[:2]}-{mode}")
+                result = execute_notebook(name, mode, Path(self.folder) / f"{name[:2]}-{mode}", threads)
         except Exception as e:  # nbclient's CellExecutionError names the cell and its traceback
             result = e
         with self.lock:
@@ -192,7 +216,7 @@ class NotebookCache:
                 if key is None:
                     return
                 if self._claim(key) is True:
-                    self._execute(key)
+                    self._execute(key, threads=1)
 
         threading.Thread(target=lane, name="notebooks", daemon=True).start()
 
@@ -222,6 +246,21 @@ def pytest_collection_finish(session):
     if keys and not session.config.option.collectonly:
         _notebooks = NotebookCache(session.config._tmp_path_factory.mktemp("notebooks"))
         _notebooks.start_lane(keys)
+
+
+def pytest_runtest_setup(item):
+    """While the lane runs a notebook, a test gets the cores its kernel does not use; after, all of them."""
+    share_cores(max(1, CORES - 1) if _notebooks is not None and _notebooks.busy() else CORES)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """How long each notebook took, and when: the lane is the suite's longest single line of work."""
+    done = {} if _notebooks is None else dict(_notebooks.done)
+    times = [(k, nb.metadata.kit_test) for k, nb in done.items() if not isinstance(nb, Exception)]
+    if times:
+        terminalreporter.write_line(f"notebooks: {len(times)} executed in {sum(t['seconds'] for _, t in times):.0f} s, "
+                                    f"the last ending {max(t['ended'] for _, t in times):.0f} s into the session: "
+                                    + ", ".join(f"{n[:2]}-{m} {t['seconds']:.0f} s" for (n, m), t in sorted(times)))
 
 
 def pytest_sessionfinish(session):

@@ -1,12 +1,9 @@
 """The main job end to end on the KIT_FAST preset: every promised file, report rebuilds, resume.
 
 The finished run is the session's `fast_compare` (tests/conftest.py), made once in-process; a test that
-changes it works on a copy. The Ctrl-C case drives real processes, to the end of a real `compare`."""
+changes it works on a copy. Ctrl-C in the middle of a `compare` is tests/test_cli.py's."""
 import hashlib
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +12,6 @@ import pytest
 from kit.__main__ import main
 from kit.views import plots
 from kit.views.report import FIGURES, load_histories
-
-ENV = {**os.environ, "KIT_FAST": "1", "PYTHONUNBUFFERED": "1"}
-
 
 @pytest.fixture
 def copied(fast_compare, tmp_path):
@@ -50,18 +44,25 @@ def test_report_rebuilds_identical_figures(copied):
 
 
 @pytest.mark.slow
-def test_an_existing_run_is_refused_and_a_finished_one_resumes_to_more_epochs(copied, capsys):
+def test_an_existing_run_is_refused_and_a_finished_one_resumes_to_more_epochs_with_its_own_settings(copied, capsys):
     path = copied
     assert main(["compare", "--name", "t", "--runs", str(path.parent)]) == 2
     assert "already holds a run" in capsys.readouterr().err
-    # resume to 3 epochs: both algorithms continue from their checkpoints and keep their history
-    before = load_histories(path)
-    assert main(["compare", "--name", "t", "--runs", str(path.parent), "--resume", "--epochs", "3"]) == 0
+    # one epoch more: both algorithms continue from their checkpoints, keep their history and the saved
+    # settings, and the settings given again are listed as ignored
+    before, cfg = load_histories(path), (path / "config.json").read_text()
+    epochs = len(before["odc"]["epoch"])
+    assert main(["compare", "--name", "t", "--runs", str(path.parent), "--resume", "--epochs", str(epochs + 1),
+                 "--lr", "0.3", "--n-clusters", "7"]) == 0
+    said = capsys.readouterr().err
+    assert "ignored: --n-clusters 7 (the run uses " in said and "--lr 0.3 (the run uses each algorithm's preset)" in said
+    assert (path / "config.json").read_text() == cfg.replace(f'"epochs": {epochs}', f'"epochs": {epochs + 1}')
     after = load_histories(path)
     for algo in ("deepcluster", "odc"):
-        assert len(after[algo]["epoch"]) == 3
-        assert after[algo]["epoch"][:2] == before[algo]["epoch"][:2]
+        assert len(after[algo]["epoch"]) == epochs + 1
+        assert after[algo]["epoch"][:epochs] == before[algo]["epoch"]
         assert all(np.array_equal(x, y) for x, y in zip(before[algo]["labels"], after[algo]["labels"]))
+        assert max(after[algo]["labels"][-1]) < 20  # still K = 20
 
 
 def test_plots_draw_what_they_promise():
@@ -85,26 +86,3 @@ def test_plots_draw_what_they_promise():
     assert len(plots.cluster_sizes(h, {"deepcluster": 3, "odc": 3}).axes) == 2
     assert len(plots.losses(h).axes[0].lines) == 2
 
-
-@pytest.mark.slow
-def test_ctrl_c_keeps_what_was_written_and_resume_finishes(tmp_path):
-    import signal
-    import time
-
-    cmd = [sys.executable, "-m", "kit", "compare", "--name", "i", "--runs", str(tmp_path), "--epochs", "2"]
-    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    ckpt = tmp_path / "i" / "deepcluster" / "checkpoint.pt"
-    deadline = time.time() + 300
-    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGINT)  # Ctrl-C, mid-way through DeepCluster
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130 and "--resume" in err
-    done = len(load_histories(tmp_path / "i")["deepcluster"]["epoch"])
-    assert done == 1  # the finished epoch was kept; Ctrl-C came seconds before the second could end
-    out = subprocess.run(cmd + ["--resume"], env=ENV, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-1500:]
-    h = load_histories(tmp_path / "i")
-    assert [len(h[a]["epoch"]) for a in ("deepcluster", "odc")] == [2, 2]
-    assert [r["epoch"] for r in h["deepcluster"]["epoch"]] == [0, 1]
-    assert (tmp_path / "i" / "report.html").exists()
