@@ -29,7 +29,8 @@ def _norm_free(build):
     return build_without_bn
 
 
-def _train(rank, world, store, out, algo, epochs, run_dir):
+def _train(rank, world, store, jobs):
+    """Each job (out, algo, epochs, run_dir) in turn, in one process group: a process start costs seconds."""
     import torch.distributed as dist
 
     import kit.training
@@ -40,7 +41,8 @@ def _train(rank, world, store, out, algo, epochs, run_dir):
     original = kit.training.build_network
     kit.training.build_network = _norm_free(original)  # put back below: rank 0 of world 1 is pytest's own process
     try:
-        _fit(rank, world, out, algo, epochs, run_dir)
+        for job in jobs:
+            _fit(rank, world, *job)
     finally:
         kit.training.build_network = original
     if world > 1:
@@ -72,38 +74,38 @@ def _fit(rank, world, out, algo, epochs, run_dir):
                 "clustered": [i is not None for i in fits]}, f"{out}_{world}_{rank}.pt")
 
 
-def _spawn(*args):
+def _spawn(store, jobs):
     import torch.multiprocessing as mp
 
-    mp.spawn(_train, args=args, nprocs=2)
+    mp.spawn(_train, args=(2, store, jobs), nprocs=2)
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("algo", ["deepcluster", "odc"])
-def test_two_ranks_with_half_batches_equal_one_process(tmp_path, algo):
-    out = str(tmp_path / "h")
-    _train(0, 1, None, out, algo, 2, None)
-    _spawn(2, tmp_path / "store", out, algo, 2, None)
-    one = torch.load(f"{out}_1_0.pt")
-    for rank in (0, 1):
-        two = torch.load(f"{out}_2_{rank}.pt")
-        assert len(two["labels"]) == len(one["labels"])
-        assert all(torch.equal(a, b) for a, b in zip(one["labels"], two["labels"])), "k-means / memory labels differ"
-        assert np.allclose(two["loss"], one["loss"], rtol=1e-4), (two["loss"][:5], one["loss"][:5])
-        for k, v in one["memory"].items():
-            assert torch.allclose(two["memory"][k].float(), v.float(), atol=1e-5), k
-        assert two["clustered"] == [rank == 0] * len(two["clustered"])  # one rank clusters, the other gets its labels
+def test_two_ranks_with_half_batches_equal_one_process(tmp_path):
+    jobs = [(str(tmp_path / algo), algo, 2, None) for algo in ("deepcluster", "odc")]
+    _train(0, 1, None, jobs)
+    _spawn(tmp_path / "store", jobs)
+    for out, algo, *_ in jobs:
+        one = torch.load(f"{out}_1_0.pt")
+        for rank in (0, 1):
+            two = torch.load(f"{out}_2_{rank}.pt")
+            assert len(two["labels"]) == len(one["labels"]), algo
+            assert all(torch.equal(a, b) for a, b in zip(one["labels"], two["labels"])), f"{algo}: the labels differ"
+            assert np.allclose(two["loss"], one["loss"], rtol=1e-4), (algo, two["loss"][:5], one["loss"][:5])
+            for k, v in one["memory"].items():
+                assert torch.allclose(two["memory"][k].float(), v.float(), atol=1e-5), k
+            # one rank clusters, the other gets its labels
+            assert two["clustered"] == [rank == 0] * len(two["clustered"]), algo
 
 
 @pytest.mark.timeout(300)
 def test_a_two_rank_run_writes_once_and_resumes_exactly(tmp_path):
     out, runs = str(tmp_path / "h"), str(tmp_path / "runs")
-    _spawn(2, tmp_path / "s1", out + "straight", "odc", 3, str(tmp_path / "straight"))
-    _spawn(2, tmp_path / "s2", out + "stopped", "odc", 2, runs)
+    _spawn(tmp_path / "s1", [(out + "straight", "odc", 3, str(tmp_path / "straight")), (out + "stopped", "odc", 2, runs)])
     stopped = sorted(p.name for p in (tmp_path / "runs" / "r").iterdir())
     assert stopped == [".kit-run", "checkpoint.pt", "epochs.jsonl", "history.json", "labels", "steps.jsonl"]
     assert len((tmp_path / "runs" / "r" / "epochs.jsonl").read_text().splitlines()) == 2  # rank 0 alone wrote
-    _spawn(2, tmp_path / "s3", out + "resumed", "odc", 3, runs)
+    _spawn(tmp_path / "s2", [(out + "resumed", "odc", 3, runs)])
     a, b = torch.load(f"{out}straight_2_0.pt"), torch.load(f"{out}resumed_2_0.pt")
     assert a["loss"] == b["loss"]
     assert all(torch.equal(x, y) for x, y in zip(a["labels"], b["labels"]))
