@@ -252,9 +252,15 @@ def test_the_harness_refuses_what_a_card_refuses(card):
 
 # -- the commands, on the card ---------------------------------------------------------------------------
 @pytest.mark.slow
-def test_compare_train_resume_and_evaluate_with_device_cuda(card, tmp_path, capsys):
-    """`compare` / `--resume` / `train` / `evaluate` with --device cuda, in this process, through the card."""
+def test_compare_train_resume_and_evaluate_with_device_cuda(card, tmp_path, capsys, monkeypatch):
+    """`compare` / `--resume` / `train` / `evaluate` with --device cuda, in this process, through the card.
+    The report is left out: it reads the run's files and touches no device (tests/test_compare.py builds
+    one), and its figures were two thirds of this test's time."""
     from kit.__main__ import main
+    from kit.views import report
+
+    reported = []
+    monkeypatch.setattr(report, "build_report", lambda path, log=print: reported.append(path) or path / "report.html")
 
     runs = str(tmp_path)
     small = ["--dataset", "digits", "--n-train", "200", "--runs", runs]
@@ -267,3 +273,4 @@ def test_compare_train_resume_and_evaluate_with_device_cuda(card, tmp_path, caps
         state = torch.load(run / algo / "checkpoint.pt", weights_only=True)
         assert state["epoch"] == 2 and set(state["rng"]) == {"cpu", "cuda"}  # the run's own card, saved
     assert (run / "evaluation.json").exists() and card.syncs["item"] > 0  # it ran on the card
+    assert reported == [run] * 3  # after the compare, its resume and the evaluation
