@@ -82,7 +82,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 sys.path.insert(0, str(ROOT / "docs"))  # docs/build_site.py, the site build the tests share notebooks with
 # these train on a CUDA card that is not there (tests/fake_cuda.py), so a cell that mixes devices fails here as
-# it would on Colab's GPU; 06 trains on a CIFAR-10 stand-in of 400 images
+# it would on Colab's GPU; 06 trains on a CIFAR-10 stand-in of 192 images
 ON_CARD = ("02_deepcluster_walkthrough.ipynb", "03_odc_walkthrough.ipynb", "04_stability.ipynb", "06_gpu_cifar10.ipynb")
 SWITCH = "USE_EXAMPLE_RUN = False"  # the docs build injects True through the `parameters` cell: keep this form
 

@@ -344,14 +344,14 @@ def _card() -> FakeCuda:
     return FakeCuda._active
 
 
-# notebook 06 trains on CIFAR-10, which is not on this machine: a stand-in of its shape, 300 + 100 images
+# notebook 06 trains on CIFAR-10, which is not on this machine: a stand-in of its shape, 128 + 64 images (K = 100 needs 100)
 FAKE_CIFAR10 = """
 import numpy as np, torchvision
 class FakeCIFAR10:
     classes = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
     def __init__(self, root, train=True, download=False, **kwargs):
         g = np.random.default_rng(int(train))
-        n = 300 if train else 100
+        n = 128 if train else 64
         self.data, self.targets = g.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), g.integers(0, 10, n).tolist()
 torchvision.datasets.CIFAR10 = FakeCIFAR10
 """
