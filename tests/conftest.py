@@ -146,6 +146,7 @@ class NotebookCache:
 
         self.folder, self.lock, self.done, self.running, self.queue = folder, threading.Lock(), {}, {}, []
         self.kernel = threading.Lock()  # one notebook kernel at a time: the lane's and a test's never compete
+        self.waited = 0.0  # seconds the tests spent waiting for the lane
 
     def key(self, name: str, mode: str) -> tuple[str, str]:
         if mode not in ("fast", "example"):
@@ -191,7 +192,9 @@ class NotebookCache:
         if claim is True:
             self._execute(key)
         elif claim is not None:
+            t0 = time.perf_counter()
             claim.wait()
+            self.waited += time.perf_counter() - t0
         result = self.done[key]
         if isinstance(result, Exception):
             raise result
@@ -259,7 +262,8 @@ def pytest_terminal_summary(terminalreporter):
     times = [(k, nb.metadata.kit_test) for k, nb in done.items() if not isinstance(nb, Exception)]
     if times:
         terminalreporter.write_line(f"notebooks: {len(times)} executed in {sum(t['seconds'] for _, t in times):.0f} s, "
-                                    f"the last ending {max(t['ended'] for _, t in times):.0f} s into the session: "
+                                    f"the last ending {max(t['ended'] for _, t in times):.0f} s into the session; "
+                                    f"tests waited {_notebooks.waited:.0f} s for them: "
                                     + ", ".join(f"{n[:2]}-{m} {t['seconds']:.0f} s" for (n, m), t in sorted(times)))
 
 
