@@ -29,7 +29,7 @@ from .data import DATASETS, ImageTensorDataset, load_dataset, stratified
 from .distributed import SINGLE, Distributed
 from .features import extract_features
 from .metrics import knn_accuracy, nmi
-from .run_setup import check_images, check_split_size, resumed_config, start_run, write_config  # noqa: F401 - resumed_config: kit.compare's too
+from .run_setup import check_images, check_split_size, start_run, write_config
 from .runs import Run, atomic_write_json
 from .runtime import resolve_device
 from .tensorboard_log import TensorBoardLog, check_available

@@ -10,7 +10,7 @@ import pytest
 
 from kit.views import plots
 from kit.evaluate import STAGES
-from kit.metrics import label_change
+from kit.metrics import changed, label_change
 from kit.views import flows
 from kit.views.rundata import RunData
 from test_browser import CHROMIUM, FLAGS, jupyterlab, open_and_run_all  # noqa: F401 - the JupyterLab server fixture, reused
@@ -25,7 +25,7 @@ def test_carried_ids_turn_a_relabelled_clustering_into_a_perfect_flow():
     assert np.array_equal(chain[1], a)  # ids carried back onto the first snapshot's
     table = flows.flow_table(*chain)
     assert np.trace(table) == 500 and table.sum() == 500  # all mass on the diagonal
-    assert not flows.changed(a, b).any()
+    assert not changed(a, b).any()
     assert flows.top_flows(*chain, m=5) == {"stayed": 500, "moves": [], "other": 0}
 
 
@@ -53,8 +53,8 @@ def test_flow_counts_sum_to_n_and_agree_with_the_label_change_metric():
         assert [n for *_, n in f["moves"]] == sorted((n for *_, n in f["moves"]), reverse=True)
     rows, counts = flows.alluvium(classes, *chain)
     assert counts.sum() == 1000 and len(np.unique(rows, axis=0)) == len(rows)
-    assert flows.changed(a, b).mean() == pytest.approx(label_change(a, b))  # the history's label_change
-    assert 0.1 < flows.changed(a, b).mean() < 0.3
+    assert changed(a, b).mean() == pytest.approx(label_change(a, b))  # the history's label_change
+    assert 0.1 < changed(a, b).mean() < 0.3
 
 
 def test_majority_class_and_purity():

@@ -53,7 +53,7 @@ def test_wording_evaluate_on_a_sweep_folder_points_at_the_sweeps_table(tmp_path,
 
 
 def test_wording_too_few_images_for_k_names_the_flag_and_at_least_two():
-    from kit.compare import check_split_size
+    from kit.run_setup import check_split_size
 
     with pytest.raises(ValueError, match="at least 20 train images") as e:
         check_split_size(1, "odc", 20)

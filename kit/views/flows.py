@@ -7,7 +7,7 @@ the clusters of snapshot t+1 are renamed after the snapshot-t clusters they shar
 `scipy.optimize.linear_sum_assignment` on the K x K contingency table) up to K = 1,000, each cluster
 to its largest overlap above (Hungarian is O(K^3)). After that, "cluster 17 at t, cluster 17 at t+1"
 means the images stayed together, and an image *flips* at a transition when its carried id changes.
-The fraction of flipped images is the history's `label_change`: `changed` is `kit.metrics.changed`.
+The fraction of flipped images is the history's `label_change` (`kit.metrics.changed`).
 
 Snapshot s of either algorithm follows s epochs of training: DeepCluster's snapshot s is the k-means
 at the *start* of epoch s, ODC's snapshot 0 is its initial k-means and snapshot s + 1 the memory's
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..metrics import changed, contingency, match_clusters  # noqa: F401 - `flows.changed` is the views' name too
+from ..metrics import contingency, match_clusters
 
 
 def carry_ids(snapshots: list[np.ndarray], n_clusters: int | None = None) -> list[np.ndarray]:

@@ -13,6 +13,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .plots import COLOURS, NAMES
+from ..metrics import contingency
 from . import flows
 from .alluvial import class_colour
 from .rundata import RunData
@@ -72,7 +73,7 @@ def confusion_figure(data: RunData, epoch: int | None = None) -> Figure:
         labels = data.labels[algo][s[algo]]
         order = flows.cluster_order(labels, data.classes)
         k = int(labels.max()) + 1
-        table = flows.contingency(labels, data.classes, k, n_classes)[order].T  # (C, K used)
+        table = contingency(labels, data.classes, k, n_classes)[order].T  # (C, K used)
         major, size, purity = flows.majority_class(labels, data.classes, k, n_classes)
         im = ax.imshow(table, aspect="auto", cmap="Greys", interpolation="nearest")
         ax.set_yticks(range(n_classes), [data.name(c) for c in range(n_classes)], fontsize=7)

@@ -94,7 +94,8 @@ def reassignment(histories: dict[str, dict], smooth: int = 10) -> Figure:
         per_epoch = len(r) / max(len(set(ep.tolist())), 1)
         x = (np.arange(len(r)) + 1) / per_epoch
         a.plot(x, r, color=COLOURS["odc"], alpha=0.25, lw=0.8)
-        a.plot(x[smooth - 1:] if len(r) >= smooth else x, _smooth(r, smooth), color=COLOURS["odc"],
+        it, mean = smoothed(r, smooth)
+        a.plot(it / per_epoch, mean, color=COLOURS["odc"],
                label=f"{legend_name('odc', histories['odc'])} change_ratio ({smooth}-iteration mean)")
         a.legend()
     style_axes(a, "ODC: batch labels changed per iteration", "epoch", "change_ratio")
@@ -167,9 +168,8 @@ def losses(histories: dict[str, dict], smooth: int = 20) -> Figure:
             continue
         ep = np.asarray(h["step"]["epoch"])
         per_epoch = len(y) / max(len(set(ep.tolist())), 1)
-        ys = _smooth(y, smooth)
-        x = (np.arange(len(ys)) + (len(y) - len(ys)) + 1) / per_epoch
-        ax.plot(x, ys, color=COLOURS[algo], label=f"{legend_name(algo, h)} ({'CE' if algo == 'deepcluster' else 'weighted CE'})")
+        it, ys = smoothed(y, smooth)
+        ax.plot(it / per_epoch, ys, color=COLOURS[algo], label=f"{legend_name(algo, h)} ({'CE' if algo == 'deepcluster' else 'weighted CE'})")
     style_axes(ax, "Training loss (the head is reset every DeepCluster epoch)", "epoch", "cross-entropy")
     ax.legend()
     return fig

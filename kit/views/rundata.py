@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data import load_dataset
+from ..metrics import changed
 from ..runs import Run
 from . import flows
 
@@ -88,7 +89,7 @@ class RunData:
         """(n,) bool: the subset's images that changed cluster in the transition into that snapshot
         (all False for snapshot 0, which has no predecessor)."""
         s, snaps = self.snapshot(algo, epoch), self.labels[algo]
-        return flows.changed(snaps[s - 1], snaps[s])[self.subset] if s > 0 else np.zeros(len(self.subset), dtype=bool)
+        return changed(snaps[s - 1], snaps[s])[self.subset] if s > 0 else np.zeros(len(self.subset), dtype=bool)
 
     def common_snapshots(self) -> int:
         return flows.common_snapshots(self.labels)

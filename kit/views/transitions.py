@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..metrics import contingency
 from . import flows
 
 SURVIVE = 0.7  # share of a cluster's members that must stay together for it to survive (or be absorbed whole)
@@ -32,7 +33,7 @@ def classify(prev: np.ndarray, cur: np.ndarray, survive: float = SURVIVE, part: 
     """One transition: {kind: count} for KINDS, and "of": the non-empty clusters of `prev`, "new": of `cur`.
     prev, cur: (N,) labels of the same images."""
     kp, kc = int(prev.max()) + 1, int(cur.max()) + 1
-    table = flows.contingency(prev, cur, kp, kc)  # (Kp, Kc)
+    table = contingency(prev, cur, kp, kc)  # (Kp, Kc)
     size = table.sum(1)
     share = table / np.maximum(size, 1)[:, None]  # row i: where cluster i's members went
     source = table.argmax(0)  # per new cluster, the old cluster that gave it most members
