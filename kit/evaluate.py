@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -157,14 +157,21 @@ class FinetuneResult:
 
 
 def finetune(backbone: Backbone, train_set, test_set, fraction: float, lr: float, head_mult: int,
-             steps: int = 200, batch_size: int = 64, seed: int = 0, device=None, num_workers: int = 4,
-             val_set=None) -> FinetuneResult:
+             steps: int = 200, batch_size: int = 64, seed: int = 0, device=None, num_workers: int = 4) -> FinetuneResult:
     """Fine-tune a copy of the whole network with a linear head on `fraction` of the labels
     (class-balanced), base lr `lr`, head lr `lr * head_mult`, for `steps` SGD steps (lr / 10 at 60%
-    and 80%); top-1/top-5 (%) on the test split, and top-1 on `val_set` if given. Sized in steps, not
-    epochs: 1% of the labels is a single batch per epoch. Runs on the backbone's device unless `device`
-    names one."""
+    and 80%); top-1/top-5 (%) on the test split. Sized in steps, not epochs: 1% of the labels is a
+    single batch per epoch. Runs on the backbone's device unless `device` names one."""
     device = _device(backbone, device)
+    net, head, n_classes = _tuned(backbone, train_set, fraction, lr, head_mult, steps, batch_size, seed, device,
+                                  num_workers)
+    r = _scores(net, head, test_set, n_classes, device, num_workers)
+    return FinetuneResult(setting_name(lr, head_mult), r["top1"], r.get("top5"))
+
+
+def _tuned(backbone: Backbone, train_set, fraction: float, lr: float, head_mult: int, steps: int, batch_size: int,
+           seed: int, device, num_workers: int) -> tuple[torch.nn.Module, torch.nn.Linear, int]:
+    """`finetune`'s training: (the network in eval mode, its head, the number of classes)."""
     torch.manual_seed(seed)
     ytr = train_set.targets
     n_classes = int(ytr.max()) + 1
@@ -189,10 +196,7 @@ def finetune(backbone: Backbone, train_set, test_set, fraction: float, lr: float
         opt.step()
         sched.step()
     recalibrate_bn(net, train_set, idx, device, num_workers=num_workers)
-    net.eval()
-    r = _scores(net, head, test_set, n_classes, device, num_workers)
-    val = None if val_set is None else _scores(net, head, val_set, n_classes, device, num_workers)["top1"]
-    return FinetuneResult(setting_name(lr, head_mult), r["top1"], r.get("top5"), val)
+    return net.eval(), head, n_classes
 
 
 @torch.no_grad()
@@ -236,17 +240,30 @@ def semi_supervised(backbone, train_set, test_set, fractions=(0.01, 0.1), grid=F
     """
     if selection not in SELECTIONS:
         raise ValueError(f"selection={selection!r}: choose {' or '.join(SELECTIONS)}")
-    pool, val = train_set, None
-    if selection == "validation":
-        n_classes = len(train_set.targets.unique())
-        pool, val = validation_split(train_set, max(n_classes, round(val_fraction * len(train_set))))
-    best = {}
-    for frac in fractions:
-        runs = [finetune(backbone, pool, test_set, frac, lr, m, steps=steps, device=device, val_set=val)
-                for lr, m in tqdm(grid, desc=f"fine-tune {frac:.0%}", disable=not progress, leave=False)]
-        chosen = max(runs, key=lambda r: r.val_top1 if selection == "validation" else r.top1)
-        best[frac] = replace(chosen, selected_on=selection)
-    return best
+    if selection == "test":
+        return {frac: max((finetune(backbone, train_set, test_set, frac, lr, m, steps=steps, device=device)
+                           for lr, m in tqdm(grid, desc=f"fine-tune {frac:.0%}", disable=not progress, leave=False)),
+                          key=lambda r: r.top1) for frac in fractions}
+    n_classes = len(train_set.targets.unique())
+    pool, val = validation_split(train_set, max(n_classes, round(val_fraction * len(train_set))))
+    return {frac: _chosen_on_validation(backbone, pool, val, test_set, frac, grid, steps, device, progress)
+            for frac in fractions}
+
+
+def _chosen_on_validation(backbone, pool, val, test_set, fraction: float, grid, steps: int, device,
+                          progress: bool, batch_size: int = 64, seed: int = 0, num_workers: int = 4) -> FinetuneResult:
+    """Every setting of `grid` fine-tuned on `fraction` of `pool` and scored on `val`; the test split
+    scores the chosen one only (the network of the best setting so far is kept, the others dropped)."""
+    device = _device(backbone, device)
+    kept = None  # (validation top-1, lr, head multiplier, network, head, classes) of the best setting so far
+    for lr, m in tqdm(grid, desc=f"fine-tune {fraction:.0%}", disable=not progress, leave=False):
+        net, head, n = _tuned(backbone, pool, fraction, lr, m, steps, batch_size, seed, device, num_workers)
+        top1 = _scores(net, head, val, n, device, num_workers)["top1"]
+        if kept is None or top1 > kept[0]:  # the first of equals, as max() keeps
+            kept = (top1, lr, m, net, head, n)
+    top1, lr, m, net, head, n = kept
+    r = _scores(net, head, test_set, n, device, num_workers)
+    return FinetuneResult(setting_name(lr, m), r["top1"], r.get("top5"), top1, "validation")
 
 
 # -- export ------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The semi-supervised protocol picks each model's fine-tuning setting on a validation split carved
 from the train split by default; `selection="test"` keeps the benchmark pages' way (best test top-1).
-`finetune` is replaced by a stand-in that scores each setting by a table, so no network trains."""
+The fine-tuning is replaced by stand-ins that score each setting by a table, so no network trains."""
 import pytest
 import torch
 
@@ -14,29 +14,58 @@ SCORES = {(0.001, 1): (60.0, 99.0), (0.01, 10): (90.0, 80.0), (0.1, 100): (70.0,
 
 @pytest.fixture
 def fake_finetune(monkeypatch):
+    """The pages' way calls `finetune` per setting; the validation way trains with `_tuned` and scores with
+    `_scores`. Each call is recorded: (train split, test split, validation split) or ("scored", setting, split)."""
     calls = []
 
-    def finetune(backbone, train_set, test_set, fraction, lr, head_mult, steps=200, device=None, val_set=None, **kw):
-        calls.append((train_set, test_set, val_set))
-        val, test = SCORES[(lr, head_mult)]
-        return ev.FinetuneResult(ev.setting_name(lr, head_mult), test, 100.0, val if val_set is not None else None)
+    def finetune(backbone, train_set, test_set, fraction, lr, head_mult, steps=200, device=None, **kw):
+        calls.append((train_set, test_set, None))
+        return ev.FinetuneResult(ev.setting_name(lr, head_mult), SCORES[(lr, head_mult)][1], 100.0)
+
+    def tuned(backbone, train_set, fraction, lr, head_mult, *args):
+        calls.append((train_set, None, None))
+        return (lr, head_mult), None, 10  # the "network" is its setting
+
+    def scores(net, head, dataset, n_classes, device, num_workers):
+        calls.append(("scored", net, dataset))
+        return {"top1": SCORES[net][dataset.kind], "top5": 100.0}
 
     monkeypatch.setattr(ev, "finetune", finetune)
+    monkeypatch.setattr(ev, "_tuned", tuned)
+    monkeypatch.setattr(ev, "_scores", scores)
     return calls
 
 
-def test_the_setting_is_chosen_on_validation_and_the_test_split_only_scores_it(fake_finetune):
+def splits():
     train, test = kit.load_dataset("mnist5k", n=400), kit.load_dataset("mnist5k", split="test", n=100)
-    best = ev.semi_supervised(None, train, test, fractions=(0.1,), grid=tuple(SCORES))[0.1]
+    test.kind = 1  # its column of SCORES
+    return train, test
+
+
+def test_the_setting_is_chosen_on_validation_and_the_test_split_only_scores_it(fake_finetune, monkeypatch):
+    train, test = splits()
+    carve = ev.validation_split
+
+    def validation_split(*a, **kw):
+        pool, val = carve(*a, **kw)
+        val.kind = 0
+        return pool, val
+
+    monkeypatch.setattr(ev, "validation_split", validation_split)
+    best = ev.semi_supervised(None, train, test, fractions=(0.1,), grid=tuple(SCORES), device="cpu")[0.1]
     assert (best.setting, best.top1, best.val_top1, best.selected_on) == ("lr1e-2_head10", 80.0, 90.0, "validation")
-    pool, seen_test, val = fake_finetune[0][:3]
-    assert seen_test is test and val is not None and len(pool) + len(val) == len(train)  # carved from train
+    trained = [c[0] for c in fake_finetune if c[0] != "scored"]
+    scored = [c[1:] for c in fake_finetune if c[0] == "scored"]
+    pool, val = trained[0], scored[0][1]
+    assert len(trained) == len(SCORES) and all(t is pool for t in trained)  # one split for every setting
+    assert len(pool) + len(val) == len(train)  # carved from train
     assert torch.bincount(val.targets).tolist() == [len(val) // 10] * 10  # class-stratified
-    assert all(c[0] is pool and c[2] is val for c in fake_finetune)  # one split for every setting
+    assert [s for s, split in scored if split is val] == list(SCORES)  # validation scores every setting
+    assert [s for s, split in scored if split is test] == [(0.01, 10)]  # the test split, the chosen one only
 
 
 def test_the_pages_way_keeps_the_best_test_top1(fake_finetune):
-    train, test = kit.load_dataset("mnist5k", n=400), kit.load_dataset("mnist5k", split="test", n=100)
+    train, test = splits()
     best = ev.semi_supervised(None, train, test, fractions=(0.1,), grid=tuple(SCORES), selection="test")[0.1]
     assert (best.setting, best.top1, best.selected_on) == ("lr1e-3_head1", 99.0, "test")
     assert all(c[0] is train and c[2] is None for c in fake_finetune)  # the whole train split, no validation
