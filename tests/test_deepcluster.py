@@ -142,6 +142,29 @@ def test_head_reset_after_clustering_keeps_body_momentum_and_drops_head_state(mn
     assert opt.param_groups[1]["momentum"] == 0.0 and opt.param_groups[0]["momentum"] == 0.9
 
 
+def test_aligned_head_keeps_the_head_and_renumbers_new_clusters_onto_the_last_ones(mnist_small, monkeypatch):
+    """kit's ablation (notebook 05): the head is drawn once and kept, and each new cluster takes the id of
+    the previous clustering's cluster it overlaps most, so output j goes on meaning mostly the same images."""
+    train, _ = mnist_small
+    resets = {}
+    for head in ("reset", "aligned"):
+        dc = kit.DeepCluster(tiny_dc_config(head=head))
+        calls = []
+        monkeypatch.setattr(dc, "reset_head", lambda dc=dc, calls=calls: (calls.append(1), type(dc).reset_head(dc)))
+        dc.fit(train, epochs=3)
+        resets[head] = len(calls)
+        if head == "aligned":
+            for t in (1, 2):
+                prev, cur = dc.history["labels"][t - 1], dc.history["labels"][t]
+                m = metrics.match_clusters(cur, prev, "hungarian", 20)  # already matched: the identity on used ids
+                used = np.unique(cur)
+                assert np.array_equal(m[used], used)
+                assert metrics.label_change(prev, cur) == pytest.approx(float((prev != cur).mean()))
+    assert resets == {"reset": 3, "aligned": 1}  # the reference draws a head every epoch; the ablation once
+    with pytest.raises(ValueError, match="head='kept'"):
+        tiny_dc_config(head="kept")
+
+
 # 9-11, 23: the loop ---------------------------------------------------------------------------
 def test_epoch_zero_clusters_the_untrained_network_then_logs_nmi_from_epoch_one(mnist_small):
     train, _ = mnist_small
