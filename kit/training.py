@@ -200,11 +200,12 @@ class Trainer:
             return features
         return None
 
-    def _monitor(self, monitor: Monitor, epoch_record: dict) -> np.ndarray | None:
-        """The epoch's kNN / NMI into `epoch_record`, every `eval_every` epochs; returns the train
-        features it extracted (None when it did not run)."""
+    def _monitor(self, monitor: Monitor, epoch_record: dict, last: bool = False) -> np.ndarray | None:
+        """The epoch's kNN / NMI into `epoch_record`, every `eval_every` epochs and after the `last` epoch of
+        a fit (so a fit always ends on a score); returns the train features it extracted (None when it did
+        not run)."""
         every = self.config.eval_every
-        if not (monitor.enabled and every > 0 and self.epoch % every == 0):
+        if not (monitor.enabled and every > 0 and (self.epoch % every == 0 or last)):
             return None
         t = time.perf_counter()
         scores, features = monitor(self.model, self.device, score=self.dist.is_writer)  # rank 0 scores
@@ -236,7 +237,7 @@ class Trainer:
             record = self._epoch(dataset, callback, stop, features)  # the algorithm's epoch, in its own file
             if record is None:  # stopped mid-epoch: keep what was done, write no half epoch
                 break
-            features = self._monitor(monitor, record)
+            features = self._monitor(monitor, record, last=self.epoch == epochs)
             self.history["epoch"].append(record)
             # the callback first: what it saves for this epoch (UMAP features) exists before the
             # checkpoint says the epoch is done, so a Ctrl-C between the two cannot lose it

@@ -39,3 +39,12 @@ def test_odc_lowers_its_loss_and_beats_the_random_network(held_out):
     losses, before, after = _learns(kit.ODC(kit.ODCConfig.small(eval_every=2)), train, held_out, 2)
     assert losses[-1] < losses[0] - 0.1  # measured 3.22 -> 2.98
     assert after > before + 0.01, (before, after)  # measured 0.754 -> 0.788
+
+
+def test_a_fit_ends_on_a_score_whatever_eval_every(mnist_small):
+    """The monitor runs every `eval_every` epochs and after a fit's last epoch: with eval_every = 2 over 3
+    epochs, epochs 2 and 3 have a kNN accuracy and epoch 1 none (notebook 05 read the last epoch's kNN of a
+    5-epoch run monitored every 4, and failed)."""
+    train, test = mnist_small
+    h = kit.ODC(kit.ODCConfig.fast(n_clusters=10, min_cluster_size=5, eval_every=2)).fit(train, 3, eval_dataset=test)
+    assert [r.get("knn") is not None for r in h["epoch"]] == [False, True, True]
