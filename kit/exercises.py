@@ -1,18 +1,23 @@
 """Exercises that check themselves: the student writes one step of an algorithm, a check runs it
-beside kit's own implementation on random inputs and says what differs.
+beside kit's own implementation on random inputs and says what to look at where it differs.
 
     from kit import exercises
     exercises.check_nmi(my_nmi)          # -> a Result: passed, and one line per difference found
 
 Each check catches what the student's function raises and reports it, so a notebook with an
 unfinished exercise still runs top to bottom. The walkthroughs hold the exercises (02: the uniform
-sampler, NMI; 03: ODC's memory update, the small-cluster fix); their solutions are in `SOLUTIONS`
-below and in the notebooks' hidden blocks, and tests/test_exercises.py shows each check passes
-with them and fails with a planted mistake.
+sampler, NMI; 03: ODC's memory update, the small-cluster fix; the churn notebook: its homework); their
+solutions are in `SOLUTIONS` and `solution_churn` below and in the notebooks' hidden blocks, and
+tests/test_exercises.py shows each check passes with them and fails, with a one-line reason, for
+each planted mistake (a sampler that is not shuffled or not random, an NMI that calls a library...).
 """
 from __future__ import annotations
 
+import inspect
+import random
+import sys
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,9 +25,9 @@ import torch
 
 from .memory import ODCMemory
 from .metrics import nmi as kit_nmi
-from .sampling import uniform_cluster_indices
 
 TRIALS = 5  # random problems per check: enough to hit the edge cases (an empty cluster, a tiny one)
+GENERATORS = 30  # generator seeds of the sampler's property checks, for what one draw cannot show
 
 
 @dataclass
@@ -72,74 +77,256 @@ def _labels(rng: np.random.Generator, n: int, k: int) -> np.ndarray:
     return labels
 
 
-# -- 02: DeepCluster ---------------------------------------------------------------------------
+# -- 02: DeepCluster: the uniform sampler ------------------------------------------------------
 def check_uniform_sampler(fn) -> Result:
     """`fn(labels (N,) int64 tensor, n_samples, generator) -> (n_samples,) dataset indices`, drawn
-    uniformly over the non-empty clusters as DeepCluster does (kit.sampling.uniform_cluster_indices)."""
-    result = Result("uniform sampler")
+    uniformly over the non-empty clusters as DeepCluster does (kit.sampling.uniform_cluster_indices).
+
+    On 5 random problems (an empty id among the others, a tiny cluster): every non-empty cluster gets
+    its quota s = N // #non-empty + 1 less at most the s * #non-empty - N draws cut by the truncation,
+    and a cluster with more than s members gives no image twice. Then, on one problem and 30 generator
+    seeds, what one draw cannot show: the same generator gives the same draws whatever the global
+    random state, another gives other draws, a big cluster's draws cover its members, the output is
+    shuffled (clusters and dataset indices follow each other as in a shuffle, so a batch mixes
+    clusters), and the draws cut by the truncation are not always the same cluster's. Thresholds are
+    6 or more standard deviations wide, so a correct sampler does not fail by bad luck."""
+    result = Result("uniform sampler", passed_text=f"matches kit on {TRIALS} random problems and {GENERATORS} generators")
     for trial in range(TRIALS):
         rng = np.random.default_rng(trial)
         n, k = int(rng.integers(200, 600)), int(rng.integers(5, 15))
         labels = torch.from_numpy(_labels(rng, n, k))
-        out = _call(result, fn, labels.clone(), n, torch.Generator().manual_seed(trial))
-        if out is None:
+        labels[labels == k // 2] = 0  # an empty id between non-empty ones too
+        draws = _draws(result, fn, labels, n, trial)
+        if draws is None or not _quotas_kept(result, labels, draws, f"trial {trial}: "):
             return result
-        out = torch.as_tensor(out)
-        if out.shape != (n,) or out.dtype not in (torch.int64, torch.int32):
-            result.problems.append(f"expected {n} integer indices, got shape {tuple(out.shape)} of {out.dtype}")
-            return result
-        if out.min() < 0 or out.max() >= n:
-            result.problems.append(f"indices outside 0..{n - 1}: they must index the dataset")
-            return result
-        out = out.long()
-        ours = uniform_cluster_indices(labels, n, torch.Generator().manual_seed(trial))
-        counts = torch.bincount(labels, minlength=k)
-        theirs, kits = torch.bincount(labels[out], minlength=k), torch.bincount(labels[ours], minlength=k)
-        s = n // int((counts > 0).sum()) + 1  # kit's quota per non-empty cluster, before the truncation to N
-        # kit's draws per cluster are s minus a few lost to the random truncation; a fair draw by hand
-        # lands in the same band whatever its random numbers
-        bad = torch.nonzero((counts > 0) & ((theirs < s // 2) | (theirs > s))).flatten().tolist()
-        if (theirs[counts == 0] > 0).any():
-            result.problems.append("an empty cluster got draws")
-        elif bad:
-            c = bad[0]
-            result.problems.append(f"trial {trial}: cluster {c} ({int(counts[c])} members) got {int(theirs[c])} draws; "
-                                   f"kit gives every non-empty cluster {int(kits[counts > 0].min())}..{s} "
-                                   f"(N / #non-empty + 1 = {s}, less a few lost to the truncation to N)")
-        for c in torch.nonzero(counts > s).flatten().tolist():  # a big cluster is drawn without replacement
-            drawn = out[labels[out] == c]
-            if len(drawn) != len(torch.unique(drawn)):
-                result.problems.append(f"trial {trial}: cluster {c} has {int(counts[c])} members (> {s} draws) but an "
-                                       "image was drawn twice: kit draws big clusters without replacement")
-                break
+    # 9 non-empty clusters (id 3 empty), three of them bigger than the quota s = 223, 7 draws cut
+    sizes = {0: 700, 1: 400, 2: 300, 4: 200, 5: 150, 6: 100, 7: 80, 8: 50, 9: 20}
+    ids = np.repeat(list(sizes), list(sizes.values()))
+    labels = torch.from_numpy(np.random.default_rng(TRIALS).permutation(ids))
+    runs = [_draws(result, fn, labels, len(labels), seed) for seed in range(GENERATORS)]
+    if any(d is None for d in runs) or not all(_quotas_kept(result, labels, d, "") for d in runs):
+        return result
+    # each records what it finds and returns False; the first finding is enough
+    if _reproducible(result, fn, labels, runs) and _random_members(result, labels, runs) and _shuffled(result, labels, runs):
+        _truncation_at_random(result, labels, runs)
     return result
 
 
+def _draws(result: Result, fn, labels: torch.Tensor, n: int, seed: int) -> torch.Tensor | None:
+    """The student's draws with a generator seeded `seed`, as int64, or None with the reason recorded."""
+    out = _call(result, fn, labels.clone(), n, torch.Generator().manual_seed(seed))
+    if out is None:
+        return None
+    out = torch.as_tensor(out)
+    if out.shape != (n,) or out.dtype not in (torch.int64, torch.int32):
+        result.problems.append(f"expected {n} integer indices, got shape {tuple(out.shape)} of {out.dtype}")
+        return None
+    if out.min() < 0 or out.max() >= len(labels):
+        result.problems.append(f"indices outside 0..{len(labels) - 1}: they must index the dataset")
+        return None
+    return out.long()
+
+
+def _quota(labels: torch.Tensor, n: int) -> tuple[torch.Tensor, int, int]:
+    """(cluster sizes (K,), the quota s per non-empty cluster, the s * #non-empty - N draws the truncation cuts)"""
+    counts = torch.bincount(labels)
+    k = int((counts > 0).sum())
+    return counts, n // k + 1, (n // k + 1) * k - n
+
+
+def _quotas_kept(result: Result, labels: torch.Tensor, out: torch.Tensor, where: str) -> bool:
+    """Every non-empty cluster got s less at most `cut` draws, and a big one no image twice."""
+    counts, s, cut = _quota(labels, len(out))
+    nonempty = counts > 0
+    got = torch.bincount(labels[out], minlength=len(counts))
+    bad = torch.nonzero(nonempty & ((got < s - cut) | (got > s))).flatten().tolist()
+    if bad:
+        c = bad[0]
+        result.problems.append(f"{where}cluster {c} ({int(counts[c])} members) got {int(got[c])} draws; every non-empty "
+                               f"cluster gets {s - cut}..{s} (N / #non-empty clusters + 1 = {s}, less a few cut by the "
+                               "truncation to N; empty clusters get no quota)")
+        return False
+    for c in torch.nonzero(counts > s).flatten().tolist():  # a big cluster is drawn without replacement
+        drawn = out[labels[out] == c]
+        if len(drawn) != len(torch.unique(drawn)):
+            result.problems.append(f"{where}cluster {c} has {int(counts[c])} members (more than its {s} draws) but an "
+                                   "image was drawn twice: draw a big cluster without replacement")
+            return False
+    return True
+
+
+@contextmanager
+def _global_random_state(seed: int):
+    """torch's, NumPy's and Python's global random generators seeded `seed`, restored afterwards."""
+    saved = torch.get_rng_state(), np.random.get_state(), random.getstate()
+    torch.manual_seed(seed), np.random.seed(seed), random.seed(seed)
+    try:
+        yield
+    finally:
+        torch.set_rng_state(saved[0]), np.random.set_state(saved[1]), random.setstate(saved[2])
+
+
+def _reproducible(result: Result, fn, labels: torch.Tensor, runs: list) -> bool:
+    """The same generator gives the same draws whatever the global random state; others give others."""
+    for seed in (1, 2):
+        with _global_random_state(seed):
+            again = _draws(result, fn, labels, len(labels), 0)
+        if again is None:
+            return False
+        if not torch.equal(again, runs[0]):
+            result.problems.append("the same generator gave different draws: take every random number from "
+                                   "`generator` (torch.randperm(n, generator=generator)), not from a global one")
+            return False
+    if all(torch.equal(d, runs[0]) for d in runs[1:]):
+        result.problems.append(f"the draws are the same for all {GENERATORS} generators: pick the members and "
+                               "shuffle them at random, with `generator`")
+        return False
+    return True
+
+
+def _random_members(result: Result, labels: torch.Tensor, runs: list) -> bool:
+    """Over the generators, a big cluster's draws reach (nearly) all its members, not the same few."""
+    counts, s, _ = _quota(labels, len(labels))
+    for c in torch.nonzero(counts > s).flatten().tolist():
+        seen = torch.unique(torch.cat([d[labels[d] == c] for d in runs]))
+        # a fair draw of s of m members misses one member in all 30 draws with chance (1 - s/m)^30 < 1e-5 here
+        if len(seen) < 0.9 * int(counts[c]):
+            result.problems.append(f"over {GENERATORS} generators cluster {c}'s draws reached only {len(seen)} of its "
+                                   f"{int(counts[c])} members: pick a big cluster's members at random, not the first ones")
+            return False
+    return True
+
+
+def _shuffled(result: Result, labels: torch.Tensor, runs: list) -> bool:
+    """Consecutive draws are of the same cluster, and go up in dataset index, about as often as in a shuffle."""
+    n, pairs = len(labels), len(runs) * (len(labels) - 1)
+    up = sum(int((d[1:] > d[:-1]).sum()) for d in runs)
+    ties = sum(float((k * (k - 1)).sum()) / n for k in (torch.bincount(d).double() for d in runs))
+    expected = (pairs - ties) / 2  # of two different indices in a random order, the larger is second half the time
+    if abs(up - expected) > 8 * (len(runs) * n / 12) ** 0.5:  # ascents of a random order: variance ~ N/12
+        result.problems.append(f"{up / pairs:.0%} of consecutive draws go up in dataset index, a shuffle gives about "
+                               f"{expected / pairs:.0%}: shuffle all the draws at the end, do not sort them")
+        return False
+    same = sum(int((labels[d[1:]] == labels[d[:-1]]).sum()) for d in runs)
+    # each of the N - 1 pairs is of one cluster with chance sum c(c - 1) / N(N - 1), c the clusters' draws
+    expected = sum(float((c * (c - 1)).sum()) / n for c in (torch.bincount(labels[d]).double() for d in runs))
+    if abs(same - expected) > 6 * expected ** 0.5 + 1:
+        fix = "so that each batch mixes the clusters" if same > expected else "not in a fixed pattern"
+        result.problems.append(f"consecutive draws are of the same cluster {same / pairs:.0%} of the time, a shuffle "
+                               f"gives about {expected / pairs:.0%}: shuffle all the draws together at the end, {fix}")
+        return False
+    return True
+
+
+def _truncation_at_random(result: Result, labels: torch.Tensor, runs: list) -> bool:
+    """The draws cut by the truncation to N come from random clusters, not always the last one built."""
+    counts, s, cut = _quota(labels, len(labels))
+    k = int((counts > 0).sum())
+    mean = torch.stack([torch.bincount(labels[d], minlength=len(counts)) for d in runs]).double().mean(0)
+    short = torch.where(counts > 0, s - mean, 0.0)  # a cluster loses cut / k draws on average, sd 0.15 over 30 runs
+    if short.max() > cut / k + 1.5:
+        c = int(short.argmax())
+        result.problems.append(f"the draws cut by the truncation to N come mostly from cluster {c} ({float(short[c]):.1f} "
+                               f"of {cut} each time): shuffle all the draws first, then keep the first N")
+        return False
+    return True
+
+
+# -- 02: DeepCluster: NMI ----------------------------------------------------------------------
+LIBRARIES = ("sklearn", "scipy.stats", "kit.metrics", "torchmetrics", "pyitlib")  # what the NMI exercise may not call
+
+
 def check_nmi(fn) -> Result:
-    """`fn(a (N,) ints, b (N,) ints) -> float`: NMI with the geometric normalisation, as kit.metrics.nmi."""
+    """`fn(a (N,) ints, b (N,) ints) -> float`: NMI with the geometric normalisation, as kit.metrics.nmi,
+    written with NumPy. On 5 random problems (the first with ids 0..K-1, the others with gaps in the ids,
+    e.g. 1, 4, 7) the value must be kit's to 1e-6; a wrong value is named if it is a known other
+    normalisation or the unnormalised mutual information. A call into one of `LIBRARIES` while `fn`
+    runs (scikit-learn, scipy.stats' entropy, kit's own metrics...) fails the check, whatever it returns."""
     result = Result("NMI")
     for trial in range(TRIALS):
         rng = np.random.default_rng(100 + trial)
-        n = int(rng.integers(50, 400))
-        a = rng.integers(0, int(rng.integers(2, 12)), n)
-        b = np.where(rng.random(n) < 0.6, a * 3 + 1, rng.integers(0, 20, n))  # related, renamed ids, gaps
-        out = _call(result, fn, a.copy(), b.copy())
+        n, k = int(rng.integers(50, 400)), int(rng.integers(2, 12))
+        a = rng.permutation(np.arange(n) % k)  # every id 0..k-1 used
+        b = np.where(rng.random(n) < 0.6, a, rng.integers(0, k, n))  # related to a
+        if trial:  # renamed ids with gaps, as k-means ids after empty clusters or a relabelling
+            b = np.where(rng.random(n) < 0.6, a * 3 + 1, rng.integers(0, 20, n))
+        with _library_calls() as called:
+            out = _call(result, fn, a.copy(), b.copy())
+        if called:
+            result.problems[:] = [f"write it with NumPy: it called {called[0]}"]
+            return result
+        gaps = "" if not trial else (" (here the ids have gaps, e.g. 1, 4, 7: renumber them 0..K-1 first, "
+                                     "np.unique(a, return_inverse=True))")
         if out is None:
+            if result.problems[-1].startswith("it raised"):
+                result.problems[-1] += gaps
+            return result
+        try:
+            got = float(out)
+        except (TypeError, ValueError):
+            result.problems.append(f"it returned {type(out).__name__} {np.shape(out)}: return one number")
             return result
         want = kit_nmi(a, b)
-        if not np.isfinite(float(out)) or abs(float(out) - want) > 1e-6:
-            result.problems.append(f"trial {trial}: got {float(out):.6f}, kit gives {want:.6f}"
-                                   + _nmi_hint(a, b, float(out)))
+        if not np.isfinite(got) or abs(got - want) > 1e-6:
+            result.problems.append(f"trial {trial}: got {got:.6f}, kit gives {want:.6f}" + (_nmi_hint(a, b, got) or gaps))
+            return result
     return result
 
 
 def _nmi_hint(a, b, got: float) -> str:
-    from sklearn.metrics import normalized_mutual_info_score as sk
+    from sklearn.metrics import mutual_info_score, normalized_mutual_info_score as sk
 
+    if not np.isfinite(got):
+        return " (not a number: sum only over the cells with p > 0, as 0 log 0 = 0)"
     for method in ("arithmetic", "max", "min"):
         if abs(sk(a, b, average_method=method) - got) < 1e-6:
             return f" (that is the {method} normalisation; kit and the paper divide by sqrt(H(A) H(B)))"
+    if abs(mutual_info_score(a, b) - got) < 1e-6:
+        return " (that is the mutual information I(A; B) itself: divide it by sqrt(H(A) H(B)))"
     return ""
+
+
+@contextmanager
+def _library_calls():
+    """Yields a list that gets the public name of the first function of `LIBRARIES` called meanwhile.
+    A profile hook (sys.setprofile, this thread, any earlier hook put back afterwards) sees every Python
+    function and builtin called; it costs the student's code a little time. Ufuncs are not calls it sees:
+    NumPy's, and scipy.special's entr or xlogy (p log p elementwise), pass unnoticed."""
+    called, inside = [], tuple(p + "." for p in LIBRARIES)
+
+    def watch(frame, event, arg):
+        if called or event not in ("call", "c_call"):
+            return
+        module = (frame.f_globals.get("__name__") or "") if event == "call" else (getattr(arg, "__module__", None) or "")
+        if module in LIBRARIES or module.startswith(inside):
+            called.append(_public_name(frame, arg, module, event))
+
+    before = sys.getprofile()
+    sys.setprofile(watch)
+    try:
+        yield called
+    finally:
+        sys.setprofile(before)
+
+
+def _public_name(frame, arg, module: str, event: str) -> str:
+    """`sklearn.metrics.normalized_mutual_info_score`, not `...cluster._supervised....wrapper`: the called
+    function, or the one a decorator's closure wraps, by the shortest import path that shows it."""
+    if event == "c_call":
+        candidates, name = [arg], getattr(arg, "__name__", "?")
+    else:
+        code, name = frame.f_code, frame.f_code.co_qualname
+        own = getattr(sys.modules.get(module), code.co_name, None)
+        candidates = [own] if getattr(own, "__code__", None) is code else []
+        free = (frame.f_locals.get(v) for v in code.co_freevars)  # a decorator's wrapper holds what it wraps
+        candidates += [f for f in free if inspect.isfunction(f) and f.__module__.split(".")[0] == module.split(".")[0]]
+    for fn in candidates:
+        parts = (getattr(fn, "__module__", None) or "").split(".")
+        for i in range(1, len(parts) + 1):
+            attr = getattr(sys.modules.get(".".join(parts[:i])), fn.__name__, None)
+            if attr is not None and (attr is fn or getattr(attr, "__wrapped__", None) is fn):
+                return f"{'.'.join(parts[:i])}.{fn.__name__}"
+    return f"{module}.{name}"
 
 
 # -- 03: ODC ------------------------------------------------------------------------------------
@@ -149,10 +336,18 @@ def _memory(rng: np.random.Generator, n: int, d: int, k: int, momentum: float, m
     return mem
 
 
+def _changed(args: tuple, names: tuple, originals: tuple) -> str:
+    """'' or the line saying which tensor arguments the student's function changed in place."""
+    changed = [name for name, a, o in zip(names, args, originals) if isinstance(a, torch.Tensor) and not torch.equal(a, o)]
+    return f"it changed its arguments ({', '.join(changed)}): work on a copy (x.clone())" if changed else ""
+
+
 def check_momentum_update(fn) -> Result:
     """`fn(features (N, D), labels (N,), centroids (K, D), idx (B,) distinct, z (B, D), momentum)
-    -> (rows (B, D), labels (B,))`: the batch's new memory rows and labels, as ODCMemory.update."""
+    -> (rows (B, D), labels (B,))`: the batch's new memory rows and labels, as ODCMemory.update, with
+    the arguments left as they were. Momenta 0.3, 0.5, 0.8, so swapping m and 1 − m shows (and is named)."""
     result = Result("momentum update of the samples memory")
+    names = ("features", "labels", "centroids", "idx", "z")
     for trial in range(TRIALS):
         rng = np.random.default_rng(200 + trial)
         n, d, k, b = 300, 16, 8, 32
@@ -160,9 +355,13 @@ def check_momentum_update(fn) -> Result:
         mem = _memory(rng, n, d, k, momentum)
         idx = torch.from_numpy(rng.choice(n, b, replace=False))
         z = torch.from_numpy(rng.standard_normal((b, d)).astype(np.float32) * 3)  # not unit length
-        args = (mem.features.clone(), mem.labels.clone(), mem.centroids.clone(), idx.clone(), z.clone(), momentum)
-        out = _call(result, fn, *args)
+        originals = (mem.features.clone(), mem.labels.clone(), mem.centroids.clone(), idx.clone(), z.clone())
+        args = tuple(a.clone() for a in originals)
+        out = _call(result, fn, *args, momentum)
         if out is None:
+            return result
+        if changed := _changed(args, names, originals):
+            result.problems.append(changed)
             return result
         before = mem.labels[idx].clone()
         ratio = mem.update(idx, z)
@@ -172,34 +371,51 @@ def check_momentum_update(fn) -> Result:
                                    f"{tuple(labels.shape)}")
             return result
         if not torch.allclose(rows.float(), mem.features[idx], atol=1e-5):
-            norms = rows.float().norm(dim=1)
-            hint = "" if torch.allclose(norms, torch.ones(b), atol=1e-4) else " (rows are not unit length)"
             result.problems.append(f"trial {trial} (momentum {momentum}): new rows differ from kit's by up to "
-                                   f"{(rows.float() - mem.features[idx]).abs().max():.4f}{hint}")
+                                   f"{(rows.float() - mem.features[idx]).abs().max():.4f}"
+                                   + _momentum_hint(rows.float(), originals[0][idx], z, momentum))
         elif not torch.equal(labels.long(), mem.labels[idx]):
             result.problems.append(f"trial {trial}: {int((labels.long() != mem.labels[idx]).sum())} of {b} labels differ "
                                    "(relabel by the largest dot product with the centroids, as they are)")
-        else:
-            mine = float((labels.long() != before).float().mean())
-            if abs(mine - ratio) > 1e-6:
-                result.problems.append(f"trial {trial}: change ratio {mine:.3f}, kit {ratio:.3f}")
+        elif abs(float((labels.long() != before).float().mean()) - ratio) > 1e-6:
+            result.problems.append(f"trial {trial}: change ratio {float((labels.long() != before).float().mean()):.3f}, "
+                                   f"kit {ratio:.3f}")
+        if result.problems:  # one line says what to look at; the other trials would repeat it
+            return result
     return result
+
+
+def _momentum_hint(rows: torch.Tensor, old: torch.Tensor, z: torch.Tensor, m: float) -> str:
+    norm = torch.nn.functional.normalize
+    if not torch.allclose(rows.norm(dim=1), torch.ones(len(rows)), atol=1e-4):
+        return " (the rows are not unit length: normalise the mix)"
+    if torch.allclose(rows, norm(m * old + (1 - m) * norm(z, dim=1), dim=1), atol=1e-5):
+        return " (m and 1 − m are swapped: the old row keeps 1 − m, the new feature gets m)"
+    if torch.allclose(rows, norm((1 - m) * old + m * z, dim=1), atol=1e-5):
+        return " (normalise z before mixing it in)"
+    return ""
 
 
 def check_small_cluster_fix(fn) -> Result:
     """`fn(features (N, D), labels (N,), centroids (K, D), min_size) -> labels (N,)`: every member of a
     cluster smaller than min_size moves to the nearest centroid (largest dot product) among the clusters
-    that are not small; nothing else moves. Compared with ODCMemory.fix_small_clusters on every row
-    that kit's next step (refilling the freed ids by splitting the largest cluster) leaves alone."""
+    that are not small; nothing else moves, and the arguments stay as they were. Compared with
+    ODCMemory.fix_small_clusters on every row that kit's next step (refilling the freed ids by splitting
+    the largest cluster) leaves alone."""
     result = Result("small-cluster fix")
+    names = ("features", "labels", "centroids")
     for trial in range(TRIALS):
         rng = np.random.default_rng(300 + trial)
         n, d, k, min_size = 300, 16, 12, 8
         mem = _memory(rng, n, d, k, 0.5, min_size)
         small = torch.nonzero(mem.counts() < min_size).flatten()
-        args = (mem.features.clone(), mem.labels.clone(), mem.centroids.clone(), min_size)
-        out = _call(result, fn, *args)
+        originals = (mem.features.clone(), mem.labels.clone(), mem.centroids.clone())
+        args = tuple(a.clone() for a in originals)
+        out = _call(result, fn, *args, min_size)
         if out is None:
+            return result
+        if changed := _changed(args, names, originals):
+            result.problems.append(changed)
             return result
         mine = torch.as_tensor(out).long()
         mem.fix_small_clusters()
@@ -207,15 +423,18 @@ def check_small_cluster_fix(fn) -> Result:
             result.problems.append(f"expected ({n},) labels, got {tuple(mine.shape)}")
             return result
         if torch.isin(mine, small).any():
-            result.problems.append(f"trial {trial}: rows still in a small cluster ({small.tolist()} are below {min_size})")
+            result.problems.append(f"trial {trial}: rows still in a small cluster ({small.tolist()} are below {min_size}): "
+                                   "a small cluster may not take rows, not even another small cluster's")
+            return result
         kept = ~torch.isin(mem.labels, small)  # rows kit's split did not move into a freed id
         wrong = torch.nonzero(kept & (mine != mem.labels)).flatten()
         if len(wrong):
             r = int(wrong[0])
-            was = int(args[1][r])
+            was = int(originals[1][r])
             why = "it was not in a small cluster" if was not in small.tolist() else "a nearer allowed centroid exists"
             result.problems.append(f"trial {trial}: {len(wrong)} rows differ, e.g. row {r} (cluster {was}): yours "
                                    f"{int(mine[r])}, kit {int(mem.labels[r])}; {why}")
+            return result
     return result
 
 
