@@ -31,6 +31,20 @@ from types import SimpleNamespace
 
 from .algorithms import GRID, GRID_KEYS, NAMES
 
+def cluster_counts(text: str) -> int | dict:
+    """--n-clusters: one K for every algorithm ("30"), or one per algorithm ("deepcluster=100,odc=30")."""
+    how = f"a whole number of clusters, or one per algorithm as {','.join(f'{a}=K' for a in NAMES)}"
+    try:
+        if "=" not in text:
+            return int(text)
+        counts = {a.strip(): int(k) for a, k in (part.split("=", 1) for part in text.split(","))}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give {how}") from None
+    if set(counts) - set(NAMES):
+        raise argparse.ArgumentTypeError(f"{text!r}: give {how}")
+    return counts
+
+
 # every setting a `compare` / `train` command can take, with its flag's type and help; {compare.x},
 # {sweep.x} and {preset.x} are filled in from the presets when help is shown (`_Help`)
 SETTINGS = {
@@ -39,7 +53,8 @@ SETTINGS = {
     "epochs": (int, "epochs of training (default {compare.epochs})"),
     "device": (str, "auto, cpu, cuda, cuda:N (default {compare.device})"),
     "backbone": (str, "convnet, resnet18, resnet50 (default {compare.backbone})"),
-    "n_clusters": (int, "K, for both algorithms (default: each algorithm's preset, {preset.n_clusters})"),
+    "n_clusters": (cluster_counts, "K, for both algorithms, or one each as deepcluster=100,odc=30 (two K rank no "
+                                   "stability; default: each algorithm's preset, {preset.n_clusters})"),
     "batch_size": (int, "images per SGD step (default {compare.batch_size})"),
     "lr": (float, "SGD learning rate, for both algorithms (default: each algorithm's preset, {preset.lr})"),
     "seed": (int, "random seed (default {compare.seed})"),

@@ -47,7 +47,7 @@ class CompareConfig:
 
     dataset: str = "mnist5k"  # any kit dataset name
     epochs: int = 30  # the same budget for both
-    n_clusters: int | None = None  # K for both; None = each algorithm's preset
+    n_clusters: int | dict | None = None  # K for both, or {algo: K} (two K rank no stability); None = the presets' K
     backbone: str = "convnet"
     batch_size: int = 64
     lr: float | None = None  # for both; None = each algorithm's preset
@@ -79,6 +79,9 @@ class CompareConfig:
         check_number("embed_points", self.embed_points, 1)
         if self.n_train is not None:
             check_number("n_train", self.n_train, 2)
+        if isinstance(self.n_clusters, dict) and set(self.n_clusters) != set(CONFIGS):
+            raise ValueError(f"n_clusters={self.n_clusters}: give one K for each of {', '.join(CONFIGS)}, "
+                             f"e.g. --n-clusters {','.join(f'{a}=30' for a in CONFIGS)}, or one K for all")
         resolve_device(self.device)  # an unknown or absent device is refused here, not mid-run
         self.algo_configs()  # both algorithms' own checks (n_clusters, batch_size, lr, ...)
 
@@ -86,7 +89,8 @@ class CompareConfig:
         common = dict(backbone=self.backbone, batch_size=self.batch_size, device=self.device, seed=self.seed,
                       eval_every=self.eval_every)
         common.update({k: getattr(self, k) for k in ("n_clusters", "lr") if getattr(self, k) is not None})
-        return {algo: getattr(config, self.preset)(**common) for algo, config in CONFIGS.items()}
+        own = lambda algo: {"n_clusters": self.n_clusters[algo]} if isinstance(self.n_clusters, dict) else {}  # noqa: E731
+        return {algo: getattr(config, self.preset)(**{**common, **own(algo)}) for algo, config in CONFIGS.items()}
 
     def seed_values(self) -> list[int]:
         return [self.seed + i for i in range(self.seeds)]

@@ -87,7 +87,7 @@ def test_small_presets_are_the_swept_values_and_compare_keeps_each_unless_typed(
     from kit.__main__ import main
 
     dc, odc = kit.DeepClusterConfig.small(), kit.ODCConfig.small()
-    assert (dc.n_clusters, dc.lr, dc.pca_dim) == (100, 0.3, 64)  # bench/presets.md
+    assert (dc.n_clusters, dc.lr, dc.pca_dim) == (30, 0.3, 64)  # bench/presets.md: one K for both, each its lr
     assert (odc.n_clusters, odc.lr, odc.memory_momentum) == (30, 0.1, 0.2)
     own = CompareConfig().algo_configs()
     assert own["deepcluster"] == dc and own["odc"] == odc
@@ -96,7 +96,7 @@ def test_small_presets_are_the_swept_values_and_compare_keeps_each_unless_typed(
     with pytest.raises(SystemExit):
         main(["compare", "--help"])
     said = " ".join(capsys.readouterr().out.split())  # what --help says, lines unwrapped
-    assert f"DeepCluster {dc.n_clusters}, ODC {odc.n_clusters}" in said and f"DeepCluster {dc.lr}, ODC {odc.lr}" in said
+    assert f"preset, {dc.n_clusters}" in said and f"DeepCluster {dc.lr}, ODC {odc.lr}" in said  # one K: said once
 
 
 def test_a_run_saved_with_one_k_and_lr_resumes_with_them(tmp_path):
@@ -109,3 +109,21 @@ def test_a_run_saved_with_one_k_and_lr_resumes_with_them(tmp_path):
     atomic_write_json(run.file("config.json"), {"command": "compare", "algo": None, "compare": saved})
     cfg = resumed_config(run.path, "compare", None, CompareConfig(), explicit=[])
     assert [(c.n_clusters, c.lr) for c in cfg.algo_configs().values()] == [(100, 0.1), (100, 0.1)]
+
+
+def test_a_comparison_at_two_k_is_typed_per_algorithm():
+    """`--n-clusters deepcluster=100,odc=30`: each algorithm its own K (the report then says stability ranks
+    nothing); one K for both stays the plain number; a partial or misspelt list is refused."""
+    import argparse
+
+    from kit.__main__ import cluster_counts
+    from kit.compare import CompareConfig
+
+    assert cluster_counts("30") == 30
+    both = CompareConfig.fast(n_clusters=cluster_counts("deepcluster=40,odc=20"))
+    assert {a: c.n_clusters for a, c in both.algo_configs().items()} == {"deepcluster": 40, "odc": 20}
+    for bad in ("deepclustr=40,odc=20", "abc", "odc=x"):
+        with pytest.raises(argparse.ArgumentTypeError, match="one per algorithm"):
+            cluster_counts(bad)
+    with pytest.raises(ValueError, match="one K for each of deepcluster, odc"):
+        CompareConfig.fast(n_clusters={"odc": 20})
