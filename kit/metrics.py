@@ -113,6 +113,18 @@ def label_change(prev, cur, method: str = "auto") -> float:
     return float(changed(prev, cur, method).mean())
 
 
+def within_class_moves(prev, cur, classes) -> float:
+    """Of the samples that changed cluster between two assignments (`changed`), the share whose old and new
+    cluster have the same majority class: a move between two clusters of one class (a boundary redrawn inside
+    it) rather than to another class. nan when nothing changed."""
+    prev, cur, classes = _np(prev), _np(cur), _np(classes)
+    moved = changed(prev, cur)
+    if not moved.any():
+        return float("nan")
+    major_prev, major_cur = contingency(prev, classes).argmax(1), contingency(cur, classes).argmax(1)
+    return float((major_prev[prev[moved]] == major_cur[cur[moved]]).mean())
+
+
 def cluster_sizes(labels, n_clusters: int) -> dict:
     """Size statistics: empty count, min, max and the entropy (nats) of the size distribution."""
     h = np.bincount(_np(labels).astype(np.int64), minlength=n_clusters)

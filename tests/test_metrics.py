@@ -106,3 +106,15 @@ def test_agreement_names_its_keys_and_skips_ami_only_where_it_would_be_slow(two_
     monkeypatch.setattr(metrics, "AMI_MAX_WORK", 12 * len(a) - 1)  # K x N just past the limit
     slow = metrics.agreement(a, b, suffix="_prev")
     assert slow["ami_prev"] is None and slow["ari_prev"] == out["ari_prev"] and slow["nmi_prev_chance"] is not None
+
+
+def test_within_class_moves_tells_a_boundary_inside_a_class_from_a_move_across_classes():
+    classes = np.array([0] * 6 + [1] * 4)
+    prev = np.array([0, 0, 0, 1, 1, 1, 2, 2, 2, 2])  # class 0 cut in two clusters (0, 1), class 1 one cluster (2)
+    inside = prev.copy()
+    inside[2] = 1  # an image of class 0 crosses the boundary inside class 0
+    assert metrics.within_class_moves(prev, inside, classes) == 1.0
+    across = prev.copy()
+    across[2] = 2  # an image of class 0 joins class 1's cluster
+    assert metrics.within_class_moves(prev, across, classes) == 0.0
+    assert np.isnan(metrics.within_class_moves(prev, prev, classes))
