@@ -1,10 +1,14 @@
 """The collapse alarm: five numbers per epoch that show a clustering run falling into a trivial
 solution, and the thresholds that raise the alarm.
 
-Clustering-based SSL has two known failure modes (DeepCluster paper, Sec. 3.3 "Avoiding trivial solutions"): every
-image in one cluster (the head predicts it, the loss drops to ~0, the features stop carrying
-information), or a head that learns nothing (the loss stays at ln K, the chance level of a K-way
-cross-entropy). Either way the features shrink to a few directions. Each epoch record carries:
+The DeepCluster paper (Sec. 3.3, "Avoiding trivial solutions") names two trivial solutions of learning from
+one's own clusters: empty clusters (a centroid that no image joins; the paper's k-means refills it with a
+non-empty cluster's centroid, slightly perturbed), and a trivial parametrisation, where most images fall into
+a few clusters that the network then learns to tell apart and nothing else (its cure: sampling images
+uniformly over the clusters, or weighting the loss by cluster size). kit watches for both, as a giant cluster
+or dead clusters, and for a failure of its own reading: a head that learns nothing, whose loss stays at ln K,
+the chance level of a K-way cross-entropy. Features that shrink to a few directions can come with any of them,
+and two more numbers watch for that. Each epoch record carries:
 
     loss_ln_k          the epoch's mean loss / ln K      ~1: the head predicts no better than chance
     largest_share      the largest cluster's share of N  1: one cluster holds everything
@@ -48,7 +52,8 @@ FEATURE_STD_RATIO = 0.1  # std x sqrt(D) below this (untrained ConvNet: 0.15): t
 RANKME_MIN = 8.0  # effective rank below this: the features span a handful of directions (healthy: 20-110)
 RANKME_ROWS = 4096  # RankMe on at most this many rows (a fixed, evenly spaced subset): an SVD of N x D is costly
 STEP_WINDOW = 10  # the live board judges the mean loss of the last 10 steps
-CAUSES = "usual causes: learning rate too high, K far above N / batch size, batch too small"
+CAUSES = ("usual causes: a learning rate too high, a safeguard switched off (uniform sampling, reweighting, "
+          "the small-cluster fix), too few images per cluster")
 
 SYMPTOMS = {  # key -> what the CLI line says
     "loss_exploding": "the loss is far above ln K (training diverges)",
