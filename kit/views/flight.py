@@ -11,7 +11,9 @@ playground, which needs a kernel to train.
 
 Between two saved epochs the slider interpolates each point's position linearly, so points glide
 from one layout to the next; colours switch at the nearest saved epoch. Cluster ids are carried
-across epochs (`flows.carry_ids`), so a colour follows a cluster, not a k-means id.
+across epochs (`flows.carry_ids`), so a colour follows a cluster, not a k-means id. Up to 30 clusters
+each has a colour of its own (`palette.cluster_colours`); above 30, a cluster takes its majority
+class's colour, and the colour button says so.
 """
 from __future__ import annotations
 
@@ -21,6 +23,8 @@ import io
 import numpy as np
 
 from ..metrics import agreement
+from . import flows
+from .palette import class_colour, cluster_colours, text_colour
 from .plots import COLOURS, NAMES
 from .page import Page
 from .rundata import RunData
@@ -41,15 +45,18 @@ def thumbnail(img: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-def _palettes(n_classes: int) -> tuple[list[str], list[str]]:
-    from bokeh.palettes import Category10, Category20, Turbo256
+def cluster_colours_per_epoch(data: RunData, algo: str) -> tuple[list[list[str]], bool]:
+    """Per saved epoch, the colour of each carried cluster id, and whether they are class colours: a colour
+    per cluster up to 30 clusters; above, each cluster's majority class's colour (over all training images)."""
+    k = max(int(c.max()) for c in data.carried[algo]) + 1
+    own = cluster_colours(k)
+    if own is not None:
+        return [list(own)] * len(data.epochs), False
+    return [[class_colour(int(c)) for c in flows.majority_class(labels, data.classes, k)[0]]
+            for labels in data.carried[algo]], True
 
-    classes = Category10[10] if n_classes <= 10 else (Category20[20] if n_classes <= 20 else list(Turbo256))
-    order = np.random.default_rng(0).permutation(256)  # neighbouring cluster ids get unrelated colours
-    return list(classes), [Turbo256[i] for i in order]
 
-
-def _columns(data: RunData, frame: int, class_pal, cluster_pal) -> dict:
+def _columns(data: RunData, frame: int, class_pal) -> dict:
     """The shared source: one row per image; per algo and saved epoch f its x_, y_, k_ (carried
     cluster) and ch_ (changed in the transition into that snapshot); the shown x, y, colour."""
     cls = data.classes[data.subset]
@@ -72,16 +79,19 @@ def _columns(data: RunData, frame: int, class_pal, cluster_pal) -> dict:
 
 
 def _titles(data: RunData, algo: str) -> list[str]:
-    """Per saved epoch: the algorithm, the epoch, and how much its clusters agree with the previous epoch's,
-    chance-corrected first (AMI), then NMI beside its chance level (one side shuffled; it climbs with K)."""
+    """Per saved epoch, two lines that fit a view's width (every title two lines, so the view keeps its height
+    as the slider moves): the algorithm and the epoch, then how much its clusters agree with the previous
+    epoch's, chance-corrected first (AMI), then NMI beside its chance level (one side shuffled; it climbs with K)."""
     out = []
     for e in data.epochs:
         s = data.snapshot(algo, e)
-        title = f"{NAMES[algo]}, after {e} epochs" + ("" if s == e else f" (clusters of epoch {s}: its last k-means)")
+        title = f"{NAMES[algo]}, after {e} epochs" + ("" if s == e else f" (its last k-means: epoch {s})")
         if s > 0:
             m = agreement(data.labels[algo][s - 1], data.labels[algo][s])
             ami = "—" if m["ami"] is None else f"{m['ami']:.2f}"
-            title += f" · AMI(t-1, t) {ami} · NMI {m['nmi']:.2f}, chance {m['nmi_chance']:.2f}"
+            title += f"\nAMI(t-1, t) {ami} · NMI {m['nmi']:.2f}, chance {m['nmi_chance']:.2f}"
+        else:
+            title += "\nthe first k-means: no earlier clusters to compare"
         out.append(title)
     return out
 
@@ -98,13 +108,13 @@ for (let j = 0; j < algos.length; j++) {
     x[i] = (1 - w) * x0[i] + w * x1[i];
     y[i] = (1 - w) * y0[i] + w * y1[i];
     k[i] = kk[i];
-    c[i] = mode == 0 ? cpal[cls[i] % cpal.length] : mode == 1 ? kpal[kk[i] % kpal.length] : (ch[i] ? changed : kept);
+    c[i] = mode == 0 ? cpal[cls[i] % cpal.length] : mode == 1 ? kcol[j][fc][kk[i]] : (ch[i] ? changed : kept);
   }
   figs[j].title.text = titles[j][fc];
 }
 slider.title = Number.isInteger(v) || Math.abs(v - fc) < 1e-6 ? `epoch ${epochs[fc]}`
   : `between epoch ${epochs[f0]} and ${epochs[f1]}`;
-legends[0].visible = mode == 0;
+legends[0].visible = mode == 0 || (mode == 1 && by_class);
 legends[1].visible = mode == 2;
 src.change.emit();
 """
@@ -151,8 +161,9 @@ def flight_recorder(data: RunData, width: int = 500, height: int = 460, max_sele
     from bokeh.plotting import figure
 
     frame = len(data.epochs) - 1  # open on the trained networks; play starts from epoch 0
-    class_pal, cluster_pal = _palettes(int(data.classes.max()) + 1)
-    src = ColumnDataSource(_columns(data, frame, class_pal, cluster_pal), name="kit-flight-source")
+    class_pal = [class_colour(c) for c in range(int(data.classes.max()) + 1)]
+    kcol, by_class = zip(*(cluster_colours_per_epoch(data, a) for a in data.algos))
+    src = ColumnDataSource(_columns(data, frame, class_pal), name="kit-flight-source")
     figs, titles = [], []
     for j, a in enumerate(data.algos):
         xy = np.concatenate(data.layouts[a])
@@ -162,7 +173,7 @@ def flight_recorder(data: RunData, width: int = 500, height: int = 460, max_sele
                      tools="pan,wheel_zoom,box_select,lasso_select,reset", active_drag="box_select",
                      x_range=Range1d(lo[0] - pad[0], hi[0] + pad[0]), y_range=Range1d(lo[1] - pad[1], hi[1] + pad[1]),
                      title=_titles(data, a)[frame])
-        fig.title.text_color = COLOURS[a]
+        fig.title.text_color = text_colour(COLOURS[a])
         fig.axis.visible, fig.grid.visible = False, False
         r = fig.scatter(f"x_{a}", f"y_{a}", source=src, color=f"c_{a}", size=4, line_color=None,
                         nonselection_fill_alpha=0.08, nonselection_line_alpha=0.0)
@@ -172,11 +183,12 @@ def flight_recorder(data: RunData, width: int = 500, height: int = 460, max_sele
     legends = _legends(figs[-1], data, class_pal)
     slider = Slider(start=0, end=frame, value=frame, step=0.02, title=f"epoch {data.epochs[frame]}",
                     show_value=False, width=420, name="kit-flight-slider")
-    radio = RadioButtonGroup(labels=["true class", "matched cluster", "changed since previous epoch"], active=0,
+    clusters = "cluster's majority class (K > 30)" if any(by_class) else "matched cluster"
+    radio = RadioButtonGroup(labels=["true class", clusters, "changed since previous epoch"], active=0,
                              name="kit-flight-colour")
     update = CustomJS(args=dict(src=src, slider=slider, radio=radio, figs=figs, titles=titles, legends=legends,
-                                epochs=data.epochs, algos=data.algos, cpal=class_pal, kpal=cluster_pal,
-                                changed=CHANGED, kept=KEPT), code=_UPDATE)
+                                epochs=data.epochs, algos=data.algos, cpal=class_pal, kcol=list(kcol),
+                                by_class=any(by_class), changed=CHANGED, kept=KEPT), code=_UPDATE)
     slider.js_on_change("value", update)
     radio.js_on_change("active", update)
     play = Button(label="▶ play", width=90, name="kit-flight-play")
@@ -188,14 +200,15 @@ def flight_recorder(data: RunData, width: int = 500, height: int = 460, max_sele
     src.selected.js_on_change("indices", CustomJS(
         args=dict(src=src, div=grid, hint=hint, epochs=data.epochs, algos=data.algos, cap=max_selected,
                   names=[NAMES[a] for a in data.algos], short=["DC" if a == "deepcluster" else "ODC" for a in data.algos],
-                  colours=[COLOURS[a] for a in data.algos]), code=_SELECTED))
+                  colours=[text_colour(COLOURS[a]) for a in data.algos]), code=_SELECTED))
     layout = column(row(*figs), row(play, slider, radio), grid)
     return Page(layout, height=height + 240 + 90, title="kit flight recorder: DeepCluster vs ODC")
 
 
 def _legends(fig, data: RunData, class_pal) -> list:
     """A true-class legend and a changed / kept legend on the right of the last view; the callback
-    shows the one that matches the colouring (none for clusters: there are too many to list)."""
+    shows the one that matches the colouring (the class legend for clusters coloured by majority class;
+    none for clusters in colours of their own: there are too many to list)."""
     from bokeh.models import Legend, LegendItem
 
     n_classes = int(data.classes.max()) + 1

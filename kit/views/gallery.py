@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from .plots import COLOURS, NAMES
 from ..metrics import contingency
 from . import flows
-from .alluvial import class_colour
+from .palette import class_colour, text_colour
 from .rundata import RunData
 
 
@@ -42,7 +42,7 @@ def clusters_figure(data: RunData, epoch: int | None = None, n_clusters: int = 1
     its `n_images` images nearest the centroid, titled with size, purity and majority class."""
     epoch = data.gallery_epoch() if epoch is None else epoch
     f = data.epochs.index(epoch)
-    fig = Figure(figsize=(0.62 * n_images * len(data.algos) + 0.5, 0.85 * n_clusters + 0.6), layout="constrained")
+    fig = Figure(figsize=(0.62 * n_images * len(data.algos) + 0.5, 0.95 * n_clusters + 0.7), layout="constrained")
     subfigs = fig.subfigures(1, len(data.algos), squeeze=False)[0]
     classes = data.classes[data.subset]
     for sub, algo in zip(subfigs, data.algos):
@@ -54,11 +54,11 @@ def clusters_figure(data: RunData, epoch: int | None = None, n_clusters: int = 1
             show_tiles(ax, mosaic(data.images[data.subset[nearest[int(c)]]], n_images))
             ax.set_xlim(-0.5, n_images * (data.images.shape[-1] + 2) - 0.5)
             ax.set_title(f"cluster {c}: {size[c]} images, purity {purity[c]:.2f} (mostly {data.name(int(major[c]))})",
-                         fontsize=8, loc="left", color=class_colour(int(major[c])))
+                         fontsize=10, loc="left", color=text_colour(class_colour(int(major[c]))))
         s = data.snapshot(algo, epoch)
         sub.suptitle(f"{NAMES[algo]} after {epoch} epochs" + ("" if s == epoch else f" (clusters of epoch {s})") +
                      f": {len(picks)} largest clusters of the subset,\nimages nearest the centroid first",
-                     color=COLOURS[algo], fontsize=10)
+                     color=text_colour(COLOURS[algo]), fontsize=11)
     return fig
 
 
@@ -76,7 +76,7 @@ def confusion_figure(data: RunData, epoch: int | None = None) -> Figure:
         table = contingency(labels, data.classes, k, n_classes)[order].T  # (C, K used)
         major, size, purity = flows.majority_class(labels, data.classes, k, n_classes)
         im = ax.imshow(table, aspect="auto", cmap="Greys", interpolation="nearest")
-        ax.set_yticks(range(n_classes), [data.name(c) for c in range(n_classes)], fontsize=7)
+        ax.set_yticks(range(n_classes), [data.name(c) for c in range(n_classes)], fontsize=9)
         ax.set_xticks([])
         for x, c in enumerate(major[order]):  # a strip under the table: each cluster's matched class
             ax.add_patch(_strip(x, n_classes, class_colour(int(c))))
@@ -85,7 +85,7 @@ def confusion_figure(data: RunData, epoch: int | None = None) -> Figure:
         ax.set_xlabel(f"{len(order)} non-empty clusters, ordered by matched class, then size")
         weighted = float((purity * size).sum() / size.sum())
         ax.set_title(f"{NAMES[algo]}, clusters after {s[algo]} epochs: majority-matched accuracy (mean purity) "
-                     f"{weighted:.3f}", color=COLOURS[algo], fontsize=10)
+                     f"{weighted:.3f}", color=text_colour(COLOURS[algo]), fontsize=11)
         fig.colorbar(im, ax=ax, label="images", shrink=0.8)
     return fig
 
@@ -99,10 +99,11 @@ def _strip(x: int, y: int, colour: str):
 def moved_figure(data: RunData, n_images: int = 16, cols: int = 8) -> Figure:
     """The training images that changed cluster most often, per algorithm, counted over the same
     transitions for both (snapshots 0 -> 1 -> ... -> S-1, S = `common_snapshots`); each shown with
-    from -> to (its cluster in snapshot 0 and in snapshot S-1, ids carried) and its flips, in its class's colour."""
+    from -> to (its cluster in snapshot 0 and in snapshot S-1, ids carried) and its flips, in its class's colour
+    (darkened to read on white)."""
     s = data.common_snapshots()
     h, w = data.images.shape[-2:]
-    fig = Figure(figsize=(0.85 * cols + 0.3, (0.95 * -(-n_images // cols) + 0.45) * len(data.algos)), layout="constrained")
+    fig = Figure(figsize=(1.0 * cols + 0.3, (1.05 * -(-n_images // cols) + 0.6) * len(data.algos)), layout="constrained")
     axes = fig.subplots(len(data.algos), 1, squeeze=False)[:, 0]
     tie = np.random.default_rng(0).permutation(len(data.classes))  # equal flips: a fixed shuffle, not class order
     for ax, algo in zip(axes, data.algos):
@@ -113,10 +114,10 @@ def moved_figure(data: RunData, n_images: int = 16, cols: int = 8) -> Figure:
         for k, i in enumerate(top):
             r, c = divmod(k, cols)
             x, y = c * (w + w // 2) + w / 2, r * (h + h // 2)
-            ax.text(x, y - 1, f"{first[i]}→{last[i]} ×{count[i]}", ha="center", va="bottom", fontsize=6.5,
-                    color=class_colour(int(data.classes[i])))  # coloured by the image's true class
+            ax.text(x, y - 1, f"{first[i]}→{last[i]} ×{count[i]}", ha="center", va="bottom", fontsize=9,
+                    color=text_colour(class_colour(int(data.classes[i]))))  # coloured by the image's true class
         ax.set_ylim(ax.get_ylim()[0], -h * 0.45)
         ax.set_title(f"{NAMES[algo]}: {count.mean():.2f} flips per image on average over the {s - 1} transitions "
                      f"0→{s - 1}\n(the same for both); most-flipped images: cluster at 0 → at {s - 1}, ×flips",
-                     color=COLOURS[algo], fontsize=8.5)
+                     color=text_colour(COLOURS[algo]), fontsize=10)
     return fig

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 
 from .plots import COLOURS, NAMES
 from . import transitions as tr
-from .alluvial import class_colour
+from .palette import class_colours, text_colour
 from .gallery import mosaic, show_tiles
 from .rundata import RunData
 
@@ -44,13 +44,13 @@ def transitions_figure(data: RunData) -> Figure:
         ax.set_ylabel("share of clusters")
         k = rows[-1]["of"] if rows else 0
         ax.set_title(f"{NAMES[algo]} ({k} clusters): what each epoch did to the previous epoch's clusters",
-                     color=COLOURS[algo], fontsize=10, loc="left")
+                     color=text_colour(COLOURS[algo]), fontsize=11, loc="left")
         ax.grid(axis="y", alpha=0.3)
     axes[-1].set_xlabel("transition into the clusters after this many epochs")
-    axes[0].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    axes[0].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=9)
     fig.suptitle(f"survived: >= {tr.SURVIVE:.0%} of its members stay together and lead their new cluster; merged: "
                  f"the same, inside a cluster led by another;\nsplit: >= 2 parts of >= {tr.PART:.0%} each; died: "
-                 f"scattered; born: no old cluster gave it {tr.PART:.0%} of itself", fontsize=8.5)
+                 f"scattered; born: no old cluster gave it {tr.PART:.0%} of itself", fontsize=10)
     return fig
 
 
@@ -67,7 +67,7 @@ def stability_map_figure(data: RunData, n_hardest: int = 12) -> Figure:
     """Top: every image of the subset, its distance to its centroid (x) against the share of epochs it kept its
     cluster (y, jittered), coloured by true class; DeepCluster | ODC. Bottom: the images that kept theirs least."""
     s, epoch = data.common_snapshots(), data.gallery_epoch()
-    fig = Figure(figsize=(11, 6.4 if data.images is not None else 4.2), layout="constrained")
+    fig = Figure(figsize=(11, 6.8 if data.images is not None else 4.6), layout="constrained")
     rows = 2 if data.images is not None else 1
     axes = fig.subplots(rows, len(data.algos), squeeze=False, height_ratios=[3, 1.3][:rows])
     for ax in axes[0, 1:]:
@@ -77,11 +77,11 @@ def stability_map_figure(data: RunData, n_hardest: int = 12) -> Figure:
     for c, algo in enumerate(data.algos):
         kept, dist = stability_map(data, algo)
         ax = axes[0, c]
-        ax.scatter(dist, kept + jitter, c=[class_colour(int(k)) for k in classes], s=5, alpha=0.6, linewidths=0)
+        ax.scatter(dist, kept + jitter, c=class_colours(classes), s=5, alpha=0.6, linewidths=0)
         corr = np.corrcoef(np.argsort(np.argsort(dist)), np.argsort(np.argsort(kept)))[0, 1]  # Spearman
         ax.set_title(f"{NAMES[algo]}: {kept.mean():.2f} of the {s - 1} transitions kept on average;\n"
-                     f"rank correlation with distance {corr:+.2f}", color=COLOURS[algo], fontsize=9.5)
-        ax.set_xlabel(f"distance to its cluster's centroid after {epoch} epochs (L2-normalised features)")
+                     f"rank correlation with distance {corr:+.2f}", color=text_colour(COLOURS[algo]), fontsize=10)
+        ax.set_xlabel(f"distance to its cluster's centroid after {epoch} epochs\n(L2-normalised features)")
         ax.set_ylabel("share of epochs it kept its cluster" if c == 0 else "")
         ax.set_ylim(-0.05, 1.05)
         ax.grid(alpha=0.3)
@@ -89,7 +89,7 @@ def stability_map_figure(data: RunData, n_hardest: int = 12) -> Figure:
             top = tr.hardest(kept, dist, n_hardest)
             show_tiles(axes[1, c], mosaic(data.images[data.subset[top]], n_hardest // 2))
             axes[1, c].set_title(f"kept their cluster least: {', '.join(f'{v:.2f}' for v in kept[top[:4]])}, ...",
-                                 fontsize=8.5, color=COLOURS[algo])
+                                 fontsize=10, color=text_colour(COLOURS[algo]))
     fig.suptitle(f"Per-image stability over the same {s - 1} transitions for both (subset of {len(data.subset)} "
-                 "images, coloured by true class)", fontsize=10)
+                 "images, coloured by true class)", fontsize=11)
     return fig

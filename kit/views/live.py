@@ -52,16 +52,17 @@ def board_labels(current: list[Trace], earlier: list[Trace]) -> dict[str, list[s
 
 def board(current: list[Trace], earlier: list[Trace], epochs: int) -> Figure:
     """The live figure: `current` runs drawn strong, the last few `earlier` runs of each algorithm faded."""
-    fig = Figure(figsize=(12, 3.6), layout="constrained")
+    fig = Figure(figsize=(13, 4.6), layout="constrained")
     loss, knn, nmi = fig.subplots(1, 3)
     faded, labels = _faded(earlier), board_labels(current, earlier)
     for t, label in zip(faded, labels["earlier"]):
         _draw(t, (loss, knn, nmi), label, strong=False)
     for t, label in zip(current, labels["current"]):
         _draw(t, (loss, knn, nmi), label, strong=True)
-    style_axes(loss, "loss", "iteration", "cross-entropy (smoothed)")
+    style_axes(loss, "Training loss", "iteration", "cross-entropy (smoothed)")
     style_axes(knn, "kNN accuracy on held-out images", "epoch", "accuracy (higher is better)")
-    style_axes(nmi, "Stability: AMI(t-1, t); NMI thin, chance dotted", "epoch", "AMI (0 = chance, higher is steadier)")
+    style_axes(nmi, "Stability: AMI(t-1, t)\nNMI thin, its chance level dotted", "epoch",
+               "AMI (0 = chance, higher is steadier)")
     for ax, key in ((knn, "knn"), (nmi, "ami_prev")):
         ax.set_xlim(-0.3, max(epochs, 1) + 0.3)
         ax.set_ylim(0, 1)
@@ -73,10 +74,10 @@ def board(current: list[Trace], earlier: list[Trace], epochs: int) -> Figure:
     if not any(t.history["step"].get("loss") for t in current + faded):
         loss.text(0.5, 0.5, "first point after iteration 1", transform=loss.transAxes, ha="center", va="center",
                   color="grey", fontsize=9)
-    loss.xaxis.set_major_locator(MaxNLocator(integer=True))
+    loss.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
     handles, labels = knn.get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, labels, loc="outside right upper", fontsize=8, frameon=False)
+    if handles:  # below the panels, so that long "earlier: ..." labels take no width from them
+        fig.legend(handles, labels, loc="outside lower center", ncols=2, fontsize=9, frameon=False)
     return fig
 
 

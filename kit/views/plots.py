@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter, ScalarFormatter
 
 from ..algorithms import NAMES  # the views read the algorithms' names from here, beside COLOURS
+from . import flows, palette
 
 COLOURS = {"deepcluster": "#1f77b4", "odc": "#ff7f0e"}
 
@@ -80,7 +81,7 @@ def stability(histories: dict[str, dict]) -> Figure:
     for ax in (a, n, b):
         ax.set_ylim(0, 1)
     a.legend()
-    n.legend(fontsize=7)
+    n.legend(fontsize=9)
     return fig
 
 
@@ -126,7 +127,7 @@ def cluster_sizes(histories: dict[str, dict], n_clusters: dict[str, int]) -> Fig
         ax.yaxis.set_minor_formatter(NullFormatter())
         ylabel = "members (log)" if ax is axes[0] else ""  # the axis is shared
         style_axes(ax, f"{NAMES[algo]} (K = {n_clusters[algo]}): cluster sizes, largest first", "cluster rank", ylabel)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=9)
     return fig
 
 
@@ -154,7 +155,7 @@ def learning(histories: dict[str, dict], baselines: dict | None = None) -> Figur
                     ha="center", va="center", color="grey", fontsize=9)
             ax.set_xticks([])
             ax.set_yticks([])
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=9)
     return fig
 
 
@@ -177,21 +178,39 @@ def losses(histories: dict[str, dict], smooth: int = 20) -> Figure:
 
 def embeddings(layouts: dict[str, list[np.ndarray]], epochs: list[int], classes: np.ndarray,
                clusters: dict[str, list[np.ndarray]]) -> Figure:
-    """UMAP layouts side by side: rows = algorithm x (true class, cluster), columns = epochs."""
+    """UMAP layouts side by side: rows = algorithm x (true class, cluster), columns = epochs. Up to 30 clusters
+    each has a colour of its own (`palette.cluster_colours`); above 30 each point takes the colour of its
+    cluster's majority class, and the figure says so."""
     algos = list(layouts)
-    fig = Figure(figsize=(3 * len(epochs), 2.9 * 2 * len(algos)), layout="constrained")
+    fig = Figure(figsize=(3 * len(epochs), 2.9 * 2 * len(algos) + 0.4), layout="constrained")
     axes = fig.subplots(2 * len(algos), len(epochs), squeeze=False)
+    by_class = []
     for r, algo in enumerate(algos):
+        k = max(int(c.max()) for c in clusters[algo]) + 1
+        if palette.cluster_colours(k) is None:
+            by_class.append(f"{NAMES[algo]} K = {k}")
         for c, ep in enumerate(epochs):
-            y = layouts[algo][c]
-            for k, (colour_by, cmap) in enumerate(((classes, "tab10"), (clusters[algo][c], "nipy_spectral"))):
-                ax = axes[2 * r + k, c]
-                ax.scatter(y[:, 0], y[:, 1], c=colour_by, cmap=cmap, s=3, linewidths=0)
+            for row, (colours, what) in enumerate(((palette.class_colours(classes), " true class"),
+                                                   _cluster_colours(clusters[algo][c], classes, k))):
+                ax = axes[2 * r + row, c]
+                ax.scatter(*layouts[algo][c].T, c=colours, s=5, linewidths=0)  # big enough to show a colour
                 ax.set_xticks([])
                 ax.set_yticks([])
-                what = "true class" if k == 0 else "cluster"
-                ax.set_title(f"{NAMES[algo]}, epoch {ep}: {what}", fontsize=9, color=COLOURS[algo])
+                ax.set_title(f"{NAMES[algo]}, epoch {ep}:{what}", fontsize=9, color=palette.text_colour(COLOURS[algo]))
+    if by_class:
+        fig.suptitle(f"{', '.join(by_class)}: more clusters than colours a reader can tell apart (30), so in a cluster "
+                     "row each point\ntakes the colour of its cluster's majority true class", fontsize=10)
     return fig
+
+
+def _cluster_colours(labels: np.ndarray, classes: np.ndarray, k: int) -> tuple[list[str], str]:
+    """A colour per point and what it shows (the end of the panel's title): its cluster's own colour (K <= 30),
+    or its cluster's majority class's (on a line of its own: the panel is narrow)."""
+    colours = palette.cluster_colours(k)
+    if colours is not None:
+        return [colours[i] for i in labels], " cluster"
+    major = flows.majority_class(labels, classes, k)[0]  # (K,)
+    return palette.class_colours(major[labels]), "\ncolour of its cluster's majority class"
 
 
 # -- several seeds, and sweeps: a mean with a band ----------------------------------------------
@@ -247,7 +266,7 @@ def seeded(per_seed: list[dict[str, dict]], keys=("knn", "nmi_true"), baselines:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if key in ("nmi_prev", "ami_prev", "label_change"):
             ax.set_ylim(0, 1)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=9)
     fig.suptitle(f"{len(per_seed)} seeds: mean (line), ±1 standard deviation (band, n - 1), each seed (thin)", fontsize=10)
     return fig
 
@@ -277,7 +296,7 @@ def sweep(curves: dict[str, dict[str, dict[str, list]]], titles: dict[str, str])
                 ax.xaxis.set_minor_formatter(NullFormatter())
             ax.set_xticks(xs)
             style_axes(ax, "", setting, titles[metric])
-    axes[0, 0].legend(fontsize=8)
+    axes[0, 0].legend(fontsize=9)
     return fig
 
 
@@ -347,7 +366,7 @@ def images(imgs: np.ndarray, titles: list[str] | None = None, cols: int = 10, ti
             im = imgs[i].transpose(1, 2, 0)
             ax.imshow(im[..., 0] if im.shape[-1] == 1 else im, cmap="gray")
             if titles:
-                ax.set_title(titles[i], fontsize=8)
+                ax.set_title(titles[i], fontsize=9)
     if title:
         fig.suptitle(title)
     return fig
