@@ -4,8 +4,10 @@ moves, DeepCluster and ODC side by side.
 
 Each band is the images of one true class that go from one cluster to another; it takes the class's
 colour. Between cluster columns, images that stay in their (carried) cluster are drawn faint, the
-`top` largest moves in full colour, and every other move in grey: the "other" band. Clusters in a
-column are stacked by majority class, then size, so a well-separated class reads as one block.
+`top` largest moves in full colour, and every other move in grey: the "other" band. Above 30 clusters
+the other moves would be thousands of crossing bands, so they are left out (the bars below count them)
+and the figure says so. Clusters in a column are stacked by majority class, then size, so a
+well-separated class reads as one block.
 """
 from __future__ import annotations
 
@@ -16,15 +18,12 @@ from matplotlib.figure import Figure
 
 from .plots import COLOURS, NAMES
 from . import flows
+from .palette import class_colour, text_colour
 from .rundata import RunData
 
-TAB10 = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
 OTHER = "#9a9a9a"
 NODE_W = 0.05  # node bar width, in units of the distance between columns
-
-
-def class_colour(c: int) -> str:
-    return TAB10[c % len(TAB10)]
+ALL_MOVES_UP_TO = 30  # clusters; above, only the `top` largest moves are drawn: the rest is a hairball
 
 
 def _stack(labels: np.ndarray, order: np.ndarray, n: int, gaps: float) -> tuple[np.ndarray, float]:
@@ -60,13 +59,16 @@ def _bands(x0: float, x1: float, top0, top1, h0, h1, steps: int = 16) -> np.ndar
     return np.concatenate([upper, lower], axis=1)
 
 
-def _step(classes, a, b, rank_a, rank_b, ends_a, ends_b, j: int, top: int) -> tuple[np.ndarray, list]:
+def _step(classes, a, b, rank_a, rank_b, ends_a, ends_b, j: int, top: int,
+          other_moves: bool) -> tuple[np.ndarray, list]:
     """The bands between column j and j + 1 (class-split; the small cluster-to-cluster moves merged
-    into one grey band per pair of clusters) and their colours."""
+    into one grey band per pair of clusters, or left out if not `other_moves`) and their colours."""
     rows, counts = flows.alluvium(classes, a, b)  # (class, node at j, node at j + 1)
     big = {(i, k) for i, k, _ in flows.top_flows(a, b, top)["moves"]} if j else set()
     if j:
         other = np.array([i != k and (i, k) not in big for _, i, k in rows.tolist()], dtype=bool)
+        if not other_moves:
+            rows, counts, other = rows[~other], counts[~other], other[~other]
         rows[other, 0] = -1
         rows, inverse = np.unique(rows, axis=0, return_inverse=True)
         counts = np.bincount(inverse.ravel(), weights=counts).astype(np.int64)
@@ -81,8 +83,9 @@ def _step(classes, a, b, rank_a, rank_b, ends_a, ends_b, j: int, top: int) -> tu
 
 
 def alluvial(ax, classes: np.ndarray, chain: list[np.ndarray], titles: list[str], top: int = 8,
-             class_names=None) -> None:
-    """Draw column 0 = true classes, then one column per (carried) cluster snapshot in `chain`."""
+             class_names=None, other_moves: bool = True) -> None:
+    """Draw column 0 = true classes, then one column per (carried) cluster snapshot in `chain`; between
+    cluster columns the stays, the `top` largest moves and, if `other_moves`, all other moves in grey."""
     columns = [classes, *chain]
     orders = [np.unique(classes)] + [flows.cluster_order(c, classes) for c in chain]
     ends = [_stack(c, o, len(classes), gaps=0.12 if j == 0 else 0.2) for j, (c, o) in enumerate(zip(columns, orders))]
@@ -92,7 +95,8 @@ def alluvial(ax, classes: np.ndarray, chain: list[np.ndarray], titles: list[str]
         r[o] = np.arange(len(o))
         ranks.append(r)
     for j in range(len(columns) - 1):
-        verts, colours = _step(classes, columns[j], columns[j + 1], ranks[j], ranks[j + 1], ends[j], ends[j + 1], j, top)
+        verts, colours = _step(classes, columns[j], columns[j + 1], ranks[j], ranks[j + 1], ends[j], ends[j + 1], j,
+                               top, other_moves)
         ax.add_collection(PolyCollection(verts, facecolors=colours, linewidths=0))
     for j, (col, order) in enumerate(zip(columns, orders)):
         major = flows.majority_class(col, classes)[0] if j else np.arange(order.max() + 1)
@@ -140,23 +144,30 @@ def top_flow_bars(ax, a: np.ndarray, b: np.ndarray, classes: np.ndarray, top: in
 
 def flows_figure(data: RunData, epochs: list[int] | None = None, top: int = 8) -> Figure:
     """The class-level alluvial through the chosen epochs (default: every saved epoch the algorithms
-    both clustered, and the last such epoch) and the top moves between the last two of them."""
+    both clustered, and the last such epoch) and the top moves between the last two of them. Above
+    `ALL_MOVES_UP_TO` clusters the alluvial draws only the stays and the `top` largest moves, and says so."""
     common = data.common_snapshots()
     snaps = sorted({min(e, common - 1) for e in (epochs if epochs is not None else [*data.epochs, common - 1])})
     fig = Figure(figsize=(6.2 * len(data.algos), 8.2), layout="constrained")
     axes = fig.subplots(2, len(data.algos), squeeze=False, height_ratios=[2.2, 1])
     titles = ["true\nclass"] + [f"epoch\n{s}" for s in snaps]  # short: a slide's columns sit close together
+    grey = False  # whether any panel draws the other moves
     for k, algo in enumerate(data.algos):
         chain = flows.carry_ids([data.labels[algo][s] for s in snaps])
-        alluvial(axes[0, k], data.classes, chain, titles, top=top, class_names=data.class_names)
-        axes[0, k].set_title(f"{NAMES[algo]} (K = {len(np.unique(data.labels[algo][snaps[-1]]))}): where each class's "
-                             "images go", color=COLOURS[algo], fontsize=14, pad=30)
+        n_clusters = len(np.unique(data.labels[algo][snaps[-1]]))
+        every = n_clusters <= ALL_MOVES_UP_TO
+        grey |= every
+        alluvial(axes[0, k], data.classes, chain, titles, top=top, class_names=data.class_names, other_moves=every)
+        axes[0, k].set_title(f"{NAMES[algo]} (K = {n_clusters}): where each class's images go" + (
+            "" if every else f"\nK = {n_clusters} > {ALL_MOVES_UP_TO}: only the {top} largest moves are drawn"),
+            color=text_colour(COLOURS[algo]), fontsize=14, pad=30)
         if len(snaps) >= 2:
             top_flow_bars(axes[1, k], chain[-2], chain[-1], data.classes, top,
                           f"{NAMES[algo]}: the {top} largest moves, after {snaps[-2]} → {snaps[-1]} epochs",
                           data.class_names)
         else:
             axes[1, k].axis("off")
+    rest = ", grey = other moves" if grey else ", other moves counted below"
     fig.suptitle(f"Reassignment flows of all {len(data.classes):,} training images, cluster ids carried by Hungarian "
-                 f"matching\nfaint = stayed, colour = the {top} largest moves, grey = other moves", fontsize=13)
+                 f"matching\nfaint = stayed, colour = the {top} largest moves{rest}", fontsize=13)
     return fig

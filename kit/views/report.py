@@ -56,11 +56,13 @@ GUIDES = {
                 "head are renewed. Read it for trouble (a rising loss, NaN), not as a score.",
     "embeddings.png": "UMAP of the same training images at a few epochs, each layout started from the previous one so "
                       "that points move no more than they must. For each algorithm, one row coloured by true digit, "
-                      "one by its own cluster. Better: the digits form tight, separate islands and the cluster colours "
-                      "follow them. Distances between islands mean little in UMAP.",
+                      "one by its own cluster (above 30 clusters, too many to tell apart by colour, each point takes "
+                      "its cluster's majority digit's colour). Better: the digits form tight, separate islands and the "
+                      "cluster colours follow them. Distances between islands mean little in UMAP.",
     "flows.png": "Columns are saved epochs, each bar a cluster (stacked by majority class), each band the images of "
                  "one digit moving from one cluster to the next, in the digit's colour; images that stay are faint, "
-                 "the largest moves bright, other moves grey. Few bright bands mean stable clusters; a bar of one "
+                 "the largest moves bright, other moves grey (above 30 clusters the other moves are left out and "
+                 "only counted in the bars below). Few bright bands mean stable clusters; a bar of one "
                  "colour is a pure cluster. Fewer moves and purer bars are better.",
     "flows_last.png": "The same drawing for the last epoch only, so that the two algorithms' moves over the same "
                       "transition can be compared directly. Fewer bright and grey bands = steadier labels.",
