@@ -1,5 +1,6 @@
 """The exercises check themselves: each check passes with its solution (kit's copy and
-the one hidden in the notebook) and fails, saying what to look at, with each planted mistake."""
+the one hidden in the notebook) and fails, saying what to look at, with each planted mistake.
+The churn notebook's homework has its own file, tests/test_churn_homework.py."""
 import re
 from pathlib import Path
 
@@ -328,89 +329,3 @@ def test_notebook_solutions_pass_and_stubs_do_not(name):
         scope = {"np": np, "torch": torch, "F": F}
         exec(stub, scope)
         assert not check(scope[fn]).passed, f"{name}: the unfinished {fn} passes its check"
-
-
-# -- the churn notebook's homework --------------------------------------------------------------
-def churn_table(knn_02=0.912):
-    """A made-up churn table (kit.ablations' labels). Right answers: aligned − reset = 0.75 − 0.60 = 0.15, the best kNN
-    at momentum 0.2 (0.912; set knn_02 to tie it with 0.5's 0.9108), two seeds 0.12 / 0.40 = 0.30. The
-    wrong columns give other answers: label_change 0.30 − 0.40, the best AMI at 0.0, the K = classes row 0.90."""
-    def row(ami, moved, knn, first=0.3, last=0.5):
-        return dict(ami_prev=ami, label_change=moved, pseudo_first=first, pseudo_last=last, knn=knn)
-
-    return {"DeepCluster": row(0.60, 0.40, 0.905), "DeepCluster, head kept, ids aligned": row(0.75, 0.30, 0.903),
-            "ODC, momentum 0.0": row(0.99, 0.01, 0.850, last=0.3), "ODC, momentum 0.2": row(0.90, 0.05, knn_02),
-            "ODC, momentum 0.5": row(0.70, 0.20, 0.9108), "ODC, momentum 0.9": row(0.50, 0.40, 0.880),
-            "same features, two k-means seeds": {"ami_prev": 0.80, "label_change": 0.12},
-            "same features, two k-means seeds, K = classes": {"ami_prev": 0.55, "label_change": 0.36}}
-
-
-RIGHT = {"aligned_minus_reset": 0.15, "best_knn_momentum": 0.2, "seed_noise_share": 0.30}
-WRONG_COLUMNS = {  # each answer copied from a plausible wrong place of the table
-    "aligned_minus_reset": [0.30 - 0.40, 0.60 - 0.75, 0.80 - 0.60],  # label_change; reset − aligned; the seeds row
-    "best_knn_momentum": [0.0, 0.5, 0.9],  # the steadiest labels (ami_prev); not the best kNN
-    "seed_noise_share": [0.36 / 0.40, 0.40 / 0.12, 0.12 / 0.30],  # K = classes; upside down; over the aligned run
-}
-LOOK_AGAIN = ("not all answers agree with this run's table; look again at: "
-              + "; ".join(f"{key}: {ex.CHURN_LOOK_AT[key]}" for key in ex.CHURN_QUESTIONS))
-
-
-def test_the_churn_homework_accepts_the_runs_answers():
-    table = churn_table()
-    assert ex.solution_churn(table) == {**RIGHT, "aligned_minus_reset": pytest.approx(0.15),
-                                        "seed_noise_share": pytest.approx(0.30)}
-    assert set(ex.CHURN_QUESTIONS) == set(RIGHT) and ex.check_churn(RIGHT, table).passed
-    read_off = {"aligned_minus_reset": 0.16, "best_knn_momentum": 0.2, "seed_noise_share": 0.34}  # read off a table
-    assert ex.check_churn(read_off, table).passed
-    assert ex.check_churn({**RIGHT, "best_knn_momentum": np.float32(0.2)}, table).passed
-    tie = churn_table(knn_02=0.9106)  # 0.911 and 0.911 at the 3 decimals shown: either momentum
-    assert ex.check_churn({**RIGHT, "best_knn_momentum": 0.2}, tie).passed
-    assert ex.check_churn({**RIGHT, "best_knn_momentum": 0.5}, tie).passed
-    assert not ex.check_churn({**RIGHT, "best_knn_momentum": 0.5}, churn_table(knn_02=0.9116)).passed
-    small = churn_table()  # a ratio of small numbers: 0.026 / 0.054 = 0.48, shown 0.03 / 0.05 = 0.60
-    small["DeepCluster"]["label_change"], small["same features, two k-means seeds"]["label_change"] = 0.054, 0.026
-    for read in (0.48, 0.6):
-        assert ex.check_churn({**RIGHT, "seed_noise_share": read}, small).passed, read
-    assert not ex.check_churn({**RIGHT, "seed_noise_share": 0.7}, small).passed
-
-
-@pytest.mark.parametrize("key", list(WRONG_COLUMNS))
-def test_a_wrong_churn_answer_is_not_named(key):
-    table = churn_table()
-    for wrong in WRONG_COLUMNS[key]:
-        result = ex.check_churn({**RIGHT, key: wrong}, table)
-        assert result.problems == [LOOK_AGAIN], f"{key} = {wrong}: {result!r}"  # the same line whichever is wrong
-    assert "0.15" not in LOOK_AGAIN and "0.3" not in LOOK_AGAIN  # what to look at, not the values
-
-
-def test_the_churn_homework_judges_nothing_until_all_are_answered():
-    table = churn_table()
-    unanswered = ex.check_churn(dict.fromkeys(ex.CHURN_QUESTIONS), table)
-    assert unanswered.problems == [f"{key}: not answered yet (None)" for key in ex.CHURN_QUESTIONS]
-    one_wrong = ex.check_churn({"aligned_minus_reset": -0.5}, table)  # a guess alone reveals nothing
-    assert one_wrong.problems == [f"{key}: not answered yet (None)" for key in ex.CHURN_QUESTIONS[1:]]
-    kinds = ex.check_churn({**RIGHT, "best_knn_momentum": 0.3, "seed_noise_share": "0.3"}, table)
-    assert kinds.problems == ["best_knn_momentum: write one of the table's momenta, 0.0, 0.2, 0.5, 0.9",
-                              "seed_noise_share: write a number (like 0.5), not '0.3'"]
-
-
-def churn_notebook():
-    """The notebook that sets the churn homework: the one whose cells call exercises.check_churn."""
-    found = [nbformat.read(path, as_version=4) for path in sorted(NOTEBOOKS.glob("*.ipynb"))
-             if "exercises.check_churn(" in path.read_text()]
-    assert len(found) == 1, f"{len(found)} notebooks set the churn homework"
-    return found[0]
-
-
-def test_the_notebooks_hidden_churn_solution_is_kits():
-    nb = churn_notebook()
-    stub = next(c.source for c in nb.cells if "exercise" in c.metadata.get("tags", []) and "homework = " in c.source)
-    solution = next(c.source for c in nb.cells if "<details>" in c.source and "homework = " in c.source)
-    scope = {}
-    exec(stub, scope)
-    assert scope["homework"] == dict.fromkeys(ex.CHURN_QUESTIONS), "the notebook's homework stub asks other questions"
-    for table in (churn_table(), churn_table(knn_02=0.95), churn_table(knn_02=0.5)):
-        scope = {"table": table}
-        exec(re.search(r"```python\n(.*?)```", solution, re.S).group(1), scope)
-        assert scope["homework"] == ex.solution_churn(table) and ex.check_churn(scope["homework"], table).passed
-        assert not ex.check_churn(dict.fromkeys(ex.CHURN_QUESTIONS), table).passed

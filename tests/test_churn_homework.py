@@ -1,0 +1,194 @@
+"""The churn notebook's homework (kit.exercises.churn): the check accepts this run's answers, read off the
+table as it is shown, refuses each planted mistake with the same one line whichever answer is wrong, judges
+nothing until all are given; the notebook's stub and hidden solution ask its questions; and the page's
+folded answers do not print what the homework asks."""
+import ast
+import re
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+
+from kit import exercises as ex
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+RESET, ALIGNED = "DeepCluster", "DeepCluster, head kept, ids aligned"
+
+
+def churn_table(knn_02=0.912, first_02=0.25):
+    """A made-up churn table (kit.ablations' labels). Right answers: the best kNN among the ODC rows at momentum
+    0.2 (0.912; knn_02=0.9106 ties it with 0.5's 0.9108 at 3 decimals); the largest rise of the pseudo-labels'
+    AMI to the digits DeepCluster's, 0.20 → 0.60 (first_02=0.204 ties it at 2 decimals: 0.20 → 0.60 shown);
+    aligned − reset kNN 0.915 − 0.905 = 0.010. Each wrong reading gives another answer: the best AMI(t−1, t)
+    is at momentum 0.0, the steadiest run is ODC 0.0 (which also rises least), the best final pseudo-labels
+    are ODC 0.5's, the best first ones ODC 0.9's, the best kNN is the aligned run's."""
+    def row(ami, moved, knn, first, last):
+        return dict(ami_prev=ami, label_change=moved, pseudo_first=first, pseudo_last=last, knn=knn)
+
+    return {RESET: row(0.60, 0.40, 0.905, 0.20, 0.60), ALIGNED: row(0.75, 0.30, 0.915, 0.30, 0.50),
+            "ODC, momentum 0.0": row(0.99, 0.01, 0.850, 0.31, 0.30),
+            "ODC, momentum 0.2": row(0.90, 0.05, knn_02, first_02, 0.58),
+            "ODC, momentum 0.5": row(0.70, 0.20, 0.9108, 0.40, 0.65),
+            "ODC, momentum 0.9": row(0.50, 0.40, 0.880, 0.45, 0.50),
+            "same features, two k-means seeds": {"ami_prev": 0.80, "label_change": 0.12, "n_clusters": 30},
+            "same features, two k-means seeds, K = classes": {"ami_prev": 0.55, "label_change": 0.36, "n_clusters": 10}}
+
+
+RIGHT = {"best_knn_momentum": 0.2, "largest_gain_run": RESET, "aligned_knn_minus_reset": 0.010}
+PLANTED = {  # each answer read from a plausible wrong place of the table
+    "best_knn_momentum": [0.0, 0.5, 0.9],  # the steadiest labels (the best AMI(t−1, t)); the runners-up in kNN
+    "largest_gain_run": ["ODC, momentum 0.0",  # the steadiest run (and the smallest rise) instead of the largest rise
+                         "ODC, momentum 0.5",  # the best final pseudo-labels, not the largest rise
+                         "ODC, momentum 0.9",  # the best first pseudo-labels
+                         ALIGNED,  # the best kNN accuracy
+                         "ODC, momentum 0.2"],  # the largest rise among the ODC rows only
+    "aligned_knn_minus_reset": [-0.010,  # the sign flipped: reset − aligned
+                                0.15,  # the AMI(t−1, t) difference, 0.75 − 0.60
+                                0.915,  # the aligned run's kNN alone
+                                1.0,  # in percentage points; the table writes fractions
+                                0.003],  # aligned − the best ODC run (0.915 − 0.912)
+}
+LOOK_AGAIN = ("not all answers agree with this run's table; look again at: "
+              + "; ".join(f"{key}: {ex.CHURN_LOOK_AT[key]}" for key in ex.CHURN_QUESTIONS))
+
+
+def test_the_churn_homework_accepts_the_runs_answers():
+    table = churn_table()
+    assert ex.solution_churn(table) == {**RIGHT, "aligned_knn_minus_reset": pytest.approx(0.010)}
+    assert set(ex.CHURN_QUESTIONS) == set(RIGHT) and ex.check_churn(RIGHT, table).passed
+    for read in (0.012, 0.008, np.float32(0.01)):  # read off the table, within 0.002
+        assert ex.check_churn({**RIGHT, "aligned_knn_minus_reset": read}, table).passed, read
+    assert ex.check_churn({**RIGHT, "best_knn_momentum": np.float32(0.2)}, table).passed
+    assert ex.check_churn({**RIGHT, "largest_gain_run": " deepcluster "}, table).passed  # case and spaces aside
+
+
+def test_a_tie_as_shown_accepts_either():
+    knn_tie = churn_table(knn_02=0.9106)  # 0.911 and 0.911 at the 3 decimals shown: either momentum
+    for m in (0.2, 0.5):
+        assert ex.check_churn({**RIGHT, "best_knn_momentum": m}, knn_tie).passed, m
+    assert not ex.check_churn({**RIGHT, "best_knn_momentum": 0.5}, churn_table(knn_02=0.9116)).passed
+    rise_tie = churn_table(first_02=0.204)  # rises 0.40 and 0.376, both 0.40 as shown (0.20 → 0.60, 0.20 → 0.58)...
+    rise_tie["ODC, momentum 0.2"]["pseudo_last"] = 0.6
+    for run in (RESET, "ODC, momentum 0.2"):
+        assert ex.check_churn({**RIGHT, "largest_gain_run": run}, rise_tie).passed, run
+    assert not ex.check_churn({**RIGHT, "largest_gain_run": "ODC, momentum 0.2"}, churn_table(first_02=0.21)).passed
+    shown = churn_table()  # exact kNN 0.9154 − 0.9046 = 0.0108, shown 0.915 − 0.905 = 0.010
+    shown[ALIGNED]["knn"], shown[RESET]["knn"] = 0.9154, 0.9046
+    for read in (0.0108, 0.008):
+        assert ex.check_churn({**RIGHT, "aligned_knn_minus_reset": read}, shown).passed, read
+    assert not ex.check_churn({**RIGHT, "aligned_knn_minus_reset": 0.0075}, shown).passed
+
+
+@pytest.mark.parametrize("key", list(PLANTED))
+def test_a_planted_mistake_is_not_named(key):
+    table = churn_table()
+    for wrong in PLANTED[key]:
+        result = ex.check_churn({**RIGHT, key: wrong}, table)
+        assert result.problems == [LOOK_AGAIN], f"{key} = {wrong}: {result!r}"  # the same line whichever is wrong
+    all_wrong = {key: PLANTED[key][0] for key in PLANTED}
+    assert ex.check_churn(all_wrong, table).problems == [LOOK_AGAIN]
+    assert not re.search(r"\d\.\d", LOOK_AGAIN)  # what to look at, never a value
+
+
+def test_the_churn_homework_judges_nothing_until_all_are_answered():
+    table = churn_table()
+    unanswered = ex.check_churn(dict.fromkeys(ex.CHURN_QUESTIONS), table)
+    assert unanswered.problems == [f"{key}: not answered yet (None)" for key in ex.CHURN_QUESTIONS]
+    one_wrong = ex.check_churn({"aligned_knn_minus_reset": -0.5}, table)  # a guess alone reveals nothing
+    assert one_wrong.problems == [f"{key}: not answered yet (None)" for key in ex.CHURN_QUESTIONS[:2]]
+    runs = ", ".join(repr(run) for run in list(table)[:6])
+    kinds = ex.check_churn({"best_knn_momentum": 0.3, "largest_gain_run": 0.2, "aligned_knn_minus_reset": "0.01"}, table)
+    assert kinds.problems == ["best_knn_momentum: write one of the table's momenta, 0.0, 0.2, 0.5, 0.9",
+                              f"largest_gain_run: write one trained run's label, in quotes, as the table shows it ({runs}), "
+                              "not 0.2",
+                              "aligned_knn_minus_reset: write a number (like 0.5), not '0.01'"]
+    seeds = ex.check_churn({**RIGHT, "largest_gain_run": "same features, two k-means seeds"}, table)
+    assert seeds.problems[0].startswith("largest_gain_run: write one trained run's label")  # a two-seed row trains nothing
+    assert "write a number" in repr(ex.check_churn({**RIGHT, "aligned_knn_minus_reset": True}, table))
+
+
+# -- the notebook ---------------------------------------------------------------------------------
+def churn_notebook():
+    """The notebook that sets the churn homework: the one whose cells call exercises.check_churn."""
+    found = [nbformat.read(path, as_version=4) for path in sorted(NOTEBOOKS.glob("*.ipynb"))
+             if "exercises.check_churn(" in path.read_text()]
+    assert len(found) == 1, f"{len(found)} notebooks set the churn homework"
+    return found[0]
+
+
+def test_the_notebooks_hidden_churn_solution_is_kits():
+    nb = churn_notebook()
+    stub = next(c.source for c in nb.cells if "exercise" in c.metadata.get("tags", []) and "homework = " in c.source)
+    solution = next(c.source for c in nb.cells if "<details>" in c.source and "homework = " in c.source)
+    scope = {}
+    exec(stub, scope)
+    assert scope["homework"] == dict.fromkeys(ex.CHURN_QUESTIONS), "the notebook's homework stub asks other questions"
+    for table in (churn_table(), churn_table(knn_02=0.95), churn_table(knn_02=0.5, first_02=0.0)):
+        scope = {"table": table}
+        exec(re.search(r"```python\n(.*?)```", solution, re.S).group(1), scope)
+        assert scope["homework"] == ex.solution_churn(table) and ex.check_churn(scope["homework"], table).passed
+        assert not ex.check_churn(dict.fromkeys(ex.CHURN_QUESTIONS), table).passed
+
+
+def _given_away(cells: list[str]) -> dict[str, list[str]]:
+    """{cell source: the expressions in it that give a homework answer away}, over code cells; see below."""
+    trees = [ast.parse(source) for source in cells]
+    rows = set()  # names bound to a DeepCluster row: reset = table["DeepCluster"], or a, b = table[...], table[...]
+    for node in (n for tree in trees for n in ast.walk(tree) if isinstance(n, ast.Assign)):
+        for target in node.targets:
+            pairs = zip(target.elts, node.value.elts) if isinstance(target, ast.Tuple) and isinstance(node.value, ast.Tuple) \
+                else [(target, node.value)]
+            rows |= {t.id for t, v in pairs if isinstance(t, ast.Name) and _key(v) in (RESET, ALIGNED)}
+
+    def leaks(node) -> bool:
+        if _key(node) == "knn" and (_key(node.value) in (RESET, ALIGNED) or getattr(node.value, "id", None) in rows):
+            return True  # a DeepCluster row's kNN accuracy
+        return isinstance(node, ast.BinOp) and isinstance(node.op, ast.Sub) and \
+            {_key(node.left), _key(node.right)} == {"pseudo_last", "pseudo_first"}  # a run's rise
+
+    tainted = set()  # names assigned from a leak anywhere on the page, e.g. rise = row["pseudo_last"] - row["pseudo_first"]
+    for node in (n for tree in trees for n in ast.walk(tree) if isinstance(n, ast.Assign)):
+        if any(leaks(n) for n in ast.walk(node.value)):
+            tainted |= {t.id for target in node.targets for t in ast.walk(target) if isinstance(t, ast.Name)}
+    return {source: [ast.unparse(n) for n in ast.walk(tree)
+                     if leaks(n) or (isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and n.id in tainted)]
+            for source, tree in zip(cells, trees)}
+
+
+def _key(node) -> str | None:
+    """"knn" for x["knn"]: the string a subscript is taken with, else None."""
+    if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, str):
+        return node.slice.value
+    return None
+
+
+def test_no_folded_answer_gives_the_homework_away():
+    """Issue 28: the homework's answers cannot be copied from the page's answers. Two of the three need numbers
+    that the table shows and no answer may print: a DeepCluster row's final kNN accuracy (their difference is
+    aligned_knn_minus_reset) and a run's rise pseudo_last − pseudo_first (largest_gain_run). Nothing is run: the
+    code cells' source is parsed, and the cells that print prose (calling lesson.Answer( or Markdown() may not
+    hold `x["knn"]` where x is table["DeepCluster"], table["DeepCluster, head kept, ids aligned"] or a name
+    bound to one of them in any cell, nor `a["pseudo_last"] - b["pseudo_first"]` (either order), nor a name
+    assigned from either anywhere on the page. A simple source-level check: it follows the ways the page
+    writes these, not every way Python could (a loop over row labels would pass it)."""
+    nb = churn_notebook()
+    code = [cell.source for cell in nb.cells if cell.cell_type == "code"]
+    answers = {source: found for source, found in _given_away(code).items()
+               if ("lesson.Answer(" in source or "Markdown(" in source) and found}
+    assert not answers, "folded answers print what the homework asks: " + "; ".join(
+        f"{', '.join(found)} in the cell starting {source.splitlines()[0]!r}" for source, found in answers.items())
+
+
+def test_the_give_away_check_finds_what_it_looks_for():
+    setup = """reset, aligned = table["DeepCluster"], table["DeepCluster, head kept, ids aligned"]
+rise = table["ODC, momentum 0.2"]["pseudo_last"] - table["ODC, momentum 0.2"]["pseudo_first"]"""
+    leaky = ["""lesson.Answer(f"{aligned['knn']:.3f}")""", """lesson.Answer(f"{table['DeepCluster']['knn']}")""",
+             """lesson.Answer(f"{rise:.2f}")""", """Markdown(f"{row['pseudo_first'] - row['pseudo_last']:.2f}")"""]
+    for cell in leaky:
+        assert _given_away([setup, cell])[cell], cell
+    fine = ["""lesson.Answer(f"{aligned['ami_prev']:.2f} {table['ODC, momentum 0.2']['knn']:.3f}")""",
+            """lesson.Answer(f"{reset['pseudo_first']:.2f} → {reset['pseudo_last']:.2f}")""",
+            """lesson.Answer(f"{reset['pseudo_last'] > reset['pseudo_first'] + 0.02}")"""]
+    for cell in fine:
+        assert not _given_away([setup, cell])[cell], cell
