@@ -53,6 +53,18 @@ class DeepClusterConfig(TrainConfig):
             raise ValueError(f"head={self.head!r}: choose one of {', '.join(HEADS)}")
 
     @classmethod
+    def from_dict(cls, d: dict) -> "DeepClusterConfig":
+        """A saved config. One saved before `head` existed says `reset_head`: True was the reference's reset, so it
+        reads as head="reset"; False kept a head whose ids the new k-means had permuted, which kit no longer does."""
+        d = dict(d)
+        if "reset_head" in d:
+            if not d.pop("reset_head"):
+                raise ValueError("this run kept its head with unaligned cluster ids (reset_head=False), which kit no "
+                                 "longer trains: start a new run with head='aligned' (notebook 05) or 'reset'")
+            d.setdefault("head", "reset")
+        return super().from_dict(d)
+
+    @classmethod
     def small(cls, **overrides) -> "DeepClusterConfig":
         """Embedded MNIST-5k on a laptop CPU: small ConvNet, K = 30 (3x over-clustering, §1.5).
         lr and pca_dim were chosen by a sweep on a validation split; K = 30 is ODC's too, so the two

@@ -163,6 +163,11 @@ def test_aligned_head_keeps_the_head_and_renumbers_new_clusters_onto_the_last_on
     assert resets == {"reset": 3, "aligned": 1}  # the reference draws a head every epoch; the ablation once
     with pytest.raises(ValueError, match="head='kept'"):
         tiny_dc_config(head="kept")
+    saved = tiny_dc_config().to_dict()  # a run saved before `head`: reset_head True reads as the reference's reset
+    old = {k: v for k, v in saved.items() if k != "head"}
+    assert kit.DeepClusterConfig.from_dict({**old, "reset_head": True}) == tiny_dc_config()
+    with pytest.raises(ValueError, match="reset_head=False"):
+        kit.DeepClusterConfig.from_dict({**old, "reset_head": False})
 
 
 # 9-11, 23: the loop ---------------------------------------------------------------------------
