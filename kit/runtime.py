@@ -154,3 +154,20 @@ def fast_mode() -> bool:
     """True when KIT_FAST is set (and not "0"): notebooks and the CLI shrink to a seconds-long run.
     The kernel inherits the environment, so nbclient, papermill and JupyterLab all see it."""
     return os.environ.get("KIT_FAST", "0") not in ("", "0")
+
+
+def budget(epochs: int) -> int:
+    """A notebook's epochs, or KIT_EPOCHS where that is fewer: a rehearsal at full size (all the data, the
+    presets' K and monitoring) on a short budget. The tests run every notebook this way ("full" mode)."""
+    cap = os.environ.get("KIT_EPOCHS", "").strip()
+    if not cap:
+        return epochs
+    if not cap.isdigit() or int(cap) < 1:
+        raise ValueError(f"KIT_EPOCHS={cap!r}: set it to a whole number of epochs >= 1, or unset it")
+    return min(epochs, int(cap))
+
+
+def rehearsal() -> bool:
+    """True when KIT_EPOCHS caps the epochs (`budget`): a full-size rehearsal, which also evaluates on the smoke
+    budget (a few fine-tuning steps) rather than for minutes."""
+    return bool(os.environ.get("KIT_EPOCHS", "").strip())

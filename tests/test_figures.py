@@ -9,7 +9,7 @@ import pytest
 from matplotlib.colors import to_rgba
 from matplotlib.text import Text
 
-from kit.views import alluvial, gallery, lifecycle, plots
+from kit.views import ablations, alluvial, gallery, lifecycle, plots
 from kit.views.rundata import RunData
 
 MIN_PT = 9  # the smallest font a slide or a printed report stays readable at
@@ -91,6 +91,18 @@ def histories(k: int = 30) -> dict:
 
 
 @functools.lru_cache(maxsize=None)
+def variants() -> dict:
+    """Notebook 05's runs: two DeepClusters and four ODCs, each with the collapse signals it draws."""
+    out = {}
+    for i, label in enumerate(["DeepCluster", "DeepCluster, head kept, ids aligned", *(f"ODC, momentum {m}" for m in
+                                                                                         (0.0, 0.2, 0.5, 0.9))]):
+        h = history("deepcluster" if label.startswith("DeepCluster") else "odc", 30, epochs=10, seed=i)
+        for e, r in enumerate(h["epoch"]):
+            r.update(largest_share=0.05 + 0.08 * e * (i == 3), nonempty=30 - 2 * e * (i == 3), loss_ln_k=1 - e / 20)
+        out[label] = h
+    return out
+
+
 def run_data(k: int = 30) -> RunData:
     """A run of 600 images after 30 epochs at K = k: DeepCluster 30 snapshots, ODC 31, UMAP frames 0, 10, 30."""
     rng = np.random.default_rng(k)
@@ -156,6 +168,8 @@ FIGURES = {  # every function in kit/views that returns a matplotlib figure, on 
     "moved": lambda: gallery.moved_figure(run_data()),
     "transitions": lambda: lifecycle.transitions_figure(run_data()),
     "stability map": lambda: lifecycle.stability_map_figure(run_data()),
+    "churn runs": lambda: ablations.runs_figure(variants()),
+    "safeguards": lambda: ablations.safeguards_figure(variants(), 30),
 }
 
 

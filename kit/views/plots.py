@@ -31,7 +31,8 @@ _AT_EPOCH_START = {"deepcluster": ("nmi_prev", "nmi_prev_chance", "ami_prev", "a
                                     "max_size", "largest_share", "nonempty", "feature_std_ratio", "rankme")}
 
 
-def _epochs(h: dict, key: str) -> tuple[np.ndarray, np.ndarray]:
+def epoch_series(h: dict, key: str) -> tuple[np.ndarray, np.ndarray]:
+    """(x, values) of `key` over a history's epochs that have it, x the epochs of training behind each value."""
     shift = 0 if key in _AT_EPOCH_START.get(h.get("algo", ""), ()) else 1
     pts = [(r["epoch"] + shift, r[key]) for r in h["epoch"] if r.get(key) is not None]
     return (np.array([p[0] for p in pts]), np.array([p[1] for p in pts])) if pts else (np.array([]), np.array([]))
@@ -71,10 +72,10 @@ def stability(histories: dict[str, dict]) -> Figure:
     fig = Figure(figsize=(14, 3.8), layout="constrained")
     a, n, b = fig.subplots(1, 3)
     for algo, h in histories.items():
-        a.plot(*_epochs(h, "ami_prev"), "o-", ms=3, color=COLOURS[algo], label=legend_name(algo, h))
-        n.plot(*_epochs(h, "nmi_prev"), "o-", ms=3, color=COLOURS[algo], label=legend_name(algo, h))
+        a.plot(*epoch_series(h, "ami_prev"), "o-", ms=3, color=COLOURS[algo], label=legend_name(algo, h))
+        n.plot(*epoch_series(h, "nmi_prev"), "o-", ms=3, color=COLOURS[algo], label=legend_name(algo, h))
         chance_floor(n, h, "nmi_prev", COLOURS[algo], f"{legend_name(algo, h)}: chance level")
-        b.plot(*_epochs(h, "label_change"), "o-", ms=3, color=COLOURS[algo], label=legend_name(algo, h))
+        b.plot(*epoch_series(h, "label_change"), "o-", ms=3, color=COLOURS[algo], label=legend_name(algo, h))
     style_axes(a, "Stability, chance-corrected: AMI(t-1, t)", "epoch", "AMI (0 = chance, 1 = same labels)")
     style_axes(n, "NMI(t-1, t), dotted: its chance level", "epoch", "NMI(t-1, t)")
     style_axes(b, "Samples that changed cluster since the last epoch", "epoch", "fraction of samples")
@@ -102,7 +103,7 @@ def reassignment(histories: dict[str, dict], smooth: int = 10) -> Figure:
     style_axes(a, "ODC: batch labels changed per iteration", "epoch", "change_ratio")
     a.set_ylim(0, 1)
     for algo, h in histories.items():
-        b.plot(*_epochs(h, "label_change"), "o-", ms=3, color=COLOURS[algo], label=legend_name(algo, h))
+        b.plot(*epoch_series(h, "label_change"), "o-", ms=3, color=COLOURS[algo], label=legend_name(algo, h))
     style_axes(b, "Per epoch: samples reassigned (ids matched)", "epoch", "fraction of samples")
     b.set_ylim(0, 1)
     b.legend()
@@ -138,7 +139,7 @@ def learning(histories: dict[str, dict], baselines: dict | None = None) -> Figur
     for ax, key, title in ((a, "knn", "kNN accuracy (eval split)"), (b, "nmi_true", "NMI to true classes (eval split)"),
                            (c, "ami_true", "AMI to true classes (chance-corrected)")):
         for algo, h in histories.items():
-            x, y = _epochs(h, key)
+            x, y = epoch_series(h, key)
             init = h.get("monitor_init", {}).get(key)
             if init is not None:
                 x, y = np.r_[0, x], np.r_[init, y]
@@ -226,8 +227,8 @@ _BASELINES = {"knn": ("raw_pixels_knn", "kNN on raw pixels"), "nmi_true": ("raw_
 
 
 def with_init(h: dict, key: str) -> tuple[np.ndarray, np.ndarray]:
-    """`_epochs`, with the untrained network's monitor value at x = 0 where there is one."""
-    x, y = _epochs(h, key)
+    """`epoch_series`, with the untrained network's monitor value at x = 0 where there is one."""
+    x, y = epoch_series(h, key)
     init = h.get("monitor_init", {}).get(key)
     return (np.r_[0, x], np.r_[init, y]) if init is not None else (x, y)
 
