@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: install demo test test-fast bench gpu-check clean
+.PHONY: install demo test test-fast bench gpu-check example clean
 
 $(PY):
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=python3 ...'"; exit 1; }
@@ -36,6 +36,11 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/run.py
+
+# the trained example run that ships in kit/example-run/ (about 45 min on 2 cores): after the presets or the
+# recorded fields change (tests/test_example.py says when), then commit kit/example-run/
+example: $(STAMP)
+	NUMBA_CACHE_DIR=$(CURDIR)/.cache/numba $(PY) bench/make_example_run.py $(ARGS)
 
 # on a CUDA machine: the gpu tests, then the timings against the issue's aims (bench/gpu_check.py)
 gpu-check: $(STAMP)

@@ -71,11 +71,11 @@ from run import sync, timed  # noqa: E402  (bench/run.py: median of repeats, dev
 class Sizes:
     """What each section runs on: the issue's sizes by default, `DRY` for a 2-core CPU."""
 
-    backbone: str = "resnet18"  # CIFAR stem, as notebooks/06_gpu_cifar10
+    backbone: str = "resnet18"  # CIFAR stem, as notebooks/07_gpu_cifar10
     n_images: int = 50_000  # CIFAR-10's training set
     image_size: int = 32  # CIFAR-10's
-    batch_size: int = 256  # as notebooks/06_gpu_cifar10
-    n_clusters: int = 100  # K for CIFAR-10, as notebooks/06_gpu_cifar10
+    batch_size: int = 256  # as notebooks/07_gpu_cifar10
+    n_clusters: int = 100  # K for CIFAR-10, as notebooks/07_gpu_cifar10
     pca_dim: int = 64  # the small preset's
     min_cluster_size: int = 10  # ODC's small preset
     rounds: int = 3  # repeats of each timing; interleaved A/B rounds for the ratios

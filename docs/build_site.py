@@ -64,7 +64,7 @@ REMOTE_IMG = re.compile(r"<img\b[^>]*?\bsrc=\"(?:https?:)?//[^\"]*\"[^>]*>", re.
 
 WIDGET = "application/vnd.jupyter.widget-view+json"
 # what a page shows where a widget was: the widgets need a live kernel, and without one nbconvert prints their repr
-WIDGET_PICTURE = ('<p><b>The playground needs a running kernel:</b> open <code>notebooks/05_playground.ipynb</code> in '
+WIDGET_PICTURE = ('<p><b>The playground needs a running kernel:</b> open <code>notebooks/06_playground.ipynb</code> in '
                   'JupyterLab (<code>.venv/bin/jupyter lab notebooks/</code>) to train with it. This is what it looks like '
                   'there:</p><img src="{src}" alt="The playground in JupyterLab" style="max-width:100%">')
 

@@ -110,6 +110,11 @@ def alarm_lines(history: dict) -> list[str]:
     return [line for line in map(watch, history["epoch"]) if line]
 
 
+def symptoms(row: dict) -> str:
+    """The symptoms a row of `safeguard_runs`' table names, each with the epoch the alarm first saw it."""
+    return ", ".join(f"{collapse.SYMPTOMS[s]} (from epoch {e})" for s, e in row["symptoms"].items())
+
+
 def safeguard_runs(digits, held_out, n_clusters: int, epochs: int, fast: bool = False, progress: bool = True) -> dict:
     """Train every row of `safeguard_configs`. Returns {"table", "histories", "alarms", "settings"}; the table holds,
     per run, the last epoch's largest cluster share and clusters that hold an image, the symptoms the alarm named

@@ -20,6 +20,7 @@ from pathlib import Path
 EXAMPLE_RUN = Path(__file__).parent / "example-run"  # a hyphen: a data folder, never taken for a subpackage
 # what is kept of a run folder (the rest, report.html and flight-recorder HTML, is rebuilt on demand)
 KEEP = ("config.json", "baselines.json", "embeddings.npz", "evaluation.md", "evaluation.json", "*.png",
+        "churn.json", "safeguards.json",  # notebook 05's runs (kit/ablations.py)
         "*/history.json", "*/epochs.jsonl", "*/steps.jsonl", "*/labels/*.npy", "*/checkpoint.pt",
         "*/embed_features/*.npy")
 
@@ -34,11 +35,13 @@ def example_run() -> Path:
 
 def notebook_config(fast: bool = False):
     """The comparison the quickstart and the stability notebook train (and the example run holds):
-    `python -m kit compare`'s defaults, each algorithm's `small()` preset on the embedded digits;
-    `fast` is the KIT_FAST smoke run (`CompareConfig.fast()`, each algorithm's `fast()` preset)."""
+    `python -m kit compare`'s defaults, each algorithm's `small()` preset on the embedded digits, both at one K
+    (its epochs capped by KIT_EPOCHS, `runtime.budget`); `fast` is the KIT_FAST smoke run (`CompareConfig.fast()`,
+    each algorithm's `fast()` preset)."""
     from .compare import CompareConfig
+    from .runtime import budget
 
-    return CompareConfig.fast() if fast else CompareConfig()
+    return CompareConfig.fast() if fast else CompareConfig(epochs=budget(CompareConfig.epochs))
 
 
 def runs_folder() -> Path:

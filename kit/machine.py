@@ -34,7 +34,7 @@ DEMO_FACTOR, DEMO_FIXED = 0.85, 30.0
 # each notebook at full settings as a multiple of the demo's time (bench/RESULTS.md, "Notebooks at full
 # settings"): 01 trains the demo's run, 04 adds the evaluation tables, 02 and 03 train one algorithm briefly
 NOTEBOOKS = {"01_quickstart": 1.0, "02_deepcluster_walkthrough": 0.33, "03_odc_walkthrough": 0.28,
-             "04_stability": 2.3, "05_playground": 0.03}
+             "04_stability": 2.3, "06_playground": 0.03}
 REQUIRED = {"faiss": "faiss-cpu", "umap": "umap-learn", "mlxtend": "mlxtend"}
 OPTIONAL = {"tensorboard": "TensorBoard logging (--tensorboard): pip install 'kit[tensorboard]'"}
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")

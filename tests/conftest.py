@@ -82,8 +82,11 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 sys.path.insert(0, str(ROOT / "docs"))  # docs/build_site.py, the site build the tests share notebooks with
 # these train on a CUDA card that is not there (tests/fake_cuda.py), so a cell that mixes devices fails here as
-# it would on Colab's GPU; 06 trains on a CIFAR-10 stand-in of 192 images
-ON_CARD = ("02_deepcluster_walkthrough.ipynb", "03_odc_walkthrough.ipynb", "04_stability.ipynb", "06_gpu_cifar10.ipynb")
+# it would on Colab's GPU; 07 trains on a CIFAR-10 stand-in of 192 images
+ON_CARD = ("02_deepcluster_walkthrough.ipynb", "03_odc_walkthrough.ipynb", "04_stability.ipynb", "05_churn.ipynb",
+           "07_gpu_cifar10.ipynb")
+MODES = ("fast", "example", "full")
+FULL_EPOCHS = 2  # the "full" mode's epoch cap (KIT_EPOCHS): full data, K and monitoring, two epochs of each run
 SWITCH = "USE_EXAMPLE_RUN = False"  # the docs build injects True through the `parameters` cell: keep this form
 
 
@@ -105,27 +108,30 @@ def execute_notebook(name: str, mode: str, runs: Path, threads: int = CORES):
     """Run notebook `name` top to bottom in a fresh kernel, offline, its runs under `runs` (KIT_RUNS).
 
     mode "fast": KIT_FAST=1, training end to end (the ON_CARD notebooks on the stand-in card);
-    mode "example": KIT_FAST=1 with `USE_EXAMPLE_RUN = True`, reading the shipped run (what the site shows).
+    mode "example": KIT_FAST=1 with `USE_EXAMPLE_RUN = True`, reading the shipped run (what the site shows);
+    mode "full": the notebooks' own full-size settings (all the data, the presets' K, their monitoring), each run
+    capped at FULL_EPOCHS epochs (KIT_EPOCHS), on the CPU: what "run it before class" runs, shorter.
     The notebook comes back with `metadata.kit_test`: the mode, the runs folder and the seconds it took.
     `threads`: the kernel's OpenMP threads (one while the tests run beside it, see `NotebookCache`).
     """
     import nbformat
     from nbclient import NotebookClient
 
-    if mode not in ("fast", "example"):
-        raise ValueError(f"mode {mode!r}: 'fast' or 'example'")
+    if mode not in MODES:
+        raise ValueError(f"mode {mode!r}: one of {', '.join(MODES)}")
     runs.mkdir(parents=True, exist_ok=True)
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     if mode == "example":
         import build_site  # docs/: the switch is turned as `make docs` turns it
 
         assert build_site.use_example_run(nb), f"{name} has no `{SWITCH}` line"
-    elif name in ON_CARD:
+    elif mode == "fast" and name in ON_CARD:
         from fake_cuda import notebook_cells
 
-        first, last = notebook_cells(cifar10=name.startswith("06"))
+        first, last = notebook_cells(cifar10=name.startswith("07"))
         nb.cells = [nbformat.v4.new_code_cell(first), *nb.cells, nbformat.v4.new_code_cell(last)]
-    env = {**os.environ, **OFFLINE, "KIT_FAST": "1", "KIT_RUNS": str(runs), "OMP_NUM_THREADS": str(threads)}
+    size = {"KIT_FAST": "0", "KIT_EPOCHS": str(FULL_EPOCHS)} if mode == "full" else {"KIT_FAST": "1", "KIT_EPOCHS": ""}
+    env = {**os.environ, **OFFLINE, **size, "KIT_RUNS": str(runs), "OMP_NUM_THREADS": str(threads)}
     t0 = time.perf_counter()
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}).execute(env=env)
     nb.metadata["kit_test"] = {"mode": mode, "runs": str(runs), "seconds": time.perf_counter() - t0,
@@ -149,11 +155,17 @@ class NotebookCache:
         self.waited = 0.0  # seconds the tests spent waiting for the lane
 
     def key(self, name: str, mode: str) -> tuple[str, str]:
-        if mode not in ("fast", "example"):
-            raise ValueError(f"mode {mode!r}: 'fast' or 'example'")
-        if mode == "example" and name not in ON_CARD and SWITCH not in (NOTEBOOKS / name).read_text():
-            mode = "fast"  # nothing to switch: the example run is the fast run
+        if mode not in MODES:
+            raise ValueError(f"mode {mode!r}: one of {', '.join(MODES)}")
+        if mode != "fast" and SWITCH not in (NOTEBOOKS / name).read_text():
+            mode = "fast"  # no example-run switch and nothing sized by KIT_FAST (the playground): one execution
         return name, mode
+
+    @staticmethod
+    def runs_folder(name: str, mode: str) -> str:
+        """Each execution trains into a folder of its own, but for the full-size 01 and 04, which share one as a
+        user's do: whichever runs first trains the quickstart run, the other reopens it."""
+        return "01+04-full" if mode == "full" and name[:2] in ("01", "04") else f"{name[:2]}-{mode}"
 
     def busy(self) -> bool:
         with self.lock:
@@ -163,7 +175,7 @@ class NotebookCache:
         name, mode = key
         try:
             with self.kernel:
-                result = execute_notebook(name, mode, Path(self.folder) / f"{name[:2]}-{mode}", threads)
+                result = execute_notebook(name, mode, Path(self.folder) / self.runs_folder(name, mode), threads)
         except Exception as e:  # nbclient's CellExecutionError names the cell and its traceback
             result = e
         with self.lock:
@@ -276,7 +288,7 @@ def pytest_sessionfinish(session):
 
 @pytest.fixture(scope="session")
 def executed_notebook(tmp_path_factory):
-    """run(name, mode) -> the notebook executed in mode "fast" or "example" (see `execute_notebook`).
+    """run(name, mode) -> the notebook executed in mode "fast", "example" or "full" (see `execute_notebook`).
 
     Each (name, mode) is executed once per session and every caller gets its own copy. A test that declares
     what it reads (`@pytest.mark.notebooks("fast")`) has it executed in the background while earlier tests

@@ -344,7 +344,7 @@ def _card() -> FakeCuda:
     return FakeCuda._active
 
 
-# notebook 06 trains on CIFAR-10, which is not on this machine: a stand-in of its shape, 128 + 64 images (K = 100 needs 100)
+# notebook 07 trains on CIFAR-10, which is not on this machine: a stand-in of its shape, 128 + 64 images (K = 100 needs 100)
 FAKE_CIFAR10 = """
 import numpy as np, torchvision
 class FakeCIFAR10:

@@ -36,7 +36,7 @@ def _free_port() -> int:
 def jupyterlab(tmp_path):
     root = tmp_path / "nb"
     root.mkdir()
-    shutil.copy(NOTEBOOKS / "05_playground.ipynb", root)
+    shutil.copy(NOTEBOOKS / "06_playground.ipynb", root)
     settings = tmp_path / "settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True)
     (settings / "notification.jupyterlab-settings").write_text('{"fetchNews": "false", "checkForUpdates": false}')
@@ -97,7 +97,7 @@ def test_playground_compares_fades_earlier_runs_and_stops_in_a_real_jupyterlab(j
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as p:
-        browser, page = open_and_run_all(p, f"{jupyterlab}/lab/tree/05_playground.ipynb", height=1300)
+        browser, page = open_and_run_all(p, f"{jupyterlab}/lab/tree/06_playground.ipynb", height=1300)
         train = page.get_by_role("button", name="Train")
         expect(train).to_be_visible(timeout=60_000)
         status = page.locator(".widget-html-content", has_text=re.compile(r"^(done|stopped)"))

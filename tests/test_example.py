@@ -81,3 +81,35 @@ def test_a_second_notebook_reuses_the_run(executed_notebook, tmp_path):
     again = notebook_run("quickstart", fast=True, runs_root=tmp_path, progress=False)
     assert again == run and (run / "odc" / "checkpoint.pt").stat().st_mtime_ns == stamp  # reopened, not retrained
     assert notebook_config(fast=True).epochs == len(load_histories(run)["odc"]["epoch"])
+
+
+def _keys(path: Path) -> set:
+    """The keys a run file records: a JSON object's, or the union over a JSON-lines file's records."""
+    if path.suffix == ".jsonl":
+        return set().union(*(json.loads(line) for line in path.read_text().splitlines() if line.strip()))
+    return set(json.loads(path.read_text()))
+
+
+def test_the_example_run_records_every_field_the_code_records_today(fast_compare):
+    """The shipped run is made by today's code: every file a fresh `compare` writes that the example keeps
+    (`kit.example.KEEP`), and every key of its histories, epoch and step records, baselines and settings, is in
+    the example run too. A new field in the code fails here until `make example` rebuilds the run."""
+    from kit.example import KEEP
+
+    fresh, shipped = fast_compare.path, kit.example_run()
+    for pattern in KEEP:
+        if list(fresh.glob(pattern)):
+            assert list(shipped.glob(pattern)), f"the example run has no {pattern}: rebuild it (make example)"
+    files = ["config.json", "baselines.json", *(f"{a}/{f}" for a in ("deepcluster", "odc")
+                                                 for f in ("history.json", "epochs.jsonl", "steps.jsonl"))]
+    for name in files:
+        missing = _keys(fresh / name) - _keys(shipped / name)
+        assert not missing, f"the example run's {name} lacks {sorted(missing)}: rebuild it (make example)"
+    for algo in ("deepcluster", "odc"):
+        old, new = (json.loads((r / algo / "history.json").read_text()) for r in (shipped, fresh))
+        assert set(new.get("monitor_init", {})) <= set(old.get("monitor_init", {})), algo
+        assert set(new["config"]) <= set(old["config"]), f"{algo}'s config lacks {set(new['config']) - set(old['config'])}"
+    saved = json.loads((shipped / "config.json").read_text())["compare"]
+    assert set(json.loads((fresh / "config.json").read_text())["compare"]) <= set(saved)
+    k = {a: json.loads((shipped / a / "history.json").read_text())["config"]["n_clusters"] for a in ("deepcluster", "odc")}
+    assert len(set(k.values())) == 1, f"the example run compares two K ({k}): it must show one K for both"

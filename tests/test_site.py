@@ -118,7 +118,7 @@ def test_the_site_builds_offline_and_every_link_lands(site):
 def test_pages_show_a_picture_for_the_playground_no_pipe_tables_and_answers_not_their_code(site):
     """The playground needs a kernel: its page shows a picture and says so, not `VBox(children=...`; no table is
     left as raw pipes (01's numbers); a folded answer's cell shows the answer, not the f-string that spells it."""
-    playground = (site / "notebooks/05_playground.html").read_text(encoding="utf-8")
+    playground = (site / "notebooks/06_playground.html").read_text(encoding="utf-8")
     assert "VBox(" not in playground and "needs a running kernel" in playground
     assert 'src="../docs/playground.png"' in playground and (site / "docs/playground.png").is_file()
     for page in site.glob("notebooks/*.html"):

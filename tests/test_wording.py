@@ -108,8 +108,8 @@ def test_wording_the_readme_first_screen():
 
 # the notebooks with the classroom apparatus: Colab badge and cell, example-run switch, guides, takeaway
 CLASSROOM = ["01_quickstart.ipynb", "02_deepcluster_walkthrough.ipynb", "03_odc_walkthrough.ipynb",
-             "04_stability.ipynb", "06_gpu_cifar10.ipynb"]
-WALKTHROUGHS = ["02_deepcluster_walkthrough.ipynb", "03_odc_walkthrough.ipynb", "04_stability.ipynb"]
+             "04_stability.ipynb", "05_churn.ipynb", "07_gpu_cifar10.ipynb"]
+WALKTHROUGHS = ["02_deepcluster_walkthrough.ipynb", "03_odc_walkthrough.ipynb", "04_stability.ipynb", "05_churn.ipynb"]
 
 
 def cells(name):

@@ -74,8 +74,9 @@ GUIDES = {
                      "holds most; the shade counts images. Better: a block diagonal, every digit covered by its own "
                      "clusters, little mass off the blocks.",
     "moved.png": "The training images that changed cluster most often, each with its first and last cluster and "
-                 "its number of changes, in its digit's colour. Look for what they share: ambiguous or badly written "
-                 "digits are expected here; clear digits that keep moving point to unstable clusters.",
+                 "its number of changes, in its digit's colour. With more clusters than classes, clear and typical "
+                 "images can be among them: a boundary drawn through the middle of a class, which a fresh "
+                 "k-means redraws, moves them; ambiguous images move across classes.",
     "transitions.png": "One bar per epoch: the previous epoch's clusters by what became of them, as shares (upwards), "
                        "and the clusters born (downwards). Survived: at least 70% of its members stay together and "
                        "lead their new cluster; merged: the same inside a cluster led by another (absorbed); split: "
@@ -86,8 +87,8 @@ GUIDES = {
     "stability_map.png": "Each dot is one image of the UMAP subset: how far it lies from its cluster's centroid (x) "
                          "and the share of the transitions in which it kept its cluster (y). Images near their "
                          "centroid should keep their cluster; a negative rank correlation says the ones on the edges "
-                         "move. Below, the images that kept their cluster least: ambiguous digits are expected; clear "
-                         "ones point to clusters that keep being redrawn.",
+                         "move. Below, the images that kept their cluster least: clear ones among them point to "
+                         "boundaries redrawn inside a class, ambiguous ones to images between classes.",
 }
 
 

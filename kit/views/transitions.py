@@ -60,6 +60,11 @@ def strip(snapshots: list[np.ndarray], upto: int | None = None) -> list[dict]:
             for a, b, ca, cb in zip(snaps[:-1], snaps[1:], chain[:-1], chain[1:])]
 
 
+def mean_shares(transitions: list[dict]) -> dict:
+    """The mean share of the old clusters that survived, split, merged or died over some transitions of `strip`."""
+    return {k: float(np.mean([t[k] / t["of"] for t in transitions])) for k in ("survived", "split", "merged", "died")}
+
+
 def kept_share(snapshots: list[np.ndarray], upto: int | None = None) -> np.ndarray:
     """(N,) the share of transitions in which each image kept its cluster (1 = never moved)."""
     n = len(snapshots[:upto]) - 1
