@@ -320,10 +320,11 @@ def test_each_transition_kind_on_a_hand_made_pair_of_clusterings():
         [7] * 10,  # 0 keeps all its members, and leads its new cluster: survived (renamed 0 -> 7)
         [7] * 8 + [1] * 2,  # 1 keeps 80% together, inside the cluster 0 leads: merged (absorbed)
         [2] * 5 + [3] * 5,  # 2 in two halves: split
-        [4, 4, 4, 4, 5, 5, 6, 6, 8, 9],  # 3 keeps 40% together: died (scattered)
-        [5, 5, 6, 6, 8, 8, 9, 9, 1, 1],  # 4: died too, its pieces all under 30%
+        [4, 4, 4, 4, 5, 5, 6, 6, 8, 9],  # 3 keeps a core of 40% together, the rest scattered: shrank
+        [5, 5, 6, 6, 8, 8, 9, 9, 1, 1],  # 4: died, its pieces all under 30%
         [10] * 10])  # 5: survived
-    assert tr.classify(prev, cur) == {"survived": 2, "merged": 1, "split": 1, "died": 2, "born": 5, "of": 6, "new": 10}
+    assert tr.classify(prev, cur) == {"survived": 2, "merged": 1, "split": 1, "shrank": 1, "died": 1, "born": 5, "of": 6,
+                                      "new": 10}
     # born: 1, 5, 6, 8 and 9 hold at most 20% of any old cluster; 4 holds 40% of cluster 3, so it is not new
     assert tr.classify(prev, np.random.default_rng(0).permutation(11)[cur]) == tr.classify(prev, cur)  # ids are names
 
@@ -335,7 +336,8 @@ def test_the_strip_of_a_steady_run_is_all_survivors_and_its_reassignment_is_labe
     a = rng.integers(0, 10, 500)
     b = np.where(rng.random(500) < 0.1, rng.integers(0, 10, 500), rng.permutation(10)[a])  # ~9% move
     rows = tr.strip([a, rng.permutation(10)[a], b])
-    assert rows[0] == {"survived": 10, "merged": 0, "split": 0, "died": 0, "born": 0, "of": 10, "new": 10,
+    assert rows[0] == {"survived": 10, "merged": 0, "split": 0, "shrank": 0, "died": 0, "born": 0, "of": 10,
+                       "new": 10,
                        "reassigned": 0.0}
     assert rows[1]["survived"] == 10 and rows[1]["reassigned"] == pytest.approx(label_change(a, b))
     kept = tr.kept_share([a, a, b])

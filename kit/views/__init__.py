@@ -15,7 +15,7 @@ histories and run folders and change nothing; the training code never imports th
     page.py      a bokeh view as one self-contained offline page, for notebooks and report.html
     alluvial.py  reassignment flows as a static figure (matplotlib)
     gallery.py   clusters as images, the cluster x class table, the most-moved images (matplotlib)
-    transitions.py  what clusters do between epochs (survived, merged, split, died, born) and which images
+    transitions.py  what clusters do between epochs (survived, merged, split, shrank, died, born) and which images
                  keep theirs; pure functions of label and feature arrays
     lifecycle.py the transitions strip and the per-image stability map (matplotlib)
     palette.py   colours that read on white: tab10 for classes, 30 distinct cluster colours (class colours

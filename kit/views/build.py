@@ -18,7 +18,7 @@ FIGURES = {
                     "with size and purity.",
     "confusion.png": "Cluster x class counts after matching each cluster to its majority class.",
     "moved.png": "The images that changed cluster most often, counted over the same transitions for both algorithms.",
-    "transitions.png": "What clusters do between epochs: survived, absorbed (merged), split, died and born, beside the "
+    "transitions.png": "What clusters do between epochs: survived, absorbed (merged), split, shrank, died and born, beside the "
                        "fraction of images reassigned.",
     "stability_map.png": "Per-image stability: how often each image kept its cluster against its distance to its "
                          "centroid, and the images that kept theirs least.",

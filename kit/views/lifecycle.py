@@ -1,7 +1,7 @@
 """The lives of clusters and of images, as static figures (matplotlib), DeepCluster beside ODC:
 
 - `transitions_figure`: per transition, the share of clusters that survived, were absorbed (merged),
-  split or died, the clusters born, and the fraction of images reassigned (`transitions.strip`);
+  split, shrank or died, the clusters born, and the fraction of images reassigned (`transitions.strip`);
 - `stability_map_figure`: each image of the UMAP subset by how often it kept its cluster against its
   distance to its centroid, and the images that kept theirs least, as thumbnails.
 
@@ -18,7 +18,8 @@ from .palette import class_colours, text_colour
 from .gallery import mosaic, show_tiles
 from .rundata import RunData
 
-KIND_COLOURS = {"survived": "#2ca02c", "merged": "#9467bd", "split": "#ffbf00", "died": "#d62728", "born": "#17becf"}
+KIND_COLOURS = {"survived": "#2ca02c", "merged": "#9467bd", "split": "#ffbf00", "shrank": "#ff9896", "died": "#d62728",
+                "born": "#17becf"}
 
 
 def transitions_figure(data: RunData) -> Figure:
@@ -49,8 +50,9 @@ def transitions_figure(data: RunData) -> Figure:
     axes[-1].set_xlabel("transition into the clusters after this many epochs")
     axes[0].legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=9)
     fig.suptitle(f"survived: >= {tr.SURVIVE:.0%} of its members stay together and lead their new cluster; merged: "
-                 f"the same, inside a cluster led by another;\nsplit: >= 2 parts of >= {tr.PART:.0%} each; died: "
-                 f"scattered; born: no old cluster gave it {tr.PART:.0%} of itself", fontsize=10)
+                 f"the same, inside a cluster led by another;\nsplit: >= 2 parts of >= {tr.PART:.0%} each; shrank: one "
+                 f"part of {tr.PART:.0%}-{tr.SURVIVE:.0%}, the rest scattered; died: no part of {tr.PART:.0%}; born: no old "
+                 f"cluster gave it {tr.PART:.0%} of itself", fontsize=10)
     return fig
 
 

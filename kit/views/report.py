@@ -80,7 +80,8 @@ GUIDES = {
     "transitions.png": "One bar per epoch: the previous epoch's clusters by what became of them, as shares (upwards), "
                        "and the clusters born (downwards). Survived: at least 70% of its members stay together and "
                        "lead their new cluster; merged: the same inside a cluster led by another (absorbed); split: "
-                       "two or more parts of at least 30%; died: scattered; born: no old cluster gave it 30% of "
+                       "two or more parts of at least 30%; shrank: one part of 30-70% kept, the rest scattered; "
+                       "died: no part of 30% kept; born: no old cluster gave it 30% of "
                        "itself. The black line is the fraction of images reassigned (the reassignment curve). More "
                        "green and less red means clusters that live on; shares of clusters depend on K, so compare "
                        "the two algorithms at equal K.",
@@ -271,7 +272,7 @@ def html_table(header: list[str], rows, classes: list[str] | None = None) -> str
     for row in rows:
         cells = [f"<td>{html.escape(str(v))}</td>" for v in row]
         if len(row) < len(header):
-            cells[-1] = f'<td colspan="{len(header) - len(row) + 1}" class="span">{html.escape(str(row[-1]))}</td>'
+            cells[-1] = f'<td colspan="{len(header) - len(row) + 1}" class="span" style="text-align:center">{html.escape(str(row[-1]))}</td>'
         body.append(f'<tr{" class=baseline" if len(row) < len(header) else ""}>{"".join(cells)}</tr>')
     return f"<table><tr>{head}</tr>\n" + "\n".join(body) + "</table>"
 

@@ -9,11 +9,12 @@ Spiliopoulou et al., KDD 2006: survival, split, absorption, disappearance, emerg
     merged    >= 0.7 of its members stay together, in a cluster whose largest source is another
               cluster: it was absorbed
     split     no cluster keeps 0.7 of it, but two or more clusters each take >= PART (0.3) of it
-    died      none of the above: its members scattered (at most one part of 0.3 or more, under 0.7)
+    shrank    one cluster keeps a core of PART (0.3) to 0.7 of it, and the rest scattered in pieces under 0.3
+    died      no cluster keeps even PART (0.3) of it: its members scattered
     born      a cluster of t+1 that no cluster of t gave PART of its members to: made of scraps
 
 The kinds read the K x K' contingency table, so they need no matching of ids (a renamed cluster is the
-same cluster); the images are the same N in both snapshots. survived + merged + split + died = the
+same cluster); the images are the same N in both snapshots. survived + merged + split + shrank + died = the
 non-empty clusters of t. An image *kept its cluster* in a transition when its carried id did not change
 (`flows.flips`, the same matching as the flows and `label_change`).
 """
@@ -26,7 +27,7 @@ from . import flows
 
 SURVIVE = 0.7  # share of a cluster's members that must stay together for it to survive (or be absorbed whole)
 PART = 0.3  # share a piece must take to count as a part of a split, or as a source of a new cluster
-KINDS = ("survived", "merged", "split", "died", "born")
+KINDS = ("survived", "merged", "split", "shrank", "died", "born")
 
 
 def classify(prev: np.ndarray, cur: np.ndarray, survive: float = SURVIVE, part: float = PART) -> dict:
@@ -45,7 +46,7 @@ def classify(prev: np.ndarray, cur: np.ndarray, survive: float = SURVIVE, part: 
         elif (share[i] >= part).sum() >= 2:
             out["split"] += 1
         else:
-            out["died"] += 1
+            out["shrank" if share[i, j] >= part else "died"] += 1
     nonempty = table.sum(0) > 0
     out["born"] = int((nonempty & (share.max(0) < part)).sum())
     return {**out, "of": int((size > 0).sum()), "new": int(nonempty.sum())}
@@ -61,8 +62,9 @@ def strip(snapshots: list[np.ndarray], upto: int | None = None) -> list[dict]:
 
 
 def mean_shares(transitions: list[dict]) -> dict:
-    """The mean share of the old clusters that survived, split, merged or died over some transitions of `strip`."""
-    return {k: float(np.mean([t[k] / t["of"] for t in transitions])) for k in ("survived", "split", "merged", "died")}
+    """The mean share of the old clusters of each kind (survived, merged, split, shrank, died) over some transitions
+    of `strip`."""
+    return {k: float(np.mean([t[k] / t["of"] for t in transitions])) for k in KINDS[:-1]}
 
 
 def kept_share(snapshots: list[np.ndarray], upto: int | None = None) -> np.ndarray:
