@@ -80,7 +80,8 @@ def churn_runs(digits, held_out, n_clusters: int, epochs: int, fast: bool = Fals
         table[label] = {"ami_prev": agreement(a, b)["ami"], "label_change": label_change(a, b), "n_clusters": k,
                         "within_class": within_class_moves(a, b, y)}
     return {"table": table, "histories": histories,
-            "settings": {"n_images": len(digits), "n_clusters": n_clusters, "epochs": epochs, "n_classes": n_classes}}
+            "settings": {"n_images": len(digits), "n_clusters": n_clusters, "epochs": epochs, "n_classes": n_classes,
+                         "n_test": len(held_out)}}
 
 
 # -- the safeguards -------------------------------------------------------------------------------------

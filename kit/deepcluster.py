@@ -24,9 +24,8 @@ from .training import TrainConfig, Trainer, check_number, labels_snapshot
 # What happens to the head when a new clustering arrives. The reference resets it, because k-means numbers
 # its clusters at random: keeping the head would keep weights whose outputs now mean other clusters.
 # "aligned" keeps the head but first renumbers the new clusters onto the previous epoch's by Hungarian
-# matching, so output j goes on meaning (mostly) the same images; that persistence of cluster identity
-# is the idea DeepCluster-v2 (Caron et al. 2020, the SwAV paper's appendix) builds on, with its head made
-# of the centroids themselves.
+# matching, so output j goes on meaning (mostly) the same images. (DeepCluster-v2, in the SwAV paper's
+# appendix, removes the problem instead: its head is the new centroids themselves, so it always matches.)
 HEADS = ("reset", "aligned")
 
 

@@ -163,9 +163,10 @@ class NotebookCache:
 
     @staticmethod
     def runs_folder(name: str, mode: str) -> str:
-        """Each execution trains into a folder of its own, but for the full-size 01 and 04, which share one as a
-        user's do: whichever runs first trains the quickstart run, the other reopens it."""
-        return "01+04-full" if mode == "full" and name[:2] in ("01", "04") else f"{name[:2]}-{mode}"
+        """Each execution trains into a folder of its own, but for 01 and 04 in the modes that train, which share
+        one as a user's do: whichever runs first trains the quickstart run, the other reopens it (in "fast" mode
+        04 runs on the stand-in card, so a run trained on the CPU is reopened on a card, or the other way)."""
+        return f"01+04-{mode}" if mode != "example" and name[:2] in ("01", "04") else f"{name[:2]}-{mode}"
 
     def busy(self) -> bool:
         with self.lock:
@@ -293,9 +294,10 @@ def executed_notebook(tmp_path_factory):
     Each (name, mode) is executed once per session and every caller gets its own copy. A test that declares
     what it reads (`@pytest.mark.notebooks("fast")`) has it executed in the background while earlier tests
     run; any other call executes on first use, so a test run with `-k` executes only what its tests ask for.
-    Each execution has a runs folder of its own (`metadata.kit_test.runs`): 04 trains the quickstart run on
-    the card itself, and an example-run execution's folder must stay empty. A notebook without the
-    example-run switch (the playground) reads the same in both modes: it is executed once for the two.
+    Each execution has a runs folder of its own (`metadata.kit_test.runs`), but for 01 and 04, which share the
+    quickstart run as a user's notebooks do (`NotebookCache.runs_folder`); an example-run execution's folder
+    must stay empty. A notebook without the example-run switch (the playground) reads the same in every mode:
+    it is executed once for all.
     """
     global _notebooks
     if _notebooks is None:

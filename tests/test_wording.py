@@ -135,6 +135,16 @@ def test_wording_the_classroom_apparatus():
         assert all(c.cell_type == "code" for c in nb[takeaway + 1:]), name
 
 
+def test_wording_answers_are_folded_with_their_code_hidden():
+    """A cell that formats a folded answer (`lesson.Answer(...)`) is tagged `answer` and its code hidden: JupyterLab
+    shows the closed answer, the site its text, never the f-string behind it."""
+    for name in CLASSROOM:
+        for c in cells(name):
+            if c.cell_type == "code" and "lesson.Answer(" in c.source:
+                assert "answer" in c.metadata.get("tags", []), f"{name}: an answer cell is not tagged: {c.source[:60]!r}"
+                assert c.metadata.get("jupyter", {}).get("source_hidden"), f"{name}: an answer cell shows its code"
+
+
 def test_wording_walkthroughs_ask_before_they_show():
     """3-7 Predict prompts, each answered in a folded block (a <details> cell, or `lesson.Answer(...)` formatted
     from the run on the page) after the code cell that shows it."""

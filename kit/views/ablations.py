@@ -57,7 +57,7 @@ def safeguards_figure(histories: dict[str, dict], n_clusters: int) -> Figure:
             ("nonempty", f"Clusters that hold an image, of K = {n_clusters}"),
             ("loss_ln_k", "Loss / ln K (1 = chance)"))
     styles = _styles(histories)
-    fig = Figure(figsize=(16, 4.4), layout="constrained")
+    fig = Figure(figsize=(14, 4.4), layout="constrained")
     axes = fig.subplots(1, len(keys))
     for ax, (key, title) in zip(axes, keys):
         for label, h in histories.items():
@@ -67,5 +67,5 @@ def safeguards_figure(histories: dict[str, dict], n_clusters: int) -> Figure:
             ax.plot(x, y, label=label, **styles[label])
         _axes(ax, title, "share" if key != "loss_ln_k" else "loss / ln K")
         ax.set_ylim(0, 1.05 if key != "loss_ln_k" else max(1.2, ax.get_ylim()[1]))
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=4, frameon=False)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=3, frameon=False)
     return fig

@@ -156,7 +156,7 @@ def learning(histories: dict[str, dict], baselines: dict | None = None) -> Figur
                     ha="center", va="center", color="grey", fontsize=9)
             ax.set_xticks([])
             ax.set_yticks([])
-        ax.legend(fontsize=9)
+        ax.legend(fontsize=9, loc="lower right")  # the curves rise: the lower right stays clear
     return fig
 
 
