@@ -1,6 +1,6 @@
 """`make docs`: the notebooks, executed, as a static site that opens offline (default folder: site/).
 
-    python docs/build_site.py                    # all six notebooks -> site/index.html
+    python docs/build_site.py                    # all seven notebooks -> site/index.html
     python docs/build_site.py --only 02 04       # a reduced site
     python docs/build_site.py --out /tmp/s --no-example-run
 
@@ -285,9 +285,9 @@ def render(out: Path, notebooks: list[Executed]) -> int:
         banner = (f'<div class="kit-banner">This is <a href="{e.path.name}">{e.path.name}</a> as <code>make docs</code> '
                   f"executed it ({time.strftime('%Y-%m-%d')}, {e.seconds:.0f} s on the CPU) with <code>KIT_FAST="
                   f"{html.escape(e.kit_fast)}</code>"
-                  + (" (small presets for what it computes itself) and <code>USE_EXAMPLE_RUN = True</code> (what "
-                     "it would train is read from the trained run that ships with kit)" if e.example_run else
-                     " (small presets)") + ", so its numbers are not those of a full run."
+                  + (" and <code>USE_EXAMPLE_RUN = True</code>: what it would train is read from the trained run "
+                     "that ships with kit (4,000 digits, K = 30, 30 epochs), so its numbers are that full-size run's"
+                     if e.example_run else " (small presets), so its numbers are those of a seconds-long smoke run") + "."
                   + " To run it yourself: <code>.venv/bin/jupyter lab notebooks/</code>.</div>")
         site.write(nb, source, site.pages[source], banner)
     site.markdown_page(INDEX_SOURCE, "index.html")
