@@ -1,9 +1,11 @@
 """The churn notebook's homework (kit.exercises.churn): the check accepts this run's answers, read off the
 table as it is shown, refuses each planted mistake with the same one line whichever answer is wrong, judges
-nothing until all are given; the notebook's stub and hidden solution ask its questions; and the page's
-folded answers do not print what the homework asks."""
+nothing until all are given; whether the kNN difference is noise is judged against two standard errors of a
+difference on the run's number of test images; the notebook's stub and hidden solution ask its questions; and
+the page's folded answers do not print what the homework asks."""
 import ast
 import re
+from math import sqrt
 from pathlib import Path
 
 import nbformat
@@ -16,17 +18,18 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 RESET, ALIGNED = "DeepCluster", "DeepCluster, head kept, ids aligned"
 
 
-def churn_table(knn_02=0.912, first_02=0.25):
+def churn_table(knn_02=0.912, first_02=0.25, aligned=0.915):
     """A made-up churn table (kit.ablations' labels). Right answers: the best kNN among the ODC rows at momentum
     0.2 (0.912; knn_02=0.9106 ties it with 0.5's 0.9108 at 3 decimals); the largest rise of the pseudo-labels'
     AMI to the digits DeepCluster's, 0.20 → 0.60 (first_02=0.204 ties it at 2 decimals: 0.20 → 0.60 shown);
-    aligned − reset kNN 0.915 − 0.905 = 0.010. Each wrong reading gives another answer: the best AMI(t−1, t)
-    is at momentum 0.0, the steadiest run is ODC 0.0 (which also rises least), the best final pseudo-labels
-    are ODC 0.5's, the best first ones ODC 0.9's, the best kNN is the aligned run's."""
+    aligned − reset kNN 0.915 − 0.905 = 0.010, which is noise on 1,000 test images (two standard errors of the
+    difference: 0.026). Each wrong reading gives another answer: the best AMI(t−1, t) is at momentum 0.0, the
+    steadiest run is ODC 0.0 (which also rises least), the best final pseudo-labels are ODC 0.5's, the best
+    first ones ODC 0.9's, the best kNN is the aligned run's."""
     def row(ami, moved, knn, first, last):
         return dict(ami_prev=ami, label_change=moved, pseudo_first=first, pseudo_last=last, knn=knn)
 
-    return {RESET: row(0.60, 0.40, 0.905, 0.20, 0.60), ALIGNED: row(0.75, 0.30, 0.915, 0.30, 0.50),
+    return {RESET: row(0.60, 0.40, 0.905, 0.20, 0.60), ALIGNED: row(0.75, 0.30, aligned, 0.30, 0.50),
             "ODC, momentum 0.0": row(0.99, 0.01, 0.850, 0.31, 0.30),
             "ODC, momentum 0.2": row(0.90, 0.05, knn_02, first_02, 0.58),
             "ODC, momentum 0.5": row(0.70, 0.20, 0.9108, 0.40, 0.65),
@@ -35,7 +38,8 @@ def churn_table(knn_02=0.912, first_02=0.25):
             "same features, two k-means seeds, K = classes": {"ami_prev": 0.55, "label_change": 0.36, "n_clusters": 10}}
 
 
-RIGHT = {"best_knn_momentum": 0.2, "largest_gain_run": RESET, "aligned_knn_minus_reset": 0.010}
+RIGHT = {"best_knn_momentum": 0.2, "largest_gain_run": RESET, "aligned_knn_minus_reset": 0.010,
+         "knn_difference_is_noise": True}
 PLANTED = {  # each answer read from a plausible wrong place of the table
     "best_knn_momentum": [0.0, 0.5, 0.9],  # the steadiest labels (the best AMI(t−1, t)); the runners-up in kNN
     "largest_gain_run": ["ODC, momentum 0.0",  # the steadiest run (and the smallest rise) instead of the largest rise
@@ -48,6 +52,7 @@ PLANTED = {  # each answer read from a plausible wrong place of the table
                                 0.915,  # the aligned run's kNN alone
                                 1.0,  # in percentage points; the table writes fractions
                                 0.003],  # aligned − the best ODC run (0.915 − 0.912)
+    "knn_difference_is_noise": [False],  # 0.010 read as a real gain; on 1,000 images the noise is 0.026
 }
 LOOK_AGAIN = ("not all answers agree with this run's table; look again at: "
               + "; ".join(f"{key}: {ex.CHURN_LOOK_AT[key]}" for key in ex.CHURN_QUESTIONS))
@@ -56,11 +61,13 @@ LOOK_AGAIN = ("not all answers agree with this run's table; look again at: "
 def test_the_churn_homework_accepts_the_runs_answers():
     table = churn_table()
     assert ex.solution_churn(table) == {**RIGHT, "aligned_knn_minus_reset": pytest.approx(0.010)}
+    assert ex.solution_churn(table, n_test=1000) == ex.solution_churn(table)  # the embedded test split's size
     assert set(ex.CHURN_QUESTIONS) == set(RIGHT) and ex.check_churn(RIGHT, table).passed
     for read in (0.012, 0.008, np.float32(0.01)):  # read off the table, within 0.002
         assert ex.check_churn({**RIGHT, "aligned_knn_minus_reset": read}, table).passed, read
     assert ex.check_churn({**RIGHT, "best_knn_momentum": np.float32(0.2)}, table).passed
     assert ex.check_churn({**RIGHT, "largest_gain_run": " deepcluster "}, table).passed  # case and spaces aside
+    assert ex.check_churn({**RIGHT, "knn_difference_is_noise": np.bool_(True)}, table).passed  # as NumPy writes it
 
 
 def test_a_tie_as_shown_accepts_either():
@@ -96,16 +103,91 @@ def test_the_churn_homework_judges_nothing_until_all_are_answered():
     unanswered = ex.check_churn(dict.fromkeys(ex.CHURN_QUESTIONS), table)
     assert unanswered.problems == [f"{key}: not answered yet (None)" for key in ex.CHURN_QUESTIONS]
     one_wrong = ex.check_churn({"aligned_knn_minus_reset": -0.5}, table)  # a guess alone reveals nothing
-    assert one_wrong.problems == [f"{key}: not answered yet (None)" for key in ex.CHURN_QUESTIONS[:2]]
+    assert one_wrong.problems == [f"{key}: not answered yet (None)" for key in ex.CHURN_QUESTIONS
+                                  if key != "aligned_knn_minus_reset"]
     runs = ", ".join(repr(run) for run in list(table)[:6])
-    kinds = ex.check_churn({"best_knn_momentum": 0.3, "largest_gain_run": 0.2, "aligned_knn_minus_reset": "0.01"}, table)
+    kinds = ex.check_churn({"best_knn_momentum": 0.3, "largest_gain_run": 0.2, "aligned_knn_minus_reset": "0.01",
+                            "knn_difference_is_noise": "True"}, table)
     assert kinds.problems == ["best_knn_momentum: write one of the table's momenta, 0.0, 0.2, 0.5, 0.9",
                               f"largest_gain_run: write one trained run's label, in quotes, as the table shows it ({runs}), "
                               "not 0.2",
-                              "aligned_knn_minus_reset: write a number (like 0.5), not '0.01'"]
+                              "aligned_knn_minus_reset: write a number (like 0.5), not '0.01'",
+                              "knn_difference_is_noise: write True or False, not 'True'"]
+    for not_a_verdict in (1, 0.0, "no"):
+        assert ex.check_churn({**RIGHT, "knn_difference_is_noise": not_a_verdict}, table).problems == \
+            [f"knn_difference_is_noise: write True or False, not {not_a_verdict!r}"]
     seeds = ex.check_churn({**RIGHT, "largest_gain_run": "same features, two k-means seeds"}, table)
     assert seeds.problems[0].startswith("largest_gain_run: write one trained run's label")  # a two-seed row trains nothing
     assert "write a number" in repr(ex.check_churn({**RIGHT, "aligned_knn_minus_reset": True}, table))
+
+
+# -- is the kNN difference larger than noise? -------------------------------------------------------
+def two_standard_errors(p1, p2, n):
+    """The lecturer's threshold, written here on its own: two standard errors of a difference of two accuracies."""
+    return 2 * sqrt(p1 * (1 - p1) / n + p2 * (1 - p2) / n)
+
+
+def noise_answers(table, n_test=1000):
+    """RIGHT for `table`, with its own kNN difference and the verdict for `n_test` test images."""
+    p1, p2 = table[ALIGNED]["knn"], table[RESET]["knn"]
+    return {**RIGHT, "aligned_knn_minus_reset": p1 - p2,
+            "knn_difference_is_noise": abs(p1 - p2) < two_standard_errors(p1, p2, n_test)}
+
+
+def test_a_difference_of_five_thousandths_on_1000_images_is_noise():
+    table = churn_table(aligned=0.900)  # the review's case: aligned − reset = −0.005, 0.2 of the noise (0.027)
+    right = noise_answers(table)
+    assert right["knn_difference_is_noise"] is True and ex.solution_churn(table)["knn_difference_is_noise"] is True
+    assert ex.check_churn(right, table).passed
+    noise_as_signal = {**right, "knn_difference_is_noise": False}
+    assert ex.check_churn(noise_as_signal, table).problems == [LOOK_AGAIN]
+
+
+def test_a_difference_larger_than_the_noise_is_not_noise():
+    table = churn_table(aligned=0.955)  # 0.050 against two standard errors of 0.023
+    right = noise_answers(table)
+    assert right["knn_difference_is_noise"] is False and ex.check_churn(right, table).passed
+    assert ex.check_churn({**right, "knn_difference_is_noise": True}, table).problems == [LOOK_AGAIN]
+
+
+def test_the_noise_is_the_differences_not_one_accuracys():
+    """0.020 on 1,000 images is below two standard errors of the difference (0.025), so it is noise; three slips
+    of the formula make the threshold too small and call it a real gain: the standard error of one accuracy
+    (either), or one standard error of the difference instead of two."""
+    table = churn_table(aligned=0.925)
+    p1, p2, n = 0.925, 0.905, 1000
+    slips = {"the aligned run's accuracy alone": 2 * sqrt(p1 * (1 - p1) / n),
+             "the reset run's accuracy alone": 2 * sqrt(p2 * (1 - p2) / n),
+             "one standard error, not two": two_standard_errors(p1, p2, n) / 2}
+    assert 0.020 < 0.9 * two_standard_errors(p1, p2, n) and all(0.020 > t for t in slips.values()), slips
+    assert ex.check_churn(noise_answers(table), table).passed
+    assert ex.check_churn({**noise_answers(table), "knn_difference_is_noise": False}, table).problems == [LOOK_AGAIN]
+
+
+def test_the_number_of_test_images_decides():
+    """The same 0.040 is a real gain on 1,000 test images and noise on KIT_FAST's 200; the check reads n_test."""
+    table = churn_table(aligned=0.945)
+    assert ex.solution_churn(table)["knn_difference_is_noise"] is False
+    assert ex.solution_churn(table, n_test=200)["knn_difference_is_noise"] is True
+    assert ex.check_churn(noise_answers(table, 200), table, n_test=200).passed
+    assert ex.check_churn(noise_answers(table, 200), table).problems == [LOOK_AGAIN]  # judged on 1,000 images
+    assert ex.check_churn(noise_answers(table), table, n_test=200).problems == [LOOK_AGAIN]
+    for wrong in (0, -5, 1000.0, "1000", None):
+        with pytest.raises(ValueError, match="n_test"):
+            ex.check_churn(RIGHT, table, n_test=wrong)
+
+
+def test_close_to_the_threshold_either_answer_is_accepted():
+    """The table's 0.010 against two standard errors of 0.8093/sqrt(n): within NOISE_BAND (10%) of it at
+    n = 7,000 (0.0097), either answer; clearly below at n = 4,000 (0.0128) and clearly above at n = 9,000 (0.0085)."""
+    table = churn_table()
+    assert ex.NOISE_BAND == 0.1
+    for n, accepted in ((4000, {True}), (7000, {True, False}), (9000, {False})):
+        threshold = two_standard_errors(0.915, 0.905, n)
+        assert (abs(0.010 - threshold) <= 0.1 * threshold) == (len(accepted) == 2), (n, threshold)
+        for verdict in (True, False):
+            passed = ex.check_churn({**RIGHT, "knn_difference_is_noise": verdict}, table, n_test=n).passed
+            assert passed == (verdict in accepted), (n, verdict)
 
 
 # -- the notebook ---------------------------------------------------------------------------------
@@ -124,10 +206,16 @@ def test_the_notebooks_hidden_churn_solution_is_kits():
     scope = {}
     exec(stub, scope)
     assert scope["homework"] == dict.fromkeys(ex.CHURN_QUESTIONS), "the notebook's homework stub asks other questions"
-    for table in (churn_table(), churn_table(knn_02=0.95), churn_table(knn_02=0.5, first_02=0.0)):
-        scope = {"table": table}
-        exec(re.search(r"```python\n(.*?)```", solution, re.S).group(1), scope)
-        assert scope["homework"] == ex.solution_churn(table) and ex.check_churn(scope["homework"], table).passed
+    call = 'exercises.check_churn(homework, table, n_test=setup.get("n_test", 1000))'
+    assert any(c.source.strip() == call for c in nb.cells if c.cell_type == "code"), "the check is not told n_test"
+    for table in (churn_table(), churn_table(knn_02=0.95), churn_table(knn_02=0.5, first_02=0.0),
+                  churn_table(aligned=0.945)):  # 0.040: a real gain on 1,000 test images, noise on 200
+        for setup in ({}, {"n_test": 1000}, {"n_test": 200}):  # an older run's settings carry no n_test
+            n_test = setup.get("n_test", 1000)
+            scope = {"table": table, "setup": setup}
+            exec(re.search(r"```python\n(.*?)```", solution, re.S).group(1), scope)
+            assert scope["homework"] == ex.solution_churn(table, n_test=n_test)
+            assert ex.check_churn(scope["homework"], table, n_test=n_test).passed
         assert not ex.check_churn(dict.fromkeys(ex.CHURN_QUESTIONS), table).passed
 
 
