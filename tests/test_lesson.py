@@ -94,9 +94,10 @@ def test_readme_notebooks_report_and_presets_state_the_same_takeaway(executed_no
 def test_the_ranking_follows_the_numbers():
     """The sentence is computed: swap the two algorithms' numbers and the ranking swaps too."""
     h = lesson.headline()
-    swapped = {**h, **{m: {"deepcluster": h[m]["odc"], "odc": h[m]["deepcluster"]} for m in ("knn", "ami_true", "ami_prev")}}
+    swapped = {**h, **{m: {"deepcluster": h[m]["odc"], "odc": h[m]["deepcluster"]}
+                       for m in ("knn", lesson.AGREEMENT, "ami_prev")}}
     assert lesson.ranking(swapped) == {"steadier": "deepcluster", "better": "odc"}
-    mixed = {**h, "ami_true": {"deepcluster": (0.5, 0.0), "odc": (0.6, 0.0)}}
+    mixed = {**h, lesson.AGREEMENT: {"deepcluster": (0.5, 0.0), "odc": (0.6, 0.0)}}
     assert lesson.ranking(mixed)["better"] == "neither"
     assert "kNN accuracy and agreement with the classes do not rank the features alike" in lesson.ranking_sentence(mixed)
 

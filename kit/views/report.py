@@ -310,7 +310,7 @@ def _unequal_k(histories: dict) -> str:
 
 def _takeaway(histories: dict) -> str:
     """The takeaway every comparison page states (kit/lesson.py), then this run's own numbers beside it."""
-    return (f"<h3>Takeaway</h3>\n<p>{lesson.takeaway(markup='html')}</p>\n"
+    return (f"<h3>Takeaway</h3>\n<div>{lesson.takeaway(markup='html')}</div>\n"
             f"<p>{html.escape(lesson.this_run(histories))}</p>") if len(histories) == 2 else ""
 
 
