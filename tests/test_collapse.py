@@ -41,7 +41,7 @@ def test_watch_says_each_symptom_once_in_one_line_with_the_causes():
     bad = {"kind": "epoch", "epoch": 1, "loss_ln_k": 0.5, "largest_share": 0.8, "nonempty": 9}
     line = w(bad)
     assert "\n" not in line and "odc epoch 2" in line and "one cluster holds most images (largest cluster 80%" in line
-    assert "learning rate" in line and "K far above N / batch" in line
+    assert "learning rate" in line and "a safeguard switched off" in line and "K far above" not in line
     assert w({**bad, "epoch": 2}) is None  # already said
     assert w({"kind": "step", "loss": 1.0}) is None
     assert w.raised == [(1, ["giant_cluster"]), (2, ["giant_cluster"])]

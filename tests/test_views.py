@@ -186,7 +186,7 @@ def test_the_report_reads_as_tables_with_a_guide_under_every_figure(fake_run):
     knn = names.index("kNN accuracy on raw pixels (baseline, no training)")  # its own row, under the metric it bounds
     assert names[knn - 1] == "kNN accuracy, final" and cells[knn][1:] == ["0.943"]
     assert "NMI to true classes, k-means on raw pixels (baseline)" in names
-    assert '<td colspan="2" class="span">0.532</td>' in summary
+    assert '<td colspan="2" class="span" style="text-align:center">0.532</td>' in summary
     assert "<th>setting</th><th>value</th>" in page and "<td>n_clusters</td><td>6</td>" in page  # the settings
     assert "<h2>Evaluation protocols</h2>" in page and "<th>Feature3</th>" in page
     assert "<tr><td>supervised</td><td>90.00</td>" in page  # an evaluation table row, as HTML cells
