@@ -14,10 +14,18 @@ def _memory(rng: np.random.Generator, n: int, d: int, k: int, momentum: float, m
     return mem
 
 
-def _changed(args: tuple, names: tuple, originals: tuple) -> str:
-    """'' or the line saying which tensor arguments the student's function changed in place."""
-    changed = [name for name, a, o in zip(names, args, originals) if isinstance(a, torch.Tensor) and not torch.equal(a, o)]
-    return f"it changed its arguments ({', '.join(changed)}): work on a copy (x.clone())" if changed else ""
+def _call_on_copies(result: Result, fn, names: tuple, originals: tuple, *rest):
+    """The student's function on copies of the tensor arguments `originals` (then `rest`), or None with the reason
+    recorded: it failed, returned nothing, or changed one of its arguments in place."""
+    args = tuple(a.clone() for a in originals)
+    out = _call(result, fn, *args, *rest)
+    if out is None:
+        return None
+    changed = [name for name, a, o in zip(names, args, originals) if not torch.equal(a, o)]
+    if changed:
+        result.problems.append(f"it changed its arguments ({', '.join(changed)}): work on a copy (x.clone())")
+        return None
+    return out
 
 
 def check_momentum_update(fn) -> Result:
@@ -34,12 +42,8 @@ def check_momentum_update(fn) -> Result:
         idx = torch.from_numpy(rng.choice(n, b, replace=False))
         z = torch.from_numpy(rng.standard_normal((b, d)).astype(np.float32) * 3)  # not unit length
         originals = (mem.features.clone(), mem.labels.clone(), mem.centroids.clone(), idx.clone(), z.clone())
-        args = tuple(a.clone() for a in originals)
-        out = _call(result, fn, *args, momentum)
+        out = _call_on_copies(result, fn, names, originals, momentum)
         if out is None:
-            return result
-        if changed := _changed(args, names, originals):
-            result.problems.append(changed)
             return result
         before = mem.labels[idx].clone()
         ratio = mem.update(idx, z)
@@ -88,12 +92,8 @@ def check_small_cluster_fix(fn) -> Result:
         mem = _memory(rng, n, d, k, 0.5, min_size)
         small = torch.nonzero(mem.counts() < min_size).flatten()
         originals = (mem.features.clone(), mem.labels.clone(), mem.centroids.clone())
-        args = tuple(a.clone() for a in originals)
-        out = _call(result, fn, *args, min_size)
+        out = _call_on_copies(result, fn, names, originals, min_size)
         if out is None:
-            return result
-        if changed := _changed(args, names, originals):
-            result.problems.append(changed)
             return result
         mine = torch.as_tensor(out).long()
         mem.fix_small_clusters()
