@@ -126,6 +126,7 @@ def top_flow_bars(ax, a: np.ndarray, b: np.ndarray, classes: np.ndarray, top: in
     major_a, major_b = flows.majority_class(a, classes)[0], flows.majority_class(b, classes)[0]
     name = (lambda c: class_names[c]) if class_names else str  # noqa: E731
     labels = ["stayed in its cluster"] + [f"{i} ({name(major_a[i])}) → {j} ({name(major_b[j])})" for i, j, _ in f["moves"]]
+    # a move reads "cluster (its majority class) → cluster (its majority class)"
     values = [f["stayed"]] + [m for *_, m in f["moves"]]
     colours = [OTHER] + [class_colour(int(major_a[i])) for i, *_ in f["moves"]]
     labels.append("other moves")
@@ -134,12 +135,11 @@ def top_flow_bars(ax, a: np.ndarray, b: np.ndarray, classes: np.ndarray, top: in
     y = np.arange(len(values))[::-1]
     ax.barh(y, values, color=colours, alpha=0.9)
     ax.set_yticks(y, labels, fontsize=10)
-    ax.set_xscale("log")
-    for yi, v in zip(y, values):
-        ax.text(max(v, 1) * 1.05, yi, f"{v} ({v / len(a):.1%})", va="center", fontsize=10)
+    for yi, v in zip(y, values):  # a linear axis: the bars' lengths are the shares the labels give
+        ax.text(v + 0.01 * len(a), yi, f"{v} ({v / len(a):.1%})", va="center", fontsize=10)
     ax.set_title(title, fontsize=12)
-    ax.set_xlabel("images (log)")
-    ax.set_xlim(0.8, len(a) * 4)
+    ax.set_xlabel("images")
+    ax.set_xlim(0, len(a) * 1.3)
 
 
 def flows_figure(data: RunData, epochs: list[int] | None = None, top: int = 8) -> Figure:

@@ -145,8 +145,8 @@ def learning(histories: dict[str, dict], baselines: dict | None = None) -> Figur
             if init is not None:
                 x, y = np.r_[0, x], np.r_[init, y]
             ax.plot(x, y, "o-", ms=3, color=COLOURS[algo], label=legend_name(algo, h))
-            if key == "nmi_true":
-                chance_floor(ax, h, key, COLOURS[algo], f"{legend_name(algo, h)}: chance level")
+            if key == "nmi_true":  # a 10-means of the features against the classes: its chance level, not the run's K's
+                chance_floor(ax, h, key, COLOURS[algo], f"{NAMES[algo]}: chance level")
         if baselines and key in ("nmi_true",) and "raw_pixels_nmi" in baselines:
             ax.axhline(baselines["raw_pixels_nmi"], color="grey", ls="--", lw=1, label="k-means on raw pixels")
         if baselines and key == "knn" and "raw_pixels_knn" in baselines:
@@ -157,7 +157,7 @@ def learning(histories: dict[str, dict], baselines: dict | None = None) -> Figur
                     ha="center", va="center", color="grey", fontsize=9)
             ax.set_xticks([])
             ax.set_yticks([])
-        ax.legend(fontsize=9, loc="lower right")  # the curves rise: the lower right stays clear
+        ax.legend(fontsize=9, loc="best")
     return fig
 
 

@@ -39,8 +39,8 @@ GUIDES = {
                      "K = 30), so read NMI only as its height above its own floor, and compare algorithms at equal K. "
                      "Right, the fraction of training images whose cluster changed (cluster ids matched first). "
                      "Higher on the left and lower on the right mean steadier pseudo-labels, a target the network can "
-                     "learn; steadier is not the same as better clusters (see the figure above). Fewer clusters "
-                     "change less, so check K in the settings before comparing.",
+                     "learn; steadier is not the same as better clusters (see the figure above). How many images "
+                     "change depends on K too, so check K in the settings before comparing.",
     "reassignment.png": "Left, ODC only: the share of each batch whose label changed when it updated the memory, per "
                         "iteration (faint) and as a running mean. It falls as the features settle; lower means a "
                         "steadier memory. Right, for both, the fraction of all training images with a new cluster "
@@ -297,13 +297,13 @@ def _settings(cfg: dict, histories: dict) -> str:
 
 def _unequal_k(histories: dict) -> str:
     """A warning under the table when the two algorithms ran with different K: their stability rows then
-    compare different numbers of clusters (fewer clusters change less), so the table must not rank them."""
+    compare different numbers of clusters (how many images change depends on K), so the table must not rank them."""
     k = {algo: h.get("config", {}).get("n_clusters") for algo, h in histories.items()}
     if len(k) < 2 or None in k.values() or len(set(k.values())) == 1:
         return ""
     ks = " and ".join(f"{plots.NAMES[a]} K = {v}" for a, v in k.items())
     return (f'<p class="warn"><b>Different K</b> ({ks}): the stability rows compare different numbers of clusters, '
-            f"and fewer clusters change less, so they do not rank the two algorithms' stability. AMI removes NMI's "
+            f"and how many images change depends on K, so they do not rank the two algorithms' stability. AMI removes NMI's "
             f"chance bias, not this one. For a ranking, train both at one K: <code>python -m kit compare "
             f"--n-clusters {min(k.values())}</code>.</p>")
 
