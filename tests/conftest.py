@@ -153,6 +153,7 @@ class NotebookCache:
         self.folder, self.lock, self.done, self.running, self.queue = folder, threading.Lock(), {}, {}, []
         self.kernel = threading.Lock()  # one notebook kernel at a time: the lane's and a test's never compete
         self.waited = 0.0  # seconds the tests spent waiting for the lane
+        self.blocked = 0  # tests waiting for the lane right now: their core is free for the next kernel
 
     def key(self, name: str, mode: str) -> tuple[str, str]:
         if mode not in MODES:
@@ -206,7 +207,11 @@ class NotebookCache:
             self._execute(key)
         elif claim is not None:
             t0 = time.perf_counter()
+            with self.lock:
+                self.blocked += 1
             claim.wait()
+            with self.lock:
+                self.blocked -= 1
             self.waited += time.perf_counter() - t0
         result = self.done[key]
         if isinstance(result, Exception):
@@ -231,8 +236,8 @@ class NotebookCache:
                     key = self.queue.pop(0) if self.queue else None
                 if key is None:
                     return
-                if self._claim(key) is True:
-                    self._execute(key, threads=1)
+                if self._claim(key) is True:  # a test waiting for the lane leaves its core to the kernel
+                    self._execute(key, threads=CORES if self.blocked else 1)
 
         threading.Thread(target=lane, name="notebooks", daemon=True).start()
 
@@ -245,6 +250,14 @@ def pytest_configure(config):
                                        "(default: its `name` parameter, else every notebook); they are executed in the "
                                        "background while earlier tests run. A test parametrised over `name` and `mode` "
                                        "needs no mark")
+
+
+def pytest_collection_modifyitems(config, items):
+    """The tests that read the full-size executions run last: the lane executes those last (they are the longest),
+    and the other tests run beside them instead of waiting."""
+    def reads_full(item) -> bool:
+        return any(m.args[:1] == ("full",) for m in item.iter_markers("notebooks"))
+    items.sort(key=reads_full)  # stable: every other test keeps its place
 
 
 def pytest_collection_finish(session):
