@@ -179,10 +179,11 @@ def losses(histories: dict[str, dict], smooth: int = 20) -> Figure:
 
 
 def embeddings(layouts: dict[str, list[np.ndarray]], epochs: list[int], classes: np.ndarray,
-               clusters: dict[str, list[np.ndarray]]) -> Figure:
+               clusters: dict[str, list[np.ndarray]], labelled_at: dict[str, list[int]] | None = None) -> Figure:
     """UMAP layouts side by side: rows = algorithm x (true class, cluster), columns = epochs. Up to 30 clusters
     each has a colour of its own (`palette.cluster_colours`); above 30 each point takes the colour of its
-    cluster's majority class, and the figure says so."""
+    cluster's majority class, and the figure says so. `labelled_at[algo][c]`: the epoch whose clustering colours
+    column c where it is not that column's (DeepCluster's last k-means is the one at the start of its last epoch)."""
     algos = list(layouts)
     fig = Figure(figsize=(3 * len(epochs), 2.9 * 2 * len(algos) + 0.4), layout="constrained")
     axes = fig.subplots(2 * len(algos), len(epochs), squeeze=False)
@@ -198,7 +199,10 @@ def embeddings(layouts: dict[str, list[np.ndarray]], epochs: list[int], classes:
                 ax.scatter(*layouts[algo][c].T, c=colours, s=5, linewidths=0)  # big enough to show a colour
                 ax.set_xticks([])
                 ax.set_yticks([])
-                ax.set_title(f"{NAMES[algo]}, epoch {ep}:{what}", fontsize=9, color=palette.text_colour(COLOURS[algo]))
+                at = (labelled_at or {}).get(algo, epochs)[c]
+                when = f" (of epoch {at})" if row == 1 and at != ep else ""
+                ax.set_title(f"{NAMES[algo]}, epoch {ep}:{what}{when}", fontsize=9,
+                             color=palette.text_colour(COLOURS[algo]))
     if by_class:
         fig.suptitle(f"{', '.join(by_class)}: more clusters than colours a reader can tell apart (30), so in a cluster "
                      "row each point\ntakes the colour of its cluster's majority true class", fontsize=10)

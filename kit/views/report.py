@@ -112,7 +112,7 @@ def with_agreement(h: dict) -> dict:
     return h
 
 
-def _embeddings(run_path: Path, histories: dict) -> tuple[list[int], dict, dict, np.ndarray] | None:
+def _embeddings(run_path: Path, histories: dict) -> tuple[list[int], dict, dict, np.ndarray, dict] | None:
     """Aligned UMAP layouts per algorithm (computed once, then read from embeddings.npz)."""
     from . import embed
 
@@ -132,11 +132,12 @@ def _embeddings(run_path: Path, histories: dict) -> tuple[list[int], dict, dict,
             layouts[algo] = embed.aligned_embeddings([f[f"epoch_{e:04d}"] for e in epochs])
             stored.update({key(algo, e): y for e, y in zip(epochs, layouts[algo])})
     atomic_write_npz(cache, **stored)
-    clusters = {}
+    clusters, labelled_at = {}, {}
     for algo, h in histories.items():
         snaps = h.get("labels", [])
         clusters[algo] = [snaps[min(e, len(snaps) - 1)][subset] for e in epochs]  # labels of those features
-    return epochs, layouts, clusters, subset
+        labelled_at[algo] = [min(e, len(snaps) - 1) for e in epochs]
+    return epochs, layouts, clusters, subset, labelled_at
 
 
 def summary(histories: dict, baselines: dict, fmt=None) -> list[tuple[str, str, str]]:
@@ -224,10 +225,10 @@ def build_report(run_path: str | Path, log=print, umap: bool = True) -> Path:
     emb = _embeddings(run_path, histories) if umap else None
     interactive = ""
     if emb is not None:
-        epochs, layouts, clusters, subset = emb
+        epochs, layouts, clusters, subset, labelled_at = emb
         classes = load_dataset(cfg.get("dataset", "mnist5k"), "train", root=cfg.get("root", "data"),
                                n=cfg.get("n_train")).targets.numpy()[subset]
-        plots.save(plots.embeddings(layouts, epochs, classes, clusters), run_path / "embeddings.png")
+        plots.save(plots.embeddings(layouts, epochs, classes, clusters, labelled_at), run_path / "embeddings.png")
         log(f"UMAP layouts in {time.perf_counter() - t0:.1f} s")
         interactive = views.build(run_path, log=log)  # the flight recorder, self-contained HTML
     return _write_html(run_path, cfg, summary(histories, baselines), histories, interactive)
