@@ -150,7 +150,7 @@ def takeaway(h: dict | None = None, markup: str = "markdown") -> str:
             f"bench/equal_k.md):\n\n{body}")
 
 
-def this_run(histories: dict) -> str:
+def this_run(histories: dict, label: str = "This run") -> str:
     """One paragraph on the run a page shows: its own numbers, the same measures as the takeaway, and
     whether it ranks the two as the takeaway does (a run at unequal K ranks nothing on stability)."""
     k = {a: int(h.get("config", {}).get("n_clusters", 0)) for a, h in histories.items()}
@@ -163,12 +163,12 @@ def this_run(histories: dict) -> str:
     line = ", ".join(f"{NAMES[a]} (K = {k[a]}): kNN {got['knn'][a][0]:.3f}, AMI(t−1, t) {got['ami_prev'][a][0]:.2f}, "
                      f"{got['label_change'][a][0]:.2f} of the images reassigned per epoch" for a in histories)
     if len(histories) < 2:
-        return f"This run ({epochs} epochs): {line}."
+        return f"{label} ({epochs} epochs): {line}."
     r, ref = ranking(got), ranking()
     same = "ranks them as the takeaway does" if r == ref else "does not rank them as the takeaway does"
     caveat = "" if len(set(k.values())) == 1 else (" Its two K differ, so its stability numbers rank nothing: "
                                                     "how many images change cluster depends on K too (in either direction: notebook 05).")
-    return f"This run ({epochs} epochs, last 5 for the stability measures): {line}. It {same}.{caveat}"
+    return f"{label} ({epochs} epochs, last 5 for the stability measures): {line}. It {same}.{caveat}"
 
 
 def settings(histories: dict) -> list[tuple[str, str, str, str]]:
@@ -233,7 +233,13 @@ def protocols(evaluation: dict, n_test: int = 1000) -> str:
         p1, p2 = dc / 100, odc / 100
         margin = 200 * float(np.sqrt((max(p1 * (1 - p1), 1e-4) + max(p2 * (1 - p2), 1e-4)) / n_test))  # in points
         who = "level" if abs(dc - odc) < margin else ("DeepCluster" if dc > odc else "ODC")
-        ahead[who].append(f"{name} ({dc:.1f} against {odc:.1f})")
+        try:  # a pretrained backbone that fine-tunes below the untrained one says more about the budget than itself
+            floor = score("random init", path)
+        except (KeyError, IndexError, TypeError):
+            floor = None
+        below = [m for m, v in (("DeepCluster", dc), ("ODC", odc)) if floor is not None and v < floor]
+        note = f"; {' and '.join(below)} below the untrained network's {floor:.1f}, so it ranks little" if below else ""
+        ahead[who].append(f"{name} ({dc:.1f} against {odc:.1f}{note})")
     said = [f"{who} is ahead on {'; '.join(ahead[who])}." for who in ("DeepCluster", "ODC") if ahead[who]]
     said += [f"They are not shown to differ on {'; '.join(ahead['level'])}."] if ahead["level"] else []
     return (f"**This run's benchmark protocols** (top-1 %, DeepCluster against ODC, {n_test:,} test images). A difference "

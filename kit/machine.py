@@ -32,9 +32,10 @@ from .runtime import amp_dtype, available_cpus, resolve_device
 DEMO_STEPS, DEMO_IMAGES, DEMO_PASSES = 63, 5000, 2
 DEMO_FACTOR, DEMO_FIXED = 0.85, 30.0
 # each notebook at full settings as a multiple of the demo's time (bench/RESULTS.md, "Notebooks at full
-# settings"): 01 trains the demo's run, 04 adds the evaluation tables, 02 and 03 train one algorithm briefly
-NOTEBOOKS = {"01_quickstart": 1.0, "02_deepcluster_walkthrough": 0.33, "03_odc_walkthrough": 0.28,
-             "04_stability": 2.3, "06_playground": 0.03}
+# settings"): 01 trains the demo's run, 04 adds the evaluation tables to it, 05 trains eleven short runs,
+# 02 and 03 train one algorithm briefly
+NOTEBOOKS = {"01_quickstart": 1.0, "02_deepcluster_walkthrough": 0.25, "03_odc_walkthrough": 0.28,
+             "04_stability": 2.3, "05_churn": 1.6, "06_playground": 0.03}
 REQUIRED = {"faiss": "faiss-cpu", "umap": "umap-learn", "mlxtend": "mlxtend"}
 OPTIONAL = {"tensorboard": "TensorBoard logging (--tensorboard): pip install 'kit[tensorboard]'"}
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")

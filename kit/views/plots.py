@@ -157,7 +157,7 @@ def learning(histories: dict[str, dict], baselines: dict | None = None) -> Figur
                     ha="center", va="center", color="grey", fontsize=9)
             ax.set_xticks([])
             ax.set_yticks([])
-        ax.legend(fontsize=9, loc="best")
+        ax.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=2, frameon=False)  # clear of curves
     return fig
 
 
@@ -350,7 +350,7 @@ def bars(values, title: str, xlabel: str, ylabel: str, sort: bool = True, colour
     v = np.sort(v)[::-1] if sort else v
     fig = Figure(figsize=(8, 3.2), layout="constrained")
     ax = fig.subplots()
-    ax.bar(np.arange(len(v)), v, width=1.0, color=colour or COLOURS["deepcluster"])
+    ax.bar(np.arange(len(v)), v, width=0.8, color=colour or COLOURS["deepcluster"])  # gaps: each bar reads as one
     if hline is not None:
         ax.axhline(hline, color="black", ls="--", lw=1)
     style_axes(ax, title, xlabel, ylabel)

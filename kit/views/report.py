@@ -12,7 +12,7 @@ from ..data import load_dataset
 from ..metrics import agreement
 from ..runs import Run, atomic_write_bytes, atomic_write_npz, read_config, read_json
 from . import build as views
-from . import plots
+from . import flows, plots
 
 FIGURES = {
     "learning.png": "Do they learn? kNN accuracy and NMI to the true classes (epoch 0 = random init).",
@@ -134,7 +134,9 @@ def _embeddings(run_path: Path, histories: dict) -> tuple[list[int], dict, dict,
     atomic_write_npz(cache, **stored)
     clusters, labelled_at = {}, {}
     for algo, h in histories.items():
-        snaps = h.get("labels", [])
+        # ids carried across the snapshots (Hungarian matching, as the flows and the flight recorder): a cluster that
+        # lives on keeps its colour, whatever number a fresh k-means gave it
+        snaps = flows.carry_ids(h.get("labels", []), int(h.get("config", {}).get("n_clusters") or 0) or None)
         clusters[algo] = [snaps[min(e, len(snaps) - 1)][subset] for e in epochs]  # labels of those features
         labelled_at[algo] = [min(e, len(snaps) - 1) for e in epochs]
     return epochs, layouts, clusters, subset, labelled_at
@@ -262,7 +264,8 @@ def _seeded_report(run_path: Path, cfg: dict, log=print) -> Path:
             f"thin line. Every other figure, per seed: {links} (UMAP and the image-level views for "
             f"{html.escape(folders[0].name)}; <code>python -m kit report {html.escape(str(folders[-1]))}</code> "
             f"draws them for another seed).</p>")
-    return _write_html(run_path, cfg, with_baselines(rows, baselines), per_seed[0], figs, note)
+    return _write_html(run_path, cfg, with_baselines(rows, baselines), per_seed[0], figs, note,
+                       run_label=f"Its first seed ({folders[0].name})")
 
 
 def html_table(header: list[str], rows, classes: list[str] | None = None) -> str:
@@ -309,10 +312,10 @@ def _unequal_k(histories: dict) -> str:
             f"--n-clusters {min(k.values())}</code>.</p>")
 
 
-def _takeaway(histories: dict) -> str:
+def _takeaway(histories: dict, run_label: str = "This run") -> str:
     """The takeaway every comparison page states (kit/lesson.py), then this run's own numbers beside it."""
     return (f"<h3>Takeaway</h3>\n<div>{lesson.takeaway(markup='html')}</div>\n"
-            f"<p>{html.escape(lesson.this_run(histories))}</p>") if len(histories) == 2 else ""
+            f"<p>{html.escape(lesson.this_run(histories, run_label))}</p>") if len(histories) == 2 else ""
 
 
 def _alarms(histories: dict) -> str:
@@ -330,7 +333,8 @@ def _alarms(histories: dict) -> str:
             + html_table(["algorithm", "epoch", "symptoms"], rows))
 
 
-def _write_html(run_path: Path, cfg: dict, rows, histories: dict, interactive: str = "", note: str = "") -> Path:
+def _write_html(run_path: Path, cfg: dict, rows, histories: dict, interactive: str = "", note: str = "",
+                run_label: str = "This run") -> Path:
     header = ["metric", "DeepCluster", "ODC"] + (["DeepCluster − ODC"] if rows and len(rows[0]) > 3 else [])
     table = html_table(header, rows, ["", "dc", "odc", ""])
     figs = "\n".join(f'<figure><img src="{name}" alt="{name}"><figcaption><p><b>{html.escape(cap)}</b> '
@@ -355,7 +359,7 @@ unless set for both (settings below). Scores are on the held-out test split.</p>
 {table}
 {note}
 {_unequal_k(histories)}
-{_takeaway(histories)}
+{_takeaway(histories, run_label)}
 {_alarms(histories)}
 {_settings(cfg, histories)}
 {interactive}
