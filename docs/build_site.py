@@ -286,7 +286,8 @@ def render(out: Path, notebooks: list[Executed]) -> int:
                   f"executed it ({time.strftime('%Y-%m-%d')}, {e.seconds:.0f} s on the CPU) with <code>KIT_FAST="
                   f"{html.escape(e.kit_fast)}</code>"
                   + (" and <code>USE_EXAMPLE_RUN = True</code>: what it would train is read from the trained run "
-                     "that ships with kit (4,000 digits, K = 30, 30 epochs), so its numbers are that full-size run's"
+                     "that ships with kit (4,000 digits, K = 30, 30 epochs), so the numbers it shows are that "
+                     "full-size run's (a notebook that trains something else says it has no example run)"
                      if e.example_run else " (small presets), so its numbers are those of a seconds-long smoke run") + "."
                   + " To run it yourself: <code>.venv/bin/jupyter lab notebooks/</code>.</div>")
         site.write(nb, source, site.pages[source], banner)

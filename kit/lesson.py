@@ -52,7 +52,7 @@ def headline() -> dict:
     """{measure: {algo: (mean, std over seeds)}} of the equal-K comparison, plus its "n_clusters",
     "epochs", "seeds" and "source". Measures: knn, ami_true, nmi_true, ami_pseudo_true (final epoch), ami_true_last5,
     ami_prev, nmi_prev, nmi_prev_chance, label_change (means of the last 5 epochs), knn_init; and "odc_paper_momentum":
-    {measure: (mean, std)} of ODC at the paper's memory momentum 0.5, where measured."""
+    {measure: (mean, std)} of ODC at the reference config's memory momentum 0.5, where measured."""
     data = json.loads(HEADLINE.read_text())
     out = {k: data[k] for k in ("n_clusters", "epochs", "seeds", "source")}
     for measure in data["per_seed"]["odc"][0]:
@@ -119,7 +119,7 @@ def takeaway(h: dict | None = None, markup: str = "markdown") -> str:
     item = (lambda t: f"<li>{t}</li>") if markup == "html" else (lambda t: f"- {t}")
     paper, steady = h.get("odc_paper_momentum"), h["ami_prev"]["deepcluster"][0]
     caution = "" if not paper else (
-        f"At the paper's memory momentum 0.5 instead of kit's 0.2, ODC's AMI(t−1, t) is {paper['ami_prev'][0]:.2f} ± "
+        f"At the reference config's memory momentum 0.5 instead of kit's 0.2, ODC's AMI(t−1, t) is {paper['ami_prev'][0]:.2f} ± "
         f"{paper['ami_prev'][1]:.2f} after {h['epochs']} epochs (same settings otherwise, 3 seeds): "
         + ("still the steadier" if paper["ami_prev"][0] > steady else "no longer steadier than DeepCluster's")
         + f", with kNN accuracy {paper['knn'][0]:.3f} ± {paper['knn'][1]:.3f}; after 10 epochs it was the less steady "
@@ -137,7 +137,7 @@ def takeaway(h: dict | None = None, markup: str = "markdown") -> str:
         f"features, mean of the last 5 epochs) {both(AGREEMENT)}. The pseudo-labels' own AMI to the classes differs "
         f"less: {both('ami_pseudo_true')}.",
         f"{caution}Steadier labels are not better features, and the two runs differ in more than how they update "
-        f"labels (ODC's neck, each one's lr and sampler: notebook 04's first table); kit does not isolate which of "
+        f"labels (ODC's neck and loss weights, the features each clusters, lr, sampler: notebook 04's first table); kit does not isolate which of "
         f"these makes the feature gap.",
         f"The published benchmark (ResNet-50 pre-trained on ImageNet; ODC against DeepCluster) puts ODC ahead on "
         f"{said(ahead['odc'])}; DeepCluster on {said(ahead['deepcluster'])}; the two are level on the ImageNet linear "

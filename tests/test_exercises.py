@@ -329,3 +329,16 @@ def test_notebook_solutions_pass_and_stubs_do_not(name):
         scope = {"np": np, "torch": torch, "F": F}
         exec(stub, scope)
         assert not check(scope[fn]).passed, f"{name}: the unfinished {fn} passes its check"
+
+
+def nmi_one_for_a_collapse(a, b):
+    """The notebooks' earlier solution: 1.0 whenever either labelling has one cluster."""
+    return 1.0 if len(np.unique(a)) == 1 or len(np.unique(b)) == 1 else ex.solution_nmi(a, b)
+
+
+def test_nmi_check_catches_a_collapse_called_perfect_agreement():
+    """A labelling with a single cluster shares nothing with one that has several: NMI 0. A solution that returns 1
+    there would call a collapsed clustering perfectly stable (lecturer review 4)."""
+    result = ex.check_nmi(nmi_one_for_a_collapse)
+    assert not result.passed and "single cluster" in result.problems[0]
+    assert ex.check_nmi(ex.solution_nmi).passed

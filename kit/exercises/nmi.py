@@ -48,6 +48,25 @@ def check_nmi(fn) -> Result:
         if not np.isfinite(got) or abs(got - want) > 1e-6:
             result.problems.append(f"trial {trial}: got {got:.6f}, kit gives {want:.6f}" + (_nmi_hint(a, b, got) or gaps))
             return result
+    return _check_a_collapse(result, fn)
+
+
+def _check_a_collapse(result: Result, fn) -> Result:
+    """A labelling with one cluster (a collapse) shares nothing with one that has several: NMI 0, not 1. Only two
+    one-cluster labellings are the same partition (NMI 1)."""
+    a = np.arange(60) % 6
+    for b, what in ((np.zeros(60, dtype=np.int64), "one labelling has a single cluster"),
+                    (np.zeros(60, dtype=np.int64), "both labellings have a single cluster")):
+        first = a if what.startswith("one") else np.zeros(60, dtype=np.int64)
+        out = _call(result, fn, first.copy(), b.copy())
+        if out is None:
+            return result
+        want = kit_nmi(first, b)
+        if not np.isclose(float(out), want, atol=1e-6):
+            result.problems.append(f"when {what}, kit gives NMI {want:.0f}, yours {float(out):.3f}: a single cluster "
+                                   f"carries no information (entropy 0), so it shares none with a partition that has "
+                                   f"some; two single clusters are the same partition")
+            return result
     return result
 
 
@@ -117,4 +136,6 @@ def solution_nmi(a, b):
     nz = p > 0
     mi = (p[nz] * np.log(p[nz] / np.outer(pa, pb)[nz])).sum()
     h = lambda q: -(q[q > 0] * np.log(q[q > 0])).sum()  # noqa: E731
-    return mi / np.sqrt(h(pa) * h(pb)) if h(pa) * h(pb) > 0 else 1.0
+    if h(pa) * h(pb) == 0:  # a labelling with one cluster: 1 if both are (the same partition), else 0
+        return 1.0 if h(pa) == h(pb) == 0 else 0.0
+    return mi / np.sqrt(h(pa) * h(pb))
