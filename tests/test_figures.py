@@ -150,6 +150,8 @@ FIGURES = {  # every function in kit/views that returns a matplotlib figure, on 
     "reassignment": lambda: plots.reassignment(histories()),
     "cluster_sizes": lambda: plots.cluster_sizes(histories(), {"deepcluster": 30, "odc": 30}),
     "learning": lambda: plots.learning(histories(), {"raw_pixels_nmi": 0.5, "raw_pixels_knn": 0.9}),
+    "learning, one algorithm": lambda: plots.learning({"deepcluster": histories()["deepcluster"]},  # 02's figure
+                                                      {"raw_pixels_nmi": 0.5, "raw_pixels_knn": 0.9}),
     "losses": lambda: plots.losses(histories()),
     "embeddings": lambda: embeddings(30),
     "embeddings K=100": lambda: embeddings(100),

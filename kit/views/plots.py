@@ -157,7 +157,7 @@ def learning(histories: dict[str, dict], baselines: dict | None = None) -> Figur
                     ha="center", va="center", color="grey", fontsize=9)
             ax.set_xticks([])
             ax.set_yticks([])
-        ax.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncols=2, frameon=False)  # clear of curves
+        ax.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)  # below: clear of curves
     return fig
 
 
