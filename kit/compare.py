@@ -165,8 +165,11 @@ def _compare(run: Run, cfg: CompareConfig, train, test, progress: bool, log, dis
             log(f"seed {seed}: done ({one_run.path})")
     if not writer:
         return run.file("report.html")
-    from .views.report import build_report
+    from .views.report import build_report, is_current
 
+    if is_current(run.path):
+        log("figures and report: up to date with the run, not drawn again (`python -m kit report` redraws)")
+        return run.file("report.html")
     t0 = time.perf_counter()
     build_report(run.path, log=log)
     log(f"figures and report in {time.perf_counter() - t0:.0f} s")

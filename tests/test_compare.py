@@ -3,6 +3,7 @@
 The finished run is the session's `fast_compare` (tests/conftest.py), made once in-process; a test that
 changes it works on a copy. Ctrl-C in the middle of a `compare` is tests/test_cli.py's."""
 import hashlib
+import os
 import shutil
 from pathlib import Path
 
@@ -63,6 +64,26 @@ def test_an_existing_run_is_refused_and_a_finished_one_resumes_to_more_epochs_wi
         assert after[algo]["epoch"][:epochs] == before[algo]["epoch"]
         assert all(np.array_equal(x, y) for x, y in zip(before[algo]["labels"], after[algo]["labels"]))
         assert max(after[algo]["labels"][-1]) < 20  # still K = 20
+
+
+@pytest.mark.slow
+def test_reopening_a_finished_run_draws_again_only_what_has_changed_since(copied, capsys):
+    path, report = copied, copied / "report.html"
+    again = ["compare", "--name", "t", "--runs", str(path.parent), "--resume", "--epochs",
+             str(len(load_histories(copied)["odc"]["epoch"]))]
+    said = lambda: "".join(capsys.readouterr())  # noqa: E731 - the log goes to stderr
+    drawn = report.stat().st_mtime_ns
+    assert main(again) == 0  # nothing to train, nothing the report reads has changed: nothing is drawn
+    assert "figures and report: up to date with the run" in said()
+    assert report.stat().st_mtime_ns == drawn
+    (path / "loss.png").unlink()  # a figure the page shows is gone
+    assert main(again) == 0
+    assert "figures and report in" in said() and (path / "loss.png").is_file()
+    drawn = report.stat().st_mtime_ns
+    later = drawn + 10**9  # a file it reads written after it (as `evaluate` writes evaluation.json)
+    os.utime(path / "odc" / "history.json", ns=(later, later))
+    assert main(again) == 0
+    assert "figures and report in" in said() and report.stat().st_mtime_ns > drawn
 
 
 def test_plots_draw_what_they_promise():

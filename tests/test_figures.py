@@ -354,3 +354,22 @@ def test_the_flight_recorder_colours_thirty_clusters_apart_and_more_by_class():
     assert args["by_class"] and "majority class" in labels[1] and "K > 30" in labels[1]
     for per_epoch in args["kcol"]:
         assert all(len(set(colours)) <= N_CLASSES for colours in per_epoch)
+
+
+def test_the_flight_recorder_of_one_saved_epoch_has_nothing_to_slide_and_passes_bokehs_checks():
+    """A run shorter than the second UMAP epoch (`compare --epochs 2`: frames [0]) saved one layout: bokeh logged
+    E-1021 for a slider from 0 to 0. The slider and the play button are hidden instead."""
+    from bokeh.core.validation import check_integrity
+    from bokeh.models import Button, Slider
+
+    from kit.views.flight import flight_recorder
+
+    d = run_data(30)
+    one = RunData(epochs=[0], layouts={a: v[:1] for a, v in d.layouts.items()}, labels=d.labels, subset=d.subset,
+                  classes=d.classes, images=d.images, features={a: v[:1] for a, v in d.features.items()},
+                  class_names=d.class_names)
+    for data, shown in ((one, False), (d, True)):
+        models = flight_recorder(data, width=500).model.references()
+        assert not check_integrity(models).error
+        slider, play = (next(m for m in models if isinstance(m, t)) for t in (Slider, Button))
+        assert slider.visible is play.visible is shown and slider.start < slider.end

@@ -181,8 +181,10 @@ def flight_recorder(data: RunData, width: int = 500, height: int = 460, max_sele
         figs.append(fig)
         titles.append(_titles(data, a))
     legends = _legends(figs[-1], data, class_pal)
-    slider = Slider(start=0, end=frame, value=frame, step=0.02, title=f"epoch {data.epochs[frame]}",
-                    show_value=False, width=420, name="kit-flight-slider")
+    # one saved epoch (a run of fewer epochs than the second UMAP epoch): nothing to slide or play, and bokeh
+    # refuses a slider whose start is its end
+    slider = Slider(start=0, end=max(frame, 1), value=frame, step=0.02, title=f"epoch {data.epochs[frame]}",
+                    show_value=False, width=420, name="kit-flight-slider", visible=frame > 0)
     clusters = "cluster's majority class (K > 30)" if any(by_class) else "matched cluster"
     radio = RadioButtonGroup(labels=["true class", clusters, "changed since previous epoch"], active=0,
                              name="kit-flight-colour")
@@ -191,7 +193,7 @@ def flight_recorder(data: RunData, width: int = 500, height: int = 460, max_sele
                                 by_class=any(by_class), changed=CHANGED, kept=KEPT), code=_UPDATE)
     slider.js_on_change("value", update)
     radio.js_on_change("active", update)
-    play = Button(label="▶ play", width=90, name="kit-flight-play")
+    play = Button(label="▶ play", width=90, name="kit-flight-play", visible=frame > 0)
     play.js_on_click(CustomJS(args=dict(btn=play, slider=slider), code=_PLAY))
     hint = ("<i>Box- or lasso-select points in either view: the same images light up in both, "
             "and appear here with their cluster histories.</i>")

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import html
+import re
 import time
+from fnmatch import fnmatch
 from pathlib import Path
 
 import numpy as np
@@ -196,6 +198,30 @@ def with_baselines(rows: list[tuple], baselines: dict) -> list[tuple]:
         if key in baselines:
             out.append((name, f"{baselines[key]:.3f}"))
     return out
+
+
+# what build_report writes; every other file of a run (a dot-file aside) is something it draws from
+DRAWN = ("report.html", "embeddings.npz", "*.png")
+
+
+def is_current(run_path: str | Path) -> bool:
+    """Whether `report.html` was written after every file it draws from changed (histories, labels,
+    features, baselines, settings, evaluation): `compare --resume` on a finished run, or a second notebook
+    reopening it, then skips the ~10 s of drawing. `python -m kit report RUN` always draws again."""
+    run_path = Path(run_path)
+    report = run_path / "report.html"
+    if not report.is_file():
+        return False
+    shown = re.findall(r'src="([^":/]+\.png)"', report.read_text(errors="replace"))
+    if not all((run_path / name).is_file() for name in shown):  # a figure the page shows was deleted
+        return False
+    drawn = report.stat().st_mtime_ns
+    for f in run_path.rglob("*"):
+        if f.name.startswith(".") or "tb" in f.relative_to(run_path).parts[:-1] or not f.is_file():
+            continue  # run markers, locks, temporaries; TensorBoard's event files feed no figure
+        if not any(fnmatch(f.name, p) for p in DRAWN) and f.stat().st_mtime_ns > drawn:
+            return False
+    return True
 
 
 def build_report(run_path: str | Path, log=print, umap: bool = True) -> Path:
