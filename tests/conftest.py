@@ -144,16 +144,22 @@ class NotebookCache:
     works through what the selected tests declared (`@pytest.mark.notebooks`) while other tests run, or a
     test that asks before the lane got there. Kernels are processes of their own, so the lane overlaps them
     with the tests in this process. A notebook that failed fails every test that asks for it, once executed.
-    The lane's kernel takes one core and the test beside it the others (`pytest_runtest_setup`): two pools of
-    two threads on two cores made a test ten times slower than alone."""
+
+    Cores: a kernel takes one OpenMP thread while a test runs beside it (`pytest_runtest_setup` gives the test
+    the others: two pools of two threads on two cores made a test ten times slower than alone). While a test
+    waits for the lane, its core goes to a second lane worker, which runs the next queued notebook beside the
+    first (two one-thread kernels get more done than one of two threads); a kernel started with nothing beside
+    it takes every core. Two notebooks that share a runs folder (01 and 04) never run at once."""
 
     def __init__(self, folder):
         import threading
 
-        self.folder, self.lock, self.done, self.running, self.queue = folder, threading.Lock(), {}, {}, []
-        self.kernel = threading.Lock()  # one notebook kernel at a time: the lane's and a test's never compete
+        self.folder, self.done, self.running, self.queue = folder, {}, {}, []
+        self.lock = threading.Condition()  # guards everything below; notified when a kernel ends or a test waits
+        self.threads = 0  # OpenMP threads of the kernels running now
+        self.folders: set[str] = set()  # runs folders of the kernels running now
         self.waited = 0.0  # seconds the tests spent waiting for the lane
-        self.blocked = 0  # tests waiting for the lane right now: their core is free for the next kernel
+        self.blocked = 0  # tests waiting for the lane right now: their core is free for a kernel
 
     def key(self, name: str, mode: str) -> tuple[str, str]:
         if mode not in MODES:
@@ -173,43 +179,49 @@ class NotebookCache:
         with self.lock:
             return bool(self.queue or self.running)
 
-    def _execute(self, key, threads: int = CORES) -> None:
+    def _start(self, key, threads: int) -> None:
+        """Mark `key` running on `threads` threads (the caller holds the lock and has checked its folder is free)."""
+        import threading
+
+        self.running[key] = threading.Event()
+        if key in self.queue:
+            self.queue.remove(key)
+        self.threads += threads
+        self.folders.add(self.runs_folder(*key))
+
+    def _execute(self, key, threads: int) -> None:
         name, mode = key
         try:
-            with self.kernel:
-                result = execute_notebook(name, mode, Path(self.folder) / self.runs_folder(name, mode), threads)
+            result = execute_notebook(name, mode, Path(self.folder) / self.runs_folder(name, mode), threads)
         except Exception as e:  # nbclient's CellExecutionError names the cell and its traceback
             result = e
         with self.lock:
             self.done[key] = result
+            self.threads -= threads
+            self.folders.discard(self.runs_folder(name, mode))
             self.running.pop(key).set()
-
-    def _claim(self, key):
-        """None if `key` is done; the Event to wait on if it runs elsewhere; True if the caller must run it."""
-        import threading
-
-        with self.lock:
-            if key in self.done:
-                return None
-            if key in self.running:
-                return self.running[key]
-            self.running[key] = threading.Event()
-            if key in self.queue:
-                self.queue.remove(key)
-            return True
+            self.lock.notify_all()
 
     def get(self, name: str, mode: str):
         import copy
 
         key = self.key(name, mode)
-        claim = self._claim(key)
-        if claim is True:
-            self._execute(key)
-        elif claim is not None:
+        with self.lock:
+            while key not in self.done and key not in self.running and self.runs_folder(*key) in self.folders:
+                self.lock.wait()  # its runs folder is in use (01 and 04): wait for that kernel
+            if key in self.done or key in self.running:
+                event = self.running.get(key)
+            else:  # asked before the lane got there: this test runs it, on the cores no kernel uses
+                event, threads = None, max(1, CORES - self.threads)
+                self._start(key, threads)
+        if event is None and key not in self.done:
+            self._execute(key, threads)
+        elif event is not None:
             t0 = time.perf_counter()
             with self.lock:
                 self.blocked += 1
-            claim.wait()
+                self.lock.notify_all()  # a second lane worker may take this test's core
+            event.wait()
             with self.lock:
                 self.blocked -= 1
             self.waited += time.perf_counter() - t0
@@ -221,25 +233,45 @@ class NotebookCache:
     def stop(self) -> None:
         with self.lock:
             self.queue.clear()
+            self.lock.notify_all()
             running = list(self.running.values())
         for event in running:
             event.wait(timeout=900)
+
+    def _next(self, worker: int):
+        """(key, threads) for lane worker `worker` to run now, "wait", or None when the queue is empty. Worker 0 runs
+        the queue in order; the others only while a test waits, on a core no kernel uses."""
+        if not self.queue:
+            return None
+        free = CORES - self.threads
+        if free < 1 or (worker > 0 and self.blocked == 0):
+            return "wait"
+        ready = [k for k in self.queue if self.runs_folder(*k) not in self.folders]
+        if not ready:
+            return "wait"
+        key = ready[0]
+        # every core to it only when a test waits and no other notebook could run beside it (the last, or 04 after 01)
+        alone = not self.running and not any(self.runs_folder(*k) != self.runs_folder(*key) for k in ready[1:])
+        return key, (free if alone and self.blocked else 1)
 
     def start_lane(self, keys) -> None:
         import threading
 
         self.queue = [k for k in dict.fromkeys(self.key(*k) for k in keys)]
 
-        def lane():
+        def lane(worker: int):
             while True:
                 with self.lock:
-                    key = self.queue.pop(0) if self.queue else None
-                if key is None:
-                    return
-                if self._claim(key) is True:  # a test waiting for the lane leaves its core to the kernel
-                    self._execute(key, threads=CORES if self.blocked else 1)
+                    while (job := self._next(worker)) == "wait":
+                        self.lock.wait(timeout=5)
+                    if job is None:
+                        return
+                    key, threads = job
+                    self._start(key, threads)
+                self._execute(key, threads)
 
-        threading.Thread(target=lane, name="notebooks", daemon=True).start()
+        for worker in range(CORES):
+            threading.Thread(target=lane, args=(worker,), name=f"notebooks-{worker}", daemon=True).start()
 
 
 _notebooks: NotebookCache | None = None
