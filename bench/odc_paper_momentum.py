@@ -1,4 +1,4 @@
-"""ODC at the paper's memory momentum 0.5 (kit's preset: 0.2), everything else as the headline's comparison: K = 30,
+"""ODC at the reference config's memory momentum 0.5 (kit's preset: 0.2), everything else as the headline's comparison: K = 30,
 30 epochs, the 4,000 embedded digits, scored on the 1,000 test digits, seeds 31, 32, 33. Prints one JSON line per seed
 with the takeaway's measures; bench/make_headline.py keeps them beside the headline (kit/headline.json).
 

@@ -263,6 +263,20 @@ def execute_for_site(path: Path, example_run: bool = True, timeout: int = 900) -
     return Executed(path, nb, seconds, injected, os.environ["KIT_FAST"])
 
 
+def _what_it_shows(e: Executed) -> str:
+    """The banner's account of where the page's numbers come from, true of each kind of notebook."""
+    source = e.path.read_text()
+    if e.example_run and "example_run()" in source:
+        return (" and <code>USE_EXAMPLE_RUN = True</code>: what it would train is read from the trained run that ships "
+                "with kit (4,000 digits, K = 30, 30 epochs), so the numbers it shows are that full-size run's")
+    if e.example_run:  # the switch, but nothing shipped to read (07 trains CIFAR-10 on a GPU)
+        return (" and <code>USE_EXAMPLE_RUN = True</code>, which this notebook answers with a message: kit ships no run "
+                "of what it trains, so the page shows no results")
+    if "Playground" in source:
+        return ": its widgets need a live kernel, so the page shows a picture of them and no results of its own"
+    return " (small presets), so its numbers are those of a seconds-long smoke run"
+
+
 def render(out: Path, notebooks: list[Executed]) -> int:
     """The site in `out` from notebooks executed already (by `execute_for_site`, or by the tests' cache):
     a page per notebook, the index, every markdown page they link to. 0, or 1 if a page asks another host."""
@@ -285,10 +299,7 @@ def render(out: Path, notebooks: list[Executed]) -> int:
         banner = (f'<div class="kit-banner">This is <a href="{e.path.name}">{e.path.name}</a> as <code>make docs</code> '
                   f"executed it ({time.strftime('%Y-%m-%d')}, {e.seconds:.0f} s on the CPU) with <code>KIT_FAST="
                   f"{html.escape(e.kit_fast)}</code>"
-                  + (" and <code>USE_EXAMPLE_RUN = True</code>: what it would train is read from the trained run "
-                     "that ships with kit (4,000 digits, K = 30, 30 epochs), so the numbers it shows are that "
-                     "full-size run's (a notebook that trains something else says it has no example run)"
-                     if e.example_run else " (small presets), so its numbers are those of a seconds-long smoke run") + "."
+                  + _what_it_shows(e) + "."
                   + " To run it yourself: <code>.venv/bin/jupyter lab notebooks/</code>.</div>")
         site.write(nb, source, site.pages[source], banner)
     site.markdown_page(INDEX_SOURCE, "index.html")

@@ -148,8 +148,9 @@ class NotebookCache:
     Cores: a kernel takes one OpenMP thread while a test runs beside it (`pytest_runtest_setup` gives the test
     the others: two pools of two threads on two cores made a test ten times slower than alone). While a test
     waits for the lane, its core goes to a second lane worker, which runs the next queued notebook beside the
-    first (two one-thread kernels get more done than one of two threads); a kernel started with nothing beside
-    it takes every core. Two notebooks that share a runs folder (01 and 04) never run at once."""
+    first (two one-thread kernels get more done than one of two threads), once only tests that read executed
+    notebooks are left (earlier, the second kernel outlived the wait and slowed the tests after it); a kernel
+    started with nothing beside it while a test waits takes every core. Two notebooks that share a runs folder (01 and 04) never run at once."""
 
     def __init__(self, folder):
         import threading
@@ -160,6 +161,8 @@ class NotebookCache:
         self.folders: set[str] = set()  # runs folders of the kernels running now
         self.waited = 0.0  # seconds the tests spent waiting for the lane
         self.blocked = 0  # tests waiting for the lane right now: their core is free for a kernel
+        self.tail = False  # every test left reads executed notebooks (the full-size ones, sorted last): no test
+        # will need the core a second kernel takes, which runs to its end once started
 
     def key(self, name: str, mode: str) -> tuple[str, str]:
         if mode not in MODES:
@@ -240,11 +243,11 @@ class NotebookCache:
 
     def _next(self, worker: int):
         """(key, threads) for lane worker `worker` to run now, "wait", or None when the queue is empty. Worker 0 runs
-        the queue in order; the others only while a test waits, on a core no kernel uses."""
+        the queue in order; the others only at the session's tail while a test waits, on a core no kernel uses."""
         if not self.queue:
             return None
         free = CORES - self.threads
-        if free < 1 or (worker > 0 and self.blocked == 0):
+        if free < 1 or (worker > 0 and not (self.blocked and self.tail)):
             return "wait"
         ready = [k for k in self.queue if self.runs_folder(*k) not in self.folders]
         if not ready:
@@ -284,12 +287,14 @@ def pytest_configure(config):
                                        "needs no mark")
 
 
+def _reads_full(item) -> bool:
+    return any(m.args[:1] == ("full",) for m in item.iter_markers("notebooks"))
+
+
 def pytest_collection_modifyitems(config, items):
     """The tests that read the full-size executions run last: the lane executes those last (they are the longest),
     and the other tests run beside them instead of waiting."""
-    def reads_full(item) -> bool:
-        return any(m.args[:1] == ("full",) for m in item.iter_markers("notebooks"))
-    items.sort(key=reads_full)  # stable: every other test keeps its place
+    items.sort(key=_reads_full)  # stable: every other test keeps its place
 
 
 def pytest_collection_finish(session):
@@ -311,6 +316,10 @@ def pytest_collection_finish(session):
 
 def pytest_runtest_setup(item):
     """While the lane runs a notebook, a test gets the cores its kernel does not use; after, all of them."""
+    if _notebooks is not None and _reads_full(item):
+        with _notebooks.lock:
+            _notebooks.tail = True
+            _notebooks.lock.notify_all()
     share_cores(max(1, CORES - 1) if _notebooks is not None and _notebooks.busy() else CORES)
 
 

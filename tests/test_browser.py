@@ -115,11 +115,11 @@ def test_playground_compares_fades_earlier_runs_and_stops_in_a_real_jupyterlab(j
         expect(page.get_by_text("on the board: DeepCluster, ODC", exact=True)).to_be_visible()
 
         # 2. another K for both: the first runs (each at its own preset: both at K 30, DeepCluster at lr 0.3, ODC at
-        # lr 0.1) stay, faded and labelled with what differs from the newest run (ODC at K 50, its own lr)
+        # lr 0.1) stay, faded and labelled with what differs from their own algorithm's new run (K 50, lr unchanged)
         _set_slider(page, "clusters K", 50)
         train.click()
         # the caption names the faded runs from this press's first draw on, after the status left step 1's "done"
-        faded = "faded: DeepCluster, earlier: K=30, lr=0.3; ODC, earlier: K=30"
+        faded = "faded: DeepCluster, earlier: K=30; ODC, earlier: K=30"
         expect(page.get_by_text(faded)).to_be_visible(timeout=120_000)
         expect(status).to_have_text("done: DeepCluster 2 epochs; ODC 2 epochs", timeout=240_000)
         expect(page.get_by_text(f"on the board: DeepCluster, ODC; {faded}", exact=True)).to_be_visible()

@@ -12,7 +12,7 @@ import pytest
 
 from kit.__main__ import main
 from kit.views import plots
-from kit.views.report import FIGURES, load_histories
+from kit.views.report import FIGURES, is_current, load_histories
 
 @pytest.fixture
 def copied(fast_compare, tmp_path):
@@ -69,21 +69,19 @@ def test_an_existing_run_is_refused_and_a_finished_one_resumes_to_more_epochs_wi
 @pytest.mark.slow
 def test_reopening_a_finished_run_draws_again_only_what_has_changed_since(copied, capsys):
     path, report = copied, copied / "report.html"
-    again = ["compare", "--name", "t", "--runs", str(path.parent), "--resume", "--epochs",
-             str(len(load_histories(copied)["odc"]["epoch"]))]
-    said = lambda: "".join(capsys.readouterr())  # noqa: E731 - the log goes to stderr
     drawn = report.stat().st_mtime_ns
-    assert main(again) == 0  # nothing to train, nothing the report reads has changed: nothing is drawn
-    assert "figures and report: up to date with the run" in said()
-    assert report.stat().st_mtime_ns == drawn
-    (path / "loss.png").unlink()  # a figure the page shows is gone
-    assert main(again) == 0
-    assert "figures and report in" in said() and (path / "loss.png").is_file()
-    drawn = report.stat().st_mtime_ns
-    later = drawn + 10**9  # a file it reads written after it (as `evaluate` writes evaluation.json)
+    assert main(["compare", "--name", "t", "--runs", str(path.parent), "--resume", "--epochs",
+                 str(len(load_histories(copied)["odc"]["epoch"]))]) == 0
+    assert "figures and report: up to date with the run" in "".join(capsys.readouterr())  # nothing to train or draw
+    assert report.stat().st_mtime_ns == drawn and is_current(path)
+    later = drawn + 10**9  # a file it reads written after it (as `evaluate` writes evaluation.json): drawn again
     os.utime(path / "odc" / "history.json", ns=(later, later))
-    assert main(again) == 0
-    assert "figures and report in" in said() and report.stat().st_mtime_ns > drawn
+    assert not is_current(path)
+    os.utime(path / "odc" / "history.json", ns=(drawn, drawn))
+    (path / ".kit-lock").touch()  # a lock, a run marker: not something the report draws
+    assert is_current(path)
+    (path / "loss.png").unlink()  # a figure the page shows is gone
+    assert not is_current(path)
 
 
 def test_plots_draw_what_they_promise():

@@ -173,3 +173,13 @@ def test_the_tensorboard_box_logs_each_run_of_the_playground(tmp_path):
     ea.Reload()
     assert folder.name.endswith("-odc") and len(h["step"]["loss"]) >= 3
     assert [e.value for e in ea.Scalars("step/loss")] == pytest.approx(h["step"]["loss"], rel=1e-6)
+
+
+def test_an_earlier_run_names_what_differs_from_the_current_run_of_its_own_algorithm():
+    """Both on the board at K 50, both earlier at K 30, each at its preset lr: only K differed. Against the last
+    current run (ODC, lr 0.1), the earlier DeepCluster at lr 0.3 was labelled "K=30, lr=0.3" (review round 6)."""
+    now = [live.Trace("deepcluster", {"K": 50, "lr": 0.3}), live.Trace("odc", {"K": 50, "lr": 0.1})]
+    before = [live.Trace("deepcluster", {"K": 30, "lr": 0.3}), live.Trace("odc", {"K": 30, "lr": 0.1})]
+    assert live.board_labels(now, before)["earlier"] == ["DeepCluster, earlier: K=30", "ODC, earlier: K=30"]
+    # an algorithm not on the board now: against the newest run there is
+    assert live.board_labels(now[1:], before)["earlier"] == ["DeepCluster, earlier: K=30, lr=0.3", "ODC, earlier: K=30"]

@@ -140,7 +140,7 @@ let html = `<b>${idx.length} images selected</b> (ids carried across epochs; a c
   + algos.map((a, j) => `${names[j]} ${moved[j]}`).join(', ') + (idx.length > cap ? `. Showing the first ${cap}.` : '.');
 html += '<div style="display:flex;flex-wrap:wrap;gap:6px;margin-top:6px">';
 for (const i of idx.slice(0, cap)) {
-  html += `<div style="width:170px;font:11px monospace;border:1px solid #ddd;padding:3px">`
+  html += `<div style="width:170px;font:12px monospace;border:1px solid #ddd;padding:3px">`
     + `<img src="${d.thumb[i]}" width="42" height="42" style="image-rendering:pixelated;float:left;margin-right:4px">`
     + `class ${d.cls_name[i]}` + algos.map((a, j) => `<br><span style="color:${colours[j]}">${short[j]} ${d['hist_' + a][i]}</span>`).join('')
     + '</div>';

@@ -84,7 +84,7 @@ def confusion_figure(data: RunData, epoch: int | None = None) -> Figure:
         ax.set_ylabel("true class")
         ax.set_xlabel(f"{len(order)} non-empty clusters, ordered by matched class, then size")
         weighted = float((purity * size).sum() / size.sum())
-        ax.set_title(f"{NAMES[algo]}, clusters after {s[algo]} epochs: majority-matched accuracy (mean purity) "
+        ax.set_title(f"{NAMES[algo]}, clusters after {s[algo]} epochs: majority-matched accuracy (size-weighted mean purity) "
                      f"{weighted:.3f}", color=text_colour(COLOURS[algo]), fontsize=11)
         fig.colorbar(im, ax=ax, label="images", shrink=0.8)
     return fig

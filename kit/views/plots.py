@@ -307,7 +307,7 @@ def sweep(curves: dict[str, dict[str, dict[str, list]]], titles: dict[str, str])
 
 
 def save(fig: Figure, path) -> None:
-    """Write a figure atomically in the format its extension names: .png at 110 dpi (90 on screen),
+    """Write a figure atomically in the format its extension names: .png at 110 dpi (96 on screen),
     or .svg / .pdf as vector graphics for slides. No pyplot; no date in the metadata."""
     import io
     from pathlib import Path
@@ -378,7 +378,7 @@ def images(imgs: np.ndarray, titles: list[str] | None = None, cols: int = 10, ti
     return fig
 
 
-def png(fig: Figure, dpi: int = 90) -> bytes:
+def png(fig: Figure, dpi: int = 96) -> bytes:  # 96: a CSS inch, so a 9-pt font shows at 9 pt at 100% zoom
     """PNG bytes of a figure; no timestamp or version in the metadata, so saved files are reproducible."""
     import io
 
@@ -391,7 +391,8 @@ def png(fig: Figure, dpi: int = 90) -> bytes:
 
 
 def show(fig: Figure) -> None:
-    """Display a figure in a notebook as a PNG (works without pyplot or an active backend)."""
+    """Display a figure in a notebook as a PNG (works without pyplot or an active backend), at its own size:
+    unconfined, JupyterLab does not shrink a wide figure (and its 9-pt text) to the notebook's width."""
     from IPython.display import Image, display
 
-    display(Image(png(fig)))
+    display(Image(png(fig), unconfined=True))
