@@ -37,7 +37,7 @@ DEMO_FACTOR, DEMO_FIXED = 0.85, 30.0
 NOTEBOOKS = {"01_quickstart": 1.0, "02_deepcluster_walkthrough": 0.25, "03_odc_walkthrough": 0.28,
              "04_stability": 2.3, "05_churn": 1.6, "06_playground": 0.03}
 REQUIRED = {"faiss": "faiss-cpu", "umap": "umap-learn", "mlxtend": "mlxtend"}
-OPTIONAL = {"tensorboard": "TensorBoard logging (--tensorboard): pip install 'kit[tensorboard]'"}
+OPTIONAL = {"tensorboard": "TensorBoard logging (--tensorboard): pip install -e '.[tensorboard]' in kit's folder"}
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 
 

@@ -14,7 +14,7 @@ against the global training step (steps of batch_size; both algorithms take N / 
 - the Projector: the features of the fixed subset at each saved epoch, with a sprite of the images and
   metadata (true class, cluster, changed since the last epoch), the same rows the flight recorder shows.
 
-`tensorboard` is an optional extra (`pip install 'kit[tensorboard]'`); without it this module says so
+`tensorboard` is an optional extra (`pip install -e '.[tensorboard]'` in kit's folder); without it this module says so
 in one line. A resumed run purges what its interrupted epoch had logged (SummaryWriter's purge_step).
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-NEEDS = "TensorBoard logging needs the tensorboard package: pip install 'kit[tensorboard]' (or pip install tensorboard)"
+NEEDS = "TensorBoard logging needs the tensorboard package: pip install tensorboard (or, in kit's folder, pip install -e '.[tensorboard]')"
 
 
 def summary_writer(folder: str | Path, purge_step: int | None = None):

@@ -11,7 +11,7 @@ import kit
 from conftest import tiny_dc_config, tiny_odc_config
 from kit.runs import Run
 
-pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed (pip install 'kit[tensorboard]')")
+pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed (pip install -e '.[tensorboard]' in kit's folder)")
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 
 

@@ -66,7 +66,7 @@ def stability_map(data: RunData, algo: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def stability_map_figure(data: RunData, n_hardest: int = 12) -> Figure:
-    """Top: every image of the subset, its distance to its centroid (x) against the share of epochs it kept its
+    """Top: every image of the subset, its distance to its centroid (x) against the share of transitions it kept its
     cluster (y, jittered), coloured by true class; DeepCluster | ODC. Bottom: the images that kept theirs least."""
     s, epoch = data.common_snapshots(), data.gallery_epoch()
     fig = Figure(figsize=(11, 6.8 if data.images is not None else 4.6), layout="constrained")
@@ -84,7 +84,7 @@ def stability_map_figure(data: RunData, n_hardest: int = 12) -> Figure:
         ax.set_title(f"{NAMES[algo]}: {kept.mean():.2f} of the {s - 1} transitions kept on average;\n"
                      f"rank correlation with distance {corr:+.2f}", color=text_colour(COLOURS[algo]), fontsize=10)
         ax.set_xlabel(f"distance to its cluster's centroid after {epoch} epochs\n(L2-normalised features)")
-        ax.set_ylabel("share of epochs it kept its cluster" if c == 0 else "")
+        ax.set_ylabel("share of transitions it kept its cluster" if c == 0 else "")
         ax.set_ylim(-0.05, 1.05)
         ax.grid(alpha=0.3)
         if rows == 2:
