@@ -346,7 +346,7 @@ def _evaluate(a) -> None:
         print(f"torchvision weights: {save_torchvision(a.run, a.export, Path(a.run) / f'{a.export}_torchvision.pt')}")
     out = evaluate_run(a.run, config)
     print(Path(out).read_text())
-    build_report(Path(a.run))
+    build_report(Path(a.run), figures=False)  # the page gains the tables; its figures do not change
     print(f"tables: {Path(out).resolve()} (also in the run's report.html)")
 
 

@@ -260,7 +260,7 @@ def test_compare_train_resume_and_evaluate_with_device_cuda(card, tmp_path, caps
     from kit.views import report
 
     reported = []
-    monkeypatch.setattr(report, "build_report", lambda path, log=print: reported.append(path) or path / "report.html")
+    monkeypatch.setattr(report, "build_report", lambda path, log=print, **_: reported.append(path) or path / "report.html")
 
     runs = str(tmp_path)
     small = ["--dataset", "digits", "--n-train", "200", "--runs", runs]

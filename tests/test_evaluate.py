@@ -91,7 +91,10 @@ def test_evaluate_command_writes_the_tables(fast_compare, tmp_path):
     from kit.__main__ import main
 
     shutil.copytree(fast_compare.path, tmp_path / "e")  # the session's finished KIT_FAST comparison
+    drawn = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "e").glob("*.png")}
     assert main(["evaluate", str(tmp_path / "e")]) == 0
+    # the page gains the tables around the figures as they were: none is drawn again
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "e").glob("*.png")} == drawn and len(drawn) >= 10
     md = (tmp_path / "e" / "evaluation.md").read_text()
     for header in ("Feature1", "AvgPool", "k=200", "SVM", "k=96", "1% top-1", "10% setting"):
         assert header in md

@@ -25,8 +25,9 @@ FIGURES = {
 }
 
 
-def build(run_path: str | Path, log=print) -> str:
-    """Write the views' figures into the run folder; return the report's interactive section (HTML)."""
+def build(run_path: str | Path, log=print, figures: bool = True) -> str:
+    """Write the views' figures into the run folder; return the report's interactive section (HTML).
+    `figures=False` draws only the figures not there yet."""
     from .alluvial import flows_figure
     from .flight import flight_recorder
     from .gallery import clusters_figure, confusion_figure, moved_figure
@@ -34,17 +35,18 @@ def build(run_path: str | Path, log=print) -> str:
 
     run_path, t0 = Path(run_path), time.perf_counter()
     data = RunData.load(run_path)
-    plots.save(flows_figure(data), run_path / "flows.png")
+
+    plots.draw(run_path / "flows.png", lambda: flows_figure(data), figures)
     last = data.common_snapshots() - 1
     if last >= 1:  # a run of one epoch has no transition both algorithms made
-        plots.save(flows_figure(data, epochs=[last - 1, last]), run_path / "flows_last.png")
-    plots.save(confusion_figure(data), run_path / "confusion.png")
+        plots.draw(run_path / "flows_last.png", lambda: flows_figure(data, epochs=[last - 1, last]), figures)
+    plots.draw(run_path / "confusion.png", lambda: confusion_figure(data), figures)
     if last >= 1:
-        plots.save(transitions_figure(data), run_path / "transitions.png")
-        plots.save(stability_map_figure(data), run_path / "stability_map.png")
+        plots.draw(run_path / "transitions.png", lambda: transitions_figure(data), figures)
+        plots.draw(run_path / "stability_map.png", lambda: stability_map_figure(data), figures)
     if data.images is not None:
-        plots.save(clusters_figure(data), run_path / "clusters.png")
-        plots.save(moved_figure(data), run_path / "moved.png")
+        plots.draw(run_path / "clusters.png", lambda: clusters_figure(data), figures)
+        plots.draw(run_path / "moved.png", lambda: moved_figure(data), figures)
     page = flight_recorder(data)
     section = (f"<h2>The flight recorder</h2>\n<p>{html.escape(_HELP)}</p>\n{page.iframe()}")
     log(f"image-level views in {time.perf_counter() - t0:.1f} s")

@@ -118,6 +118,6 @@ def moved_figure(data: RunData, n_images: int = 16, cols: int = 8) -> Figure:
                     color=text_colour(class_colour(int(data.classes[i]))))  # coloured by the image's true class
         ax.set_ylim(ax.get_ylim()[0], -h * 0.45)
         ax.set_title(f"{NAMES[algo]}: {count.mean():.2f} flips per image on average over the {s - 1} transitions "
-                     f"0→{s - 1}\n(the same for both); under each image: its cluster at snapshot 0 → at {s - 1}, ×times it changed",
+                     f"0→{s - 1}\n(the same for both); above each image: its cluster at snapshot 0 → at {s - 1}, ×times it changed",
                      color=text_colour(COLOURS[algo]), fontsize=10)
     return fig

@@ -378,6 +378,15 @@ def images(imgs: np.ndarray, titles: list[str] | None = None, cols: int = 10, ti
     return fig
 
 
+def draw(path: str | Path, make, again: bool = True) -> None:
+    """Save the figure `make()` returns at `path`; with `again` off, only if the file is not there yet (the
+    report's page rewritten around figures already drawn)."""
+    from pathlib import Path
+
+    if again or not Path(path).exists():
+        save(make(), path)
+
+
 def png(fig: Figure, dpi: int = 96) -> bytes:  # 96: a CSS inch, so a 9-pt font shows at 9 pt at 100% zoom
     """PNG bytes of a figure; no timestamp or version in the metadata, so saved files are reproducible."""
     import io

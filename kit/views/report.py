@@ -224,9 +224,11 @@ def is_current(run_path: str | Path) -> bool:
     return True
 
 
-def build_report(run_path: str | Path, log=print, umap: bool = True) -> Path:
+def build_report(run_path: str | Path, log=print, umap: bool = True, figures: bool = True) -> Path:
     """Draw every figure from the saved histories and write report.html; returns its path. `umap=False`
-    skips the UMAP layouts and the image-level views (the seeds after the first of a several-seed run)."""
+    skips the UMAP layouts and the image-level views (the seeds after the first of a several-seed run).
+    `figures=False` keeps the figures already drawn and rewrites the page around them (after `evaluate`, whose
+    tables are all that changed: ~10 s of drawing saved); a missing one is drawn."""
     run_path = Path(run_path)
     if not run_path.is_dir():
         raise FileNotFoundError(f"no run folder at {run_path}: pass a folder under runs/, e.g. runs/NAME")
@@ -236,7 +238,7 @@ def build_report(run_path: str | Path, log=print, umap: bool = True) -> Path:
                          "(python -m kit compare --name NAME)")
     cfg = cfg["compare"]
     if cfg.get("seeds", 1) > 1:
-        return _seeded_report(run_path, cfg, log)
+        return _seeded_report(run_path, cfg, log, figures)
     histories = load_histories(run_path)
     if not histories:
         raise FileNotFoundError(f"{run_path} holds no deepcluster/ or odc/ history yet: finish it with "
@@ -244,11 +246,11 @@ def build_report(run_path: str | Path, log=print, umap: bool = True) -> Path:
     baselines = read_json(run_path / "baselines.json") if (run_path / "baselines.json").exists() else {}
     # each algorithm's own K; runs from before per-algorithm K have no config in history.json, and one K
     k = {algo: int(h.get("config", {}).get("n_clusters") or cfg["n_clusters"]) for algo, h in histories.items()}
-    plots.save(plots.learning(histories, baselines), run_path / "learning.png")
-    plots.save(plots.stability(histories), run_path / "stability.png")
-    plots.save(plots.reassignment(histories), run_path / "reassignment.png")
-    plots.save(plots.cluster_sizes(histories, k), run_path / "cluster_sizes.png")
-    plots.save(plots.losses(histories), run_path / "loss.png")
+    plots.draw(run_path / "learning.png", lambda: plots.learning(histories, baselines), figures)
+    plots.draw(run_path / "stability.png", lambda: plots.stability(histories), figures)
+    plots.draw(run_path / "reassignment.png", lambda: plots.reassignment(histories), figures)
+    plots.draw(run_path / "cluster_sizes.png", lambda: plots.cluster_sizes(histories, k), figures)
+    plots.draw(run_path / "loss.png", lambda: plots.losses(histories), figures)
     t0 = time.perf_counter()
     emb = _embeddings(run_path, histories) if umap else None
     interactive = ""
@@ -256,13 +258,14 @@ def build_report(run_path: str | Path, log=print, umap: bool = True) -> Path:
         epochs, layouts, clusters, subset, labelled_at = emb
         classes = load_dataset(cfg.get("dataset", "mnist5k"), "train", root=cfg.get("root", "data"),
                                n=cfg.get("n_train")).targets.numpy()[subset]
-        plots.save(plots.embeddings(layouts, epochs, classes, clusters, labelled_at), run_path / "embeddings.png")
+        plots.draw(run_path / "embeddings.png", lambda: plots.embeddings(layouts, epochs, classes, clusters, labelled_at),
+              figures)
         log(f"UMAP layouts in {time.perf_counter() - t0:.1f} s")
-        interactive = views.build(run_path, log=log)  # the flight recorder, self-contained HTML
+        interactive = views.build(run_path, log=log, figures=figures)  # the flight recorder, self-contained HTML
     return _write_html(run_path, cfg, summary(histories, baselines), histories, interactive)
 
 
-def _seeded_report(run_path: Path, cfg: dict, log=print) -> Path:
+def _seeded_report(run_path: Path, cfg: dict, log=print, figures: bool = True) -> Path:
     """A run of several seeds: each seed's own report in its folder, then here the curves as mean and
     band and the table as mean ± std over the seeds (kit/seeds.py)."""
     folders = seeds.seed_folders(run_path)
@@ -270,11 +273,11 @@ def _seeded_report(run_path: Path, cfg: dict, log=print) -> Path:
         raise FileNotFoundError(f"{run_path} holds no seed with a history yet: finish it with "
                                 f"python -m kit compare --name {run_path.name} --runs {run_path.parent} --resume")
     for i, folder in enumerate(folders):  # UMAP and the image-level views for one seed: ~10 s saved per other seed
-        build_report(folder, log=log, umap=i == 0)
+        build_report(folder, log=log, umap=i == 0, figures=figures)
     per_seed = [load_histories(f) for f in folders]
     baselines = read_json(run_path / "baselines.json") if (run_path / "baselines.json").exists() else {}
-    plots.save(plots.seeded(per_seed, ("knn", "nmi_true", "ami_true"), baselines), run_path / "learning.png")
-    plots.save(plots.seeded(per_seed, ("ami_prev", "nmi_prev", "label_change")), run_path / "stability.png")
+    plots.draw(run_path / "learning.png", lambda: plots.seeded(per_seed, ("knn", "nmi_true", "ami_true"), baselines), figures)
+    plots.draw(run_path / "stability.png", lambda: plots.seeded(per_seed, ("ami_prev", "nmi_prev", "label_change")), figures)
     values = [summary(h, {}, fmt=lambda v: v) for h in per_seed]
     rows = [(*row, seeds.difference([r[i][1] for r in values], [r[i][2] for r in values]))
             for i, row in enumerate(seeds.spread_rows(values))]
