@@ -105,8 +105,6 @@ def ranking_sentence(h: dict | None = None) -> str:
                 if r["better"] != "neither" else "kNN accuracy and agreement with the classes do not rank the features alike")
     return f"At equal K, {NAMES[r['steadier']]}'s labels are the steadier from one epoch to the next, and {features}."
 
-
-
 def _after_ten_epochs() -> str:
     """Notebook 05's 10-epoch runs (the example run's churn.json, one seed): ODC at momentum 0.5 against DeepCluster
     on both stability measures, each in the direction its numbers give; "" without the file."""
@@ -124,6 +122,7 @@ def _after_ten_epochs() -> str:
     return (f"; after 10 epochs (notebook 05, one seed) its AMI(t−1, t) was the {ami} ({odc['ami_prev']:.2f} against "
             f"DeepCluster's {dc['ami_prev']:.2f}), {'though' if (ami == 'lower') == (moved == 'fewer') else 'and'} it "
             f"reassigned {moved} images an epoch ({odc['label_change']:.2f} against {dc['label_change']:.2f})")
+
 
 def takeaway(h: dict | None = None, markup: str = "markdown") -> str:
     """The takeaway as Markdown (or `markup="html"`, for report.html): the ranking sentence, then the numbers

@@ -54,14 +54,12 @@ def check_nmi(fn) -> Result:
 def _check_a_collapse(result: Result, fn) -> Result:
     """A labelling with one cluster (a collapse) shares nothing with one that has several: NMI 0, not 1. Only two
     one-cluster labellings are the same partition (NMI 1)."""
-    a = np.arange(60) % 6
-    for b, what in ((np.zeros(60, dtype=np.int64), "one labelling has a single cluster"),
-                    (np.zeros(60, dtype=np.int64), "both labellings have a single cluster")):
-        first = a if what.startswith("one") else np.zeros(60, dtype=np.int64)
-        out = _call(result, fn, first.copy(), b.copy())
+    six, one = np.arange(60) % 6, np.zeros(60, dtype=np.int64)
+    for first, what in ((six, "one labelling has a single cluster"), (one, "both labellings have a single cluster")):
+        out = _call(result, fn, first.copy(), one.copy())
         if out is None:
             return result
-        want = kit_nmi(first, b)
+        want = kit_nmi(first, one)
         if not np.isclose(float(out), want, atol=1e-6):
             result.problems.append(f"when {what}, kit gives NMI {want:.0f}, yours {float(out):.3f}: a single cluster "
                                    f"carries no information (entropy 0), so it shares none with a partition that has "
