@@ -178,7 +178,7 @@ class TorchKMeans:
 
     @torch.no_grad()
     def fit(self, X) -> "TorchKMeans":
-        with full_precision():  # distances in float32 as written: no TF32, no autocast (runtime.full_precision)
+        with full_precision(getattr(X, "device", "cpu")):  # distances in float32 as written: no TF32, no autocast (runtime.full_precision)
             return self._fit(X)
 
     def _fit(self, X) -> "TorchKMeans":

@@ -9,7 +9,8 @@ under torchrun. Under torchrun (nccl on CUDA, gloo on CPU):
 - `batch_size` stays the global batch: every rank draws the same global index order from the same
   seeded generator and takes its contiguous slice of each global batch (`shard`);
 - the network is wrapped in DistributedDataParallel (`wrap`), with BatchNorm converted to
-  SyncBatchNorm under nccl when `sync_batchnorm` is on (SyncBatchNorm refuses CPU tensors);
+  SyncBatchNorm under nccl when `sync_batchnorm` is on, by default for ResNet-50 only (SyncBatchNorm refuses CPU
+  tensors, and on a small network its per-layer waits for the host cost more than its statistics gain);
 - the loss is the *global* batch's loss (`cross_entropy`): per-rank sums over the all-reduced
   normaliser, so a weighted CE (ODC) is normalised over the whole batch as in one process;
 - feature extraction is sharded over ranks and gathered back in dataset order (`gather_rows`);
@@ -77,7 +78,7 @@ class Distributed:
         return self.rank == 0
 
     # -- model ---------------------------------------------------------------------------------
-    def wrap(self, model: torch.nn.Module, device: torch.device, sync_batchnorm: bool = True) -> torch.nn.Module:
+    def wrap(self, model: torch.nn.Module, device: torch.device, sync_batchnorm: bool = False) -> torch.nn.Module:
         """DDP around `model` (parameters broadcast from rank 0); the model itself in one process."""
         if self.world == 1:
             return model
@@ -150,7 +151,7 @@ class Distributed:
             loss = F.cross_entropy(logits, targets, weight=weight)
             return loss, loss.detach()
         total = F.cross_entropy(logits, targets, weight=weight, reduction="sum")
-        norm = weight[targets].sum() if weight is not None else torch.tensor(float(len(targets)), device=logits.device)
+        norm = weight[targets].sum() if weight is not None else logits.new_full((), len(targets))  # made on the device
         both = torch.stack([total.detach(), norm.to(total.dtype)])
         dist.all_reduce(both)
         return total * self.world / both[1], both[0] / both[1]

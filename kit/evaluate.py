@@ -63,7 +63,7 @@ def stage_features(backbone: Backbone, dataset, stage_dim: int = 2048, batch_siz
     net = backbone.eval() if device == model_device(backbone) else copy.deepcopy(backbone).eval().to(device)
     out: list[list[torch.Tensor]] = [[] for _ in range(6)]
     for x, _ in batches(dataset, torch.arange(len(dataset)), batch_size, device, train=False, num_workers=num_workers):
-        with full_precision():
+        with full_precision(device):
             maps = net.stages(x)
         for i, m in enumerate(maps):
             s = pool_size(m.shape[1], m.shape[-1], stage_dim)

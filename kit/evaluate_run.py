@@ -16,7 +16,7 @@ from . import evaluate as ev
 from .data import load_dataset
 from .models import Backbone, build_backbone
 from .runs import atomic_write_bytes, atomic_write_json, load_checkpoint, read_config
-from .runtime import seed_everything
+from .runtime import resolve_device, seed_everything
 from .seeds import seed_folders
 from .supervised import train_supervised
 from .training import TrainConfig, build_network, check_number
@@ -117,13 +117,16 @@ def evaluate_backbones(backbones: dict[str, Backbone], train, test, config: Eval
     return results
 
 
-def evaluate_run(run_path: str | Path, config: EvaluateConfig | None = None, log=print, **settings) -> Path:
+def evaluate_run(run_path: str | Path, config: EvaluateConfig | None = None, log=print, device="auto",
+                 **settings) -> Path:
     """Evaluate a `kit compare` run's backbones beside random-init and supervised ones; write
     `evaluation.json` and `evaluation.md`, and return the latter's path. `settings` are
-    `EvaluateConfig` fields (`evaluate_run(run, finetune_steps=100)`)."""
+    `EvaluateConfig` fields (`evaluate_run(run, finetune_steps=100)`). Every model's features and fine-tunings run
+    on `device` ("auto": the GPU where there is one)."""
     from .views.evaluation import markdown
 
     config = config or EvaluateConfig(**settings)
+    device = resolve_device(device)
     run_path = Path(run_path)
     cfg = check_compare_run(run_path)
     train = load_dataset(cfg["dataset"], "train", root=cfg.get("root", "data"), n=cfg.get("n_train"))
@@ -135,8 +138,9 @@ def evaluate_run(run_path: str | Path, config: EvaluateConfig | None = None, log
     if (run_path / "odc" / "checkpoint.pt").exists():
         backbones["ODC"] = load_backbone(run_path, "odc", train)[0]
     t0 = time.perf_counter()
-    backbones["supervised"] = train_supervised(base, train, config.supervised_epochs or cfg["epochs"])
+    backbones["supervised"] = train_supervised(base, train, config.supervised_epochs or cfg["epochs"], device)
     log(f"supervised baseline trained in {time.perf_counter() - t0:.0f} s")
+    backbones = {name: bb.to(device) for name, bb in backbones.items()}  # every protocol runs where its model is
     results = evaluate_backbones(backbones, train, test, config, log)
     atomic_write_json(run_path / "evaluation.json", results)
     md = f"# Evaluation of {run_path.name}\n\n{cfg['dataset']}: {len(train)} train / {len(test)} test images.\n\n" + markdown(results)

@@ -45,7 +45,7 @@ def extract_features(model: torch.nn.Module, dataset, batch_size: int = 256, dev
     bar = tqdm(total=n, desc=desc, unit="img", disable=not progress, leave=False)
     try:
         for x, idx in batches(dataset, order, batch_size, device, train=False, num_workers=num_workers):
-            with full_precision():
+            with full_precision(device):
                 z = fn(x)
             z = z.float().cpu().numpy()
             if out is None:  # allocate once the feature dimension is known

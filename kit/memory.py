@@ -105,7 +105,7 @@ class ODCMemory(torch.nn.Module):
         """
         idx, z = self.gather(idx.to(self.labels.device), z.to(self.features.device, torch.float32))
         ok = torch.isfinite(z).all()  # (), on the device: a bad batch is masked out below, not branched on
-        with full_precision():  # the relabelling is an argmax of dot products: no TF32, no autocast
+        with full_precision(self.features.device):  # the relabelling is an argmax of dot products: no TF32, no autocast
             f = F.normalize(z, dim=1)
             v = F.normalize((1 - self.momentum) * self.features[idx] + self.momentum * f, dim=1)  # (B, D)
             new = (v @ self.centroids.T).argmax(dim=1)  # (B,) unnormalised centroids: raw inner product
@@ -139,7 +139,7 @@ class ODCMemory(torch.nn.Module):
             return 0
         members = torch.nonzero(small[self.labels]).flatten()
         if len(members):
-            with full_precision():
+            with full_precision(self.features.device):
                 scores = self.features[members] @ self.centroids.T  # (M, K)
             scores[:, small] = float("-inf")  # only clusters outside the small set may take them
             self._write(members, scores.argmax(dim=1))  # receiving centroids wait for the next full update

@@ -9,6 +9,8 @@ Every backbone gives its global-average-pooled feature (`forward`, (B, D)) and i
 """
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -143,5 +145,10 @@ class ClusterNet(nn.Module):
         return self.neck(z) if self.neck is not None else z  # (B, feature_dim)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        z = self.features(x)
-        return z, self.head(z)  # (B, D), (B, K)
+        """(features, logits), both float32: under a training autocast only the backbone runs in bf16 / fp16; the
+        neck (whose output ODC writes into its float32 memory) and the head run in float32 (a few small matrix
+        products: the time is the backbone's)."""
+        h = self.backbone(x)
+        with torch.autocast(h.device.type, enabled=False) if h.device.type in ("cuda", "cpu") else contextlib.nullcontext():
+            z = self.neck(h.float()) if self.neck is not None else h.float()
+            return z, self.head(z)  # (B, D), (B, K)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import threading
 
 import numpy as np
 import torch
@@ -91,30 +92,120 @@ def grad_scaler(device: torch.device) -> torch.amp.GradScaler:
     return torch.amp.GradScaler("cuda", enabled=amp_dtype(device) == torch.float16)
 
 
-@contextlib.contextmanager
-def full_precision():
-    """float32 as written, for the clustering maths (feature extraction for k-means, k-means, the ODC
-    memory): autocast off, and no TF32 in matrix products or cuDNN convolutions, which an Ampere card
-    would otherwise use (a user's `set_float32_matmul_precision("high")` included). The reference
-    extracts and clusters in float32; a rounded dot product can flip the nearest centroid."""
-    matmul, cudnn = torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32
-    torch.set_float32_matmul_precision("highest")
-    torch.backends.cudnn.allow_tf32 = False
-    try:
-        with torch.autocast("cuda", enabled=False) if torch.cuda.is_available() else contextlib.nullcontext():
+# -- process-wide settings, held while kit needs them and given back as they were ----------------------
+class _Held:
+    """Process-wide torch settings (TF32, cuDNN's autotuner) that kit changes for the length of a call and gives
+    back on its way out. Several kit calls may hold them at once (the playground trains in a thread while a cell
+    extracts features): the first to need a change makes it, the last one out restores the value it found, and a
+    value someone else set meanwhile (a user's cell) is left as they set it."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.depth = 0
+        self.changed: list[tuple] = []  # (name, setter, value found, value kit set), in the order made
+
+    @contextlib.contextmanager
+    def hold(self, wanted):
+        """`wanted()` -> [(name, getter, setter, value)]: the settings this call needs, read and set under the lock."""
+        with self.lock:
+            self.depth += 1
+            made = {c[0] for c in self.changed}
+            try:
+                for name, get, put, value in wanted():
+                    if name not in made and get() != value:
+                        self.changed.append((name, get, put, get(), value))
+                        put(value)
+            except BaseException:
+                self._leave()
+                raise
+        try:
             yield
-    finally:
-        torch.set_float32_matmul_precision(matmul)
-        torch.backends.cudnn.allow_tf32 = cudnn
+        finally:
+            with self.lock:
+                self._leave()
+
+    def _leave(self) -> None:
+        self.depth -= 1
+        if self.depth == 0:
+            for _, get, put, found, value in reversed(self.changed):
+                try:
+                    if get() == value:  # still what kit set: give the old value back; a newer choice stays
+                        put(found)
+                except RuntimeError:  # the process switched to torch's other precision API meanwhile: its choice
+                    pass
+            self.changed.clear()
+
+
+_HELD = _Held()
+
+
+def _setting(obj, attr: str):
+    return lambda: getattr(obj, attr), lambda v: setattr(obj, attr, v)
+
+
+def _legacy_precision_api() -> bool:
+    """Whether this process sets float32 precision through the legacy calls (`torch.set_float32_matmul_precision`,
+    `torch.backends.cudnn.allow_tf32`). Once code (a user's, or a library's) has used torch's per-backend
+    `fp32_precision` settings (torch >= 2.9), reading the legacy ones raises "mix of the legacy and new APIs", so
+    kit then sets and restores the per-backend ones instead."""
+    if not hasattr(torch.backends, "fp32_precision"):
+        return True
+    try:
+        torch.get_float32_matmul_precision()
+        torch.backends.cuda.matmul.allow_tf32  # noqa: B018 - reading it is the test
+        return True
+    except RuntimeError:
+        return False
+
+
+def _full_precision_settings(device_type: str) -> list[tuple]:
+    """[(name, getter, setter, value)] that make `device_type`'s float32 matrix products and convolutions exact,
+    through the API the process already uses."""
+    if _legacy_precision_api():
+        matmul = ("matmul", torch.get_float32_matmul_precision, torch.set_float32_matmul_precision, "highest")
+        conv = ("cudnn", *_setting(torch.backends.cudnn, "allow_tf32"), False)
+        return [matmul, conv] if device_type == "cuda" else [matmul]  # cuDNN's flag only reaches a CUDA card
+    b = torch.backends
+    pairs = [("cuda.matmul", b.cuda.matmul), ("cudnn.conv", b.cudnn.conv)] if device_type == "cuda" else [
+        ("mkldnn.matmul", b.mkldnn.matmul), ("mkldnn.conv", b.mkldnn.conv)]
+    return [(name, *_setting(obj, "fp32_precision"), "ieee") for name, obj in pairs]
+
+
+@contextlib.contextmanager
+def full_precision(device: str | torch.device | None = None):
+    """float32 as written on `device` (default: the CUDA card if there is one, else the CPU), for the clustering
+    maths (feature extraction for k-means, k-means, the ODC memory): autocast off, and no TF32 in matrix products
+    or cuDNN convolutions, which an Ampere card would otherwise use (a user's `set_float32_matmul_precision("high")`
+    or `torch.backends.cuda.matmul.fp32_precision = "tf32"` included). The reference extracts and clusters in
+    float32; a rounded dot product can flip the nearest centroid.
+
+    Only settings that are not already exact are changed, through the API the process uses, and each is given back
+    on the way out (`_Held`): on a CPU with torch's defaults nothing process-wide changes at all."""
+    kind = torch.device(device).type if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_HELD.hold(lambda: _full_precision_settings(kind)))
+        stack.enter_context(torch.autocast("cpu", enabled=False))  # autocast is per thread: no one else sees these
+        if torch.cuda.is_available():
+            stack.enter_context(torch.autocast("cuda", enabled=False))
+        yield
+
+
+@contextlib.contextmanager
+def tuned_convolutions(device: torch.device):
+    """cuDNN's autotuner (`cudnn.benchmark`) on for a CUDA training run, and back as it was after: it picks the fastest
+    convolution algorithm per shape, which may differ from run to run (`deterministic` keeps it off)."""
+    if device.type != "cuda":
+        yield
+        return
+    with _HELD.hold(lambda: [("cudnn.benchmark", *_setting(torch.backends.cudnn, "benchmark"), True)]):
+        yield
 
 
 def prepare_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     """Move to the device in channels-last layout: cuDNN's and oneDNN's convolutions are both faster
-    with it (measured on the 2-core CPU: feature extraction 0.80 s -> 0.56 s, outputs equal to 1e-8)."""
-    model = model.to(device).to(memory_format=torch.channels_last)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    return model
+    with it (measured on the 2-core CPU: feature extraction 0.80 s -> 0.56 s, outputs equal to 1e-8).
+    Changes no process-wide setting (the autotuner is `tuned_convolutions`, held while a trainer fits)."""
+    return model.to(device).to(memory_format=torch.channels_last)
 
 
 def available_cpus(cpu_max: str = "/sys/fs/cgroup/cpu.max") -> int:

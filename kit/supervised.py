@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from .data import batches
 from .models import Backbone, ClusterNet, build_backbone
 from .runtime import autocast, grad_scaler, resolve_device, seed_everything
-from .training import TrainConfig, optimise
+from .training import TrainConfig, fused, optimise
 
 
 def train_supervised(cfg: TrainConfig, dataset, epochs: int, device="auto") -> Backbone:
@@ -19,7 +19,8 @@ def train_supervised(cfg: TrainConfig, dataset, epochs: int, device="auto") -> B
     seed_everything(cfg.seed)
     c, h, _ = dataset.image_shape
     net = ClusterNet(build_backbone(cfg.backbone, c, cfg.sobel, h), int(dataset.targets.max()) + 1).to(device)
-    opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                          **fused(grad_scaler(device).is_enabled()))  # stepped as the trainers step
     y = dataset.targets.to(device)
     g = torch.Generator().manual_seed(cfg.seed)
     for _ in range(epochs):

@@ -3,6 +3,7 @@ evaluation monitoring, and checkpoint/resume. Each algorithm's loop lives in its
 """
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from dataclasses import asdict, dataclass, fields
@@ -18,7 +19,8 @@ from .features import extract_features
 from .metrics import agreement, cluster_acc, knn_accuracy
 from .models import ClusterNet, ODCNeck, build_backbone
 from .runs import Run, load_checkpoint, save_checkpoint
-from .runtime import Diverged, grad_scaler, prepare_model, resolve_device, rng_state, seed_everything, set_rng_state
+from .runtime import (Diverged, grad_scaler, prepare_model, resolve_device, rng_state, seed_everything, set_rng_state,
+                      tuned_convolutions)
 
 
 @dataclass
@@ -37,7 +39,9 @@ class TrainConfig:
     seed: int = 31  # the original DeepCluster's seed
     device: str = "auto"  # "auto" = CUDA if present, else CPU
     num_workers: int = 4  # DataLoader workers for image-folder datasets
-    sync_batchnorm: bool = True  # under torchrun with nccl: BatchNorm statistics over the global batch
+    # under torchrun with nccl: BatchNorm statistics over the global batch. None: on for ResNet-50, whose ImageNet
+    # recipe trains 64 images a GPU; off below it, where each BN layer's forward would wait for the host every step
+    sync_batchnorm: bool | None = None
 
     def __post_init__(self):
         check_number("n_clusters", self.n_clusters, 2, what="an integer >= 2 (k-means needs two clusters)")
@@ -75,6 +79,11 @@ def check_number(name: str, value, low=None, high=None, integer: bool = True, st
         raise ValueError(f"{name}={value!r} is out of range: use {rule} (command line: --{name.replace('_', '-')})")
 
 
+def synced_batchnorm(cfg: TrainConfig) -> bool:
+    """Whether torchrun on GPUs syncs BatchNorm across ranks: `sync_batchnorm`, or by default for ResNet-50 only."""
+    return cfg.backbone == "resnet50" if cfg.sync_batchnorm is None else bool(cfg.sync_batchnorm)
+
+
 def build_network(cfg: TrainConfig, dataset, neck: bool) -> ClusterNet:
     c, h, _ = dataset.image_shape
     backbone = build_backbone(cfg.backbone, in_channels=c, sobel=cfg.sobel, image_size=h)
@@ -90,14 +99,21 @@ def optimise(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, los
     scaler.update()
 
 
-def build_optimizer(model: ClusterNet, cfg: TrainConfig) -> torch.optim.SGD:
+def build_optimizer(model: ClusterNet, cfg: TrainConfig, scaled: bool = False) -> torch.optim.SGD:
     """One SGD over everything; the head's group has momentum 0 so a re-initialised head carries
-    no stale momentum (OpenSelfSup `paramwise_options={'\\Ahead.': dict(momentum=0.)}`, §1.7)."""
+    no stale momentum (OpenSelfSup `paramwise_options={'\\Ahead.': dict(momentum=0.)}`, §1.7).
+    `scaled` (fp16 with a loss scaler): torch's fused SGD, which reads the scaler's inf check on the device, where
+    the plain one makes `GradScaler.step` wait for the card every step."""
     head = list(model.head.parameters())
     head_ids = {id(p) for p in head}
     body = [p for p in model.parameters() if id(p) not in head_ids]
     return torch.optim.SGD([{"params": body}, {"params": head, "momentum": 0.0}],
-                           lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+                           lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, **fused(scaled))
+
+
+def fused(scaled: bool) -> dict:
+    """SGD's `fused=True` where a loss scaler steps it and this torch has the fused kernel (2.3 and later)."""
+    return {"fused": True} if scaled and "fused" in inspect.signature(torch.optim.SGD).parameters else {}
 
 
 def reset_head(model: ClusterNet, optimizer: torch.optim.Optimizer) -> None:
@@ -166,8 +182,8 @@ class Trainer:
         if self.model is None:
             seed_everything(self.config.seed)
             self.model = prepare_model(build_network(self.config, dataset, self.uses_neck), self.device)
-            self.optimizer = build_optimizer(self.model, self.config)
-            self.net = self.dist.wrap(self.model, self.device, self.config.sync_batchnorm)
+            self.optimizer = build_optimizer(self.model, self.config, scaled=self.scaler.is_enabled())
+            self.net = self.dist.wrap(self.model, self.device, synced_batchnorm(self.config))
 
     def prepare(self, dataset) -> None:
         """What `fit` does before its first epoch: the network and optimizer, then the algorithm's
@@ -222,6 +238,10 @@ class Trainer:
         a callable) ends training cleanly at the next iteration, keeping the history; with `run`,
         each finished epoch is checkpointed there and an existing checkpoint is resumed."""
         check_number("epochs", epochs, 1)  # 0 or -1 would return an empty history and look like success
+        with tuned_convolutions(self.device):  # cuDNN's autotuner for this fit only, then as it was
+            return self._fit(dataset, epochs, callback, eval_dataset, run, stop, progress)
+
+    def _fit(self, dataset, epochs: int, callback, eval_dataset, run: Run | None, stop, progress: bool) -> dict:
         self._check(dataset)
         if run is not None and run.file("checkpoint.pt").exists() and self.model is None:
             self.resume(run, dataset)
@@ -272,7 +292,8 @@ class Trainer:
         save_checkpoint(run.file("checkpoint.pt"), {
             "algo": self.algo, "config": self.config.to_dict(), "epoch": self.epoch,
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "generator": self.generator.get_state(), "rng": rng_state(self.device), "extra": self.extra_state()})
+            "generator": self.generator.get_state(), "rng": rng_state(self.device), "extra": self.extra_state(),
+            "scaler": self.scaler.state_dict()})  # fp16's loss scale (empty where none scales): a resume keeps it
 
     def resume(self, run: Run, dataset) -> None:
         """Continue from `run/checkpoint.pt` exactly where it stopped."""
@@ -288,6 +309,8 @@ class Trainer:
             raise ValueError(f"checkpoint {run.file('checkpoint.pt')} does not fit this dataset/backbone "
                              f"({str(e).splitlines()[0]})") from None
         self.optimizer.load_state_dict(state["optimizer"])
+        if state.get("scaler") and self.scaler.is_enabled():  # fp16 on both machines: the scale it had reached
+            self.scaler.load_state_dict(state["scaler"])
         self.generator.set_state(state["generator"])
         self.epoch = int(state["epoch"])
         self.load_extra_state(state["extra"])

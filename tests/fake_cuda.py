@@ -211,6 +211,18 @@ class FakeCuda(TorchDispatchMode):
         to, as_tensor = torch.Tensor.to, torch.as_tensor
         put(torch.Tensor, "to", lambda t, *a, **k: to(t, *map(self._named, a), **{n: self._named(v) for n, v in k.items()}))
         put(torch, "as_tensor", lambda data, dtype=None, device=None: as_tensor(data, dtype=dtype, device=self._named(device)))
+        # optimizers group their tensors by the device C++ sees (the CPU, under a DeviceTensor): name the card, as
+        # a real one is named, so a fused step's `found_inf.to(device)` stays on it and is no copy
+        group = torch.optim.Optimizer._group_tensors_by_device_and_dtype
+
+        def grouped(tensorlistlist, with_indices=False):
+            out = group(tensorlistlist, with_indices)
+            first = lambda lists: next(t for ts in lists for t in ts if isinstance(t, torch.Tensor))  # noqa: E731
+            return {(first(v[0]).device if dev is not None else dev, dt): v for (dev, dt), v in out.items()}
+
+        name, opt = "_group_tensors_by_device_and_dtype", torch.optim.Optimizer
+        p.callback(setattr, opt, name, opt.__dict__[name])  # the staticmethod itself back, not its function
+        setattr(opt, name, staticmethod(grouped))
 
     def _named(self, arg):
         if isinstance(arg, (str, torch.device)) and str(arg) == "cuda":
@@ -331,11 +343,19 @@ class FakeCuda(TorchDispatchMode):
             # the output), so autograd, which sits above this handler, sees the dtypes it recorded.
             return tuple(a.to(dtype).float() if isinstance(a, torch.Tensor) and a.dtype == torch.float32 else a
                          for a in args)
-        tf32 = self.capability >= (8, 0) and (torch.get_float32_matmul_precision() != "highest" if func in MATMULS
-                                              else torch.backends.cudnn.allow_tf32)  # cuDNN's default: on
-        if tf32:
+        if self.capability >= (8, 0) and tf32_allowed("matmul" if func in MATMULS else "conv"):
             return tuple(_round_tf32(a) if isinstance(a, torch.Tensor) and a.dtype == torch.float32 else a for a in args)
         return args
+
+
+def tf32_allowed(kind: str) -> bool:
+    """Whether an Ampere card rounds float32 `kind` ("matmul" or "conv") inputs to TF32 now. Read through torch's
+    per-backend settings (torch >= 2.9), which follow the legacy calls too and, unlike them, can be read whichever
+    API the process used (reading `get_float32_matmul_precision` after the new API raises, as on a real card)."""
+    b = torch.backends
+    if not hasattr(b, "fp32_precision"):  # an older torch: the legacy settings are the only ones
+        return torch.get_float32_matmul_precision() != "highest" if kind == "matmul" else b.cudnn.allow_tf32
+    return (b.cuda.matmul if kind == "matmul" else b.cudnn.conv).fp32_precision == "tf32"  # cuDNN's default: tf32
 
 
 def _card() -> FakeCuda:

@@ -261,16 +261,23 @@ def test_compare_train_resume_and_evaluate_with_device_cuda(card, tmp_path, caps
 
     reported = []
     monkeypatch.setattr(report, "build_report", lambda path, log=print, **_: reported.append(path) or path / "report.html")
+    from kit import evaluate as ev
+
+    stages, where = ev.stage_features, []  # the device of every model the evaluation extracts from (issue 29, item 2)
+    monkeypatch.setattr(ev, "stage_features", lambda bb, ds, **k: where.append(next(bb.parameters()).device.type)
+                        or stages(bb, ds, **k))
 
     runs = str(tmp_path)
     small = ["--dataset", "digits", "--n-train", "200", "--runs", runs]
     assert main(["compare", "--device", "cuda", "--epochs", "1", "--name", "gpu", *small]) == 0
     assert main(["compare", "--name", "gpu", "--runs", runs, "--resume", "--epochs", "2"]) == 0
     assert main(["train", "--algo", "odc", "--device", "cuda", "--epochs", "1", "--name", "one", *small]) == 0
+    monkeypatch.setenv("KIT_FAST", "1")  # the smoke evaluation: every protocol, a few steps of each
     assert main(["evaluate", str(tmp_path / "gpu"), "--finetune-steps", "2"]) == 0
     run = tmp_path / "gpu"
     for algo in ("deepcluster", "odc"):
         state = torch.load(run / algo / "checkpoint.pt", weights_only=True)
         assert state["epoch"] == 2 and set(state["rng"]) == {"cpu", "cuda"}  # the run's own card, saved
     assert (run / "evaluation.json").exists() and card.syncs["item"] > 0  # it ran on the card
+    assert where == ["cuda"] * 8  # random init, DeepCluster, ODC and supervised, train and test: all on the card
     assert reported == [run] * 3  # after the compare, its resume and the evaluation

@@ -148,8 +148,10 @@ def test_autocast_loss_within_2_percent_of_float32(digits, backbone):
         loss32 = F.cross_entropy(net(x)[1].float(), y)
         with autocast(device):
             _, logits = net(x)
+            pooled = net.backbone(x)
         loss16 = F.cross_entropy(logits.float(), y)
-    assert logits.dtype == amp_dtype(device)  # autocast is really on, in the card's precision (bf16 or fp16)
+    assert pooled.dtype == amp_dtype(device)  # autocast is really on, in the card's precision (bf16 or fp16)
+    assert logits.dtype == torch.float32  # the neck and head run in float32 (models.ClusterNet.forward)
     assert abs(loss16.item() - loss32.item()) <= 0.02 * loss32.item()
 
 

@@ -1,0 +1,210 @@
+"""What the fake card of tests/test_cuda_path.py could not see (issue 29), each pinned by a test that failed before
+its fix: torch's newer precision API, state kit left behind in the process, bf16 reaching the ODC memory, the
+evaluation's models left on the CPU, and fp16's loss scaler (a wait every step, a scale lost on resume)."""
+import contextlib
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import kit
+from conftest import tiny_dc_config, tiny_odc_config
+from fake_cuda import FakeCuda
+from kit.runtime import full_precision
+
+B = torch.backends
+NEW_API = [(B, "fp32_precision"), (B.cuda.matmul, "fp32_precision"), (B.cudnn, "fp32_precision"),
+           (B.cudnn.conv, "fp32_precision"), (B.mkldnn, "fp32_precision"), (B.mkldnn.matmul, "fp32_precision"),
+           (B.mkldnn.conv, "fp32_precision")]
+
+
+def precision_now() -> list:
+    """Every float32-precision setting torch has, read through the per-backend getters (they follow both APIs)."""
+    return [getattr(obj, name) for obj, name in NEW_API]
+
+
+@pytest.fixture
+def torch_settings():
+    """Puts back every process-wide setting these tests change, then checks the legacy calls read again as they did."""
+    legacy = torch.get_float32_matmul_precision(), B.cudnn.allow_tf32, B.cudnn.benchmark
+    yield
+    torch.set_float32_matmul_precision(legacy[0])
+    B.cudnn.allow_tf32, B.cudnn.benchmark = legacy[1], legacy[2]
+    for (obj, name), value in zip(NEW_API, DEFAULTS):
+        setattr(obj, name, value)
+    assert (torch.get_float32_matmul_precision(), B.cudnn.allow_tf32, B.cudnn.benchmark) == legacy
+    assert precision_now() == DEFAULTS
+
+
+DEFAULTS = precision_now()  # as the test session found them
+
+
+@pytest.fixture
+def digits():  # one per test: a dataset keeps its normalisation on the device it last fed, here a card that goes away
+    return kit.load_dataset("digits", n=300)
+
+
+def small_net(dataset, neck: bool = False):
+    c, h, _ = dataset.image_shape
+    torch.manual_seed(0)
+    bb = kit.build_backbone("convnet", c, image_size=h)
+    return kit.ClusterNet(bb, 10, kit.models.ODCNeck(bb.feature_dim) if neck else None)
+
+
+# -- item 1: torch's per-backend precision API ----------------------------------------------------------
+def test_kit_runs_under_the_per_backend_precision_api_and_leaves_it_as_set(torch_settings, digits):
+    """A user (or transformers) set TF32 through `torch.backends.*.fp32_precision`: kit's legacy calls raised
+    "mix of the legacy and new APIs" in extract_features, k-means and the ODC memory."""
+    net = small_net(digits)
+    exact = kit.extract_features(net, digits)
+    B.cuda.matmul.fp32_precision, B.cudnn.conv.fp32_precision = "tf32", "tf32"
+    chosen = precision_now()
+    feats = kit.extract_features(net, digits)  # on the CPU
+    labels = kit.KMeans(5, n_iter=5, seed=0).fit(torch.as_tensor(feats)).labels_
+    mem = kit.ODCMemory(n_samples=len(feats), dim=feats.shape[1], n_clusters=5, momentum=0.5, min_cluster_size=0)
+    mem.init(feats, torch.as_tensor(labels))
+    mem.update(torch.arange(8), torch.as_tensor(feats[:8]))
+    assert precision_now() == chosen  # the user's choice, as they made it
+    np.testing.assert_array_equal(feats, exact)
+    with FakeCuda(capability=(9, 0)):  # an H100: TF32 is what these settings ask for there
+        inside = []
+        with full_precision("cuda"):
+            inside = precision_now()
+        on_card = kit.extract_features(net.to("cuda"), digits)
+    assert inside[1] == inside[3] == "ieee" and precision_now() == chosen  # exact while kit held them, then given back
+    np.testing.assert_allclose(on_card, exact, rtol=1e-5, atol=1e-6)  # TF32 would be ~1e-3 off
+
+
+# -- item 4: state left in the user's process ------------------------------------------------------------
+def test_precision_held_by_two_kit_calls_at_once_is_given_back_as_the_user_set_it(torch_settings):
+    """The playground's thread and a cell both inside `full_precision`: the first out used to restore the user's TF32
+    under the second (its clustering then ran in TF32), and the last out put back "highest" for good."""
+    torch.set_float32_matmul_precision("high")  # the user's TF32
+    first, second = full_precision("cuda"), full_precision("cuda")
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)  # not in the order they came: two threads
+    assert torch.get_float32_matmul_precision() == "highest" and not B.cudnn.allow_tf32  # the second still holds
+    second.__exit__(None, None, None)
+    assert torch.get_float32_matmul_precision() == "high" and B.cudnn.allow_tf32
+    with full_precision("cuda"):
+        torch.set_float32_matmul_precision("medium")  # the user's cell changes it meanwhile
+    assert torch.get_float32_matmul_precision() == "medium"  # their newer choice stays
+
+
+def test_on_the_cpu_full_precision_changes_no_process_wide_setting(torch_settings):
+    """With torch's defaults the CPU has nothing to make exact: the playground's thread then touches nothing the
+    user's cells read (cuDNN's TF32 flag, on by default, used to be switched off and on from that thread)."""
+    before = precision_now(), B.cudnn.allow_tf32
+    with full_precision("cpu"):
+        assert (precision_now(), B.cudnn.allow_tf32) == before
+
+
+@pytest.mark.parametrize("algo", ["deepcluster", "odc"])
+def test_a_fit_on_the_card_tunes_convolutions_only_while_it_trains(torch_settings, digits, algo):
+    make = {"deepcluster": (kit.DeepCluster, tiny_dc_config), "odc": (kit.ODC, tiny_odc_config)}[algo]
+    B.cudnn.benchmark = False
+    seen = []
+    with FakeCuda(capability=(9, 0)):
+        make[0](make[1](device="cuda", n_clusters=10)).fit(
+            digits, epochs=1, callback=lambda r: seen.append(B.cudnn.benchmark) if r["kind"] == "step" else None)
+    assert seen and all(seen)  # the autotuner while it trained
+    assert B.cudnn.benchmark is False  # and the user's setting after
+
+
+# -- item 3: the ODC memory takes float32 features -------------------------------------------------------
+def test_the_neck_and_head_run_in_float32_under_a_training_autocast(digits):
+    net = small_net(digits, neck=True).train()
+    x = digits.batch(torch.arange(16), torch.device("cpu"), train=False)
+    torch.manual_seed(1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        h = net.backbone(x)
+        z, logits = net(x)
+    assert h.dtype == torch.bfloat16  # the backbone is autocast's
+    assert z.dtype == logits.dtype == torch.float32
+    torch.manual_seed(1)  # the neck's dropout draws the same mask
+    expected = net.neck(h.float())
+    torch.testing.assert_close(z, expected, rtol=0, atol=0)  # a float32 neck on the backbone's output
+
+
+def test_odc_writes_float32_neck_features_into_its_memory_under_autocast(digits, monkeypatch):
+    """`ODC._epoch` passed the autocast forward's bf16 neck output to `memory.update` (README: the memory stays
+    float32). A CPU bf16 autocast plays the card's."""
+    from kit import odc
+    from kit.memory import ODCMemory
+
+    monkeypatch.setattr(odc, "autocast", lambda device: torch.autocast("cpu", dtype=torch.bfloat16))
+    dtypes, update = [], ODCMemory.update
+    monkeypatch.setattr(ODCMemory, "update", lambda self, idx, z: dtypes.append(z.dtype) or update(self, idx, z))
+    h = kit.ODC(tiny_odc_config(n_clusters=10)).fit(digits, epochs=1)
+    assert dtypes and set(dtypes) == {torch.float32}
+    assert math.isfinite(h["epoch"][-1]["loss"])
+
+
+# -- item 7: fp16's loss scaler ------------------------------------------------------------------------
+@pytest.mark.parametrize("algo", ["deepcluster", "odc"])
+def test_a_t4_step_waits_for_the_card_no_more_than_a_bf16_one(digits, algo):
+    """`GradScaler.step` read its inf check with `.item()`: one wait more a step in fp16 than in bf16. The fused SGD
+    reads it on the device."""
+    from test_cuda_path import StepSyncs
+
+    make = {"deepcluster": (kit.DeepCluster, tiny_dc_config), "odc": (kit.ODC, tiny_odc_config)}[algo]
+    per_step = {}
+    for capability in ((9, 0), (7, 5)):  # an H100 (bf16, no scaler), a T4 (fp16 and its scaler)
+        with FakeCuda(capability=capability) as card:
+            counter = StepSyncs(card)
+            trainer = make[0](make[1](device="cuda", n_clusters=10))
+            h = trainer.fit(digits, epochs=2, callback=counter)
+        assert trainer.scaler.is_enabled() == (capability < (8, 0)) and math.isfinite(h["epoch"][-1]["loss"])
+        per_step[capability] = counter.per_step()
+    assert per_step[(7, 5)] <= per_step[(9, 0)], (per_step, dict(card.sync_sites))
+
+
+def test_the_loss_scale_is_checkpointed_and_resumed(digits, tmp_path):
+    """A resume restarted fp16's scale at 2^16: steps skipped until it backed off again."""
+    with FakeCuda(capability=(7, 5)):
+        dc = kit.DeepCluster(tiny_dc_config(device="cuda", n_clusters=10))
+        run = kit.Run.create(tmp_path, "deepcluster")
+        dc.fit(digits, epochs=1, run=run)
+        dc.scaler.update(new_scale=512.0)  # where a run that overflowed a few times would be
+        dc.save(run)
+        again = kit.DeepCluster(tiny_dc_config(device="cuda", n_clusters=10))
+        again.resume(kit.Run.create(tmp_path, "deepcluster", resume=True), digits)
+        assert again.scaler.get_scale() == 512.0
+    on_cpu = kit.DeepCluster(tiny_dc_config(n_clusters=10))  # a CPU resume of it: no scaler, nothing to load
+    on_cpu.resume(kit.Run.create(tmp_path, "deepcluster", resume=True), digits)
+    assert not on_cpu.scaler.is_enabled()
+
+
+# -- item 6: torchrun on GPUs ------------------------------------------------------------------------------
+@pytest.mark.parametrize("backbone, setting, synced", [("convnet", None, False), ("resnet18", None, False),
+                                                       ("resnet50", None, True), ("resnet18", True, True),
+                                                       ("resnet50", False, False)])
+def test_syncbatchnorm_is_a_setting_on_by_default_for_resnet50_only(backbone, setting, synced, monkeypatch, digits):
+    """SyncBatchNorm waits for the host in every BN layer's forward: on by default only where the published recipe's
+    small per-GPU batches need it. The trainer hands `wrap` the resolved choice."""
+    from kit.distributed import Distributed
+    from kit.training import synced_batchnorm
+
+    cfg = tiny_dc_config(backbone=backbone, sync_batchnorm=setting)
+    assert synced_batchnorm(cfg) is synced
+    asked = []
+    monkeypatch.setattr(Distributed, "wrap", lambda self, model, device, sync=False: asked.append(sync) or model)
+    if backbone == "convnet":
+        kit.DeepCluster(cfg).setup(digits)
+        assert asked == [synced]
+
+
+def test_the_global_loss_normaliser_is_made_on_the_card(card, monkeypatch):
+    """`Distributed.cross_entropy` built the target count on the host and copied it over every step."""
+    from kit.distributed import Distributed
+
+    monkeypatch.setattr(torch.distributed, "all_reduce", lambda t, *a, **k: None)  # one rank's view of two
+    two = Distributed.__new__(Distributed)
+    two.rank, two.world, two.backend, two.comm_device = 0, 2, "nccl", torch.device("cuda", 0)
+    logits, y = torch.randn(8, 5).to("cuda"), torch.randint(0, 5, (8,)).to("cuda")
+    before = card.total()
+    loss, value = two.cross_entropy(logits, y)
+    assert card.total() == before, dict(card.sync_sites)
+    torch.testing.assert_close(value.elem, torch.nn.functional.cross_entropy(logits.elem, y.elem))
