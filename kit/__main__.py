@@ -22,6 +22,7 @@ preemption, `docker stop`, a culled notebook server) is handled as Ctrl-C: the s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shlex
 import signal
 import sys
@@ -60,6 +61,8 @@ SETTINGS = {
     "seed": (int, "random seed (default {compare.seed})"),
     "n_train": (int, "keep a class-stratified subset of the train split (default {compare.n_train})"),
 }
+DETERMINISTIC = ("same seed, same numbers on a GPU too, where torch can (deterministic algorithms and convolutions, "
+                 "no cuDNN autotuner; slower); a CPU run is deterministic without it")
 TB = "also log to RUN/tb/ for TensorBoard (scalars, hparams, Projector): tensorboard --logdir RUN/tb"
 SEEDS = (int, "how many seeds: seed, seed + 1, ...; results as mean ± std, curves with a band (default {compare.seeds})")
 SWEEP_SETTINGS = {
@@ -122,6 +125,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs", default="runs", help="where run folders go")
     p.add_argument("--resume", action="store_true", help="continue the run --name with its saved settings")
     p.add_argument("--tensorboard", action="store_true", help=TB)
+    p.add_argument("--deterministic", action="store_true", help=DETERMINISTIC)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -160,6 +164,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--runs", default="runs", help="where run folders go")
     s.add_argument("--resume", action="store_true", help="continue the sweep --name: finished cells are kept")
     s.add_argument("--tensorboard", action="store_true", help=TB)
+    s.add_argument("--deterministic", action="store_true", help=DETERMINISTIC)
     d = sub.add_parser("doctor", help="what this machine will do with kit: device, precision, threads, packages, "
                                       "data, and the minutes the demo and notebooks will take")
     d.add_argument("--runs", default="runs", help="where run folders go (its free disk is reported)")
@@ -206,6 +211,8 @@ def _hint(a, name: str) -> str:
            "--name", name, "--runs", a.runs, "--resume"]
     if a.epochs is not None:
         cmd += ["--epochs", str(a.epochs)]
+    if a.deterministic:
+        cmd += ["--deterministic"]
     return "continue with: " + shlex.join(cmd)
 
 
@@ -292,10 +299,11 @@ def _run(a, name: str) -> None:
         print(f"report: {build_report(Path(a.run)).resolve()}")
     elif a.command == "evaluate":
         _evaluate(a)
-    elif a.command == "sweep":
-        _sweep(a, name)
     else:
-        _train_or_compare(a, name)
+        from .runtime import deterministic
+
+        with deterministic() if a.deterministic else contextlib.nullcontext():
+            (_sweep if a.command == "sweep" else _train_or_compare)(a, name)
 
 
 def _train_or_compare(a, name: str) -> None:

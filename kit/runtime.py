@@ -193,11 +193,28 @@ def full_precision(device: str | torch.device | None = None):
 @contextlib.contextmanager
 def tuned_convolutions(device: torch.device):
     """cuDNN's autotuner (`cudnn.benchmark`) on for a CUDA training run, and back as it was after: it picks the fastest
-    convolution algorithm per shape, which may differ from run to run (`deterministic` keeps it off)."""
-    if device.type != "cuda":
+    convolution algorithm per shape, which may differ from run to run (left off under `deterministic`)."""
+    if device.type != "cuda" or torch.are_deterministic_algorithms_enabled():
         yield
         return
     with _HELD.hold(lambda: [("cudnn.benchmark", *_setting(torch.backends.cudnn, "benchmark"), True)]):
+        yield
+
+
+@contextlib.contextmanager
+def deterministic():
+    """Same seed, same numbers on a GPU too, where torch can give them (`--deterministic`): torch's deterministic
+    algorithms (index_add_ on CUDA among them; an op with none warns), cuDNN's deterministic convolutions and no
+    autotuner, and cuBLAS's fixed workspace (CUBLAS_WORKSPACE_CONFIG, set for the process if unset: cuBLAS reads it
+    when it starts). Slower on a card; the CPU is deterministic without it. Everything but the variable is given
+    back on exit."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    cudnn = torch.backends.cudnn
+    settings = [("deterministic algorithms", torch.are_deterministic_algorithms_enabled,
+                 lambda on: torch.use_deterministic_algorithms(on, warn_only=True), True),
+                ("cudnn.deterministic", *_setting(cudnn, "deterministic"), True),
+                ("cudnn.benchmark", *_setting(cudnn, "benchmark"), False)]
+    with _HELD.hold(lambda: settings):
         yield
 
 

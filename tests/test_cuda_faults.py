@@ -208,3 +208,32 @@ def test_the_global_loss_normaliser_is_made_on_the_card(card, monkeypatch):
     loss, value = two.cross_entropy(logits, y)
     assert card.total() == before, dict(card.sync_sites)
     torch.testing.assert_close(value.elem, torch.nn.functional.cross_entropy(logits.elem, y.elem))
+
+
+# -- item 5: exactness on a GPU ----------------------------------------------------------------------------
+def test_deterministic_holds_torchs_deterministic_settings_while_a_fit_runs_then_gives_them_back(torch_settings,
+                                                                                                 digits):
+    from kit.runtime import deterministic
+
+    cudnn, seen = B.cudnn, []
+    before = torch.are_deterministic_algorithms_enabled(), cudnn.deterministic, cudnn.benchmark
+    with FakeCuda(capability=(9, 0)), deterministic():
+        kit.DeepCluster(tiny_dc_config(device="cuda", n_clusters=10)).fit(digits, epochs=1, callback=lambda r: seen.append(
+            (torch.are_deterministic_algorithms_enabled(), cudnn.deterministic, cudnn.benchmark)) if r["kind"] == "step" else None)
+    assert seen and set(seen) == {(True, True, False)}  # no autotuner: it may pick another convolution next run
+    assert (torch.are_deterministic_algorithms_enabled(), cudnn.deterministic, cudnn.benchmark) == before
+
+
+def test_the_deterministic_flag_wraps_the_command_and_its_resume_hint_keeps_it(tmp_path, monkeypatch, capsys):
+    import kit.__main__ as cli
+
+    seen = []
+
+    def interrupted(a, name):
+        seen.append(torch.are_deterministic_algorithms_enabled())
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_train_or_compare", interrupted)
+    assert cli.main(["compare", "--name", "d", "--runs", str(tmp_path), "--deterministic"]) == 130
+    assert seen == [True] and not torch.are_deterministic_algorithms_enabled()
+    assert capsys.readouterr().err.strip().endswith("--resume --deterministic")
