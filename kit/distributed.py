@@ -128,6 +128,15 @@ class Distributed:
         dist.broadcast(x, 0)
         return x.to(t.device)
 
+    def disagreement(self, t: torch.Tensor) -> int:
+        """How many entries of `t` differ from rank 0's copy, on the rank where most do (0 in one process). Every
+        rank gets the same count, so all take the same branch on it. One broadcast of `t` and one number read."""
+        if self.world == 1:
+            return 0
+        differ = (self.broadcast(t) != t).sum().reshape(1).to(self.comm_device)
+        dist.all_reduce(differ, op=dist.ReduceOp.MAX)
+        return int(differ.item())
+
     def cluster(self, fit, n: int) -> tuple[torch.Tensor, object]:
         """One rank clusters for all: rank 0 runs `fit() -> KMeans` and its labels reach every rank, so the
         others neither repeat the PCA and k-means nor wait longer than rank 0 does.

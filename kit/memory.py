@@ -117,6 +117,20 @@ class ODCMemory(torch.nn.Module):
         return torch.where(ok, change_ratio, torch.nan)
 
     @torch.no_grad()
+    def agree(self, dist) -> int:
+        """Under torchrun every rank updates its own copy of the memory from the gathered batch, and float atomics
+        may relabel a near-tie differently on two cards, a difference nothing would undo. Once an epoch: where any
+        rank's labels differ from rank 0's, every rank takes rank 0's features and labels (sums, sizes and
+        centroids follow). Returns the number of labels that differed on the rank where most did (0: none, and
+        nothing copied)."""
+        drift = dist.disagreement(self.labels)
+        if drift:
+            self.features.copy_(dist.broadcast(self.features))
+            self.labels.copy_(dist.broadcast(self.labels))
+            self.recompute_centroids()
+        return drift
+
+    @torch.no_grad()
     def recompute_centroids(self, clusters: torch.Tensor | None = None) -> None:
         """Each non-empty cluster's centroid = mean of its members' features; empty ones keep theirs.
         With `clusters`, only those are recomputed (the reference's partial update after a split)."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from .clustering import KMeans, check_sizes, l2_normalize
 from .data import batches
@@ -149,6 +150,10 @@ class ODC(Trainer):
             self._log_step(epoch=self.epoch, loss=losses[-1], change_ratio=change_ratio, moved_small=moved)
             self._emit(callback, {"kind": "step", "algo": self.algo, "epoch": self.epoch, "loss": losses[-1],
                                   "change_ratio": change_ratio})
+        drift = mem.agree(self.dist)  # every rank's memory holds rank 0's labels (0 in one process)
+        if drift and self.dist.is_writer:
+            tqdm.write(f"epoch {self.epoch}: the ranks' ODC memories disagreed on up to {drift} labels; "
+                       "every rank now holds rank 0's")
         labels = mem.labels.cpu()
         prev = self.history["labels"][-1]
         self.history["labels"].append(labels_snapshot(labels))

@@ -237,3 +237,29 @@ def test_the_deterministic_flag_wraps_the_command_and_its_resume_hint_keeps_it(t
     assert cli.main(["compare", "--name", "d", "--runs", str(tmp_path), "--deterministic"]) == 130
     assert seen == [True] and not torch.are_deterministic_algorithms_enabled()
     assert capsys.readouterr().err.strip().endswith("--resume --deterministic")
+
+
+def test_a_rank_whose_odc_memory_drifted_takes_rank_zeros_at_the_end_of_the_epoch(monkeypatch):
+    """Two cards' float atomics can relabel a near-tie differently, and nothing re-synced the ranks' memories. Rank 1
+    of 2, here in one process: its `broadcast` hands it rank 0's tensors, the all-reduce is its own."""
+    from kit.distributed import SINGLE, Distributed
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.nn.functional.normalize(torch.randn(40, 8, generator=g), dim=1)
+    labels = torch.arange(40) % 4
+    rank0, rank1 = (kit.ODCMemory(40, 8, 4, momentum=0.5, min_cluster_size=0) for _ in range(2))
+    for mem in (rank0, rank1):
+        mem.init(x, labels)
+    rank1.labels[7] = (rank1.labels[7] + 1) % 4  # the near-tie it called the other way
+    rank1.features[7] *= 1.001
+    assert rank1.agree(SINGLE) == 0  # one process: nothing to compare, nothing copied
+    monkeypatch.setattr(torch.distributed, "all_reduce", lambda t, *a, **k: None)
+    one = Distributed.__new__(Distributed)
+    one.rank, one.world, one.backend, one.comm_device = 1, 2, "gloo", torch.device("cpu")
+    one.broadcast = lambda t: {id(rank1.labels): rank0.labels, id(rank1.features): rank0.features}[id(t)].clone()
+    assert rank1.agree(one) == 1
+    assert torch.equal(rank1.labels, rank0.labels) and torch.equal(rank1.features, rank0.features)
+    rank1.recompute_centroids()
+    rank0.recompute_centroids()
+    assert torch.equal(rank1.sizes, rank0.sizes) and torch.allclose(rank1.centroids, rank0.centroids)
+    assert rank1.agree(one) == 0  # in step now: nothing copied again
