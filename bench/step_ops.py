@@ -1,0 +1,80 @@
+"""Tensor ops a training step dispatches, and the CPU epoch time, with torch's plain SGD (kit before issue 29) and its
+fused SGD (kit now), side by side in one run, for both algorithms on the small preset (issue 29, item 8).
+
+    python bench/step_ops.py            # 1,000 digits, K = 30, epochs of the small preset's batch size
+
+Ops are counted by a TorchDispatchMode over the second epoch's steps (every aten call: forward, backward, optimizer,
+augmentation, the ODC memory); the epoch time is the median of three epochs per setting, alternated, no counter on.
+"""
+from __future__ import annotations
+
+import functools
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import kit  # noqa: E402
+from kit import training  # noqa: E402
+
+
+class Ops(TorchDispatchMode):
+    """Counts every aten op dispatched while `on`."""
+
+    def __init__(self):
+        super().__init__()
+        self.n, self.on = 0, False
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.n += self.on
+        return func(*args, **(kwargs or {}))
+
+
+def trainer(algo: str, fused: bool):
+    training.build_optimizer = functools.partial(ORIGINAL, fused_step=fused)  # what Trainer.setup calls
+    cfg = {"deepcluster": kit.DeepClusterConfig, "odc": kit.ODCConfig}[algo].small(n_clusters=30, eval_every=0)
+    return {"deepcluster": kit.DeepCluster, "odc": kit.ODC}[algo](cfg)
+
+
+def ops_per_step(algo: str, fused: bool, data) -> float:
+    counter, marks = Ops(), []
+
+    def on_step(record):
+        if record["kind"] == "step" and record["epoch"] == 1:
+            counter.on = True
+            marks.append(counter.n)
+
+    with counter:
+        trainer(algo, fused).fit(data, epochs=2, callback=on_step)
+    return (marks[-1] - marks[0]) / (len(marks) - 1)
+
+
+def epoch_seconds(algo: str, fused: bool, data) -> float:
+    t = trainer(algo, fused)
+    t.fit(data, epochs=1)  # the first epoch (ODC's initial k-means) is not timed
+    start = time.perf_counter()
+    t.fit(data, epochs=2)
+    return time.perf_counter() - start
+
+
+ORIGINAL = training.build_optimizer
+
+if __name__ == "__main__":
+    torch.set_num_threads(2)
+    data = kit.load_dataset("mnist5k", n=1000)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, 1,000 digits, K = 30\n")
+    print("| algorithm | ops a step, plain SGD | ops a step, fused SGD | ratio | CPU epoch, plain | CPU epoch, fused | ratio |")
+    print("|---|---|---|---|---|---|---|")
+    for algo in ("deepcluster", "odc"):
+        ops = {f: ops_per_step(algo, f, data) for f in (False, True)}
+        times = {False: [], True: []}
+        for _ in range(3):  # alternated, so a slow moment of the machine falls on both
+            for f in (False, True):
+                times[f].append(epoch_seconds(algo, f, data))
+        sec = {f: statistics.median(times[f]) for f in times}
+        print(f"| {algo} | {ops[False]:.0f} | {ops[True]:.0f} | {ops[True] / ops[False]:.2f} | {sec[False]:.2f} s | "
+              f"{sec[True]:.2f} s | {sec[True] / sec[False]:.2f} |")
