@@ -11,6 +11,10 @@ Sections, in this order (the aims are the issue's, for a full run on one H100):
                autocast (bf16 or fp16, by the card) vs float32 loss, a checkpoint written on CUDA resumed on the CPU     aim: 0 failed, 0 skipped
   preset       `make demo`'s own preset (ConvNet, 28 px digits, batch 64) as it trains here: ms a step, tensor ops
                and waits for the device a step, and how busy the device is over an epoch (torch.profiler)
+  precision    extraction for k-means in float32 (kit's) against TF32 allowed: time, and the NMI between the two
+               k-means labelings (same seed)
+  repeat       the same seed twice (the small preset, 2 epochs), without and with --deterministic: final losses'
+               gap and the NMI between the two runs' last labels                          aim: 1 with the flag
   throughput   ResNet-18 (CIFAR stem) training images/s, 32 px uint8 images held on the device
   deepcluster  a DeepCluster epoch vs a supervised epoch, 50,000 images, ResNet-18, K = 100  aim <= 1.35x
   odc          an ODC iteration vs a supervised iteration, the same size                   aim <= 1.05x
@@ -40,6 +44,7 @@ kit need not be installed: the script puts the repository's root on sys.path.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -178,9 +183,10 @@ def section_deepcluster(b: Bench) -> dict:
     t_sup, t_dc = _interleaved(sup, lambda: dc.fit(ds, epochs=dc.epoch + 1), s.rounds)
     timed_epochs = dc.history["epoch"][1:]
     parts = {k: statistics.median(r[k] for r in timed_epochs) for k in ("time_extract", "time_cluster", "time_train")}
+    parts["time_metrics"] = max(0.0, t_dc - sum(parts.values()))  # the epoch's record: agreement, sizes, collapse signals
     print(f"supervised epoch {t_sup:.2f} s, DeepCluster epoch {t_dc:.2f} s = extract {parts['time_extract']:.2f} + "
-          f"PCA/k-means {parts['time_cluster']:.2f} + train {parts['time_train']:.2f} (medians of {s.rounds}; both sides "
-          f"read their loss once per step); "
+          f"PCA/k-means {parts['time_cluster']:.2f} + train {parts['time_train']:.2f} + metrics and bookkeeping "
+          f"{parts['time_metrics']:.2f} (medians of {s.rounds}; both sides read their loss once per step); "
           f"ratio {t_dc / t_sup:.2f}x")
     return {"supervised_epoch_s": t_sup, "deepcluster_epoch_s": t_dc, **{k[5:] + "_s": v for k, v in parts.items()},
             "ratio": t_dc / t_sup}
@@ -314,22 +320,30 @@ def section_preset(b: Bench) -> dict:
         syncs = 0
         if cuda:
             torch.cuda.set_sync_debug_mode("warn")
-        with warnings.catch_warnings(record=True) as caught, Ops() as ops:
-            warnings.simplefilter("always")
-            trainer.fit(data, epochs=2, callback=count)
-        if cuda:
-            torch.cuda.set_sync_debug_mode(0)
-            syncs = sum("synchroniz" in str(w.message) for w in caught)
+        try:
+            with warnings.catch_warnings(record=True) as caught, Ops() as ops:
+                warnings.simplefilter("always")
+                trainer.fit(data, epochs=2, callback=count)
+        finally:
+            if cuda:
+                torch.cuda.set_sync_debug_mode(0)
+        syncs = sum("synchroniz" in str(w.message) for w in caught)
         n = max(len(steps), 1)
+        sync()
+        t = time.perf_counter()
+        trainer.fit(data, epochs=3)  # timed without the profiler, which slows the host
+        sync()
+        wall = time.perf_counter() - t
         acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
         t = time.perf_counter()
         with profile(activities=acts) as prof:
-            trainer.fit(data, epochs=3)
+            trainer.fit(data, epochs=4)
             sync()
-        wall = time.perf_counter() - t
-        events = prof.key_averages()
+        profiled = time.perf_counter() - t
+        kernel = torch.autograd.DeviceType.CUDA if cuda else torch.autograd.DeviceType.CPU
+        events = [e for e in prof.key_averages() if e.device_type == kernel]  # kernels alone: launches not counted again
         busy = (sum(e.self_device_time_total for e in events) if cuda else
-                sum(e.self_cpu_time_total for e in events if e.key.startswith("aten::"))) / 1e6 / wall
+                sum(e.self_cpu_time_total for e in events if e.key.startswith("aten::"))) / 1e6 / profiled
         out.update({f"{algo}_ms_per_step": wall / n * 1e3, f"{algo}_ops_per_step": ops.n / n,
                     f"{algo}_syncs_per_step": syncs / n, f"{algo}_busy_share": busy})
         print(f"{algo}, {n} steps an epoch: {wall / n * 1e3:.2f} ms, {ops.n / n:.0f} tensor ops and {syncs / n:.1f} waits "
@@ -338,7 +352,65 @@ def section_preset(b: Bench) -> dict:
     return out
 
 
-SECTIONS = {"tests": section_tests, "preset": section_preset, "throughput": section_throughput, "deepcluster": section_deepcluster,
+def section_precision(b: Bench) -> dict:
+    """Feature extraction for k-means as kit does it (float32: no TF32, no autocast) against the same network with
+    TF32 allowed, as a user's `set_float32_matmul_precision("high")` would have it without kit's guard: the time of
+    each, how far the features move, and the NMI between the two k-means labelings (same seed)."""
+    from kit import features as kf
+    from kit.clustering import KMeans, preprocess_features
+    from kit.metrics import nmi
+
+    s, ds, dev = b.sizes, b.data(), b.device
+    net = prepare_model(kit.ClusterNet(kit.build_backbone(s.backbone, 3, image_size=s.image_size), s.n_clusters), dev)
+    exact = lambda: kf.extract_features(net, ds, device=dev)  # noqa: E731 - kit's own path
+
+    def tf32():  # the same path without kit's guard, TF32 allowed as an Ampere user's code would allow it
+        before, guard = (torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32), kf.full_precision
+        torch.set_float32_matmul_precision("high")
+        torch.backends.cudnn.allow_tf32 = True
+        kf.full_precision = lambda device=None: contextlib.nullcontext()
+        try:
+            return kf.extract_features(net, ds, device=dev)
+        finally:
+            kf.full_precision = guard
+            torch.set_float32_matmul_precision(before[0])
+            torch.backends.cudnn.allow_tf32 = before[1]
+
+    a, b32 = exact(), tf32()  # warm-up, and the features compared
+    t_exact, t_tf32 = _interleaved(exact, tf32, s.rounds)
+    labels = [KMeans(s.n_clusters, n_iter=20, seed=0).fit(preprocess_features(f, s.pca_dim)).labels_ for f in (a, b32)]
+    drift = float(abs(a - b32).max() / (abs(a).max() + 1e-12))
+    agree = nmi(labels[0], labels[1])
+    print(f"extraction of {len(ds):,} images: float32 {t_exact:.3f} s, TF32 allowed {t_tf32:.3f} s "
+          f"({t_exact / t_tf32:.2f}x); features moved by up to {drift:.1e} of their largest value; "
+          f"NMI between the two k-means labelings {agree:.3f}")
+    return {"float32_s": t_exact, "tf32_s": t_tf32, "ratio": t_exact / t_tf32, "relative_drift": drift,
+            "nmi_between_labelings": agree}
+
+
+def section_repeat(b: Bench) -> dict:
+    """The same seed twice on this device, without and with `--deterministic`: how far two runs of the small preset
+    end apart (final loss, NMI between their final pseudo-labels). On the CPU both are exact."""
+    from kit.metrics import nmi
+    from kit.runtime import deterministic
+
+    data = kit.load_dataset("mnist5k", n=256 if b.dry else 2000)
+    cfg = lambda: kit.DeepClusterConfig.small(eval_every=0, device=str(b.device), n_clusters=10 if b.dry else 30)  # noqa: E731
+    out = {}
+    for mode, hold in (("default", contextlib.nullcontext), ("deterministic", deterministic)):
+        runs = []
+        for _ in range(2):
+            with hold():
+                h = kit.DeepCluster(cfg()).fit(data, epochs=2)
+            runs.append(h)
+        gap = abs(runs[0]["epoch"][-1]["loss"] - runs[1]["epoch"][-1]["loss"])
+        agree = nmi(runs[0]["labels"][-1], runs[1]["labels"][-1])
+        out.update({f"{mode}_loss_gap": gap, f"{mode}_nmi": agree})
+        print(f"{mode}: final losses {gap:.2e} apart, NMI between the two runs' last labels {agree:.4f}")
+    return out
+
+
+SECTIONS = {"tests": section_tests, "preset": section_preset, "precision": section_precision, "repeat": section_repeat, "throughput": section_throughput, "deepcluster": section_deepcluster,
             "odc": section_odc, "kmeans": section_kmeans, "memory": section_memory, "compare": section_compare,
             "estimate": section_estimate}
 
@@ -357,6 +429,11 @@ def rows(s: Sizes) -> list[tuple]:
         ("preset", "deepcluster_busy_share", "the default preset: device busy over a DeepCluster epoch", "{:.0%}",
          None),
         ("preset", "odc_busy_share", "the default preset: device busy over an ODC epoch", "{:.0%}", None),
+        ("precision", "nmi_between_labelings", "NMI between k-means on float32 and on TF32 features (same seed)",
+         "{:.3f}", None),
+        ("precision", "ratio", "extraction time, float32 / TF32", "{:.2f}x", None),
+        ("repeat", "default_nmi", "the same seed twice: NMI between the two runs' last labels", "{:.4f}", None),
+        ("repeat", "deterministic_nmi", "the same, --deterministic", "{:.4f}", ("==", 1)),
         ("throughput", "images_per_s", f"{s.backbone} training, {s.image_size} px, img/s", "{:,.0f}", None),
         ("deepcluster", "ratio", f"DeepCluster / supervised epoch ({s.n_images:,} images, {s.backbone})", "{:.2f}x",
          ("<=", 1.35)),

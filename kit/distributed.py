@@ -10,7 +10,7 @@ under torchrun. Under torchrun (nccl on CUDA, gloo on CPU):
   seeded generator and takes its contiguous slice of each global batch (`shard`);
 - the network is wrapped in DistributedDataParallel (`wrap`), with BatchNorm converted to
   SyncBatchNorm under nccl when `sync_batchnorm` is on, by default for ResNet-50 only (SyncBatchNorm refuses CPU
-  tensors, and on a small network its per-layer waits for the host cost more than its statistics gain);
+  tensors, and each of its layers waits for the host in its forward);
 - the loss is the *global* batch's loss (`cross_entropy`): per-rank sums over the all-reduced
   normaliser, so a weighted CE (ODC) is normalised over the whole batch as in one process;
 - feature extraction is sharded over ranks and gathered back in dataset order (`gather_rows`);

@@ -152,9 +152,6 @@ def knn_accuracy(train_features, train_labels, test_features, test_labels, k: in
     correct = torch.zeros((), dtype=torch.long, device=device)
     for s in range(0, len(xte), chunk):
         sim, nn_idx = (xte[s : s + chunk] @ xtr.T).topk(k, dim=1)  # (b, k)
-        cell = torch.arange(len(sim), device=device)[:, None] * c + ytr[nn_idx]  # (b, k) into the flat (b x c) votes
-        # a 1-d scatter: torch has a deterministic one on CUDA (`runtime.deterministic`), a 2-d one it has not
-        votes = torch.zeros(len(sim) * c, device=device).scatter_add_(0, cell.flatten(),
-                                                                       (sim / temperature).exp().flatten()).view(-1, c)
+        votes = torch.zeros(len(sim), c, device=device).scatter_add_(1, ytr[nn_idx], (sim / temperature).exp())
         correct += (votes.argmax(1) == yte[s : s + chunk]).sum()
     return int(correct) / len(xte)

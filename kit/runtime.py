@@ -94,46 +94,51 @@ def grad_scaler(device: torch.device) -> torch.amp.GradScaler:
 
 # -- process-wide settings, held while kit needs them and given back as they were ----------------------
 class _Held:
-    """Process-wide torch settings (TF32, cuDNN's autotuner) that kit changes for the length of a call and gives
-    back on its way out. Several kit calls may hold them at once (the playground trains in a thread while a cell
-    extracts features): the first to need a change makes it, the last one out restores the value it found, and a
-    value someone else set meanwhile (a user's cell) is left as they set it."""
+    """Process-wide torch settings (TF32, cuDNN's autotuner, deterministic algorithms) that kit changes for the length of
+    a call and gives back on its way out. Several kit calls may hold one setting at once (the playground trains in a
+    thread while a cell extracts features): each applies the value it needs on entry, the value found when the first
+    began comes back when the last ends, and a setting someone else changed meanwhile to a value kit did not set
+    (a user's cell) is left as they set it. Each setting is given back when its own last holder ends."""
 
     def __init__(self):
         self.lock = threading.Lock()
-        self.depth = 0
-        self.changed: list[tuple] = []  # (name, setter, value found, value kit set), in the order made
+        self.held: dict[str, list] = {}  # name -> [getter, setter, value found, value kit set last, holders]
 
     @contextlib.contextmanager
     def hold(self, wanted):
         """`wanted()` -> [(name, getter, setter, value)]: the settings this call needs, read and set under the lock."""
+        names: list[str] = []
         with self.lock:
-            self.depth += 1
-            made = {c[0] for c in self.changed}
             try:
                 for name, get, put, value in wanted():
-                    if name not in made and get() != value:
-                        self.changed.append((name, get, put, get(), value))
+                    entry = self.held.setdefault(name, [get, put, get(), value, 0])
+                    entry[4] += 1
+                    names.append(name)
+                    if get() != value:
                         put(value)
+                    entry[3] = value
             except BaseException:
-                self._leave()
+                self._release(names)
                 raise
         try:
             yield
         finally:
             with self.lock:
-                self._leave()
+                self._release(names)
 
-    def _leave(self) -> None:
-        self.depth -= 1
-        if self.depth == 0:
-            for _, get, put, found, value in reversed(self.changed):
-                try:
-                    if get() == value:  # still what kit set: give the old value back; a newer choice stays
-                        put(found)
-                except RuntimeError:  # the process switched to torch's other precision API meanwhile: its choice
-                    pass
-            self.changed.clear()
+    def _release(self, names: list[str]) -> None:
+        for name in reversed(names):
+            entry = self.held[name]
+            entry[4] -= 1
+            if entry[4]:
+                continue
+            del self.held[name]
+            get, put, found, value, _ = entry
+            try:
+                if get() == value:  # still what kit set: give the old value back; a newer choice stays
+                    put(found)
+            except RuntimeError:  # the process switched to torch's other precision API meanwhile: its choice stays
+                pass
 
 
 _HELD = _Held()
@@ -150,9 +155,10 @@ def _legacy_precision_api() -> bool:
     kit then sets and restores the per-backend ones instead."""
     if not hasattr(torch.backends, "fp32_precision"):
         return True
-    try:
+    try:  # any of the three raises once the per-backend settings disagree with what the legacy ones can say
         torch.get_float32_matmul_precision()
         torch.backends.cuda.matmul.allow_tf32  # noqa: B018 - reading it is the test
+        torch.backends.cudnn.allow_tf32  # noqa: B018
         return True
     except RuntimeError:
         return False
@@ -204,10 +210,11 @@ def tuned_convolutions(device: torch.device):
 @contextlib.contextmanager
 def deterministic():
     """Same seed, same numbers on a GPU too, where torch can give them (`--deterministic`): torch's deterministic
-    algorithms (index_add_ on CUDA among them; an op with none warns), cuDNN's deterministic convolutions and no
-    autotuner, and cuBLAS's fixed workspace (CUBLAS_WORKSPACE_CONFIG, set for the process if unset: cuBLAS reads it
-    when it starts). Slower on a card; the CPU is deterministic without it. Everything but the variable is given
-    back on exit."""
+    algorithms (an op that has none warns, or raises if the caller had already turned on torch's strict mode),
+    cuDNN's deterministic convolutions and no autotuner, and cuBLAS's fixed workspace (CUBLAS_WORKSPACE_CONFIG, set for
+    the process if unset; cuBLAS reads it when it starts on a card, so in a notebook that has already multiplied
+    matrices on the GPU set it before starting the kernel). Slower on a card; the CPU is deterministic without it.
+    Everything but the variable is given back on exit."""
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     cudnn = torch.backends.cudnn
     settings = [("deterministic algorithms", torch.are_deterministic_algorithms_enabled,

@@ -20,7 +20,7 @@ def train_supervised(cfg: TrainConfig, dataset, epochs: int, device="auto") -> B
     c, h, _ = dataset.image_shape
     net = ClusterNet(build_backbone(cfg.backbone, c, cfg.sobel, h), int(dataset.targets.max()) + 1).to(device)
     opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-                          **fused())  # stepped as the trainers step
+                          **fused(device))  # stepped as the trainers step
     y = dataset.targets.to(device)
     g = torch.Generator().manual_seed(cfg.seed)
     for _ in range(epochs):

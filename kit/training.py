@@ -39,8 +39,9 @@ class TrainConfig:
     seed: int = 31  # the original DeepCluster's seed
     device: str = "auto"  # "auto" = CUDA if present, else CPU
     num_workers: int = 4  # DataLoader workers for image-folder datasets
-    # under torchrun with nccl: BatchNorm statistics over the global batch. None: on for ResNet-50, whose ImageNet
-    # recipe trains 64 images a GPU; off below it, where each BN layer's forward would wait for the host every step
+    # under torchrun with nccl: BatchNorm statistics over the global batch. None: on for ResNet-50, the published
+    # recipe's network; off for the others (each SyncBatchNorm layer waits for the host in its forward; what its
+    # statistics gain at a given per-GPU batch is not measured in kit)
     sync_batchnorm: bool | None = None
 
     def __post_init__(self):
@@ -102,19 +103,28 @@ def optimise(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, los
 def build_optimizer(model: ClusterNet, cfg: TrainConfig, fused_step: bool = True) -> torch.optim.SGD:
     """One SGD over everything; the head's group has momentum 0 so a re-initialised head carries
     no stale momentum (OpenSelfSup `paramwise_options={'\\Ahead.': dict(momentum=0.)}`, §1.7).
-    torch's fused SGD (`fused_step`): one kernel per group instead of a few ops per parameter (on the CPU the same
-    numbers, bit for bit, 62 ops of a DeepCluster step fewer: bench/step_ops.py), and under fp16 it reads the loss
-    scaler's inf check on the device, where the plain one makes `GradScaler.step` wait for the card every step."""
+    torch's fused SGD (`fused_step`), where this torch has it for the device: on the CPU, where the default SGD loops
+    over the parameters, it replaces about 60 ops of a DeepCluster step with two (bench/step_ops.py; the parameters
+    come out bit for bit the same, tests/test_cuda_faults.py); on a card, whose default is already multi-tensor
+    (foreach), it reads fp16's inf check on the device, where the default makes `GradScaler.step` wait every step."""
     head = list(model.head.parameters())
     head_ids = {id(p) for p in head}
     body = [p for p in model.parameters() if id(p) not in head_ids]
     return torch.optim.SGD([{"params": body}, {"params": head, "momentum": 0.0}],
-                           lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, **fused(fused_step))
+                           lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                           **fused(next(model.parameters()).device, fused_step))
 
 
-def fused(on: bool = True) -> dict:
-    """SGD's `fused=True` where asked and this torch has the fused kernel (2.3 and later)."""
-    return {"fused": True} if on and "fused" in inspect.signature(torch.optim.SGD).parameters else {}
+def fused(device: torch.device, on: bool = True) -> dict:
+    """SGD's `fused=True` where asked and this torch has a fused SGD kernel for `device`'s type (CUDA from torch 2.3,
+    the CPU from 2.4); nothing (torch's default SGD) elsewhere."""
+    if not on or "fused" not in inspect.signature(torch.optim.SGD).parameters:
+        return {}
+    try:
+        from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
+    except ImportError:  # pragma: no cover - a torch without the list: only CUDA is sure to have the kernel
+        return {"fused": True} if device.type == "cuda" else {}
+    return {"fused": True} if device.type in _get_fused_kernels_supported_devices() else {}
 
 
 def reset_head(model: ClusterNet, optimizer: torch.optim.Optimizer) -> None:
@@ -309,7 +319,10 @@ class Trainer:
         except RuntimeError as e:
             raise ValueError(f"checkpoint {run.file('checkpoint.pt')} does not fit this dataset/backbone "
                              f"({str(e).splitlines()[0]})") from None
+        fresh = [{k: g[k] for k in ("fused", "foreach") if k in g} for g in self.optimizer.param_groups]
         self.optimizer.load_state_dict(state["optimizer"])
+        for group, built in zip(self.optimizer.param_groups, fresh):  # this machine's step kernel, not the saver's:
+            group.update(built)  # a checkpoint from before fused SGD (or from another device) says fused=None
         if state.get("scaler") and self.scaler.is_enabled():  # fp16 on both machines: the scale it had reached
             self.scaler.load_state_dict(state["scaler"])
         self.generator.set_state(state["generator"])

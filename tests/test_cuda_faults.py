@@ -14,9 +14,12 @@ from fake_cuda import FakeCuda
 from kit.runtime import full_precision
 
 B = torch.backends
+PER_BACKEND = hasattr(B, "fp32_precision")  # torch 2.9 and later
 NEW_API = [(B, "fp32_precision"), (B.cuda.matmul, "fp32_precision"), (B.cudnn, "fp32_precision"),
            (B.cudnn.conv, "fp32_precision"), (B.mkldnn, "fp32_precision"), (B.mkldnn.matmul, "fp32_precision"),
-           (B.mkldnn.conv, "fp32_precision")]
+           (B.mkldnn.conv, "fp32_precision")] if PER_BACKEND else []
+needs_per_backend = pytest.mark.skipif(not PER_BACKEND, reason="this torch has no per-backend precision settings "
+                                                                "(torch.backends.*.fp32_precision, torch 2.9 and later)")
 
 
 def precision_now() -> list:
@@ -53,6 +56,7 @@ def small_net(dataset, neck: bool = False):
 
 
 # -- item 1: torch's per-backend precision API ----------------------------------------------------------
+@needs_per_backend
 def test_kit_runs_under_the_per_backend_precision_api_and_leaves_it_as_set(torch_settings, digits):
     """A user (or transformers) set TF32 through `torch.backends.*.fp32_precision`: kit's legacy calls raised
     "mix of the legacy and new APIs" in extract_features, k-means and the ODC memory."""
@@ -74,6 +78,33 @@ def test_kit_runs_under_the_per_backend_precision_api_and_leaves_it_as_set(torch
         on_card = kit.extract_features(net.to("cuda"), digits)
     assert inside[1] == inside[3] == "ieee" and precision_now() == chosen  # exact while kit held them, then given back
     np.testing.assert_allclose(on_card, exact, rtol=1e-5, atol=1e-6)  # TF32 would be ~1e-3 off
+
+
+@needs_per_backend
+def test_a_convolution_only_per_backend_setting_is_held_through_that_api(torch_settings):
+    """Only `cudnn.conv.fp32_precision` set: the legacy matmul reads still work but `cudnn.allow_tf32` raises."""
+    B.cudnn.conv.fp32_precision = "tf32"
+    B.cudnn.rnn.fp32_precision = "ieee"
+    chosen = precision_now()
+    with full_precision("cuda"):
+        assert B.cudnn.conv.fp32_precision == "ieee"
+    assert precision_now() == chosen
+
+
+def test_each_setting_is_given_back_when_its_own_last_holder_ends_and_re_applied_by_the_next(torch_settings):
+    """A fit holds the autotuner for its whole length; TF32 came back only when the fit ended. And a user who turned
+    TF32 on mid-hold had the next `full_precision` run in TF32."""
+    from kit.runtime import tuned_convolutions
+
+    torch.set_float32_matmul_precision("high")
+    with tuned_convolutions(torch.device("cuda")):  # a fit on a card, in another thread
+        with full_precision("cuda"):
+            assert torch.get_float32_matmul_precision() == "highest"
+        assert torch.get_float32_matmul_precision() == "high" and B.cudnn.benchmark  # TF32 back, the fit goes on
+        with full_precision("cuda"):
+            torch.set_float32_matmul_precision("medium")  # the user's cell, while kit holds it
+            with full_precision("cuda"):  # kit's next call needs float32 again
+                assert torch.get_float32_matmul_precision() == "highest"
 
 
 # -- item 4: state left in the user's process ------------------------------------------------------------
@@ -181,7 +212,7 @@ def test_the_loss_scale_is_checkpointed_and_resumed(digits, tmp_path):
 @pytest.mark.parametrize("backbone, setting, synced", [("convnet", None, False), ("resnet18", None, False),
                                                        ("resnet50", None, True), ("resnet18", True, True),
                                                        ("resnet50", False, False)])
-def test_syncbatchnorm_is_a_setting_on_by_default_for_resnet50_only(backbone, setting, synced, monkeypatch, digits):
+def test_syncbatchnorm_is_a_setting_on_by_default_for_resnet50_only(backbone, setting, synced, monkeypatch):
     """SyncBatchNorm waits for the host in every BN layer's forward: on by default only where the published recipe's
     small per-GPU batches need it. The trainer hands `wrap` the resolved choice."""
     from kit.distributed import Distributed
@@ -191,9 +222,10 @@ def test_syncbatchnorm_is_a_setting_on_by_default_for_resnet50_only(backbone, se
     assert synced_batchnorm(cfg) is synced
     asked = []
     monkeypatch.setattr(Distributed, "wrap", lambda self, model, device, sync=False: asked.append(sync) or model)
-    if backbone == "convnet":
-        kit.DeepCluster(cfg).setup(digits)
-        assert asked == [synced]
+    from test_cuda_path import colour_images
+
+    kit.DeepCluster(cfg).setup(colour_images(64, 32))  # 32 px: ResNet-50's smallest
+    assert asked == [synced]
 
 
 def test_the_global_loss_normaliser_is_made_on_the_card(card, monkeypatch):
@@ -253,7 +285,8 @@ def test_a_rank_whose_odc_memory_drifted_takes_rank_zeros_at_the_end_of_the_epoc
     rank1.labels[7] = (rank1.labels[7] + 1) % 4  # the near-tie it called the other way
     rank1.features[7] *= 1.001
     assert rank1.agree(SINGLE) == 0  # one process: nothing to compare, nothing copied
-    monkeypatch.setattr(torch.distributed, "all_reduce", lambda t, *a, **k: None)
+    ops = []  # rank 0 saw no difference: the MAX over ranks is rank 1's count, so both take the same branch
+    monkeypatch.setattr(torch.distributed, "all_reduce", lambda t, op=None, **k: ops.append(op))
     one = Distributed.__new__(Distributed)
     one.rank, one.world, one.backend, one.comm_device = 1, 2, "gloo", torch.device("cpu")
     one.broadcast = lambda t: {id(rank1.labels): rank0.labels, id(rank1.features): rank0.features}[id(t)].clone()
@@ -263,13 +296,14 @@ def test_a_rank_whose_odc_memory_drifted_takes_rank_zeros_at_the_end_of_the_epoc
     rank0.recompute_centroids()
     assert torch.equal(rank1.sizes, rank0.sizes) and torch.allclose(rank1.centroids, rank0.centroids)
     assert rank1.agree(one) == 0  # in step now: nothing copied again
+    assert ops == [torch.distributed.ReduceOp.MAX] * 2
 
 
 # -- item 8: fewer launches a step --------------------------------------------------------------------------
 @pytest.mark.parametrize("algo", ["deepcluster", "odc"])
-def test_the_sgd_step_is_one_fused_kernel_per_parameter_group(digits, algo):
-    """torch's plain SGD on the CPU (and its foreach form on a card) dispatched a few ops per parameter: 62 of a
-    DeepCluster step's 233 on the small preset (bench/step_ops.py). The fused SGD is one kernel per group."""
+def test_the_sgd_step_dispatches_at_most_two_ops_per_parameter_group_on_the_cpu(digits, algo):
+    """torch's default SGD on the CPU loops over the parameters: 62 of a DeepCluster step's 233 ops on the small preset
+    (bench/step_ops.py). The fused SGD dispatches one kernel per group."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
     class Ops(TorchDispatchMode):
@@ -297,3 +331,37 @@ def test_the_sgd_step_is_one_fused_kernel_per_parameter_group(digits, algo):
         trainer.fit(digits, epochs=1)
     per_step = (calls[-1] - calls[0]) / (len(calls) - 1)  # the first step also makes the momentum buffers
     assert len(trainer.optimizer.param_groups) == 2 and per_step <= 2 * len(trainer.optimizer.param_groups), per_step
+
+
+def test_the_fused_sgd_step_gives_the_plain_steps_parameters_bit_for_bit_on_the_cpu(digits):
+    net = small_net(digits, neck=True)
+    runs = []
+    for fused_step in (False, True):
+        model = kit.ClusterNet(kit.build_backbone("convnet", 1, image_size=16), 10,
+                               kit.models.ODCNeck(net.backbone.feature_dim))
+        model.load_state_dict(net.state_dict())
+        opt = kit.training.build_optimizer(model, tiny_dc_config(), fused_step=fused_step)
+        assert opt.param_groups[0].get("fused") is (True if fused_step else None)
+        g = torch.Generator().manual_seed(0)
+        for _ in range(20):
+            for p in model.parameters():
+                p.grad = torch.randn(p.shape, generator=g)
+            opt.step()
+        runs.append(model.state_dict())
+    assert all(torch.equal(runs[0][k], runs[1][k]) for k in runs[0])
+
+
+def test_a_checkpoint_from_before_fused_sgd_resumes_on_a_t4(digits, tmp_path):
+    """A checkpoint's param groups say `fused: None`: loaded as they were, they switched the step back to the plain
+    SGD under a scaler built for the fused one, and the first fp16 step raised."""
+    with FakeCuda(capability=(7, 5)):
+        run = kit.Run.create(tmp_path, "deepcluster")
+        kit.DeepCluster(tiny_dc_config(device="cuda", n_clusters=10)).fit(digits, epochs=1, run=run)
+        state = torch.load(run.file("checkpoint.pt"), weights_only=False)
+        for group in state["optimizer"]["param_groups"]:
+            group["fused"] = None  # as kit wrote them before
+        del state["scaler"]
+        torch.save(state, run.file("checkpoint.pt"))
+        again = kit.DeepCluster(tiny_dc_config(device="cuda", n_clusters=10))
+        h = again.fit(digits, epochs=2, run=kit.Run.create(tmp_path, "deepcluster", resume=True))
+    assert all(g["fused"] for g in again.optimizer.param_groups) and math.isfinite(h["epoch"][-1]["loss"])

@@ -91,7 +91,7 @@ def test_select_on_reaches_the_evaluation_and_validation_is_the_default(monkeypa
     seen = []
     (tmp_path / "evaluation.md").write_text("tables")
     monkeypatch.setattr(er, "check_compare_run", lambda path: {})
-    monkeypatch.setattr(er, "evaluate_run", lambda run, config: seen.append(config) or tmp_path / "evaluation.md")
+    monkeypatch.setattr(er, "evaluate_run", lambda run, config, device="auto": seen.append(config) or tmp_path / "evaluation.md")
     monkeypatch.setattr(report, "build_report", lambda path, **_: None)
     assert main(["evaluate", str(tmp_path), "--select-on", "test"]) == 0
     assert main(["evaluate", str(tmp_path)]) == 0

@@ -173,7 +173,7 @@ def test_checkpoint_written_on_cuda_resumes_on_cpu(digits, tmp_path, algo):
     assert len(h["epoch"]) == 2 and math.isfinite(h["epoch"][-1]["loss"])
 
 
-SECTIONS = ("tests", "preset", "throughput", "deepcluster", "odc", "kmeans", "memory", "compare", "estimate")
+SECTIONS = ("tests", "preset", "precision", "repeat", "throughput", "deepcluster", "odc", "kmeans", "memory", "compare", "estimate")
 
 
 @pytest.mark.slow
