@@ -5,8 +5,8 @@ Each budget is the smallest that measured a clear gain on 2 CPU cores, and they 
 re-clusters every epoch and learns from repeats: on 1,000 digits its tiny preset went from kNN 0.695 to 0.745
 in 6 epochs. ODC moves a memory that is filled once and learns from new images: on the same 1,000 digits its
 kNN stayed at or fell below the untrained network's after 6 epochs (0.68 at K = 10 or 30, batch 32 or 64;
-0.52 at lr 0.3), while its preset on 2,000 digits went from 0.754 to 0.788 in 2 epochs (and 0.792 -> 0.856 in
-one epoch of the 4,000; the example run's first epoch: 0.788 -> 0.835).
+0.52 at lr 0.3), while one epoch of its preset on all 4,000 went from 0.792 to 0.846 (the example run's first
+epoch: 0.788 -> 0.835).
 """
 import pytest
 from conftest import tiny_dc_config
@@ -35,10 +35,15 @@ def test_deepcluster_lowers_its_loss_and_beats_the_random_network(held_out):
 
 @pytest.mark.slow
 def test_odc_lowers_its_loss_and_beats_the_random_network(held_out):
-    train = kit.load_dataset("mnist5k", n=2000)
-    losses, before, after = _learns(kit.ODC(kit.ODCConfig.small(eval_every=2)), train, held_out, 2)
-    assert losses[-1] < losses[0] - 0.1  # measured 3.22 -> 2.98
-    assert after > before + 0.01, (before, after)  # measured 0.754 -> 0.788
+    """One epoch of all 4,000 digits: two epochs of 2,000 were too few to rank (kNN after them moved from 0.754 by
+    -0.08 to +0.03 over seeds and thread counts, issue 29); one epoch of the 4,000 gained +0.012 to +0.054 over three
+    seeds and one or two threads."""
+    h = kit.ODC(kit.ODCConfig.small(eval_every=1)).fit(kit.load_dataset("mnist5k"), 1, eval_dataset=held_out)
+    steps = h["step"]["loss"]
+    first, last = sum(steps[:10]) / 10, sum(steps[-10:]) / 10
+    assert last < first - 0.1, (first, last)  # measured 3.395 -> 2.855, the mean of the first and last 10 steps
+    before, after = h["monitor_init"]["knn"], h["epoch"][-1]["knn"]
+    assert after > before + 0.01, (before, after)  # measured 0.792 -> 0.846 (seed 31)
 
 
 def test_a_fit_ends_on_a_score_whatever_eval_every(mnist_small):
