@@ -41,9 +41,9 @@ def test_odc_lowers_its_loss_and_beats_the_random_network(held_out):
     h = kit.ODC(kit.ODCConfig.small(eval_every=1)).fit(kit.load_dataset("mnist5k"), 1, eval_dataset=held_out)
     steps = h["step"]["loss"]
     first, last = sum(steps[:10]) / 10, sum(steps[-10:]) / 10
-    assert last < first - 0.1, (first, last)  # measured 3.395 -> 2.855, the mean of the first and last 10 steps
+    assert last < first - 0.1, (first, last)  # measured 3.41 -> 2.80, the mean of the first and last 10 steps
     before, after = h["monitor_init"]["knn"], h["epoch"][-1]["knn"]
-    assert after > before + 0.01, (before, after)  # measured 0.792 -> 0.846 (seed 31)
+    assert after > before + 0.01, (before, after)  # measured 0.792 -> 0.844 (seed 31; 0.846 on one thread)
 
 
 def test_a_fit_ends_on_a_score_whatever_eval_every(mnist_small):
