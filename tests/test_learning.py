@@ -2,7 +2,7 @@
 on the same data and seed (the random-init network is the monitor's epoch 0 of the same run).
 
 Each budget is the smallest that measured a clear gain on 2 CPU cores, and they differ on purpose. DeepCluster
-re-clusters every epoch and learns from repeats: on 1,000 digits its tiny preset went from kNN 0.695 to 0.745
+re-clusters every epoch and learns from repeats: on 1,000 digits its tiny preset went from kNN 0.708 to 0.770
 in 6 epochs. ODC moves a memory that is filled once and learns from new images: on the same 1,000 digits its
 kNN stayed at or fell below the untrained network's after 6 epochs (0.68 at K = 10 or 30, batch 32 or 64;
 0.52 at lr 0.3), while one epoch of its preset on all 4,000 went from 0.792 to 0.846 (the example run's first
@@ -29,8 +29,8 @@ def _learns(trainer, train, test, epochs):
 def test_deepcluster_lowers_its_loss_and_beats_the_random_network(held_out):
     train = kit.load_dataset("mnist5k", n=1000)
     losses, before, after = _learns(kit.DeepCluster(tiny_dc_config(eval_every=6)), train, held_out, 6)
-    assert losses[-1] < losses[0] - 0.3  # measured 2.94 -> 2.15 (the head is reset every epoch: means, not steps)
-    assert after > before + 0.02, (before, after)  # measured 0.695 -> 0.745
+    assert losses[-1] < losses[0] - 0.3  # measured 2.93 -> 2.27 (the head is reset every epoch: means, not steps)
+    assert after > before + 0.02, (before, after)  # measured 0.708 -> 0.770
 
 
 @pytest.mark.slow
