@@ -104,13 +104,38 @@ class IndexedImageFolder(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.folder)
 
-    def __getitem__(self, i: int):
+    def __getitem__(self, key):
+        """Image `key` (an index, or `(index, train)`: the flag travels with the index to a persistent worker, whose
+        copy of the dataset never sees `self.train` change) and its index."""
+        i, train = key if isinstance(key, tuple) else (key, self.train)
         path = self.folder.samples[i][0]
         try:
             img = self.folder.loader(path)
         except Exception as e:  # noqa: BLE001 - PIL raises many kinds; name the file, not PIL's internals
             raise ValueError(f"cannot read image {path} ({type(e).__name__}): remove or replace the file") from None
-        return (self.train_tf if self.train else self.eval_tf)(img), i
+        return (self.train_tf if train else self.eval_tf)(img), i
+
+    def loader(self, num_workers: int, pin_memory: bool):
+        """(a DataLoader made once for these settings, its batch sampler): each pass sets the sampler's batches, and
+        the workers persist from one epoch or extraction to the next instead of starting again (issue 29). A pass
+        begun while another is still reading this loader (a second thread) gets a loader of its own."""
+        import threading
+
+        with self.__dict__.setdefault("_lock", threading.Lock()):
+            cache = self.__dict__.setdefault("_loaders", {})
+            key = (num_workers, pin_memory)
+            if key in cache and not cache[key][1].busy:
+                cache[key][1].busy = True
+                return cache[key]
+            batches = _Batches()
+            batches.busy = True
+            made = torch.utils.data.DataLoader(self, batch_sampler=batches, num_workers=num_workers,
+                                               pin_memory=pin_memory, persistent_workers=num_workers > 0)
+            cache.setdefault(key, (made, batches))
+            return made, batches
+
+    def __getstate__(self):  # workers started by spawn get the dataset without its loaders, lock or their workers
+        return {k: v for k, v in self.__dict__.items() if k not in ("_loaders", "_lock")}
 
     def subset(self, n: int, seed: int = 0) -> "IndexedImageFolder":
         """A class-stratified subset of `n` images (all of them when n >= N); indices are renumbered."""
@@ -119,6 +144,8 @@ class IndexedImageFolder(torch.utils.data.Dataset):
     def select(self, idx: torch.Tensor) -> "IndexedImageFolder":
         """The images `idx` as a new dataset (indices renumbered 0..len(idx)-1); no file is read."""
         out = copy.copy(self)
+        out.__dict__.pop("_loaders", None)  # the copy's own images: its own loaders
+        out.__dict__.pop("_lock", None)
         out.folder = copy.copy(self.folder)
         out.folder.samples = [self.folder.samples[i] for i in idx.tolist()]
         out.folder.imgs, out.folder.targets = out.folder.samples, [s[1] for s in out.folder.samples]
@@ -304,10 +331,26 @@ def check_indexed(dataset) -> None:
                          "kit.data.with_indices(dataset), which reads the shape from its first image")
 
 
-# Tensor datasets are augmented CHUNK batches at a time: the augmentation's few dozen small ops (random draws, the
-# crop's affine grid, colour terms) run once for 16 steps (issue 29: a DeepCluster step on the small preset dispatched
-# 233 ops, 45 of them augmentation), capped at CHUNK_VALUES floats (64 MiB) for large images.
+# Tensor datasets are sliced, augmented and normalised up to CHUNK batches at a time: the few dozen small ops of a
+# batch's preparation (random draws, the crop's affine grid, colour terms) run once for 16 steps (issue 29: about 60
+# of a DeepCluster step's 234 ops on the small preset, bench/step_ops.py). A chunk holds at most CHUNK_VALUES image
+# values (64 MiB of float32; the augmentation's temporaries take a few times that), counted on the global batch, so
+# under torchrun each rank holds its share: large images go one batch at a time.
 CHUNK, CHUNK_VALUES = 16, 2**24
+
+
+class _Batches:
+    """A batch sampler whose batches are set before each pass (`IndexedImageFolder.loader`)."""
+
+    def __init__(self):
+        self.parts: list = []
+        self.busy = False
+
+    def __iter__(self):
+        return iter(self.parts)
+
+    def __len__(self) -> int:
+        return len(self.parts)
 
 
 def batches(dataset, order: torch.Tensor, batch_size: int, device: torch.device, train: bool,
@@ -332,9 +375,16 @@ def batches(dataset, order: torch.Tensor, batch_size: int, device: torch.device,
                 images = dataset.batch(torch.cat(parts) if len(parts) > 1 else parts[0], device, train)
                 yield from zip(images.split([len(p) for p in parts]), parts)
         return
-    if isinstance(dataset, IndexedImageFolder):
-        dataset.train = train
     parts = [p for p in (shard(b).tolist() for b in order[:stop].split(batch_size)) if p]
+    if isinstance(dataset, IndexedImageFolder):  # made once, persistent workers; the indices go to the device unwaited
+        loader, sampler = dataset.loader(num_workers, device.type == "cuda")
+        sampler.parts = [[(i, train) for i in p] for p in parts]
+        try:
+            for x, idx in loader:
+                yield x.to(device, non_blocking=True), idx.to(device, non_blocking=True)
+        finally:
+            sampler.busy = False
+        return
     loader = torch.utils.data.DataLoader(dataset, batch_sampler=parts, num_workers=num_workers,
                                          pin_memory=device.type == "cuda")
     for x, idx in loader:

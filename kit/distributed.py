@@ -105,7 +105,8 @@ class Distributed:
     def seed_epoch(self, seed: int, epoch: int) -> None:
         """Seed the RNG of this epoch's augmentation and head re-initialisation from (seed, epoch, rank)
         alone: ranks draw different crops, and a resumed run, in one process or in N, draws what it
-        would have drawn without a saved RNG state per rank. Rank 0 of N draws what one process does."""
+        would have drawn without a saved RNG state per rank. Rank 0 of N is seeded as one process is (its draws differ
+        all the same: its batches are a part of the global batch)."""
         torch.manual_seed((seed * 1_000_003 + epoch) * 1_009 + self.rank)
 
     def gather_rows(self, local: np.ndarray, n: int) -> np.ndarray:

@@ -365,19 +365,3 @@ def test_a_checkpoint_from_before_fused_sgd_resumes_on_a_t4(digits, tmp_path):
         again = kit.DeepCluster(tiny_dc_config(device="cuda", n_clusters=10))
         h = again.fit(digits, epochs=2, run=kit.Run.create(tmp_path, "deepcluster", resume=True))
     assert all(g["fused"] for g in again.optimizer.param_groups) and math.isfinite(h["epoch"][-1]["loss"])
-
-
-def test_a_tensor_dataset_is_augmented_sixteen_batches_at_a_time_and_yields_every_batch_as_before(digits, monkeypatch):
-    """One augmentation call per batch was a few dozen small ops a step; now one call serves 16 batches. The batches,
-    their indices and their order are what they were; only the random draws are made together."""
-    from kit import data
-
-    calls, augment = [], data.augment
-    monkeypatch.setattr(data, "augment", lambda x, spec: calls.append(len(x)) or augment(x, spec))
-    order = torch.randperm(len(digits), generator=torch.Generator().manual_seed(0))
-    got = list(data.batches(digits, order, 16, torch.device("cpu"), train=True))
-    assert [len(i) for _, i in got] == [16] * 18 + [12] and torch.equal(torch.cat([i for _, i in got]), order)
-    assert calls == [256, 44]  # 19 batches in two calls
-    plain = list(data.batches(digits, order, 16, torch.device("cpu"), train=False))
-    for (x, i), (_, j) in zip(plain, got):
-        assert torch.equal(i, j) and torch.equal(x, digits.batch(j, torch.device("cpu"), False))  # as made alone

@@ -219,13 +219,14 @@ def test_image_folders_are_decoded_in_workers(tmp_path, monkeypatch):
     real = torch.utils.data.DataLoader
 
     def loader(*args, **kwargs):
-        seen.append(kwargs.get("num_workers", 0))
-        return real(*args, **{**kwargs, "num_workers": 0})  # the count is what is checked; decode here
+        seen.append((kwargs.get("num_workers", 0), kwargs.get("persistent_workers", False)))
+        return real(*args, **{**kwargs, "num_workers": 0, "persistent_workers": False})  # decode here
 
     monkeypatch.setattr(torch.utils.data, "DataLoader", loader)
     net = kit.ClusterNet(kit.build_backbone("convnet", 3, image_size=8), 4)
-    kit.extract_features(net, folder, num_workers=3)
-    assert seen == [3]
+    first = kit.extract_features(net, folder, num_workers=3)
+    again = kit.extract_features(net, folder, num_workers=3)  # the same loader: its workers persist (issue 29)
+    assert seen == [(3, True)] and np.array_equal(first, again)
 
 
 # -- item 8: the exactness tests stay on the CPU beside a card -----------------------------------------

@@ -91,3 +91,63 @@ def test_train_batches_are_augmented_and_eval_batches_are_not(mnist_small):
     e1, e2 = train.batch(idx, dev, train=False), train.batch(idx, dev, train=False)
     assert torch.equal(e1, e2) and torch.allclose(e1[3], train[3][0])
     assert not torch.allclose(train.batch(idx, dev, train=True), e1)
+
+
+def test_a_tensor_dataset_is_augmented_sixteen_batches_at_a_time_and_yields_every_batch_as_before(monkeypatch):
+    """One augmentation call per batch was a few dozen small ops a step (issue 29); one call now serves up to 16
+    batches. The batches, their indices, their order and (without randomness) their images are what they were."""
+    from kit import data
+    from kit.augment import AugmentSpec
+
+    digits = load_dataset("digits", n=300)
+    digits.spec = AugmentSpec(scale=(1.0, 1.0), ratio=(1.0, 1.0), flip=0.0, rotate=0.0, brightness=0.0, contrast=0.0,
+                              saturation=0.0, hue=0.0, grayscale=0.0)  # augmentation with nothing random left
+    calls, augment = [], data.augment
+    monkeypatch.setattr(data, "augment", lambda x, spec: calls.append(len(x)) or augment(x, spec))
+    cpu, order = torch.device("cpu"), torch.randperm(len(digits), generator=torch.Generator().manual_seed(0))
+    got = list(batches(digits, order, 16, cpu, train=True))
+    assert [len(i) for _, i in got] == [16] * 18 + [12] and torch.equal(torch.cat([i for _, i in got]), order)
+    assert calls == [256, 44]  # 19 batches in two calls
+    for x, i in got:  # each image where its index says, as the batch made alone would have it
+        torch.testing.assert_close(x, digits.batch(i, cpu, True), rtol=0, atol=1e-5)
+    dropped = list(batches(digits, order, 16, cpu, train=False, drop_last=True))
+    assert len(dropped) == 18 and all(len(i) == 16 for _, i in dropped)
+    half = list(batches(digits, order, 16, cpu, train=False, shard=lambda idx: idx[:0] if len(idx) < 16 else idx[8:]))
+    assert [len(i) for _, i in half] == [8] * 18  # a rank's share; the short batch skipped on every rank
+
+
+def test_large_images_are_augmented_one_batch_at_a_time(monkeypatch):
+    """The chunk holds at most CHUNK_VALUES values: images as large as ImageNet's go one batch a call."""
+    from kit import data
+    from kit.data import ImageTensorDataset
+
+    images = torch.zeros(8, 3, 224, 224, dtype=torch.uint8)  # 150,528 values an image: 64 a batch is over the cap
+    big = ImageTensorDataset(images, torch.zeros(8, dtype=torch.long), (0.5,) * 3, (0.25,) * 3, "big", COLOUR)
+    calls, augment = [], data.augment
+    monkeypatch.setattr(data, "augment", lambda x, spec: calls.append(len(x)) or augment(x, spec))
+    monkeypatch.setattr(data, "CHUNK_VALUES", 3 * 224 * 224 * 2 * 2)  # room for two batches of two
+    assert len(list(batches(big, torch.arange(8), 2, torch.device("cpu"), train=True))) == 4
+    assert calls == [4, 4]
+
+
+def test_an_image_folder_loader_is_made_once_and_the_train_flag_travels_with_each_index(tmp_path):
+    """Loaders were made for every epoch and extraction, their workers started each time, and `dataset.train` was
+    set on the main process's copy only: a persistent worker would never see it change."""
+    from PIL import Image
+
+    for c in ("a", "b"):
+        (tmp_path / c).mkdir()
+        for i in range(4):
+            Image.new("RGB", (12, 12), (40 * i, 80, 120)).save(tmp_path / c / f"{i}.png")
+    folder = load_dataset("imagefolder", root=tmp_path, image_size=8)
+    cpu, order = torch.device("cpu"), torch.arange(len(folder))
+    plain = [x for x, _ in batches(folder, order, 4, cpu, train=False, num_workers=1)]
+    loaders = dict(folder._loaders)
+    trained = [x for x, _ in batches(folder, order, 4, cpu, train=True, num_workers=1)]
+    again = [x for x, _ in batches(folder, order, 4, cpu, train=False, num_workers=1)]
+    assert folder._loaders == loaders and len(loaders) == 1  # one loader, one set of workers, for all three passes
+    assert all(torch.equal(a, b) for a, b in zip(plain, again))  # eval passes decode the same images
+    assert not all(torch.equal(a, b) for a, b in zip(plain, trained))  # the train pass was augmented in the worker
+    inner = batches(folder, order, 4, cpu, train=False, num_workers=1)
+    next(inner)  # a pass still reading (another thread's) gets a loader of its own
+    assert len(list(batches(folder, order, 4, cpu, train=False, num_workers=1))) == 2 and folder._loaders == loaders
