@@ -299,14 +299,8 @@ def section_preset(b: Bench) -> dict:
     step, tensor ops and host-device waits a step, and how busy the device is over an epoch (torch.profiler: the
     device's kernel time over the epoch's wall time; on the CPU, the share of its wall time in aten ops)."""
     from torch.profiler import ProfilerActivity, profile
-    from torch.utils._python_dispatch import TorchDispatchMode
 
-    class Ops(TorchDispatchMode):
-        n = 0
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            self.n += 1
-            return func(*args, **(kwargs or {}))
+    from step_ops import Ops  # bench/step_ops.py's op counter
 
     data = kit.load_dataset("mnist5k", n=256 if b.dry else None)
     cuda = b.device.type == "cuda"
@@ -323,6 +317,7 @@ def section_preset(b: Bench) -> dict:
         try:
             with warnings.catch_warnings(record=True) as caught, Ops() as ops:
                 warnings.simplefilter("always")
+                ops.on = True
                 trainer.fit(data, epochs=2, callback=count)
         finally:
             if cuda:

@@ -123,16 +123,14 @@ class IndexedImageFolder(torch.utils.data.Dataset):
 
         with self.__dict__.setdefault("_lock", threading.Lock()):
             cache = self.__dict__.setdefault("_loaders", {})
-            key = (num_workers, pin_memory)
-            if key in cache and not cache[key][1].busy:
-                cache[key][1].busy = True
-                return cache[key]
-            batches = _Batches()
-            batches.busy = True
-            made = torch.utils.data.DataLoader(self, batch_sampler=batches, num_workers=num_workers,
-                                               pin_memory=pin_memory, persistent_workers=num_workers > 0)
-            cache.setdefault(key, (made, batches))
-            return made, batches
+            entry = cache.get((num_workers, pin_memory))
+            if entry is None or entry[1].busy:
+                sampler = _Batches()
+                entry = (torch.utils.data.DataLoader(self, batch_sampler=sampler, num_workers=num_workers,
+                                                     pin_memory=pin_memory, persistent_workers=num_workers > 0), sampler)
+                cache.setdefault((num_workers, pin_memory), entry)
+            entry[1].busy = True
+            return entry
 
     def __getstate__(self):  # workers started by spawn get the dataset without its loaders, lock or their workers
         return {k: v for k, v in self.__dict__.items() if k not in ("_loaders", "_lock")}

@@ -141,8 +141,11 @@ class ClusterNet(nn.Module):
         self.feature_dim = dim
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.backbone(x)
-        return self.neck(z) if self.neck is not None else z  # (B, feature_dim)
+        return self.project(self.backbone(x))  # (B, feature_dim)
+
+    def project(self, h: torch.Tensor) -> torch.Tensor:
+        """The neck on the backbone's pooled features (themselves where there is no neck)."""
+        return self.neck(h) if self.neck is not None else h
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(features, logits), both float32: under a training autocast only the backbone runs in bf16 / fp16; the
@@ -150,5 +153,5 @@ class ClusterNet(nn.Module):
         products: the time is the backbone's)."""
         h = self.backbone(x)
         with torch.autocast(h.device.type, enabled=False) if h.device.type in ("cuda", "cpu") else contextlib.nullcontext():
-            z = self.neck(h.float()) if self.neck is not None else h.float()
+            z = self.project(h.float())
             return z, self.head(z)  # (B, D), (B, K)
