@@ -15,15 +15,17 @@ Sections, in this order (the aims are the issue's, for a full run on one H100):
                k-means labelings (same seed)
   repeat       the same seed twice (the small preset, 2 epochs), without and with --deterministic: final losses'
                gap and the NMI between the two runs' last labels                          aim: 1 with the flag
+  compile      `--compile` on the default preset: the compilation's seconds, then eager / compiled epoch time
   throughput   ResNet-18 (CIFAR stem) training images/s, 32 px uint8 images held on the device
-  deepcluster  a DeepCluster epoch vs a supervised epoch, 50,000 images, ResNet-18, K = 100  aim <= 1.35x
+  deepcluster  a DeepCluster epoch vs a supervised epoch, 25,000 images, ResNet-18, K = 100  aim <= 1.35x
   odc          an ODC iteration vs a supervised iteration, the same size                   aim <= 1.05x
   kmeans       the torch k-means: 50k x 256, K = 1,000 (aim < 0.5 s); 1.28M x 256, K = 10,000 (aim < 10 s)
   memory       ODC memory at ImageNet scale (N = 1.28M, D = 256, K = 10,000, batch 512): update and
                class_weights every iteration on fresh rows, fix_small_clusters when a cluster is small (as ODC
                does), recompute_centroids every 10th  aim <= 2 ms
-  compare      `python -m kit compare --dataset digits` end to end in a fresh process (wall time)
+  compare      `python -m kit compare --dataset digits --epochs 5` end to end in a fresh process (wall time)
   estimate     CIFAR-10, ResNet-18, both algorithms, 50 epochs, from the epochs measured above  aim < 10 min
+The whole run should take about 7 minutes on a T4 (`t4_plan`: an estimate from the card's datasheet, printed first).
 The images are random uint8 tensors of CIFAR-10's shape and the digits ship with scikit-learn:
 nothing is downloaded. Timings are medians of repeats after a warm-up, the device synchronised
 around each; ratios compare runs interleaved in this one process (the trainers' own epochs,
@@ -81,24 +83,64 @@ class Sizes:
     """What each section runs on: the issue's sizes by default, `DRY` for a 2-core CPU."""
 
     backbone: str = "resnet18"  # CIFAR stem, as notebooks/07_gpu_cifar10
-    n_images: int = 50_000  # CIFAR-10's training set
+    n_images: int = 25_000  # half CIFAR-10's: every part of an epoch grows with N, so the ratios move
+    # little with it, and 50,000 would not fit the run in 8 minutes on a T4 (`t4_plan`)
     image_size: int = 32  # CIFAR-10's
     batch_size: int = 256  # as notebooks/07_gpu_cifar10
     n_clusters: int = 100  # K for CIFAR-10, as notebooks/07_gpu_cifar10
     pca_dim: int = 64  # the small preset's
     min_cluster_size: int = 10  # ODC's small preset
-    rounds: int = 3  # repeats of each timing; interleaved A/B rounds for the ratios
+    rounds: int = 3  # repeats of each short timing
+    epoch_rounds: int = 2  # interleaved A/B rounds of the epoch ratios (a ResNet-18 epoch is ~20 s on a T4)
     throughput_steps: int = 20  # SGD steps per timed throughput repeat
     kmeans: tuple = ((50_000, 256, 1_000), (1_281_167, 256, 10_000))  # (N, D, K), 20 iterations each
     memory: tuple = (1_281_167, 256, 10_000, 512)  # (N, D, K, batch): ImageNet, ODC's reference
-    compare_epochs: int = 10  # of `kit compare --dataset digits`
+    compare_epochs: int = 5  # of `kit compare --dataset digits`
     estimate_epochs: int = 50
+
+
+CIFAR10 = 50_000  # images in CIFAR-10's training set
+
+
+# -- how long the full run takes on a T4, by estimate (no T4 has run it) ----------------------------------------
+# The rates assumed, from the T4's datasheet peaks (8.1 TFLOPS float32, 65 TFLOPS fp16 on tensor cores) and the
+# work each section does; a user's card differs, and `make gpu-check` prints each section's own seconds.
+T4 = {"train_images_s": 2_500,  # ResNet-18 at 32 px under fp16 autocast: ~1.7 GFLOP an image, a tenth of fp16's peak
+      "extract_images_s": 7_000,  # forward only in float32 (kit's features for k-means): 0.56 GFLOP, half float32's peak
+      "kmeans_flops": 4e12,  # k-means's distance products, float32, half the peak: 2 N K D a k-means iteration
+      "cpu_flops": 5e10,  # a Colab-like host's two vCPUs (faiss on the CPU)
+      "preset_epoch_s": 1.5,  # the small preset's epoch, launch-bound: 78 steps of a few ms on the host, + 0.5 s of host work
+      "compile_s": 60,  # inductor compiling the ConvNet's forward and backward on two vCPUs (32 s on this 2-core CPU)
+      "pytest_s": 60,  # the GPU tests in their own process: imports, and a few epochs of each algorithm on digits
+      "process_s": 10}  # a fresh Python process importing torch and kit
+
+
+def t4_plan(s: "Sizes") -> dict[str, float]:
+    """Seconds each section of a full run should take on a T4 (see `T4`); the dry run prints them and the tests hold
+    the total under 8 minutes."""
+    r, n = T4, s.n_images
+    train, extract = n / r["train_images_s"], n / r["extract_images_s"]
+    (n1, d1, k1), (n2, d2, k2) = s.kmeans
+    kmeans = lambda n_, d_, k_: 2 * n_ * k_ * d_ * 20 / r["kmeans_flops"]  # noqa: E731 - 20 iterations
+    preset = r["preset_epoch_s"]
+    return {"tests": r["pytest_s"],
+            "preset": 2 * 5 * preset,  # per algorithm: a warm-up, a counted, a timed and a profiled epoch (counts twice)
+            "precision": 0.0,  # a T4 has no TF32: the section says so and stops
+            "repeat": 2 * 2 * 2 * preset * 2_000 / 5_000 * 1.5,  # 2 modes x 2 runs x 2 epochs of 2,000 digits, slower determinism
+            "compile": r["compile_s"] + (2 + 2 * s.epoch_rounds) * preset,
+            "throughput": (1 + s.rounds) * s.throughput_steps * s.batch_size / r["train_images_s"],
+            "deepcluster": (1 + s.epoch_rounds) * (extract + train + 1.0) + s.epoch_rounds * train,  # 1 s: PCA, k-means
+            "odc": extract + (1 + s.epoch_rounds) * train * 1.05 + s.epoch_rounds * train,  # the memory: ~5% of a step
+            "kmeans": (1 + 3) * kmeans(n1, d1, k1) + 2 * n1 * k1 * d1 * 20 / r["cpu_flops"] + kmeans(n2, d2, k2),
+            "memory": 10.0,  # 1.28M rows: bandwidth-bound updates, ~100 timed iterations of a few ms
+            "compare": r["process_s"] + s.compare_epochs * 2 * (preset + 1.0) + 40,  # 1 s monitor; UMAP and report 40 s
+            "estimate": 0.0}
 
 
 # the dry run checks the script, not the network: a ConvNet, since ResNet-18's 11M parameters
 # alone make a CPU step last a second whatever the image size
 DRY = Sizes(backbone="convnet", n_images=64, image_size=8, batch_size=16, n_clusters=4, pca_dim=8,
-            min_cluster_size=2, rounds=1, throughput_steps=2, kmeans=((2_000, 32, 20), (5_000, 32, 50)),
+            min_cluster_size=2, rounds=1, epoch_rounds=1, throughput_steps=2, kmeans=((2_000, 32, 20), (5_000, 32, 50)),
             memory=(20_000, 32, 200, 64), compare_epochs=1)
 
 
@@ -179,14 +221,14 @@ def section_deepcluster(b: Bench) -> dict:
     opt, order = build_optimizer(net, cfg), torch.randperm(len(ds))
     targets = torch.randint(s.n_clusters, (len(ds),), device=dev)
     sup = lambda: supervised_epoch(net, opt, ds, order, cfg.batch_size, targets, dev)  # noqa: E731
-    dc.fit(ds, epochs=1), sup()  # warm-up
-    t_sup, t_dc = _interleaved(sup, lambda: dc.fit(ds, epochs=dc.epoch + 1), s.rounds)
+    dc.fit(ds, epochs=1)  # warm-up: cuDNN's choices for these shapes serve the supervised epochs too
+    t_sup, t_dc = _interleaved(sup, lambda: dc.fit(ds, epochs=dc.epoch + 1), s.epoch_rounds)
     timed_epochs = dc.history["epoch"][1:]
     parts = {k: statistics.median(r[k] for r in timed_epochs) for k in ("time_extract", "time_cluster", "time_train")}
     parts["time_metrics"] = max(0.0, t_dc - sum(parts.values()))  # the epoch's record: agreement, sizes, collapse signals
     print(f"supervised epoch {t_sup:.2f} s, DeepCluster epoch {t_dc:.2f} s = extract {parts['time_extract']:.2f} + "
           f"PCA/k-means {parts['time_cluster']:.2f} + train {parts['time_train']:.2f} + metrics and bookkeeping "
-          f"{parts['time_metrics']:.2f} (medians of {s.rounds}; both sides read their loss once per step); "
+          f"{parts['time_metrics']:.2f} (medians of {s.epoch_rounds}; both sides read their losses together); "
           f"ratio {t_dc / t_sup:.2f}x")
     return {"supervised_epoch_s": t_sup, "deepcluster_epoch_s": t_dc, **{k[5:] + "_s": v for k, v in parts.items()},
             "ratio": t_dc / t_sup}
@@ -201,8 +243,8 @@ def section_odc(b: Bench) -> dict:
     opt, order = build_optimizer(net, cfg), replacement_indices(len(ds))  # as many draws as ODC's epoch
     targets = torch.randint(s.n_clusters, (len(ds),), device=dev)
     sup = lambda: supervised_epoch(net, opt, ds, order, cfg.batch_size, targets, dev)  # noqa: E731
-    odc.fit(ds, epochs=1), sup()  # the memory's initialisation, then a warm-up epoch
-    t_sup, t_odc = _interleaved(sup, lambda: odc.fit(ds, epochs=odc.epoch + 1), s.rounds)
+    odc.fit(ds, epochs=1)  # the memory's initialisation, then a warm-up epoch
+    t_sup, t_odc = _interleaved(sup, lambda: odc.fit(ds, epochs=odc.epoch + 1), s.epoch_rounds)
     n_iter = len(ds) // cfg.batch_size + (len(ds) % cfg.batch_size >= 2)  # a last batch of one is skipped
     print(f"memory initialisation {odc.history['init']['time']:.2f} s (once); per iteration: supervised "
           f"{t_sup / n_iter * 1e3:.1f} ms, ODC {t_odc / n_iter * 1e3:.1f} ms ({n_iter} per epoch); "
@@ -219,7 +261,7 @@ def section_kmeans(b: Bench) -> dict | str:
     for i, (n, d, k) in enumerate(b.sizes.kmeans):
         x = F.normalize(torch.randn(n, d, device=b.device, generator=g), dim=1)  # (N, D), L2 rows as DeepCluster's
         km = KMeans(k, n_iter=20, seed=0, backend="torch")
-        t = timed(lambda: km.fit(x), repeat=3 if i == 0 else 2)
+        t = timed(lambda: km.fit(x), repeat=3) if i == 0 else timed(lambda: km.fit(x), repeat=1, warmup=0)
         out[f"torch_s_{n}x{d}_k{k}"], out[f"iterations_{n}x{d}_k{k}"] = t, len(km.objective_)
         line = f"N={n:>9,} D={d} K={k:>6,}: torch on {b.device.type} {t:7.3f} s ({len(km.objective_)} iterations)"
         if i == 0:  # faiss on the CPU, the same features, for reference
@@ -287,10 +329,11 @@ def section_estimate(b: Bench) -> dict:
     dc, odc, e = b.figures("deepcluster"), b.figures("odc"), b.sizes.estimate_epochs
     if "deepcluster_epoch_s" not in dc or "odc_epoch_s" not in odc:
         raise RuntimeError("needs the deepcluster and odc sections' epoch times")
-    minutes = (e * (dc["deepcluster_epoch_s"] + odc["odc_epoch_s"]) + odc["init_s"]) / 60
+    scale = CIFAR10 / b.sizes.n_images  # an epoch's work grows with N: extraction, training, k-means's passes
+    minutes = (e * (dc["deepcluster_epoch_s"] + odc["odc_epoch_s"]) + odc["init_s"]) * scale / 60
     print(f"{e} epochs x (DeepCluster {dc['deepcluster_epoch_s']:.2f} s + ODC {odc['odc_epoch_s']:.2f} s) + ODC's "
-          f"initialisation {odc['init_s']:.2f} s = {minutes:.1f} min ({b.sizes.n_images:,} images; "
-          "no monitoring, figures or UMAP)")
+          f"initialisation {odc['init_s']:.2f} s, measured on {b.sizes.n_images:,} images, times {scale:g} for "
+          f"CIFAR-10's {CIFAR10:,} = {minutes:.1f} min (no monitoring, figures or UMAP)")
     return {"minutes": minutes, "epochs": e}
 
 
@@ -356,6 +399,8 @@ def section_precision(b: Bench) -> dict:
     from kit.metrics import nmi
 
     s, ds, dev = b.sizes, b.data(), b.device
+    if dev.type == "cuda" and torch.cuda.get_device_capability(dev)[0] < 8:
+        return "no TF32 on this card (before Ampere): float32 is all it has, nothing to compare"
     net = prepare_model(kit.ClusterNet(kit.build_backbone(s.backbone, 3, image_size=s.image_size), s.n_clusters), dev)
     exact = lambda: kf.extract_features(net, ds, device=dev)  # noqa: E731 - kit's own path
 
@@ -405,7 +450,31 @@ def section_repeat(b: Bench) -> dict:
     return out
 
 
-SECTIONS = {"tests": section_tests, "preset": section_preset, "precision": section_precision, "repeat": section_repeat, "throughput": section_throughput, "deepcluster": section_deepcluster,
+def section_compile(b: Bench) -> dict:
+    """`--compile` on the default preset (DeepCluster, the small ConvNet on 28 px digits, batch 64): the first epoch's
+    extra time (the compilation), then eager and compiled epochs interleaved. 4,992 images, 78 full batches an epoch:
+    one batch shape, one compilation. ODC's compiled step is checked on the CPU by the tests, not timed here."""
+    from kit.runtime import compiled_steps
+
+    data = kit.load_dataset("mnist5k", n=256 if b.dry else 4992)
+    cfg = lambda: kit.DeepClusterConfig.small(eval_every=0, device=str(b.device), reassign=1.0)  # noqa: E731
+    eager = kit.DeepCluster(cfg())
+    t_first_eager = timed(lambda: eager.fit(data, epochs=1), repeat=1, warmup=0)
+    with compiled_steps("aot_eager" if b.dry else "inductor"):  # the dry run checks the script, not code generation
+        compiled = kit.DeepCluster(cfg())
+        t_first = timed(lambda: compiled.fit(data, epochs=1), repeat=1, warmup=0)
+        t_eager, t_compiled = _interleaved(lambda: eager.fit(data, epochs=eager.epoch + 1),
+                                           lambda: compiled.fit(data, epochs=compiled.epoch + 1), b.sizes.epoch_rounds)
+    steps = len(compiled.history["step"]["loss"]) // compiled.epoch
+    print(f"compilation {t_first - t_first_eager:.1f} s (first epoch {t_first:.1f} s against {t_first_eager:.1f} s "
+          f"eager); then an epoch {t_eager:.2f} s eager, {t_compiled:.2f} s compiled ({t_eager / t_compiled:.2f}x), "
+          f"{steps} steps an epoch, extraction and k-means included and not compiled")
+    return {"compile_s": t_first - t_first_eager, "eager_epoch_s": t_eager, "compiled_epoch_s": t_compiled,
+            "speedup": t_eager / t_compiled}
+
+
+SECTIONS = {"tests": section_tests, "preset": section_preset, "precision": section_precision, "repeat": section_repeat,
+            "compile": section_compile, "throughput": section_throughput, "deepcluster": section_deepcluster,
             "odc": section_odc, "kmeans": section_kmeans, "memory": section_memory, "compare": section_compare,
             "estimate": section_estimate}
 
@@ -429,6 +498,8 @@ def rows(s: Sizes) -> list[tuple]:
         ("precision", "ratio", "extraction time, float32 / TF32", "{:.2f}x", None),
         ("repeat", "default_nmi", "the same seed twice: NMI between the two runs' last labels", "{:.4f}", None),
         ("repeat", "deterministic_nmi", "the same, --deterministic", "{:.4f}", ("==", 1)),
+        ("compile", "speedup", "the default preset's DeepCluster epoch, eager / --compile", "{:.2f}x", None),
+        ("compile", "compile_s", "--compile's compilation, s", "{:.1f}", None),
         ("throughput", "images_per_s", f"{s.backbone} training, {s.image_size} px, img/s", "{:,.0f}", None),
         ("deepcluster", "ratio", f"DeepCluster / supervised epoch ({s.n_images:,} images, {s.backbone})", "{:.2f}x",
          ("<=", 1.35)),
@@ -438,7 +509,7 @@ def rows(s: Sizes) -> list[tuple]:
         ("memory", "ms_per_iteration", f"ODC memory per iteration (N = {n:,}, K = {k:,}, batch {batch}), ms",
          "{:.2f}", ("<=", 2)),
         ("compare", "wall_s", f"kit compare --dataset digits, {s.compare_epochs} epochs, s", "{:.1f}", None),
-        ("estimate", "minutes", f"estimate: {s.n_images:,} images, {s.backbone}, both, {s.estimate_epochs} epochs, min",
+        ("estimate", "minutes", f"estimate: {CIFAR10:,} images, {s.backbone}, both, {s.estimate_epochs} epochs, min",
          "{:.1f}", ("<", 10)),
     ]
 
@@ -497,8 +568,11 @@ def main(argv=None) -> int:
     if b.device.type != "cuda" and not a.dry:
         print("no CUDA device here: the full sizes would take hours. Run with --dry (tiny sizes), or on a GPU.")
         return 2
+    plan = t4_plan(Sizes())
     if a.dry:
         print("DRY RUN: tiny sizes, to check that every section runs; the aims are for a full run on a GPU")
+    print(f"a full run on a T4, by estimate: {sum(plan.values()) / 60:.1f} min (" +
+          ", ".join(f"{k} {v:.0f} s" for k, v in plan.items() if v) + "; the rates assumed: bench/gpu_check.py, T4)")
     for name in a.sections or list(SECTIONS):
         print(f"\n## {name}")
         t = time.perf_counter()
@@ -517,7 +591,7 @@ def main(argv=None) -> int:
     cells = table(b)
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"device": device_name(b.device), "torch": torch.__version__, "dry": a.dry,
+    out.write_text(json.dumps({"device": device_name(b.device), "torch": torch.__version__, "dry": a.dry, "t4_plan_s": plan,
                                "sizes": asdict(b.sizes), "sections": b.results, "table": cells}, indent=1))
     out.with_suffix(".md").write_text(f"kit GPU check on {device_name(b.device)}{' (dry run)' if a.dry else ''}\n\n"
                                       + markdown(cells) + "\n")

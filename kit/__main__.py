@@ -63,6 +63,8 @@ SETTINGS = {
 }
 DETERMINISTIC = ("same seed, same numbers on a GPU too, where torch can (deterministic algorithms and convolutions, "
                  "no cuDNN autotuner; slower); a CPU run is deterministic without it")
+COMPILE = ("compile the training network with torch.compile (fewer kernel launches a step; the first steps pay "
+           "for the compilation, about 30 s on a laptop CPU): off by default until make gpu-check measures it")
 TB = "also log to RUN/tb/ for TensorBoard (scalars, hparams, Projector): tensorboard --logdir RUN/tb"
 SEEDS = (int, "how many seeds: seed, seed + 1, ...; results as mean ± std, curves with a band (default {compare.seeds})")
 SWEEP_SETTINGS = {
@@ -126,6 +128,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run --name with its saved settings")
     p.add_argument("--tensorboard", action="store_true", help=TB)
     p.add_argument("--deterministic", action="store_true", help=DETERMINISTIC)
+    p.add_argument("--compile", action="store_true", help=COMPILE)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -165,6 +168,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--resume", action="store_true", help="continue the sweep --name: finished cells are kept")
     s.add_argument("--tensorboard", action="store_true", help=TB)
     s.add_argument("--deterministic", action="store_true", help=DETERMINISTIC)
+    s.add_argument("--compile", action="store_true", help=COMPILE)
     d = sub.add_parser("doctor", help="what this machine will do with kit: device, precision, threads, packages, "
                                       "data, and the minutes the demo and notebooks will take")
     d.add_argument("--runs", default="runs", help="where run folders go (its free disk is reported)")
@@ -211,8 +215,7 @@ def _hint(a, name: str) -> str:
            "--name", name, "--runs", a.runs, "--resume"]
     if a.epochs is not None:
         cmd += ["--epochs", str(a.epochs)]
-    if a.deterministic:
-        cmd += ["--deterministic"]
+    cmd += [f"--{flag}" for flag in ("tensorboard", "deterministic", "compile") if getattr(a, flag)]
     return "continue with: " + shlex.join(cmd)
 
 
@@ -300,9 +303,10 @@ def _run(a, name: str) -> None:
     elif a.command == "evaluate":
         _evaluate(a)
     else:
-        from .runtime import deterministic
+        from .runtime import compiled_steps, deterministic
 
-        with deterministic() if a.deterministic else contextlib.nullcontext():
+        with deterministic() if a.deterministic else contextlib.nullcontext(), \
+                compiled_steps() if a.compile else contextlib.nullcontext():
             (_sweep if a.command == "sweep" else _train_or_compare)(a, name)
 
 

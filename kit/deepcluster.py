@@ -18,7 +18,7 @@ from . import collapse
 from .metrics import agreement, cluster_sizes, label_change, match_clusters
 from .runtime import autocast
 from .sampling import uniform_cluster_indices
-from .training import TrainConfig, Trainer, check_number, labels_snapshot
+from .training import Readings, TrainConfig, Trainer, check_number, labels_snapshot
 
 
 # What happens to the head when a new clustering arrives. The reference resets it, because k-means numbers
@@ -112,7 +112,7 @@ class DeepCluster(Trainer):
         DeepCluster has no neck (`uses_neck = False`), so the network's features are the backbone's."""
         cfg, t0 = self.config, time.perf_counter()
         if features is None:
-            features = self.extract(self.model, dataset)  # 1. (N, D), in dataset order
+            features = self.extract(self.model, dataset)  # 1. (N, D), in dataset order, on rank 0 ((0, D) elsewhere)
         t1 = time.perf_counter()
         seed = self._next_seed()  # drawn on every rank, so their generators stay in step
         labels, km = self.dist.cluster(lambda: self._cluster(features, seed), len(dataset))  # 2-3. (N,) pseudo-labels
@@ -136,7 +136,8 @@ class DeepCluster(Trainer):
                   **cluster_sizes(labels, cfg.n_clusters), "inertia": getattr(km, "inertia_", None),
                   "kmeans_seed": seed, "kmeans_splits": getattr(km, "n_splits_", None), "time_extract": t1 - t0, "time_cluster": t2 - t1,
                   "time_train": t3 - t2,
-                  **collapse.signals(loss, labels, cfg.n_clusters, features)}  # the features this epoch clustered
+                  **collapse.signals(loss, labels, cfg.n_clusters,  # the features this epoch clustered
+                                     features if self.dist.is_writer else None)}
         if getattr(dataset, "targets", None) is not None:  # the pseudo-labels against the truth (Fig. 2a)
             record.update(agreement(labels, dataset.targets, suffix="_pseudo_true"))
         self.epoch += 1
@@ -153,18 +154,25 @@ class DeepCluster(Trainer):
         weight = class_weights(labels, cfg.n_clusters).to(self.device) if cfg.reweight else None
         model.train()
         total, count = 0.0, 0
+
+        def logged(value: float, n: int) -> None:
+            nonlocal total, count
+            total, count = total + value * n, count + n
+            self._log_step(epoch=self.epoch, loss=value)
+            self._emit(callback, {"kind": "step", "algo": self.algo, "epoch": self.epoch, "loss": value})
+
+        readings = Readings(logged)  # the steps' losses, read from the device every READ_EVERY steps
         for x, idx in batches(dataset, order, cfg.batch_size, self.device, train=True, num_workers=cfg.num_workers,
                               shard=self.dist.shard):  # this rank's slice of each global batch
             if len(idx) < 2:  # BatchNorm cannot train on a batch of one
                 continue
             if self._stopped(stop):
+                readings.read()  # the steps trained before the stop are logged, as they were read each step
                 return None
             with autocast(self.device):
                 _, logits = model(x)
             loss, value = self.dist.cross_entropy(logits.float(), targets[idx.to(self.device)], weight)
             self._optimise(loss)
-            value = value.item()  # the step's one wait for the device: the logged loss
-            total, count = total + value * len(idx), count + len(idx)
-            self._log_step(epoch=self.epoch, loss=value)
-            self._emit(callback, {"kind": "step", "algo": self.algo, "epoch": self.epoch, "loss": value})
+            readings.add(value, len(idx))  # no wait here: the step's loss is read with the next ones
+        readings.read()
         return total / max(count, 1)

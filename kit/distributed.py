@@ -13,9 +13,10 @@ under torchrun. Under torchrun (nccl on CUDA, gloo on CPU):
   tensors, and each of its layers waits for the host in its forward);
 - the loss is the *global* batch's loss (`cross_entropy`): per-rank sums over the all-reduced
   normaliser, so a weighted CE (ODC) is normalised over the whole batch as in one process;
-- feature extraction is sharded over ranks and gathered back in dataset order (`gather_rows`);
-  rank 0 alone whitens and clusters, and its labels are broadcast (`cluster`);
-- ODC's memories are replicated: every rank applies the all-gathered batch (`all_gather_batch`);
+- feature extraction is sharded over ranks and gathered in dataset order on rank 0 (`gather_rows`);
+  rank 0 alone whitens, clusters and scores, and its labels are broadcast (`cluster`);
+- ODC's memories are replicated: rank 0's initial features go to every rank (`share`), and every rank
+  applies the all-gathered batch (`all_gather_batch`);
 - augmentation draws differ per rank (the RNG is seeded per rank and epoch, `seed_epoch`),
   and a re-initialised head is broadcast from rank 0 so all copies start equal;
 - only rank 0 writes run files (`is_writer`).
@@ -39,28 +40,28 @@ def world() -> tuple[int, int]:
     return 0, 1
 
 
-def all_gather_batch(idx: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Concatenate every rank's (idx (B,), z (B, D)) in rank order; the identity at world size 1.
+def all_gather_batch(idx: torch.Tensor, z: torch.Tensor, rows: int
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Every rank's (idx (B,), z (B, D)) in rank order, each padded to `rows` (the same on every rank: a global
+    batch's share, rounded up), and which of the gathered rows are real: (idx_all, z_all, real (world * rows,)
+    bool, or None at world size 1, where nothing is gathered).
 
-    Ranks may hold batches of different sizes (the last batch of an epoch): sizes are gathered
-    first and the tensors padded to the largest.
+    Ranks may hold batches of different sizes (the last batch of an epoch). A rank pads with copies of its last
+    row, which write what that row writes, and its size travels as a tensor into `real`: nothing here waits for
+    the host to read a size (the first version read every rank's size with `int()`, a wait every ODC step).
     """
     rank, size = world()
     if size == 1:
-        return idx, z
-    n = torch.tensor([len(idx)], device=idx.device)
-    sizes = [torch.zeros_like(n) for _ in range(size)]
-    dist.all_gather(sizes, n)
-    sizes = [int(s) for s in sizes]
-    top = max(sizes)
-    idx_p = torch.zeros(top, dtype=idx.dtype, device=idx.device)
-    z_p = torch.zeros(top, *z.shape[1:], dtype=z.dtype, device=z.device)
-    idx_p[: len(idx)], z_p[: len(z)] = idx, z
-    idx_all, z_all = [torch.empty_like(idx_p) for _ in range(size)], [torch.empty_like(z_p) for _ in range(size)]
-    dist.all_gather(idx_all, idx_p)
-    dist.all_gather(z_all, z_p)
-    return (torch.cat([t[:s] for t, s in zip(idx_all, sizes)]),
-            torch.cat([t[:s] for t, s in zip(z_all, sizes)]))
+        return idx, z, None
+    extra = rows - len(idx)
+    if extra:
+        idx, z = torch.cat([idx, idx[-1:].expand(extra)]), torch.cat([z, z[-1:].expand(extra, *z.shape[1:])])
+    n = idx.new_full((1,), rows - extra)  # a fill on the device, not a copy from the host
+    sizes, idx_all, z_all = ([torch.empty_like(t) for _ in range(size)] for t in (n, idx, z))
+    for out, t in ((sizes, n), (idx_all, idx), (z_all, z)):
+        dist.all_gather(out, t)
+    real = (torch.arange(rows, device=idx.device) < torch.cat(sizes)[:, None]).flatten()  # (world * rows,)
+    return torch.cat(idx_all), torch.cat(z_all), real
 
 
 class Distributed:
@@ -110,16 +111,35 @@ class Distributed:
         torch.manual_seed((seed * 1_000_003 + epoch) * 1_009 + self.rank)
 
     def gather_rows(self, local: np.ndarray, n: int) -> np.ndarray:
-        """Rows [start_r, end_r) of every rank (see `row_range`) concatenated back into (N, D)."""
+        """Rows [start_r, end_r) of every rank (see `row_range`) concatenated into (N, D) on rank 0, which alone
+        clusters and scores them; every other rank gets (0, D) back. Rank 0 receives one rank's rows at a time, so
+        no card holds more than its share (an all-gather put N x D on every card about three times, and on every
+        host: ~31 GB of GPU memory for ResNet-50 on ImageNet). `share` gives the rows to every rank where all
+        need them."""
         if self.world == 1:
             return local
-        t = torch.from_numpy(np.ascontiguousarray(local)).to(self.comm_device)
-        sizes = [int(r.stop - r.start) for r in (row_range(n, k, self.world) for k in range(self.world))]
-        pad = torch.zeros(max(sizes), *t.shape[1:], dtype=t.dtype, device=t.device)
-        pad[: len(t)] = t
-        parts = [torch.empty_like(pad) for _ in range(self.world)]
-        dist.all_gather(parts, pad)
-        return torch.cat([p[:s] for p, s in zip(parts, sizes)]).cpu().numpy()
+        if self.rank:
+            dist.send(torch.from_numpy(np.ascontiguousarray(local)).to(self.comm_device), 0)
+            return local[:0]
+        out = np.empty((n, *local.shape[1:]), local.dtype)
+        for k in range(self.world):
+            rows = row_range(n, k, self.world)
+            if k == 0:
+                out[rows.start:rows.stop] = local
+                continue
+            part = torch.empty(len(rows), *local.shape[1:], dtype=torch.from_numpy(local[:0]).dtype,
+                               device=self.comm_device)
+            dist.recv(part, k)
+            out[rows.start:rows.stop] = part.cpu().numpy()
+        return out
+
+    def share(self, rows: np.ndarray, n: int) -> np.ndarray:
+        """Rank 0's (N, D) `rows` on every rank (the others pass the (0, D) that `gather_rows` gave them)."""
+        if self.world == 1:
+            return rows
+        t = torch.from_numpy(np.ascontiguousarray(rows)) if self.rank == 0 else \
+            torch.empty(n, *rows.shape[1:], dtype=torch.from_numpy(rows).dtype)
+        return self.broadcast(t).numpy()
 
     def broadcast(self, t: torch.Tensor) -> torch.Tensor:
         """Rank 0's copy of `t` on every rank (k-means labels: one clustering for all)."""

@@ -11,7 +11,8 @@ so a centroid recompute is a division, not a pass over all N rows (at ImageNet s
 took ~140 ms of every 10th iteration). The centroids read by the algorithm are exactly the
 reference's: stale between recomputes, and only [largest, e] recomputed after a split.
 
-Distributed runs inject `gather(idx, z) -> (idx_all, z_all)` (identity by default). Departure from
+Distributed runs inject `gather(idx, z) -> (idx_all, z_all, real)` (identity by default; `real` marks the
+gathered rows that are not a rank's padding, or is None). Departure from
 the reference, on purpose: mmselfsup keeps the feature memory on rank 0 only and broadcasts
 updates; kit keeps a full copy on every rank and has each rank apply the same gathered batch,
 which gives identical memories everywhere with one collective instead of four.
@@ -40,8 +41,8 @@ def size_weights(sizes: torch.Tensor, power: float = 0.5, eps: float = 1e-5) -> 
     return (w / w.sum()).float()
 
 
-def _identity_gather(idx: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    return idx, z
+def _identity_gather(idx: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
+    return idx, z, None
 
 
 class ODCMemory(torch.nn.Module):
@@ -103,13 +104,14 @@ class ODCMemory(torch.nn.Module):
         and the fraction comes back NaN. If an index appears twice in one batch (sampling with
         replacement), the last occurrence wins, as in the reference. No step waits for the device.
         """
-        idx, z = self.gather(idx.to(self.labels.device), z.to(self.features.device, torch.float32))
+        idx, z, real = self.gather(idx.to(self.labels.device), z.to(self.features.device, torch.float32))
         ok = torch.isfinite(z).all()  # (), on the device: a bad batch is masked out below, not branched on
         with full_precision(self.features.device):  # the relabelling is an argmax of dot products: no TF32, no autocast
             f = F.normalize(z, dim=1)
             v = F.normalize((1 - self.momentum) * self.features[idx] + self.momentum * f, dim=1)  # (B, D)
             new = (v @ self.centroids.T).argmax(dim=1)  # (B,) unnormalised centroids: raw inner product
-        change_ratio = (new != self.labels[idx]).float().mean()
+        changed = new != self.labels[idx]  # a rank's padding repeats its last row: it writes the same, is not counted
+        change_ratio = changed.float().mean() if real is None else (changed & real).sum() / real.sum()
         last = _last_occurrence(idx)  # (B,) where each index occurs last: every copy writes that one's values
         kept = ok & (last == torch.arange(len(idx), device=idx.device))  # one copy of each row counts, if finite
         self._write(idx, torch.where(ok, new[last], self.labels[idx]), torch.where(ok, v[last], self.features[idx]),

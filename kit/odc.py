@@ -80,11 +80,15 @@ class ODC(Trainer):
     def __init__(self, config: ODCConfig | None = None, gather=None, dist=None):
         super().__init__(config or ODCConfig(), dist)
         # replicated memories: every rank applies the all-gathered batch (distributed.py)
-        self.gather = gather or (all_gather_batch if self.dist.world > 1 else None)
+        self.gather = gather or (self._gather_batch if self.dist.world > 1 else None)
         self.memory: ODCMemory | None = None
         self.iteration = 0  # iterations completed, over all epochs
 
     progress_keys = ("loss", "change_ratio", "knn")
+
+    def _gather_batch(self, idx, z):
+        """Every rank's batch, each padded to a global batch's largest share (the same number on every rank)."""
+        return all_gather_batch(idx, z, rows=-(-self.config.batch_size // self.dist.world))
 
     def _check(self, dataset) -> None:
         check_sizes(len(dataset), self.config.n_clusters)
@@ -96,10 +100,12 @@ class ODC(Trainer):
     def _init_memory(self, dataset) -> None:
         """§2.2: one k-means over all N samples with the untrained network; no PCA, L2 only."""
         cfg, t0 = self.config, time.perf_counter()
-        x = l2_normalize(self.extract(self.model, dataset, batch_size=max(256, cfg.batch_size)))  # (N, 256)
+        x = l2_normalize(self.extract(self.model, dataset, batch_size=max(256, cfg.batch_size)))  # (N, 256) on rank 0
         seed = self._next_seed()  # drawn on every rank, so their generators stay in step
         labels, km = self.dist.cluster(  # one rank clusters (torch k-means on CUDA), every rank gets its labels
-            lambda: KMeans(cfg.n_clusters, cfg.kmeans_iters, seed).fit(torch.as_tensor(x, device=self.device)), len(x))
+            lambda: KMeans(cfg.n_clusters, cfg.kmeans_iters, seed).fit(torch.as_tensor(x, device=self.device)),
+            len(dataset))
+        x = self.dist.share(x, len(dataset))  # the memory is replicated: every rank starts from rank 0's features
         self.memory = ODCMemory(len(dataset), x.shape[1], cfg.n_clusters, cfg.memory_momentum,
                                 cfg.min_cluster_size, gather=self.gather).to(self.device)  # 2-means seed 0, as the reference (§2.1)
         moved = self.memory.init(x, labels)

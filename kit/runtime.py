@@ -225,6 +225,28 @@ def deterministic():
         yield
 
 
+_COMPILE: list[str] = []  # the torch.compile backends asked for by the `compiled_steps` blocks now open
+
+
+@contextlib.contextmanager
+def compiled_steps(backend: str = "inductor"):
+    """Trainers set up inside compile their training network with `torch.compile` (`--compile`): the step's
+    forward and backward become a few fused kernels, fewer launches where a small network's step is bound by them.
+    Off by default: the first steps pay for the compilation (about 30 s for the small network on a 2-core CPU),
+    each new batch shape recompiles once, and whether it pays on a card is for `make gpu-check` to measure.
+    Extraction and evaluation stay eager. `backend="aot_eager"` traces without generating code (the tests)."""
+    _COMPILE.append(backend)
+    try:
+        yield
+    finally:
+        _COMPILE.remove(backend)
+
+
+def compile_step(net: torch.nn.Module) -> torch.nn.Module:
+    """`net` under `torch.compile` inside `compiled_steps`, else `net` itself."""
+    return torch.compile(net, backend=_COMPILE[-1]) if _COMPILE else net
+
+
 def prepare_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     """Move to the device in channels-last layout: cuDNN's and oneDNN's convolutions are both faster
     with it (measured on the 2-core CPU: feature extraction 0.80 s -> 0.56 s, outputs equal to 1e-8).

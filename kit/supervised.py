@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from .data import batches
 from .models import Backbone, ClusterNet, build_backbone
 from .runtime import autocast, grad_scaler, resolve_device, seed_everything
-from .training import TrainConfig, fused, optimise
+from .training import Readings, TrainConfig, fused, optimise
 
 
 def train_supervised(cfg: TrainConfig, dataset, epochs: int, device="auto") -> Backbone:
@@ -33,6 +33,7 @@ def supervised_epoch(net: ClusterNet, opt, dataset, order, batch_size: int, targ
     against a trainer's epoch compares like with like. Returns the mean loss."""
     net.train()
     scaler, losses = grad_scaler(device), []
+    readings = Readings(losses.append)  # as the trainers' logged loss: read from the device every READ_EVERY steps
     for x, idx in batches(dataset, order, batch_size, device, train=True):
         if len(idx) < 2:
             continue
@@ -40,5 +41,6 @@ def supervised_epoch(net: ClusterNet, opt, dataset, order, batch_size: int, targ
             _, logits = net(x)
         loss = F.cross_entropy(logits.float(), targets[idx.to(device)])
         optimise(opt, scaler, loss)
-        losses.append(loss.item())  # as the trainers' logged loss: one wait for the device per step
+        readings.add(loss.detach())
+    readings.read()
     return sum(losses) / max(len(losses), 1)

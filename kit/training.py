@@ -19,8 +19,8 @@ from .features import extract_features
 from .metrics import agreement, cluster_acc, knn_accuracy
 from .models import ClusterNet, ODCNeck, build_backbone
 from .runs import Run, load_checkpoint, save_checkpoint
-from .runtime import (Diverged, grad_scaler, prepare_model, resolve_device, rng_state, seed_everything, set_rng_state,
-                      tuned_convolutions)
+from .runtime import (Diverged, compile_step, grad_scaler, prepare_model, resolve_device, rng_state, seed_everything,
+                      set_rng_state, tuned_convolutions)
 
 
 @dataclass
@@ -98,6 +98,31 @@ def optimise(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, los
     scaler.scale(loss).backward()
     scaler.step(optimizer)
     scaler.update()
+
+
+READ_EVERY = 16  # training steps whose logged numbers wait on the device for one read that fetches them all
+
+
+class Readings:
+    """Numbers a training step logs, kept on the device and read together every `every` steps and at the end: a
+    read waits for the device to finish, so a step that reads its own loss keeps a GPU's queue empty (a small
+    network's step is shorter than the time to launch it). `add(value, *context)`; each read calls
+    `on_read(number, *context)` for the steps in order."""
+
+    def __init__(self, on_read, every: int | None = None):
+        self.on_read, self.every, self.pending = on_read, every or READ_EVERY, []
+
+    def add(self, value: torch.Tensor, *context) -> None:
+        self.pending.append((value, context))
+        if len(self.pending) >= self.every:
+            self.read()
+
+    def read(self) -> None:
+        if self.pending:
+            numbers = torch.stack([v.float() for v, _ in self.pending]).tolist()  # the one wait
+            for number, (_, context) in zip(numbers, self.pending):
+                self.on_read(number, *context)
+            self.pending = []
 
 
 def build_optimizer(model: ClusterNet, cfg: TrainConfig, fused_step: bool = True) -> torch.optim.SGD:
@@ -194,7 +219,7 @@ class Trainer:
             seed_everything(self.config.seed)
             self.model = prepare_model(build_network(self.config, dataset, self.uses_neck), self.device)
             self.optimizer = build_optimizer(self.model, self.config)
-            self.net = self.dist.wrap(self.model, self.device, synced_batchnorm(self.config))
+            self.net = compile_step(self.dist.wrap(self.model, self.device, synced_batchnorm(self.config)))
 
     def prepare(self, dataset) -> None:
         """What `fit` does before its first epoch: the network and optimizer, then the algorithm's

@@ -242,6 +242,104 @@ def test_the_global_loss_normaliser_is_made_on_the_card(card, monkeypatch):
     torch.testing.assert_close(value.elem, torch.nn.functional.cross_entropy(logits.elem, y.elem))
 
 
+def test_gathering_odcs_batch_reads_no_rank_size_on_the_host(card, monkeypatch):
+    """ODC's memory applies every rank's batch: the gather read each rank's size with `int()`, a wait every step. Here
+    rank 0 of 2 holds 5 rows and rank 1 (its all-gather played by a stub) 4: padded to 5, marked by `real`."""
+    import kit.distributed as kd
+
+    monkeypatch.setattr(kd, "world", lambda: (0, 2))
+
+    def all_gather(out, t, *a, **k):  # rank 1 sends rank 0's rows + 100 and one row fewer
+        out[0].copy_(t)
+        out[1].copy_(t.new_full(t.shape, 4) if t.numel() == 1 else t + 100)
+
+    monkeypatch.setattr(torch.distributed, "all_gather", all_gather)
+    idx, z = torch.arange(5).to("cuda"), torch.arange(10.0).reshape(5, 2).to("cuda")
+    before = card.total()
+    idx_all, z_all, real = kd.all_gather_batch(idx, z, rows=5)
+    assert card.total() == before, dict(card.sync_sites)
+    assert idx_all.elem.tolist() == [0, 1, 2, 3, 4, 100, 101, 102, 103, 104]
+    assert real.elem.tolist() == [True] * 9 + [False]  # rank 1's fifth row is padding
+    short, _, real = kd.all_gather_batch(idx[:3], z[:3], rows=5)  # a short last batch repeats its last row
+    assert short.elem.tolist() == [0, 1, 2, 2, 2, 100, 101, 102, 102, 102] and real.elem.sum().item() == 7
+
+
+def test_a_rank_padded_batch_changes_the_memory_as_the_unpadded_batch_does():
+    """Padding repeats a rank's last row: the same index with the same features, so the memory writes what it would
+    have written, and the rows marked not real are left out of the change ratio."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.nn.functional.normalize(torch.randn(30, 8, generator=g), dim=1)
+    idx, z = torch.tensor([3, 7, 7, 12, 29]), torch.randn(5, 8, generator=g)
+    padded = torch.tensor([True] * 5 + [False] * 3)
+    plain, pad = (kit.ODCMemory(30, 8, 4, momentum=0.5, min_cluster_size=0, gather=gather) for gather in (
+        None, lambda i, f: (torch.cat([i, i[-1:].expand(3)]), torch.cat([f, f[-1:].expand(3, 8)]), padded)))
+    for mem in (plain, pad):
+        mem.init(x, torch.arange(30) % 4)
+    assert pad.update(idx, z).item() == plain.update(idx, z).item() > 0
+    for name, value in plain.state_dict().items():
+        assert torch.equal(pad.state_dict()[name], value), name
+    assert torch.equal(pad.sizes, plain.sizes) and torch.allclose(pad.sums, plain.sums)
+
+
+def test_features_gather_on_rank_zero_one_share_at_a_time_and_reach_the_others_only_when_asked(monkeypatch):
+    """Only rank 0 clusters and scores: an all-gather put N x D on every rank (and on every card three times over)."""
+    from kit.distributed import Distributed
+
+    def rank(r):
+        d = Distributed.__new__(Distributed)
+        d.rank, d.world, d.backend, d.comm_device = r, 3, "gloo", torch.device("cpu")
+        return d
+
+    monkeypatch.setattr(torch.distributed, "all_gather", lambda *a, **k: pytest.fail("an all-gather of the features"))
+    x = np.arange(20, dtype=np.float32).reshape(10, 2)  # 10 rows over 3 ranks: 4, 3, 3
+    sent = []
+    monkeypatch.setattr(torch.distributed, "send", lambda t, dst: sent.append((dst, t.numpy().copy())))
+    for r, rows in ((1, slice(4, 7)), (2, slice(7, 10))):
+        assert rank(r).gather_rows(x[rows], 10).shape == (0, 2)
+    assert [d for d, _ in sent] == [0, 0]
+    received = []
+
+    def recv(t, src):
+        received.append((src, tuple(t.shape)))
+        t.copy_(torch.from_numpy(dict((s + 1, v) for s, (_, v) in enumerate(sent))[src]))
+
+    monkeypatch.setattr(torch.distributed, "recv", recv)
+    assert np.array_equal(rank(0).gather_rows(x[:4], 10), x)
+    assert received == [(1, (3, 2)), (2, (3, 2))]  # one rank's share at a time, never N x D on the card
+    monkeypatch.setattr(torch.distributed, "broadcast", lambda t, src: t.copy_(torch.from_numpy(x)))
+    assert np.array_equal(rank(1).share(x[:0], 10), x)  # ODC's replicated memory: every rank gets rank 0's rows
+
+
+# -- item 8: fewer launches a step ----------------------------------------------------------------------------
+@pytest.mark.parametrize("algo", ["deepcluster", "odc"])
+def test_a_compiled_step_trains_as_the_eager_step_does_and_only_inside_its_block(algo, digits):
+    """`--compile` (`compiled_steps`) puts the training network under torch.compile. Traced here with aot_eager (the
+    graph capture, its guards across the head's re-initialisations and the last batch's shape, and AOT autograd's
+    backward), not inductor's code generation, which takes ~30 s a shape on this CPU: `make gpu-check` times that."""
+    from kit.runtime import compiled_steps
+
+    make = {"deepcluster": (kit.DeepCluster, tiny_dc_config), "odc": (kit.ODC, tiny_odc_config)}[algo]
+    eager = make[0](make[1](n_clusters=10))
+    with compiled_steps("aot_eager"):
+        compiled = make[0](make[1](n_clusters=10))
+        got = compiled.fit(digits, epochs=2)
+    want = eager.fit(digits, epochs=2)
+    assert hasattr(compiled.net, "_orig_mod") and not hasattr(eager.net, "_orig_mod")
+    np.testing.assert_allclose(got["step"]["loss"], want["step"]["loss"], rtol=1e-4)
+    assert all(np.array_equal(a, b) for a, b in zip(got["labels"], want["labels"]))
+    after = make[0](make[1](n_clusters=10))
+    after.setup(digits)
+    assert not hasattr(after.net, "_orig_mod")  # the block is closed: eager again
+
+
+def test_the_resume_hint_keeps_every_flag_that_changes_how_the_run_goes(tmp_path, monkeypatch, capsys):
+    import kit.__main__ as cli
+
+    monkeypatch.setattr(cli, "_train_or_compare", lambda a, name: (_ for _ in ()).throw(KeyboardInterrupt))
+    assert cli.main(["compare", "--name", "d", "--runs", str(tmp_path), "--tensorboard", "--compile"]) == 130
+    assert capsys.readouterr().err.strip().endswith("--resume --tensorboard --compile")
+
+
 # -- item 5: exactness on a GPU ----------------------------------------------------------------------------
 def test_deterministic_holds_torchs_deterministic_settings_while_a_fit_runs_then_gives_them_back(torch_settings,
                                                                                                  digits):

@@ -156,31 +156,38 @@ def test_a_t4_trains_in_fp16_with_a_loss_scaler(algo, digits):
 
 # -- item 6: host-device syncs per training step -------------------------------------------------------
 class StepSyncs:
-    """A `fit` callback that reads the card's sync count at every step record of the second epoch."""
+    """A `fit` callback that reads the card's sync count at the first and last step record of the second epoch."""
 
     def __init__(self, card: FakeCuda):
-        self.card, self.marks = card, []
+        self.card, self.marks, self.steps = card, [], 0
 
     def __call__(self, record: dict) -> None:
         if record["kind"] == "step" and record["epoch"] == 1:
+            self.steps += 1
             self.marks.append(self.card.total())
 
-    def per_step(self, skip: int = 1) -> float:
-        m = self.marks[skip:]  # warm: the epoch's first step pays for its one-off copies
-        return (m[-1] - m[0]) / (len(m) - 1)
+    def per_step(self) -> float:
+        """Waits over the epoch's steps; a step's record comes when its numbers are read, so the first record of
+        the epoch already counts the one wait that fetched it (and the epoch's one-off copies before it)."""
+        return (self.marks[-1] - self.marks[0]) / (self.steps - 1)
 
 
 @pytest.mark.parametrize("data", ["digits", "colour"])
-@pytest.mark.parametrize("algo, budget", [("deepcluster", 1), ("odc", 2)])
-def test_sync_budget_per_training_step(card, digits, algo, budget, data):
-    """DeepCluster waits for the card once per step (its logged loss), ODC at most twice."""
+@pytest.mark.parametrize("algo, budget", [("deepcluster", 1 / 2), ("odc", 2)])
+def test_sync_budget_per_training_step(card, digits, algo, budget, data, monkeypatch):
+    """DeepCluster reads its steps' losses together, once every READ_EVERY steps (2 here; each step read its own loss
+    before); ODC waits at most twice a step, since the small-cluster fix branches on the memory's sizes every
+    iteration, as the reference's does."""
+    import kit.training
+
+    monkeypatch.setattr(kit.training, "READ_EVERY", 2)
     dataset = digits if data == "digits" else colour_images()
     make = {"deepcluster": (kit.DeepCluster, tiny_dc_config), "odc": (kit.ODC, tiny_odc_config)}[algo]
     counter = StepSyncs(card)
     make[0](make[1](device="cuda", n_clusters=10)).fit(dataset, epochs=2, callback=counter)
     per_step = counter.per_step()
     print(f"\n{algo} on {data}: {per_step:.2f} host-device syncs per training step (budget {budget})")
-    assert len(counter.marks) >= 4
+    assert counter.steps >= 4
     assert per_step <= budget, dict(card.sync_sites)
 
 
@@ -192,7 +199,7 @@ def test_the_supervised_baseline_steps_as_the_trainers_do(card, digits):
     opt = torch.optim.SGD(net.parameters(), lr=0.01)
     before = card.total()
     loss = supervised_epoch(net, opt, digits, torch.arange(256), 64, digits.targets.to(CUDA), CUDA)
-    assert math.isfinite(loss) and card.total() - before <= 4 + 2  # one per step, plus the epoch's copies
+    assert math.isfinite(loss) and card.total() - before <= 1 + 2  # one read for the 4 steps, plus the epoch's copies
 
 
 # -- item 7: the monitor's kNN stays on the card -------------------------------------------------------

@@ -173,7 +173,7 @@ def test_checkpoint_written_on_cuda_resumes_on_cpu(digits, tmp_path, algo):
     assert len(h["epoch"]) == 2 and math.isfinite(h["epoch"][-1]["loss"])
 
 
-SECTIONS = ("tests", "preset", "precision", "repeat", "throughput", "deepcluster", "odc", "kmeans", "memory", "compare", "estimate")
+SECTIONS = ("tests", "preset", "precision", "repeat", "compile", "throughput", "deepcluster", "odc", "kmeans", "memory", "compare", "estimate")
 
 
 @pytest.mark.slow
@@ -185,6 +185,7 @@ def test_gpu_check_dry_run_reports_every_section(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = json.loads(out.read_text())
     assert results["dry"] is True
+    assert set(results["t4_plan_s"]) == set(SECTIONS) and sum(results["t4_plan_s"].values()) < 8 * 60  # the 8 min
     for name in SECTIONS:
         section = results["sections"][name]
         assert section["status"] == "ok", (name, section)
