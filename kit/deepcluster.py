@@ -159,7 +159,8 @@ class DeepCluster(Trainer):
             nonlocal total, count
             total, count = total + value * n, count + n
             self._log_step(epoch=self.epoch, loss=value)
-            self._emit(callback, {"kind": "step", "algo": self.algo, "epoch": self.epoch, "loss": value})
+            self._emit(callback, {"kind": "step", "algo": self.algo, "epoch": self.epoch, "loss": value,
+                                  "step": self._steps_logged()})
 
         readings = Readings(logged)  # the steps' losses, read from the device every READ_EVERY steps
         for x, idx in batches(dataset, order, cfg.batch_size, self.device, train=True, num_workers=cfg.num_workers,

@@ -155,7 +155,7 @@ class ODC(Trainer):
             moved_total += moved
             self._log_step(epoch=self.epoch, loss=losses[-1], change_ratio=change_ratio, moved_small=moved)
             self._emit(callback, {"kind": "step", "algo": self.algo, "epoch": self.epoch, "loss": losses[-1],
-                                  "change_ratio": change_ratio})
+                                  "change_ratio": change_ratio, "step": self._steps_logged()})
         drift = mem.agree(self.dist)  # every rank's memory holds rank 0's labels (0 in one process)
         if drift and self.dist.is_writer:
             tqdm.write(f"epoch {self.epoch}: the ranks' ODC memories disagreed on up to {drift} labels; "

@@ -15,7 +15,8 @@ against the global training step (steps of batch_size; both algorithms take N / 
   metadata (true class, cluster, changed since the last epoch), the same rows the flight recorder shows.
 
 `tensorboard` is an optional extra (`pip install -e '.[tensorboard]'` in kit's folder); without it this module says so
-in one line. A resumed run purges what its interrupted epoch had logged (SummaryWriter's purge_step).
+in one line. A resumed run purges what its interrupted epoch had logged (SummaryWriter's purge_step), and
+keeps every step its checkpoint kept.
 """
 from __future__ import annotations
 
@@ -57,10 +58,13 @@ class TensorBoardLog:
 
     @property
     def writer(self):
-        """Opened at first use: a step record's count includes its own step, so an interrupted epoch's
-        events from that step on are purged."""
+        """Opened at first use (after `fit` has resumed): whatever an interrupted run had logged past the steps
+        its checkpoint kept is purged, and nothing at or before them (a step record opens it with its own step)."""
+        return self._open(self._steps_done() + 1)
+
+    def _open(self, first_new_step: int):
         if self._writer is None:
-            self._writer = summary_writer(self.folder, purge_step=self._steps_done() or None)
+            self._writer = summary_writer(self.folder, purge_step=first_new_step if first_new_step > 1 else None)
         return self._writer
 
     def _steps_done(self) -> int:
@@ -68,10 +72,12 @@ class TensorBoardLog:
 
     def __call__(self, record: dict) -> None:
         if record["kind"] == "step":
-            self.step = self._steps_done() if self.trainer is not None else self.step + 1  # this step is logged
+            # the step's own number (records come in bursts, read from the device together), counted from 1
+            self.step = record["step"] if "step" in record else self.step + 1
+            writer = self._open(self.step)
             for key in ("loss", "change_ratio"):
                 if _number(record.get(key)):
-                    self.writer.add_scalar(f"step/{key}", record[key], self.step)
+                    writer.add_scalar(f"step/{key}", record[key], self.step)
         elif record["kind"] == "epoch":
             self.step = self._steps_done()
             self.last = {k: v for k, v in record.items() if _number(v) and k != "epoch"}

@@ -235,6 +235,10 @@ class Trainer:
         for k, v in values.items():
             self.history["step"].setdefault(k, []).append(v)
 
+    def _steps_logged(self) -> int:
+        """Steps in the history: a step record's own number, counted from 1 over the whole run."""
+        return len(self.history["step"].get("loss", []))
+
     @staticmethod
     def _emit(callback, record: dict):
         if callback is not None:

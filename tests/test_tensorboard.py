@@ -98,3 +98,33 @@ def test_compare_with_tensorboard_logs_what_its_history_holds(tmp_path):
         assert [e.value for e in ea.Scalars("epoch/knn")] == pytest.approx([r["knn"] for r in history["epoch"]], rel=1e-6)
         config = (run / "tb" / algo / "projector_config.pbtxt").read_text()
         assert "sprite" in config and "metadata.tsv" in config
+
+
+@pytest.mark.parametrize("algo", ["deepcluster", "odc"])
+def test_a_resumed_run_keeps_every_step_and_epoch_it_had_logged(tmp_path, mnist_small, monkeypatch, algo):
+    """Issue 31, item 1: the writer of a resumed run purged from the steps done, not one past them, so the last step
+    and the last epoch's numbers went missing (a resume with nothing left to train lost them at `close`). Records
+    arrive in bursts (DeepCluster's losses are read every READ_EVERY steps): each keeps its own step number."""
+    import time
+
+    import kit.training
+    from kit.tensorboard_log import TensorBoardLog
+
+    monkeypatch.setattr(kit.training, "READ_EVERY", 4)
+    train = mnist_small[0]
+    for epochs in (1, 2, 2):  # a fit, its resume to 2 epochs, then a resume with nothing left to train
+        trainer = kit.ODC(tiny_odc_config()) if algo == "odc" else kit.DeepCluster(tiny_dc_config())
+        run = kit.Run.create(tmp_path, "r", resume=True)
+        tb = TensorBoardLog(tmp_path / "tb", settings=trainer.config.to_dict(), trainer=trainer)
+        trainer.fit(train, epochs, callback=tb, run=run)
+        tb.writer  # noqa: B018 - opened after the fit, as `compare` opens it for the Projector at every run's end
+        tb.close()
+        # TensorBoard reads event files in name order: a time in seconds, then a counter of this process's writers
+        # (…9 sorts after …10). A resume is a new process, a second later at least; here, one process: wait
+        time.sleep(1.1)
+    history = kit.Run(tmp_path / "r").load_history()
+    ea = read(tmp_path / "tb")
+    n = len(history["step"]["loss"])
+    assert [e.step for e in ea.Scalars("step/loss")] == list(range(1, n + 1))
+    assert [e.value for e in ea.Scalars("step/loss")] == pytest.approx(history["step"]["loss"], rel=1e-6)
+    assert [e.step for e in ea.Scalars("epoch/loss")] == [n // 2, n]
