@@ -229,7 +229,8 @@ class Run:
             raise FileExistsError(f"{p} is a file, not a run folder: choose another --name")
         if not p.exists() or (p / MARKER).exists():
             return
-        entries = {e.name for e in p.iterdir() if not _TEMPORARY.fullmatch(e.name)}
+        # kit's own lock and temporaries alone: a folder whose making was killed before its marker, taken over
+        entries = {e.name for e in p.iterdir() if not _TEMPORARY.fullmatch(e.name) and e.name != LOCK}
         if entries:
             raise FileExistsError(f"{p} holds files kit did not write ({', '.join(sorted(entries)[:3])}...): "
                                   "kit never writes into it; choose another --name or --runs")

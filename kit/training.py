@@ -52,7 +52,7 @@ class TrainConfig:
         check_number("weight_decay", self.weight_decay, 0, integer=False)
         check_number("eval_every", self.eval_every, 0)
         check_number("knn_k", self.knn_k, 1)
-        check_number("seed", self.seed, 0)
+        check_number("seed", self.seed, 0, 2**32 - 1)  # numpy's and the per-epoch seeds' range
         check_number("num_workers", self.num_workers, 0)
 
     def to_dict(self) -> dict:
@@ -338,9 +338,7 @@ class Trainer:
     def resume(self, run: Run, dataset) -> None:
         """Continue from `run/checkpoint.pt` exactly where it stopped."""
         state = load_checkpoint(run.file("checkpoint.pt"))
-        if state.get("algo") != self.algo:
-            raise ValueError(f"{run.path} holds a {state.get('algo')} run, not {self.algo}: "
-                             f"resume it with --algo {state.get('algo')}")
+        self._check_identity(run, state)
         self.config = type(self.config).from_dict(state["config"])
         self.setup(dataset)
         try:
@@ -361,6 +359,40 @@ class Trainer:
         history = run.history_until(self.epoch, self._snapshots_at(self.epoch), n_samples=len(dataset))
         self.history = {**history, "config": self.config.to_dict()}
         set_rng_state(state["rng"], self.device)
+
+    MACHINE_SETTINGS = ("device", "num_workers")  # may change when a run moves to another machine
+
+    def _check_identity(self, run: Run, state: dict) -> None:
+        """Refuse, before anything is read into the trainer or deleted from the run, a checkpoint that is not this
+        run's: another algorithm, settings other than the run's own history.json records (a checkpoint copied
+        from another run), an epoch count the history does not hold, or a part missing."""
+        path = run.file("checkpoint.pt")
+        if state.get("algo") != self.algo:
+            raise ValueError(f"{run.path} holds a {state.get('algo')} run, not {self.algo}: "
+                             f"resume it with --algo {state.get('algo')}")
+        config, epoch = state.get("config"), state.get("epoch")
+        missing = [k for k in ("model", "optimizer", "generator", "rng") if k not in state]
+        if not isinstance(config, dict) or not isinstance(state.get("extra"), dict) or missing:
+            what = "its config" if not isinstance(config, dict) else "its extra state" if not missing else missing[0]
+            raise ValueError(f"{path} is damaged ({what} missing or of the wrong kind): restore the run's own "
+                             "checkpoint from a copy, or start a new run")
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise ValueError(f"{path} says epoch {epoch!r}, not a count of finished epochs: restore the run's own "
+                             "checkpoint from a copy, or start a new run")
+        if not run.file("history.json").exists():
+            return  # history_until names the missing history
+        history = run.load_history()
+        own = history.get("config", {})
+        differ = sorted(k for k in set(own) | set(config)
+                        if k not in self.MACHINE_SETTINGS and own.get(k) != config.get(k))
+        if differ:
+            shown = ", ".join(f"{k} {config.get(k)!r} (history.json: {own.get(k)!r})" for k in differ[:4])
+            raise ValueError(f"{path} belongs to another run: {shown}. Put this run's own checkpoint back, or start "
+                             "a new run with those settings")
+        done = len(history["epoch"])
+        if epoch > done:
+            raise ValueError(f"{path} says epoch {epoch}, but {run.path} holds {done} epoch records: restore the "
+                             "missing files, or start a new run")
 
     def _snapshots_at(self, epoch: int) -> int:
         return epoch

@@ -1,0 +1,103 @@
+"""Runs that nothing can corrupt, round 3 (issue 31): a resume checks what it resumes, and nothing is written before
+every check of a command has passed. Each test failed before its fix."""
+import pytest
+
+import kit
+from conftest import tiny_dc_config
+from kit.runs import LOCK, MARKER, load_checkpoint, save_checkpoint
+
+
+def _files(run) -> dict:
+    return {p.relative_to(run.path).as_posix(): p.read_bytes() for p in sorted(run.path.rglob("*"))
+            if p.is_file() and p.name != LOCK}
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory, mnist_small):
+    """Run `a` (2 epochs, seed 31) and run `b` (1 epoch, K = 10, seed 7)."""
+    root, train = tmp_path_factory.mktemp("runs"), mnist_small[0]
+    kit.DeepCluster(tiny_dc_config()).fit(train, 2, run=kit.Run.create(root, "a"))
+    kit.DeepCluster(tiny_dc_config(n_clusters=10, seed=7)).fit(train, 1, run=kit.Run.create(root, "b"))
+    return root, train
+
+
+def _resume_refused(root, train, tmp_path, state_change, match):
+    """A copy of run `a` with its checkpoint changed by `state_change`: refused in one line naming the checkpoint,
+    and not one file of the run changed."""
+    import shutil
+
+    shutil.copytree(root / "a", tmp_path / "a")
+    ckpt = tmp_path / "a" / "checkpoint.pt"
+    state = load_checkpoint(ckpt)
+    state_change(state)
+    save_checkpoint(ckpt, state)
+    run = kit.Run(tmp_path / "a")
+    before = _files(run)
+    with pytest.raises(ValueError, match=match) as e:
+        kit.DeepCluster(tiny_dc_config()).fit(train, 4, run=run)
+    assert str(ckpt) in str(e.value) and "\n" not in str(e.value)
+    assert _files(run) == before
+
+
+def test_a_checkpoint_from_another_run_is_refused_naming_what_differs(two_runs, tmp_path):
+    """It was accepted: epochs 2-4 of `a` deleted and retrained at K 10 / seed 7 under a config.json saying seed 31."""
+    root, train = two_runs
+    foreign = load_checkpoint(root / "b" / "checkpoint.pt")
+    _resume_refused(root, train, tmp_path, lambda s: s.update(foreign),
+                    r"belongs to another run: n_clusters 10 \(history.json: 20\), seed 7 \(history.json: 31\)")
+
+
+@pytest.mark.parametrize("epoch, match", [(-2, "epoch -2, not a count"), ("abc", "epoch 'abc', not a count"),
+                                          (True, "epoch True, not a count"), (5, "holds 2 epoch records")])
+def test_a_checkpoint_with_an_impossible_epoch_is_refused(two_runs, tmp_path, epoch, match):
+    """`epoch = -2` deleted two epochs, then trained epochs -2 to 3."""
+    _resume_refused(*two_runs, tmp_path, lambda s: s.update(epoch=epoch), match)
+
+
+@pytest.mark.parametrize("change, match", [(lambda s: s.update(config=5), "its config"),
+                                           (lambda s: s.pop("model"), "model missing"),
+                                           (lambda s: s.update(extra=[]), "its extra state")])
+def test_a_damaged_checkpoint_is_refused_in_one_line(two_runs, tmp_path, change, match):
+    _resume_refused(*two_runs, tmp_path, change, match)
+
+
+def test_a_run_moved_to_another_machine_resumes(two_runs, tmp_path):
+    """The machine's settings (device, workers) may differ from the history's: the run is the same run."""
+    def moved(state):
+        state["config"] = {**state["config"], "device": "cpu", "num_workers": 0}
+
+    import shutil
+
+    root, train = two_runs
+    shutil.copytree(root / "a", tmp_path / "a")
+    state = load_checkpoint(tmp_path / "a" / "checkpoint.pt")
+    moved(state)
+    save_checkpoint(tmp_path / "a" / "checkpoint.pt", state)
+    h = kit.DeepCluster(tiny_dc_config()).fit(train, 3, run=kit.Run(tmp_path / "a"))
+    assert len(h["epoch"]) == 3
+
+
+def test_a_seed_out_of_range_is_refused_before_the_run_is_made(tmp_path, capsys):
+    """`--seed 9223372036854775808` failed in torch ("Overflow when unpacking long long") after config.json was
+    written, so the name was taken and could be neither resumed nor restarted."""
+    from kit.__main__ import main
+
+    for seed in ("9223372036854775808", str(2**32)):
+        assert main(["train", "--algo", "odc", "--seed", seed, "--name", "s", "--runs", str(tmp_path)]) != 0
+        err = capsys.readouterr().err.strip()
+        assert "seed=" in err and "--seed" in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_folder_left_with_only_its_lock_is_taken_over(tmp_path, mnist_small):
+    """A kill between taking the lock and writing the run marker left a folder holding only `.kit-lock`, refused with
+    and without --resume ("holds files kit did not write")."""
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / LOCK).write_text("12345\n")
+    run = kit.Run.create(tmp_path, "r", lock=True)
+    assert (run.path / MARKER).exists()
+    run.unlock()
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="kit did not write"):
+        kit.Run.create(tmp_path, "x", lock=True)  # anything else of a user's is still refused
