@@ -17,15 +17,16 @@ Sections, in this order (the aims are the issue's, for a full run on one H100):
                gap and the NMI between the two runs' last labels                          aim: 1 with the flag
   compile      `--compile` on the default preset: the compilation's seconds, then eager / compiled epoch time
   throughput   ResNet-18 (CIFAR stem) training images/s, 32 px uint8 images held on the device
-  deepcluster  a DeepCluster epoch vs a supervised epoch, 25,000 images, ResNet-18, K = 100  aim <= 1.35x
+  deepcluster  a DeepCluster epoch vs a supervised epoch, 20,000 images, ResNet-18, K = 100  aim <= 1.35x
   odc          an ODC iteration vs a supervised iteration, the same size                   aim <= 1.05x
   kmeans       the torch k-means: 50k x 256, K = 1,000 (aim < 0.5 s); 1.28M x 256, K = 10,000 (aim < 10 s)
   memory       ODC memory at ImageNet scale (N = 1.28M, D = 256, K = 10,000, batch 512): update and
                class_weights every iteration on fresh rows, fix_small_clusters when a cluster is small (as ODC
                does), recompute_centroids every 10th  aim <= 2 ms
-  compare      `python -m kit compare --dataset digits --epochs 5` end to end in a fresh process (wall time)
+  compare      `python -m kit compare --dataset digits --epochs 3` end to end in a fresh process (wall time)
   estimate     CIFAR-10, ResNet-18, both algorithms, 50 epochs, from the epochs measured above  aim < 10 min
-The whole run should take about 7 minutes on a T4 (`t4_plan`: an estimate from the card's datasheet, printed first).
+The whole run should take about 7.5 minutes on a T4 (`t4_plan`: an estimate from the card's datasheet and each
+section's work, printed first; no T4 has run it).
 The images are random uint8 tensors of CIFAR-10's shape and the digits ship with scikit-learn:
 nothing is downloaded. Timings are medians of repeats after a warm-up, the device synchronised
 around each; ratios compare runs interleaved in this one process (the trainers' own epochs,
@@ -83,7 +84,7 @@ class Sizes:
     """What each section runs on: the issue's sizes by default, `DRY` for a 2-core CPU."""
 
     backbone: str = "resnet18"  # CIFAR stem, as notebooks/07_gpu_cifar10
-    n_images: int = 25_000  # half CIFAR-10's: every part of an epoch grows with N, so the ratios move
+    n_images: int = 20_000  # 40% of CIFAR-10's: every part of an epoch grows with N, so the ratios move
     # little with it, and 50,000 would not fit the run in 8 minutes on a T4 (`t4_plan`)
     image_size: int = 32  # CIFAR-10's
     batch_size: int = 256  # as notebooks/07_gpu_cifar10
@@ -91,11 +92,11 @@ class Sizes:
     pca_dim: int = 64  # the small preset's
     min_cluster_size: int = 10  # ODC's small preset
     rounds: int = 3  # repeats of each short timing
-    epoch_rounds: int = 2  # interleaved A/B rounds of the epoch ratios (a ResNet-18 epoch is ~20 s on a T4)
+    epoch_rounds: int = 2  # interleaved A/B rounds of the epoch ratios (a 20,000-image ResNet-18 epoch: ~10 s on a T4, `t4_plan`)
     throughput_steps: int = 20  # SGD steps per timed throughput repeat
     kmeans: tuple = ((50_000, 256, 1_000), (1_281_167, 256, 10_000))  # (N, D, K), 20 iterations each
     memory: tuple = (1_281_167, 256, 10_000, 512)  # (N, D, K, batch): ImageNet, ODC's reference
-    compare_epochs: int = 5  # of `kit compare --dataset digits`
+    compare_epochs: int = 3  # of `kit compare --dataset digits`
     estimate_epochs: int = 50
 
 
@@ -105,32 +106,35 @@ CIFAR10 = 50_000  # images in CIFAR-10's training set
 # -- how long the full run takes on a T4, by estimate (no T4 has run it) ----------------------------------------
 # The rates assumed, from the T4's datasheet peaks (8.1 TFLOPS float32, 65 TFLOPS fp16 on tensor cores) and the
 # work each section does; a user's card differs, and `make gpu-check` prints each section's own seconds.
-T4 = {"train_images_s": 2_500,  # ResNet-18 at 32 px under fp16 autocast: ~1.7 GFLOP an image, a tenth of fp16's peak
-      "extract_images_s": 7_000,  # forward only in float32 (kit's features for k-means): 0.56 GFLOP, half float32's peak
+T4 = {"train_images_s": 1_950,  # ResNet-18 at 32 px under fp16 autocast: 3.3 GFLOP an image (torch's FLOP counter),
+      # at a tenth of fp16's peak
+      "extract_images_s": 3_650,  # forward only in float32 (kit's features for k-means): 1.1 GFLOP, half float32's peak
       "kmeans_flops": 4e12,  # k-means's distance products, float32, half the peak: 2 N K D a k-means iteration
+      "bytes_s": 2.5e11,  # memory bandwidth, 80% of 320 GB/s: k-means writes and reads an N x K float32 block an iteration
       "cpu_flops": 5e10,  # a Colab-like host's two vCPUs (faiss on the CPU)
-      "preset_epoch_s": 1.5,  # the small preset's epoch, launch-bound: 78 steps of a few ms on the host, + 0.5 s of host work
+      "preset_epoch_s": 1.5,  # the small preset's epoch, launch-bound: 63 steps of a few ms on the host, + 0.5 s of host work
       "compile_s": 60,  # inductor compiling the ConvNet's forward and backward on two vCPUs (32 s on this 2-core CPU)
       "pytest_s": 60,  # the GPU tests in their own process: imports, and a few epochs of each algorithm on digits
-      "process_s": 10}  # a fresh Python process importing torch and kit
+      "process_s": 10}  # a fresh Python process importing torch and kit (this script is one: counted in "tests")
 
 
 def t4_plan(s: "Sizes") -> dict[str, float]:
-    """Seconds each section of a full run should take on a T4 (see `T4`); the dry run prints them and the tests hold
-    the total under 8 minutes."""
+    """Seconds each section of a full run should take on a T4 (see `T4`): an estimate, printed by every run. The tests
+    keep its sum under 8 minutes as the sizes change (arithmetic on assumed rates, not a measurement)."""
     r, n = T4, s.n_images
     train, extract = n / r["train_images_s"], n / r["extract_images_s"]
     (n1, d1, k1), (n2, d2, k2) = s.kmeans
-    kmeans = lambda n_, d_, k_: 2 * n_ * k_ * d_ * 20 / r["kmeans_flops"]  # noqa: E731 - 20 iterations
+    kmeans = lambda n_, d_, k_: (2 * n_ * k_ * d_ / r["kmeans_flops"] + 8 * n_ * k_ / r["bytes_s"]) * 20  # noqa: E731
     preset = r["preset_epoch_s"]
-    return {"tests": r["pytest_s"],
+    return {"tests": r["process_s"] + r["pytest_s"],  # this script's own start, then the tests' process
             "preset": 2 * 5 * preset,  # per algorithm: a warm-up, a counted, a timed and a profiled epoch (counts twice)
             "precision": 0.0,  # a T4 has no TF32: the section says so and stops
             "repeat": 2 * 2 * 2 * preset * 2_000 / 5_000 * 1.5,  # 2 modes x 2 runs x 2 epochs of 2,000 digits, slower determinism
             "compile": r["compile_s"] + (2 + 2 * s.epoch_rounds) * preset,
             "throughput": (1 + s.rounds) * s.throughput_steps * s.batch_size / r["train_images_s"],
-            "deepcluster": (1 + s.epoch_rounds) * (extract + train + 1.0) + s.epoch_rounds * train,  # 1 s: PCA, k-means
-            "odc": extract + (1 + s.epoch_rounds) * train * 1.05 + s.epoch_rounds * train,  # the memory: ~5% of a step
+            # a warm-up epoch of each side, then the rounds; 1 s of PCA and k-means a DeepCluster epoch
+            "deepcluster": (1 + s.epoch_rounds) * (extract + train + 1.0 + train),
+            "odc": extract + (1 + s.epoch_rounds) * (train * 1.05 + train),  # the memory: ~5% of a step
             "kmeans": (1 + 3) * kmeans(n1, d1, k1) + 2 * n1 * k1 * d1 * 20 / r["cpu_flops"] + kmeans(n2, d2, k2),
             "memory": 10.0,  # 1.28M rows: bandwidth-bound updates, ~100 timed iterations of a few ms
             "compare": r["process_s"] + s.compare_epochs * 2 * (preset + 1.0) + 40,  # 1 s monitor; UMAP and report 40 s
@@ -198,7 +202,7 @@ def section_throughput(b: Bench) -> dict:
     order = torch.randint(len(ds), (s.throughput_steps * s.batch_size,))
     t = timed(lambda: supervised_epoch(net, opt, ds, order, s.batch_size, targets, dev), repeat=s.rounds)
     print(f"{s.backbone} {s.image_size} px, batch {s.batch_size}, augmentation on the device, "
-          f"{amp_dtype(dev) or 'float32'} ({'autocast' if amp_dtype(dev) else 'no autocast'}), the loss read each step "
+          f"{amp_dtype(dev) or 'float32'} ({'autocast' if amp_dtype(dev) else 'no autocast'}), the losses read together "
           f"as the trainers do: {len(order) / t:,.0f} img/s")
     return {"images_per_s": len(order) / t}
 
@@ -221,7 +225,7 @@ def section_deepcluster(b: Bench) -> dict:
     opt, order = build_optimizer(net, cfg), torch.randperm(len(ds))
     targets = torch.randint(s.n_clusters, (len(ds),), device=dev)
     sup = lambda: supervised_epoch(net, opt, ds, order, cfg.batch_size, targets, dev)  # noqa: E731
-    dc.fit(ds, epochs=1)  # warm-up: cuDNN's choices for these shapes serve the supervised epochs too
+    dc.fit(ds, epochs=1), sup()  # warm-up: a cold first epoch of either side would tilt the ratio
     t_sup, t_dc = _interleaved(sup, lambda: dc.fit(ds, epochs=dc.epoch + 1), s.epoch_rounds)
     timed_epochs = dc.history["epoch"][1:]
     parts = {k: statistics.median(r[k] for r in timed_epochs) for k in ("time_extract", "time_cluster", "time_train")}
@@ -243,7 +247,7 @@ def section_odc(b: Bench) -> dict:
     opt, order = build_optimizer(net, cfg), replacement_indices(len(ds))  # as many draws as ODC's epoch
     targets = torch.randint(s.n_clusters, (len(ds),), device=dev)
     sup = lambda: supervised_epoch(net, opt, ds, order, cfg.batch_size, targets, dev)  # noqa: E731
-    odc.fit(ds, epochs=1)  # the memory's initialisation, then a warm-up epoch
+    odc.fit(ds, epochs=1), sup()  # the memory's initialisation and a warm-up epoch of each side
     t_sup, t_odc = _interleaved(sup, lambda: odc.fit(ds, epochs=odc.epoch + 1), s.epoch_rounds)
     n_iter = len(ds) // cfg.batch_size + (len(ds) % cfg.batch_size >= 2)  # a last batch of one is skipped
     print(f"memory initialisation {odc.history['init']['time']:.2f} s (once); per iteration: supervised "
@@ -452,25 +456,30 @@ def section_repeat(b: Bench) -> dict:
 
 def section_compile(b: Bench) -> dict:
     """`--compile` on the default preset (DeepCluster, the small ConvNet on 28 px digits, batch 64): the first epoch's
-    extra time (the compilation), then eager and compiled epochs interleaved. 4,992 images, 78 full batches an epoch:
-    one batch shape, one compilation. ODC's compiled step is checked on the CPU by the tests, not timed here."""
+    extra time (the compilation), then eager and compiled epochs interleaved. 3,968 of the train split's 4,000 images,
+    62 full batches an epoch: one batch shape, one graph (counted). ODC's compiled step is checked on the CPU by the
+    tests, not timed here."""
+    from torch._dynamo.utils import counters
+
     from kit.runtime import compiled_steps
 
-    data = kit.load_dataset("mnist5k", n=256 if b.dry else 4992)
+    data = kit.load_dataset("mnist5k", n=256 if b.dry else 3968)
     cfg = lambda: kit.DeepClusterConfig.small(eval_every=0, device=str(b.device), reassign=1.0)  # noqa: E731
     eager = kit.DeepCluster(cfg())
     t_first_eager = timed(lambda: eager.fit(data, epochs=1), repeat=1, warmup=0)
+    graphs = counters["stats"]["unique_graphs"]
     with compiled_steps("aot_eager" if b.dry else "inductor"):  # the dry run checks the script, not code generation
         compiled = kit.DeepCluster(cfg())
         t_first = timed(lambda: compiled.fit(data, epochs=1), repeat=1, warmup=0)
         t_eager, t_compiled = _interleaved(lambda: eager.fit(data, epochs=eager.epoch + 1),
                                            lambda: compiled.fit(data, epochs=compiled.epoch + 1), b.sizes.epoch_rounds)
     steps = len(compiled.history["step"]["loss"]) // compiled.epoch
+    graphs = counters["stats"]["unique_graphs"] - graphs
     print(f"compilation {t_first - t_first_eager:.1f} s (first epoch {t_first:.1f} s against {t_first_eager:.1f} s "
           f"eager); then an epoch {t_eager:.2f} s eager, {t_compiled:.2f} s compiled ({t_eager / t_compiled:.2f}x), "
-          f"{steps} steps an epoch, extraction and k-means included and not compiled")
+          f"{steps} steps an epoch, {graphs} graph(s) compiled, extraction and k-means included and not compiled")
     return {"compile_s": t_first - t_first_eager, "eager_epoch_s": t_eager, "compiled_epoch_s": t_compiled,
-            "speedup": t_eager / t_compiled}
+            "speedup": t_eager / t_compiled, "graphs": graphs}
 
 
 SECTIONS = {"tests": section_tests, "preset": section_preset, "precision": section_precision, "repeat": section_repeat,

@@ -12,7 +12,8 @@ took ~140 ms of every 10th iteration). The centroids read by the algorithm are e
 reference's: stale between recomputes, and only [largest, e] recomputed after a split.
 
 Distributed runs inject `gather(idx, z) -> (idx_all, z_all, real)` (identity by default; `real` marks the
-gathered rows that are not a rank's padding, or is None). Departure from
+gathered rows that are not a rank's padding, or is None; a `gather` written for kit before issue 29 returned two
+values and needs the third). Departure from
 the reference, on purpose: mmselfsup keeps the feature memory on rank 0 only and broadcasts
 updates; kit keeps a full copy on every rank and has each rank apply the same gathered batch,
 which gives identical memories everywhere with one collective instead of four.

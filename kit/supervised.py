@@ -1,6 +1,6 @@
 """The supervised ceiling of `python -m kit evaluate`: the same backbone and augmentation trained with
 the true labels, stepped as the trainers step (`training.optimise`: the card's precision and loss
-scaler, one read of the loss per step). bench/run.py times `supervised_epoch` against a trainer's epoch.
+scaler, the losses read from the device together). bench/run.py times `supervised_epoch` against a trainer's epoch.
 """
 from __future__ import annotations
 

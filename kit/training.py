@@ -4,6 +4,7 @@ evaluation monitoring, and checkpoint/resume. Each algorithm's loop lives in its
 from __future__ import annotations
 
 import inspect
+import json
 import math
 import time
 from dataclasses import asdict, dataclass, fields
@@ -104,17 +105,20 @@ READ_EVERY = 16  # training steps whose logged numbers wait on the device for on
 
 
 class Readings:
-    """Numbers a training step logs, kept on the device and read together every `every` steps and at the end: a
-    read waits for the device to finish, so a step that reads its own loss keeps a GPU's queue empty (a small
-    network's step is shorter than the time to launch it). `add(value, *context)`; each read calls
+    """Numbers a training step logs, kept on the device and read together every `every` steps, after a second, and
+    at the end: a read waits for the device to finish, so a step that reads its own loss keeps a GPU's queue empty
+    (a small network's step is shorter than the time to launch it). A number on the CPU costs no wait and is read
+    at once, so step records and stops come a step at a time there. `add(value, *context)`; each read calls
     `on_read(number, *context)` for the steps in order."""
 
-    def __init__(self, on_read, every: int | None = None):
-        self.on_read, self.every, self.pending = on_read, every or READ_EVERY, []
+    def __init__(self, on_read, every: int | None = None, seconds: float = 1.0):
+        self.on_read, self.every, self.seconds, self.pending = on_read, every or READ_EVERY, seconds, []
+        self.last = time.monotonic()
 
     def add(self, value: torch.Tensor, *context) -> None:
         self.pending.append((value, context))
-        if len(self.pending) >= self.every:
+        if (value.device.type == "cpu" or len(self.pending) >= self.every
+                or time.monotonic() - self.last > self.seconds):
             self.read()
 
     def read(self) -> None:
@@ -122,7 +126,7 @@ class Readings:
             numbers = torch.stack([v.float() for v, _ in self.pending]).tolist()  # the one wait
             for number, (_, context) in zip(numbers, self.pending):
                 self.on_read(number, *context)
-            self.pending = []
+            self.pending, self.last = [], time.monotonic()
 
 
 def build_optimizer(model: ClusterNet, cfg: TrainConfig, fused_step: bool = True) -> torch.optim.SGD:
@@ -176,7 +180,7 @@ class Monitor:
 
     def __call__(self, model: ClusterNet, device, score: bool = True) -> tuple[dict, np.ndarray | None]:
         """(the scores, the train split's (N, D) backbone features it extracted); with `score=False`
-        (torchrun's other ranks) only the extraction, which every rank shares."""
+        (torchrun's other ranks) only their share of the extraction; the features then reach rank 0 alone."""
         if not self.enabled:
             return {}, None
         bb = model.backbone
@@ -383,6 +387,7 @@ class Trainer:
             return  # history_until names the missing history
         history = run.load_history()
         own = history.get("config", {})
+        config = json.loads(json.dumps(config, default=str))  # as history.json holds it: tuples are lists there
         differ = sorted(k for k in set(own) | set(config)
                         if k not in self.MACHINE_SETTINGS and own.get(k) != config.get(k))
         if differ:
@@ -399,7 +404,7 @@ class Trainer:
 
     def extract(self, model, dataset, device=None, batch_size: int = 256) -> np.ndarray:
         """`extract_features` of every image, (N, D) in dataset order; under torchrun each rank
-        extracts its share of the rows and the shares are gathered back."""
+        extracts its share of the rows and the shares are gathered on rank 0 (the others get (0, D) back)."""
         device, workers = device or self.device, self.config.num_workers
         if self.dist.world == 1 or not hasattr(dataset, "select"):
             return extract_features(model, dataset, batch_size, device, num_workers=workers)
