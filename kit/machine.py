@@ -70,6 +70,13 @@ def device_finding() -> Finding:
     return Finding("device", "cpu: no CUDA GPU visible; training runs in float32", fix)
 
 
+def environment_findings() -> list[Finding]:
+    """The environment variables kit reads, where one holds a value kit refuses."""
+    from .runtime import environment_problems
+
+    return [Finding("environment", line.split(":")[0], line.split(": ", 1)[1]) for line in environment_problems()]
+
+
 def thread_finding() -> Finding:
     """The CPU threads kit computes with, and why that many."""
     n, cpus, logical = torch.get_num_threads(), available_cpus(), os.cpu_count() or 1
@@ -107,6 +114,8 @@ def disk_finding(runs_root: str | Path = "runs") -> Finding:
         where = where.parent
     free = shutil.disk_usage(where).free / 2**30
     fix = None if free >= 1 else "under 1 GiB free: a 30-epoch run with its figures takes about 50 MB; free some space"
+    if not os.access(where, os.W_OK):
+        fix = f"{where} is not writable: run kit from a folder you can write to, or pass --runs with one"
     return Finding("disk", f"{free:.1f} GiB free under {where}", fix)
 
 
@@ -197,7 +206,8 @@ def report(runs_root: str | Path = "runs", benchmark: bool = True) -> list[Findi
     py = platform.python_version()
     out = [Finding("python", f"{py}, torch {torch.__version__} ({cuda})",
                    None if tuple(map(int, py.split(".")[:2])) >= (3, 10) else "kit needs Python 3.10 or newer"),
-           device_finding(), thread_finding(), *package_findings(), disk_finding(runs_root), *data_findings()]
+           *environment_findings(), device_finding(), thread_finding(), *package_findings(), disk_finding(runs_root),
+           *data_findings()]
     if benchmark:
         out += time_findings(resolve_device("auto"))
     return out

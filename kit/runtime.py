@@ -268,10 +268,45 @@ def available_cpus(cpu_max: str = "/sys/fs/cgroup/cpu.max") -> int:
     return max(1, n)
 
 
+ON, OFF = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
+
+
+def env_flag(name: str) -> bool:
+    """An on/off environment variable (1/true/yes/on, or 0/false/no/off/unset); anything else is refused in one line
+    that names it."""
+    raw = os.environ.get(name, "").strip()
+    if raw.lower() in ON + OFF:
+        return raw.lower() in ON
+    raise ValueError(f"{name}={raw!r} is neither on nor off: set it to 1 or 0, or unset it")
+
+
+def env_int(name: str, low: int = 1) -> int | None:
+    """A whole-number environment variable (None when unset); anything else is refused in one line that names it.
+    A comma list, as OpenMP allows for OMP_NUM_THREADS ("4,2": 4, then 2 in nested regions), gives its first."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return None
+    first = raw.split(",")[0].strip()
+    if not first.isdigit() or int(first) < low:
+        raise ValueError(f"{name}={raw!r} is not a whole number >= {low}: set it to one, or unset it")
+    return int(first)
+
+
+def environment_problems() -> list[str]:
+    """One line per environment variable kit reads that it would refuse (`kit doctor`)."""
+    out = []
+    for check in (lambda: env_flag("KIT_FAST"), lambda: env_int("OMP_NUM_THREADS"), lambda: env_int("KIT_EPOCHS")):
+        try:
+            check()
+        except ValueError as e:
+            out.append(str(e))
+    return out
+
+
 def set_threads(n: int | None = None) -> None:
     """Match torch's and faiss's OpenMP pools to the CPUs really available, so the two do not oversubscribe
     a small CPU or a container's quota."""
-    n = n or int(os.environ.get("OMP_NUM_THREADS", 0)) or available_cpus()
+    n = n or env_int("OMP_NUM_THREADS") or available_cpus()
     torch.set_num_threads(n)
     try:
         import faiss
@@ -290,18 +325,14 @@ class Diverged(FloatingPointError):
 def fast_mode() -> bool:
     """True when KIT_FAST is set (and not "0"): notebooks and the CLI shrink to a seconds-long run.
     The kernel inherits the environment, so nbclient, papermill and JupyterLab all see it."""
-    return os.environ.get("KIT_FAST", "0") not in ("", "0")
+    return env_flag("KIT_FAST")
 
 
 def budget(epochs: int) -> int:
     """A notebook's epochs, or KIT_EPOCHS where that is fewer: a rehearsal at full size (all the data, the
     presets' K and monitoring) on a short budget. The tests run every notebook this way ("full" mode)."""
-    cap = os.environ.get("KIT_EPOCHS", "").strip()
-    if not cap:
-        return epochs
-    if not cap.isdigit() or int(cap) < 1:
-        raise ValueError(f"KIT_EPOCHS={cap!r}: set it to a whole number of epochs >= 1, or unset it")
-    return min(epochs, int(cap))
+    cap = env_int("KIT_EPOCHS")
+    return epochs if cap is None else min(epochs, cap)
 
 
 def rehearsal() -> bool:
