@@ -120,6 +120,19 @@ class Playground:
         for name in SHARED:
             getattr(self, name).observe(lambda change, name=name: self._knob_moved(name), "value")
         self.algorithm.observe(lambda _: self._show_preset(), "value")
+        for knob in (self.n_train, self.min_cluster_size):
+            knob.observe(lambda _: self._k_range(), "value")
+        self._k_range()
+
+    def _k_range(self) -> None:
+        """K's slider reaches as far as the images allow: N / min_cluster_size (ODC refuses more, and the same top
+        keeps DeepCluster's clusters as large), and at least 10."""
+        top = max(10, self.n_train.value // max(self.min_cluster_size.value, 10))
+        self._showing_preset, before = True, self._showing_preset  # a K clipped to the new top is not a user's move
+        try:
+            self.n_clusters.max = top
+        finally:
+            self._showing_preset = before
 
     # -- layout -----------------------------------------------------------------------------
     @property

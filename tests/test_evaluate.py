@@ -101,3 +101,38 @@ def test_evaluate_command_writes_the_tables(fast_compare, tmp_path):
     for model in ("random init", "DeepCluster", "ODC", "supervised"):
         assert f"| {model} |" in md
     assert "Evaluation protocols" in (tmp_path / "e" / "report.html").read_text()
+    # issue 31, item 3: it records the weights it scored, and a report after more training says the tables are old
+    import json
+
+    from kit.views.report import build_report
+
+    scored = json.loads((tmp_path / "e" / "evaluation.json").read_text())
+    epochs = len((tmp_path / "e" / "odc" / "epochs.jsonl").read_text().splitlines())
+    assert scored["DeepCluster"]["weights"]["epoch"] == scored["ODC"]["weights"]["epoch"] == epochs
+    assert "evaluated" not in (tmp_path / "e" / "report.html").read_text()  # current: nothing to say
+    scored["ODC"]["weights"]["epoch"] = epochs - 1  # as if `compare --resume --epochs` had trained on since
+    (tmp_path / "e" / "evaluation.json").write_text(json.dumps(scored))
+    page = build_report(tmp_path / "e").read_text()
+    assert f"ODC's after epoch {epochs - 1}; the run has since trained to epoch {epochs}" in page
+
+
+def test_evaluate_waits_for_no_writer_it_takes_the_runs_lock(fast_compare, tmp_path, capsys):
+    """`evaluate` took no lock, so it could score a run while `compare --resume` was training it."""
+    import shutil
+    import subprocess
+    import sys
+
+    from kit.__main__ import main
+
+    shutil.copytree(fast_compare.path, tmp_path / "e")
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from kit.runs import Run; "
+                               f"Run({str(tmp_path / 'e')!r}).lock(); print('held', flush=True); time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert main(["evaluate", str(tmp_path / "e")]) == 2
+    finally:
+        holder.kill()
+        holder.wait()
+    err = capsys.readouterr().err
+    assert "being written by another kit process" in err and not (tmp_path / "e" / "evaluation.json").exists()

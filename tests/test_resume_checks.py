@@ -1,5 +1,6 @@
 """Runs that nothing can corrupt, round 3 (issue 31): a resume checks what it resumes, and nothing is written before
 every check of a command has passed. Each test failed before its fix."""
+import numpy as np
 import pytest
 
 import kit
@@ -101,3 +102,43 @@ def test_a_folder_left_with_only_its_lock_is_taken_over(tmp_path, mnist_small):
     (tmp_path / "x" / "notes.txt").write_text("mine")
     with pytest.raises(FileExistsError, match="kit did not write"):
         kit.Run.create(tmp_path, "x", lock=True)  # anything else of a user's is still refused
+
+
+# -- item 4: the library's fit after an interrupt is as exact as the CLI's -----------------------------------------
+@pytest.mark.parametrize("algo", ["deepcluster", "odc"])
+@pytest.mark.parametrize("how", ["stop", "KeyboardInterrupt"])
+def test_a_fit_stopped_mid_epoch_rolls_the_epoch_back_and_the_next_fit_continues_exactly(mnist_small, algo, how,
+                                                                                         tmp_path):
+    """A second `fit` after a KeyboardInterrupt or `stop=` kept the partial epoch's steps (17 step records instead of
+    14, a different final loss), and with `run=` steps.jsonl kept them for good. The partial epoch is rolled back:
+    history, weights, optimizer, generator and ODC's memory are as the epoch found them."""
+    import threading
+
+    from conftest import tiny_odc_config
+
+    train = mnist_small[0]
+    make = (lambda: kit.DeepCluster(tiny_dc_config())) if algo == "deepcluster" else (lambda: kit.ODC(tiny_odc_config()))
+    straight = make().fit(train, 2)
+    trainer, stop, seen = make(), threading.Event(), []
+
+    def interrupt(record):
+        if record["kind"] == "step" and record["epoch"] == 1:
+            seen.append(record)
+            if len(seen) == 3:
+                if how == "stop":
+                    stop.set()
+                else:
+                    raise KeyboardInterrupt
+
+    run = kit.Run.create(tmp_path, "r")
+    try:
+        h = trainer.fit(train, 2, callback=interrupt, stop=stop, run=run)
+        assert how == "stop" and len(h["epoch"]) == 1
+    except KeyboardInterrupt:
+        assert how == "KeyboardInterrupt"
+    assert len(trainer.history["step"]["loss"]) == len(straight["step"]["loss"]) // 2  # the first epoch's alone
+    again = trainer.fit(train, 2, run=run)
+    assert again["step"]["loss"] == straight["step"]["loss"]
+    assert again["epoch"][-1]["loss"] == straight["epoch"][-1]["loss"]
+    assert all(np.array_equal(a, b) for a, b in zip(again["labels"], straight["labels"]))
+    assert kit.Run(tmp_path / "r").load_history()["step"]["loss"] == straight["step"]["loss"]

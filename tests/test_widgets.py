@@ -23,6 +23,7 @@ def _legend(pg_or_fig):
 def test_widgets_build_the_config_they_show():
     pg = Playground()
     assert pg.algorithm.value == "both" and pg.algos() == ["deepcluster", "odc"]
+    pg.n_train.value = 1000  # K = 50 needs the images: its slider reaches N / min_cluster_size
     pg.algorithm.value, pg.n_clusters.value, pg.lr.value, pg.memory_momentum.value = "odc", 50, 0.01, 0.3
     pg.centroid_interval.value, pg.min_cluster_size.value, pg.batch_size.value = 5, 7, 32
     algo, cfg = pg.config()
@@ -183,3 +184,18 @@ def test_an_earlier_run_names_what_differs_from_the_current_run_of_its_own_algor
     assert live.board_labels(now, before)["earlier"] == ["DeepCluster, earlier: K=30", "ODC, earlier: K=30"]
     # an algorithm not on the board now: against the newest run there is
     assert live.board_labels(now[1:], before)["earlier"] == ["DeepCluster, earlier: K=30, lr=0.3", "ODC, earlier: K=30"]
+
+
+def test_the_k_slider_reaches_as_far_as_the_images_allow():
+    """Issue 31, item 10: K's slider reached 1,000 whatever the images, and ODC at K = 1,000 on 4,000 digits crawled
+    (~240 s an epoch). Its top is now N / min_cluster_size (10 at least), as ODC refuses more."""
+    pg = Playground()
+    pg.n_train.value, pg.min_cluster_size.value = 4000, 10
+    assert pg.n_clusters.max == 400
+    pg.n_clusters.value = 300
+    pg.n_train.value = 1000
+    assert pg.n_clusters.max == 100 and pg.n_clusters.value == 100  # clipped to the new top
+    pg.min_cluster_size.value = 20
+    assert pg.n_clusters.max == 50
+    pg.min_cluster_size.value = 0  # no small-cluster fix: the top stays N / 10, DeepCluster's clusters as large
+    assert pg.n_clusters.max == 100
