@@ -15,7 +15,7 @@ import torch
 from . import evaluate as ev
 from .data import load_dataset
 from .models import Backbone, build_backbone
-from .runs import atomic_write_bytes, atomic_write_json, load_checkpoint, read_config
+from .runs import Run, atomic_write_bytes, atomic_write_json, load_checkpoint, read_config, read_lines
 from .runtime import resolve_device, seed_everything
 from .seeds import seed_folders
 from .supervised import train_supervised
@@ -129,6 +129,17 @@ def evaluate_run(run_path: str | Path, config: EvaluateConfig | None = None, log
     device = resolve_device(device)
     run_path = Path(run_path)
     cfg = check_compare_run(run_path)
+    run = Run(run_path)
+    run.lock()  # no `compare --resume` may train the weights while they are scored
+    try:
+        return _evaluate(run_path, cfg, config, log, device)
+    finally:
+        run.unlock()
+
+
+def _evaluate(run_path: Path, cfg: dict, config: EvaluateConfig, log, device) -> Path:
+    from .views.evaluation import markdown
+
     train = load_dataset(cfg["dataset"], "train", root=cfg.get("root", "data"), n=cfg.get("n_train"))
     test = load_dataset(cfg["dataset"], "test", root=cfg.get("root", "data"))
     learned, base = load_backbone(run_path, "deepcluster", train)
@@ -142,10 +153,18 @@ def evaluate_run(run_path: str | Path, config: EvaluateConfig | None = None, log
     log(f"supervised baseline trained in {time.perf_counter() - t0:.0f} s")
     backbones = {name: bb.to(device) for name, bb in backbones.items()}  # every protocol runs where its model is
     results = evaluate_backbones(backbones, train, test, config, log)
+    for name, algo in (("DeepCluster", "deepcluster"), ("ODC", "odc")):
+        if name in results:  # which weights were scored: a report after more training says these tables are older
+            results[name]["weights"] = {"epoch": trained_epochs(run_path / algo)}
     atomic_write_json(run_path / "evaluation.json", results)
     md = f"# Evaluation of {run_path.name}\n\n{cfg['dataset']}: {len(train)} train / {len(test)} test images.\n\n" + markdown(results)
     atomic_write_bytes(run_path / "evaluation.md", md.encode())
     return run_path / "evaluation.md"
+
+
+def trained_epochs(algo_run: Path) -> int:
+    """The epochs an algorithm's checkpoint has trained: its history's epoch records (a resume cuts them to it)."""
+    return len(read_lines(algo_run / "epochs.jsonl"))
 
 
 def save_torchvision(run_path: str | Path, algo: str, out: str | Path) -> Path:

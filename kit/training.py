@@ -298,8 +298,14 @@ class Trainer:
         bar = tqdm(total=epochs, initial=self.epoch, desc=self.algo, unit="epoch", disable=not progress)
         while self.epoch < epochs and not self._stopped(stop):
             self.dist.seed_epoch(self.config.seed, self.epoch)  # this epoch's draws, per rank
-            record = self._epoch(dataset, callback, stop, features)  # the algorithm's epoch, in its own file
-            if record is None:  # stopped mid-epoch: keep what was done, write no half epoch
+            mark = self._mark()
+            try:
+                record = self._epoch(dataset, callback, stop, features)  # the algorithm's epoch, in its own file
+            except BaseException:  # Ctrl-C, a divergence: the epoch never happened, so a next fit runs it whole
+                self._roll_back(mark)
+                raise
+            if record is None:  # stopped mid-epoch: the same, and the epochs done are kept
+                self._roll_back(mark)
                 break
             features = self._monitor(monitor, record, last=self.epoch == epochs)
             self.history["epoch"].append(record)
@@ -312,6 +318,28 @@ class Trainer:
             bar.set_postfix({k: f"{record[k]:.3f}" for k in self.progress_keys if record.get(k) is not None})
         bar.close()
         return self.history
+
+    def _mark(self) -> dict:
+        """What an epoch starts from, copied to the host: weights, optimizer, loss scale, sampling generator, the
+        algorithm's state (ODC's memory) and the history's lengths. A stopped epoch is rolled back to it, so a
+        second `fit` gives what one uninterrupted `fit` gives (the CLI's resume reads the same from the checkpoint).
+        Each epoch reseeds the augmentation's RNG (`seed_epoch`), so that needs no copy."""
+        return {"model": _host_copy(self.model.state_dict()), "optimizer": _host_copy(self.optimizer.state_dict()),
+                "scaler": self.scaler.state_dict(), "generator": self.generator.get_state(),
+                "extra": _host_copy(self.extra_state()), "steps": {k: len(v) for k, v in self.history["step"].items()},
+                "labels": len(self.history["labels"]), "epochs": len(self.history["epoch"])}
+
+    def _roll_back(self, mark: dict) -> None:
+        self.model.load_state_dict(mark["model"])
+        self.optimizer.load_state_dict(mark["optimizer"])
+        if mark["scaler"]:
+            self.scaler.load_state_dict(mark["scaler"])
+        self.generator.set_state(mark["generator"])
+        self.load_extra_state(mark["extra"])
+        for k, v in self.history["step"].items():
+            del v[mark["steps"].get(k, 0):]
+        del self.history["labels"][mark["labels"]:]
+        del self.history["epoch"][mark["epochs"]:]
 
     def _check(self, dataset) -> None:  # bad-input guards before anything is built
         pass
@@ -420,6 +448,17 @@ class Trainer:
 
     def _next_seed(self) -> int:
         return int(torch.randint(2**31 - 1, (1,), generator=self.generator))
+
+
+def _host_copy(state):
+    """A copy of a state dict (nested dicts, lists, tensors) with every tensor on the CPU."""
+    if torch.is_tensor(state):
+        return state.detach().to("cpu", copy=True)
+    if isinstance(state, dict):
+        return {k: _host_copy(v) for k, v in state.items()}
+    if isinstance(state, (list, tuple)):
+        return type(state)(_host_copy(v) for v in state)
+    return state
 
 
 def labels_snapshot(labels) -> np.ndarray:

@@ -362,6 +362,21 @@ def _alarms(histories: dict) -> str:
             + html_table(["algorithm", "epoch", "symptoms"], rows))
 
 
+def stale_evaluation(run_path: Path, scored: dict) -> str:
+    """A warning when `evaluation.json` scored weights older than the run's checkpoints hold now (`compare --resume`
+    trained on after `evaluate`); nothing when they match or the file predates the record."""
+    from ..evaluate_run import trained_epochs
+
+    old = [f"{name}'s after epoch {scored[name]['weights']['epoch']}; the run has since trained to epoch {now}"
+           for name, algo in (("DeepCluster", "deepcluster"), ("ODC", "odc"))
+           if isinstance(scored.get(name, {}).get("weights"), dict)
+           and scored[name]["weights"].get("epoch") != (now := trained_epochs(run_path / algo))]
+    if not old:
+        return ""
+    return (f'<p class="warn">These tables scored older weights ({"; ".join(old)}): run <code>python -m kit evaluate '
+            f'{html.escape(str(run_path))}</code> again for today\'s.</p>\n')
+
+
 def _write_html(run_path: Path, cfg: dict, rows, histories: dict, interactive: str = "", note: str = "",
                 run_label: str = "This run") -> Path:
     header = ["metric", "DeepCluster", "ODC"] + (["DeepCluster − ODC"] if rows and len(rows[0]) > 3 else [])
@@ -373,9 +388,10 @@ def _write_html(run_path: Path, cfg: dict, rows, histories: dict, interactive: s
     if evaluation.exists():  # written by `python -m kit evaluate`; evaluation.md holds the same tables
         from .evaluation import tables
 
-        figs += "\n<h2>Evaluation protocols</h2>\n" + "\n".join(
+        scored = read_json(evaluation, "evaluation", dict)
+        figs += "\n<h2>Evaluation protocols</h2>\n" + stale_evaluation(run_path, scored) + "\n".join(
             f"<h3>{html.escape(title)}</h3>\n{html_table(header, rows)}"
-            for title, header, rows in tables(read_json(evaluation, "evaluation", dict)))
+            for title, header, rows in tables(scored))
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>kit: DeepCluster vs ODC</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}}
 table{{border-collapse:collapse;margin:0.5em 0 1em}}td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}
