@@ -342,7 +342,7 @@ def _train_or_compare(a, name: str) -> None:
             out = run_compare(name, cfg, runs_root=a.runs, resume=a.resume, explicit=typed, log=say, dist=dist,
                               tensorboard=a.tensorboard)
             if dist.is_writer:
-                print(f"\nreport: {out.resolve()}\nopen it in a browser, or rebuild it with: python -m kit report {out.parent}")
+                print(f"\nreport: {out.resolve()}\nopen it in a browser, or rebuild it with: {shlex.join(['python', '-m', 'kit', 'report', str(out.parent)])}")
             return
         run, h = run_train(name, a.algo, cfg, runs_root=a.runs, resume=a.resume, explicit=typed, log=say, dist=dist,
                            tensorboard=a.tensorboard)

@@ -35,6 +35,9 @@ def check_sizes(n_samples: int, n_clusters: int, pca_dim: int = -1) -> None:
     """The small-data guards of ALGORITHMS.md §4: N >= K and N >= pca_dim, in one line each."""
     if n_clusters < 2:
         raise ValueError(f"n_clusters={n_clusters}: k-means needs at least 2 clusters")
+    if n_samples < 2:
+        raise ValueError(f"{n_samples} sample(s) cannot be clustered: k-means needs at least 2 clusters, so give it "
+                         "at least 2 images (more than K, in practice many more)")
     if n_samples < n_clusters:
         raise ValueError(f"{n_samples} samples cannot form {n_clusters} clusters: use n_clusters <= {n_samples} "
                          "or a bigger dataset")

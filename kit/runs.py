@@ -27,7 +27,10 @@ import io
 import json
 import os
 import re
+import stat
 import tempfile
+import types
+import typing
 from pathlib import Path
 
 try:
@@ -159,12 +162,43 @@ def _complete_length(f, size: int) -> int:
     return 0
 
 
+JSON_CAP = 64 * 2**20  # the largest JSON file kit reads: a 1.28M-image run's header is a few kB
+LINES_CAP = 256 * 2**20  # the largest .jsonl: one line an epoch, ~60 kB for an ImageNet epoch's steps
+MAX_LINES = 100_000  # epochs a .jsonl may hold
+
+
+def read_regular(path: Path, cap: int) -> bytes:
+    """The bytes of `path`, refused in one line unless it is a regular file, no link, of at most `cap` bytes: a FIFO
+    would hang the reader, a link to /dev/zero or a crafted giant file would fill the memory. Opened without
+    following a link and without blocking, then checked on the open file."""
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError as e:
+        if os.path.islink(path):
+            raise ValueError(f"{path} is a symbolic link: kit reads only the files it wrote; replace it with the "
+                             "file itself, or start a new run") from None
+        raise e
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError(f"{path} is not a regular file (a FIFO, a device or a folder): kit reads only the files "
+                             "it wrote; restore it from a copy or start a new run")
+        if st.st_size > cap:
+            raise ValueError(f"{path} is {st.st_size / 2**20:,.0f} MiB, more than kit writes there ({cap / 2**20:,.0f} "
+                             "MiB at most): restore it from a copy or start a new run")
+        return f.read(cap + 1)
+
+
 def read_lines(path: Path) -> list[dict]:
     """The JSON records of `path`, one per line. What follows the last newline is a torn line (a crash
     mid-append) and is dropped, as `append_line` drops it; any other bad line is refused."""
-    if not path.exists():
+    if not os.path.lexists(path):
         return []
-    *lines, _torn = path.read_bytes().split(b"\n")
+    *lines, _torn = read_regular(path, LINES_CAP).split(b"\n")
+    if len(lines) > MAX_LINES:
+        raise ValueError(f"{path} holds {len(lines):,} lines, more than kit writes ({MAX_LINES:,} at most, one an "
+                         "epoch): restore it from a copy or start a new run")
     out = []
     for i, line in enumerate(lines):
         if not line.strip():
@@ -181,7 +215,7 @@ def read_lines(path: Path) -> list[dict]:
 def read_json(path: Path, what: str = "file", kind: type | None = None):
     """`path`'s JSON; with `kind`, refused in one line unless it is one (kit writes objects: `dict`)."""
     try:
-        value = json.loads(Path(path).read_text())
+        value = json.loads(read_regular(path, JSON_CAP))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         where = f" ({e.msg} at line {e.lineno})" if isinstance(e, json.JSONDecodeError) else ""
         raise ValueError(f"{path} is not valid JSON{where}: the {what} is damaged; "
@@ -190,6 +224,46 @@ def read_json(path: Path, what: str = "file", kind: type | None = None):
         raise ValueError(f"{path} holds a JSON {type(value).__name__}, not the {{...}} object kit writes: the {what} "
                          "is damaged; restore it from a copy or start a new run")
     return value
+
+
+def check_fields(cls, values: dict, file: Path, key: str = "") -> None:
+    """Refuse in one line, naming the file and the field, a value of `values` whose type does not fit the field of
+    the dataclass `cls` it sets (`"seeds": "3"`, `"root": 5`): before it reaches code that would fail on it."""
+    hints = typing.get_type_hints(cls)
+    for name, value in values.items():
+        if name in hints and not _fits(value, hints[name]):
+            where = f"{key}.{name}" if key else name
+            raise ValueError(f"{file}: {where} is {value!r}, not {_type_name(hints[name])}: restore the file from a "
+                             "copy or start a new run")
+
+
+def _fits(value, hint) -> bool:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, a) for a in args)
+    if origin is typing.ClassVar:
+        return True
+    if origin in (list, tuple):
+        items = [a for a in args if a is not Ellipsis]
+        return isinstance(value, (list, tuple)) and all(_fits(v, items[0]) for v in value) if items else \
+            isinstance(value, (list, tuple))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin is dict or hint is dict:
+        return isinstance(value, dict)
+    return True
+
+
+def _type_name(hint) -> str:
+    return str(hint).replace("typing.", "").replace("<class '", "").replace("'>", "")
 
 
 class Run:
@@ -365,7 +439,12 @@ class Run:
         if history.pop("format", None) != HISTORY_FORMAT:
             raise ValueError(f"{self.file('history.json')} is not a {HISTORY_FORMAT} header (a run from before kit's "
                              "first release, or not kit's): start a new run")
+        self._check_header(history)
         history["epoch"] = read_lines(self.file("epochs.jsonl"))
+        for i, record in enumerate(history["epoch"]):
+            if record.get("epoch") != i or isinstance(record.get("epoch"), bool):
+                raise ValueError(f"{self.file('epochs.jsonl')} line {i + 1}: epoch is {record.get('epoch')!r}, not {i}: "
+                                 "restore it from a copy or start a new run")
         history["step"] = {}
         for chunk in read_lines(self.file("steps.jsonl")):
             for k, v in chunk.items():
@@ -380,6 +459,23 @@ class Run:
             history["labels"].append(read_snapshot(f, n_samples, k if isinstance(k, int) else None))
             n_samples = len(history["labels"][0])  # every snapshot labels the same N images
         return history
+
+    HEADER = {"algo": str, "config": dict, "monitor_init": dict, "init": dict}  # history.json's fields kit reads
+    MAX_CLUSTERS = 2**24  # K beyond any run kit can train (ImageNet's is 10,000): a crafted 1e12 allocates TiBs
+
+    def _check_header(self, history: dict) -> None:
+        file = self.file("history.json")
+        for key, kind in self.HEADER.items():
+            if key in history and not isinstance(history[key], kind):
+                raise ValueError(f"{file}: {key} is {type(history[key]).__name__}, not the {kind.__name__} kit writes: "
+                                 "restore it from a copy or start a new run")
+        if history.get("algo") not in (None, self.path.name) and self.path.name in ("deepcluster", "odc"):
+            raise ValueError(f"{file}: algo is {history['algo']!r}, but the folder is {self.path.name}/: the two "
+                             "algorithms' folders were swapped or copied over each other; put them back")
+        k = history.get("config", {}).get("n_clusters")
+        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or not 2 <= k <= self.MAX_CLUSTERS):
+            raise ValueError(f"{file}: config.n_clusters is {k!r}, not an integer from 2 to {self.MAX_CLUSTERS:,}: "
+                             "restore it from a copy or start a new run")
 
     def history_until(self, epochs: int, n_snapshots: int, n_samples: int | None = None) -> dict:
         """The history as it stood when the checkpoint of `epochs` epochs (`n_snapshots` label snapshots)
@@ -431,11 +527,48 @@ class Run:
         folder = self.path / EMBED
         if not (folder / "subset.npy").exists():
             return {}
-        return {f.stem: np.load(f, allow_pickle=False) for f in sorted(folder.glob("*.npy"))}
+        out = {f.stem: _mapped(f) for f in sorted(folder.glob("*.npy"))}  # headers first: nothing allocated yet
+        n, dims = len(out["subset"]), set()
+        for name, a in out.items():
+            shape_ok = a.ndim == 1 and a.dtype.kind in "iu" if name == "subset" else (
+                a.ndim == 2 and a.dtype.kind == "f" and len(a) == n)
+            if not shape_ok:
+                want = f"({n},) integers" if name == "subset" else f"({n}, D) floats, one row per subset image"
+                raise ValueError(f"{folder / name}.npy holds {a.dtype} {a.shape}, not {want}: delete the folder's "
+                                 "files after it, or start a new run")
+            if name != "subset":
+                dims.add(a.shape[1])
+        if len(dims) > 1:
+            raise ValueError(f"{folder} holds features of several widths {sorted(dims)}: restore it from a copy")
+        return {k: np.array(a) for k, a in out.items()}
 
     def _write_header(self, history: dict) -> None:
         header = {k: v for k, v in history.items() if k not in ("epoch", "step", "labels")}
         atomic_write_json(self.file("history.json"), {"format": HISTORY_FORMAT, **header})
+
+
+def _mapped(f: Path) -> np.ndarray:
+    """A .npy memory-mapped (its header read, nothing allocated), or one line naming it."""
+    try:
+        if not stat.S_ISREG(os.lstat(f).st_mode):
+            raise ValueError("not a regular file")
+        return np.load(f, mmap_mode="r", allow_pickle=False)
+    except Exception as e:  # noqa: BLE001 - random bytes, pickles, a header larger than the file: all the same
+        raise ValueError(f"{f} is not a .npy array kit wrote ({type(e).__name__}: {str(e)[:80]}): restore it "
+                         "from a copy or start a new run") from None
+
+
+def read_layouts(cache: Path) -> dict:
+    '''The UMAP layouts cached in `embeddings.npz`; {} for a cache that cannot be read (a killed write, a crafted
+    file, an object array): it is computed again.'''
+    if not cache.exists():
+        return {}
+    try:
+        read_regular(cache, 2**31)  # a regular file of sane size, before numpy opens it
+        with np.load(cache, allow_pickle=False) as f:
+            return {k: f[k] for k in f.files if f[k].dtype.kind == "f" and f[k].ndim == 2}
+    except Exception:  # noqa: BLE001 - any damage: the layouts are recomputed, as for a run drawn the first time
+        return {}
 
 
 def read_snapshot(f: Path, n_samples: int | None = None, n_clusters: int | None = None) -> np.ndarray:

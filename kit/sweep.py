@@ -165,8 +165,12 @@ def train_cell(run: Run, cfg: SweepConfig, cell: Cell, fit, val, progress: bool 
                tensorboard: bool = False) -> tuple[dict, bool]:
     """One cell to `cfg.epochs` epochs in its folder; returns (its result, whether it trained now)."""
     done = run.path / cell.name / "result.json"
-    if done.exists() and read_json(done, "cell's result", dict).get("epochs") == cfg.epochs:  # finished: kept
-        return read_json(done), False
+    result = read_json(done, "cell's result", dict) if done.exists() else {}
+    if result and not isinstance(result.get("algo"), str):
+        raise ValueError(f"{done}: algo is {result.get('algo')!r}, not the algorithm's name kit writes: delete the "
+                         "file to train the cell again")
+    if result.get("epochs") == cfg.epochs:  # finished: kept
+        return result, False
     sub = Run.create(run.path, cell.name, resume=True)
     trainer, diverged = TRAINERS[cell.algo](cfg.algo_config(cell)), None
     tb = TensorBoardLog(run.path / "tb" / cell.name, {"algo": cell.algo, **dict(cell.settings)}, trainer) if tensorboard else None

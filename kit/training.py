@@ -3,10 +3,13 @@ evaluation monitoring, and checkpoint/resume. Each algorithm's loop lives in its
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import math
+import threading
 import time
+import warnings
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
@@ -282,10 +285,11 @@ class Trainer:
         a callable) ends training cleanly at the next iteration, keeping the history; with `run`,
         each finished epoch is checkpointed there and an existing checkpoint is resumed."""
         check_number("epochs", epochs, 1)  # 0 or -1 would return an empty history and look like success
-        with tuned_convolutions(self.device):  # cuDNN's autotuner for this fit only, then as it was
+        with tuned_convolutions(self.device), _one_of_the_fits():  # cuDNN's autotuner for this fit only
             return self._fit(dataset, epochs, callback, eval_dataset, run, stop, progress)
 
     def _fit(self, dataset, epochs: int, callback, eval_dataset, run: Run | None, stop, progress: bool) -> dict:
+        self.config.__post_init__()  # a setting changed after the trainer was built (`cfg.lr = -1`) is checked too
         self._check(dataset)
         if run is not None and run.file("checkpoint.pt").exists() and self.model is None:
             self.resume(run, dataset)
@@ -390,7 +394,11 @@ class Trainer:
         # the history as the checkpoint saw it; every snapshot is checked against this dataset and K
         history = run.history_until(self.epoch, self._snapshots_at(self.epoch), n_samples=len(dataset))
         self.history = {**history, "config": self.config.to_dict()}
-        set_rng_state(state["rng"], self.device)
+        try:
+            set_rng_state(state["rng"], self.device)
+        except (TypeError, ValueError, RuntimeError, KeyError, IndexError) as e:
+            raise ValueError(f"{run.file('checkpoint.pt')}: its random-number state is damaged ({type(e).__name__}): "
+                             "restore the run's own checkpoint from a copy, or start a new run") from None
 
     MACHINE_SETTINGS = ("device", "num_workers")  # may change when a run moves to another machine
 
@@ -448,6 +456,29 @@ class Trainer:
 
     def _next_seed(self) -> int:
         return int(torch.randint(2**31 - 1, (1,), generator=self.generator))
+
+
+_FITTING: set[int] = set()  # the threads running a fit now
+_FITTING_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _one_of_the_fits():
+    """Warn when another thread of this process is fitting too: both draw from torch's one global random generator
+    (augmentation, dropout), so neither repeats the numbers its seed gives when it runs alone."""
+    me = threading.get_ident()
+    with _FITTING_LOCK:
+        others = _FITTING - {me}
+        _FITTING.add(me)
+    if others:
+        warnings.warn("another kit fit is running in this process: the two share torch's global random generator, "
+                      "so neither gives its seed's numbers; run them one after the other (or in two processes) to "
+                      "repeat a run", RuntimeWarning, stacklevel=4)
+    try:
+        yield
+    finally:
+        with _FITTING_LOCK:
+            _FITTING.discard(me)
 
 
 def _host_copy(state):

@@ -142,3 +142,59 @@ def test_a_fit_stopped_mid_epoch_rolls_the_epoch_back_and_the_next_fit_continues
     assert again["epoch"][-1]["loss"] == straight["epoch"][-1]["loss"]
     assert all(np.array_equal(a, b) for a, b in zip(again["labels"], straight["labels"]))
     assert kit.Run(tmp_path / "r").load_history()["step"]["loss"] == straight["step"]["loss"]
+
+
+# -- item 9: the smaller ones ------------------------------------------------------------------------------------
+def test_one_image_is_told_it_needs_two_not_to_use_one_cluster():
+    """One image was told "use n_clusters <= 1", which kit refuses."""
+    from kit.clustering import check_sizes
+
+    with pytest.raises(ValueError, match="at least 2 images") as e:
+        check_sizes(1, 2)
+    assert "n_clusters <= 1" not in str(e.value)
+
+
+@pytest.mark.parametrize("field, value", [("lr", -1.0), ("batch_size", 1), ("n_clusters", 1)])
+def test_a_setting_changed_after_the_trainer_was_built_is_checked_when_it_fits(mnist_small, field, value):
+    """Batch size or lr set after construction trained to `loss=nan`."""
+    trainer = kit.DeepCluster(tiny_dc_config())
+    setattr(trainer.config, field, value)
+    with pytest.raises(ValueError, match=f"{field}={value!r} is out of range"):
+        trainer.fit(mnist_small[0], 1)
+
+
+def test_two_fits_at_once_in_one_process_are_warned(mnist_small):
+    """Two trainers in two threads with one seed differ from a sequential run (one global torch generator), silently."""
+    import threading
+
+    inside, leave = threading.Event(), threading.Event()
+
+    def hold(record):
+        inside.set()
+        leave.wait(30)
+
+    other = threading.Thread(target=lambda: kit.DeepCluster(tiny_dc_config()).fit(mnist_small[0], 1, callback=hold))
+    other.start()
+    try:
+        assert inside.wait(60)
+        with pytest.warns(RuntimeWarning, match="another kit fit is running in this process"):
+            with pytest.raises(ValueError, match="stop here"):  # the warning comes first; stopped at its first record
+                kit.DeepCluster(tiny_dc_config()).fit(mnist_small[0], 1, callback=lambda r: (_ for _ in ()).throw(
+                    ValueError("stop here")))
+    finally:
+        leave.set()
+        other.join()
+
+
+def test_a_killed_reports_temporaries_are_cleaned_by_the_next(fast_compare, tmp_path):
+    """A killed `report` left `*.tmp` files that later reports never cleaned."""
+    import shutil
+
+    from kit.__main__ import main
+
+    shutil.copytree(fast_compare.path, tmp_path / "t")
+    left = [tmp_path / "t" / ".report.html.abcd1234.tmp", tmp_path / "t" / "odc" / ".history.json.efgh5678.tmp"]
+    for f in left:
+        f.write_text("half")
+    assert main(["report", str(tmp_path / "t")]) == 0
+    assert not any(f.exists() for f in left)

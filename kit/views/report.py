@@ -12,7 +12,8 @@ import numpy as np
 from .. import collapse, lesson, seeds
 from ..data import load_dataset
 from ..metrics import agreement
-from ..runs import Run, atomic_write_bytes, atomic_write_npz, read_config, read_json
+from ..compare import CompareConfig
+from ..runs import Run, atomic_write_bytes, atomic_write_npz, check_fields, read_config, read_json, read_layouts
 from . import build as views
 from . import flows, plots
 
@@ -95,6 +96,46 @@ GUIDES = {
 }
 
 
+def _clean_killed_writes(run_path: Path) -> None:
+    """Temporary files a killed report (or run) left, removed when no live process writes the run."""
+    from ..runs import RunInUse
+
+    try:
+        Run(run_path).check_free()
+    except RunInUse:
+        return  # a writer's temporaries are its own
+    for folder in [run_path, *(p for p in run_path.iterdir() if p.is_dir())]:
+        Run(folder).clean_temporaries()
+
+
+def read_baselines(run_path: Path) -> dict:
+    """`baselines.json` ({} where there is none): {name: number or {metric: number}}, checked."""
+    file = run_path / "baselines.json"
+    if not file.exists():
+        return {}
+    baselines = read_json(file, "baselines", dict)
+    for name, value in baselines.items():
+        numbers = value.values() if isinstance(value, dict) else [value]
+        if not all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in numbers):
+            raise ValueError(f"{file}: {name} is {value!r}, not a number or a table of numbers: delete the file "
+                             f"(python -m kit compare --name {run_path.name} --resume writes it again)")
+    return baselines
+
+
+def read_evaluation(file: Path) -> dict:
+    """`evaluation.json` as `python -m kit evaluate` writes it, or one line naming what is missing."""
+    scored = read_json(file, "evaluation", dict)
+    again = f"run python -m kit evaluate {file.parent} again"
+    if not scored:
+        raise ValueError(f"{file} holds no model: {again}")
+    for model, table in scored.items():
+        missing = [k for k in ("linear", "knn", "svm", "semi") if not isinstance((table or {}).get(k), dict)] \
+            if isinstance(table, dict) else ["linear"]
+        if missing:
+            raise ValueError(f"{file}: {model} has no {missing[0]} table: {again}")
+    return scored
+
+
 def load_histories(run_path: str | Path) -> dict[str, dict]:
     run_path = Path(run_path)
     return {algo: with_agreement(Run(run_path / algo).load_history()) for algo in ("deepcluster", "odc")
@@ -126,7 +167,7 @@ def _embeddings(run_path: Path, histories: dict) -> tuple[list[int], dict, dict,
     cache = run_path / "embeddings.npz"
     key = lambda a, e: f"{a}_{e:04d}"  # noqa: E731
     layouts: dict[str, list[np.ndarray]] = {}
-    stored = dict(np.load(cache)) if cache.exists() else {}
+    stored = read_layouts(cache)
     for algo, f in feats.items():
         if all(key(algo, e) in stored for e in epochs):
             layouts[algo] = [stored[key(algo, e)] for e in epochs]
@@ -233,17 +274,19 @@ def build_report(run_path: str | Path, log=print, umap: bool = True, figures: bo
     if not run_path.is_dir():
         raise FileNotFoundError(f"no run folder at {run_path}: pass a folder under runs/, e.g. runs/NAME")
     cfg = read_config(run_path)
+    _clean_killed_writes(run_path)
     if cfg["command"] != "compare":
         raise ValueError(f"{run_path} is a `{cfg['command']}` run: `report` draws `kit compare` runs "
                          "(python -m kit compare --name NAME)")
     cfg = cfg["compare"]
+    check_fields(CompareConfig, cfg, run_path / "config.json", "compare")
     if cfg.get("seeds", 1) > 1:
         return _seeded_report(run_path, cfg, log, figures)
     histories = load_histories(run_path)
     if not histories:
         raise FileNotFoundError(f"{run_path} holds no deepcluster/ or odc/ history yet: finish it with "
                                 f"python -m kit compare --name {run_path.name} --runs {run_path.parent} --resume")
-    baselines = read_json(run_path / "baselines.json") if (run_path / "baselines.json").exists() else {}
+    baselines = read_baselines(run_path)
     # each algorithm's own K; runs from before per-algorithm K have no config in history.json, and one K
     k = {algo: int(h.get("config", {}).get("n_clusters") or cfg["n_clusters"]) for algo, h in histories.items()}
     plots.draw(run_path / "learning.png", lambda: plots.learning(histories, baselines), figures)
@@ -275,7 +318,7 @@ def _seeded_report(run_path: Path, cfg: dict, log=print, figures: bool = True) -
     for i, folder in enumerate(folders):  # UMAP and the image-level views for one seed: ~10 s saved per other seed
         build_report(folder, log=log, umap=i == 0, figures=figures)
     per_seed = [load_histories(f) for f in folders]
-    baselines = read_json(run_path / "baselines.json") if (run_path / "baselines.json").exists() else {}
+    baselines = read_baselines(run_path)
     plots.draw(run_path / "learning.png", lambda: plots.seeded(per_seed, ("knn", "nmi_true", "ami_true"), baselines), figures)
     plots.draw(run_path / "stability.png", lambda: plots.seeded(per_seed, ("ami_prev", "nmi_prev", "label_change")), figures)
     values = [summary(h, {}, fmt=lambda v: v) for h in per_seed]
@@ -388,7 +431,7 @@ def _write_html(run_path: Path, cfg: dict, rows, histories: dict, interactive: s
     if evaluation.exists():  # written by `python -m kit evaluate`; evaluation.md holds the same tables
         from .evaluation import tables
 
-        scored = read_json(evaluation, "evaluation", dict)
+        scored = read_evaluation(evaluation)
         figs += "\n<h2>Evaluation protocols</h2>\n" + stale_evaluation(run_path, scored) + "\n".join(
             f"<h3>{html.escape(title)}</h3>\n{html_table(header, rows)}"
             for title, header, rows in tables(scored))

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..data import load_dataset
 from ..metrics import changed
-from ..runs import Run
+from ..runs import Run, read_config, read_layouts
 from . import flows
 
 ALGOS = ("deepcluster", "odc")
@@ -49,11 +49,11 @@ class RunData:
         feats = {a: Run(path / a).embed_features() for a in algos}
         epochs = sorted(set.intersection(*[{int(k[6:]) for k in f if k.startswith("epoch_")} for f in feats.values()]))
         cache = path / "embeddings.npz"
-        stored = np.load(cache) if cache.exists() else {}
+        stored = read_layouts(cache)
         keys = [f"{a}_{e:04d}" for a in algos for e in epochs]
         if not all(k in stored for k in keys):
             raise FileNotFoundError(f"{cache} lacks the UMAP layouts: build the report first (python -m kit report {path})")
-        cfg = json.loads((path / "config.json").read_text()).get("compare", {})
+        cfg = read_config(path).get("compare") or {}
         ds = load_dataset(cfg.get("dataset", "mnist5k"), "train", root=cfg.get("root", "data"), n=cfg.get("n_train"))
         subset = feats[algos[0]]["subset"].astype(np.int64)
         images = getattr(ds, "images", None)
