@@ -238,7 +238,12 @@ class _EmbedCapture:
     def grab(self, epoch: int, dataset) -> None:
         if self.trainer.model is None:
             self.trainer.setup(dataset)
-        model = self.trainer.model.backbone
-        feats = extract_features(model, dataset.select(self.subset), device=self.trainer.device)  # (n, D)
+        seen = self.trainer.monitor_features
+        if seen is not None and seen[0] == epoch and seen[1] is dataset and seen[2] is not None \
+                and len(seen[2]) == len(dataset):  # the monitor's pass under these weights: rows of it, not a new pass
+            feats = seen[2][self.subset.numpy()]
+        else:
+            feats = extract_features(self.trainer.model.backbone, dataset.select(self.subset),
+                                     device=self.trainer.device)  # (n, D)
         self.run.save_embed_features(epoch, feats, self.subset.numpy())
 

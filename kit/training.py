@@ -217,6 +217,8 @@ class Trainer:
         self.generator = torch.Generator().manual_seed(config.seed)  # sampling order and k-means seeds
         self.history: dict = {"algo": self.algo, "config": config.to_dict(), "epoch": [], "step": {}, "labels": []}
         self.epoch = 0  # epochs completed
+        # (epochs, dataset, its (N, D) backbone features) the monitor extracted last, for a callback to reuse
+        self.monitor_features: tuple[int, object, np.ndarray | None] | None = None
 
     # -- set-up --------------------------------------------------------------------------------
     def setup(self, dataset) -> None:
@@ -273,6 +275,7 @@ class Trainer:
         t = time.perf_counter()
         scores, features = monitor(self.model, self.device, score=self.dist.is_writer)  # rank 0 scores
         epoch_record.update(scores, time_eval=time.perf_counter() - t)
+        self.monitor_features = (self.epoch, monitor.train_set, features)  # for the embedding snapshots (compare)
         return features
 
     # -- the epoch loop -----------------------------------------------------------------------

@@ -105,3 +105,29 @@ def test_plots_draw_what_they_promise():
     assert len(plots.cluster_sizes(h, {"deepcluster": 3, "odc": 3}).axes) == 2
     assert len(plots.losses(h).axes[0].lines) == 2
 
+
+
+def test_the_embedding_snapshots_reuse_the_monitors_features(mnist_small, tmp_path, monkeypatch):
+    """Issue 31, item 11: the flight recorder's snapshots extracted their subset again after the monitor had just
+    extracted every training image under the same weights (about 4 s of a demo). They are now rows of the monitor's
+    pass; the untrained network's snapshot (before any monitor) still extracts."""
+    import torch
+
+    import kit
+    import kit.compare as kc
+    from conftest import tiny_odc_config
+
+    train, test = mnist_small
+    trainer = kit.ODC(tiny_odc_config(eval_every=1))
+    run = kit.Run.create(tmp_path, "odc")
+    subset = torch.arange(0, len(train), 7)
+    capture = kc._EmbedCapture(trainer, train, subset, [0, 1, 2], run)
+    calls = []
+    extract = kc.extract_features
+    monkeypatch.setattr(kc, "extract_features", lambda *a, **k: calls.append(1) or extract(*a, **k))
+    capture.grab(0, train)
+    trainer.fit(train, 2, callback=capture, eval_dataset=test, run=run)
+    assert len(calls) == 1  # epoch 0's alone
+    saved = run.embed_features()
+    fresh = extract(trainer.model.backbone, train.select(subset), device="cpu")
+    np.testing.assert_allclose(saved["epoch_0002"], fresh, rtol=1e-5, atol=1e-6)
