@@ -284,9 +284,11 @@ class Trainer:
     def fit(self, dataset, epochs: int, callback=None, eval_dataset=None, run: Run | None = None,
             stop=None, progress: bool = False) -> dict:
         """Train until `epochs` epochs are done (a resumed run counts the ones it has) and return
-        the history. `callback` receives every step's and every epoch's record; `stop` (an Event or
-        a callable) ends training cleanly at the next iteration, keeping the history; with `run`,
-        each finished epoch is checkpointed there and an existing checkpoint is resumed."""
+        the history. `callback` receives every step's and every epoch's record (a step's when its loss is read: at
+        once on the CPU, every few steps on a card); `stop` (an Event or a callable) ends training at the next
+        iteration, and the unfinished epoch is rolled back, as a Ctrl-C's is, so the finished epochs are kept and a
+        next `fit` continues exactly; with `run`, each finished epoch is checkpointed there and an existing checkpoint
+        is resumed."""
         check_number("epochs", epochs, 1)  # 0 or -1 would return an empty history and look like success
         with tuned_convolutions(self.device), _one_of_the_fits():  # cuDNN's autotuner for this fit only
             return self._fit(dataset, epochs, callback, eval_dataset, run, stop, progress)
