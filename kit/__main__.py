@@ -26,6 +26,7 @@ import contextlib
 import shlex
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -267,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     a = _parser().parse_args(argv)
     name = getattr(a, "name", None) or (f"{'sweep-' if a.command == 'sweep' else ''}"
                                          f"{getattr(a, 'dataset', None) or 'mnist5k'}-{time.strftime('%Y%m%d-%H%M%S')}")
+    thread_hook, threading.excepthook = threading.excepthook, _thread_error  # a writer thread's error: one line too
     try:
         _import_heavy(on_term)
         _run(a, name)
@@ -285,10 +287,20 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         signal.signal(signal.SIGTERM, before)  # main called in-process (a test, a notebook) leaves SIGTERM as it was
+        threading.excepthook = thread_hook
     return 0
 
 
 TORCH_ADDRESS_SPACE = "3 to 4 GB"  # torch 2.14's CUDA build imports under ulimit -v 4 GB, not under 3 GB (measured)
+
+
+def _thread_error(args) -> None:
+    """An OSError in a background thread (TensorBoard's event writer on a full disk) as one line, not a traceback
+    after the command's own one-line error; anything else as Python shows it."""
+    if isinstance(args.exc_value, OSError):
+        print(f"error: {args.exc_value} (in a background writer)", file=sys.stderr)
+    else:
+        sys.__excepthook__(args.exc_type, args.exc_value, args.exc_traceback)
 
 
 def _memory_hint(e: BaseException) -> str:

@@ -33,7 +33,10 @@ class ImageTensorDataset(torch.utils.data.Dataset):
 
     def __init__(self, images: torch.Tensor, targets: torch.Tensor | None, mean, std,
                  name: str, spec: AugmentSpec, classes: list[str] | None = None):
-        assert images.dtype == torch.uint8 and images.dim() == 4, "images must be uint8 (N, C, H, W)"
+        if images.dtype != torch.uint8 or images.dim() != 4:
+            raise ValueError(f"images are {images.dtype} {tuple(images.shape)}: an ImageTensorDataset holds uint8 "
+                             "images (N, C, H, W), 0-255 (add the channel axis with images.unsqueeze(1) for grey "
+                             "images; for float images use a TensorDataset wrapped with kit.data.with_indices)")
         self.images = images
         self.targets = targets
         self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
@@ -329,7 +332,15 @@ def check_indexed(dataset) -> None:
         if not (isinstance(item, (tuple, list)) and len(item) == 2 and int(item[1]) == i):
             raise ValueError("the dataset must yield (image, index) pairs, not (image, label): "
                              "wrap it with kit.data.with_indices(dataset)")
-        if isinstance(item[0], torch.Tensor) and not torch.isfinite(item[0]).all():
+        x = item[0]
+        if isinstance(x, torch.Tensor) and not x.is_floating_point():
+            raise ValueError(f"image {i} of the dataset is {x.dtype}: the network takes float images, so scale them "
+                             "(x.float() / 255) and normalise them, or hold uint8 images in a "
+                             "kit.data.ImageTensorDataset, which does both")
+        if isinstance(x, torch.Tensor) and x.dim() != 3:
+            raise ValueError(f"image {i} of the dataset has shape {tuple(x.shape)}, not (C, H, W): add the channel "
+                             "axis (x.unsqueeze(0) for a grey image)")
+        if isinstance(x, torch.Tensor) and not torch.isfinite(x).all():
             raise ValueError(f"image {i} of the dataset holds NaN or inf values: clean or re-normalise the "
                              "data before training")
     if getattr(dataset, "image_shape", None) is None:

@@ -15,7 +15,7 @@ import torch
 from . import evaluate as ev
 from .data import load_dataset
 from .models import Backbone, build_backbone
-from .runs import Run, atomic_write_bytes, atomic_write_json, load_checkpoint, read_config, read_lines
+from .runs import Run, atomic_write_bytes, atomic_write_json, load_checkpoint, read_config
 from .runtime import resolve_device, seed_everything
 from .seeds import seed_folders
 from .supervised import train_supervised
@@ -163,8 +163,9 @@ def _evaluate(run_path: Path, cfg: dict, config: EvaluateConfig, log, device) ->
 
 
 def trained_epochs(algo_run: Path) -> int:
-    """The epochs an algorithm's checkpoint has trained: its history's epoch records (a resume cuts them to it)."""
-    return len(read_lines(algo_run / "epochs.jsonl"))
+    """The epochs an algorithm's checkpoint has trained (its weights, memory-mapped: nothing else is read)."""
+    state = torch.load(algo_run / "checkpoint.pt", map_location="cpu", weights_only=True, mmap=True)
+    return int(state["epoch"])
 
 
 def save_torchvision(run_path: str | Path, algo: str, out: str | Path) -> Path:

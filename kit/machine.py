@@ -74,7 +74,7 @@ def environment_findings() -> list[Finding]:
     """The environment variables kit reads, where one holds a value kit refuses."""
     from .runtime import environment_problems
 
-    return [Finding("environment", line.split(":")[0], line.split(": ", 1)[1]) for line in environment_problems()]
+    return [Finding("environment", f"{name}={os.environ.get(name, '')!r}", line) for name, line in environment_problems()]
 
 
 def thread_finding() -> Finding:

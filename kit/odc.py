@@ -74,7 +74,8 @@ def check_cluster_room(n: int, k: int, min_size: int) -> None:
     """Refuse K where the average cluster is below `min_size`: the small-cluster fix (§2.7) would dissolve and
     re-split clusters in every iteration, one 2-means split each, and an epoch crawls (K = 1,000 on 4,000 digits took
     ~240 s an epoch against 3.7 s at K = 30). Under twice `min_size`, warn: K = 300 on 4,000 digits (13 a cluster, 10
-    the minimum) makes ~1,600 splits an epoch and takes 2.4-3.4x a K = 30 epoch (bench/small_clusters.py)."""
+    the minimum) makes ~1,600 splits an epoch and took 2.4x and 3.2x a K = 30 epoch in two sittings
+    (bench/small_clusters.py)."""
     if min_size <= 0:
         return
     if n < k * min_size:
@@ -166,9 +167,9 @@ class ODC(Trainer):
             loss_value, change_ratio, n_small = torch.stack(
                 [value.float(), change_ratio.float(), mem.small_clusters().sum().float()]).tolist()
             if not math.isfinite(change_ratio):
-                raise Diverged(f"NaN/inf in the neck features at iteration {self.iteration - 1} (epoch "
-                                         f"{self.epoch}); the memory is as it was before this batch: lower lr "
-                                         "or resume from the last checkpoint")
+                raise Diverged(f"NaN/inf in the neck features at iteration {self.iteration - 1} (epoch {self.epoch}); "
+                               "nothing of this batch reached the memory, and a fit rolls the epoch back to its start: "
+                               "lower lr or resume from the last checkpoint")
             moved = mem.fix_small_clusters() if n_small else 0  # labels moved here are not in change_ratio (§2.11)
             weight = mem.class_weights(cfg.reweight_power)
             losses.append(loss_value)

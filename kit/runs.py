@@ -163,13 +163,20 @@ def _complete_length(f, size: int) -> int:
 
 
 JSON_CAP = 64 * 2**20  # the largest JSON file kit reads: a 1.28M-image run's header is a few kB
-LINES_CAP = 256 * 2**20  # the largest .jsonl: one line an epoch, ~60 kB for an ImageNet epoch's steps
+LINES_CAP = 8 * 2**30  # the largest .jsonl: ODC's steps at 20,000 a ImageNet epoch take ~1 MB a line, 440 lines
+LINE_CAP = 64 * 2**20  # the longest line: one epoch's records
 MAX_LINES = 100_000  # epochs a .jsonl may hold
 
 
 def read_regular(path: Path, cap: int) -> bytes:
-    """The bytes of `path`, refused in one line unless it is a regular file, no link, of at most `cap` bytes: a FIFO
-    would hang the reader, a link to /dev/zero or a crafted giant file would fill the memory. Opened without
+    """The bytes of `path`, refused in one line unless it is a regular file, no link, of at most `cap` bytes."""
+    with open_regular(path, cap) as f:
+        return f.read(cap + 1)
+
+
+def open_regular(path: Path, cap: int):
+    """`path` opened for reading, refused in one line unless it is a regular file, no link, of at most `cap` bytes:
+    a FIFO would hang the reader, a link to /dev/zero or a crafted giant file would fill the memory. Opened without
     following a link and without blocking, then checked on the open file."""
     path = Path(path)
     try:
@@ -179,15 +186,16 @@ def read_regular(path: Path, cap: int) -> bytes:
             raise ValueError(f"{path} is a symbolic link: kit reads only the files it wrote; replace it with the "
                              "file itself, or start a new run") from None
         raise e
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise ValueError(f"{path} is not a regular file (a FIFO, a device or a folder): kit reads only the files "
-                             "it wrote; restore it from a copy or start a new run")
-        if st.st_size > cap:
-            raise ValueError(f"{path} is {st.st_size / 2**20:,.0f} MiB, more than kit writes there ({cap / 2**20:,.0f} "
-                             "MiB at most): restore it from a copy or start a new run")
-        return f.read(cap + 1)
+    f = os.fdopen(fd, "rb")
+    st = os.fstat(f.fileno())
+    problem = ("is not a regular file (a FIFO, a device or a folder): kit reads only the files it wrote"
+               if not stat.S_ISREG(st.st_mode) else
+               f"is {st.st_size / 2**20:,.0f} MiB, more than kit writes there ({cap / 2**20:,.0f} MiB at most)"
+               if st.st_size > cap else None)
+    if problem:
+        f.close()
+        raise ValueError(f"{path} {problem}: restore it from a copy or start a new run")
+    return f
 
 
 def read_lines(path: Path) -> list[dict]:
@@ -195,10 +203,17 @@ def read_lines(path: Path) -> list[dict]:
     mid-append) and is dropped, as `append_line` drops it; any other bad line is refused."""
     if not os.path.lexists(path):
         return []
-    *lines, _torn = read_regular(path, LINES_CAP).split(b"\n")
-    if len(lines) > MAX_LINES:
-        raise ValueError(f"{path} holds {len(lines):,} lines, more than kit writes ({MAX_LINES:,} at most, one an "
-                         "epoch): restore it from a copy or start a new run")
+    lines = []
+    with open_regular(path, LINES_CAP) as f:  # line by line: a crafted giant line is refused, not read whole
+        while line := f.readline(LINE_CAP + 1):
+            if len(line) > LINE_CAP:
+                raise ValueError(f"{path} line {len(lines) + 1} is longer than {LINE_CAP // 2**20} MiB, more than kit "
+                                 "writes (one epoch's records): restore it from a copy or start a new run")
+            if len(lines) == MAX_LINES:
+                raise ValueError(f"{path} holds more than {MAX_LINES:,} lines, more than kit writes (one an epoch): "
+                                 "restore it from a copy or start a new run")
+            lines.append(line.rstrip(b"\n") if line.endswith(b"\n") else None)  # None: the torn last line
+    lines = [line for line in lines if line is not None]
     out = []
     for i, line in enumerate(lines):
         if not line.strip():
@@ -251,8 +266,8 @@ def _fits(value, hint) -> bool:
         return value is None
     if hint is bool:
         return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is int:  # a whole float as well: `check_number` accepts epochs=30.0, and config.json then holds it
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer()
     if hint is float:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if hint is str:
@@ -469,13 +484,22 @@ class Run:
             if key in history and not isinstance(history[key], kind):
                 raise ValueError(f"{file}: {key} is {type(history[key]).__name__}, not the {kind.__name__} kit writes: "
                                  "restore it from a copy or start a new run")
-        if history.get("algo") not in (None, self.path.name) and self.path.name in ("deepcluster", "odc"):
+        if history.get("algo") not in (None, self.path.name) and self._in_a_comparison():
             raise ValueError(f"{file}: algo is {history['algo']!r}, but the folder is {self.path.name}/: the two "
                              "algorithms' folders were swapped or copied over each other; put them back")
         k = history.get("config", {}).get("n_clusters")
         if k is not None and (isinstance(k, bool) or not isinstance(k, int) or not 2 <= k <= self.MAX_CLUSTERS):
             raise ValueError(f"{file}: config.n_clusters is {k!r}, not an integer from 2 to {self.MAX_CLUSTERS:,}: "
                              "restore it from a copy or start a new run")
+
+    def _in_a_comparison(self) -> bool:
+        """Whether this folder is one algorithm's of a `compare` run, named after its algorithm."""
+        parent = self.path.parent / "config.json"
+        try:
+            return self.path.name in ("deepcluster", "odc") and read_json(parent, "run's config", dict).get(
+                "command") == "compare"
+        except (OSError, ValueError):
+            return False
 
     def history_until(self, epochs: int, n_snapshots: int, n_samples: int | None = None) -> dict:
         """The history as it stood when the checkpoint of `epochs` epochs (`n_snapshots` label snapshots)
@@ -534,8 +558,8 @@ class Run:
                 a.ndim == 2 and a.dtype.kind == "f" and len(a) == n)
             if not shape_ok:
                 want = f"({n},) integers" if name == "subset" else f"({n}, D) floats, one row per subset image"
-                raise ValueError(f"{folder / name}.npy holds {a.dtype} {a.shape}, not {want}: delete the folder's "
-                                 "files after it, or start a new run")
+                raise ValueError(f"{folder / name}.npy holds {a.dtype} {a.shape}, not {want}: restore it from a "
+                                 "copy, or delete it (the flight recorder then leaves that epoch out)")
             if name != "subset":
                 dims.add(a.shape[1])
         if len(dims) > 1:

@@ -292,14 +292,14 @@ def env_int(name: str, low: int = 1) -> int | None:
     return int(first)
 
 
-def environment_problems() -> list[str]:
-    """One line per environment variable kit reads that it would refuse (`kit doctor`)."""
+def environment_problems() -> list[tuple[str, str]]:
+    """(variable, its one-line refusal) for each environment variable kit reads that it would refuse (`kit doctor`)."""
     out = []
-    for check in (lambda: env_flag("KIT_FAST"), lambda: env_int("OMP_NUM_THREADS"), lambda: env_int("KIT_EPOCHS")):
+    for name, check in (("KIT_FAST", env_flag), ("OMP_NUM_THREADS", env_int), ("KIT_EPOCHS", env_int)):
         try:
-            check()
+            check(name)
         except ValueError as e:
-            out.append(str(e))
+            out.append((name, str(e)))
     return out
 
 
@@ -323,7 +323,8 @@ class Diverged(FloatingPointError):
 
 
 def fast_mode() -> bool:
-    """True when KIT_FAST is set (and not "0"): notebooks and the CLI shrink to a seconds-long run.
+    """True when KIT_FAST is on (1, true, yes or on; 0, false, no, off or unset is off, anything else is refused):
+    notebooks and the CLI shrink to a seconds-long run.
     The kernel inherits the environment, so nbclient, papermill and JupyterLab all see it."""
     return env_flag("KIT_FAST")
 

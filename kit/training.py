@@ -22,7 +22,7 @@ from .distributed import Distributed, row_range
 from .features import extract_features
 from .metrics import agreement, cluster_acc, knn_accuracy
 from .models import ClusterNet, ODCNeck, build_backbone
-from .runs import Run, load_checkpoint, save_checkpoint
+from .runs import Run, load_checkpoint, read_json, read_lines, save_checkpoint
 from .runtime import (Diverged, compile_step, grad_scaler, prepare_model, resolve_device, rng_state, seed_everything,
                       set_rng_state, tuned_convolutions)
 
@@ -294,12 +294,17 @@ class Trainer:
             return self._fit(dataset, epochs, callback, eval_dataset, run, stop, progress)
 
     def _fit(self, dataset, epochs: int, callback, eval_dataset, run: Run | None, stop, progress: bool) -> dict:
+        if getattr(self, "rolled_back_partly", False):
+            raise RuntimeError("this trainer was interrupted while it rolled an epoch back: build a new one (with "
+                               "run=, it resumes from the last checkpoint)")
         self.config.__post_init__()  # a setting changed after the trainer was built (`cfg.lr = -1`) is checked too
+        self.history["config"] = self.config.to_dict()  # and saved as it is now, in the history as in the checkpoint
         self._check(dataset)
         if run is not None and run.file("checkpoint.pt").exists() and self.model is None:
             self.resume(run, dataset)
         self.setup(dataset)
-        self._prepare(dataset)
+        with self._untrained_means_the_data():
+            self._prepare(dataset)
         monitor = Monitor(dataset, eval_dataset, self.config.knn_k, seed=self.config.seed, extract=self.extract)
         # the train split's backbone features under the weights the next epoch starts from, when the
         # monitor has just extracted them (DeepCluster clusters these instead of extracting them again)
@@ -308,39 +313,59 @@ class Trainer:
         while self.epoch < epochs and not self._stopped(stop):
             self.dist.seed_epoch(self.config.seed, self.epoch)  # this epoch's draws, per rank
             mark = self._mark()
-            try:
-                record = self._epoch(dataset, callback, stop, features)  # the algorithm's epoch, in its own file
+            try:  # the epoch, its monitor, its callback and its checkpoint: all of it, or none of it
+                with self._untrained_means_the_data():
+                    record = self._epoch(dataset, callback, stop, features)  # the algorithm's epoch, in its own file
+                if record is None:  # stopped mid-epoch: rolled back, and the epochs done are kept
+                    self._roll_back(mark)
+                    break
+                features = self._monitor(monitor, record, last=self.epoch == epochs)
+                self.history["epoch"].append(record)
+                # the callback first: what it saves for this epoch (UMAP features) exists before the
+                # checkpoint says the epoch is done, so a Ctrl-C between the two cannot lose it
+                self._emit(callback, {"kind": "epoch", **record})
+                if run is not None and self.dist.is_writer:
+                    self.save(run)
             except BaseException:  # Ctrl-C, a divergence: the epoch never happened, so a next fit runs it whole
                 self._roll_back(mark)
                 raise
-            if record is None:  # stopped mid-epoch: the same, and the epochs done are kept
-                self._roll_back(mark)
-                break
-            features = self._monitor(monitor, record, last=self.epoch == epochs)
-            self.history["epoch"].append(record)
-            # the callback first: what it saves for this epoch (UMAP features) exists before the
-            # checkpoint says the epoch is done, so a Ctrl-C between the two cannot lose it
-            self._emit(callback, {"kind": "epoch", **record})
-            if run is not None and self.dist.is_writer:
-                self.save(run)
             bar.update(1)
             bar.set_postfix({k: f"{record[k]:.3f}" for k in self.progress_keys if record.get(k) is not None})
         bar.close()
+        self.monitor_features = None  # N x D features: not kept alive past the fit
         return self.history
+
+    @contextlib.contextmanager
+    def _untrained_means_the_data(self):
+        """NaN/inf features before any training step cannot be a divergence: the images hold them (`check_indexed`
+        samples three images; a NaN in another one showed as "the network has diverged")."""
+        try:
+            yield
+        except Diverged as e:
+            if any(self.history["step"].values()):
+                raise
+            raise Diverged(f"NaN/inf before any training step, so in the data, not the network: an image of the dataset "
+                           f"holds NaN or inf; clean or re-normalise the data ({str(e).split(':')[0]})") from None
 
     def _mark(self) -> dict:
         """What an epoch starts from, copied to the host: weights, optimizer, loss scale, sampling generator, the
         algorithm's state (ODC's memory) and the history's lengths. A stopped epoch is rolled back to it, so a
         second `fit` gives what one uninterrupted `fit` gives (the CLI's resume reads the same from the checkpoint).
         Each epoch reseeds the augmentation's RNG (`seed_epoch`), so that needs no copy."""
-        return {"model": _host_copy(self.model.state_dict()), "optimizer": _host_copy(self.optimizer.state_dict()),
+        return {"epoch": self.epoch, "model": _host_copy(self.model.state_dict()),
+                "optimizer": _host_copy(self.optimizer.state_dict()),
                 "scaler": self.scaler.state_dict(), "generator": self.generator.get_state(),
                 "extra": _host_copy(self.extra_state()), "steps": {k: len(v) for k, v in self.history["step"].items()},
                 "labels": len(self.history["labels"]), "epochs": len(self.history["epoch"])}
 
     def _roll_back(self, mark: dict) -> None:
+        """Back to `mark`. A second Ctrl-C while this runs would leave the trainer half restored: it is marked
+        unusable then (`_check`), and the error is raised as it came."""
+        self.rolled_back_partly = True
+        self.epoch = mark["epoch"]
         self.model.load_state_dict(mark["model"])
         self.optimizer.load_state_dict(mark["optimizer"])
+        self.scaler = grad_scaler(self.device)  # a fresh one: an fp16 step interrupted before `update` left it "stepped"
         if mark["scaler"]:
             self.scaler.load_state_dict(mark["scaler"])
         self.generator.set_state(mark["generator"])
@@ -349,6 +374,7 @@ class Trainer:
             del v[mark["steps"].get(k, 0):]
         del self.history["labels"][mark["labels"]:]
         del self.history["epoch"][mark["epochs"]:]
+        self.rolled_back_partly = False
 
     def _check(self, dataset) -> None:  # bad-input guards before anything is built
         pass
@@ -426,8 +452,8 @@ class Trainer:
                              "checkpoint from a copy, or start a new run")
         if not run.file("history.json").exists():
             return  # history_until names the missing history
-        history = run.load_history()
-        own = history.get("config", {})
+        own = read_json(run.file("history.json"), "run's history", dict).get("config", {})
+        own = own if isinstance(own, dict) else {}
         config = json.loads(json.dumps(config, default=str))  # as history.json holds it: tuples are lists there
         differ = sorted(k for k in set(own) | set(config)
                         if k not in self.MACHINE_SETTINGS and own.get(k) != config.get(k))
@@ -435,7 +461,7 @@ class Trainer:
             shown = ", ".join(f"{k} {config.get(k)!r} (history.json: {own.get(k)!r})" for k in differ[:4])
             raise ValueError(f"{path} belongs to another run: {shown}. Put this run's own checkpoint back, or start "
                              "a new run with those settings")
-        done = len(history["epoch"])
+        done = len(read_lines(run.file("epochs.jsonl")))
         if epoch > done:
             raise ValueError(f"{path} says epoch {epoch}, but {run.path} holds {done} epoch records: restore the "
                              "missing files, or start a new run")
@@ -463,7 +489,7 @@ class Trainer:
         return int(torch.randint(2**31 - 1, (1,), generator=self.generator))
 
 
-_FITTING: set[int] = set()  # the threads running a fit now
+_FITTING: dict[int, int] = {}  # thread -> the fits it is running now (a fit may run inside another's callback)
 _FITTING_LOCK = threading.Lock()
 
 
@@ -473,8 +499,8 @@ def _one_of_the_fits():
     (augmentation, dropout), so neither repeats the numbers its seed gives when it runs alone."""
     me = threading.get_ident()
     with _FITTING_LOCK:
-        others = _FITTING - {me}
-        _FITTING.add(me)
+        others = set(_FITTING) - {me}
+        _FITTING[me] = _FITTING.get(me, 0) + 1
     if others:
         warnings.warn("another kit fit is running in this process: the two share torch's global random generator, "
                       "so neither gives its seed's numbers; run them one after the other (or in two processes) to "
@@ -483,7 +509,9 @@ def _one_of_the_fits():
         yield
     finally:
         with _FITTING_LOCK:
-            _FITTING.discard(me)
+            _FITTING[me] -= 1
+            if not _FITTING[me]:
+                del _FITTING[me]
 
 
 def _host_copy(state):

@@ -2,7 +2,7 @@
 
 The kernel stays responsive while training runs: `train()` starts a daemon thread and returns at
 once, so a click on Stop (a `threading.Event`) is handled and training ends cleanly at the next
-iteration, keeping its history. The controls start at each algorithm's preset (`.small()`, or
+iteration; the unfinished epoch is rolled back (the finished ones are kept). The controls start at each algorithm's preset (`.small()`, or
 `.fast()` under KIT_FAST). With algorithm "both", DeepCluster and then ODC train and share the board,
 each at its own preset for the shared knobs (K, lr, batch) until the user moves one, which from then
 on applies to both (a note under the controls says which). Every earlier run stays on the board, faded
@@ -125,8 +125,8 @@ class Playground:
         self._k_range()
 
     def _k_range(self) -> None:
-        """K's slider reaches as far as the images allow: N / min_cluster_size (ODC refuses more, and the same top
-        keeps DeepCluster's clusters as large), and at least 10."""
+        """K's slider reaches as far as the images allow: N / max(min_cluster_size, 10), at least 10 (ODC refuses K
+        above N / min_cluster_size; the floor of 10 images a cluster keeps DeepCluster's clusters as large)."""
         top = max(10, self.n_train.value // max(self.min_cluster_size.value, 10))
         self._showing_preset, before = True, self._showing_preset  # a K clipped to the new top is not a user's move
         try:
@@ -321,7 +321,8 @@ class Playground:
             epochs = len(trace.history["epoch"])
             if self._stop.is_set():
                 done.append(f"{NAMES[algo]} stopped after {epochs} epoch{'s' * (epochs != 1)}"
-                            + (f" and {self._iters} of {per_epoch} iterations of epoch {epochs + 1}" if self._iters else ""))
+                            + (f"; epoch {epochs + 1} rolled back after {self._iters} of {per_epoch} iterations"
+                               if self._iters else ""))
                 done += [f"{NAMES[a]} not started" for a, _, _ in jobs[len(done):]]
                 break
             done.append(f"{NAMES[algo]} {epochs} epoch{'s' * (epochs != 1)}")

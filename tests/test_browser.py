@@ -134,7 +134,7 @@ def test_playground_compares_fades_earlier_runs_and_stops_in_a_real_jupyterlab(j
         train.click()
         expect(page.get_by_text(re.compile(r"^DeepCluster: epoch 1, loss"))).to_be_visible(timeout=120_000)
         page.get_by_role("button", name="Stop").click()
-        expect(status).to_have_text(re.compile(r"^stopped: DeepCluster stopped after 0 epochs and \d+ of 63 "
-                                               r"iterations of epoch 1; ODC not started$"), timeout=120_000)
+        expect(status).to_have_text(re.compile(r"^stopped: DeepCluster stopped after 0 epochs; epoch 1 rolled back after "
+                                               r"\d+ of 63 iterations; ODC not started$"), timeout=120_000)
         expect(train).to_be_enabled()
         browser.close()

@@ -2,6 +2,7 @@
 every check of a command has passed. Each test failed before its fix."""
 import numpy as np
 import pytest
+import torch
 
 import kit
 from conftest import tiny_dc_config
@@ -198,3 +199,75 @@ def test_a_killed_reports_temporaries_are_cleaned_by_the_next(fast_compare, tmp_
         f.write_text("half")
     assert main(["report", str(tmp_path / "t")]) == 0
     assert not any(f.exists() for f in left)
+
+
+@pytest.mark.parametrize("algo", ["deepcluster", "odc"])
+def test_a_nan_image_is_named_as_the_data_not_a_diverged_network(algo):
+    """A NaN in an image `check_indexed` does not sample was called "the network has diverged"."""
+    from conftest import tiny_odc_config
+    from kit.data import with_indices
+
+    x = torch.rand(200, 1, 28, 28)
+    x[7, 0, 3, 3] = float("nan")  # check_indexed looks at images 0, 100 and 199
+    data = with_indices(torch.utils.data.TensorDataset(x, torch.arange(200) % 10))
+    trainer = kit.DeepCluster(tiny_dc_config(n_clusters=10)) if algo == "deepcluster" else \
+        kit.ODC(tiny_odc_config(n_clusters=10))
+    with pytest.raises(FloatingPointError, match="so in the data, not the network: an image of the dataset holds NaN"):
+        trainer.fit(data, 1)
+
+
+def test_a_sweep_cells_result_without_its_algorithm_is_one_line(tmp_path):
+    """A sweep cell's result.json without `algo` gave a traceback."""
+    from kit.sweep import Cell, SweepConfig, train_cell
+
+    cfg = SweepConfig.fast()
+    cell = Cell("odc", (("n_clusters", 10),), 31)
+    (tmp_path / cell.name).mkdir(parents=True)
+    (tmp_path / cell.name / "result.json").write_text('{"epochs": 2}')
+    with pytest.raises(ValueError, match="result.json: algo is None") as e:
+        train_cell(kit.Run(tmp_path), cfg, cell, None, None)
+    assert str(tmp_path / cell.name / "result.json") in str(e.value)
+
+
+def test_a_checkpoint_with_a_damaged_random_state_is_one_line(two_runs, tmp_path):
+    _resume_refused(*two_runs, tmp_path, lambda s: s.update(rng={"torch": torch.zeros(3)}), "random-number state")
+
+
+@pytest.mark.parametrize("images, match", [
+    (torch.randint(0, 255, (50, 1, 28, 28), dtype=torch.uint8), "is torch.uint8: the network takes float images"),
+    (torch.rand(50, 28, 28), r"has shape \(28, 28\), not \(C, H, W\)")])
+def test_images_of_the_wrong_type_or_shape_are_one_line(images, match):
+    """uint8 images or images without a channel axis raised torch's own errors from inside the network."""
+    from kit.data import with_indices
+
+    data = with_indices(torch.utils.data.TensorDataset(images, torch.arange(50) % 10))
+    with pytest.raises(ValueError, match=match):
+        kit.DeepCluster(tiny_dc_config(n_clusters=10)).fit(data, 1)
+
+
+def test_an_image_tensor_dataset_of_the_wrong_kind_is_one_line():
+    from kit.augment import AugmentSpec
+    from kit.data import ImageTensorDataset
+
+    with pytest.raises(ValueError, match=r"are torch.float32 \(10, 28, 28\): an ImageTensorDataset holds uint8"):
+        ImageTensorDataset(torch.rand(10, 28, 28), None, (0.5,), (0.5,), "x", AugmentSpec())
+
+
+def test_a_writer_threads_full_disk_is_one_line_not_a_traceback(tmp_path, monkeypatch, capsys):
+    """On a full disk with --tensorboard, the one-line error was followed by TensorBoard's writer thread's traceback."""
+    import threading
+
+    import kit.__main__ as cli
+
+    def full(a, name):
+        writer = threading.Thread(target=lambda: (_ for _ in ()).throw(OSError(28, "No space left on device")))
+        writer.start()
+        writer.join()
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(cli, "_train_or_compare", full)
+    assert cli.main(["compare", "--name", "d", "--runs", str(tmp_path), "--tensorboard"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: [Errno 28] No space left on device (in a background writer)",
+                   "error: [Errno 28] No space left on device"], err
+    assert threading.excepthook is not cli._thread_error  # given back

@@ -106,11 +106,19 @@ def test_a_resumed_run_keeps_every_step_and_epoch_it_had_logged(tmp_path, mnist_
     and the last epoch's numbers went missing (a resume with nothing left to train lost them at `close`). Records
     arrive in bursts (DeepCluster's losses are read every READ_EVERY steps): each keeps its own step number."""
     import time
+    import types
+
+    from tensorboard.summary.writer import event_file_writer
 
     import kit.training
     from kit.tensorboard_log import TensorBoardLog
 
     monkeypatch.setattr(kit.training, "READ_EVERY", 4)
+    # TensorBoard reads event files in name order: a time in seconds, then a counter of this process's writers
+    # (…9 sorts after …10). A resume is a new process, a second later at least; here, one process: each writer's
+    # file is named 10 s after the one before
+    later = iter(range(int(time.time()), 2**31, 10))
+    monkeypatch.setattr(event_file_writer, "time", types.SimpleNamespace(time=lambda: next(later)))
     train = mnist_small[0]
     for epochs in (1, 2, 2):  # a fit, its resume to 2 epochs, then a resume with nothing left to train
         trainer = kit.ODC(tiny_odc_config()) if algo == "odc" else kit.DeepCluster(tiny_dc_config())
@@ -119,9 +127,6 @@ def test_a_resumed_run_keeps_every_step_and_epoch_it_had_logged(tmp_path, mnist_
         trainer.fit(train, epochs, callback=tb, run=run)
         tb.writer  # noqa: B018 - opened after the fit, as `compare` opens it for the Projector at every run's end
         tb.close()
-        # TensorBoard reads event files in name order: a time in seconds, then a counter of this process's writers
-        # (…9 sorts after …10). A resume is a new process, a second later at least; here, one process: wait
-        time.sleep(1.1)
     history = kit.Run(tmp_path / "r").load_history()
     ea = read(tmp_path / "tb")
     n = len(history["step"]["loss"])

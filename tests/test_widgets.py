@@ -84,7 +84,8 @@ def test_stop_mid_epoch_reports_the_iterations_done_and_rolls_the_epoch_back(tmp
     assert not pg.running and len(pg.runs) == 2
     n = pg._iters  # the steps the board saw; the trainer rolled the stopped epoch back (issue 31, item 4)
     assert 3 <= n < 32 and h["epoch"] == [] and h["step"]["loss"] == []
-    assert pg.status.value == f"stopped: DeepCluster stopped after 0 epochs and {n} of 32 iterations of epoch 1; ODC not started"
+    assert pg.status.value == (f"stopped: DeepCluster stopped after 0 epochs; epoch 1 rolled back after {n} of 32 "
+                               "iterations; ODC not started")
 
 
 def test_errors_show_one_line_and_the_traceback_in_the_collapsed_log(monkeypatch, tmp_path):

@@ -280,6 +280,8 @@ def build_report(run_path: str | Path, log=print, umap: bool = True, figures: bo
                          "(python -m kit compare --name NAME)")
     cfg = cfg["compare"]
     check_fields(CompareConfig, cfg, run_path / "config.json", "compare")
+    if (run_path / "evaluation.json").exists():
+        read_evaluation(run_path / "evaluation.json")  # a damaged one is named now, before minutes of drawing
     if cfg.get("seeds", 1) > 1:
         return _seeded_report(run_path, cfg, log, figures)
     histories = load_histories(run_path)
@@ -407,13 +409,20 @@ def _alarms(histories: dict) -> str:
 
 def stale_evaluation(run_path: Path, scored: dict) -> str:
     """A warning when `evaluation.json` scored weights older than the run's checkpoints hold now (`compare --resume`
-    trained on after `evaluate`); nothing when they match or the file predates the record."""
+    trained on after `evaluate`); nothing when they match, or the file predates the record, or a checkpoint cannot
+    be read (the evaluation itself would then say so)."""
     from ..evaluate_run import trained_epochs
 
-    old = [f"{name}'s after epoch {scored[name]['weights']['epoch']}; the run has since trained to epoch {now}"
+    def now(algo: str) -> int | None:
+        try:
+            return trained_epochs(run_path / algo)
+        except Exception:  # noqa: BLE001 - missing or damaged: nothing to compare with
+            return None
+
+    old = [f"{name}'s after epoch {scored[name]['weights']['epoch']}; the run has since trained to epoch {at}"
            for name, algo in (("DeepCluster", "deepcluster"), ("ODC", "odc"))
-           if isinstance(scored.get(name, {}).get("weights"), dict)
-           and scored[name]["weights"].get("epoch") != (now := trained_epochs(run_path / algo))]
+           if isinstance(scored.get(name, {}).get("weights"), dict) and (at := now(algo)) is not None
+           and scored[name]["weights"].get("epoch") != at]
     if not old:
         return ""
     return (f'<p class="warn">These tables scored older weights ({"; ".join(old)}): run <code>python -m kit evaluate '
