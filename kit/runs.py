@@ -588,8 +588,7 @@ def read_layouts(cache: Path) -> dict:
     if not cache.exists():
         return {}
     try:
-        read_regular(cache, 2**31)  # a regular file of sane size, before numpy opens it
-        with np.load(cache, allow_pickle=False) as f:
+        with open_regular(cache, 2**31) as raw, np.load(raw, allow_pickle=False) as f:  # one read, checked first
             return {k: f[k] for k in f.files if f[k].dtype.kind == "f" and f[k].ndim == 2}
     except Exception:  # noqa: BLE001 - any damage: the layouts are recomputed, as for a run drawn the first time
         return {}
@@ -599,11 +598,7 @@ def read_snapshot(f: Path, n_samples: int | None = None, n_clusters: int | None 
     """One label snapshot as (N,) int64, refused in one line naming the file unless it is a .npy of
     N integers in [0, n_clusters). Never unpickled; memory-mapped, so a header claiming billions of
     rows is refused before anything is allocated."""
-    try:
-        a = np.load(f, mmap_mode="r", allow_pickle=False)
-    except Exception as e:  # noqa: BLE001 - random bytes, pickles, a short file: all the same to the user
-        raise ValueError(f"label snapshot {f} is not a .npy array kit wrote ({type(e).__name__}): restore it "
-                         "from a copy or start a new run") from None
+    a = _mapped(f)
     fits = isinstance(a, np.ndarray) and a.ndim == 1 and a.dtype.kind in "iu" and n_samples in (None, len(a))
     values = ""
     if fits and len(a):
