@@ -1,6 +1,8 @@
 """ODC's small-cluster fix at three K on the 4,000 training digits (issue 31, item 10), side by side in one process:
 an epoch's time and the share of it spent dissolving and re-splitting small clusters (`min_cluster_size` 10, the
-small preset's). K = 1,000 (4 images a cluster) is refused in one line; it took ~240 s an epoch before.
+small preset's). K = 300 is timed twice: with kit's batched 2-means, and with the reference's loop, one
+scikit-learn KMeans(2) call a split (kit's code before issue 31). K = 1,000 (4 images a cluster) is refused in one
+line; it took ~240 s an epoch before.
 
     python bench/small_clusters.py
 """
@@ -11,53 +13,78 @@ import time
 import warnings
 from pathlib import Path
 
+import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import kit  # noqa: E402
+import kit.odc  # noqa: E402
 from kit.memory import ODCMemory  # noqa: E402
 
 
-def epoch(data, k: int) -> tuple[float, float, int]:
-    """(seconds of ODC's second epoch, seconds of it in fix_small_clusters, 2-means splits in it)."""
+class OneSklearnCallASplit(ODCMemory):
+    """The reference's loop (§2.7): for each freed id, the largest cluster split by scikit-learn's KMeans(2)."""
+
+    def _redirect_empty(self, empty):
+        from sklearn.cluster import KMeans
+
+        moved = 0
+        for e in empty.tolist():
+            counts = self.counts()
+            big = int(counts.argmax())
+            if counts[big] < 2:
+                break
+            members = torch.nonzero(self.labels == big).flatten()
+            part = KMeans(2, random_state=self.split_seed, max_iter=20, n_init=1).fit(
+                self.features[members].double().numpy()).labels_ == 1
+            part = members[torch.as_tensor(part)] if 0 < part.sum() < len(part) else members[len(members) // 2:]
+            self._write(part, torch.full_like(part, e))
+            moved += len(part)
+            self.recompute_centroids(torch.tensor([big, e]))
+        return moved
+
+
+def epoch(data, k: int, memory=ODCMemory) -> tuple[float, float, int]:
+    """(seconds of ODC's second epoch, seconds of it in fix_small_clusters, ids refilled by a split in it)."""
+    kit.odc.ODCMemory = memory
     trainer = kit.ODC(kit.ODCConfig.small(n_clusters=k, eval_every=0, device="cpu"))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # K = 300's warning: measured here
-        trainer.fit(data, epochs=1)
-    spent = {"fix": 0.0, "splits": 0}
-    fix, split = ODCMemory.fix_small_clusters, ODCMemory._split_in_two
+    warnings.filterwarnings("ignore", "ODC: n_clusters", RuntimeWarning)  # K = 300's warning: measured here
+    trainer.fit(data, epochs=1)
+    spent = {"fix": 0.0, "refilled": 0}
+    fix = memory.fix_small_clusters
 
     def timed_fix(self):
         t = time.perf_counter()
+        refill = int(self.small_clusters().sum())
         try:
             return fix(self)
         finally:
             spent["fix"] += time.perf_counter() - t
+            spent["refilled"] += refill
 
-    def counted_split(self, x):
-        spent["splits"] += 1
-        return split(self, x)
-
-    ODCMemory.fix_small_clusters, ODCMemory._split_in_two = timed_fix, counted_split
+    memory.fix_small_clusters = timed_fix
     try:
         t = time.perf_counter()
         trainer.fit(data, epochs=2)
-        return time.perf_counter() - t, spent["fix"], spent["splits"]
+        return time.perf_counter() - t, spent["fix"], spent["refilled"]
     finally:
-        ODCMemory.fix_small_clusters, ODCMemory._split_in_two = fix, split
+        memory.fix_small_clusters = fix
+        kit.odc.ODCMemory = ODCMemory
 
 
 def main() -> None:
     data = kit.load_dataset("mnist5k")
     base = None
-    for k in (30, 300, 1000):
+    for k, memory, how in ((30, ODCMemory, "kit"), (300, ODCMemory, "kit"), (300, OneSklearnCallASplit, "reference loop"),
+                           (1000, ODCMemory, "kit")):
         try:
-            wall, fix, splits = epoch(data, k)
+            wall, fix, refilled = epoch(data, k, memory)
         except ValueError as e:
             print(f"K = {k:>5,}: refused: {e}")
             continue
         base = base or wall
-        print(f"K = {k:>5,} ({len(data) / k:5.1f} images a cluster): epoch {wall:5.2f} s = {wall / base:.2f}x K = 30's; "
-              f"small-cluster fix {fix:.2f} s ({splits:,} 2-means splits)")
+        print(f"K = {k:>5,} ({len(data) / k:5.1f} images a cluster), {how:>14}: epoch {wall:5.2f} s = {wall / base:.2f}x "
+              f"K = 30's; small-cluster fix {fix:.2f} s ({refilled:,} ids refilled by a split)")
 
 
 if __name__ == "__main__":

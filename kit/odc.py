@@ -72,9 +72,9 @@ class ODCConfig(TrainConfig):
 
 def check_cluster_room(n: int, k: int, min_size: int) -> None:
     """Refuse K where the average cluster is below `min_size`: the small-cluster fix (§2.7) would dissolve and
-    re-split clusters in every iteration, one 2-means split each, and an epoch crawls (K = 1,000 on 4,000 digits took
-    ~240 s an epoch against 3.7 s at K = 30). Under twice `min_size`, warn: K = 300 on 4,000 digits (13 a cluster, 10
-    the minimum) makes ~1,600 splits an epoch and took 2.4x and 3.2x a K = 30 epoch in two sittings
+    re-split clusters in every iteration, and an epoch crawls (K = 1,000 on 4,000 digits took ~240 s an epoch against
+    3.7 s at K = 30 before the splits were batched). Under twice `min_size`, warn: K = 300 on 4,000 digits (13 a
+    cluster, 10 the minimum) refills ~800 cluster ids an epoch and takes 1.3x a K = 30 epoch
     (bench/small_clusters.py)."""
     if min_size <= 0:
         return

@@ -45,8 +45,7 @@ def seed_everything(seed: int) -> None:
     """One seed for every RNG kit touches (Python, NumPy, torch on every device).
 
     kit draws its own random numbers from torch; NumPy and Python are seeded too so that
-    third-party code called from kit (scikit-learn's 2-means split uses a fixed random_state
-    anyway) is repeatable.
+    third-party code called from kit is repeatable.
     """
     random.seed(seed)
     np.random.seed(seed % (2**32))

@@ -227,3 +227,73 @@ def test_odc_splits_with_the_reference_seed_whatever_the_run_seed(mnist_small):
     assert odc.memory.split_seed == 0  # sklearn KMeans(2, random_state=0) in OpenSelfSup and mmselfsup
     odc.load_extra_state(odc.extra_state())  # the resume path builds its own memory
     assert odc.memory.split_seed == 0
+
+
+# the batched small-cluster fix (issue 31, item 10) ------------------------------------------------
+class OneSplitAtATime(ODCMemory):
+    """The reference's loop: for each empty id, find the largest cluster, split it, recompute two centroids;
+    with kit's 2-means, called on one cluster at a time."""
+
+    def _redirect_empty(self, empty):
+        moved = 0
+        for e in empty.tolist():
+            counts = self.counts()
+            big = int(counts.argmax())
+            if counts[big] < 2:
+                break
+            members = torch.nonzero(self.labels == big).flatten()
+            part = members[self._split_in_two([self.features[members]])[0]]
+            self._write(part, torch.full_like(part, e))
+            moved += len(part)
+            self.recompute_centroids(torch.tensor([big, e]))
+        return moved
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_batched_splits_are_the_one_at_a_time_loops_splits(seed):
+    """Skewed sizes (one cluster holding a third of the rows, so its halves outgrow the rest and a round
+    must stop) and many empty ids: labels, sizes and centroids equal the sequential loop's."""
+    g = torch.Generator().manual_seed(seed)
+    n, d, k = 400, 8, 40
+    feats = torch.randn(n, d, generator=g)
+    labels = torch.where(torch.rand(n, generator=g) < 0.35, 0, torch.randint(1, 25, (n,), generator=g))
+    batched, one = ODCMemory(n, d, k, min_cluster_size=6), OneSplitAtATime(n, d, k, min_cluster_size=6)
+    assert batched.init(feats, labels) == one.init(feats, labels) > 0  # 15 empty ids filled
+    assert torch.equal(batched.labels, one.labels)
+    for _ in range(3):  # then every iteration's fix: dissolve the small clusters, refill their ids
+        idx = torch.randint(n, (64,), generator=g)
+        z = torch.randn(64, d, generator=g)
+        batched.update(idx, z), one.update(idx, z)
+        assert batched.fix_small_clusters() == one.fix_small_clusters()
+        assert torch.equal(batched.labels, one.labels) and torch.equal(batched.counts(), one.counts())
+        assert torch.allclose(batched.centroids, one.centroids, atol=1e-6)
+    assert (batched.counts() > 0).all()
+
+
+def test_rounds_stop_where_a_half_outgrows_the_next_cluster():
+    """One cluster of 90 and three of 10, four empty ids: the loop splits 90, then one of its halves (45 > 10)
+    and so on; the batched rounds must follow it rather than split the three 10s at once."""
+    g = torch.Generator().manual_seed(3)
+    n, d = 120, 4
+    feats = torch.randn(n, d, generator=g)
+    labels = torch.tensor([0] * 90 + [1] * 10 + [2] * 10 + [3] * 10)
+    batched, one = ODCMemory(n, d, 8, min_cluster_size=1), OneSplitAtATime(n, d, 8, min_cluster_size=1)
+    batched.init(feats, labels), one.init(feats, labels)
+    assert torch.equal(batched.labels, one.labels)
+    assert batched.counts()[1:4].tolist() == [10, 10, 10]  # the 10s were never the largest
+
+
+def test_two_means_separates_two_blobs_as_scikit_learn_does():
+    from sklearn.cluster import KMeans
+
+    g = torch.Generator().manual_seed(0)
+    groups = []
+    for n, gap in ((30, 6.0), (7, 4.0), (101, 3.0)):
+        x = torch.randn(n, 16, generator=g)
+        x[: n // 3] += gap  # a third of the rows shifted along every axis
+        groups.append(x)
+    mem = ODCMemory(10, 16, 2)
+    for x, part in zip(groups, mem._split_in_two(groups)):
+        theirs = torch.as_tensor(KMeans(2, random_state=0, max_iter=20, n_init=1).fit(x.double().numpy()).labels_ == 1)
+        assert torch.equal(part, theirs) or torch.equal(part, ~theirs)  # the same partition, either side second
+        assert part[: len(x) // 3].all() != part[len(x) // 3:].any()  # the shifted third is one side
