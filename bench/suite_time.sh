@@ -1,28 +1,41 @@
 #!/usr/bin/env bash
-# The test suite's wall time on an older commit and on HEAD, side by side in one sitting (issue 22: at most
-# 0.55x the time of the commit before the issue). Each commit is cloned, installed (not timed), then
-# `make test` is timed on the first, then on the second, with nothing else running. Prints both and the ratio.
+# The test suite's wall time on older commits and on HEAD, side by side in one sitting (issue 22: at most 0.55x the
+# time of the commit before the issue; issues 28 and 31: at most 1.10x and 1.05x). Each commit is cloned and
+# installed (not timed), then `make test` is timed on each base in turn, then on HEAD, with nothing else running.
+# Prints each time and HEAD's ratio to each base.
 #
-#   bash bench/suite_time.sh 9ea4198          # the base commit; HEAD is the other
+#   bash bench/suite_time.sh 9ea4198              # one base commit; HEAD is the other
+#   bash bench/suite_time.sh e4daa0a 218b539      # several bases, one sitting
 #
 # Measured on 2026-12-01 (2 cores, quiet machine): bench/RESULTS.md, "Test suite time" (1,273 s against 624 s, 0.49x).
 set -euo pipefail
-base=${1:?usage: bash bench/suite_time.sh BASE_COMMIT}
+(( $# )) || { echo "usage: bash bench/suite_time.sh BASE_COMMIT [BASE_COMMIT ...]"; exit 2; }
 repo=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d)
-for name in base head; do
+names=()
+for i in $(seq 1 $#); do names+=("base$i"); done
+names+=(head)
+for name in "${names[@]}"; do
   git clone -q "$repo" "$work/$name"
 done
-git -C "$work/base" checkout -q "$base"
-for name in base head; do
+i=0
+for commit in "$@"; do
+  i=$((i + 1))
+  git -C "$work/base$i" checkout -q "$commit"
+done
+for name in "${names[@]}"; do
   make -C "$work/$name" install >/dev/null
 done
 declare -A took
-for name in base head; do
+for name in "${names[@]}"; do
   start=$(date +%s)
   make -C "$work/$name" test ARGS="-p no:cacheprovider" >"$work/$name.log" 2>&1 || { tail -20 "$work/$name.log"; exit 1; }
   took[$name]=$(( $(date +%s) - start ))
   echo "$name ($(git -C "$work/$name" log --oneline -1 | cut -c1-60)): ${took[$name]} s, $(grep -E "passed|failed" "$work/$name.log" | tail -1)"
 done
-python3 -c "print(f'head / base = {${took[head]} / ${took[base]}:.2f}')"
+i=0
+for commit in "$@"; do
+  i=$((i + 1))
+  python3 -c "print(f'head / $commit = {${took[head]} / ${took[base$i]}:.2f}')"
+done
 echo "logs in $work"

@@ -60,7 +60,7 @@ def fast_compare(tmp_path_factory):
 
     from kit.__main__ import main
 
-    root = tmp_path_factory.mktemp("compare")
+    root = tmp_path_factory.mktemp("compare") / "my runs, Ada's"  # a space and a quote: every hint must quote them
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = main(["compare", "--name", "t", "--runs", str(root)])

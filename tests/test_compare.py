@@ -4,6 +4,7 @@ The finished run is the session's `fast_compare` (tests/conftest.py), made once 
 changes it works on a copy. Ctrl-C in the middle of a `compare` is tests/test_cli.py's."""
 import hashlib
 import os
+import shlex
 import shutil
 from pathlib import Path
 
@@ -24,6 +25,8 @@ def copied(fast_compare, tmp_path):
 def test_compare_writes_every_promised_file(fast_compare):
     path = fast_compare.path
     assert "report:" in fast_compare.stdout
+    rebuild = shlex.split(fast_compare.stdout.split("rebuild it with: ", 1)[1].splitlines()[0])
+    assert rebuild == ["python", "-m", "kit", "report", str(path)]  # "my runs, Ada's" comes back whole, once quoted
     for name in [*FIGURES, "report.html", "config.json", "baselines.json", "embeddings.npz"]:
         assert (path / name).exists(), name
     for algo in ("deepcluster", "odc"):
