@@ -14,6 +14,8 @@ import importlib
 import os as _os
 from pathlib import Path as _Path
 
+from .algorithms import SPECS as _SPECS
+
 # OpenMP threads that spin-wait between parallel regions (libgomp's default) take the cores of whatever
 # else runs on the machine: an ODC epoch went from 2.45 s to 15.8 s beside a 2-thread numpy job, where a
 # fair share of two cores is about 2x (issue 19, bench/RESULTS.md). torch and faiss each bring their own
@@ -24,16 +26,15 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 _EXPORTS = {
     "clustering": ["KMeans", "l2_normalize", "pca_whiten", "preprocess_features"],
     "data": ["load_dataset", "with_indices"],
-    "deepcluster": ["DeepCluster", "DeepClusterConfig"],
     "example": ["example_run"],
     "machine": ["doctor"],
     "features": ["extract_features"],
     "memory": ["ODCMemory", "class_weights"],
     "models": ["ClusterHead", "ClusterNet", "ODCNeck", "Sobel", "build_backbone"],
-    "odc": ["ODC", "ODCConfig"],
     "runs": ["Run", "load_checkpoint", "save_checkpoint"],
     "runtime": ["resolve_device", "seed_everything"],
     "sampling": ["replacement_indices", "uniform_cluster_indices"],
+    **{spec.module: [spec.trainer, spec.config] for spec in _SPECS.values()},  # each algorithm's trainer and config
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = list(_WHERE)
@@ -46,7 +47,7 @@ def __getattr__(name: str):
         globals()[name] = value  # later look-ups skip this function
         return value
     here = _Path(__file__).parent
-    # `kit.odc`, `kit.views` and the like, as an eager package gives
+    # `kit.memory`, `kit.views` and the like, as an eager package gives
     if (here / f"{name}.py").exists() or (here / name / "__init__.py").exists():
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'kit' has no attribute {name!r}")

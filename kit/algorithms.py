@@ -1,28 +1,59 @@
-"""The two algorithms by name, written once: their trainers, their configs and what a sweep varies.
+"""The algorithms by name, each written once, as a `Spec`: the one place the rest of kit reads them from.
 
     TRAINERS["odc"](ODCConfig.small()).fit(train, epochs=10)
     CONFIGS["deepcluster"].fast()        # each config owns its presets: .small(), .fast()
+    SPECS["odc"].colour                  # what a view needs: names, colour, when its label metrics are taken
 
-`NAMES` and `GRID` are plain data, read by the command line before torch loads (kit/__main__.py);
-`TRAINERS` and `CONFIGS` import the algorithms on first use (PEP 562) for the same reason.
+A spec is plain data, read by the command line before torch loads (kit/__main__.py); `TRAINERS` and `CONFIGS`
+import the algorithms' modules on first use (PEP 562) for the same reason. A view, the report, the flight recorder,
+the sweep and the run store loop over `SPECS` (or over the algorithms a run holds) and name no algorithm.
 """
 from __future__ import annotations
 
-NAMES = {"deepcluster": "DeepCluster", "odc": "ODC"}  # as in commands and folders -> as written for people
-# the settings a sweep varies per algorithm; every other setting is the algorithm's preset (kit/sweep.py)
-GRID = {"deepcluster": ("n_clusters", "lr", "pca_dim"), "odc": ("n_clusters", "lr", "memory_momentum")}
+from dataclasses import dataclass
+from importlib import import_module
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str  # as in commands, folders and histories ("odc")
+    title: str  # as written for people ("ODC")
+    short: str  # where room is short (the flight recorder's selection grid)
+    module: str  # kit's module that defines the trainer and the config
+    trainer: str  # the trainer's class name there
+    config: str  # the config's class name there (its presets: .small(), .fast())
+    colour: str  # its colour in every figure
+    shades: str  # a matplotlib colour map for a family of its runs (notebook 05's ablations)
+    grid: tuple[str, ...]  # the settings a sweep varies; every other setting is the algorithm's preset (kit/sweep.py)
+    loss: str  # its training loss, as a legend names it
+    # True: an epoch's record describes the labels the epoch trained on, clustered at its start (DeepCluster's k-means),
+    # so its label metrics sit at x = t epochs of training; False: the labels at the epoch's end (ODC's memory), x = t+1.
+    # The label snapshots follow: snapshot s follows s epochs, and ODC's snapshot 0 is its initial k-means.
+    labels_at_epoch_start: bool
+    reassigned_per_step: str | None  # the step record of labels changed in each iteration's batch, if it has one
+
+
+SPECS = {spec.name: spec for spec in (
+    Spec("deepcluster", "DeepCluster", "DC", "deepcluster", "DeepCluster", "DeepClusterConfig", colour="#1f77b4",
+         shades="Blues", grid=("n_clusters", "lr", "pca_dim"), loss="CE", labels_at_epoch_start=True,
+         reassigned_per_step=None),
+    Spec("odc", "ODC", "ODC", "odc", "ODC", "ODCConfig", colour="#ff7f0e", shades="Oranges",
+         grid=("n_clusters", "lr", "memory_momentum"), loss="weighted CE", labels_at_epoch_start=False,
+         reassigned_per_step="change_ratio"),
+)}
+NAMES = {name: spec.title for name, spec in SPECS.items()}  # as in commands and folders -> as written for people
+GRID = {name: spec.grid for name, spec in SPECS.items()}
 GRID_KEYS = tuple(dict.fromkeys(key for keys in GRID.values() for key in keys))  # n_clusters, lr, pca_dim, memory_momentum
+
+
+def _classes(attribute: str) -> dict:
+    return {name: getattr(import_module(f"{__package__}.{spec.module}"), getattr(spec, attribute))
+            for name, spec in SPECS.items()}
 
 
 def __getattr__(name: str):
     if name == "TRAINERS":
-        from .deepcluster import DeepCluster
-        from .odc import ODC
-
-        return {"deepcluster": DeepCluster, "odc": ODC}
+        return _classes("trainer")
     if name == "CONFIGS":
-        from .deepcluster import DeepClusterConfig
-        from .odc import ODCConfig
-
-        return {"deepcluster": DeepClusterConfig, "odc": ODCConfig}
+        return _classes("config")
     raise AttributeError(f"module 'kit.algorithms' has no attribute {name!r}")

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import torch
 
+from . import algorithms
 from . import evaluate as ev
+from .algorithms import NAMES, SPECS
 from .data import load_dataset
 from .models import Backbone, build_backbone
 from .runs import Run, atomic_write_bytes, atomic_write_json, load_checkpoint, read_config
@@ -63,8 +65,8 @@ def check_compare_run(run_path: Path) -> dict:
         seed = (seed_folders(run_path) or [run_path / f"seed-{cfg['compare'].get('seed', 31)}"])[0]
         raise ValueError(f"{run_path} holds {seeds} seeds, each a run of its own: evaluate one, e.g. "
                          f"python -m kit evaluate {seed}")
-    if not (run_path / "deepcluster" / "checkpoint.pt").exists():
-        raise FileNotFoundError(f"{run_path} is not a finished `kit compare` run (no deepcluster checkpoint): "
+    if not any((run_path / algo / "checkpoint.pt").exists() for algo in SPECS):
+        raise FileNotFoundError(f"{run_path} is not a finished `kit compare` run (no algorithm's checkpoint): "
                                 f"finish it with python -m kit compare --name {run_path.name} --runs {run_path.parent} --resume")
     return cfg["compare"]
 
@@ -89,7 +91,7 @@ def load_backbone(run: Path, algo: str, dataset) -> tuple[Backbone, TrainConfig]
         raise ValueError(f"{path} holds a {state.get('algo')} checkpoint, not {algo}: restore the run's own file")
     common = {f.name for f in fields(TrainConfig)}  # the algorithm's own fields are not needed here
     cfg = TrainConfig.from_dict({k: v for k, v in state["config"].items() if k in common})
-    net = build_network(cfg, dataset, neck=(algo == "odc"))
+    net = build_network(cfg, dataset, neck=algorithms.TRAINERS[algo].uses_neck)
     try:
         net.load_state_dict(state["model"])
     except RuntimeError as e:
@@ -142,18 +144,19 @@ def _evaluate(run_path: Path, cfg: dict, config: EvaluateConfig, log, device) ->
 
     train = load_dataset(cfg["dataset"], "train", root=cfg.get("root", "data"), n=cfg.get("n_train"))
     test = load_dataset(cfg["dataset"], "test", root=cfg.get("root", "data"))
-    learned, base = load_backbone(run_path, "deepcluster", train)
+    first, *others = [algo for algo in SPECS if (run_path / algo / "checkpoint.pt").exists()]
+    learned, base = load_backbone(run_path, first, train)
     seed_everything(base.seed)  # the same initial weights the trainers started from
     c, h, _ = train.image_shape
-    backbones = {"random init": build_backbone(base.backbone, c, base.sobel, h), "DeepCluster": learned}
-    if (run_path / "odc" / "checkpoint.pt").exists():
-        backbones["ODC"] = load_backbone(run_path, "odc", train)[0]
+    backbones = {"random init": build_backbone(base.backbone, c, base.sobel, h), NAMES[first]: learned}
+    for algo in others:
+        backbones[NAMES[algo]] = load_backbone(run_path, algo, train)[0]
     t0 = time.perf_counter()
     backbones["supervised"] = train_supervised(base, train, config.supervised_epochs or cfg["epochs"], device)
     log(f"supervised baseline trained in {time.perf_counter() - t0:.0f} s")
     backbones = {name: bb.to(device) for name, bb in backbones.items()}  # every protocol runs where its model is
     results = evaluate_backbones(backbones, train, test, config, log)
-    for name, algo in (("DeepCluster", "deepcluster"), ("ODC", "odc")):
+    for algo, name in NAMES.items():
         if name in results:  # which weights were scored: a report after more training says these tables are older
             results[name]["weights"] = {"epoch": trained_epochs(run_path / algo)}
     atomic_write_json(run_path / "evaluation.json", results)

@@ -41,6 +41,8 @@ except ImportError:  # pragma: no cover - Windows: no flock; one writer per run 
 import numpy as np
 import torch
 
+from .algorithms import SPECS
+
 CHECKPOINT_FORMAT = "kit-checkpoint-v1"
 _UMASK = os.umask(0)
 os.umask(_UMASK)  # read once: there is no way to read the umask without setting it
@@ -496,7 +498,7 @@ class Run:
         """Whether this folder is one algorithm's of a `compare` run, named after its algorithm."""
         parent = self.path.parent / "config.json"
         try:
-            return self.path.name in ("deepcluster", "odc") and read_json(parent, "run's config", dict).get(
+            return self.path.name in SPECS and read_json(parent, "run's config", dict).get(
                 "command") == "compare"
         except (OSError, ValueError):
             return False

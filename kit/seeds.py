@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .algorithms import SPECS
+
 SEED_FOLDER = re.compile(r"seed-(\d+)")
 
 
@@ -21,7 +23,7 @@ def seed_folders(run_path: str | Path) -> list[Path]:
     """The seed folders of a several-seed run that hold a history yet, in seed order ([] for a one-seed run)."""
     run_path = Path(run_path)
     found = [p for p in run_path.iterdir() if p.is_dir() and SEED_FOLDER.fullmatch(p.name)] if run_path.is_dir() else []
-    found = [p for p in found if any((p / a / "history.json").exists() for a in ("deepcluster", "odc"))]
+    found = [p for p in found if any((p / a / "history.json").exists() for a in SPECS)]
     return sorted(found, key=lambda p: int(SEED_FOLDER.fullmatch(p.name).group(1)))
 
 
@@ -45,10 +47,10 @@ def spread(values) -> str:
     return f"{mean:.3f} ± {std:.3f}"
 
 
-def spread_rows(per_seed: list[list[tuple]]) -> list[tuple[str, str, str]]:
-    """(metric, DeepCluster, ODC) rows over seeds, from one list of (metric, dc value, odc value) rows
+def spread_rows(per_seed: list[list[tuple]]) -> list[tuple]:
+    """(metric, one spread per algorithm) rows over seeds, from one list of (metric, a value per algorithm) rows
     per seed with the values unformatted (`kit.views.report.summary(..., fmt=lambda v: v)`)."""
-    return [(rows[0][0], spread([r[1] for r in rows]), spread([r[2] for r in rows])) for rows in zip(*per_seed)]
+    return [(rows[0][0], *(spread([r[i] for r in rows]) for i in range(1, len(rows[0])))) for rows in zip(*per_seed)]
 
 
 def difference(a_values, b_values) -> str:

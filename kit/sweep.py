@@ -48,8 +48,8 @@ class SweepConfig:
     # K, both algorithms: three cells per algorithm that fit a lecture (ODC at K = 300 takes 6-7 min a cell on 2 cores)
     n_clusters: list[int] = field(default_factory=lambda: [10, 30, 100])
     lr: list[float] = field(default_factory=lambda: [0.1])  # SGD learning rate, both
-    pca_dim: list[int] = field(default_factory=lambda: [CONFIGS["deepcluster"].small().pca_dim])  # DeepCluster only
-    memory_momentum: list[float] = field(default_factory=lambda: [CONFIGS["odc"].small().memory_momentum])  # ODC only
+    pca_dim: list[int] = field(default_factory=lambda: _preset("pca_dim"))  # the algorithm whose knob it is only
+    memory_momentum: list[float] = field(default_factory=lambda: _preset("memory_momentum"))
     epochs: int = 10  # the same budget for every cell
     seed: int = 31
     seeds: int = 1  # each cell with seed, seed + 1, ...
@@ -106,6 +106,11 @@ class Cell(NamedTuple):
         """The cell's folder: its algorithm, every setting and the seed, e.g. odc,n_clusters=30,lr=0.1,...,seed=31."""
         values = [f"{k}={_fmt(v)}" for k, v in self.settings]
         return ",".join([self.algo, *values, f"seed={self.seed}"])
+
+
+def _preset(knob: str) -> list:
+    """The small preset's value of `knob`, from the algorithm whose grid varies it: a sweep's default."""
+    return [getattr(CONFIGS[algo].small(), knob) for algo, keys in GRID.items() if knob in keys][:1]
 
 
 def _fmt(value) -> str:

@@ -152,7 +152,7 @@ class Playground:
 
     # -- config -----------------------------------------------------------------------------
     def algos(self) -> list[str]:
-        return ["deepcluster", "odc"] if self.algorithm.value == "both" else [self.algorithm.value]
+        return list(NAMES) if self.algorithm.value == "both" else [self.algorithm.value]
 
     def config(self, algo: str | None = None):
         """The config the widgets describe for `algo` (default: the selected one, DeepCluster for

@@ -25,6 +25,7 @@ import numpy as np
 from ..metrics import agreement
 from . import flows
 from .palette import class_colour, cluster_colours, text_colour
+from ..algorithms import SPECS
 from .plots import COLOURS, NAMES
 from .page import Page
 from .rundata import RunData
@@ -72,7 +73,7 @@ def _columns(data: RunData, frame: int, class_pal) -> dict:
         cols[f"k_{a}"] = ks[frame].astype(np.int32).copy()
         cols[f"c_{a}"] = [class_pal[c % len(class_pal)] for c in cls]
         cols[f"hist_{a}"] = ["→".join(str(k[i]) for k in ks) for i in range(len(cls))]
-    for a in ("deepcluster", "odc"):  # the tooltip names both
+    for a in SPECS:  # the tooltip names every algorithm
         cols.setdefault(f"k_{a}", np.full(len(cls), -1, np.int32))
         cols.setdefault(f"hist_{a}", [""] * len(cls))
     return cols
@@ -201,10 +202,10 @@ def flight_recorder(data: RunData, width: int = 500, height: int = 460, max_sele
                name="kit-flight-selection")
     src.selected.js_on_change("indices", CustomJS(
         args=dict(src=src, div=grid, hint=hint, epochs=data.epochs, algos=data.algos, cap=max_selected,
-                  names=[NAMES[a] for a in data.algos], short=["DC" if a == "deepcluster" else "ODC" for a in data.algos],
+                  names=[NAMES[a] for a in data.algos], short=[SPECS[a].short for a in data.algos],
                   colours=[text_colour(COLOURS[a]) for a in data.algos]), code=_SELECTED))
     layout = column(row(*figs), row(play, slider, radio), grid)
-    return Page(layout, height=height + 240 + 90, title="kit flight recorder: DeepCluster vs ODC")
+    return Page(layout, height=height + 240 + 90, title="kit flight recorder: " + " vs ".join(NAMES[a] for a in data.algos))
 
 
 def _legends(fig, data: RunData, class_pal) -> list:

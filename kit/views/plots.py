@@ -10,10 +10,11 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter, ScalarFormatter
 
-from ..algorithms import NAMES  # the views read the algorithms' names from here, beside COLOURS
+from ..algorithms import NAMES, SPECS  # the views read the algorithms' names from here, beside COLOURS
 from . import flows, palette
 
-COLOURS = {"deepcluster": "#1f77b4", "odc": "#ff7f0e"}
+COLOURS = {name: spec.colour for name, spec in SPECS.items()}
+PLAIN = "#1f77b4"  # one colour where a figure shows no algorithm's run (a spectrum, bars)
 
 
 def legend_name(algo: str, h: dict | None = None) -> str:
@@ -23,17 +24,24 @@ def legend_name(algo: str, h: dict | None = None) -> str:
     return f"{NAMES[algo]} (K = {k})" if k else NAMES[algo]
 
 
-# DeepCluster clusters at the *start* of epoch t, i.e. after t epochs of training, so its label
-# metrics belong at x = t; everything measured after an epoch (ODC's snapshots, losses, the
-# monitor) belongs at x = t + 1. x is always "epochs of training behind the value".
-_AT_EPOCH_START = {"deepcluster": ("nmi_prev", "nmi_prev_chance", "ami_prev", "ari_prev", "label_change", "nmi_pseudo_true",
-                                    "nmi_pseudo_true_chance", "ami_pseudo_true", "ari_pseudo_true", "empty", "min_size",
-                                    "max_size", "largest_share", "nonempty", "feature_std_ratio", "rankme")}
+# The metrics of an epoch's labels. An algorithm that clusters at the *start* of epoch t (DeepCluster,
+# `Spec.labels_at_epoch_start`) has them after t epochs of training, so they belong at x = t; everything
+# measured after an epoch (ODC's labels, losses, the monitor) belongs at x = t + 1. x is always "epochs of
+# training behind the value".
+LABEL_METRICS = ("nmi_prev", "nmi_prev_chance", "ami_prev", "ari_prev", "label_change", "nmi_pseudo_true",
+                 "nmi_pseudo_true_chance", "ami_pseudo_true", "ari_pseudo_true", "empty", "min_size", "max_size",
+                 "largest_share", "nonempty", "feature_std_ratio", "rankme")
+
+
+def at_epoch_start(h: dict) -> bool:
+    """Whether a history's label metrics describe the labels clustered at each epoch's start."""
+    spec = SPECS.get(h.get("algo", ""))
+    return bool(spec and spec.labels_at_epoch_start)
 
 
 def epoch_series(h: dict, key: str) -> tuple[np.ndarray, np.ndarray]:
     """(x, values) of `key` over a history's epochs that have it, x the epochs of training behind each value."""
-    shift = 0 if key in _AT_EPOCH_START.get(h.get("algo", ""), ()) else 1
+    shift = 0 if key in LABEL_METRICS and at_epoch_start(h) else 1
     pts = [(r["epoch"] + shift, r[key]) for r in h["epoch"] if r.get(key) is not None]
     return (np.array([p[0] for p in pts]), np.array([p[1] for p in pts])) if pts else (np.array([]), np.array([]))
 
@@ -87,20 +95,26 @@ def stability(histories: dict[str, dict]) -> Figure:
 
 
 def reassignment(histories: dict[str, dict], smooth: int = 10) -> Figure:
-    """Label reassignment: ODC per iteration (its change_ratio), both per epoch."""
+    """Label reassignment: per iteration where an algorithm records it (ODC's change_ratio), every one per epoch."""
     fig = Figure(figsize=(10, 3.8), layout="constrained")
     a, b = fig.subplots(1, 2)
-    if "odc" in histories and histories["odc"]["step"].get("change_ratio"):
-        r = np.asarray(histories["odc"]["step"]["change_ratio"])
-        ep = np.asarray(histories["odc"]["step"]["epoch"])
+    per_step = [(algo, SPECS[algo].reassigned_per_step) for algo in histories
+                if algo in SPECS and SPECS[algo].reassigned_per_step]
+    for algo, key in per_step:
+        if not histories[algo]["step"].get(key):
+            continue
+        r = np.asarray(histories[algo]["step"][key])
+        ep = np.asarray(histories[algo]["step"]["epoch"])
         per_epoch = len(r) / max(len(set(ep.tolist())), 1)
         x = (np.arange(len(r)) + 1) / per_epoch
-        a.plot(x, r, color=COLOURS["odc"], alpha=0.25, lw=0.8)
+        a.plot(x, r, color=COLOURS[algo], alpha=0.25, lw=0.8)
         it, mean = smoothed(r, smooth)
-        a.plot(it / per_epoch, mean, color=COLOURS["odc"],
-               label=f"{legend_name('odc', histories['odc'])} change_ratio ({smooth}-iteration mean)")
+        a.plot(it / per_epoch, mean, color=COLOURS[algo],
+               label=f"{legend_name(algo, histories[algo])} {key} ({smooth}-iteration mean)")
         a.legend()
-    style_axes(a, "ODC: batch labels changed per iteration", "epoch", "change_ratio")
+    who = " and ".join(NAMES[algo] for algo, _ in per_step) or " and ".join(
+        NAMES[s.name] for s in SPECS.values() if s.reassigned_per_step)
+    style_axes(a, f"{who}: batch labels changed per iteration", "epoch", "fraction of the batch")
     a.set_ylim(0, 1)
     for algo, h in histories.items():
         b.plot(*epoch_series(h, "label_change"), "o-", ms=3, color=COLOURS[algo], label=legend_name(algo, h))
@@ -172,7 +186,7 @@ def losses(histories: dict[str, dict], smooth: int = 20) -> Figure:
         ep = np.asarray(h["step"]["epoch"])
         per_epoch = len(y) / max(len(set(ep.tolist())), 1)
         it, ys = smoothed(y, smooth)
-        ax.plot(it / per_epoch, ys, color=COLOURS[algo], label=f"{legend_name(algo, h)} ({'CE' if algo == 'deepcluster' else 'weighted CE'})")
+        ax.plot(it / per_epoch, ys, color=COLOURS[algo], label=f"{legend_name(algo, h)} ({SPECS[algo].loss})")
     style_axes(ax, "Training loss (the head is reset every DeepCluster epoch)", "epoch", "cross-entropy")
     ax.legend()
     return fig
@@ -338,7 +352,7 @@ def spectrum(before: np.ndarray, after: np.ndarray) -> Figure:
     a, b = fig.subplots(1, 2, sharey=True)  # one scale: whitening turns the slope into a flat line at 1
     for ax, x, title in ((a, before, "raw features"), (b, after, "PCA-whitened")):
         ev = np.sort(np.linalg.eigvalsh(np.cov(x, rowvar=False)))[::-1]
-        ax.semilogy(np.arange(1, len(ev) + 1), np.maximum(ev, 1e-12), color=COLOURS["deepcluster"])
+        ax.semilogy(np.arange(1, len(ev) + 1), np.maximum(ev, 1e-12), color=PLAIN)
         style_axes(ax, f"Covariance spectrum: {title}", "component", "eigenvalue (log)")
     return fig
 
@@ -350,7 +364,7 @@ def bars(values, title: str, xlabel: str, ylabel: str, sort: bool = True, colour
     v = np.sort(v)[::-1] if sort else v
     fig = Figure(figsize=(8, 3.2), layout="constrained")
     ax = fig.subplots()
-    ax.bar(np.arange(len(v)), v, width=0.8, color=colour or COLOURS["deepcluster"])  # gaps: each bar reads as one
+    ax.bar(np.arange(len(v)), v, width=0.8, color=colour or PLAIN)  # gaps: each bar reads as one
     if hline is not None:
         ax.axhline(hline, color="black", ls="--", lw=1)
     style_axes(ax, title, xlabel, ylabel)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import collapse, lesson, seeds
+from ..algorithms import NAMES, SPECS
 from ..data import load_dataset
 from ..metrics import agreement
 from ..compare import CompareConfig
@@ -138,7 +139,7 @@ def read_evaluation(file: Path) -> dict:
 
 def load_histories(run_path: str | Path) -> dict[str, dict]:
     run_path = Path(run_path)
-    return {algo: with_agreement(Run(run_path / algo).load_history()) for algo in ("deepcluster", "odc")
+    return {algo: with_agreement(Run(run_path / algo).load_history()) for algo in SPECS
             if (run_path / algo / "history.json").exists()}
 
 
@@ -146,7 +147,7 @@ def with_agreement(h: dict) -> dict:
     """A history from before kit logged AMI, ARI and NMI's chance level between epochs gets them from its
     label snapshots (record t compares snapshots t-1 and t for DeepCluster, t and t+1 for ODC, whose
     snapshot 0 is the initial k-means). Agreement with the true classes needs the features: not filled."""
-    shift = 1 if h.get("algo") == "odc" else 0
+    shift = 0 if plots.at_epoch_start(h) else 1
     snaps = h.get("labels", [])
     for r in h["epoch"]:
         t = r["epoch"] + shift
@@ -185,8 +186,14 @@ def _embeddings(run_path: Path, histories: dict) -> tuple[list[int], dict, dict,
     return epochs, layouts, clusters, subset, labelled_at
 
 
-def summary(histories: dict, baselines: dict, fmt=None) -> list[tuple[str, str, str]]:
-    """(metric, DeepCluster, ODC) rows for the report's table; `fmt=lambda v: v` keeps the numbers."""
+def algos_of(histories: dict) -> list[str]:
+    """The algorithms of a run's histories, in the registry's order: the report's columns."""
+    return [a for a in SPECS if a in histories]
+
+
+def summary(histories: dict, baselines: dict, fmt=None) -> list[tuple]:
+    """(metric, one value per algorithm of `algos_of(histories)`) rows for the report's table; `fmt=lambda v: v`
+    keeps the numbers."""
     last, mean_last = lesson.last, lesson.mean_last
 
     def first(h, k):
@@ -219,8 +226,7 @@ def summary(histories: dict, baselines: dict, fmt=None) -> list[tuple[str, str, 
     ]
     fmt = fmt or (lambda v: "—" if v is None else " / ".join(f"{x:.3f}" for x in v) if isinstance(v, tuple)  # noqa: E731
                   else f"{v:.3f}" if isinstance(v, float) else str(v))
-    out = [(name, fmt(f(histories["deepcluster"])) if "deepcluster" in histories else "—",
-            fmt(f(histories["odc"])) if "odc" in histories else "—") for name, f in rows]
+    out = [(name, *(fmt(f(histories[a])) for a in algos_of(histories))) for name, f in rows]
     return with_baselines(out, baselines)
 
 
@@ -286,7 +292,7 @@ def build_report(run_path: str | Path, log=print, umap: bool = True, figures: bo
         return _seeded_report(run_path, cfg, log, figures)
     histories = load_histories(run_path)
     if not histories:
-        raise FileNotFoundError(f"{run_path} holds no deepcluster/ or odc/ history yet: finish it with "
+        raise FileNotFoundError(f"{run_path} holds no algorithm's history yet ({', '.join(f'{a}/' for a in SPECS)}): finish it with "
                                 f"python -m kit compare --name {run_path.name} --runs {run_path.parent} --resume")
     baselines = read_baselines(run_path)
     # each algorithm's own K; runs from before per-algorithm K have no config in history.json, and one K
@@ -324,16 +330,21 @@ def _seeded_report(run_path: Path, cfg: dict, log=print, figures: bool = True) -
     plots.draw(run_path / "learning.png", lambda: plots.seeded(per_seed, ("knn", "nmi_true", "ami_true"), baselines), figures)
     plots.draw(run_path / "stability.png", lambda: plots.seeded(per_seed, ("ami_prev", "nmi_prev", "label_change")), figures)
     values = [summary(h, {}, fmt=lambda v: v) for h in per_seed]
-    rows = [(*row, seeds.difference([r[i][1] for r in values], [r[i][2] for r in values]))
-            for i, row in enumerate(seeds.spread_rows(values))]
-    larger = [f"{name} ({'DeepCluster' if diff.startswith('+') else 'ODC'} higher)"
-              for name, _, _, diff in rows if "larger than the spread" in diff]
+    names = [NAMES[a] for a in algos_of(per_seed[0])]
+    rows = seeds.spread_rows(values)
+    larger = []
+    if len(names) == 2:  # a difference column when two algorithms are compared
+        rows = [(*row, seeds.difference([r[i][1] for r in values], [r[i][2] for r in values]))
+                for i, row in enumerate(rows)]
+        larger = [f"{row[0]} ({names[0] if row[-1].startswith('+') else names[1]} higher)"
+                  for row in rows if "larger than the spread" in row[-1]]
     links = ", ".join(f'<a href="{f.name}/report.html">{html.escape(f.name)}</a>' for f in folders)
     note = (f"<p>{len(folders)} seeds ({', '.join(f.name for f in folders)}). The table gives mean ± standard "
-            f"deviation over seeds (sample, n - 1). A difference is called larger than the spread when the two "
-            f"mean ± std intervals do not overlap (|difference| > std of DeepCluster + std of ODC); with "
-            f"{len(folders)} seeds this is a rough guide, not a test. Larger than the spread here: "
-            f"{html.escape('; '.join(larger) or 'none')}.</p>")
+            f"deviation over seeds (sample, n - 1).") + (
+        f" A difference is called larger than the spread when the two mean ± std intervals do not overlap "
+        f"(|difference| > the sum of the two standard deviations); with {len(folders)} seeds this is a rough guide, "
+        f"not a test. Larger than the spread here: {html.escape('; '.join(larger) or 'none')}." if len(names) == 2
+        else "") + "</p>"
     figs = (f"<p>The figures draw the mean over seeds as a line, ±1 standard deviation as a band and each seed as a "
             f"thin line. Every other figure, per seed: {links} (UMAP and the image-level views for "
             f"{html.escape(folders[0].name)}; <code>python -m kit report {html.escape(str(folders[-1]))}</code> "
@@ -366,10 +377,10 @@ def _settings(cfg: dict, histories: dict) -> str:
     own = {algo: h["config"] for algo, h in histories.items() if h.get("config")}
     if own:
         keys = list(dict.fromkeys(k for c in own.values() for k in c))
-        rows = [(k, *(shown(own[a].get(k, "—")) if a in own else "—" for a in ("deepcluster", "odc")))
-                for k in keys]
+        algos = algos_of(histories)
+        rows = [(k, *(shown(own[a].get(k, "—")) if a in own else "—" for a in algos)) for k in keys]
         out += ("\n<details><summary>Each algorithm's settings, as trained</summary>\n"
-                + html_table(["setting", "DeepCluster", "ODC"], rows, ["", "dc", "odc"]) + "</details>")
+                + html_table(["setting", *(NAMES[a] for a in algos)], rows, ["", *algos]) + "</details>")
     return out
 
 
@@ -420,7 +431,7 @@ def stale_evaluation(run_path: Path, scored: dict) -> str:
             return None
 
     old = [f"{name}'s after epoch {scored[name]['weights']['epoch']}; the run has since trained to epoch {at}"
-           for name, algo in (("DeepCluster", "deepcluster"), ("ODC", "odc"))
+           for algo, name in NAMES.items()
            if isinstance(scored.get(name, {}).get("weights"), dict) and (at := now(algo)) is not None
            and scored[name]["weights"].get("epoch") != at]
     if not old:
@@ -431,8 +442,11 @@ def stale_evaluation(run_path: Path, scored: dict) -> str:
 
 def _write_html(run_path: Path, cfg: dict, rows, histories: dict, interactive: str = "", note: str = "",
                 run_label: str = "This run") -> Path:
-    header = ["metric", "DeepCluster", "ODC"] + (["DeepCluster − ODC"] if rows and len(rows[0]) > 3 else [])
-    table = html_table(header, rows, ["", "dc", "odc", ""])
+    algos = algos_of(histories)
+    names = [NAMES[a] for a in algos]
+    header = ["metric", *names] + ([" − ".join(names)] if rows and len(rows[0]) > len(algos) + 1 else [])
+    table = html_table(header, rows, ["", *algos, ""])
+    colours = "".join(f"th.{a}{{color:{SPECS[a].colour}}}" for a in algos)
     figs = "\n".join(f'<figure><img src="{name}" alt="{name}"><figcaption><p><b>{html.escape(cap)}</b> '
                       f'{html.escape(GUIDES.get(name, ""))}</p></figcaption></figure>'
                       for name, cap in FIGURES.items() if (run_path / name).exists())
@@ -444,13 +458,13 @@ def _write_html(run_path: Path, cfg: dict, rows, histories: dict, interactive: s
         figs += "\n<h2>Evaluation protocols</h2>\n" + stale_evaluation(run_path, scored) + "\n".join(
             f"<h3>{html.escape(title)}</h3>\n{html_table(header, rows)}"
             for title, header, rows in tables(scored))
-    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>kit: DeepCluster vs ODC</title>
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>kit: {" vs ".join(names)}</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}}
 table{{border-collapse:collapse;margin:0.5em 0 1em}}td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}
 td:first-child,th:first-child{{text-align:left}}td{{white-space:nowrap}}td:first-child{{white-space:normal}}img{{max-width:100%}}figure{{margin:2em 0}}
 figcaption p{{max-width:80ch;line-height:1.4}}tr.baseline td{{color:#666;font-style:italic}}td.span{{text-align:center}}
-th.dc{{color:#1f77b4}}th.odc{{color:#ff7f0e}}h3.alarm{{color:#c00}}p.warn{{background:#fff4e0;padding:6px 10px;max-width:80ch}}details{{margin:0.5em 0 1em}}</style></head><body>
-<h1>DeepCluster vs Online Deep Clustering</h1>
+{colours}h3.alarm{{color:#c00}}p.warn{{background:#fff4e0;padding:6px 10px;max-width:80ch}}details{{margin:0.5em 0 1em}}</style></head><body>
+<h1>{" vs ".join(names)}</h1>
 <p>Same backbone, data, seed and epoch budget; K, learning rate and each algorithm's own knobs are its preset
 unless set for both (settings below). Scores are on the held-out test split.</p>
 {table}

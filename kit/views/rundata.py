@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..algorithms import SPECS
 from ..data import load_dataset
 from ..metrics import changed
 from ..runs import Run, read_config, read_layouts
 from . import flows
 
-ALGOS = ("deepcluster", "odc")
 
 
 @dataclass
@@ -42,7 +42,7 @@ class RunData:
     @classmethod
     def load(cls, run_path: str | Path) -> "RunData":
         path = Path(run_path)
-        algos = [a for a in ALGOS if (path / a / "history.json").exists()]
+        algos = [a for a in SPECS if (path / a / "history.json").exists()]
         if not algos:
             raise FileNotFoundError(f"{path} holds no deepcluster/ or odc/ history: is it a `kit compare` run?")
         labels = {a: Run(path / a).load_history().get("labels", []) for a in algos}
