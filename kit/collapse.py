@@ -164,11 +164,9 @@ class Watch:
         self.reported.update(new)
         return describe(self.algo, record["epoch"], record, new) if new else None
 
-    def around(self, callback, log):
-        """A fit callback that calls `callback` (may be None), then says a new symptom through `log` (the CLI)."""
+    def saying(self, log):
+        """A fit callback (`fit(..., callbacks=[...])`) that says each new symptom through `log` (the CLI's line)."""
         def call(record: dict) -> None:
-            if callback is not None:
-                callback(record)
             line = self(record)
             if line:
                 log(line)

@@ -190,16 +190,9 @@ def _train_both(run: Run, cfg: CompareConfig, train, test, progress: bool, log, 
         capture = _EmbedCapture(trainer, train, subset, epochs, sub) if dist.is_writer else None
         if capture is not None and not sub.file("checkpoint.pt").exists():
             capture.grab(0, train)  # the untrained network, before any clustering
-        alarm = collapse.Watch(algo, algo_cfg.n_clusters).around(capture, log) if dist.is_writer else capture
-        tb = TensorBoardLog(run.path / "tb" / algo, algo_cfg.to_dict(), trainer) if tensorboard and dist.is_writer else None
-        try:
-            trainer.fit(train, cfg.epochs, callback=tb.around(alarm) if tb else alarm, eval_dataset=test, run=sub,
-                        progress=progress)
-            if tb:
-                tb.projector(sub.path, train)  # the flight recorder's saved epochs, with thumbnails and labels
-        finally:
-            if tb:
-                tb.close()
+        callbacks = [capture, *_watching(algo, algo_cfg, trainer, run, log, dist, tensorboard,
+                                         projector_of=(sub.path, train))]  # the flight recorder's saved epochs
+        trainer.fit(train, cfg.epochs, eval_dataset=test, run=sub, progress=progress, callbacks=callbacks)
         log(f"{algo}: {cfg.epochs} epochs in {time.perf_counter() - t0:.0f} s")
 
 
@@ -212,16 +205,21 @@ def run_train(name: str, algo: str, config: CompareConfig | None = None, runs_ro
         check_available()
     run, cfg, train, test = start_run(name, "train", algo, config or CompareConfig(), runs_root, resume,
                                       load_splits, explicit, log, dist)
-    trainer, tb = TRAINERS[algo](cfg.algo_configs()[algo], dist=dist), None
+    trainer = TRAINERS[algo](cfg.algo_configs()[algo], dist=dist)
     try:
-        alarm = collapse.Watch(algo, trainer.config.n_clusters).around(None, log) if dist.is_writer else None  # one line per symptom
-        tb = TensorBoardLog(run.path / "tb" / algo, trainer.config.to_dict(), trainer) if tensorboard and dist.is_writer else None
-        return run, trainer.fit(train, cfg.epochs, callback=tb.around(alarm) if tb else alarm, eval_dataset=test,
-                                run=run, progress=progress and dist.is_writer)
+        return run, trainer.fit(train, cfg.epochs, eval_dataset=test, run=run, progress=progress and dist.is_writer,
+                                callbacks=_watching(algo, trainer.config, trainer, run, log, dist, tensorboard))
     finally:
-        if tb:
-            tb.close()
         run.unlock()
+
+
+def _watching(algo: str, algo_cfg, trainer, run: Run, log, dist: Distributed, tensorboard: bool, projector_of=None):
+    """The callbacks of a command's fit on the writing rank: the collapse alarm (one line per symptom through `log`),
+    and with `tensorboard` the TensorBoard log under `<run>/tb/<algo>/`. Other ranks watch nothing."""
+    if not dist.is_writer:
+        return []
+    alarm = collapse.Watch(algo, algo_cfg.n_clusters).saying(log)
+    return [alarm, TensorBoardLog(run.path / "tb" / algo, algo_cfg.to_dict(), trainer, projector_of)] if tensorboard else [alarm]
 
 
 class _EmbedCapture:

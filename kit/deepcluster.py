@@ -12,13 +12,11 @@ from dataclasses import dataclass
 import torch
 
 from .clustering import KMeans, check_sizes, preprocess_features
-from .data import batches
 from .memory import class_weights
-from . import collapse
-from .metrics import agreement, cluster_sizes, label_change, match_clusters
+from .metrics import match_clusters
 from .runtime import autocast
 from .sampling import uniform_cluster_indices
-from .training import Readings, TrainConfig, Trainer, check_number, labels_snapshot
+from .training import Readings, TrainConfig, Trainer, check_number
 
 
 # What happens to the head when a new clustering arrives. The reference resets it, because k-means numbers
@@ -129,17 +127,11 @@ class DeepCluster(Trainer):
         if loss is None:
             return None
         t3 = time.perf_counter()
-        self.history["labels"].append(labels_snapshot(labels))
-        record = {"epoch": self.epoch, "loss": loss,
-                  **agreement(prev, labels, suffix="_prev"),  # nmi_prev (§1.11), its chance floor, ami_prev, ari_prev
-                  "label_change": label_change(prev, labels) if prev is not None else None,
-                  **cluster_sizes(labels, cfg.n_clusters), "inertia": getattr(km, "inertia_", None),
-                  "kmeans_seed": seed, "kmeans_splits": getattr(km, "n_splits_", None), "time_extract": t1 - t0, "time_cluster": t2 - t1,
-                  "time_train": t3 - t2,
-                  **collapse.signals(loss, labels, cfg.n_clusters,  # the features this epoch clustered
-                                     features if self.dist.is_writer else None)}
-        if getattr(dataset, "targets", None) is not None:  # the pseudo-labels against the truth (Fig. 2a)
-            record.update(agreement(labels, dataset.targets, suffix="_pseudo_true"))
+        record = {"epoch": self.epoch, "loss": loss,  # nmi_prev (§1.11) and the rest of the labels' record, then k-means'
+                  **self._labels_record(dataset, prev, labels, loss, features if self.dist.is_writer else None),
+                  "inertia": getattr(km, "inertia_", None), "kmeans_seed": seed,
+                  "kmeans_splits": getattr(km, "n_splits_", None), "time_extract": t1 - t0, "time_cluster": t2 - t1,
+                  "time_train": t3 - t2}
         self.epoch += 1
         return record
 
@@ -163,17 +155,11 @@ class DeepCluster(Trainer):
                                   "step": self._steps_logged()})
 
         readings = Readings(logged)  # the steps' losses, read from the device every READ_EVERY steps
-        for x, idx in batches(dataset, order, cfg.batch_size, self.device, train=True, num_workers=cfg.num_workers,
-                              shard=self.dist.shard):  # this rank's slice of each global batch
-            if len(idx) < 2:  # BatchNorm cannot train on a batch of one
-                continue
-            if self._stopped(stop):
-                readings.read()  # the steps trained before the stop are logged, as they were read each step
-                return None
+        for x, idx in self._batches(dataset, order, stop):
             with autocast(self.device):
                 _, logits = model(x)
             loss, value = self.dist.cross_entropy(logits.float(), targets[idx.to(self.device)], weight)
             self._optimise(loss)
             readings.add(value, len(idx))  # no wait here: the step's loss is read with the next ones
-        readings.read()
-        return total / max(count, 1)
+        readings.read()  # after a stop too: the steps trained before it are logged, as they were read each step
+        return None if self.stopped else total / max(count, 1)

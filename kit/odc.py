@@ -18,11 +18,9 @@ import torch
 from tqdm.auto import tqdm
 
 from .clustering import KMeans, check_sizes, l2_normalize
-from .data import batches
 from .distributed import all_gather_batch
 from .memory import ODCMemory
-from . import collapse
-from .metrics import agreement, cluster_sizes, label_change
+from .metrics import cluster_sizes
 from .runtime import Diverged, autocast
 from .sampling import replacement_indices
 from .training import TrainConfig, Trainer, check_number, labels_snapshot
@@ -147,12 +145,7 @@ class ODC(Trainer):
         weight = mem.class_weights(cfg.reweight_power)
         model.train()
         losses, changes, moved_total = [], [], 0
-        for x, idx in batches(dataset, order, cfg.batch_size, self.device, train=True, num_workers=cfg.num_workers,
-                              shard=self.dist.shard):  # this rank's slice of each global batch
-            if len(idx) < 2:  # BatchNorm cannot train on a batch of one
-                continue
-            if self._stopped(stop):
-                return None
+        for x, idx in self._batches(dataset, order, stop):
             idx = idx.to(self.device)
             with autocast(self.device):
                 z, logits = model(x)  # (B, 256), (B, K)
@@ -178,21 +171,16 @@ class ODC(Trainer):
             self._log_step(epoch=self.epoch, loss=losses[-1], change_ratio=change_ratio, moved_small=moved)
             self._emit(callback, {"kind": "step", "algo": self.algo, "epoch": self.epoch, "loss": losses[-1],
                                   "change_ratio": change_ratio, "step": self._steps_logged()})
+        if self.stopped:
+            return None
         drift = mem.agree(self.dist)  # every rank's memory holds rank 0's labels (0 in one process)
         if drift and self.dist.is_writer:
             tqdm.write(f"epoch {self.epoch}: the ranks' ODC memories disagreed on up to {drift} labels; "
                        "every rank now holds rank 0's")
-        labels = mem.labels.cpu()
-        prev = self.history["labels"][-1]
-        self.history["labels"].append(labels_snapshot(labels))
-        record = {"epoch": self.epoch, "loss": float(np.mean(losses)), "change_ratio": float(np.mean(changes)),
-                  "moved_small": moved_total, **agreement(prev, labels, suffix="_prev"),  # nmi_prev, its floor, AMI, ARI
-                  "label_change": label_change(prev, labels),
-                  **cluster_sizes(labels, cfg.n_clusters), "lr": cfg.lr_at(self.epoch),
-                  "time_train": time.perf_counter() - t0,
-                  **collapse.signals(np.mean(losses), labels, cfg.n_clusters, mem.features)}  # the memory's features
-        if getattr(dataset, "targets", None) is not None:
-            record.update(agreement(labels, dataset.targets, suffix="_pseudo_true"))
+        loss = float(np.mean(losses))
+        record = {"epoch": self.epoch, "loss": loss, "change_ratio": float(np.mean(changes)), "moved_small": moved_total,
+                  **self._labels_record(dataset, self.history["labels"][-1], mem.labels.cpu(), loss, mem.features),
+                  "lr": cfg.lr_at(self.epoch), "time_train": time.perf_counter() - t0}  # collapse: the memory's features
         self.epoch += 1
         return record
 

@@ -178,14 +178,11 @@ def train_cell(run: Run, cfg: SweepConfig, cell: Cell, fit, val, progress: bool 
         return result, False
     sub = Run.create(run.path, cell.name, resume=True)
     trainer, diverged = TRAINERS[cell.algo](cfg.algo_config(cell)), None
-    tb = TensorBoardLog(run.path / "tb" / cell.name, {"algo": cell.algo, **dict(cell.settings)}, trainer) if tensorboard else None
+    tb = [TensorBoardLog(run.path / "tb" / cell.name, {"algo": cell.algo, **dict(cell.settings)}, trainer)] if tensorboard else []
     try:
-        trainer.fit(fit, cfg.epochs, callback=tb, eval_dataset=val, run=sub, progress=progress)
+        trainer.fit(fit, cfg.epochs, eval_dataset=val, run=sub, progress=progress, callbacks=tb)
     except Diverged as e:  # a setting that diverges is a result of the sweep, not its end
         diverged = str(e).splitlines()[0]
-    finally:
-        if tb:
-            tb.close()
     records = trainer.history["epoch"][: cfg.epochs]  # a lowered target reads the epoch it names
     result = {"algo": cell.algo, **dict(cell.settings), "seed": cell.seed, "epochs": cfg.epochs,
               **{k: None if diverged else records[-1].get(k) for k in METRICS}, "diverged": diverged,

@@ -52,8 +52,9 @@ class TensorBoardLog:
     stopped (and purges what an interrupted epoch had logged), and its label snapshots' cluster sizes are
     drawn as histograms. The event file is opened at the first record: after `fit` has resumed."""
 
-    def __init__(self, folder: str | Path, settings: dict | None = None, trainer=None):
+    def __init__(self, folder: str | Path, settings: dict | None = None, trainer=None, projector_of=None):
         self.folder, self.settings, self.trainer = Path(folder), settings or {}, trainer
+        self.projector_of = projector_of  # (an algorithm's run folder, its dataset): `projector` when the fit ends
         self.step, self._writer, self.last = 0, None, {}
 
     @property
@@ -114,13 +115,14 @@ class TensorBoardLog:
                                       global_step=e, tag=f"{Path(algo_run).name}_epoch_{e}")
         return len(epochs)
 
-    def around(self, callback):
-        """A fit callback that calls `callback` (may be None), then logs the record."""
-        def call(record: dict) -> None:
-            if callback is not None:
-                callback(record)
-            self(record)
-        return call
+    def end(self, finished: bool) -> None:
+        """Called by `fit` when it ends (a fit callback's hook): the Projector of `projector_of`'s saved epochs after
+        a fit that returned, then the hparams and the file closed, whether it returned or raised."""
+        try:
+            if finished and self.projector_of is not None:
+                self.projector(*self.projector_of)
+        finally:
+            self.close()
 
     def close(self) -> None:
         """The settings as hparams beside the last epoch's numbers, then flush and close."""

@@ -20,7 +20,9 @@ from .clustering import KMeans, l2_normalize
 from .data import check_indexed
 from .distributed import Distributed, row_range
 from .features import extract_features
-from .metrics import agreement, cluster_acc, knn_accuracy
+from . import collapse
+from .data import batches
+from .metrics import agreement, cluster_acc, cluster_sizes, knn_accuracy, label_change
 from .models import ClusterNet, ODCNeck, build_backbone
 from .runs import Run, load_checkpoint, read_json, read_lines, save_checkpoint
 from .runtime import (Diverged, compile_step, grad_scaler, prepare_model, resolve_device, rng_state, seed_everything,
@@ -240,6 +242,34 @@ class Trainer:
     def _optimise(self, loss: torch.Tensor) -> None:
         optimise(self.optimizer, self.scaler, loss)
 
+    def _batches(self, dataset, order, stop):
+        """The epoch's training batches in `order`, this rank's slice of each global batch, as (images, indices).
+        A batch of one is skipped (BatchNorm cannot train on it); at a `stop` the loop ends and `self.stopped` is
+        True, so the algorithm's epoch returns None and `fit` rolls it back."""
+        self.stopped = False
+        for x, idx in batches(dataset, order, self.config.batch_size, self.device, train=True,
+                              num_workers=self.config.num_workers, shard=self.dist.shard):
+            if len(idx) < 2:
+                continue
+            if self._stopped(stop):
+                self.stopped = True
+                return
+            yield x, idx
+
+    def _labels_record(self, dataset, prev, labels: torch.Tensor, loss: float, features) -> dict:
+        """What every algorithm records of an epoch's labels (N,), against `prev` (the last snapshot, None before the
+        first): agreement between the two (nmi_prev, its chance floor, AMI, ARI) and the share that changed, the
+        cluster sizes, the collapse signals of `features` (None off the writing rank), and agreement with the true
+        classes where the dataset has them. The labels are snapshotted into the history."""
+        k = self.config.n_clusters
+        self.history["labels"].append(labels_snapshot(labels))
+        record = {**agreement(prev, labels, suffix="_prev"),
+                  "label_change": label_change(prev, labels) if prev is not None else None,
+                  **cluster_sizes(labels, k), **collapse.signals(loss, labels, k, features)}
+        if getattr(dataset, "targets", None) is not None:  # the pseudo-labels against the truth (Fig. 2a)
+            record.update(agreement(labels, dataset.targets, suffix="_pseudo_true"))
+        return record
+
     def _log_step(self, **values) -> None:
         for k, v in values.items():
             self.history["step"].setdefault(k, []).append(v)
@@ -282,16 +312,27 @@ class Trainer:
     progress_keys: tuple[str, ...] = ("loss", "knn")
 
     def fit(self, dataset, epochs: int, callback=None, eval_dataset=None, run: Run | None = None,
-            stop=None, progress: bool = False) -> dict:
+            stop=None, progress: bool = False, callbacks=()) -> dict:
         """Train until `epochs` epochs are done (a resumed run counts the ones it has) and return
-        the history. `callback` receives every step's and every epoch's record (a step's when its loss is read: at
-        once on the CPU, every few steps on a card); `stop` (an Event or a callable) ends training at the next
-        iteration, and the unfinished epoch is rolled back, as a Ctrl-C's is, so the finished epochs are kept and a
-        next `fit` continues exactly; with `run`, each finished epoch is checkpointed there and an existing checkpoint
-        is resumed."""
+        the history. `callback`, then each of `callbacks` in order, receives every step's and every epoch's record
+        (a step's when its loss is read: at once on the CPU, every few steps on a card); a callback with an
+        `end(finished)` method is told when the fit returns (True) or raises (False): the collapse alarm
+        (`collapse.Watch.saying`), TensorBoard (`TensorBoardLog`, which closes its file there), the playground's
+        live board. `stop` (an Event or a callable) ends training at the next iteration, and the unfinished epoch is
+        rolled back, as a Ctrl-C's is, so the finished epochs are kept and a next `fit` continues exactly; with
+        `run`, each finished epoch is checkpointed there and an existing checkpoint is resumed."""
         check_number("epochs", epochs, 1)  # 0 or -1 would return an empty history and look like success
-        with tuned_convolutions(self.device), _one_of_the_fits():  # cuDNN's autotuner for this fit only
-            return self._fit(dataset, epochs, callback, eval_dataset, run, stop, progress)
+        every = [c for c in (callback, *callbacks) if c is not None]
+        finished = False
+        try:
+            with tuned_convolutions(self.device), _one_of_the_fits():  # cuDNN's autotuner for this fit only
+                history = self._fit(dataset, epochs, _each(every), eval_dataset, run, stop, progress)
+            finished = True
+            return history
+        finally:
+            for c in every:
+                if hasattr(c, "end"):
+                    c.end(finished)
 
     def _fit(self, dataset, epochs: int, callback, eval_dataset, run: Run | None, stop, progress: bool) -> dict:
         if getattr(self, "rolled_back_partly", False):
@@ -527,3 +568,16 @@ def _host_copy(state):
 
 def labels_snapshot(labels) -> np.ndarray:
     return np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels, dtype=np.int64).copy()
+
+
+def _each(callbacks: list):
+    """One fit callback that gives a record to each of `callbacks` in turn (None for none)."""
+    if not callbacks:
+        return None
+    if len(callbacks) == 1:
+        return callbacks[0]
+
+    def call(record: dict) -> None:
+        for c in callbacks:
+            c(record)
+    return call

@@ -312,12 +312,8 @@ class Playground:
             self.progress.description = NAMES[algo]
             self.status.value = f"{NAMES[algo]}: measuring the untrained network…"
             tb = self._tensorboard(algo, cfg)
-            try:
-                self.trainer.fit(train, self.epochs.value, callback=tb.around(self._on_record) if tb else self._on_record,
-                                 eval_dataset=test, stop=self._stop)
-            finally:
-                if tb:
-                    tb.close()
+            self.trainer.fit(train, self.epochs.value, eval_dataset=test, stop=self._stop,
+                             callbacks=[self._on_record, *([tb] if tb else [])])
             epochs = len(trace.history["epoch"])
             if self._stop.is_set():
                 done.append(f"{NAMES[algo]} stopped after {epochs} epoch{'s' * (epochs != 1)}"
