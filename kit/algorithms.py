@@ -15,6 +15,25 @@ from importlib import import_module
 
 
 @dataclass(frozen=True)
+class Control:
+    """One of an algorithm's own knobs in the playground: a slider from `low` to `high`, or a checkbox where `low` is
+    None. A `switch` is a checkbox over a number: ticked, the field takes the preset's value (or the config class's
+    default where the preset's is 0), unticked 0."""
+    field: str  # the config field it sets, and the playground's attribute (`name` where given)
+    label: str  # the control's description ("{value}" in a switch's: the value it sets when ticked)
+    short: str  # how the live board's run labels name it
+    low: float | None = None
+    high: float | None = None
+    step: float | None = None
+    switch: bool = False
+    name: str = ""
+
+    @property
+    def attribute(self) -> str:
+        return self.name or self.field
+
+
+@dataclass(frozen=True)
 class Spec:
     name: str  # as in commands, folders and histories ("odc")
     title: str  # as written for people ("ODC")
@@ -31,15 +50,24 @@ class Spec:
     # The label snapshots follow: snapshot s follows s epochs, and ODC's snapshot 0 is its initial k-means.
     labels_at_epoch_start: bool
     reassigned_per_step: str | None  # the step record of labels changed in each iteration's batch, if it has one
+    controls: tuple[Control, ...] = ()  # its own knobs in the playground, in the order shown
 
 
 SPECS = {spec.name: spec for spec in (
     Spec("deepcluster", "DeepCluster", "DC", "deepcluster", "DeepCluster", "DeepClusterConfig", colour="#1f77b4",
          shades="Blues", grid=("n_clusters", "lr", "pca_dim"), loss="CE", labels_at_epoch_start=True,
-         reassigned_per_step=None),
+         reassigned_per_step=None,
+         controls=(Control("pca_dim", "PCA dim (-1: none)", "PCA", -1, 256, 1), Control("sobel", "Sobel front-end", "Sobel"),
+                   # off: batches are a plain shuffle, so the big clusters fill them and the small ones starve
+                   Control("uniform_sampling", "sample clusters uniformly", "uniform sampling"))),
     Spec("odc", "ODC", "ODC", "odc", "ODC", "ODCConfig", colour="#ff7f0e", shades="Oranges",
          grid=("n_clusters", "lr", "memory_momentum"), loss="weighted CE", labels_at_epoch_start=False,
-         reassigned_per_step="change_ratio"),
+         reassigned_per_step="change_ratio",
+         controls=(Control("memory_momentum", "memory momentum", "momentum", 0.0, 1.0, 0.05),
+                   Control("centroid_interval", "centroid interval", "centroid interval", 1, 100, 1),
+                   Control("min_cluster_size", "min cluster size", "min size", 0, 100, 1),
+                   # off: every cluster weighs the same in the loss, so a few big clusters can take over
+                   Control("reweight_power", "reweight by size^-{value:g}", "reweight", switch=True, name="reweight"))),
 )}
 NAMES = {name: spec.title for name, spec in SPECS.items()}  # as in commands and folders -> as written for people
 GRID = {name: spec.grid for name, spec in SPECS.items()}

@@ -25,7 +25,7 @@ from pathlib import Path
 import ipywidgets as W
 
 from . import collapse
-from .algorithms import CONFIGS, NAMES, TRAINERS
+from .algorithms import CONFIGS, GRID_KEYS, NAMES, SPECS, TRAINERS
 from .compare import CompareConfig
 from .data import load_dataset, needs_download
 from .runtime import fast_mode
@@ -86,32 +86,26 @@ class Playground:
     def _controls(self, fast: bool) -> None:
         """The knobs, each starting at its preset: the algorithms' (`self.presets`), the comparison's
         (`CompareConfig`: dataset, images) and the sweep's (`SweepConfig`: the K values)."""
-        dc, odc = self.presets["deepcluster"], self.presets["odc"]
+        first = next(iter(self.presets.values()))  # the shared knobs start at the first algorithm's preset
         run, sweep = (CompareConfig.fast(), SweepConfig.fast()) if fast else (CompareConfig(), SweepConfig())
         style = {"description_width": "150px"}
         lay = W.Layout(width="420px")
         s = dict(style=style, layout=lay, continuous_update=False)
         self.dataset = W.Dropdown(options=_dataset_options(), value=run.dataset, description="dataset", style=style, layout=lay)
         self.n_train = W.IntSlider(run.n_train or MAX_TRAIN, 200, MAX_TRAIN, 200, description="train images", **s)
-        self.backbone = W.Dropdown(options=["convnet", "resnet18", "resnet50"], value=dc.backbone, description="backbone",
+        self.backbone = W.Dropdown(options=["convnet", "resnet18", "resnet50"], value=first.backbone, description="backbone",
                                    style=style, layout=lay)
         self.algorithm = W.ToggleButtons(options=[("both", "both"), *((title, algo) for algo, title in NAMES.items())],
                                          value="both", description="algorithm", style=style)
-        self.n_clusters = W.IntSlider(dc.n_clusters, 10, 1000, 10, description="clusters K", **s)
-        self.lr = W.FloatLogSlider(dc.lr, base=10, min=-3, max=0, step=0.1, description="learning rate", **s)
-        self.batch_size = W.IntSlider(dc.batch_size, 16, 512, 16, description="batch size", **s)
+        self.n_clusters = W.IntSlider(first.n_clusters, 10, 1000, 10, description="clusters K", **s)
+        self.lr = W.FloatLogSlider(first.lr, base=10, min=-3, max=0, step=0.1, description="learning rate", **s)
+        self.batch_size = W.IntSlider(first.batch_size, 16, 512, 16, description="batch size", **s)
         self.epochs = W.IntSlider(run.epochs if fast else EPOCHS, 1, 100, 1, description="epochs", **s)
-        self.memory_momentum = W.FloatSlider(odc.memory_momentum, min=0.0, max=1.0, step=0.05, description="memory momentum", **s)
-        self.centroid_interval = W.IntSlider(odc.centroid_interval, 1, 100, 1, description="centroid interval", **s)
-        self.min_cluster_size = W.IntSlider(odc.min_cluster_size, 0, 100, 1, description="min cluster size", **s)
-        # off: every cluster weighs the same in the loss, so a few big clusters can take over (a failure to show)
-        self.reweight_power = odc.reweight_power or CONFIGS["odc"]().reweight_power  # the power when ticked
         wide = dict(style=style, layout=W.Layout(width="480px"))  # a checkbox's long description is not cut short
-        self.reweight = W.Checkbox(odc.reweight_power > 0, description=f"reweight by size^-{self.reweight_power:g}", **wide)
-        self.pca_dim = W.IntSlider(dc.pca_dim, -1, 256, 1, description="PCA dim (-1: none)", **s)
-        self.sobel = W.Checkbox(dc.sobel, description="Sobel front-end", style=style)
-        # off: batches are a plain shuffle, so the big clusters fill them and the small ones starve (a failure to show)
-        self.uniform_sampling = W.Checkbox(dc.uniform_sampling, description="sample clusters uniformly", **wide)
+        self.switched_on = {}  # a switch's field -> the value it sets when ticked
+        for algo, spec in SPECS.items():  # each algorithm's own knobs, from its spec, at its preset
+            for c in spec.controls:
+                setattr(self, c.attribute, self._control(c, self.presets[algo], CONFIGS[algo], s, wide))
         self.tensorboard = W.Checkbox(False, description="also log to TensorBoard (runs/playground/tb)", **wide)
         self.sweep_k = W.Text(",".join(map(str, sweep.n_clusters)), description="sweep K over", style=style, layout=lay)
         self.moved: set[str] = set()  # the shared knobs the user has moved: those apply to both algorithms
@@ -120,14 +114,33 @@ class Playground:
         for name in SHARED:
             getattr(self, name).observe(lambda change, name=name: self._knob_moved(name), "value")
         self.algorithm.observe(lambda _: self._show_preset(), "value")
-        for knob in (self.n_train, self.min_cluster_size):
-            knob.observe(lambda _: self._k_range(), "value")
+        for knob in (self.n_train, getattr(self, "min_cluster_size", None)):
+            if knob is not None:
+                knob.observe(lambda _: self._k_range(), "value")
         self._k_range()
+
+    def _control(self, c, preset, config_class, slider: dict, wide: dict) -> W.Widget:
+        """The widget of one of an algorithm's own knobs (`algorithms.Control`), at the algorithm's preset."""
+        value = getattr(preset, c.field)
+        if c.switch:
+            on = value or getattr(config_class(), c.field)  # the value it sets when ticked
+            self.switched_on[c.field] = on
+            return W.Checkbox(bool(value), description=c.label.format(value=on), **wide)
+        if c.low is None:
+            return W.Checkbox(value, description=c.label, **wide)
+        kind = W.FloatSlider if isinstance(value, float) else W.IntSlider
+        return kind(value, min=c.low, max=c.high, step=c.step, description=c.label, **slider)
+
+    def _own(self, algo: str) -> dict:
+        """`algo`'s own knobs as set: {config field: value}."""
+        return {c.field: (self.switched_on[c.field] if getattr(self, c.attribute).value else 0.0) if c.switch
+                else getattr(self, c.attribute).value for c in SPECS[algo].controls}
 
     def _k_range(self) -> None:
         """K's slider reaches as far as the images allow: N / max(min_cluster_size, 10), at least 10 (ODC refuses K
         above N / min_cluster_size; the floor of 10 images a cluster keeps DeepCluster's clusters as large)."""
-        top = max(10, self.n_train.value // max(self.min_cluster_size.value, 10))
+        least = getattr(self, "min_cluster_size", None)
+        top = max(10, self.n_train.value // max(least.value if least is not None else 0, 10))
         self._showing_preset, before = True, self._showing_preset  # a K clipped to the new top is not a user's move
         try:
             self.n_clusters.max = top
@@ -139,9 +152,9 @@ class Playground:
     def widget(self) -> W.Widget:
         common = W.VBox([self.dataset, self.n_train, self.backbone, self.algorithm, self.n_clusters, self.lr,
                          self.batch_size, self.epochs, self.preset_note])
-        specific = W.VBox([W.HTML("<b>ODC only</b>"), self.memory_momentum, self.centroid_interval, self.min_cluster_size,
-                           self.reweight, W.HTML("<b>DeepCluster only</b>"), self.pca_dim, self.sobel,
-                           self.uniform_sampling, W.HTML("<b>Sweep</b>"), self.sweep_k, self.tensorboard])
+        own = [w for spec in SPECS.values() if spec.controls
+               for w in (W.HTML(f"<b>{spec.title} only</b>"), *(getattr(self, c.attribute) for c in spec.controls))]
+        specific = W.VBox([*own, W.HTML("<b>Sweep</b>"), self.sweep_k, self.tensorboard])
         buttons = W.HBox([self.train_button, self.stop_button, self.sweep_button, self.progress, self.status])
         return W.VBox([W.HBox([common, specific]), buttons, self.plot, self.caption, self.log_box])
 
@@ -160,14 +173,7 @@ class Playground:
         `algo`'s preset. The board measures kNN and NMI every epoch."""
         algo = algo or self.algos()[0]
         common = dict(backbone=self.backbone.value, eval_every=1, **self._shared(algo))
-        if algo == "odc":
-            specific = dict(memory_momentum=self.memory_momentum.value, centroid_interval=self.centroid_interval.value,
-                            min_cluster_size=self.min_cluster_size.value,
-                            reweight_power=self.reweight_power if self.reweight.value else 0.0)
-        else:
-            specific = dict(pca_dim=self.pca_dim.value, sobel=self.sobel.value,
-                            uniform_sampling=self.uniform_sampling.value)
-        return algo, replace(self.presets[algo], **common, **specific)  # the config's own checks run again
+        return algo, replace(self.presets[algo], **common, **self._own(algo))  # the config's own checks run again
 
     def settings(self, algo: str) -> dict:
         """What a run was trained with, in the words the board's labels use ("K=30, lr=0.3")."""
@@ -175,12 +181,7 @@ class Playground:
         out = {"dataset": self.dataset.value, "images": self.n_train.value, "backbone": self.backbone.value,
                **{label: shared[name] for name, label in SHARED.items()}, "epochs": self.epochs.value}
         out["lr"] = round(out["lr"], 4)
-        if algo == "odc":
-            out |= {"momentum": self.memory_momentum.value, "centroid interval": self.centroid_interval.value,
-                    "min size": self.min_cluster_size.value, "reweight": self.reweight.value}
-        else:
-            out |= {"PCA": self.pca_dim.value, "Sobel": self.sobel.value, "uniform sampling": self.uniform_sampling.value}
-        return out
+        return out | {c.short: getattr(self, c.attribute).value for c in SPECS[algo].controls}
 
     def _shared(self, algo: str) -> dict:
         """K, lr and batch for `algo`: a knob the user moved as set, the others at `algo`'s preset."""
@@ -235,8 +236,8 @@ class Playground:
             shared = self._shared(self.algos()[0])
             # one lr for every cell: "both" with lr unmoved takes the sweep's own, as `python -m kit sweep` does
             lr = {} if self.algorithm.value == "both" and "lr" not in self.moved else {"lr": [round(shared["lr"], 4)]}
-            cfg = SweepConfig(algos=self.algos(), n_clusters=ks, **lr,
-                              pca_dim=[self.pca_dim.value], memory_momentum=[self.memory_momentum.value],
+            knobs = {k: [getattr(self, k).value] for k in GRID_KEYS if k not in ("n_clusters", "lr")}  # each one's own
+            cfg = SweepConfig(algos=self.algos(), n_clusters=ks, **lr, **knobs,
                               epochs=self.epochs.value, n_val=min(1000, self.n_train.value // 4),
                               n_train=self.n_train.value, dataset=self.dataset.value, backbone=self.backbone.value,
                               batch_size=shared["batch_size"])
