@@ -151,7 +151,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--select-on", dest="selection", choices=["validation", "test"], default=None,
                    help="what picks each model's fine-tuning setting: a validation split carved from the train split, "
                         "or test top-1 as the benchmark pages do (default {evaluate.selection})")
-    e.add_argument("--device", default="auto", help="where the models are evaluated: auto (a GPU where there is one), "
+    e.add_argument("--device", default=None, help="where the models are evaluated: auto (a GPU where there is one), "
                                                     "cpu, cuda or cuda:N")
     e.add_argument("--export", choices=list(NAMES), default=None,
                    help="also save that backbone as a torchvision ResNet state dict (ResNet backbones only)")
@@ -378,16 +378,17 @@ def _sweep(a, name: str) -> None:
 
 def _evaluate(a) -> None:
     from .evaluate_run import EvaluateConfig, check_compare_run, evaluate_run, save_torchvision
-    from .runtime import fast_mode, resolve_device
+    from .runtime import AUTO, fast_mode, resolve_device
     from .views.report import build_report
 
+    device = a.device or AUTO
     typed = {k: getattr(a, k) for k in ("finetune_steps", "selection") if getattr(a, k) is not None}
     config = (EvaluateConfig.fast if fast_mode() else EvaluateConfig)(**typed)  # checks every number
     check_compare_run(Path(a.run))
-    resolve_device(a.device)  # a device this machine lacks is refused before anything is written
+    resolve_device(device)  # a device this machine lacks is refused before anything is written
     if a.export:
         print(f"torchvision weights: {save_torchvision(a.run, a.export, Path(a.run) / f'{a.export}_torchvision.pt')}")
-    out = evaluate_run(a.run, config, device=a.device)
+    out = evaluate_run(a.run, config, device=device)
     print(Path(out).read_text())
     build_report(Path(a.run), figures=False)  # the page gains the tables; its figures do not change
     print(f"tables: {Path(out).resolve()} (also in the run's report.html)")

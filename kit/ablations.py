@@ -15,7 +15,6 @@ USE_EXAMPLE_RUN = True instead of training.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np

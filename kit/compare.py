@@ -31,7 +31,7 @@ from .features import extract_features
 from .metrics import knn_accuracy, nmi
 from .run_setup import check_images, check_split_size, start_run, write_config
 from .runs import Run, atomic_write_json
-from .runtime import resolve_device
+from .runtime import AUTO, resolve_device
 from .tensorboard_log import TensorBoardLog, check_available
 from .training import check_number
 from .views import embed
@@ -51,7 +51,7 @@ class CompareConfig:
     backbone: str = "convnet"
     batch_size: int = 64
     lr: float | None = None  # for both; None = each algorithm's preset
-    device: str = "auto"
+    device: str = AUTO
     seed: int = 31
     seeds: int = 1  # train each algorithm with seed, seed + 1, ...; 1 = one run, in the layout above
     eval_every: int = 1  # epochs between kNN / NMI-to-truth monitoring

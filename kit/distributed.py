@@ -30,7 +30,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from .runtime import available_cpus, set_threads
+from .runtime import AUTO, available_cpus, set_threads
 
 
 def world() -> tuple[int, int]:
@@ -202,7 +202,7 @@ def row_range(n: int, rank: int, size: int) -> range:
     return range(start, start + per + (1 if rank < extra else 0))
 
 
-def setup(device: str = "auto") -> Distributed:
+def setup(device: str = AUTO) -> Distributed:
     """Join the process group torchrun describes in the environment (RANK, WORLD_SIZE, LOCAL_RANK):
     nccl on CUDA (one GPU per process, by LOCAL_RANK), gloo on the CPU. Outside torchrun: SINGLE."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
@@ -218,12 +218,12 @@ def setup(device: str = "auto") -> Distributed:
     return Distributed()
 
 
-def local_gpu(device="auto") -> int:
+def local_gpu(device=AUTO) -> int:
     """The GPU of this torchrun process: the one of its LOCAL_RANK. One line, before any collective,
     when the machine has fewer GPUs than processes or the device names a card of its own."""
     local, n = int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()
     procs = int(os.environ.get("LOCAL_WORLD_SIZE", local + 1))
-    if str(device) != "auto" and torch.device(device).index is not None:
+    if str(device) != AUTO and torch.device(device).index is not None:
         raise ValueError(f"--device {device} under torchrun: each process takes the GPU of its local rank; "
                          "use --device cuda (or auto), and CUDA_VISIBLE_DEVICES to choose the cards")
     if local >= n:

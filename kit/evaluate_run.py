@@ -18,7 +18,7 @@ from .algorithms import NAMES, SPECS
 from .data import load_dataset
 from .models import Backbone, build_backbone
 from .runs import Run, atomic_write_bytes, atomic_write_json, load_checkpoint, read_config
-from .runtime import resolve_device, seed_everything
+from .runtime import AUTO, resolve_device, seed_everything
 from .seeds import seed_folders
 from .supervised import train_supervised
 from .training import TrainConfig, build_network, check_number
@@ -119,14 +119,12 @@ def evaluate_backbones(backbones: dict[str, Backbone], train, test, config: Eval
     return results
 
 
-def evaluate_run(run_path: str | Path, config: EvaluateConfig | None = None, log=print, device="auto",
+def evaluate_run(run_path: str | Path, config: EvaluateConfig | None = None, log=print, device=AUTO,
                  **settings) -> Path:
     """Evaluate a `kit compare` run's backbones beside random-init and supervised ones; write
     `evaluation.json` and `evaluation.md`, and return the latter's path. `settings` are
     `EvaluateConfig` fields (`evaluate_run(run, finetune_steps=100)`). Every model's features and fine-tunings run
     on `device` ("auto": the GPU where there is one)."""
-    from .views.evaluation import markdown
-
     config = config or EvaluateConfig(**settings)
     device = resolve_device(device)
     run_path = Path(run_path)

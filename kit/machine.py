@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from .runtime import amp_dtype, available_cpus, resolve_device
+from .runtime import AUTO, amp_dtype, available_cpus, resolve_device
 
 # The demo's time from the micro-benchmark: 2 algorithms x the demo's epochs (`python -m kit compare`'s,
 # CompareConfig) x (63 training steps of batch 64 + the monitor's two eval-mode passes, over 4,000 and 1,000
@@ -56,7 +56,7 @@ class Finding:
 
 def device_finding() -> Finding:
     """The device `device="auto"` picks here, and the precision training uses on it."""
-    dev = resolve_device("auto")
+    dev = resolve_device(AUTO)
     if dev.type == "cuda":
         major, minor = torch.cuda.get_device_capability(dev)
         precision = {torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast with a loss scaler (no native bf16)"}
@@ -209,7 +209,7 @@ def report(runs_root: str | Path = "runs", benchmark: bool = True) -> list[Findi
            *environment_findings(), device_finding(), thread_finding(), *package_findings(), disk_finding(runs_root),
            *data_findings()]
     if benchmark:
-        out += time_findings(resolve_device("auto"))
+        out += time_findings(resolve_device(AUTO))
     return out
 
 

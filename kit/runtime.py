@@ -11,13 +11,16 @@ import numpy as np
 import torch
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
+AUTO = "auto"  # every device setting's default, written here once: CUDA where present, else Apple MPS, else the CPU
+
+
+def resolve_device(device: str | torch.device = AUTO) -> torch.device:
     """`"auto"` picks CUDA when present, else Apple MPS, else the CPU. Anything else is passed to torch.
     CUDA comes back with its index (`cuda:0`, or the card torchrun's `set_device` chose), so every
     tensor and collective of a process names the same card."""
     if isinstance(device, torch.device):
         device = str(device)
-    if device == "auto":
+    if device == AUTO:
         if torch.cuda.is_available():
             return torch.device("cuda", torch.cuda.current_device())
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():

@@ -9,11 +9,11 @@ import torch.nn.functional as F
 
 from .data import batches
 from .models import Backbone, ClusterNet, build_backbone
-from .runtime import autocast, grad_scaler, resolve_device, seed_everything
+from .runtime import AUTO, autocast, grad_scaler, resolve_device, seed_everything
 from .training import Readings, TrainConfig, fused, optimise
 
 
-def train_supervised(cfg: TrainConfig, dataset, epochs: int, device="auto") -> Backbone:
+def train_supervised(cfg: TrainConfig, dataset, epochs: int, device=AUTO) -> Backbone:
     """The ceiling: `cfg`'s backbone trained `epochs` epochs with plain cross-entropy on the true labels."""
     device = resolve_device(device)
     seed_everything(cfg.seed)

@@ -27,7 +27,7 @@ from .algorithms import CONFIGS, GRID, GRID_KEYS, NAMES, TRAINERS
 from .data import DATASETS, load_dataset, validation_split
 from .run_setup import check_split_size, start_run
 from .runs import Run, atomic_write_bytes, atomic_write_json, read_json
-from .runtime import Diverged, resolve_device
+from .runtime import AUTO, Diverged, resolve_device
 from .seeds import mean_std
 from .tensorboard_log import TensorBoardLog, check_available
 from .training import check_number
@@ -59,7 +59,7 @@ class SweepConfig:
     root: str = "data"
     backbone: str = "convnet"
     batch_size: int = 64
-    device: str = "auto"
+    device: str = AUTO
 
     @classmethod
     def fast(cls, **overrides) -> "SweepConfig":

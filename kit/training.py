@@ -25,7 +25,7 @@ from .data import batches
 from .metrics import agreement, cluster_acc, cluster_sizes, knn_accuracy, label_change
 from .models import ClusterNet, ODCNeck, build_backbone
 from .runs import Run, load_checkpoint, read_json, read_lines, save_checkpoint
-from .runtime import (Diverged, compile_step, grad_scaler, prepare_model, resolve_device, rng_state, seed_everything,
+from .runtime import (AUTO, Diverged, compile_step, grad_scaler, prepare_model, resolve_device, rng_state, seed_everything,
                       set_rng_state, tuned_convolutions)
 
 
@@ -43,7 +43,7 @@ class TrainConfig:
     eval_every: int = 1  # epochs between kNN / NMI-to-truth monitoring (0: never)
     knn_k: int = 20  # neighbours of the kNN monitor
     seed: int = 31  # the original DeepCluster's seed
-    device: str = "auto"  # "auto" = CUDA if present, else CPU
+    device: str = AUTO  # CUDA where present, else Apple MPS, else the CPU (runtime.resolve_device)
     num_workers: int = 4  # DataLoader workers for image-folder datasets
     # under torchrun with nccl: BatchNorm statistics over the global batch. None: on for ResNet-50, the published
     # recipe's network; off for the others (each SyncBatchNorm layer waits for the host in its forward; what its

@@ -8,7 +8,6 @@ dataset named in `config.json`. Nothing is trained or embedded here.
 from __future__ import annotations
 
 import functools
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
