@@ -47,34 +47,43 @@ def cluster_counts(text: str) -> int | dict:
     return counts
 
 
-# every setting a `compare` / `train` command can take, with its flag's type and help; {compare.x},
-# {sweep.x} and {preset.x} are filled in from the presets when help is shown (`_Help`)
+# every setting a `compare` / `train` command can take, with its flag's type and help; {run.x} (the command's own
+# config: CompareConfig, or SweepConfig for `sweep`), {preset.x} and {evaluate.x} are filled in from the presets when
+# help is shown (`_Help`)
 SETTINGS = {
-    "dataset": (str, "mnist5k (embedded), digits, cifar10, stl10, imagefolder (default {compare.dataset})"),
-    "root": (str, "where torchvision datasets / image folders live (default {compare.root})"),
-    "epochs": (int, "epochs of training (default {compare.epochs})"),
-    "device": (str, "auto, cpu, cuda, cuda:N (default {compare.device})"),
-    "backbone": (str, "convnet, resnet18, resnet50 (default {compare.backbone})"),
+    "dataset": (str, "mnist5k (embedded), digits, cifar10, stl10, imagefolder (default {run.dataset})"),
+    "root": (str, "where torchvision datasets / image folders live (default {run.root})"),
+    "epochs": (int, "epochs of training (default {run.epochs})"),
+    "device": (str, "auto, cpu, cuda, cuda:N (default {run.device})"),
+    "backbone": (str, "convnet, resnet18, resnet50 (default {run.backbone})"),
     "n_clusters": (cluster_counts, "K, for both algorithms, or one each as deepcluster=100,odc=30 (two K rank no "
                                    "stability; default: each algorithm's preset, {preset.n_clusters})"),
-    "batch_size": (int, "images per SGD step (default {compare.batch_size})"),
+    "batch_size": (int, "images per SGD step (default {run.batch_size})"),
     "lr": (float, "SGD learning rate, for both algorithms (default: each algorithm's preset, {preset.lr})"),
-    "seed": (int, "random seed (default {compare.seed})"),
-    "n_train": (int, "keep a class-stratified subset of the train split (default {compare.n_train})"),
+    "seed": (int, "random seed (default {run.seed})"),
+    "n_train": (int, "keep a class-stratified subset of the train split (default {run.n_train})"),
 }
 DETERMINISTIC = ("same seed, same numbers on a GPU too, where torch can (deterministic algorithms and convolutions, "
                  "no cuDNN autotuner; slower); a CPU run is deterministic without it")
 COMPILE = ("compile the training network with torch.compile (fewer kernel launches a step; the first steps pay "
            "for the compilation, about 30 s on a laptop CPU): off by default until make gpu-check measures it")
 TB = "also log to RUN/tb/ for TensorBoard (scalars, hparams, Projector): tensorboard --logdir RUN/tb"
-SEEDS = (int, "how many seeds: seed, seed + 1, ...; results as mean ± std, curves with a band (default {compare.seeds})")
+SEEDS = (int, "how many seeds: seed, seed + 1, ...; results as mean ± std, curves with a band (default {run.seeds})")
 SWEEP_SETTINGS = {
-    **{k: (kind, text.replace("{compare.", "{sweep.")) for k, (kind, text) in SETTINGS.items()
-       if k in ("dataset", "root", "device", "backbone", "batch_size", "seed")},
-    "epochs": (int, "epochs per cell, the same for every cell (default {sweep.epochs})"),
-    "seeds": (int, SEEDS[1].replace("{compare.", "{sweep.")),
-    "n_train": (int, "images each cell fits on, from the train split left after validation (default {sweep.n_train})"),
-    "n_val": (int, "validation images carved from the train split, never the test split (default {sweep.n_val})"),
+    **{k: SETTINGS[k] for k in ("dataset", "root", "device", "backbone", "batch_size", "seed")},
+    "epochs": (int, "epochs per cell, the same for every cell (default {run.epochs})"),
+    "seeds": SEEDS,
+    "n_train": (int, "images each cell fits on, from the train split left after validation (default {run.n_train})"),
+    "n_val": (int, "validation images carved from the train split, never the test split (default {run.n_val})"),
+}
+RUN_FLAGS = {  # what every training command takes beside its settings: (flag, what it does for a run, for a sweep)
+    "--name": ("run folder name under --runs (default: dataset and time)",
+               "sweep folder name under --runs (default: sweep, dataset and time)"),
+    "--runs": ("where run folders go",) * 2,
+    "--resume": ("continue the run --name with its saved settings", "continue the sweep --name: finished cells are kept"),
+    "--tensorboard": (TB,) * 2,
+    "--deterministic": (DETERMINISTIC,) * 2,
+    "--compile": (COMPILE,) * 2,
 }
 
 
@@ -82,12 +91,18 @@ class _Help(argparse.HelpFormatter):
     """Help texts with their defaults read from the presets. This runs only when help is shown, so
     the presets (and torch with them) load for --help and not before Ctrl-C handling is in place."""
 
+    run = "compare"  # the config whose defaults {run.x} names
+
     def _get_help_string(self, action) -> str:
         if "{" not in (action.help or ""):
             return action.help
         if not hasattr(self, "_defaults"):
             self._defaults = _defaults()
-        return action.help.format_map(self._defaults)
+        return action.help.format_map({**self._defaults, "run": self._defaults[self.run]})
+
+
+class _SweepHelp(_Help):
+    run = "sweep"
 
 
 def _defaults() -> dict:
@@ -121,15 +136,13 @@ def _defaults() -> dict:
             "evaluate": runs(EvaluateConfig(), EvaluateConfig.fast()), "preset": preset}
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    for name, (kind, text) in SETTINGS.items():  # default None: we must know what was typed
+def _common(p: argparse.ArgumentParser, settings: dict = SETTINGS, sweep: bool = False) -> None:
+    """A training command's flags: its settings (default None: we must know what was typed), then RUN_FLAGS."""
+    for name, (kind, text) in settings.items():
         p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, default=None, help=text)
-    p.add_argument("--name", default=None, help="run folder name under --runs (default: dataset and time)")
-    p.add_argument("--runs", default="runs", help="where run folders go")
-    p.add_argument("--resume", action="store_true", help="continue the run --name with its saved settings")
-    p.add_argument("--tensorboard", action="store_true", help=TB)
-    p.add_argument("--deterministic", action="store_true", help=DETERMINISTIC)
-    p.add_argument("--compile", action="store_true", help=COMPILE)
+    for flag, helps in RUN_FLAGS.items():
+        kind = {"--name": dict(default=None), "--runs": dict(default="runs")}.get(flag, dict(action="store_true"))
+        p.add_argument(flag, help=helps[sweep], **kind)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -156,20 +169,13 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--export", choices=list(NAMES), default=None,
                    help="also save that backbone as a torchvision ResNet state dict (ResNet backbones only)")
     s = sub.add_parser("sweep", help="both algorithms over a grid of settings, judged on a validation split",
-                       formatter_class=_Help)
+                       formatter_class=_SweepHelp)
     for name in GRID_KEYS:  # a comma-separated list per grid setting; the grid is every combination (kit/sweep.py)
         who = [NAMES[a] for a, keys in GRID.items() if name in keys]
         s.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_values, default=None, metavar="V,V,...",
-                       help=f"{name} values ({' and '.join(who)}; default {{sweep.{name}}})")
-    for name, (kind, text) in SWEEP_SETTINGS.items():
-        s.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, default=None, help=text)
+                       help=f"{name} values ({' and '.join(who)}; default {{run.{name}}})")
+    _common(s, SWEEP_SETTINGS, sweep=True)
     s.add_argument("--algo", choices=[*NAMES, "both"], default=None, help="which to sweep (default both)")
-    s.add_argument("--name", default=None, help="sweep folder name under --runs (default: sweep, dataset and time)")
-    s.add_argument("--runs", default="runs", help="where run folders go")
-    s.add_argument("--resume", action="store_true", help="continue the sweep --name: finished cells are kept")
-    s.add_argument("--tensorboard", action="store_true", help=TB)
-    s.add_argument("--deterministic", action="store_true", help=DETERMINISTIC)
-    s.add_argument("--compile", action="store_true", help=COMPILE)
     d = sub.add_parser("doctor", help="what this machine will do with kit: device, precision, threads, packages, "
                                       "data, and the minutes the demo and notebooks will take")
     d.add_argument("--runs", default="runs", help="where run folders go (its free disk is reported)")
