@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from notebook_lane import NotebookLane
+
 os.environ.setdefault("KIT_FAST", "1")
 # as `import kit` does (kit/__init__.py), before torch loads its libgomp: spinning OpenMP threads in this process
 # took the cores from the notebook kernels running beside it, and a 5 s test took 50 s
@@ -139,145 +141,27 @@ def execute_notebook(name: str, mode: str, runs: Path, threads: int = CORES):
     return nb
 
 
-class NotebookCache:
-    """Each (notebook, mode) executed once per session, by whichever comes first: the background lane, which
-    works through what the selected tests declared (`@pytest.mark.notebooks`) while other tests run, or a
-    test that asks before the lane got there. Kernels are processes of their own, so the lane overlaps them
-    with the tests in this process. A notebook that failed fails every test that asks for it, once executed.
-
-    Cores: a kernel takes one OpenMP thread while a test runs beside it (`pytest_runtest_setup` gives the test
-    the others: two pools of two threads on two cores made a test ten times slower than alone). While a test
-    waits for the lane, its core goes to a second lane worker, which runs the next queued notebook beside the
-    first (two one-thread kernels get more done than one of two threads), once only tests that read executed
-    notebooks are left (earlier, the second kernel outlived the wait and slowed the tests after it); a kernel
-    started with nothing beside it while a test waits takes every core. Two notebooks that share a runs folder (01 and 04) never run at once."""
-
-    def __init__(self, folder):
-        import threading
-
-        self.folder, self.done, self.running, self.queue = folder, {}, {}, []
-        self.lock = threading.Condition()  # guards everything below; notified when a kernel ends or a test waits
-        self.threads = 0  # OpenMP threads of the kernels running now
-        self.folders: set[str] = set()  # runs folders of the kernels running now
-        self.waited = 0.0  # seconds the tests spent waiting for the lane
-        self.blocked = 0  # tests waiting for the lane right now: their core is free for a kernel
-        self.tail = False  # every test left reads executed notebooks (the full-size ones, sorted last): no test
-        # will need the core a second kernel takes, which runs to its end once started
-
-    def key(self, name: str, mode: str) -> tuple[str, str]:
-        if mode not in MODES:
-            raise ValueError(f"mode {mode!r}: one of {', '.join(MODES)}")
-        if mode != "fast" and SWITCH not in (NOTEBOOKS / name).read_text():
-            mode = "fast"  # no example-run switch and nothing sized by KIT_FAST (the playground): one execution
-        return name, mode
-
-    @staticmethod
-    def runs_folder(name: str, mode: str) -> str:
-        """Each execution trains into a folder of its own, but for 01 and 04 in the modes that train, which share
-        one as a user's do: whichever runs first trains the quickstart run, the other reopens it (in "fast" mode
-        04 runs on the stand-in card, so a run trained on the CPU is reopened on a card, or the other way)."""
-        return f"01+04-{mode}" if mode != "example" and name[:2] in ("01", "04") else f"{name[:2]}-{mode}"
-
-    def busy(self) -> bool:
-        with self.lock:
-            return bool(self.queue or self.running)
-
-    def _start(self, key, threads: int) -> None:
-        """Mark `key` running on `threads` threads (the caller holds the lock and has checked its folder is free)."""
-        import threading
-
-        self.running[key] = threading.Event()
-        if key in self.queue:
-            self.queue.remove(key)
-        self.threads += threads
-        self.folders.add(self.runs_folder(*key))
-
-    def _execute(self, key, threads: int) -> None:
-        name, mode = key
-        try:
-            result = execute_notebook(name, mode, Path(self.folder) / self.runs_folder(name, mode), threads)
-        except Exception as e:  # nbclient's CellExecutionError names the cell and its traceback
-            result = e
-        with self.lock:
-            self.done[key] = result
-            self.threads -= threads
-            self.folders.discard(self.runs_folder(name, mode))
-            self.running.pop(key).set()
-            self.lock.notify_all()
-
-    def get(self, name: str, mode: str):
-        import copy
-
-        key = self.key(name, mode)
-        with self.lock:
-            while key not in self.done and key not in self.running and self.runs_folder(*key) in self.folders:
-                self.lock.wait()  # its runs folder is in use (01 and 04): wait for that kernel
-            if key in self.done or key in self.running:
-                event = self.running.get(key)
-            else:  # asked before the lane got there: this test runs it, on the cores no kernel uses
-                event, threads = None, max(1, CORES - self.threads)
-                self._start(key, threads)
-        if event is None and key not in self.done:
-            self._execute(key, threads)
-        elif event is not None:
-            t0 = time.perf_counter()
-            with self.lock:
-                self.blocked += 1
-                self.lock.notify_all()  # a second lane worker may take this test's core
-            event.wait()
-            with self.lock:
-                self.blocked -= 1
-            self.waited += time.perf_counter() - t0
-        result = self.done[key]
-        if isinstance(result, Exception):
-            raise result
-        return copy.deepcopy(result)  # every caller its own copy
-
-    def stop(self) -> None:
-        with self.lock:
-            self.queue.clear()
-            self.lock.notify_all()
-            running = list(self.running.values())
-        for event in running:
-            event.wait(timeout=900)
-
-    def _next(self, worker: int):
-        """(key, threads) for lane worker `worker` to run now, "wait", or None when the queue is empty. Worker 0 runs
-        the queue in order; the others only at the session's tail while a test waits, on a core no kernel uses."""
-        if not self.queue:
-            return None
-        free = CORES - self.threads
-        if free < 1 or (worker > 0 and not (self.blocked and self.tail)):
-            return "wait"
-        ready = [k for k in self.queue if self.runs_folder(*k) not in self.folders]
-        if not ready:
-            return "wait"
-        key = ready[0]
-        # every core to it only when a test waits and no other notebook could run beside it (the last, or 04 after 01)
-        alone = not self.running and not any(self.runs_folder(*k) != self.runs_folder(*key) for k in ready[1:])
-        return key, (free if alone and self.blocked else 1)
-
-    def start_lane(self, keys) -> None:
-        import threading
-
-        self.queue = [k for k in dict.fromkeys(self.key(*k) for k in keys)]
-
-        def lane(worker: int):
-            while True:
-                with self.lock:
-                    while (job := self._next(worker)) == "wait":
-                        self.lock.wait(timeout=5)
-                    if job is None:
-                        return
-                    key, threads = job
-                    self._start(key, threads)
-                self._execute(key, threads)
-
-        for worker in range(CORES):
-            threading.Thread(target=lane, args=(worker,), name=f"notebooks-{worker}", daemon=True).start()
+def _key(name: str, mode: str) -> tuple[str, str]:
+    if mode not in MODES:
+        raise ValueError(f"mode {mode!r}: one of {', '.join(MODES)}")
+    if mode != "fast" and SWITCH not in (NOTEBOOKS / name).read_text():
+        mode = "fast"  # no example-run switch and nothing sized by KIT_FAST (the playground): one execution
+    return name, mode
 
 
-_notebooks: NotebookCache | None = None
+def runs_folder(name: str, mode: str) -> str:
+    """Each execution trains into a folder of its own, but for 01 and 04 in the modes that train, which share
+    one as a user's do: whichever runs first trains the quickstart run, the other reopens it (in "fast" mode
+    04 runs on the stand-in card, so a run trained on the CPU is reopened on a card, or the other way)."""
+    return f"01+04-{mode}" if mode != "example" and name[:2] in ("01", "04") else f"{name[:2]}-{mode}"
+
+
+def NotebookCache(folder) -> NotebookLane:
+    """The session's lane over kit's notebooks (tests/notebook_lane.py)."""
+    return NotebookLane(folder, execute_notebook, CORES, _key, runs_folder)
+
+
+_notebooks: NotebookLane | None = None
 
 
 def pytest_configure(config):
@@ -349,7 +233,7 @@ def executed_notebook(tmp_path_factory):
     what it reads (`@pytest.mark.notebooks("fast")`) has it executed in the background while earlier tests
     run; any other call executes on first use, so a test run with `-k` executes only what its tests ask for.
     Each execution has a runs folder of its own (`metadata.kit_test.runs`), but for 01 and 04, which share the
-    quickstart run as a user's notebooks do (`NotebookCache.runs_folder`); an example-run execution's folder
+    quickstart run as a user's notebooks do (`runs_folder`); an example-run execution's folder
     must stay empty. A notebook without the example-run switch (the playground) reads the same in every mode:
     it is executed once for all.
     """
