@@ -378,3 +378,24 @@ def test_the_report_warns_when_the_two_algorithms_ran_at_different_k():
     assert "DeepCluster K = 100 and ODC K = 30" in warning and "do not rank" in warning
     assert "--n-clusters 30" in warning
     assert _unequal_k({"deepcluster": h(30), "odc": h(30)}) == "" and _unequal_k({"odc": h(30)}) == ""
+
+
+def test_a_report_on_other_data_says_nothing_measured_on_digits(fast_compare, tmp_path):
+    """The takeaway and the digits' words belong to the demo's dataset (issue 30): a run on other data gets the
+    guides in terms of classes and no takeaway; the demo's own run keeps both."""
+    import json
+    import shutil
+
+    from kit.views.report import GUIDES, build_report, guide
+
+    assert any("digit" in text for text in GUIDES.values())
+    assert not any("digit" in guide(name, "cifar10") for name in GUIDES)
+    assert guide("confusion.png", "mnist5k") == GUIDES["confusion.png"]
+    run = shutil.copytree(fast_compare.path, tmp_path / "other")
+    mine = (run / "report.html").read_text()
+    assert "<h3>Takeaway</h3>" in mine and "digit" in mine
+    cfg = json.loads((run / "config.json").read_text())
+    cfg["compare"]["dataset"] = "imagefolder"  # the page is rewritten around the figures drawn; no image is read
+    (run / "config.json").write_text(json.dumps(cfg))
+    page = build_report(run, log=lambda *_: None, umap=False, figures=False).read_text()
+    assert "<h3>Takeaway</h3>" not in page and "digit" not in page.lower()
