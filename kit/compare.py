@@ -30,7 +30,8 @@ from .distributed import SINGLE, Distributed
 from .features import extract_features
 from .metrics import knn_accuracy, nmi
 from .run_setup import check_images, check_split_size, start_run, write_config
-from .runs import Run, atomic_write_json
+from .runs import Run
+from .files import atomic_write_json
 from .runtime import AUTO, resolve_device
 from .tensorboard_log import TensorBoardLog, check_available
 from .training import check_number

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from .augment import COLOUR, DIGITS, AugmentSpec, augment
-from .runs import atomic_write_npz
+from .files import atomic_write_npz
 
 DATASETS = ("mnist5k", "digits", "cifar10", "stl10", "imagefolder")
 

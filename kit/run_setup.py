@@ -12,7 +12,8 @@ from pathlib import Path
 
 from .clustering import check_sizes
 from .distributed import SINGLE, Distributed
-from .runs import Run, atomic_write_json, check_name, read_config
+from .runs import Run, check_name, read_config
+from .files import atomic_write_json
 
 
 def resumed_config(path: Path, command: str, algo: str | None, requested, explicit=None, log=print):

@@ -26,7 +26,8 @@ from typing import ClassVar, NamedTuple
 from .algorithms import CONFIGS, GRID, GRID_KEYS, NAMES, TRAINERS
 from .data import DATASETS, load_dataset, validation_split
 from .run_setup import check_split_size, start_run
-from .runs import Run, atomic_write_bytes, atomic_write_json, read_json
+from .runs import Run
+from .files import atomic_write_bytes, atomic_write_json, read_json
 from .runtime import AUTO, Diverged, resolve_device
 from .seeds import mean_std
 from .tensorboard_log import TensorBoardLog, check_available

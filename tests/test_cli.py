@@ -48,7 +48,8 @@ def made(tmp_path):
     """A runs folder holding `r`, a finished 1-epoch `compare` made by hand (no training): its
     config.json and, for each algorithm, a history and a label snapshot."""
     from kit.compare import CompareConfig
-    from kit.runs import Run, atomic_write_json
+    from kit.runs import Run
+    from kit.files import atomic_write_json
 
     root = tmp_path / "runs"
     run = Run.create(root, "r")
@@ -178,7 +179,8 @@ def test_a_folder_kit_did_not_write_is_never_written_into(tmp_path, capsys):
 
 
 def test_report_and_evaluate_refuse_a_train_run_in_one_line(tmp_path, capsys):
-    from kit.runs import Run, atomic_write_json
+    from kit.runs import Run
+    from kit.files import atomic_write_json
 
     run = Run.create(tmp_path, "t")
     atomic_write_json(run.file("config.json"), {"command": "train", "algo": "odc", "compare": {}})

@@ -6,9 +6,9 @@ from pathlib import Path
 
 KIT = Path(__file__).resolve().parents[1] / "kit"
 DRAWING = ("matplotlib", "bokeh", "ipywidgets")
-TRAINING = ("algorithms", "augment", "clustering", "collapse", "data", "deepcluster", "distributed", "evaluate",
-            "features", "memory", "metrics", "models", "odc", "runs", "runtime", "sampling", "seeds", "supervised",
-            "training")
+TRAINING = ("algorithms", "augment", "checkpoints", "clustering", "collapse", "data", "deepcluster", "distributed",
+            "evaluate", "features", "files", "memory", "metrics", "models", "odc", "runs", "runtime", "sampling", "seeds",
+            "supervised", "training")
 
 
 def _module(path: Path) -> str:

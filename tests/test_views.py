@@ -130,7 +130,8 @@ def fake_run(tmp_path_factory):
     with 3 label snapshots and ODC with 4, features and UMAP layouts of 30 of them at epochs 0, 1, 3."""
     from kit.data import load_dataset
     from kit.views.report import build_report
-    from kit.runs import Run, atomic_write_bytes, atomic_write_json, atomic_write_npz
+    from kit.runs import Run
+    from kit.files import atomic_write_bytes, atomic_write_json, atomic_write_npz
     from kit.views.evaluation import markdown
 
     rng = np.random.default_rng(0)

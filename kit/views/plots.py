@@ -329,7 +329,7 @@ def save(fig: Figure, path) -> None:
     from matplotlib import rc_context
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    from ..runs import atomic_write_bytes
+    from ..files import atomic_write_bytes
 
     kind = Path(path).suffix.lower().lstrip(".")
     if kind == "png":

@@ -14,7 +14,8 @@ from ..algorithms import NAMES, SPECS
 from ..data import load_dataset
 from ..metrics import agreement
 from ..compare import CompareConfig
-from ..runs import Run, atomic_write_bytes, atomic_write_npz, check_fields, read_config, read_json, read_layouts
+from ..runs import Run, read_config
+from ..files import atomic_write_bytes, atomic_write_npz, check_fields, read_json, read_layouts
 from . import build as views
 from . import flows, plots
 
