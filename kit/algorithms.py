@@ -10,6 +10,7 @@ the sweep and the run store loop over `SPECS` (or over the algorithms a run hold
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import import_module
 
@@ -69,9 +70,44 @@ SPECS = {spec.name: spec for spec in (
                    # off: every cluster weighs the same in the loss, so a few big clusters can take over
                    Control("reweight_power", "reweight by size^-{value:g}", "reweight", switch=True, name="reweight"))),
 )}
-NAMES = {name: spec.title for name, spec in SPECS.items()}  # as in commands and folders -> as written for people
-GRID = {name: spec.grid for name, spec in SPECS.items()}
+
+
+class Field(Mapping):
+    """{name: one field of its spec}, read from SPECS at each look-up: a spec registered later is in it too."""
+
+    def __init__(self, attribute: str):
+        self.attribute = attribute
+
+    def __getitem__(self, name: str):
+        return getattr(SPECS[name], self.attribute)
+
+    def __iter__(self):
+        return iter(SPECS)
+
+    def __len__(self) -> int:
+        return len(SPECS)
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
+
+
+NAMES = Field("title")  # as in commands and folders -> as written for people
+GRID = Field("grid")
 GRID_KEYS = tuple(dict.fromkeys(key for keys in GRID.values() for key in keys))  # n_clusters, lr, pca_dim, memory_momentum
+
+
+def check_controls() -> None:
+    """Two algorithms' playground controls may share a name only if they set the same field: one widget then serves
+    both (K, lr and the like are the playground's own)."""
+    seen: dict[str, str] = {}
+    for spec in SPECS.values():
+        for c in spec.controls:
+            if seen.setdefault(c.attribute, c.field) != c.field:
+                raise ValueError(f"{spec.name}'s control {c.attribute!r} sets {c.field}, another's sets "
+                                 f"{seen[c.attribute]}: give it a name of its own (Control(name=...))")
+
+
+check_controls()
 
 
 def _classes(attribute: str) -> dict:

@@ -72,7 +72,7 @@ def check_cluster_room(n: int, k: int, min_size: int) -> None:
     """Refuse K where the average cluster is below `min_size`: the small-cluster fix (§2.7) would dissolve and
     re-split clusters in every iteration, and an epoch crawls (K = 1,000 on 4,000 digits took ~240 s an epoch against
     3.7 s at K = 30 before the splits were batched). Under twice `min_size`, warn: K = 300 on 4,000 digits (13 a
-    cluster, 10 the minimum) refills ~800 cluster ids an epoch and takes 1.3x a K = 30 epoch
+    cluster, 10 the minimum) refills ~800 cluster ids an epoch and takes 1.3x to 1.4x a K = 30 epoch
     (bench/small_clusters.py)."""
     if min_size <= 0:
         return
@@ -83,7 +83,7 @@ def check_cluster_room(n: int, k: int, min_size: int) -> None:
                          "(command line: --n-clusters)")
     if n < 2 * k * min_size:
         warnings.warn(f"ODC: n_clusters={k} leaves {n / k:.1f} images a cluster, under twice min_cluster_size "
-                      f"{min_size}: most iterations will re-split small clusters, and epochs slow down (n_clusters "
+                      f"{min_size}: many iterations will re-split small clusters, and epochs slow down (n_clusters "
                       f"<= {n // (2 * min_size)} avoids it)", RuntimeWarning, stacklevel=3)
 
 

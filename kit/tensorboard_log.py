@@ -1,9 +1,9 @@
 """TensorBoard logging, optional: a run's numbers and embeddings where TensorBoard reads them.
 
-    tb = TensorBoardLog("runs/demo/tb/odc", settings=odc.config.to_dict(), trainer=odc)
-    odc.fit(train, epochs, callback=tb)        # scalars as they happen
-    tb.projector(Path("runs/demo/odc"), train)  # the embedding at the flight recorder's epochs
-    tb.close()                                  # the settings as hparams, with the last epoch's numbers
+    tb = TensorBoardLog("runs/demo/tb/odc", settings=odc.config.to_dict(), trainer=odc,
+                        projector_of=(Path("runs/demo/odc"), train))  # the embedding at the flight recorder's epochs
+    odc.fit(train, epochs, callbacks=[tb])  # scalars as they happen; at the end the Projector, the settings as
+                                            # hparams with the last epoch's numbers, and the file closed (`end`)
 
 then `tensorboard --logdir runs/demo/tb` (offline: TensorBoard serves its own pages). What it writes,
 against the global training step (steps of batch_size; both algorithms take N / batch_size per epoch):
@@ -125,12 +125,14 @@ class TensorBoardLog:
             self.close()
 
     def close(self) -> None:
-        """The settings as hparams beside the last epoch's numbers, then flush and close."""
+        """The settings as hparams beside the last epoch's numbers, then flush and close; a second call does nothing
+        (a later record opens a new event file)."""
         hparams = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in self.settings.items()}
-        if hparams and self.last:
-            self.writer.add_hparams(hparams, {f"hparam/{k}": v for k, v in self.last.items()}, run_name=".")
+        if hparams and self.last and self._writer is not None:
+            self._writer.add_hparams(hparams, {f"hparam/{k}": v for k, v in self.last.items()}, run_name=".")
         if self._writer is not None:
             self._writer.close()
+            self._writer = None
 
 
 def _number(v) -> bool:

@@ -317,10 +317,10 @@ class Trainer:
             stop=None, progress: bool = False, callbacks=()) -> dict:
         """Train until `epochs` epochs are done (a resumed run counts the ones it has) and return
         the history. `callback`, then each of `callbacks` in order, receives every step's and every epoch's record
-        (a step's when its loss is read: at once on the CPU, every few steps on a card); a callback with an
-        `end(finished)` method is told when the fit returns (True) or raises (False): the collapse alarm
-        (`collapse.Watch.saying`), TensorBoard (`TensorBoardLog`, which closes its file there), the playground's
-        live board. `stop` (an Event or a callable) ends training at the next iteration, and the unfinished epoch is
+        (a step's when its loss is read: at once on the CPU, every few steps on a card): the commands pass the
+        collapse alarm (`collapse.Watch.saying`) and TensorBoard (`TensorBoardLog`), the playground its live board.
+        A callback with an `end(finished)` method is told when the fit returns (True) or raises (False);
+        TensorBoard closes its file there. `stop` (an Event or a callable) ends training at the next iteration, and the unfinished epoch is
         rolled back, as a Ctrl-C's is, so the finished epochs are kept and a next `fit` continues exactly; with
         `run`, each finished epoch is checkpointed there and an existing checkpoint is resumed."""
         check_number("epochs", epochs, 1)  # 0 or -1 would return an empty history and look like success
@@ -332,9 +332,7 @@ class Trainer:
             finished = True
             return history
         finally:
-            for c in every:
-                if hasattr(c, "end"):
-                    c.end(finished)
+            _end_each(every, finished)
 
     def _fit(self, dataset, epochs: int, callback, eval_dataset, run: Run | None, stop, progress: bool) -> dict:
         if getattr(self, "rolled_back_partly", False):
@@ -570,6 +568,20 @@ def _host_copy(state):
 
 def labels_snapshot(labels) -> np.ndarray:
     return np.asarray(labels.cpu() if isinstance(labels, torch.Tensor) else labels, dtype=np.int64).copy()
+
+
+def _end_each(callbacks: list, finished: bool) -> None:
+    """`end(finished)` of every callback that has one, each even if one before it raised. After a fit that returned,
+    the first such error is raised; after one that raised, the fit's own error goes on and theirs are dropped."""
+    errors = []
+    for c in callbacks:
+        if hasattr(c, "end"):
+            try:
+                c.end(finished)
+            except Exception as e:  # noqa: BLE001 - every callback is ended first
+                errors.append(e)
+    if errors and finished:
+        raise errors[0]
 
 
 def _each(callbacks: list):

@@ -1,5 +1,7 @@
-"""`fit(..., callbacks=[...])` (issue 30): every callback sees every record in order, and each with an `end` hook is
-told whether the fit returned or raised; the commands' collapse alarm and TensorBoard log come in this way."""
+"""`fit(..., callbacks=[...])` (issue 30): `callback` then each of `callbacks` sees every record, in that order, and
+each with an `end` hook is told whether the fit returned or raised, even when another's `end` fails. (The commands'
+collapse alarm and TensorBoard log, passed this way, are tested end to end in test_collapse.py and
+test_tensorboard.py.)"""
 import pytest
 
 import kit
@@ -23,11 +25,11 @@ def test_each_callback_sees_every_record_in_order_and_is_told_the_fit_returned(m
     train, _ = mnist_small
     seen = []
     first, second = Recorder("a", seen), Recorder("b", seen)
-    plain = []  # a bare function: no end hook, still called
-    kit.DeepCluster(tiny_dc_config()).fit(train, epochs=2, callback=lambda r: plain.append(r["kind"]),
-                                         callbacks=[first, second])
-    assert seen[0::2] == [("a", k) for k in plain] and seen[1::2] == [("b", k) for k in plain]
-    assert plain.count("epoch") == 2 and plain.count("step") > 0
+    plain = lambda r: seen.append(("plain", r["kind"]))  # noqa: E731 - a bare function: no end hook, still called
+    kit.DeepCluster(tiny_dc_config()).fit(train, epochs=2, callback=plain, callbacks=[first, second])
+    kinds = [k for who, k in seen if who == "plain"]
+    assert seen == [(who, k) for k in kinds for who in ("plain", "a", "b")]  # each record: callback, a, then b
+    assert kinds.count("epoch") == 2 and kinds.count("step") > 0
     assert first.ended == second.ended == [True]
 
 
@@ -40,6 +42,21 @@ def test_a_fit_that_raises_tells_each_callback_it_did_not_finish(mnist_small):
         trainer.fit(train, epochs=2, callbacks=[stopper, after])
     assert stopper.ended == after.ended == [False]
     assert trainer.history["epoch"] == []  # the interrupted epoch was rolled back
+
+
+def test_an_end_that_fails_leaves_the_others_ended_and_is_raised(mnist_small):
+    train, _ = mnist_small
+
+    class Broken(Recorder):
+        def end(self, finished):
+            super().end(finished)
+            raise OSError("disk full")
+
+    seen = []
+    broken, after = Broken("a", seen), Recorder("b", seen)
+    with pytest.raises(OSError, match="disk full"):
+        kit.DeepCluster(tiny_dc_config()).fit(train, epochs=1, callbacks=[broken, after])
+    assert broken.ended == after.ended == [True]
 
 
 def test_the_collapse_watch_says_a_symptom_once_through_its_log():

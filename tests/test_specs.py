@@ -13,13 +13,12 @@ from kit.views import plots
 
 @pytest.fixture
 def third(monkeypatch):
-    """A third algorithm in the registry: ODC's spec under another name, title and colour."""
+    """A third algorithm in the registry, and nowhere else: ODC's spec under another name, title and colour."""
     spec = dataclasses.replace(algorithms.SPECS["odc"], name="third", title="Third", short="3rd", colour="#2ca02c",
                                shades="Greens", labels_at_epoch_start=True)
     monkeypatch.setitem(algorithms.SPECS, "third", spec)
-    monkeypatch.setitem(algorithms.NAMES, "third", spec.title)
-    monkeypatch.setitem(plots.COLOURS, "third", spec.colour)
-    monkeypatch.setitem(ablation_views.SHADES, "third", spec.shades)
+    assert algorithms.NAMES["third"] == "Third" and plots.COLOURS["third"] == "#2ca02c"  # read through the registry
+    assert ablation_views.SHADES["third"] == "Greens"
     return spec
 
 
@@ -50,6 +49,14 @@ def test_the_report_draws_a_third_algorithm_registered_only_in_the_registry(thir
     assert list(plots.epoch_series(histories["odc"], "label_change")[0]) == [r["epoch"] + 1 for r in h["epoch"]]
     legend = [t.get_text() for t in plots.losses(histories).axes[0].get_legend().get_texts()]
     assert [t.split(" (K")[0] for t in legend] == ["DeepCluster", "ODC", "Third"]
+
+
+def test_two_controls_of_one_name_must_set_one_field(monkeypatch):
+    clash = dataclasses.replace(algorithms.SPECS["odc"], name="clash",
+                                controls=(algorithms.Control("memory_momentum", "m", "m", 0.0, 1.0, 0.1, name="pca_dim"),))
+    monkeypatch.setitem(algorithms.SPECS, "clash", clash)
+    with pytest.raises(ValueError, match="give it a name of its own"):
+        algorithms.check_controls()
 
 
 def test_the_seeds_spread_has_a_column_per_algorithm():

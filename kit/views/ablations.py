@@ -10,11 +10,11 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from ..algorithms import SPECS
+from ..algorithms import Field
 from .palette import text_colour
 from .plots import epoch_series, style_axes
 
-SHADES = {name: spec.shades for name, spec in SPECS.items()}
+SHADES = Field("shades")
 MARKERS = "osD^vP"  # a second cue beside the shade: the n-th run of an algorithm gets the n-th marker
 
 

@@ -10,10 +10,10 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter, ScalarFormatter
 
-from ..algorithms import NAMES, SPECS  # the views read the algorithms' names from here, beside COLOURS
+from ..algorithms import NAMES, SPECS, Field  # the views read the algorithms' names from here, beside COLOURS
 from . import flows, palette
 
-COLOURS = {name: spec.colour for name, spec in SPECS.items()}
+COLOURS = Field("colour")
 PLAIN = "#1f77b4"  # one colour where a figure shows no algorithm's run (a spectrum, bars)
 
 

@@ -33,8 +33,8 @@ FIGURES.update(views.FIGURES)  # the image-level views: flows, clusters as image
 GUIDES = {
     "learning.png": "Each line is one algorithm, measured on the held-out test images after each epoch (epoch 0: "
                     "the untrained network). Left, kNN accuracy (k = 20, the training images as the bank): how often "
-                    "an image's nearest features share its digit. Middle, NMI between a 10-cluster k-means of the "
-                    "features and the true digits, its chance level dotted; right, the same agreement as AMI "
+                    "an image's nearest features share its digit. Middle, NMI between a k-means of the "
+                    "features (one cluster a class) and the true digits, its chance level dotted; right, the same agreement as AMI "
                     "(chance-corrected, 0 = chance). Higher is better in all three. The grey dashed line is the same "
                     "measure on raw pixels: a curve below it has not yet beaten no training at all.",
     "stability.png": "Left, AMI between each epoch's cluster labels and the previous epoch's: 1 = the same partition "
