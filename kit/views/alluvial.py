@@ -16,7 +16,8 @@ from matplotlib.collections import PolyCollection
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 
-from .plots import COLOURS, NAMES
+from ..algorithms import NAMES
+from .palette import COLOURS
 from . import flows
 from .palette import class_colour, text_colour
 from .rundata import RunData

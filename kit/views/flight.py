@@ -22,11 +22,10 @@ import io
 
 import numpy as np
 
+from ..algorithms import NAMES, SPECS
 from ..metrics import agreement
 from . import flows
-from .palette import class_colour, cluster_colours, text_colour
-from ..algorithms import SPECS
-from .plots import COLOURS, NAMES
+from .palette import COLOURS, class_colour, cluster_colours, text_colour
 from .page import Page
 from .rundata import RunData
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
-from .plots import COLOURS, NAMES
+from ..algorithms import NAMES
+from .palette import COLOURS
 from ..metrics import contingency
 from . import flows
 from .palette import class_colour, text_colour

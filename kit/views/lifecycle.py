@@ -12,7 +12,8 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
-from .plots import COLOURS, NAMES
+from ..algorithms import NAMES
+from .palette import COLOURS
 from . import transitions as tr
 from .palette import class_colours, text_colour
 from .gallery import mosaic, show_tiles

@@ -15,7 +15,9 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from .plots import COLOURS, NAMES, chance_floor, smoothed, style_axes, with_init
+from ..algorithms import NAMES
+from .palette import COLOURS
+from .plots import chance_floor, smoothed, style_axes, with_init
 
 EARLIER_SHOWN = 3  # faded runs per algorithm; older ones leave the board (they stay in `Playground.runs`)
 

@@ -18,6 +18,10 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.colors import to_hex, to_rgb
 
+from ..algorithms import Field
+
+COLOURS = Field("colour")  # each algorithm's colour in every figure, from its spec
+
 TAB10 = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
 CLUSTER_COLOURS = TAB10 + [
     "#0000ff", "#005a00", "#690096", "#d200ff", "#782dff", "#d20096", "#00e100", "#2d4b69", "#d2b4b4", "#87003c",

@@ -10,10 +10,9 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter, ScalarFormatter
 
-from ..algorithms import NAMES, SPECS, Field  # the views read the algorithms' names from here, beside COLOURS
+from ..algorithms import NAMES, SPECS
 from . import flows, palette
-
-COLOURS = Field("colour")
+from .palette import COLOURS
 PLAIN = "#1f77b4"  # one colour where a figure shows no algorithm's run (a spectrum, bars)
 
 

@@ -391,7 +391,7 @@ def _unequal_k(histories: dict) -> str:
     k = {algo: h.get("config", {}).get("n_clusters") for algo, h in histories.items()}
     if len(k) < 2 or None in k.values() or len(set(k.values())) == 1:
         return ""
-    ks = " and ".join(f"{plots.NAMES[a]} K = {v}" for a, v in k.items())
+    ks = " and ".join(f"{NAMES[a]} K = {v}" for a, v in k.items())
     return (f'<p class="warn"><b>Different K</b> ({ks}): the stability rows compare different numbers of clusters, '
             f"and how many images change depends on K, so they do not rank the two algorithms' stability. AMI removes NMI's "
             f"chance bias, not this one. For a ranking, train both at one K: <code>python -m kit compare "
@@ -420,7 +420,7 @@ def guide(name: str, dataset: str | None = None) -> str:
 
 def _alarms(histories: dict) -> str:
     """The report's collapse section: every epoch that crossed a threshold of kit/collapse.py, or a line saying none did."""
-    rows = [(plots.NAMES.get(algo, algo), epoch + 1, "; ".join(collapse.SYMPTOMS[s] for s in found))
+    rows = [(NAMES.get(algo, algo), epoch + 1, "; ".join(collapse.SYMPTOMS[s] for s in found))
             for algo, h in histories.items() for epoch, found in collapse.flagged(h)]
     rule = (f"Thresholds: loss above {collapse.LOSS_EXPLODING:g} ln K in any epoch, or above {collapse.LOSS_NEAR_CHANCE:g} "
             f"ln K for two epochs after the first; the largest cluster over {collapse.LARGEST_SHARE:.0%} of the images; "
