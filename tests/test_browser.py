@@ -64,15 +64,26 @@ def jupyterlab(tmp_path):
 
 
 def open_and_run_all(p, url: str, height: int = 1100):
-    """Headless Chromium on a notebook in JupyterLab: wait for its kernel, then Run All Cells."""
+    """Headless Chromium on a notebook in JupyterLab: wait for its kernel, then Run All Cells, again if the first
+    cell has not started within 20 s (on a loaded machine the menu's click could land before the notebook took
+    focus, and the test then waited two minutes for an output that was never asked for)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import expect
 
     browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
     page = browser.new_page(viewport={"width": 1400, "height": height})
     page.goto(url)
     expect(page.get_by_role("button", name=re.compile(r"\| Idle"))).to_be_visible(timeout=90_000)  # kernel ready
-    page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
-    page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+    started = page.locator(".jp-InputPrompt", has_text=re.compile(r"\[(\*|\d+)\]")).first  # [*] running, [1] done
+    for attempt in range(3):
+        page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+        page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+        try:
+            expect(started).to_be_attached(timeout=20_000)
+            break
+        except (AssertionError, PlaywrightTimeout):
+            if attempt == 2:
+                raise
     return browser, page
 
 
