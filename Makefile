@@ -29,6 +29,7 @@ demo: $(STAMP)
 	NUMBA_CACHE_DIR=$(CURDIR)/.cache/numba $(PY) -m kit compare $(ARGS)
 
 test: $(STAMP)
+	$(PY) -m ruff check kit tests bench docs
 	NUMBA_CACHE_DIR=$(CURDIR)/.cache/numba $(PY) -m pytest -q $(ARGS)
 
 test-fast: $(STAMP)

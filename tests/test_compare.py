@@ -102,7 +102,7 @@ def test_plots_draw_what_they_promise():
     fig = plots.learning(h, {"raw_pixels_nmi": 0.5})
     knn_ax, nmi_ax, _ = fig.axes  # kNN, NMI, AMI to the true classes
     assert list(knn_ax.lines[0].get_xdata()) == [0, 1, 2]  # epoch 0 = random init
-    assert any(l.get_label() == "k-means on raw pixels" for l in nmi_ax.lines)
+    assert any(line.get_label() == "k-means on raw pixels" for line in nmi_ax.lines)
     fig = plots.reassignment(h, smooth=1)
     assert len(fig.axes[0].lines) == 2 and fig.axes[0].get_ylim() == (0, 1)
     assert len(plots.cluster_sizes(h, {"deepcluster": 3, "odc": 3}).axes) == 2

@@ -1,7 +1,6 @@
 """What the fake card of tests/test_cuda_path.py could not see (issue 29), each pinned by a test that failed before
 its fix: torch's newer precision API, state kit left behind in the process, bf16 reaching the ODC memory, the
 evaluation's models left on the CPU, and fp16's loss scaler (a wait every step, a scale lost on resume)."""
-import contextlib
 import math
 
 import numpy as np

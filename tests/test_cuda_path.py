@@ -5,9 +5,6 @@ meeting a host tensor, a sync too many per step, a bf16 autocast on a T4, a resu
 The real-card versions of these checks are the `gpu`-marked tests in tests/test_gpu.py.
 """
 import math
-import os
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -2,7 +2,6 @@
 Ctrl-C, no writing through planted links, every file read back checked, an optional cache, hints
 that point the right way. Refusals and resumes are driven in-process (`kit.__main__.main`); a writer
 to be stopped, killed or sent SIGTERM runs in a real process."""
-import hashlib
 import json
 import os
 import shlex

@@ -161,12 +161,12 @@ def test_the_seeded_curves_draw_the_mean_and_a_one_std_band():
                 {"deepcluster": h("deepcluster", [0.7, 0.8]), "odc": h("odc", [0.4, 0.7])}]
     fig = plots.seeded(per_seed, ("knn",), {"raw_pixels_knn": 0.9})
     ax = fig.axes[0]
-    means = [l for l in ax.lines if l.get_label().startswith(("DeepCluster", "ODC"))]
-    assert [l.get_label() for l in means] == ["DeepCluster (2 seeds)", "ODC (2 seeds)"]
+    means = [line for line in ax.lines if line.get_label().startswith(("DeepCluster", "ODC"))]
+    assert [line.get_label() for line in means] == ["DeepCluster (2 seeds)", "ODC (2 seeds)"]
     assert list(means[0].get_xdata()) == [0, 1, 2] and np.allclose(means[0].get_ydata(), [0.3, 0.6, 0.7])
     band = ax.collections[0].get_paths()[0].vertices[:, 1]  # the DeepCluster band: mean ± sample std
     assert np.isclose(band.max(), 0.7 + np.std([0.6, 0.8], ddof=1)) and np.isclose(band.min(), 0.3)
-    assert sum(1 for l in ax.lines if l.get_alpha() == 0.35) == 4  # every seed drawn thin
+    assert sum(1 for line in ax.lines if line.get_alpha() == 0.35) == 4  # every seed drawn thin
     results = [{"algo": a, "n_clusters": k, "lr": 0.1, "seed": s, "knn": k / 1000 + s / 100, "nmi_true": 0.5,
                 "nmi_prev": None} for a in ("deepcluster", "odc") for k in (30, 100) for s in (31, 32)]
     from kit.sweep import METRICS, curves

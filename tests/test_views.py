@@ -291,7 +291,7 @@ def test_the_flight_recorder_moves_hovers_and_links_in_a_browser(fake_run, tmp_p
 @pytest.mark.slow
 @needs_chromium
 @pytest.mark.timeout(300)
-def test_the_flight_recorder_works_in_a_real_jupyterlab(jupyterlab, fake_run, tmp_path):
+def test_the_flight_recorder_works_in_a_real_jupyterlab(jupyterlab, fake_run, tmp_path):  # noqa: F811 - the fixture
     import nbformat
     from playwright.sync_api import expect, sync_playwright
 

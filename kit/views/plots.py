@@ -6,6 +6,8 @@ Uses matplotlib's object API (no pyplot state), so figures can be built in a wor
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter, ScalarFormatter
@@ -394,8 +396,6 @@ def images(imgs: np.ndarray, titles: list[str] | None = None, cols: int = 10, ti
 def draw(path: str | Path, make, again: bool = True) -> None:
     """Save the figure `make()` returns at `path`; with `again` off, only if the file is not there yet (the
     report's page rewritten around figures already drawn)."""
-    from pathlib import Path
-
     if again or not Path(path).exists():
         save(make(), path)
 
