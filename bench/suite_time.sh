@@ -29,7 +29,8 @@ done
 declare -A took
 for name in "${names[@]}"; do
   start=$(date +%s)
-  make -C "$work/$name" test ARGS="-p no:cacheprovider" >"$work/$name.log" 2>&1 || { tail -20 "$work/$name.log"; exit 1; }
+  # a failed suite is timed and said, not a reason to stop: an old commit's flaky test must not cost the sitting
+  make -C "$work/$name" test ARGS="-p no:cacheprovider" >"$work/$name.log" 2>&1 || echo "$name: make test FAILED (see $work/$name.log)"
   took[$name]=$(( $(date +%s) - start ))
   echo "$name ($(git -C "$work/$name" log --oneline -1 | cut -c1-60)): ${took[$name]} s, $(grep -E "passed|failed" "$work/$name.log" | tail -1)"
 done
