@@ -26,17 +26,24 @@ done
 for name in "${names[@]}"; do
   make -C "$work/$name" install >/dev/null
 done
-declare -A took
+declare -A took failed
 for name in "${names[@]}"; do
   start=$(date +%s)
   # a failed suite is timed and said, not a reason to stop: an old commit's flaky test must not cost the sitting
-  make -C "$work/$name" test ARGS="-p no:cacheprovider" >"$work/$name.log" 2>&1 || echo "$name: make test FAILED (see $work/$name.log)"
+  failed[$name]=0
+  make -C "$work/$name" test ARGS="-p no:cacheprovider" >"$work/$name.log" 2>&1 || { failed[$name]=1; echo "$name: make test FAILED (see $work/$name.log)"; }
   took[$name]=$(( $(date +%s) - start ))
   echo "$name ($(git -C "$work/$name" log --oneline -1 | cut -c1-60)): ${took[$name]} s, $(grep -E "passed|failed" "$work/$name.log" | tail -1)"
 done
 i=0
+status=0
 for commit in "$@"; do
   i=$((i + 1))
-  python3 -c "print(f'head / $commit = {${took[head]} / ${took[base$i]}:.2f}')"
+  if (( failed[head] || failed[base$i] )); then  # a failed suite's time says nothing about the suite's speed
+    echo "head / $commit = n/a (a suite failed)"; status=1
+  else
+    python3 -c "print(f'head / $commit = {${took[head]} / ${took[base$i]}:.2f}')"
+  fi
 done
 echo "logs in $work"
+exit $status

@@ -93,12 +93,13 @@ class Field(Mapping):
 
 NAMES = Field("title")  # as in commands and folders -> as written for people
 GRID = Field("grid")
-GRID_KEYS = tuple(dict.fromkeys(key for keys in GRID.values() for key in keys))  # n_clusters, lr, pca_dim, memory_momentum
+# n_clusters, lr, pca_dim, memory_momentum: read once, at import (a sweep's knobs are SweepConfig's fields, fixed too)
+GRID_KEYS = tuple(dict.fromkeys(key for keys in GRID.values() for key in keys))
 
 
 def check_controls() -> None:
     """Two algorithms' playground controls may share a name only if they set the same field: one widget then serves
-    both (K, lr and the like are the playground's own)."""
+    both (K, lr and the like are the playground's own). Run at import and by the playground as it builds its knobs."""
     seen: dict[str, str] = {}
     for spec in SPECS.values():
         for c in spec.controls:

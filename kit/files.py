@@ -21,7 +21,6 @@ import typing
 from pathlib import Path
 
 import numpy as np
-import torch
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)  # read once: there is no way to read the umask without setting it
@@ -66,9 +65,11 @@ def json_default(o):
         return int(o)
     if isinstance(o, (np.floating,)):
         return float(o)
-    if isinstance(o, (np.ndarray, torch.Tensor)):
+    if hasattr(o, "tolist"):  # an array or a tensor (torch is not imported here for it)
         return o.tolist()
     raise TypeError(f"cannot write {type(o).__name__} to JSON")
+
+
 TEMPORARY = re.compile(r"\..+\.[A-Za-z0-9_]{8}\.tmp")  # atomic_write_bytes's mkstemp names
 
 

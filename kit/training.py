@@ -323,10 +323,10 @@ class Trainer:
         TensorBoard closes its file there. `stop` (an Event or a callable) ends training at the next iteration, and the unfinished epoch is
         rolled back, as a Ctrl-C's is, so the finished epochs are kept and a next `fit` continues exactly; with
         `run`, each finished epoch is checkpointed there and an existing checkpoint is resumed."""
-        check_number("epochs", epochs, 1)  # 0 or -1 would return an empty history and look like success
         every = [c for c in (callback, *callbacks) if c is not None]
         finished = False
         try:
+            check_number("epochs", epochs, 1)  # 0 or -1 would return an empty history and look like success
             with tuned_convolutions(self.device), _one_of_the_fits():  # cuDNN's autotuner for this fit only
                 history = self._fit(dataset, epochs, _each(every), eval_dataset, run, stop, progress)
             finished = True

@@ -25,7 +25,7 @@ from pathlib import Path
 import ipywidgets as W
 
 from . import collapse
-from .algorithms import CONFIGS, GRID_KEYS, NAMES, SPECS, TRAINERS
+from .algorithms import CONFIGS, GRID_KEYS, NAMES, SPECS, TRAINERS, check_controls
 from .compare import CompareConfig
 from .data import load_dataset, needs_download
 from .runtime import fast_mode
@@ -102,6 +102,7 @@ class Playground:
         self.batch_size = W.IntSlider(first.batch_size, 16, 512, 16, description="batch size", **s)
         self.epochs = W.IntSlider(run.epochs if fast else EPOCHS, 1, 100, 1, description="epochs", **s)
         wide = dict(style=style, layout=W.Layout(width="480px"))  # a checkbox's long description is not cut short
+        check_controls()  # a spec registered since import is checked too
         self.switched_on = {}  # a switch's field -> the value it sets when ticked
         for algo, spec in SPECS.items():  # each algorithm's own knobs, from its spec, at its preset
             for c in spec.controls:

@@ -64,17 +64,20 @@ def jupyterlab(tmp_path):
 
 
 def open_and_run_all(p, url: str, height: int = 1100):
-    """Headless Chromium on a notebook in JupyterLab: wait for its kernel, then Run All Cells, again if the first
-    cell has not started within 20 s (on a loaded machine the menu's click could land before the notebook took
-    focus, and the test then waited two minutes for an output that was never asked for)."""
+    """Headless Chromium on a notebook in JupyterLab: wait for its kernel and for the notebook to take focus, then
+    Run All Cells; again only if, 20 s on, no cell shows it was asked to run and the kernel is still idle (on a
+    loaded machine a click could land before the notebook took focus, and the test then waited two minutes for an
+    output never asked for; a run that did start marks its cells [*] at once, so it is not asked twice)."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import expect
 
     browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
     page = browser.new_page(viewport={"width": 1400, "height": height})
     page.goto(url)
-    expect(page.get_by_role("button", name=re.compile(r"\| Idle"))).to_be_visible(timeout=90_000)  # kernel ready
-    started = page.locator(".jp-InputPrompt", has_text=re.compile(r"\[(\*|\d+)\]")).first  # [*] running, [1] done
+    idle = page.get_by_role("button", name=re.compile(r"\| Idle"))
+    expect(idle).to_be_visible(timeout=90_000)  # kernel ready
+    expect(page.locator(".jp-NotebookPanel .jp-Cell.jp-mod-active:visible").first).to_be_visible(timeout=30_000)
+    started = page.locator(".jp-InputPrompt", has_text=re.compile(r"\[(\*|\d+)\]")).first  # [*] asked, [1] done
     for attempt in range(3):
         page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
         page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
@@ -82,7 +85,7 @@ def open_and_run_all(p, url: str, height: int = 1100):
             expect(started).to_be_attached(timeout=20_000)
             break
         except (AssertionError, PlaywrightTimeout):
-            if attempt == 2:
+            if attempt == 2 or not idle.is_visible():  # a busy kernel is running it: never ask twice
                 raise
     return browser, page
 

@@ -9,6 +9,7 @@ from fake_cuda import FakeCuda, _round_tf32
 
 
 def test_the_card_is_there_and_tensors_on_it_say_so():
+    real = (torch.cuda.is_available(), torch.cuda.device_count())  # a GPU machine's own answer, restored after
     with FakeCuda(capability=(7, 5), count=2) as card:
         assert torch.cuda.is_available() and torch.cuda.device_count() == 2
         assert torch.cuda.get_device_capability() == (7, 5) and card.name == "Tesla T4"
@@ -18,7 +19,7 @@ def test_the_card_is_there_and_tensors_on_it_say_so():
         with pytest.raises(RuntimeError, match="invalid device ordinal"):
             torch.ones(1).to("cuda:2")
     assert not isinstance(torch.ones(1), type(x))  # nothing of the card outlives the block
-    assert torch.cuda.is_available() is False and torch.cuda.device_count() == 0
+    assert (torch.cuda.is_available(), torch.cuda.device_count()) == real
 
 
 @pytest.mark.parametrize("mix", ["host operand", "two cards", "host indexed by device indices"])

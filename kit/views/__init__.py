@@ -19,7 +19,7 @@ histories and run folders and change nothing; the training code never imports th
                  keep theirs; pure functions of label and feature arrays
     lifecycle.py the transitions strip and the per-image stability map (matplotlib)
     palette.py   colours that read on white: tab10 for classes, 30 distinct cluster colours (class colours
-                 above 30 clusters), and text colours darkened to a readable contrast
+                 above 30 clusters), text colours darkened to a readable contrast, each algorithm's colour
     build.py     the report's share: writes the figures, returns the flight recorder's HTML
 
 This file imports nothing: `import kit` and the training code stay free of matplotlib and bokeh, and

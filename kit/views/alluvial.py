@@ -17,9 +17,8 @@ from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 
 from ..algorithms import NAMES
-from .palette import COLOURS
 from . import flows
-from .palette import class_colour, text_colour
+from .palette import COLOURS, class_colour, text_colour
 from .rundata import RunData
 
 OTHER = "#9a9a9a"

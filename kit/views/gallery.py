@@ -13,10 +13,9 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ..algorithms import NAMES
-from .palette import COLOURS
 from ..metrics import contingency
 from . import flows
-from .palette import class_colour, text_colour
+from .palette import COLOURS, class_colour, text_colour
 from .rundata import RunData
 
 

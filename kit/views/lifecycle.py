@@ -13,9 +13,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ..algorithms import NAMES
-from .palette import COLOURS
 from . import transitions as tr
-from .palette import class_colours, text_colour
+from .palette import COLOURS, class_colours, text_colour
 from .gallery import mosaic, show_tiles
 from .rundata import RunData
 

@@ -325,7 +325,6 @@ def save(fig: Figure, path) -> None:
     """Write a figure atomically in the format its extension names: .png at 110 dpi (96 on screen),
     or .svg / .pdf as vector graphics for slides. No pyplot; no date in the metadata."""
     import io
-    from pathlib import Path
 
     from matplotlib import rc_context
     from matplotlib.backends.backend_agg import FigureCanvasAgg
