@@ -189,9 +189,11 @@ class ODCMemory(torch.nn.Module):
         its time (3.0 of 5.3 s) refilling ids (bench/small_clusters.py)."""
         todo, moved = empty.tolist(), 0
         while todo:
-            sizes = self.counts().tolist()  # the loop's bookkeeping on the host: K numbers, read once a round
-            order = sorted(range(self.n_clusters), key=lambda c: -sizes[c])[: len(todo)]  # stable: ties by id
-            order = [c for c in order if sizes[c] >= 2]
+            # the len(todo) largest clusters (ties by id, as argmax) and the next one: no other can be the loop's
+            # pick this round, so only these sizes (and the ids filled meanwhile) are read to the host
+            ranked, n = torch.sort(-self.counts(), stable=True), len(todo) + 1
+            sizes = dict(zip(ranked.indices[:n].tolist(), (-ranked.values[:n]).tolist()))  # id -> size, largest first
+            order = [c for c in list(sizes)[: len(todo)] if sizes[c] >= 2]
             if not order:
                 break  # nothing left to split (only when N is close to K)
             members = self._members_of(order)
@@ -199,7 +201,7 @@ class ODCMemory(torch.nn.Module):
             ready = {c: m[p] for c, m, p in zip(order, members, parts)}
             rows, labels, touched = [], [], []
             for e in list(todo):
-                big = max(range(self.n_clusters), key=lambda c: (sizes[c], -c))  # argmax: the first largest
+                big = max(sizes, key=lambda c: (sizes[c], -c))  # argmax: the first largest
                 if sizes[big] < 2:
                     todo = []  # nothing left to split
                     break
@@ -208,7 +210,7 @@ class ODCMemory(torch.nn.Module):
                 part = ready.pop(big)
                 rows.append(part), labels.append(torch.full_like(part, e)), touched.extend((big, e))
                 ready.pop(e, None)  # e's members are about to change
-                sizes[big], sizes[e] = sizes[big] - len(part), sizes[e] + len(part)
+                sizes[big], sizes[e] = sizes[big] - len(part), sizes.get(e, 0) + len(part)
                 todo.pop(0)
             if rows:  # each row moves at most once a round, so one write gives the loop's sums and sizes
                 self._write(torch.cat(rows), torch.cat(labels))
