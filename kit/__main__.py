@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-from .algorithms import GRID, GRID_KEYS, NAMES
+from .algorithms import GRID, GRID_KEYS, NAMES, compared
 
 def cluster_counts(text: str) -> int | dict:
     """--n-clusters: one K for every algorithm ("30"), or one per algorithm ("deepcluster=100,odc=30")."""
@@ -151,6 +151,8 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", help="train DeepCluster and ODC side by side and write a report", formatter_class=_Help)
     _common(c)
     c.add_argument("--seeds", type=int, default=None, help=SEEDS[1])
+    c.add_argument("--algos", type=algo_list, default=None, metavar="A,B,...",
+                   help=f"which algorithms, in order, from {', '.join(NAMES)} (default {','.join(compared())})")
     t = sub.add_parser("train", help="train one algorithm", formatter_class=_Help)
     _common(t)
     t.add_argument("--algo", required=True, choices=list(NAMES))
@@ -175,12 +177,18 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_values, default=None, metavar="V,V,...",
                        help=f"{name} values ({' and '.join(who)}; default {{run.{name}}})")
     _common(s, SWEEP_SETTINGS, sweep=True)
-    s.add_argument("--algo", choices=[*NAMES, "both"], default=None, help="which to sweep (default both)")
+    s.add_argument("--algo", choices=[*NAMES, "both"], default=None,
+                   help=f"which to sweep (default both: {' and '.join(compared())})")
     d = sub.add_parser("doctor", help="what this machine will do with kit: device, precision, threads, packages, "
                                       "data, and the minutes the demo and notebooks will take")
     d.add_argument("--runs", default="runs", help="where run folders go (its free disk is reported)")
     d.add_argument("--no-benchmark", action="store_true", help="skip the few-second micro-benchmark (no time estimates)")
     return p
+
+
+def algo_list(text: str) -> list[str]:
+    """--algos: "deepcluster,odc" -> ["deepcluster", "odc"]; CompareConfig refuses an unknown or repeated name."""
+    return [a.strip() for a in text.split(",") if a.strip()]
 
 
 def _values(text: str) -> list:
@@ -197,7 +205,7 @@ def _compare_config(a):
     from .compare import CompareConfig
     from .runtime import fast_mode
 
-    typed = {k: getattr(a, k, None) for k in (*SETTINGS, "seeds") if getattr(a, k, None) is not None}
+    typed = {k: getattr(a, k, None) for k in (*SETTINGS, "seeds", "algos") if getattr(a, k, None) is not None}
     preset = CompareConfig.fast if fast_mode() else CompareConfig
     return preset(**typed), list(typed)  # CompareConfig checks every number
 

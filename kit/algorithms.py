@@ -52,6 +52,9 @@ class Spec:
     labels_at_epoch_start: bool
     reassigned_per_step: str | None  # the step record of labels changed in each iteration's batch, if it has one
     controls: tuple[Control, ...] = ()  # its own knobs in the playground, in the order shown
+    # in what kit compares unless told otherwise (`compare`, the playground's "both", a sweep): the lesson's pair;
+    # another algorithm runs where named (`compare --algos`, `sweep --algo`, the playground's toggle)
+    compared: bool = True
 
 
 SPECS = {spec.name: spec for spec in (
@@ -89,6 +92,11 @@ class Field(Mapping):
 
     def __repr__(self) -> str:
         return repr(dict(self))
+
+
+def compared() -> list[str]:
+    """The algorithms kit compares by default, in registry order: those whose spec says `compared`."""
+    return [name for name, spec in SPECS.items() if spec.compared]
 
 
 NAMES = Field("title")  # as in commands and folders -> as written for people

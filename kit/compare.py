@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from . import collapse
-from .algorithms import CONFIGS, TRAINERS
+from .algorithms import CONFIGS, NAMES, TRAINERS, compared
 from .clustering import KMeans, l2_normalize
 from .data import DATASETS, ImageTensorDataset, load_dataset, stratified
 from .distributed import SINGLE, Distributed
@@ -40,12 +40,14 @@ from .views import embed
 
 @dataclass
 class CompareConfig:
-    """The comparison's settings; each algorithm's `small()` preset unless overridden. `n_clusters`
+    """The comparison's settings for the algorithms in `algos`; each one's `small()` preset unless overridden. `n_clusters`
     and `lr` left at None keep each algorithm's own (bench/presets.md); a value applies to both.
     `CompareConfig.fast()` is the KIT_FAST smoke run."""
 
     saved_as: ClassVar[str] = "compare"  # its key in config.json (kit/run_setup.py)
 
+    # which algorithms train, in this order, each in its own folder: default the registry's compared pair
+    algos: list[str] = field(default_factory=compared)
     dataset: str = "mnist5k"  # any kit dataset name
     epochs: int = 30  # the same budget for both
     n_clusters: int | dict | None = None  # K for both, or {algo: K} (two K rank no stability); None = the presets' K
@@ -80,9 +82,13 @@ class CompareConfig:
         check_number("embed_points", self.embed_points, 1)
         if self.n_train is not None:
             check_number("n_train", self.n_train, 2)
-        if isinstance(self.n_clusters, dict) and set(self.n_clusters) != set(CONFIGS):
-            raise ValueError(f"n_clusters={self.n_clusters}: give one K for each of {', '.join(CONFIGS)}, "
-                             f"e.g. --n-clusters {','.join(f'{a}=30' for a in CONFIGS)}, or one K for all")
+        self.algos = list(self.algos)  # config.json holds a list; a tuple given here compares equal to it after
+        if not self.algos or set(self.algos) - set(NAMES) or len(set(self.algos)) < len(self.algos):
+            raise ValueError(f"algos={','.join(map(str, self.algos))}: name each once, from {', '.join(NAMES)} "
+                             f"(command line: --algos {','.join(compared())})")
+        if isinstance(self.n_clusters, dict) and set(self.n_clusters) != set(self.algos):
+            raise ValueError(f"n_clusters={self.n_clusters}: give one K for each of {', '.join(self.algos)}, "
+                             f"e.g. --n-clusters {','.join(f'{a}=30' for a in self.algos)}, or one K for all")
         resolve_device(self.device)  # an unknown or absent device is refused here, not mid-run
         self.algo_configs()  # both algorithms' own checks (n_clusters, batch_size, lr, ...)
 
@@ -91,7 +97,7 @@ class CompareConfig:
                       eval_every=self.eval_every)
         common.update({k: getattr(self, k) for k in ("n_clusters", "lr") if getattr(self, k) is not None})
         own = lambda algo: {"n_clusters": self.n_clusters[algo]} if isinstance(self.n_clusters, dict) else {}  # noqa: E731
-        return {algo: getattr(config, self.preset)(**{**common, **own(algo)}) for algo, config in CONFIGS.items()}
+        return {algo: getattr(CONFIGS[algo], self.preset)(**{**common, **own(algo)}) for algo in self.algos}
 
     def seed_values(self) -> list[int]:
         return [self.seed + i for i in range(self.seeds)]
@@ -206,7 +212,7 @@ def run_train(name: str, algo: str, config: CompareConfig | None = None, runs_ro
         check_available()
     run, cfg, train, test = start_run(name, "train", algo, config or CompareConfig(), runs_root, resume,
                                       load_splits, explicit, log, dist)
-    trainer = TRAINERS[algo](cfg.algo_configs()[algo], dist=dist)
+    trainer = TRAINERS[algo](replace(cfg, algos=[algo]).algo_configs()[algo], dist=dist)  # any algorithm, compared or not
     try:
         return run, trainer.fit(train, cfg.epochs, eval_dataset=test, run=run, progress=progress and dist.is_writer,
                                 callbacks=_watching(algo, trainer.config, trainer, run, log, dist, tensorboard))

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import ClassVar, NamedTuple
 
 
-from .algorithms import CONFIGS, GRID, GRID_KEYS, NAMES, TRAINERS
+from .algorithms import CONFIGS, GRID, GRID_KEYS, NAMES, TRAINERS, compared
 from .data import DATASETS, load_dataset, validation_split
 from .run_setup import check_split_size, start_run
 from .runs import Run
@@ -45,7 +45,7 @@ class SweepConfig:
 
     saved_as: ClassVar[str] = "sweep"  # its key in config.json (kit/run_setup.py)
 
-    algos: list[str] = field(default_factory=lambda: list(NAMES))
+    algos: list[str] = field(default_factory=compared)  # the registry's compared pair
     # K, both algorithms: three cells per algorithm that fit a lecture (ODC at K = 300 takes 6-7 min a cell on 2 cores)
     n_clusters: list[int] = field(default_factory=lambda: [10, 30, 100])
     lr: list[float] = field(default_factory=lambda: [0.1])  # SGD learning rate, both

@@ -25,7 +25,7 @@ from pathlib import Path
 import ipywidgets as W
 
 from . import collapse
-from .algorithms import CONFIGS, GRID_KEYS, NAMES, SPECS, TRAINERS, check_controls
+from .algorithms import CONFIGS, GRID_KEYS, NAMES, SPECS, TRAINERS, check_controls, compared
 from .compare import CompareConfig
 from .data import load_dataset, needs_download
 from .runtime import fast_mode
@@ -166,7 +166,7 @@ class Playground:
 
     # -- config -----------------------------------------------------------------------------
     def algos(self) -> list[str]:
-        return list(NAMES) if self.algorithm.value == "both" else [self.algorithm.value]
+        return compared() if self.algorithm.value == "both" else [self.algorithm.value]
 
     def config(self, algo: str | None = None):
         """The config the widgets describe for `algo` (default: the selected one, DeepCluster for

@@ -128,3 +128,28 @@ def test_a_comparison_at_two_k_is_typed_per_algorithm():
             cluster_counts(bad)
     with pytest.raises(ValueError, match="one K for each of deepcluster, odc"):
         CompareConfig.fast(n_clusters={"odc": 20})
+
+
+def test_a_comparison_trains_the_algorithms_it_names_each_once(tmp_path):
+    """`--algos`: the registry's compared pair by default, any registered ones in the order typed; an unknown,
+    repeated or empty list is refused in one line; a run saved before `algos` existed reads as the pair; K per
+    algorithm must name the algorithms compared. `train --algo` takes any registered algorithm."""
+    from kit.__main__ import _parser, _compare_config
+    from kit.algorithms import compared
+    from kit.files import atomic_write_json
+    from kit.run_setup import resumed_config
+    from kit.runs import Run
+
+    assert CompareConfig().algos == compared() == ["deepcluster", "odc"]
+    assert list(CompareConfig.fast(algos=("odc",)).algo_configs()) == ["odc"]
+    cfg, typed = _compare_config(_parser().parse_args(["compare", "--algos", "odc, deepcluster"]))
+    assert cfg.algos == ["odc", "deepcluster"] and "algos" in typed
+    for bad, said in (("odc,odc", "algos=odc,odc"), ("odc,dc", "algos=odc,dc"), (",", "algos=")):
+        with pytest.raises(ValueError, match=f"{said}: name each once, from deepcluster, odc"):
+            _compare_config(_parser().parse_args(["compare", "--algos", bad]))
+    with pytest.raises(ValueError, match="one K for each of odc"):
+        CompareConfig.fast(algos=["odc"], n_clusters={"odc": 20, "deepcluster": 20})
+    run = Run.create(tmp_path, "old")
+    saved = {k: v for k, v in CompareConfig().__dict__.items() if k != "algos"}
+    atomic_write_json(run.file("config.json"), {"command": "compare", "algo": None, "compare": saved})
+    assert resumed_config(run.path, "compare", None, CompareConfig(), explicit=[]).algos == ["deepcluster", "odc"]
