@@ -56,10 +56,10 @@ SETTINGS = {
     "epochs": (int, "epochs of training (default {run.epochs})"),
     "device": (str, "auto, cpu, cuda, cuda:N (default {run.device})"),
     "backbone": (str, "convnet, resnet18, resnet50 (default {run.backbone})"),
-    "n_clusters": (cluster_counts, "K, for both algorithms, or one each as deepcluster=100,odc=30 (two K rank no "
+    "n_clusters": (cluster_counts, "K, for every algorithm compared, or one each as deepcluster=100,odc=30 (two K rank no "
                                    "stability; default: each algorithm's preset, {preset.n_clusters})"),
     "batch_size": (int, "images per SGD step (default {run.batch_size})"),
-    "lr": (float, "SGD learning rate, for both algorithms (default: each algorithm's preset, {preset.lr})"),
+    "lr": (float, "SGD learning rate, for every algorithm compared (default: each algorithm's preset, {preset.lr})"),
     "seed": (int, "random seed (default {run.seed})"),
     "n_train": (int, "keep a class-stratified subset of the train split (default {run.n_train})"),
 }
@@ -131,7 +131,7 @@ def _defaults() -> dict:
     small = {a: c.small() for a, c in CONFIGS.items()}
     tiny = {a: c.fast() for a, c in CONFIGS.items()}
     preset = SimpleNamespace(**{k: both(each(small, k), each(tiny, k)) for k in SETTINGS
-                                if all(hasattr(p, k) for p in small.values())})  # what a flag sets for both
+                                if all(hasattr(p, k) for p in small.values())})  # what a flag sets for each
     return {"compare": runs(CompareConfig(), CompareConfig.fast()), "sweep": runs(SweepConfig(), SweepConfig.fast()),
             "evaluate": runs(EvaluateConfig(), EvaluateConfig.fast()), "preset": preset}
 

@@ -41,7 +41,7 @@ from .views import embed
 @dataclass
 class CompareConfig:
     """The comparison's settings for the algorithms in `algos`; each one's `small()` preset unless overridden. `n_clusters`
-    and `lr` left at None keep each algorithm's own (bench/presets.md); a value applies to both.
+    and `lr` left at None keep each algorithm's own (bench/presets.md); a value applies to every one.
     `CompareConfig.fast()` is the KIT_FAST smoke run."""
 
     saved_as: ClassVar[str] = "compare"  # its key in config.json (kit/run_setup.py)
@@ -49,11 +49,11 @@ class CompareConfig:
     # which algorithms train, in this order, each in its own folder: default the registry's compared pair
     algos: list[str] = field(default_factory=compared)
     dataset: str = "mnist5k"  # any kit dataset name
-    epochs: int = 30  # the same budget for both
-    n_clusters: int | dict | None = None  # K for both, or {algo: K} (two K rank no stability); None = the presets' K
+    epochs: int = 30  # the same budget for each
+    n_clusters: int | dict | None = None  # K for all, or {algo: K} (two K rank no stability); None = the presets' K
     backbone: str = "convnet"
     batch_size: int = 64
-    lr: float | None = None  # for both; None = each algorithm's preset
+    lr: float | None = None  # for all; None = each algorithm's preset
     device: str = AUTO
     seed: int = 31
     seeds: int = 1  # train each algorithm with seed, seed + 1, ...; 1 = one run, in the layout above
@@ -90,7 +90,7 @@ class CompareConfig:
             raise ValueError(f"n_clusters={self.n_clusters}: give one K for each of {', '.join(self.algos)}, "
                              f"e.g. --n-clusters {','.join(f'{a}=30' for a in self.algos)}, or one K for all")
         resolve_device(self.device)  # an unknown or absent device is refused here, not mid-run
-        self.algo_configs()  # both algorithms' own checks (n_clusters, batch_size, lr, ...)
+        self.algo_configs()  # each algorithm's own checks (n_clusters, batch_size, lr, ...)
 
     def algo_configs(self) -> dict:
         common = dict(backbone=self.backbone, batch_size=self.batch_size, device=self.device, seed=self.seed,
@@ -144,7 +144,7 @@ def baselines(train, test) -> dict:
 def run_compare(name: str = "compare", config: CompareConfig | None = None, runs_root: str | Path = "runs",
                 resume: bool = False, progress: bool = True, log=print, explicit=None,
                 dist: Distributed = SINGLE, tensorboard: bool = False) -> Path:
-    """Train both (for each seed), embed, draw, report. Interrupted, it keeps what it wrote; `resume=True`
+    """Train each algorithm (for each seed), embed, draw, report. Interrupted, it keeps what it wrote; `resume=True`
     continues with the run's saved settings (only `epochs` and `device` may change), and a seed
     already trained to `epochs` is not trained again. Under torchrun (`dist`) all ranks train, rank 0
     alone writes files and the report. `tensorboard`: also log to `<run>/tb/<algo>/` (kit/tensorboard_log.py)."""
@@ -167,7 +167,7 @@ def _compare(run: Run, cfg: CompareConfig, train, test, progress: bool, log, dis
         embed.warm_up()  # compile UMAP in the background while the networks train
     for seed in cfg.seed_values():
         one_run, one = seed_run(run, cfg, seed, dist)
-        _train_both(one_run, one, train, test, progress and writer, log, dist, tensorboard)
+        _train_each(one_run, one, train, test, progress and writer, log, dist, tensorboard)
         if cfg.seeds > 1:
             log(f"seed {seed}: done ({one_run.path})")
     if not writer:
@@ -183,7 +183,7 @@ def _compare(run: Run, cfg: CompareConfig, train, test, progress: bool, log, dis
     return run.file("report.html")
 
 
-def _train_both(run: Run, cfg: CompareConfig, train, test, progress: bool, log, dist: Distributed,
+def _train_each(run: Run, cfg: CompareConfig, train, test, progress: bool, log, dist: Distributed,
                 tensorboard: bool = False) -> None:
     """DeepCluster then ODC with `cfg`'s one seed, each in its own folder under `run`; an algorithm
     already trained to `cfg.epochs` resumes, finds nothing to do and writes nothing."""

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import torch
 
-from . import algorithms
 from . import evaluate as ev
 from .algorithms import NAMES, SPECS
 from .data import load_dataset
@@ -23,7 +22,7 @@ from .checkpoints import load_checkpoint
 from .runtime import AUTO, resolve_device, seed_everything
 from .seeds import seed_folders
 from .supervised import train_supervised
-from .training import TrainConfig, build_network, check_number
+from .training import TrainConfig, check_number
 
 
 @dataclass
@@ -93,12 +92,15 @@ def load_backbone(run: Path, algo: str, dataset) -> tuple[Backbone, TrainConfig]
         raise ValueError(f"{path} holds a {state.get('algo')} checkpoint, not {algo}: restore the run's own file")
     common = {f.name for f in fields(TrainConfig)}  # the algorithm's own fields are not needed here
     cfg = TrainConfig.from_dict({k: v for k, v in state["config"].items() if k in common})
-    net = build_network(cfg, dataset, neck=algorithms.TRAINERS[algo].uses_neck)
+    c, h, _ = dataset.image_shape
+    backbone = build_backbone(cfg.backbone, in_channels=c, sobel=cfg.sobel, image_size=h)
+    # the backbone's weights alone: what the protocols judge, whatever neck and head the algorithm trained with
+    weights = {k.removeprefix("backbone."): v for k, v in state["model"].items() if k.startswith("backbone.")}
     try:
-        net.load_state_dict(state["model"])
+        backbone.load_state_dict(weights)
     except RuntimeError as e:
         raise ValueError(f"{path} does not fit this run's network ({str(e).splitlines()[0]})") from None
-    return net.backbone, cfg
+    return backbone, cfg
 
 
 def evaluate_backbones(backbones: dict[str, Backbone], train, test, config: EvaluateConfig, log=print) -> dict:

@@ -230,9 +230,15 @@ class Trainer:
         check_indexed(dataset)
         if self.model is None:
             seed_everything(self.config.seed)
-            self.model = prepare_model(build_network(self.config, dataset, self.uses_neck), self.device)
+            self.model = prepare_model(self.network(dataset), self.device)
             self.optimizer = build_optimizer(self.model, self.config)
             self.net = compile_step(self.dist.wrap(self.model, self.device, synced_batchnorm(self.config)))
+
+    def network(self, dataset) -> ClusterNet:
+        """The network this algorithm trains on `dataset`: backbone, (neck,) head. An algorithm with a network of its
+        own overrides this; it keeps `backbone` (what the monitor and evaluation judge), `head` (the optimizer's
+        momentum-free group) and a forward that gives (features, the head's output)."""
+        return build_network(self.config, dataset, self.uses_neck)
 
     def prepare(self, dataset) -> None:
         """What `fit` does before its first epoch: the network and optimizer, then the algorithm's
