@@ -72,6 +72,10 @@ SPECS = {spec.name: spec for spec in (
                    Control("min_cluster_size", "min cluster size", "min size", 0, 100, 1),
                    # off: every cluster weighs the same in the loss, so a few big clusters can take over
                    Control("reweight_power", "reweight by size^-{value:g}", "reweight", switch=True, name="reweight"))),
+    Spec("deepcluster-v2", "DeepCluster-v2", "DCv2", "deepcluster_v2", "DeepClusterV2", "DeepClusterV2Config",
+         colour="#2ca02c", shades="Greens", grid=("n_clusters", "lr"), loss="CE over heads", labels_at_epoch_start=True,
+         reassigned_per_step=None, controls=(Control("temperature", "softmax temperature", "T", 0.05, 1.0, 0.05),),
+         compared=False),  # the successor (SwAV paper, 2020): run where named, `compare --algos ...,deepcluster-v2`
 )}
 
 

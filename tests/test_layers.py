@@ -71,7 +71,7 @@ def test_module_level_imports_have_no_cycle():
 # Where an algorithm's name may still be written, and how often: its own module, the registry, and one file still to
 # move (issue 30, open): the lesson's MNIST takeaway and the papers' numbers, which are to leave the library. The count
 # may only go down.
-NAMED_IN = {"kit.algorithms": None, "kit.deepcluster": None, "kit.odc": None, "kit.lesson": 40}
+NAMED_IN = {"kit.algorithms": None, "kit.deepcluster": None, "kit.odc": None, "kit.deepcluster_v2": None, "kit.lesson": 40}
 
 
 def _names_written(path: Path, names: set[str]) -> int:

@@ -1,0 +1,243 @@
+"""DeepCluster-v2 (Caron et al., NeurIPS 2020: the SwAV paper, its appendix), as the SwAV repository's
+`main_deepclusterv2.py` does it.
+
+DeepCluster's fresh head each epoch exists because k-means numbers its clusters at random. DeepCluster-v2 removes
+the problem instead: the "head" is the k-means centroids themselves (the prototypes), so an image's target is the
+prototype it is nearest to, whatever its number. One epoch, top to bottom in `DeepClusterV2._epoch`:
+
+    spherical k-means of the memory bank (last epoch's projections), once per head, from random rows, 10 iterations
+    -> each head's prototypes := its centroids (frozen: no gradient reaches them)
+    -> one epoch of cross-entropy of (projection . prototypes / temperature), averaged over the heads
+       -> each batch's projections written into the memory bank, for the next epoch's k-means
+
+Where kit departs from the reference, on purpose (said where it happens): one augmented view per image, not two
+224-pixel crops (so one memory bank; the reference clusters its two crops' banks by turns); SGD with a constant
+learning rate like the other two algorithms, not LARS with warm-up and a cosine schedule; one process (the
+reference's k-means is distributed).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .clustering import check_sizes
+from .data import batches
+from .models import ClusterNet, build_backbone
+from .runtime import Diverged, autocast
+from .training import Readings, TrainConfig, Trainer, check_number
+
+
+@dataclass
+class DeepClusterV2Config(TrainConfig):
+    """DeepCluster-v2 settings; defaults = SwAV's `main_deepclusterv2.py` (ResNet-50, 3 x 3000 prototypes)."""
+
+    n_clusters: int = 3000  # K of each head (the reference's --nmb_prototypes 3000 3000 3000)
+    # K of every head, the first being n_clusters (kit records the first head's labels); None: three heads at
+    # n_clusters, as the reference. Heads of other K give the features several granularities to fit
+    prototypes: list[int] | None = None
+    temperature: float = 0.1  # the softmax temperature over the prototypes' scores (--temperature)
+    feat_dim: int = 128  # the projection's output, what the memory bank holds and k-means clusters (--feat_dim)
+    hidden_mlp: int | None = None  # the projection's hidden width; None = the backbone's (2048 for ResNet-50, as --hidden_mlp)
+    kmeans_iters: int = 10  # cluster_memory's nmb_kmeans_iters
+    lr: float = 0.1  # the reference: LARS, base_lr 4.8 at batch 4096 with a cosine schedule; kit: SGD, constant
+    weight_decay: float = 1e-6  # --wd
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.prototypes is not None:
+            self.prototypes = list(self.prototypes)
+            for k in self.prototypes:
+                check_number("prototypes", k, 2, what="a list of integers >= 2, one K per head")
+            if not self.prototypes or self.prototypes[0] != self.n_clusters:
+                raise ValueError(f"prototypes={self.prototypes}: the first head's K is n_clusters ({self.n_clusters}), "
+                                 "whose labels kit records: put it first")
+        check_number("temperature", self.temperature, 0, integer=False, strict=True)
+        check_number("feat_dim", self.feat_dim, 1)
+        if self.hidden_mlp is not None:
+            check_number("hidden_mlp", self.hidden_mlp, 1)
+        check_number("kmeans_iters", self.kmeans_iters, 1)
+
+    @property
+    def heads(self) -> list[int]:
+        return self.prototypes or [self.n_clusters] * 3
+
+    @classmethod
+    def small(cls, **overrides) -> "DeepClusterV2Config":
+        """Embedded MNIST-5k on a laptop CPU: the other two's network, batch and K = 30 (so the three compare at one
+        K); lr chosen by the validation sweep in bench/presets.md ("DeepCluster-v2")."""
+        base = dict(n_clusters=30, backbone="convnet", lr=0.1, batch_size=64, eval_every=1, seed=31)
+        return cls(**{**base, **overrides})
+
+    @classmethod
+    def fast(cls, **overrides) -> "DeepClusterV2Config":
+        """KIT_FAST=1: `small()` at K = 20 (the tests, `make test-fast`)."""
+        return cls.small(**{**dict(n_clusters=20), **overrides})
+
+
+class Projection(nn.Module):
+    """SwAV's projection head, then the L2 normalisation its `forward_head` applies: fc -> BN -> ReLU -> fc -> unit
+    length; (B, D) -> (B, feat_dim). The memory bank holds these, and k-means clusters them on the sphere."""
+
+    def __init__(self, in_dim: int, hidden: int, out_dim: int):
+        super().__init__()
+        self.fc0, self.bn0, self.fc1 = nn.Linear(in_dim, hidden), nn.BatchNorm1d(hidden), nn.Linear(hidden, out_dim)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.fc1(F.relu(self.bn0(self.fc0(h)))), dim=1)
+
+
+class Prototypes(nn.Module):
+    """SwAV's MultiPrototypes: one bias-free linear layer per head, its rows the head's centroids. Frozen: the
+    reference drops their gradients at every step (freeze_prototypes_niters = 1e10), k-means alone sets them."""
+
+    def __init__(self, dim: int, heads: list[int]):
+        super().__init__()
+        self.heads = nn.ModuleList(nn.Linear(dim, k, bias=False) for k in heads)
+        self.requires_grad_(False)
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(head(z) for head in self.heads)  # each (B, K_h): cosine similarities to the prototypes
+
+
+class DeepClusterV2Net(ClusterNet):
+    """backbone -> projection (unit length) -> prototypes; `forward` gives (projections, one score map per head)."""
+
+    def __init__(self, backbone: nn.Module, heads: list[int], hidden: int, feat_dim: int):
+        super().__init__(backbone, heads[0], Projection(backbone.feature_dim, hidden, feat_dim))
+        self.head, self.feature_dim = Prototypes(feat_dim, heads), feat_dim  # in place of ClusterNet's linear head
+
+
+def cluster_memory(memory: torch.Tensor, heads: list[int], iters: int, generator: torch.Generator):
+    """The reference's `cluster_memory` in one process: for each head, spherical k-means of the (N, d) unit-length
+    memory from K random rows, `iters` rounds (assign by the largest dot product; each non-empty centroid := its
+    members' mean, re-normalised; an empty one keeps its place), then a last assignment.
+    -> [(labels (N,), centroids (K, d)) per head]. No wait on the host: the empty clusters are masked on the device."""
+    out = []
+    for k in heads:
+        pick = torch.randperm(len(memory), generator=generator)[:k]  # on the CPU, as the reference draws them
+        centroids = memory[pick.to(memory.device)]
+        for i in range(iters + 1):
+            labels = (memory @ centroids.T).argmax(1)  # E step
+            if i == iters:
+                break
+            counts = torch.bincount(labels, minlength=k)
+            sums = torch.zeros_like(centroids).index_add_(0, labels, memory)
+            means = sums / counts.clamp(min=1).unsqueeze(1).to(sums.dtype)
+            centroids = F.normalize(torch.where((counts > 0).unsqueeze(1), means, centroids), dim=1)
+        out.append((labels, centroids))
+    return out
+
+
+def v2_loss(scores: tuple[torch.Tensor, ...], targets: list[torch.Tensor], temperature: float) -> torch.Tensor:
+    """The mean over heads of the cross-entropy of each head's scores / temperature against its labels."""
+    return sum(F.cross_entropy(s.float() / temperature, t) for s, t in zip(scores, targets)) / len(scores)
+
+
+class DeepClusterV2(Trainer):
+    """DeepCluster-v2 trainer; `fit` as for the other two (`Trainer.fit`).
+
+    >>> v2 = DeepClusterV2(DeepClusterV2Config.small())
+    >>> history = v2.fit(kit.load_dataset("mnist5k"), epochs=10)
+    """
+
+    algo = "deepcluster-v2"
+    config: DeepClusterV2Config
+    progress_keys = ("loss", "nmi_prev", "knn")
+
+    def __init__(self, config: DeepClusterV2Config | None = None, dist=None):
+        super().__init__(config or DeepClusterV2Config(), dist)
+        self.memory: torch.Tensor | None = None  # (N, feat_dim): each image's projection when it last trained
+
+    def network(self, dataset) -> DeepClusterV2Net:
+        cfg, (c, h, _) = self.config, dataset.image_shape
+        backbone = build_backbone(cfg.backbone, in_channels=c, sobel=cfg.sobel, image_size=h)
+        return DeepClusterV2Net(backbone, cfg.heads, cfg.hidden_mlp or backbone.feature_dim, cfg.feat_dim)
+
+    def _check(self, dataset) -> None:
+        if self.dist.world > 1:
+            raise ValueError("DeepCluster-v2 trains in one process in kit (its memory bank is not shared across "
+                             "ranks): run it without torchrun")
+        for k in self.config.heads:
+            check_sizes(len(dataset), k)
+
+    def _prepare(self, dataset) -> None:
+        """The reference's `init_memory`: the untrained network's projections of one augmented pass, in train mode."""
+        if self.memory is not None:  # once per run; a resumed run has its memory from the checkpoint
+            return
+        order = torch.randperm(len(dataset), generator=self.generator)
+        self.memory = torch.zeros(len(dataset), self.config.feat_dim, device=self.device)
+        # the pass runs in train mode (batch statistics) as the reference's, but leaves BatchNorm's running statistics
+        # as they were: training never reads them, and the untrained network's scores then match the other two's
+        kept = [b.clone() for b in self.model.buffers()]
+        self.model.train()
+        with torch.no_grad():
+            for x, idx in batches(dataset, order, self.config.batch_size, self.device, train=True,
+                                  num_workers=self.config.num_workers):
+                if len(idx) == 1:  # BatchNorm cannot run on one image in train mode: this one is projected in eval
+                    self.model.eval()
+                self.memory[idx.to(self.device)] = self._project(x)
+                self.model.train()
+            for b, k in zip(self.model.buffers(), kept):
+                b.copy_(k)
+
+    def _project(self, x: torch.Tensor) -> torch.Tensor:
+        with autocast(self.device):
+            return self.model(x)[0]
+
+    def _epoch(self, dataset, callback, stop, features=None) -> dict | None:  # clusters its memory, not `features`
+        cfg, t0 = self.config, time.perf_counter()
+        seed = self._next_seed()
+        with torch.no_grad():
+            clustered = cluster_memory(self.memory, cfg.heads, cfg.kmeans_iters, torch.Generator().manual_seed(seed))
+            for head, (_, centroids) in zip(self.model.head.heads, clustered):
+                head.weight.copy_(centroids)  # the prototypes are the centroids: no reset, no renumbering
+        targets = [labels for labels, _ in clustered]
+        prev = self.history["labels"][-1] if self.history["labels"] else None
+        t1 = time.perf_counter()
+        loss = self._train(dataset, targets, callback, stop)
+        if loss is None:
+            return None
+        if not bool(torch.isfinite(self.memory).all()):
+            raise Diverged(f"NaN/inf in the projections of epoch {self.epoch}: lower lr or resume from the last checkpoint")
+        t2 = time.perf_counter()
+        record = {"epoch": self.epoch, "loss": loss,  # the labels this epoch trained on: the first head's
+                  **self._labels_record(dataset, prev, targets[0].cpu(), loss, self.memory.cpu().numpy()),
+                  "kmeans_seed": seed, "time_cluster": t1 - t0, "time_train": t2 - t1}
+        self.epoch += 1
+        return record
+
+    def _train(self, dataset, targets: list[torch.Tensor], callback, stop) -> float | None:
+        """One epoch over a plain shuffle (the reference's DistributedSampler), each batch's projections written
+        into the memory bank after its step."""
+        total, count = 0.0, 0
+
+        def read(value: float, n: int) -> None:
+            nonlocal total, count
+            total, count = total + value * n, count + n
+            self._log_step(epoch=self.epoch, loss=value)
+            self._emit(callback, {"kind": "step", "algo": self.algo, "epoch": self.epoch, "loss": value,
+                                  "step": self._steps_logged()})
+
+        readings = Readings(read)
+        self.net.train()
+        for x, idx in self._batches(dataset, torch.randperm(len(dataset), generator=self.generator), stop):
+            idx = idx.to(self.device)
+            with autocast(self.device):
+                z, scores = self.net(x)
+            loss = v2_loss(scores, [t[idx] for t in targets], self.config.temperature)
+            self._optimise(loss)
+            self.memory[idx] = z.detach()
+            readings.add(loss.detach(), len(idx))
+        readings.read()
+        return None if self.stopped else total / max(count, 1)
+
+    # -- checkpoint ----------------------------------------------------------------------------
+    def extra_state(self) -> dict:
+        return {"memory": self.memory}
+
+    def load_extra_state(self, state: dict) -> None:
+        self.memory = state["memory"].to(self.device)
