@@ -10,10 +10,11 @@ prototype it is nearest to, whatever its number. One epoch, top to bottom in `De
     -> one epoch of cross-entropy of (projection . prototypes / temperature), averaged over the heads
        -> each batch's projections written into the memory bank, for the next epoch's k-means
 
-Where kit departs from the reference, on purpose (said where it happens): one augmented view per image, not two
-224-pixel crops (so one memory bank; the reference clusters its two crops' banks by turns); SGD with a constant
-learning rate like the other two algorithms, not LARS with warm-up and a cosine schedule; one process (the
-reference's k-means is distributed).
+Each image is seen in `crops` augmented views a step (the reference's two 224-pixel crops), all trained towards the
+image's labels; each view keeps a memory bank of its own, and the heads cluster the banks by turns, as the reference.
+Where kit departs from it, on purpose (said where it happens): the views are kit's augmentation of the whole image,
+not multi-crop's random-resized crops; SGD with a constant learning rate like the other two algorithms, not LARS
+with warm-up and a cosine schedule; one process (the reference's k-means is distributed).
 """
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ class DeepClusterV2Config(TrainConfig):
     feat_dim: int = 128  # the projection's output, what the memory bank holds and k-means clusters (--feat_dim)
     hidden_mlp: int | None = None  # the projection's hidden width; None = the backbone's (2048 for ResNet-50, as --hidden_mlp)
     kmeans_iters: int = 10  # cluster_memory's nmb_kmeans_iters
+    crops: int = 2  # augmented views of each image a step, each with its memory bank (--nmb_crops 2, --crops_for_assign 0 1)
     lr: float = 0.1  # the reference: LARS, base_lr 4.8 at batch 4096 with a cosine schedule; kit: SGD, constant
     weight_decay: float = 1e-6  # --wd
 
@@ -60,6 +62,7 @@ class DeepClusterV2Config(TrainConfig):
         if self.hidden_mlp is not None:
             check_number("hidden_mlp", self.hidden_mlp, 1)
         check_number("kmeans_iters", self.kmeans_iters, 1)
+        check_number("crops", self.crops, 1)
 
     @property
     def heads(self) -> list[int]:
@@ -111,13 +114,15 @@ class DeepClusterV2Net(ClusterNet):
         self.head, self.feature_dim = Prototypes(feat_dim, heads), feat_dim  # in place of ClusterNet's linear head
 
 
-def cluster_memory(memory: torch.Tensor, heads: list[int], iters: int, generator: torch.Generator):
-    """The reference's `cluster_memory` in one process: for each head, spherical k-means of the (N, d) unit-length
-    memory from K random rows, `iters` rounds (assign by the largest dot product; each non-empty centroid := its
-    members' mean, re-normalised; an empty one keeps its place), then a last assignment.
-    -> [(labels (N,), centroids (K, d)) per head]. No wait on the host: the empty clusters are masked on the device."""
+def cluster_memory(banks: torch.Tensor, heads: list[int], iters: int, generator: torch.Generator):
+    """The reference's `cluster_memory` in one process: head h clusters memory bank h mod (the number of banks), a
+    (N, d) matrix of unit rows: spherical k-means from K random rows, `iters` rounds (assign by the largest dot
+    product; each non-empty centroid := its members' mean, re-normalised; an empty one keeps its place), then a last
+    assignment. -> [(labels (N,), centroids (K, d)) per head]. No wait on the host: empty clusters are masked on the
+    device."""
     out = []
-    for k in heads:
+    for h, k in enumerate(heads):
+        memory = banks[h % len(banks)]
         pick = torch.randperm(len(memory), generator=generator)[:k]  # on the CPU, as the reference draws them
         centroids = memory[pick.to(memory.device)]
         for i in range(iters + 1):
@@ -150,7 +155,7 @@ class DeepClusterV2(Trainer):
 
     def __init__(self, config: DeepClusterV2Config | None = None, dist=None):
         super().__init__(config or DeepClusterV2Config(), dist)
-        self.memory: torch.Tensor | None = None  # (N, feat_dim): each image's projection when it last trained
+        self.memory: torch.Tensor | None = None  # (crops, N, feat_dim): each view's projection when it last trained
 
     def network(self, dataset) -> DeepClusterV2Net:
         cfg, (c, h, _) = self.config, dataset.image_shape
@@ -161,6 +166,9 @@ class DeepClusterV2(Trainer):
         if self.dist.world > 1:
             raise ValueError("DeepCluster-v2 trains in one process in kit (its memory bank is not shared across "
                              "ranks): run it without torchrun")
+        if self.config.crops > 1 and not hasattr(dataset, "batch"):
+            raise ValueError(f"crops={self.config.crops} augments a batch again on the device, which this dataset "
+                             "cannot do (an image folder): use crops=1, or a tensor dataset")
         for k in self.config.heads:
             check_sizes(len(dataset), k)
 
@@ -169,7 +177,7 @@ class DeepClusterV2(Trainer):
         if self.memory is not None:  # once per run; a resumed run has its memory from the checkpoint
             return
         order = torch.randperm(len(dataset), generator=self.generator)
-        self.memory = torch.zeros(len(dataset), self.config.feat_dim, device=self.device)
+        self.memory = torch.zeros(self.config.crops, len(dataset), self.config.feat_dim, device=self.device)
         # the pass runs in train mode (batch statistics) as the reference's, but leaves BatchNorm's running statistics
         # as they were: training never reads them, and the untrained network's scores then match the other two's
         kept = [b.clone() for b in self.model.buffers()]
@@ -179,7 +187,9 @@ class DeepClusterV2(Trainer):
                                   num_workers=self.config.num_workers):
                 if len(idx) == 1:  # BatchNorm cannot run on one image in train mode: this one is projected in eval
                     self.model.eval()
-                self.memory[idx.to(self.device)] = self._project(x)
+                idx = idx.to(self.device)
+                for j, view in enumerate(self._views(dataset, x, idx)):
+                    self.memory[j, idx] = self._project(view)
                 self.model.train()
             for b, k in zip(self.model.buffers(), kept):
                 b.copy_(k)
@@ -187,6 +197,11 @@ class DeepClusterV2(Trainer):
     def _project(self, x: torch.Tensor) -> torch.Tensor:
         with autocast(self.device):
             return self.model(x)[0]
+
+    def _views(self, dataset, x: torch.Tensor, idx: torch.Tensor) -> list[torch.Tensor]:
+        """The batch's `crops` views: the one the batch loop augmented, and as many more augmentations of the same
+        images."""
+        return [x, *(dataset.batch(idx, self.device, train=True) for _ in range(self.config.crops - 1))]
 
     def _epoch(self, dataset, callback, stop, features=None) -> dict | None:  # clusters its memory, not `features`
         cfg, t0 = self.config, time.perf_counter()
@@ -205,14 +220,14 @@ class DeepClusterV2(Trainer):
             raise Diverged(f"NaN/inf in the projections of epoch {self.epoch}: lower lr or resume from the last checkpoint")
         t2 = time.perf_counter()
         record = {"epoch": self.epoch, "loss": loss,  # the labels this epoch trained on: the first head's
-                  **self._labels_record(dataset, prev, targets[0].cpu(), loss, self.memory.cpu().numpy()),
+                  **self._labels_record(dataset, prev, targets[0].cpu(), loss, self.memory[0].cpu().numpy()),
                   "kmeans_seed": seed, "time_cluster": t1 - t0, "time_train": t2 - t1}
         self.epoch += 1
         return record
 
     def _train(self, dataset, targets: list[torch.Tensor], callback, stop) -> float | None:
-        """One epoch over a plain shuffle (the reference's DistributedSampler), each batch's projections written
-        into the memory bank after its step."""
+        """One epoch over a plain shuffle (the reference's DistributedSampler): the views of a batch go through the
+        network together, each towards the image's labels, and their projections are written into their banks."""
         total, count = 0.0, 0
 
         def read(value: float, n: int) -> None:
@@ -225,12 +240,12 @@ class DeepClusterV2(Trainer):
         readings = Readings(read)
         self.net.train()
         for x, idx in self._batches(dataset, torch.randperm(len(dataset), generator=self.generator), stop):
-            idx = idx.to(self.device)
+            idx, crops = idx.to(self.device), self.config.crops
             with autocast(self.device):
-                z, scores = self.net(x)
-            loss = v2_loss(scores, [t[idx] for t in targets], self.config.temperature)
+                z, scores = self.net(torch.cat(self._views(dataset, x, idx)))  # (crops * B, d), one score map a head
+            loss = v2_loss(scores, [t[idx].repeat(crops) for t in targets], self.config.temperature)
             self._optimise(loss)
-            self.memory[idx] = z.detach()
+            self.memory[:, idx] = z.detach().view(crops, len(idx), -1)
             readings.add(loss.detach(), len(idx))
         readings.read()
         return None if self.stopped else total / max(count, 1)

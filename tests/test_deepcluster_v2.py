@@ -22,7 +22,7 @@ def tiny_v2_config(**kw):
 # The reference, facebookresearch/swav main_deepclusterv2.py (cluster_memory, get_indices_sparse, the loss of `train`),
 # in one process: the torch.distributed calls are the identity there (broadcast from rank 0, all_reduce and all_gather
 # over one rank), `args` are arguments, `.cuda()` is dropped, and the random rows come from a generator passed in
-# instead of torch's global one. One crop, so one memory bank (j stays 0). Otherwise line for line.
+# instead of torch's global one. Otherwise line for line.
 def reference_cluster_memory(memory_index, memory_embeddings, size_dataset, nmb_prototypes, feat_dim, generator,
                              nmb_kmeans_iters=10):
     j = 0
@@ -72,16 +72,18 @@ def reference_loss(output, assignments, idx, temperature, nmb_crops=(1,)):
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_kmeans_of_the_memory_is_the_references(seed):
-    """Three heads of different K over one memory of unit vectors (blobs, with clusters that empty on the way):
-    the same random rows give the same assignments and the same unit-length centroids, head by head."""
+    """Three heads of different K over two memory banks of unit vectors (blobs, with clusters that empty on the way),
+    clustered by turns: the same random rows give the same assignments and unit-length centroids, head by head."""
     g = torch.Generator().manual_seed(100 + seed)
     centres = F.normalize(torch.randn(6, 16, generator=g), dim=1)
     noisy = F.normalize(centres[torch.randint(6, (300,), generator=g)] + 0.3 * torch.randn(300, 16, generator=g), dim=1)
     memory = torch.cat([noisy, centres.repeat(50, 1)])  # 300 exact copies: rows drawn twice make empty clusters
+    banks = torch.stack([memory, F.normalize(memory + 0.2 * torch.randn(600, 16, generator=g), dim=1)])
     heads = [12, 12, 40]
-    ours = cluster_memory(memory, heads, 10, torch.Generator().manual_seed(seed))
-    theirs, centroids = reference_cluster_memory(torch.arange(600), [memory], 600, heads, 16,
+    ours = cluster_memory(banks, heads, 10, torch.Generator().manual_seed(seed))
+    theirs, centroids = reference_cluster_memory(torch.arange(600), list(banks), 600, heads, 16,
                                                  torch.Generator().manual_seed(seed))
+    assert not torch.equal(ours[0][0], ours[1][0])  # heads 0 and 1 cluster different banks
     for h, ((labels, c), ref_c) in enumerate(zip(ours, centroids)):
         assert torch.equal(labels, theirs[h]), h
         torch.testing.assert_close(c, ref_c, rtol=0, atol=1e-6)
@@ -122,20 +124,23 @@ def test_the_network_and_loss_are_the_references(mnist_small):
         torch.testing.assert_close(s, r)
     assignments = torch.stack([torch.randint(k, (400,)) for k in (20, 20, 20)])
     idx = torch.randperm(400)[:16]
-    three = scores[:2] + (torch.randn(16, 20),)
-    torch.testing.assert_close(v2_loss(three, [a[idx] for a in assignments], 0.1),
-                               reference_loss(three, assignments, idx, 0.1))
+    two_crops = tuple(torch.cat([s, torch.randn(16, 20)]) for s in scores[:2]) + (torch.randn(32, 20),)
+    torch.testing.assert_close(v2_loss(two_crops, [a[idx].repeat(2) for a in assignments], 0.1),  # as kit's step
+                               reference_loss(two_crops, assignments, idx, 0.1, nmb_crops=(2,)))
     assert all(not p.requires_grad for p in net.head.parameters())  # frozen, as freeze_prototypes_niters = 1e10
 
 
 def test_an_epoch_trains_on_the_memorys_clusters_with_the_centroids_as_prototypes(mnist_small, monkeypatch):
-    """An epoch clusters the memory its previous epoch wrote, trains with those labels, leaves the prototypes exactly
-    the centroids (no gradient, no weight decay reaches them), and writes every image's last projection back."""
+    """An epoch clusters the memory its previous epoch wrote, trains with those labels on two views of each image,
+    leaves the prototypes exactly the centroids (no gradient, no weight decay reaches them), and writes each view's
+    projection into its own bank."""
     train, _ = mnist_small
     v2 = DeepClusterV2(tiny_v2_config())
     v2.prepare(train)
     before = v2.memory.clone()
-    assert torch.allclose(before.norm(dim=1), torch.ones(len(train)))  # the untrained network's projections
+    assert before.shape == (2, len(train), 128)  # the reference's two crops, a bank each
+    assert torch.allclose(before.norm(dim=2), torch.ones(2, len(train)))  # the untrained network's projections
+    assert (before[0] * before[1]).sum(1).max() < 1 - 1e-4  # two augmentations of each image, not one twice
     clusterings = []
     original = cluster_memory
 
@@ -184,6 +189,8 @@ def test_bad_settings_are_refused_in_one_line(mnist_small):
     assert DeepClusterV2Config().heads == [3000] * 3  # the reference's 3 x 3000
     with pytest.raises(ValueError, match="n_clusters"):
         DeepClusterV2(tiny_v2_config(prototypes=[20, 1000])).fit(train, epochs=1)  # a head with more K than images
+    with pytest.raises(ValueError, match="use crops=1, or a tensor dataset"):
+        DeepClusterV2(tiny_v2_config())._check(list(train))  # a dataset that cannot augment a batch again
 
 
 def test_compare_trains_the_three_named_and_the_report_shows_them(tmp_path):
