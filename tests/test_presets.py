@@ -26,7 +26,7 @@ def _help(command: str, capsys) -> str:
 
 def test_the_command_line_help_reads_the_presets(moved_presets, capsys):
     text = _help("compare", capsys)
-    assert "DeepCluster 0.07, ODC 0.1, DeepCluster-v2 0.1" in text  # --lr: every registered algorithm's
+    assert "DeepCluster 0.07, ODC 0.1, DeepCluster-v2 0.003" in text  # --lr: every registered algorithm's
     assert "preset, 30; DeepCluster 20, ODC 35, DeepCluster-v2 20 with KIT_FAST=1" in text  # --n-clusters: one K said once
 
 
