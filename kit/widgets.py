@@ -204,13 +204,14 @@ class Playground:
                 getattr(self, name).value = getattr(first, name)
         finally:
             self._showing_preset = False
+        pair = {a: self.presets[a] for a in self.algos()}  # "both": the algorithms it trains
         own = [name for name in SHARED if name not in self.moved
-               and len({getattr(p, name) for p in self.presets.values()}) > 1]  # knobs where the presets differ
+               and len({getattr(p, name) for p in pair.values()}) > 1]  # knobs where their presets differ
         if self.algorithm.value != "both" or not own:
             self.preset_note.value = ""
             return
         each = "; ".join(f"{NAMES[a]} " + ", ".join(f"{SHARED[n]}={getattr(p, n):g}" for n in own)
-                         for a, p in self.presets.items())
+                         for a, p in pair.items())
         self.preset_note.value = (f"<small>both: each algorithm trains at its own preset for {', '.join(SHARED[n] for n in own)} "
                                   f"({each}); a knob you move applies to both</small>")
 

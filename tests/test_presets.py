@@ -59,6 +59,7 @@ def test_both_mode_trains_each_algorithm_at_its_preset_until_a_shared_knob_moves
 
     pg = Playground()
     assert "each algorithm trains at its own preset" in pg.preset_note.value
+    assert "DeepCluster-v2" not in pg.preset_note.value  # "both" trains the compared pair: the note names those two
     assert pg.config("odc")[1].lr == kit.ODCConfig.fast().lr != pg.config("deepcluster")[1].lr
     pg.lr.value = 0.01  # moved: now for both
     assert [pg.config(a)[1].lr for a in ("deepcluster", "odc")] == [pytest.approx(0.01)] * 2
