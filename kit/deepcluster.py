@@ -16,7 +16,7 @@ from .memory import class_weights
 from .metrics import match_clusters
 from .runtime import autocast
 from .sampling import uniform_cluster_indices
-from .training import Readings, TrainConfig, Trainer, check_number
+from .training import TrainConfig, Trainer, check_number
 
 
 # What happens to the head when a new clustering arrives. The reference resets it, because k-means numbers
@@ -145,16 +145,7 @@ class DeepCluster(Trainer):
         targets = labels.to(self.device)
         weight = class_weights(labels, cfg.n_clusters).to(self.device) if cfg.reweight else None
         model.train()
-        total, count = 0.0, 0
-
-        def logged(value: float, n: int) -> None:
-            nonlocal total, count
-            total, count = total + value * n, count + n
-            self._log_step(epoch=self.epoch, loss=value)
-            self._emit(callback, {"kind": "step", "algo": self.algo, "epoch": self.epoch, "loss": value,
-                                  "step": self._steps_logged()})
-
-        readings = Readings(logged)  # the steps' losses, read from the device every READ_EVERY steps
+        readings = self._loss_readings(callback)  # the steps' losses, read from the device every READ_EVERY steps
         for x, idx in self._batches(dataset, order, stop):
             with autocast(self.device):
                 _, logits = model(x)
@@ -162,4 +153,4 @@ class DeepCluster(Trainer):
             self._optimise(loss)
             readings.add(value, len(idx))  # no wait here: the step's loss is read with the next ones
         readings.read()  # after a stop too: the steps trained before it are logged, as they were read each step
-        return None if self.stopped else total / max(count, 1)
+        return None if self.stopped else readings.mean()

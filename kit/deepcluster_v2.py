@@ -29,7 +29,7 @@ from .clustering import check_sizes
 from .data import batches
 from .models import ClusterNet, build_backbone
 from .runtime import Diverged, autocast
-from .training import Readings, TrainConfig, Trainer, check_number
+from .training import TrainConfig, Trainer, check_number
 
 
 @dataclass
@@ -129,9 +129,10 @@ def cluster_memory(banks: torch.Tensor, heads: list[int], iters: int, generator:
             labels = (memory @ centroids.T).argmax(1)  # E step
             if i == iters:
                 break
-            counts = torch.bincount(labels, minlength=k)
+            # sizes by index_add_, not bincount: on a card bincount reads the labels' maximum back to the host
+            counts = torch.zeros(k, dtype=memory.dtype, device=memory.device).index_add_(0, labels, torch.ones_like(memory[:, 0]))
             sums = torch.zeros_like(centroids).index_add_(0, labels, memory)
-            means = sums / counts.clamp(min=1).unsqueeze(1).to(sums.dtype)
+            means = sums / counts.clamp(min=1).unsqueeze(1)
             centroids = F.normalize(torch.where((counts > 0).unsqueeze(1), means, centroids), dim=1)
         out.append((labels, centroids))
     return out
@@ -228,16 +229,7 @@ class DeepClusterV2(Trainer):
     def _train(self, dataset, targets: list[torch.Tensor], callback, stop) -> float | None:
         """One epoch over a plain shuffle (the reference's DistributedSampler): the views of a batch go through the
         network together, each towards the image's labels, and their projections are written into their banks."""
-        total, count = 0.0, 0
-
-        def read(value: float, n: int) -> None:
-            nonlocal total, count
-            total, count = total + value * n, count + n
-            self._log_step(epoch=self.epoch, loss=value)
-            self._emit(callback, {"kind": "step", "algo": self.algo, "epoch": self.epoch, "loss": value,
-                                  "step": self._steps_logged()})
-
-        readings = Readings(read)
+        readings = self._loss_readings(callback)
         self.net.train()
         for x, idx in self._batches(dataset, torch.randperm(len(dataset), generator=self.generator), stop):
             idx, crops = idx.to(self.device), self.config.crops
@@ -248,7 +240,7 @@ class DeepClusterV2(Trainer):
             self.memory[:, idx] = z.detach().view(crops, len(idx), -1)
             readings.add(loss.detach(), len(idx))
         readings.read()
-        return None if self.stopped else total / max(count, 1)
+        return None if self.stopped else readings.mean()
 
     # -- checkpoint ----------------------------------------------------------------------------
     def extra_state(self) -> dict:

@@ -278,6 +278,21 @@ class Trainer:
             record.update(agreement(labels, dataset.targets, suffix="_pseudo_true"))
         return record
 
+    def _loss_readings(self, callback) -> Readings:
+        """A `Readings` of an epoch's step losses, `add(loss, images)`: each read logs the step and gives `callback`
+        its step record; `.mean()` is the image-weighted mean of the losses read."""
+        total = [0.0, 0]
+
+        def read(value: float, n: int) -> None:
+            total[0], total[1] = total[0] + value * n, total[1] + n
+            self._log_step(epoch=self.epoch, loss=value)
+            self._emit(callback, {"kind": "step", "algo": self.algo, "epoch": self.epoch, "loss": value,
+                                  "step": self._steps_logged()})
+
+        readings = Readings(read)
+        readings.mean = lambda: total[0] / max(total[1], 1)
+        return readings
+
     def _log_step(self, **values) -> None:
         for k, v in values.items():
             self.history["step"].setdefault(k, []).append(v)

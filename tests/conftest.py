@@ -52,6 +52,21 @@ def tiny_odc_config(**kw):
     return kit.ODCConfig.fast(**{"n_clusters": 10, "min_cluster_size": 5, "eval_every": 0, "device": "cpu", **kw})
 
 
+def tiny_v2_config(**kw):
+    import kit
+
+    return kit.DeepClusterV2Config.fast(**{"eval_every": 0, "device": "cpu", **kw})
+
+
+def tiny_trainer(algo: str, **kw):
+    """A trainer of `algo` ("deepcluster", "odc", "deepcluster-v2") at the tests' config above, with `kw` over it."""
+    import kit
+
+    make = {"deepcluster": (kit.DeepCluster, tiny_dc_config), "odc": (kit.ODC, tiny_odc_config),
+            "deepcluster-v2": (kit.DeepClusterV2, tiny_v2_config)}[algo]
+    return make[0](make[1](**kw))
+
+
 @pytest.fixture(scope="session")
 def fast_compare(tmp_path_factory):
     """`python -m kit compare` on the KIT_FAST preset, run once for the session in this process:

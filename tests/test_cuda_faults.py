@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import kit
-from conftest import tiny_dc_config, tiny_odc_config
+from conftest import tiny_dc_config, tiny_odc_config, tiny_trainer
 from fake_cuda import FakeCuda
 from kit.runtime import full_precision
 
@@ -131,13 +131,12 @@ def test_on_the_cpu_full_precision_changes_no_process_wide_setting(torch_setting
         assert (precision_now(), B.cudnn.allow_tf32) == before
 
 
-@pytest.mark.parametrize("algo", ["deepcluster", "odc"])
+@pytest.mark.parametrize("algo", ["deepcluster", "odc", "deepcluster-v2"])
 def test_a_fit_on_the_card_tunes_convolutions_only_while_it_trains(torch_settings, digits, algo):
-    make = {"deepcluster": (kit.DeepCluster, tiny_dc_config), "odc": (kit.ODC, tiny_odc_config)}[algo]
     B.cudnn.benchmark = False
     seen = []
     with FakeCuda(capability=(9, 0)):
-        make[0](make[1](device="cuda", n_clusters=10)).fit(
+        tiny_trainer(algo, device="cuda", n_clusters=10).fit(
             digits, epochs=1, callback=lambda r: seen.append(B.cudnn.benchmark) if r["kind"] == "step" else None)
     assert seen and all(seen)  # the autotuner while it trained
     assert B.cudnn.benchmark is False  # and the user's setting after
@@ -173,18 +172,17 @@ def test_odc_writes_float32_neck_features_into_its_memory_under_autocast(digits,
 
 
 # -- item 7: fp16's loss scaler ------------------------------------------------------------------------
-@pytest.mark.parametrize("algo", ["deepcluster", "odc"])
+@pytest.mark.parametrize("algo", ["deepcluster", "odc", "deepcluster-v2"])
 def test_a_t4_step_waits_for_the_card_no_more_than_a_bf16_one(digits, algo):
     """`GradScaler.step` read its inf check with `.item()`: one wait more a step in fp16 than in bf16. The fused SGD
     reads it on the device."""
     from test_cuda_path import StepSyncs
 
-    make = {"deepcluster": (kit.DeepCluster, tiny_dc_config), "odc": (kit.ODC, tiny_odc_config)}[algo]
     per_step = {}
     for capability in ((9, 0), (7, 5)):  # an H100 (bf16, no scaler), a T4 (fp16 and its scaler)
         with FakeCuda(capability=capability) as card:
             counter = StepSyncs(card)
-            trainer = make[0](make[1](device="cuda", n_clusters=10))
+            trainer = tiny_trainer(algo, device="cuda", n_clusters=10)
             h = trainer.fit(digits, epochs=2, callback=counter)
         assert trainer.scaler.is_enabled() == (capability < (8, 0)) and math.isfinite(h["epoch"][-1]["loss"])
         per_step[capability] = counter.per_step()
@@ -310,23 +308,22 @@ def test_features_gather_on_rank_zero_one_share_at_a_time_and_reach_the_others_o
 
 
 # -- item 8: fewer launches a step ----------------------------------------------------------------------------
-@pytest.mark.parametrize("algo", ["deepcluster", "odc"])
+@pytest.mark.parametrize("algo", ["deepcluster", "odc", "deepcluster-v2"])
 def test_a_compiled_step_trains_as_the_eager_step_does_and_only_inside_its_block(algo, digits):
     """`--compile` (`compiled_steps`) puts the training network under torch.compile. Traced here with aot_eager (the
     graph capture, its guards across the head's re-initialisations and the last batch's shape, and AOT autograd's
     backward), not inductor's code generation, which takes ~30 s a shape on this CPU: `make gpu-check` times that."""
     from kit.runtime import compiled_steps
 
-    make = {"deepcluster": (kit.DeepCluster, tiny_dc_config), "odc": (kit.ODC, tiny_odc_config)}[algo]
-    eager = make[0](make[1](n_clusters=10))
+    eager = tiny_trainer(algo, n_clusters=10)
     with compiled_steps("aot_eager"):
-        compiled = make[0](make[1](n_clusters=10))
+        compiled = tiny_trainer(algo, n_clusters=10)
         got = compiled.fit(digits, epochs=2)
     want = eager.fit(digits, epochs=2)
     assert hasattr(compiled.net, "_orig_mod") and not hasattr(eager.net, "_orig_mod")
     np.testing.assert_allclose(got["step"]["loss"], want["step"]["loss"], rtol=1e-4)
     assert all(np.array_equal(a, b) for a, b in zip(got["labels"], want["labels"]))
-    after = make[0](make[1](n_clusters=10))
+    after = tiny_trainer(algo, n_clusters=10)
     after.setup(digits)
     assert not hasattr(after.net, "_orig_mod")  # the block is closed: eager again
 
@@ -397,7 +394,7 @@ def test_a_rank_whose_odc_memory_drifted_takes_rank_zeros_at_the_end_of_the_epoc
 
 
 # -- item 8: fewer launches a step --------------------------------------------------------------------------
-@pytest.mark.parametrize("algo", ["deepcluster", "odc"])
+@pytest.mark.parametrize("algo", ["deepcluster", "odc", "deepcluster-v2"])
 def test_the_sgd_step_dispatches_at_most_two_ops_per_parameter_group_on_the_cpu(digits, algo):
     """torch's default SGD on the CPU loops over the parameters: 62 of a DeepCluster step's 233 ops on the small preset
     (bench/step_ops.py). The fused SGD dispatches one kernel per group."""
@@ -410,8 +407,7 @@ def test_the_sgd_step_dispatches_at_most_two_ops_per_parameter_group_on_the_cpu(
             self.n += self.on
             return func(*args, **(kwargs or {}))
 
-    make = {"deepcluster": (kit.DeepCluster, tiny_dc_config), "odc": (kit.ODC, tiny_odc_config)}[algo]
-    trainer = make[0](make[1](n_clusters=10))
+    trainer = tiny_trainer(algo, n_clusters=10)
     trainer.setup(digits)
     counter, step, calls = Ops(), trainer.optimizer.step, []
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import kit
-from conftest import tiny_dc_config, tiny_odc_config
+from conftest import tiny_dc_config, tiny_odc_config, tiny_trainer
 from fake_cuda import DeviceTensor, FakeCuda
 from kit.augment import COLOUR
 from kit.data import ImageTensorDataset
@@ -142,11 +142,10 @@ def test_precision_follows_the_card(capability, dtype):
     assert amp_dtype(torch.device("cpu")) is None
 
 
-@pytest.mark.parametrize("algo", ["deepcluster", "odc"])
+@pytest.mark.parametrize("algo", ["deepcluster", "odc", "deepcluster-v2"])
 def test_a_t4_trains_in_fp16_with_a_loss_scaler(algo, digits):
-    make = {"deepcluster": (kit.DeepCluster, tiny_dc_config), "odc": (kit.ODC, tiny_odc_config)}[algo]
     with FakeCuda(capability=(7, 5)):  # a bf16 autocast raises here: the T4 has no native bf16
-        trainer = make[0](make[1](device="cuda", n_clusters=10))
+        trainer = tiny_trainer(algo, device="cuda", n_clusters=10)
         h = trainer.fit(digits, epochs=1)
     assert trainer.scaler.is_enabled() and math.isfinite(h["epoch"][-1]["loss"])
 
@@ -170,7 +169,7 @@ class StepSyncs:
 
 
 @pytest.mark.parametrize("data", ["digits", "colour"])
-@pytest.mark.parametrize("algo, budget", [("deepcluster", 1 / 2), ("odc", 2)])
+@pytest.mark.parametrize("algo, budget", [("deepcluster", 1 / 2), ("odc", 2), ("deepcluster-v2", 1 / 2)])
 def test_sync_budget_per_training_step(card, digits, algo, budget, data, monkeypatch):
     """DeepCluster reads its steps' losses together, once every READ_EVERY steps (2 here; each step read its own loss
     before); ODC waits at most twice a step, since the small-cluster fix branches on the memory's sizes every
@@ -179,9 +178,8 @@ def test_sync_budget_per_training_step(card, digits, algo, budget, data, monkeyp
 
     monkeypatch.setattr(kit.training, "READ_EVERY", 2)
     dataset = digits if data == "digits" else colour_images()
-    make = {"deepcluster": (kit.DeepCluster, tiny_dc_config), "odc": (kit.ODC, tiny_odc_config)}[algo]
     counter = StepSyncs(card)
-    make[0](make[1](device="cuda", n_clusters=10)).fit(dataset, epochs=2, callback=counter)
+    tiny_trainer(algo, device="cuda", n_clusters=10).fit(dataset, epochs=2, callback=counter)
     per_step = counter.per_step()
     print(f"\n{algo} on {data}: {per_step:.2f} host-device syncs per training step (budget {budget})")
     assert counter.steps >= 4

@@ -11,12 +11,9 @@ from scipy.sparse import csr_matrix
 from torch import nn
 
 import kit
+from conftest import tiny_v2_config
 from kit.deepcluster_v2 import DeepClusterV2, DeepClusterV2Config, DeepClusterV2Net, cluster_memory, v2_loss
 from kit.models import build_backbone
-
-
-def tiny_v2_config(**kw):
-    return DeepClusterV2Config.fast(**{"eval_every": 0, "device": "cpu", **kw})
 
 
 # The reference, facebookresearch/swav main_deepclusterv2.py (cluster_memory, get_indices_sparse, the loss of `train`),
