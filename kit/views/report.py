@@ -48,16 +48,17 @@ GUIDES = {
                      "change depends on K too, so check K in the settings before comparing.",
     "reassignment.png": "Left, ODC only: the share of each batch whose label changed when it updated the memory, per "
                         "iteration (faint) and as a running mean. It falls as the features settle; lower means a "
-                        "steadier memory. Right, for both, the fraction of all training images with a new cluster "
+                        "steadier memory. Right, for each algorithm, the fraction of all training images with a new cluster "
                         "per epoch (lower = steadier).",
     "cluster_sizes.png": "Each panel sorts one algorithm's clusters from largest to smallest (members, log scale, the "
-                         "same for both panels) for the initial k-means, mid-way and at the end. A flat line means "
+                         "same for every panel) for the initial k-means, mid-way and at the end. A flat line means "
                          "clusters of similar size; a steep drop means a few giant clusters and many tiny ones, the "
-                         "collapse both algorithms guard against (DeepCluster samples uniformly over clusters, ODC "
+                         "collapse the algorithms guard against (DeepCluster samples uniformly over clusters, ODC "
                          "dissolves clusters below min_cluster_size). Flatter is healthier.",
     "loss.png": "Cross-entropy of the head against the current pseudo-labels, per iteration (running mean). Lower "
-                "means the network predicts its own labels better, but the two curves are not comparable (K "
-                "differs, ODC's loss is class-weighted), and DeepCluster's jumps each epoch because its labels and "
+                "means the network predicts its own labels better, but one algorithm's curve is not comparable with "
+                "another's (ODC's loss is class-weighted, DeepCluster-v2's scores prototypes at a temperature, and K "
+                "may differ), and DeepCluster's jumps each epoch because its labels and "
                 "head are renewed. Read it for trouble (a rising loss, NaN), not as a score.",
     "embeddings.png": "UMAP of the same training images at a few epochs, each layout started from the previous one so "
                       "that points move no more than they must. For each algorithm, one row coloured by true digit, "
@@ -69,7 +70,7 @@ GUIDES = {
                  "the largest moves bright, other moves grey (above 30 clusters the other moves are left out and "
                  "only counted in the bars below). Few bright bands mean stable clusters; a bar of one "
                  "colour is a pure cluster. Fewer moves and purer bars are better.",
-    "flows_last.png": "The same drawing for the last epoch only, so that the two algorithms' moves over the same "
+    "flows_last.png": "The same drawing for the last epoch only, so that the algorithms' moves over the same "
                       "transition can be compared directly. Fewer bright and grey bands = steadier labels.",
     "clusters.png": "Each row is one of the largest clusters, shown as the images nearest its centroid, titled with "
                     "its size, purity (share of its majority digit) and that digit. Better: rows of one digit each "
@@ -89,7 +90,7 @@ GUIDES = {
                        "died: no part of 30% kept; born: no old cluster gave it 30% of "
                        "itself. The black line is the fraction of images reassigned (the reassignment curve). More "
                        "green and less red means clusters that live on; shares of clusters depend on K, so compare "
-                       "the two algorithms at equal K.",
+                       "the algorithms at equal K.",
     "stability_map.png": "Each dot is one image of the UMAP subset: how far it lies from its cluster's centroid (x) "
                          "and the share of the transitions in which it kept its cluster (y). Images near their "
                          "centroid should keep their cluster; a negative rank correlation says the ones on the edges "
@@ -386,15 +387,15 @@ def _settings(cfg: dict, histories: dict) -> str:
 
 
 def _unequal_k(histories: dict) -> str:
-    """A warning under the table when the two algorithms ran with different K: their stability rows then
+    """A warning under the table when the algorithms ran with different K: their stability rows then
     compare different numbers of clusters (how many images change depends on K), so the table must not rank them."""
     k = {algo: h.get("config", {}).get("n_clusters") for algo, h in histories.items()}
     if len(k) < 2 or None in k.values() or len(set(k.values())) == 1:
         return ""
     ks = " and ".join(f"{NAMES[a]} K = {v}" for a, v in k.items())
     return (f'<p class="warn"><b>Different K</b> ({ks}): the stability rows compare different numbers of clusters, '
-            f"and how many images change depends on K, so they do not rank the two algorithms' stability. AMI removes NMI's "
-            f"chance bias, not this one. For a ranking, train both at one K: <code>python -m kit compare "
+            f"and how many images change depends on K, so they do not rank the algorithms' stability. AMI removes NMI's "
+            f"chance bias, not this one. For a ranking, train them at one K: <code>python -m kit compare "
             f"--n-clusters {min(k.values())}</code>.</p>")
 
 
@@ -481,7 +482,7 @@ figcaption p{{max-width:80ch;line-height:1.4}}tr.baseline td{{color:#666;font-st
 {colours}h3.alarm{{color:#c00}}p.warn{{background:#fff4e0;padding:6px 10px;max-width:80ch}}details{{margin:0.5em 0 1em}}</style></head><body>
 <h1>{" vs ".join(names)}</h1>
 <p>Same backbone, data, seed and epoch budget; K, learning rate and each algorithm's own knobs are its preset
-unless set for both (settings below). Scores are on the held-out test split.</p>
+unless set for all (settings below). Scores are on the held-out test split.</p>
 {table}
 {note}
 {_unequal_k(histories)}
