@@ -46,7 +46,10 @@ def main(run: Path) -> None:
         cells = []
         for hs in histories.values():
             v = np.array([of(h) for h in hs], dtype=float)
-            cells.append(f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if len(v) > 1 else f"{v[0]:.3f}")
+            if label.startswith(("collapse", "seconds")):  # counts and times: whole numbers
+                cells.append(f"{v.sum():.0f} in all" if label.startswith("collapse") else f"{v.mean():.0f} ± {v.std(ddof=1):.0f}")
+            else:
+                cells.append(f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if len(v) > 1 else f"{v[0]:.3f}")
         print(f"| {label} | " + " | ".join(cells) + " |")
 
 
