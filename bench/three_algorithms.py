@@ -1,7 +1,7 @@
 """The three algorithms at one K, 3 seeds (issue 30): print the markdown table of bench/three_algorithms.md from a
 seeded comparison run.
 
-    python -m kit compare --algos deepcluster,odc,deepcluster-v2 --seeds 3 --name three-k30     # ~40 min on 2 cores
+    python -m kit compare --algos deepcluster,odc,deepcluster-v2 --seeds 3 --name three-k30     # 32 min on 2 cores
     python bench/three_algorithms.py runs/three-k30
 
 Per algorithm, mean ± sample std (n - 1) over the seeds of: kNN accuracy of the untrained and the trained network,

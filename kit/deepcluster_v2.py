@@ -34,7 +34,8 @@ from .training import TrainConfig, Trainer, check_number
 
 @dataclass
 class DeepClusterV2Config(TrainConfig):
-    """DeepCluster-v2 settings; defaults = SwAV's `main_deepclusterv2.py` (ResNet-50, 3 x 3000 prototypes)."""
+    """DeepCluster-v2 settings; defaults = SwAV's published DeepCluster-v2 runs (`main_deepclusterv2.py` and
+    `scripts/deepclusterv2_*.sh`: ResNet-50, 3 x 3000 prototypes, 64 images a GPU on 64 GPUs), but SGD (see `lr`)."""
 
     n_clusters: int = 3000  # K of each head (the reference's --nmb_prototypes 3000 3000 3000)
     # K of every head, the first being n_clusters (kit records the first head's labels); None: three heads at
@@ -44,7 +45,10 @@ class DeepClusterV2Config(TrainConfig):
     feat_dim: int = 128  # the projection's output, what the memory bank holds and k-means clusters (--feat_dim)
     hidden_mlp: int | None = None  # the projection's hidden width; None = the backbone's (2048 for ResNet-50, as --hidden_mlp)
     kmeans_iters: int = 10  # cluster_memory's nmb_kmeans_iters
-    crops: int = 2  # augmented views of each image a step, each with its memory bank (--nmb_crops 2, --crops_for_assign 0 1)
+    # augmented views of each image a step, and as many memory banks: the reference sets the two apart (--nmb_crops 2,
+    # --crops_for_assign 0 1), kit only as they are there, one bank a view
+    crops: int = 2
+    batch_size: int = 4096  # 64 a GPU on 64 GPUs in the published runs
     lr: float = 0.1  # the reference: LARS, base_lr 4.8 at batch 4096 with a cosine schedule; kit: SGD, constant
     weight_decay: float = 1e-6  # --wd
 
@@ -95,7 +99,8 @@ class Projection(nn.Module):
 
 class Prototypes(nn.Module):
     """SwAV's MultiPrototypes: one bias-free linear layer per head, its rows the head's centroids. Frozen: the
-    reference drops their gradients at every step (freeze_prototypes_niters = 1e10), k-means alone sets them."""
+    reference drops their gradients for the first `freeze_prototypes_niters` steps, 300,000 in the published scripts,
+    more than their runs take; k-means alone sets them."""
 
     def __init__(self, dim: int, heads: list[int]):
         super().__init__()

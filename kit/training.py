@@ -33,7 +33,7 @@ from .runtime import (AUTO, Diverged, compile_step, grad_scaler, prepare_model, 
 
 @dataclass
 class TrainConfig:
-    """Fields both algorithms read. Defaults are the published ResNet-50/ImageNet settings."""
+    """Fields every algorithm reads. Defaults are the published ResNet-50/ImageNet settings."""
 
     n_clusters: int = 10_000  # K: ImageNet over-segmentation, both papers (§1.5, §2.10)
     backbone: str = "resnet50"  # OpenSelfSup/mmselfsup's network

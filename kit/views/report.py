@@ -53,13 +53,14 @@ GUIDES = {
     "cluster_sizes.png": "Each panel sorts one algorithm's clusters from largest to smallest (members, log scale, the "
                          "same for every panel) for the initial k-means, mid-way and at the end. A flat line means "
                          "clusters of similar size; a steep drop means a few giant clusters and many tiny ones, the "
-                         "collapse the algorithms guard against (DeepCluster samples uniformly over clusters, ODC "
-                         "dissolves clusters below min_cluster_size). Flatter is healthier.",
+                         "collapse DeepCluster and ODC guard against (DeepCluster samples uniformly over clusters, ODC "
+                         "dissolves clusters below min_cluster_size; DeepCluster-v2 has no such guard: an empty "
+                         "cluster keeps its old centroid). Flatter is healthier.",
     "loss.png": "Cross-entropy of the head against the current pseudo-labels, per iteration (running mean). Lower "
                 "means the network predicts its own labels better, but one algorithm's curve is not comparable with "
                 "another's (ODC's loss is class-weighted, DeepCluster-v2's scores prototypes at a temperature, and K "
-                "may differ), and DeepCluster's jumps each epoch because its labels and "
-                "head are renewed. Read it for trouble (a rising loss, NaN), not as a score.",
+                "may differ), and DeepCluster's and DeepCluster-v2's jump each epoch because their labels and "
+                "head (DeepCluster-v2's: the prototypes) are renewed. Read it for trouble (a rising loss, NaN), not as a score.",
     "embeddings.png": "UMAP of the same training images at a few epochs, each layout started from the previous one so "
                       "that points move no more than they must. For each algorithm, one row coloured by true digit, "
                       "one by its own cluster (above 30 clusters, too many to tell apart by colour, each point takes "
