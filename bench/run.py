@@ -247,7 +247,7 @@ def bench_memory():
 
 def bench_umap():
     print("\n## first UMAP layout in a fresh process (1,500 x 256 features, faiss kNN graph)")
-    code = ("import time; t=time.perf_counter(); import numpy as np; from kit.views.embed import umap_embed; "
+    code = ("import time; t=time.perf_counter(); import numpy as np; from kit.analysis.embed import umap_embed; "
             "x=np.random.default_rng(0).normal(size=(1500,256)).astype('float32'); t1=time.perf_counter(); "
             "umap_embed(x); t2=time.perf_counter(); umap_embed(x); t3=time.perf_counter(); "
             "print(f'{t1-t:.1f} {t2-t1:.1f} {t3-t2:.1f}')")
@@ -285,7 +285,7 @@ def bench_views():
     from kit.views.alluvial import flows_figure
     from kit.views.flight import flight_recorder
     from kit.views.gallery import clusters_figure, confusion_figure, moved_figure
-    from kit.views.rundata import RunData
+    from kit.analysis.rundata import RunData
 
     train, rng = load_dataset("mnist5k"), np.random.default_rng(0)
     classes = train.targets.numpy()

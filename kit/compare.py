@@ -35,7 +35,7 @@ from .files import atomic_write_json
 from .runtime import AUTO, resolve_device
 from .tensorboard_log import TensorBoardLog, check_available
 from .training import check_number
-from .views import embed
+from .analysis import embed
 
 
 @dataclass

@@ -74,7 +74,7 @@ def contingency(a, b, n_a: int | None = None, n_b: int | None = None) -> np.ndar
 
 def match_clusters(pred, target, method: str = "auto", n_clusters: int | None = None) -> np.ndarray:
     """A map m with m[pred_id] = target_id, maximising agreement. Serves the metrics (`label_change`,
-    `cluster_acc`) and the views' carried cluster ids (kit/views/flows.py) alike.
+    `cluster_acc`) and the views' carried cluster ids (kit/analysis/flows.py) alike.
 
     "hungarian": one-to-one (linear_sum_assignment on the contingency table); "majority": each
     predicted cluster goes to the target id it overlaps most (many-to-one). "auto" picks Hungarian

@@ -34,7 +34,7 @@ def test_example_run_is_a_complete_small_comparison():
 
 def test_example_run_loads_as_notebooks_and_tables_read_it():
     from kit.evaluate_run import load_backbone
-    from kit.views.rundata import RunData
+    from kit.analysis.rundata import RunData
 
     run = kit.example_run()
     cfg = json.loads((run / "config.json").read_text())["compare"]

@@ -10,7 +10,7 @@ from matplotlib.colors import to_rgba
 from matplotlib.text import Text
 
 from kit.views import ablations, alluvial, gallery, lifecycle, plots
-from kit.views.rundata import RunData
+from kit.analysis.rundata import RunData
 
 MIN_PT = 9  # the smallest font a slide or a printed report stays readable at
 MIN_CONTRAST = 3.0  # WCAG 2's least ratio against white, for large text (kit darkens text to 4.5)

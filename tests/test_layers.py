@@ -1,12 +1,12 @@
 """The import graph, read from kit's source (AST): the presentation layer (kit/views/, and the playground
-kit/widgets.py) alone imports matplotlib, bokeh or ipywidgets; the training code never imports kit.views;
+kit/widgets.py) alone imports matplotlib, bokeh or ipywidgets; the training code and kit/analysis/ never import kit.views;
 module-level imports point one way, with no cycles."""
 import ast
 from pathlib import Path
 
 KIT = Path(__file__).resolve().parents[1] / "kit"
 DRAWING = ("matplotlib", "bokeh", "ipywidgets")
-TRAINING = ("algorithms", "augment", "checkpoints", "clustering", "collapse", "data", "deepcluster", "distributed",
+TRAINING = ("algorithms", "augment", "checkpoints", "clustering", "collapse", "data", "deepcluster", "deepcluster_v2", "distributed",
             "evaluate", "features", "files", "memory", "metrics", "models", "odc", "runs", "runtime", "sampling", "seeds",
             "supervised", "training")
 
@@ -47,6 +47,17 @@ def test_the_training_code_never_imports_the_views():
     found = imports()
     for m in TRAINING:
         assert not any(f.startswith("kit.views") for f in found[f"kit.{m}"]), m
+
+
+def test_the_analysis_computes_and_never_draws_or_imports_the_views():
+    """kit/analysis/ (flows, transitions, UMAP layouts, run data) is what the views and `compare` compute from: it sits
+    below the presentation layer, so a command that computes (compare's UMAP layouts) needs no view."""
+    found = imports()
+    analysis = [m for m in found if m.startswith("kit.analysis")]
+    assert {"kit.analysis.flows", "kit.analysis.transitions", "kit.analysis.embed", "kit.analysis.rundata"} <= set(analysis)
+    for m in analysis:
+        assert not any(f.startswith("kit.views") or f.split(".")[0] in DRAWING for f in found[m]), m
+    assert not any(f.startswith("kit.views.embed") for f in found["kit.compare"])
 
 
 def test_module_level_imports_have_no_cycle():

@@ -11,8 +11,8 @@ import pytest
 from kit.views import plots
 from kit.evaluate import STAGES
 from kit.metrics import changed, label_change
-from kit.views import flows
-from kit.views.rundata import RunData
+from kit.analysis import flows
+from kit.analysis.rundata import RunData
 from test_browser import CHROMIUM, FLAGS, jupyterlab, open_and_run_all  # noqa: F401 - the JupyterLab server fixture, reused
 
 
@@ -295,7 +295,7 @@ def test_the_flight_recorder_works_in_a_real_jupyterlab(jupyterlab, fake_run, tm
     import nbformat
     from playwright.sync_api import expect, sync_playwright
 
-    cell = ("from kit.views.rundata import RunData\nfrom kit.views.flight import flight_recorder\n\n"
+    cell = ("from kit.analysis.rundata import RunData\nfrom kit.views.flight import flight_recorder\n\n"
             f"flight_recorder(RunData.load({str(fake_run)!r}))")
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell)])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -314,7 +314,7 @@ def test_the_flight_recorder_works_in_a_real_jupyterlab(jupyterlab, fake_run, tm
 
 # -- what clusters do between epochs, and which images keep theirs ------------------------------------
 def test_each_transition_kind_on_a_hand_made_pair_of_clusterings():
-    from kit.views import transitions as tr
+    from kit.analysis import transitions as tr
 
     prev = np.repeat([0, 1, 2, 3, 4, 5], 10)  # six clusters of ten images
     cur = np.concatenate([
@@ -331,7 +331,7 @@ def test_each_transition_kind_on_a_hand_made_pair_of_clusterings():
 
 
 def test_the_strip_of_a_steady_run_is_all_survivors_and_its_reassignment_is_label_change():
-    from kit.views import transitions as tr
+    from kit.analysis import transitions as tr
 
     rng = np.random.default_rng(4)
     a = rng.integers(0, 10, 500)
@@ -346,7 +346,7 @@ def test_the_strip_of_a_steady_run_is_all_survivors_and_its_reassignment_is_labe
 
 
 def test_centroid_distance_and_the_hardest_images():
-    from kit.views import transitions as tr
+    from kit.analysis import transitions as tr
 
     x = np.array([[1.0, 0.0], [0.0, 5.0], [3.0, 3.0]])  # normalised: (1, 0), (0, 1), (.71, .71); one cluster
     centroid = np.array([1 + 0.7071, 1 + 0.7071]) / 3

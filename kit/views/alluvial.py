@@ -17,9 +17,9 @@ from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 
 from ..algorithms import NAMES
-from . import flows
+from ..analysis import flows
 from .palette import COLOURS, class_colour, text_colour
-from .rundata import RunData
+from ..analysis.rundata import RunData
 
 OTHER = "#9a9a9a"
 NODE_W = 0.05  # node bar width, in units of the distance between columns

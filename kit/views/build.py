@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from . import plots
-from .rundata import RunData
+from ..analysis.rundata import RunData
 
 # file -> one-line caption (report.py lists them with its other figures)
 FIGURES = {

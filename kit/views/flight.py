@@ -24,10 +24,10 @@ import numpy as np
 
 from ..algorithms import NAMES, SPECS
 from ..metrics import agreement
-from . import flows
+from ..analysis import flows
 from .palette import COLOURS, class_colour, cluster_colours, text_colour
 from .page import Page
-from .rundata import RunData
+from ..analysis.rundata import RunData
 
 CHANGED, KEPT = "#d62728", "#c7c7c7"
 TOOLTIP = """<div style="display:flex;gap:6px;width:250px"><img src="@thumb" width="48" height="48"

@@ -14,9 +14,9 @@ from matplotlib.figure import Figure
 
 from ..algorithms import NAMES
 from ..metrics import contingency
-from . import flows
+from ..analysis import flows
 from .palette import COLOURS, class_colour, text_colour
-from .rundata import RunData
+from ..analysis.rundata import RunData
 
 
 def mosaic(imgs: np.ndarray, cols: int, pad: int = 2) -> np.ndarray:

@@ -13,10 +13,10 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ..algorithms import NAMES
-from . import transitions as tr
+from ..analysis import transitions as tr
 from .palette import COLOURS, class_colours, text_colour
 from .gallery import mosaic, show_tiles
-from .rundata import RunData
+from ..analysis.rundata import RunData
 
 KIND_COLOURS = {"survived": "#2ca02c", "merged": "#9467bd", "split": "#ffbf00", "shrank": "#ff9896", "died": "#d62728",
                 "born": "#17becf"}

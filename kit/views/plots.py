@@ -13,7 +13,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter, ScalarFormatter
 
 from ..algorithms import NAMES, SPECS
-from . import flows, palette
+from ..analysis import flows
+from . import palette
 from .palette import COLOURS
 PLAIN = "#1f77b4"  # one colour where a figure shows no algorithm's run (a spectrum, bars)
 

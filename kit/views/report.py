@@ -17,7 +17,8 @@ from ..compare import CompareConfig
 from ..runs import Run, read_config
 from ..files import atomic_write_bytes, atomic_write_npz, check_fields, read_json, read_layouts
 from . import build as views
-from . import flows, plots
+from ..analysis import flows
+from . import plots
 
 FIGURES = {
     "learning.png": "Do they learn? kNN accuracy and NMI to the true classes (epoch 0 = random init).",
@@ -161,7 +162,7 @@ def with_agreement(h: dict) -> dict:
 
 def _embeddings(run_path: Path, histories: dict) -> tuple[list[int], dict, dict, np.ndarray, dict] | None:
     """Aligned UMAP layouts per algorithm (computed once, then read from embeddings.npz)."""
-    from . import embed
+    from ..analysis import embed
 
     feats = {a: f for a in histories if (f := Run(run_path / a).embed_features())}
     if not feats:
