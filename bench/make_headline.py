@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from kit.lesson import last, mean_last
+from kit.analysis.history import last, mean_last
 from kit.runs import Run, read_config
 from kit.seeds import seed_folders
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from kit import collapse
 from kit.algorithms import NAMES
-from kit.lesson import last, mean_last
+from kit.analysis.history import last, mean_last
 from kit.runs import Run, read_config
 from kit.seeds import seed_folders
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .algorithms import NAMES
+from .analysis.history import last, mean_last, series  # noqa: F401 - the notebooks read them here too
 from .seeds import mean_std
 
 HEADLINE = Path(__file__).parent / "headline.json"
@@ -60,24 +61,6 @@ def headline() -> dict:
     paper = data.get("odc_paper_momentum")
     out["odc_paper_momentum"] = {m: mean_std([s[m] for s in paper]) for m in paper[0] if m != "seed"} if paper else None
     return out
-
-
-def series(history: dict, key: str) -> list:
-    """`key` over the epochs of a history that have it (the monitor skips some, DeepCluster's first epoch has no
-    previous labels)."""
-    return [r[key] for r in history["epoch"] if r.get(key) is not None]
-
-
-def last(history: dict, key: str):
-    """The last epoch's value of `key`, or None."""
-    values = series(history, key)
-    return values[-1] if values else None
-
-
-def mean_last(history: dict, key: str, n: int = 5) -> float | None:
-    """The mean of `key` over the last `n` epochs that have it (the stability measures' summary), or None."""
-    values = series(history, key)[-n:]
-    return float(np.mean(values)) if values else None
 
 
 def _higher(values: dict) -> str:

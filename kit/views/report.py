@@ -18,6 +18,7 @@ from ..runs import Run, read_config
 from ..files import atomic_write_bytes, atomic_write_npz, check_fields, read_json, read_layouts
 from . import build as views
 from ..analysis import flows
+from ..analysis.history import last, mean_last, series
 from . import plots
 
 FIGURES = {
@@ -198,10 +199,9 @@ def algos_of(histories: dict) -> list[str]:
 def summary(histories: dict, baselines: dict, fmt=None) -> list[tuple]:
     """(metric, one value per algorithm of `algos_of(histories)`) rows for the report's table; `fmt=lambda v: v`
     keeps the numbers."""
-    last, mean_last = lesson.last, lesson.mean_last
 
     def first(h, k):
-        values = lesson.series(h, k)
+        values = series(h, k)
         return values[0] if values else None
 
     rows = [
