@@ -31,10 +31,21 @@ def check_finite(features, what: str = "features") -> None:
                          "the network has diverged; lower the learning rate or resume from an earlier checkpoint")
 
 
-def check_sizes(n_samples: int, n_clusters: int, pca_dim: int = -1) -> None:
-    """The small-data guards of ALGORITHMS.md §4: N >= K and N >= pca_dim, in one line each."""
+def check_sizes(n_samples: int, n_clusters: int, pca_dim: int = -1, who: str | None = None,
+                pca_flag: str | None = None) -> None:
+    """The small-data guards of ALGORITHMS.md §4: K >= 2, N >= K and N >= pca_dim, in one line each; the one place kit
+    checks them. `who` (an algorithm's name) words them for a command's train split: what to type, never a setting the
+    command has no flag for (`pca_flag`: its flag for pca_dim, if it has one)."""
     if n_clusters < 2:
         raise ValueError(f"n_clusters={n_clusters}: k-means needs at least 2 clusters")
+    if who and n_samples < max(2, n_clusters):
+        raise ValueError(f"{who} needs at least {max(2, n_clusters)} train images for K={n_clusters} clusters, and the "
+                         f"train split has {n_samples}: give more images" + (
+                             f" or --n-clusters from 2 to {n_samples}" if n_samples >= 2 else ""))
+    if who and pca_dim > 0 and n_samples < pca_dim:
+        raise ValueError(f"{who} whitens features to {pca_dim} PCA dims, which needs at least {pca_dim} train images; "
+                         f"the train split has {n_samples}: give more images" + (
+                             f" or {pca_flag} {n_samples} or less" if pca_flag else ""))
     if n_samples < 2:
         raise ValueError(f"{n_samples} sample(s) cannot be clustered: k-means needs at least 2 clusters, so give it "
                          "at least 2 images (more than K, in practice many more)")

@@ -24,12 +24,12 @@ from typing import ClassVar
 
 from . import collapse
 from .algorithms import CONFIGS, NAMES, TRAINERS, compared
-from .clustering import KMeans, l2_normalize
 from .data import DATASETS, ImageTensorDataset, load_dataset, stratified
 from .distributed import SINGLE, Distributed
 from .features import extract_features
 from .metrics import knn_accuracy, nmi
-from .run_setup import check_images, check_split_size, start_run, write_config
+from .clustering import KMeans, check_sizes, l2_normalize
+from .run_setup import check_images, start_run, write_config
 from .runs import Run
 from .files import atomic_write_json
 from .runtime import AUTO, resolve_device
@@ -110,7 +110,7 @@ def load_splits(cfg: CompareConfig):
     for split in (train, test):
         check_images(split)
     for algo, algo_cfg in cfg.algo_configs().items():
-        check_split_size(len(train), algo, algo_cfg.n_clusters, getattr(algo_cfg, "pca_dim", -1))
+        check_sizes(len(train), algo_cfg.n_clusters, getattr(algo_cfg, "pca_dim", -1), who=algo)
     return train, test
 
 

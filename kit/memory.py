@@ -25,6 +25,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from .clustering import check_sizes
 from .runtime import Diverged, full_precision
 
 
@@ -60,8 +61,7 @@ class ODCMemory(torch.nn.Module):
     def __init__(self, n_samples: int, dim: int, n_clusters: int, momentum: float = 0.5,
                  min_cluster_size: int = 20, gather: Callable | None = None, split_seed: int = 0):
         super().__init__()
-        if n_clusters > n_samples:
-            raise ValueError(f"{n_samples} samples cannot fill {n_clusters} clusters: use n_clusters <= {n_samples}")
+        check_sizes(n_samples, n_clusters)
         self.n_samples, self.dim, self.n_clusters = n_samples, dim, n_clusters
         self.momentum, self.min_cluster_size = momentum, min_cluster_size
         self.gather = gather or _identity_gather

@@ -1,5 +1,5 @@
 """What every command does before it trains (`compare`, `train`, `sweep`): check the name and the
-settings, take a resume's saved settings, load and check the data (`check_images`, `check_split_size`),
+settings, take a resume's saved settings, load and check the data (`check_images`; the sizes: `clustering.check_sizes`),
 then create the run folder, write `config.json` and hold the run's lock. A refused command writes nothing.
 
 The settings are a dataclass (`CompareConfig`, `SweepConfig`) whose `saved_as` names its key in
@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import asdict, fields
 from pathlib import Path
 
-from .clustering import check_sizes
 from .distributed import SINGLE, Distributed
 from .runs import Run, check_name, read_config
 from .files import atomic_write_json
@@ -76,18 +75,6 @@ def write_config(run: Run, command: str, algo: str | None, cfg) -> None:
     config = {"command": command, "algo": algo, cfg.saved_as: asdict(cfg)}
     if not run.file("config.json").exists() or read_config(run.path) != config:
         atomic_write_json(run.file("config.json"), config)
-
-
-def check_split_size(n: int, algo: str, n_clusters: int, pca_dim: int = -1, pca_flag: str | None = None) -> None:
-    """`check_sizes` in the command line's words: what to type, never a setting it has no flag for."""
-    if n < max(2, n_clusters):
-        raise ValueError(f"{algo} needs at least {max(2, n_clusters)} train images for K={n_clusters} clusters, and "
-                         f"the train split has {n}: give more images" + (
-                             f" or --n-clusters from 2 to {n}" if n >= 2 else ""))
-    if pca_dim > 0 and n < pca_dim:
-        raise ValueError(f"{algo} whitens features to {pca_dim} PCA dims, which needs at least {pca_dim} train images; "
-                         f"the train split has {n}: give more images" + (f" or {pca_flag} {n} or less" if pca_flag else ""))
-    check_sizes(n, n_clusters, pca_dim)
 
 
 def check_images(dataset) -> None:

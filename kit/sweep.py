@@ -25,7 +25,8 @@ from typing import ClassVar, NamedTuple
 
 from .algorithms import CONFIGS, GRID, GRID_KEYS, NAMES, TRAINERS, compared
 from .data import DATASETS, load_dataset, validation_split
-from .run_setup import check_split_size, start_run
+from .clustering import check_sizes
+from .run_setup import start_run
 from .runs import Run
 from .files import atomic_write_bytes, atomic_write_json, read_json
 from .runtime import AUTO, Diverged, resolve_device
@@ -127,7 +128,7 @@ def load_splits(cfg: SweepConfig):
         fit = fit.subset(cfg.n_train)
     for cell in cfg.cells():
         settings = dict(cell.settings)
-        check_split_size(len(fit), cell.algo, settings["n_clusters"], settings.get("pca_dim", -1), "--pca-dim")
+        check_sizes(len(fit), settings["n_clusters"], settings.get("pca_dim", -1), who=cell.algo, pca_flag="--pca-dim")
     return fit, val
 
 

@@ -143,7 +143,7 @@ def test_weighted_loss_is_invariant_to_scaling_the_weights():
 
 
 def test_more_clusters_than_samples_is_refused():
-    with pytest.raises(ValueError, match="cannot fill 10 clusters"):
+    with pytest.raises(ValueError, match="5 samples cannot form 10 clusters"):
         ODCMemory(5, 4, 10)
 
 

@@ -54,13 +54,17 @@ def test_wording_evaluate_on_a_sweep_folder_points_at_the_sweeps_table(tmp_path,
 
 
 def test_wording_too_few_images_for_k_names_the_flag_and_at_least_two():
-    from kit.run_setup import check_split_size
+    from kit.clustering import check_sizes
 
     with pytest.raises(ValueError, match="at least 20 train images") as e:
-        check_split_size(1, "odc", 20)
+        check_sizes(1, 20, who="odc")
     assert "n-clusters" not in str(e.value) and "<= 1" not in str(e.value)
     with pytest.raises(ValueError, match="--n-clusters from 2 to 5"):
-        check_split_size(5, "odc", 20)
+        check_sizes(5, 20, who="odc")
+    with pytest.raises(ValueError, match="100 PCA dims.*or --pca-dim 50 or less"):
+        check_sizes(50, 20, 100, who="deepcluster", pca_flag="--pca-dim")
+    with pytest.raises(ValueError, match="5 samples cannot form 20 clusters"):  # the library's words, no flag
+        check_sizes(5, 20)
 
 
 def test_wording_a_plain_dataset_without_image_shape_is_told_how_to_wrap_it():
