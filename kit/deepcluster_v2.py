@@ -25,10 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .clustering import check_sizes
+from .clustering import check_finite, check_sizes
 from .data import batches
 from .models import ClusterNet, build_backbone
-from .runtime import Diverged, autocast
+from .runtime import autocast
 from .training import TrainConfig, Trainer, check_number
 
 
@@ -222,11 +222,11 @@ class DeepClusterV2(Trainer):
         loss = self._train(dataset, targets, callback, stop)
         if loss is None:
             return None
-        if not bool(torch.isfinite(self.memory).all()):
-            raise Diverged(f"NaN/inf in the projections of epoch {self.epoch}: lower lr or resume from the last checkpoint")
+        for bank in self.memory:  # kit's one NaN/inf check, naming the first bad row
+            check_finite(bank, f"the projections of epoch {self.epoch}")
         t2 = time.perf_counter()
         record = {"epoch": self.epoch, "loss": loss,  # the labels this epoch trained on: the first head's
-                  **self._labels_record(dataset, prev, targets[0].cpu(), loss, self.memory[0].cpu().numpy()),
+                  **self._labels_record(dataset, prev, targets[0].cpu(), loss, self.memory[0]),  # signals on the device
                   "kmeans_seed": seed, "time_cluster": t1 - t0, "time_train": t2 - t1}
         self.epoch += 1
         return record

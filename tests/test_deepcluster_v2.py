@@ -210,3 +210,23 @@ def test_compare_trains_the_three_named_and_the_report_shows_them(tmp_path):
     backbone, _ = load_backbone(run, "deepcluster-v2", kit.load_dataset("mnist5k", n=300))
     trained = torch.load(run / "deepcluster-v2" / "checkpoint.pt", weights_only=False)["model"]
     assert torch.equal(backbone.state_dict()["stem.0.weight"], trained["backbone.stem.0.weight"])
+
+
+def test_nan_projections_stop_the_epoch_with_the_row_named(mnist_small, monkeypatch):
+    """A projection that went NaN in training is refused at the epoch's end (kit's check_finite), and the fit rolls the
+    epoch back: the history holds no record of it."""
+    from kit.runtime import Diverged
+
+    train, _ = mnist_small
+    v2 = DeepClusterV2(tiny_v2_config())
+    trained = DeepClusterV2._train
+
+    def poisoned(self, *a):
+        loss = trained(self, *a)
+        self.memory[1, 3] = float("nan")
+        return loss
+
+    monkeypatch.setattr(DeepClusterV2, "_train", poisoned)
+    with pytest.raises(Diverged, match=r"the projections of epoch 0 contain NaN/inf in 1 of 400 rows \(first: row 3\)"):
+        v2.fit(train, epochs=1)
+    assert v2.history["epoch"] == [] and v2.epoch == 0
