@@ -51,7 +51,7 @@ def cluster_counts(text: str) -> int | dict:
 # config: CompareConfig, or SweepConfig for `sweep`), {preset.x} and {evaluate.x} are filled in from the presets when
 # help is shown (`_Help`)
 SETTINGS = {
-    "dataset": (str, "mnist5k (embedded), digits, cifar10, stl10, imagefolder (default {run.dataset})"),
+    "dataset": (str, "mnist5k (embedded digits), fashion5k (clothes, in data/), digits, fashion-mnist, cifar10, stl10, imagefolder (default {run.dataset})"),
     "root": (str, "where torchvision datasets / image folders live (default {run.root})"),
     "epochs": (int, "epochs of training (default {run.epochs})"),
     "device": (str, "auto, cpu, cuda, cuda:N (default {run.device})"),

