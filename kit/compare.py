@@ -27,7 +27,7 @@ from .algorithms import CONFIGS, NAMES, TRAINERS, compared
 from .data import DATASETS, ImageTensorDataset, load_dataset, stratified
 from .distributed import SINGLE, Distributed
 from .features import extract_features
-from .metrics import knn_accuracy, nmi
+from .metrics import ami, knn_accuracy, nmi
 from .clustering import KMeans, check_sizes, l2_normalize
 from .run_setup import check_images, start_run, write_config
 from .runs import Run
@@ -40,7 +40,8 @@ from .analysis import embed
 
 @dataclass
 class CompareConfig:
-    """The comparison's settings for the algorithms in `algos`; each one's `small()` preset unless overridden. `n_clusters`
+    """The comparison's settings for the algorithms in `algos`; each one's `small()` preset for `dataset` unless
+    overridden. `n_clusters`
     and `lr` left at None keep each algorithm's own (bench/presets.md); a value applies to every one.
     `CompareConfig.fast()` is the KIT_FAST smoke run."""
 
@@ -97,7 +98,8 @@ class CompareConfig:
                       eval_every=self.eval_every)
         common.update({k: getattr(self, k) for k in ("n_clusters", "lr") if getattr(self, k) is not None})
         own = lambda algo: {"n_clusters": self.n_clusters[algo]} if isinstance(self.n_clusters, dict) else {}  # noqa: E731
-        return {algo: getattr(CONFIGS[algo], self.preset)(**{**common, **own(algo)}) for algo in self.algos}
+        return {algo: getattr(CONFIGS[algo], self.preset)(dataset=self.dataset, **{**common, **own(algo)})
+                for algo in self.algos}
 
     def seed_values(self) -> list[int]:
         return [self.seed + i for i in range(self.seeds)]
@@ -137,7 +139,7 @@ def baselines(train, test) -> dict:
     xtr = train.images.float().flatten(1).numpy() / 255
     xte = test.images.float().flatten(1).numpy() / 255
     pred = KMeans(int(test.targets.max()) + 1, seed=0).fit(l2_normalize(xte)).labels_
-    return {"raw_pixels_nmi": nmi(pred, test.targets),
+    return {"raw_pixels_nmi": nmi(pred, test.targets), "raw_pixels_ami": ami(pred, test.targets),
             "raw_pixels_knn": knn_accuracy(xtr, train.targets, xte, test.targets, k=20)}
 
 

@@ -73,11 +73,11 @@ class DeepClusterV2Config(TrainConfig):
         return self.prototypes or [self.n_clusters] * 3
 
     @classmethod
-    def small(cls, **overrides) -> "DeepClusterV2Config":
-        """Embedded MNIST-5k on a laptop CPU: the other two's network, batch and K = 30 (so the three compare at one
-        K); lr chosen by the validation sweep in bench/presets.md ("DeepCluster-v2")."""
+    def small(cls, dataset: str = "mnist5k", **overrides) -> "DeepClusterV2Config":
+        """A kit dataset on a laptop CPU: the other two's network, batch and K = 30 (so the three compare at one
+        K); lr chosen by the validation sweep in bench/presets.md ("DeepCluster-v2"), fashion5k's in `TUNED`."""
         base = dict(n_clusters=30, backbone="convnet", lr=0.003, batch_size=64, eval_every=1, seed=31)
-        return cls(**{**base, **overrides})
+        return cls.preset(base, dataset, overrides)
 
     @classmethod
     def fast(cls, **overrides) -> "DeepClusterV2Config":

@@ -49,12 +49,12 @@ class ODCConfig(TrainConfig):
         check_number("kmeans_iters", self.kmeans_iters, 1)
 
     @classmethod
-    def small(cls, **overrides) -> "ODCConfig":
-        """Embedded MNIST-5k on a laptop CPU: small ConvNet, K = 30, min cluster 10. K, lr and
-        memory_momentum were chosen by a sweep on a validation split (bench/presets.md)."""
+    def small(cls, dataset: str = "mnist5k", **overrides) -> "ODCConfig":
+        """A kit dataset on a laptop CPU: small ConvNet, K = 30, min cluster 10. K, lr and memory_momentum were
+        chosen by a sweep on a validation split (bench/presets.md), the digits' below and fashion5k's in `TUNED`."""
         base = dict(n_clusters=30, backbone="convnet", sobel=False, lr=0.1, lr_decay_epochs=(), memory_momentum=0.2,
                     min_cluster_size=10, batch_size=64, eval_every=1, seed=31)  # ~130 images per cluster on average
-        return cls(**{**base, **overrides})
+        return cls.preset(base, dataset, overrides)
 
     @classmethod
     def fast(cls, **overrides) -> "ODCConfig":

@@ -50,8 +50,9 @@ class SweepConfig:
     # K, both algorithms: three cells per algorithm that fit a lecture (ODC at K = 300 takes 6-7 min a cell on 2 cores)
     n_clusters: list[int] = field(default_factory=lambda: [10, 30, 100])
     lr: list[float] = field(default_factory=lambda: [0.1])  # SGD learning rate, both
-    pca_dim: list[int] = field(default_factory=lambda: _preset("pca_dim"))  # the algorithm whose knob it is only
-    memory_momentum: list[float] = field(default_factory=lambda: _preset("memory_momentum"))
+    # the algorithm whose knob it is only; None: the dataset's preset (the digits' for a dataset without its own)
+    pca_dim: list[int] | None = None
+    memory_momentum: list[float] | None = None
     epochs: int = 10  # the same budget for every cell
     seed: int = 31
     seeds: int = 1  # each cell with seed, seed + 1, ...
@@ -71,6 +72,9 @@ class SweepConfig:
     def __post_init__(self):
         if self.dataset not in DATASETS:
             raise ValueError(f"unknown dataset {self.dataset!r}: choose one of {', '.join(DATASETS)} (--dataset)")
+        for knob in ("pca_dim", "memory_momentum"):
+            if getattr(self, knob) is None:
+                setattr(self, knob, _preset(knob, self.dataset))
         if not self.algos or set(self.algos) - set(NAMES):
             raise ValueError(f"algos={self.algos!r}: choose from {', '.join(NAMES)} (command line: --algo)")
         for key in GRID_KEYS:
@@ -93,8 +97,8 @@ class SweepConfig:
         return list(dict.fromkeys(out))
 
     def algo_config(self, cell: "Cell"):
-        """The cell's algorithm settings: the `.small()` preset with the cell's values."""
-        return CONFIGS[cell.algo].small(**dict(cell.settings), seed=cell.seed, backbone=self.backbone,
+        """The cell's algorithm settings: the dataset's `.small()` preset with the cell's values."""
+        return CONFIGS[cell.algo].small(dataset=self.dataset, **dict(cell.settings), seed=cell.seed, backbone=self.backbone,
                                         batch_size=self.batch_size, device=self.device, eval_every=1)
 
 
@@ -110,9 +114,9 @@ class Cell(NamedTuple):
         return ",".join([self.algo, *values, f"seed={self.seed}"])
 
 
-def _preset(knob: str) -> list:
-    """The small preset's value of `knob`, from the algorithm whose grid varies it: a sweep's default."""
-    return [getattr(CONFIGS[algo].small(), knob) for algo, keys in GRID.items() if knob in keys][:1]
+def _preset(knob: str, dataset: str) -> list:
+    """The small preset's value of `knob` on `dataset`, from the algorithm whose grid varies it: a sweep's default."""
+    return [getattr(CONFIGS[algo].small(dataset=dataset), knob) for algo, keys in GRID.items() if knob in keys][:1]
 
 
 def _fmt(value) -> str:

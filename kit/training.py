@@ -11,6 +11,7 @@ import threading
 import time
 import warnings
 from dataclasses import asdict, dataclass, fields
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -35,6 +36,8 @@ from .runtime import (AUTO, Diverged, compile_step, grad_scaler, prepare_model, 
 class TrainConfig:
     """Fields every algorithm reads. Defaults are the published ResNet-50/ImageNet settings."""
 
+    # a dataset's own `small()` settings, chosen by its validation sweep (bench/presets.md): {dataset: {field: value}}
+    TUNED: ClassVar[dict[str, dict]] = {}
     n_clusters: int = 10_000  # K: ImageNet over-segmentation, both papers (§1.5, §2.10)
     backbone: str = "resnet50"  # OpenSelfSup/mmselfsup's network
     sobel: bool = False  # fixed grayscale + Sobel front-end (§1.8)
@@ -65,6 +68,13 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def preset(cls, base: dict, dataset: str, overrides: dict):
+        """A `small()` preset: `base` (the digits', mnist5k), the settings that `dataset`'s own validation sweep chose
+        instead (the config's `TUNED[dataset]`, bench/presets.md), then `overrides`. A dataset without a sweep of its
+        own starts from the digits' settings."""
+        return cls(**{**base, **cls.TUNED.get(dataset, {}), **overrides})
 
     @classmethod
     def from_dict(cls, d: dict):

@@ -36,6 +36,7 @@ from .views.live import Trace, board, board_labels
 SHARED = {"n_clusters": "K", "lr": "lr", "batch_size": "batch"}  # knobs both algorithms have, as the board names them
 EPOCHS = 10  # a press of Train: about a minute per algorithm on the embedded digits, on 2 CPU cores
 MAX_TRAIN = 4000  # the train-images slider's top: all of mnist5k's train split
+TRAIN_IMAGES = {"fashion5k": 5000}  # a dataset whose train split is larger: the slider reaches all of it
 
 
 class Playground:
@@ -47,8 +48,7 @@ class Playground:
 
     def __init__(self, redraw_seconds: float = 0.5, runs_root: str = "runs"):
         fast = fast_mode()
-        preset = "fast" if fast else "small"
-        self.presets = {algo: getattr(config, preset)() for algo, config in CONFIGS.items()}  # where each algorithm starts
+        self.presets = self._presets(CompareConfig.dataset)  # where each algorithm starts
         self._controls(fast)
         style = {"description_width": "150px"}
         lay = W.Layout(width="420px")
@@ -115,6 +115,7 @@ class Playground:
         for name in SHARED:
             getattr(self, name).observe(lambda change, name=name: self._knob_moved(name), "value")
         self.algorithm.observe(lambda _: self._show_preset(), "value")
+        self.dataset.observe(lambda _: self._dataset_changed(), "value")
         for knob in (self.n_train, getattr(self, "min_cluster_size", None)):
             if knob is not None:
                 knob.observe(lambda _: self._k_range(), "value")
@@ -131,6 +132,26 @@ class Playground:
             return W.Checkbox(value, description=c.label, **wide)
         kind = W.FloatSlider if isinstance(value, float) else W.IntSlider
         return kind(value, min=c.low, max=c.high, step=c.step, description=c.label, **slider)
+
+    @staticmethod
+    def _presets(dataset: str) -> dict:
+        """Each algorithm's preset on `dataset` (`.fast()` under KIT_FAST): {algorithm: config}."""
+        return {algo: getattr(config, "fast" if fast_mode() else "small")(dataset=dataset) for algo, config in CONFIGS.items()}
+
+    def _dataset_changed(self) -> None:
+        """Another dataset: every knob not moved starts again from that dataset's presets (fashion5k has its own,
+        bench/presets.md), each algorithm's own knobs too, and the train-images slider reaches its train split."""
+        self.presets = self._presets(self.dataset.value)
+        self._showing_preset = True
+        try:
+            for algo, spec in SPECS.items():
+                for c in spec.controls:
+                    value = getattr(self.presets[algo], c.field)
+                    getattr(self, c.attribute).value = bool(value) if c.switch else value
+            self.n_train.max = TRAIN_IMAGES.get(self.dataset.value, MAX_TRAIN)
+        finally:
+            self._showing_preset = False
+        self._show_preset()
 
     def _own(self, algo: str) -> dict:
         """`algo`'s own knobs as set: {config field: value}."""

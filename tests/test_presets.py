@@ -6,6 +6,7 @@ import pytest
 import kit
 from kit.__main__ import main
 from kit.compare import CompareConfig
+from kit.algorithms import CONFIGS
 from kit.example import notebook_config
 
 
@@ -91,3 +92,48 @@ def test_the_playground_sweeps_the_sweeps_own_k_and_lr(monkeypatch):
     pg.lr.value = 0.01
     pg.sweep()
     assert built[1].lr == [0.01]
+
+
+@pytest.fixture
+def fashion_tuned(monkeypatch):
+    """fashion5k's own settings moved away from the digits' for every algorithm, so a test sees which were read."""
+    moved = {"deepcluster": dict(lr=0.05, pca_dim=16), "odc": dict(lr=0.02, memory_momentum=0.7),
+             "deepcluster-v2": dict(lr=0.02)}
+    for algo, settings in moved.items():
+        monkeypatch.setattr(CONFIGS[algo], "TUNED", {"fashion5k": settings})
+    return moved
+
+
+def test_each_dataset_has_its_presets_in_one_place_and_every_command_reads_them(fashion_tuned):
+    from kit.sweep import SweepConfig
+
+    for algo, settings in fashion_tuned.items():
+        digits, clothes = CONFIGS[algo].small(), CONFIGS[algo].small(dataset="fashion5k")
+        assert {k: getattr(clothes, k) for k in settings} == settings != {k: getattr(digits, k) for k in settings}
+        assert CONFIGS[algo].small(dataset="cifar10") == digits  # no sweep of its own: the digits' settings
+        assert CONFIGS[algo].fast(dataset="fashion5k").lr == settings["lr"]  # fast builds on small
+        assert CONFIGS[algo].small(dataset="fashion5k", lr=0.5).lr == 0.5  # an override still wins
+    run = CompareConfig(dataset="fashion5k", algos=list(fashion_tuned)).algo_configs()
+    assert {a: run[a].lr for a in run} == {a: s["lr"] for a, s in fashion_tuned.items()}
+    sweep = SweepConfig(dataset="fashion5k", n_clusters=[30])
+    assert (sweep.pca_dim, sweep.memory_momentum) == ([16], [0.7])  # each knob's default: the dataset's preset
+    assert SweepConfig(n_clusters=[30]).pca_dim == [CONFIGS["deepcluster"].small().pca_dim]
+    cell = next(c for c in sweep.cells() if c.algo == "odc")
+    assert sweep.algo_config(cell).memory_momentum == 0.7
+
+
+def test_the_playground_switches_to_a_datasets_presets(fashion_tuned, monkeypatch):
+    from kit.widgets import Playground
+
+    monkeypatch.setenv("KIT_FAST", "")
+    pg = Playground()
+    assert pg.n_train.max == 4000 and pg.memory_momentum.value == CONFIGS["odc"].small().memory_momentum
+    pg.dataset.value = "fashion5k"
+    assert pg.n_train.max == 5000  # all of fashion5k's train split
+    assert (pg.memory_momentum.value, pg.pca_dim.value, pg.lr.value) == (0.7, 16, pytest.approx(0.05))
+    assert {a: pg.config(a)[1] for a in ("deepcluster", "odc")} == {
+        a: CONFIGS[a].small(dataset="fashion5k") for a in ("deepcluster", "odc")}
+    assert pg.settings("odc")["dataset"] == "fashion5k" and not pg.moved  # switching moved no knob of the user's
+    pg.lr.value = 0.2  # a knob the user moves stays moved through the next switch
+    pg.dataset.value = "mnist5k"
+    assert pg.lr.value == pytest.approx(0.2) and pg.config("odc")[1].memory_momentum == CONFIGS["odc"].small().memory_momentum

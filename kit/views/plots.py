@@ -163,10 +163,9 @@ def learning(histories: dict[str, dict], baselines: dict | None = None) -> Figur
             ax.plot(x, y, "o-", ms=3, color=COLOURS[algo], label=legend_name(algo, h))
             if key == "nmi_true":  # a 10-means of the features against the classes: its chance level, not the run's K's
                 chance_floor(ax, h, key, COLOURS[algo], f"{NAMES[algo]}: chance level")
-        if baselines and key in ("nmi_true",) and "raw_pixels_nmi" in baselines:
-            ax.axhline(baselines["raw_pixels_nmi"], color="grey", ls="--", lw=1, label="k-means on raw pixels")
-        if baselines and key == "knn" and "raw_pixels_knn" in baselines:
-            ax.axhline(baselines["raw_pixels_knn"], color="grey", ls="--", lw=1, label="kNN on raw pixels")
+        floor, label = _BASELINES[key]
+        if baselines and floor in baselines:
+            ax.axhline(baselines[floor], color="grey", ls="--", lw=1, label=label)
         style_axes(ax, title, "epoch", {"knn": "accuracy", "nmi_true": "NMI", "ami_true": "AMI"}[key])
         if not any(len(line.get_xdata()) for line in ax.lines):  # a run from before kit logged it
             ax.text(0.5, 0.5, f"not in this run's history:\nthe run predates kit's {key}", transform=ax.transAxes,
@@ -244,7 +243,8 @@ PANELS = {  # a history key -> (panel title, y label) of the seeded curves
     "nmi_prev": ("NMI(t-1, t), dotted: its chance level", "NMI(t-1, t)"),
     "label_change": ("Samples that changed cluster since the last epoch", "fraction of samples"),
 }
-_BASELINES = {"knn": ("raw_pixels_knn", "kNN on raw pixels"), "nmi_true": ("raw_pixels_nmi", "k-means on raw pixels")}
+_BASELINES = {"knn": ("raw_pixels_knn", "kNN on raw pixels"), "nmi_true": ("raw_pixels_nmi", "k-means on raw pixels"),
+              "ami_true": ("raw_pixels_ami", "k-means on raw pixels")}
 
 
 def with_init(h: dict, key: str) -> tuple[np.ndarray, np.ndarray]:

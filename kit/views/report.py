@@ -237,6 +237,8 @@ def summary(histories: dict, baselines: dict, fmt=None) -> list[tuple]:
 BASELINE_ROWS = {  # a summary row -> (baselines.json key, the baseline's own row just below it)
     "kNN accuracy, final": ("raw_pixels_knn", "kNN accuracy on raw pixels (baseline, no training)"),
     "NMI to true classes, final": ("raw_pixels_nmi", "NMI to true classes, k-means on raw pixels (baseline)"),
+    "AMI to true classes, final (chance-corrected)": ("raw_pixels_ami", "AMI to true classes, k-means on raw pixels "
+                                                                        "(baseline)"),
 }
 
 
