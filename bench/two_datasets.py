@@ -15,11 +15,12 @@ import json
 import sys
 from pathlib import Path
 
-from make_headline import numbers
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kit.algorithms import NAMES
-from kit.runs import Run, read_config
-from kit.seeds import mean_std, seed_folders
+from bench.make_headline import numbers  # noqa: E402
+from kit.algorithms import NAMES  # noqa: E402
+from kit.runs import Run, read_config  # noqa: E402
+from kit.seeds import mean_std, seed_folders  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 RESULT = HERE / "two_datasets.json"
