@@ -36,6 +36,16 @@ ROWS = [(f"kNN accuracy, final: {NAMES[a]}", "knn", a) for a in ALGOS] + [
     (f"samples reassigned per epoch, last 5 epochs: {NAMES[a]}", "label_change", a) for a in ALGOS]
 
 
+CURVES = ("knn", "ami_true", "nmi_true", "ami_prev", "label_change")  # what notebook 04 draws, per epoch
+
+
+def curve(history: dict) -> dict:
+    """A history cut to what the seeded figures draw (config, the untrained network's scores, the CURVES)."""
+    keep = {"epoch", *CURVES}
+    return {"algo": history["algo"], "config": history["config"], "monitor_init": history["monitor_init"],
+            "epoch": [{k: v for k, v in r.items() if k in keep} for r in history["epoch"]]}
+
+
 def collect(run: Path) -> dict:
     cfg = read_config(run)["compare"]
     folders = seed_folders(run)
@@ -48,6 +58,7 @@ def collect(run: Path) -> dict:
     return {"source": f"python -m kit compare --seeds {len(folders)} --dataset {cfg['dataset']}",
             "dataset": cfg["dataset"], "n_clusters": k.pop(), "epochs": cfg["epochs"],
             "seeds": [int(f.name.split("-")[1]) for f in folders], "per_seed": per_seed,
+            "curves": [{a: curve(hs[i]) for a, hs in histories.items()} for i in range(len(folders))],
             "baselines": json.loads((run / "baselines.json").read_text())}
 
 
@@ -59,19 +70,57 @@ def cell(result: dict, measure: str, whose: str) -> tuple[float, float]:
     return mean_std([s[measure] for s in seeds])
 
 
-def table(results: dict) -> str:
-    """The Markdown table: a row per measure, a column per dataset."""
+def rows(results: dict) -> tuple[list[str], list[list[str]]]:
+    """(header, rows): a row per measure, a column per dataset; floors in italics in Markdown, marked "floor" here."""
     first = next(iter(results.values()))
-    head = f"| K = {first['n_clusters']}, {first['epochs']} epochs, {len(first['seeds'])} seeds (floors in italics) |"
-    lines = [head + "".join(f" {DATASETS[d]} |" for d in results), "|---|" + "---|" * len(results)]
+    header = [f"K = {first['n_clusters']}, {first['epochs']} epochs, {len(first['seeds'])} seeds",
+              *(DATASETS[d] for d in results)]
+    out = []
     for row, measure, whose in ROWS:
         values = []
         for result in results.values():
             m, s = cell(result, measure, whose)
             values.append(f"{m:.3f}" if whose == "raw" else f"{m:.3f} ± {s:.3f}")
-        name = row if whose in ALGOS else f"*{row}*"
-        lines.append(f"| {name} | " + " | ".join(values) + " |")
-    return "\n".join(lines)
+        out.append([row if whose in ALGOS else f"{row} (floor)", *values])
+    return header, out
+
+
+def table(results: dict) -> str:
+    """The Markdown table of `rows`, as the README and bench/two_datasets.md show it."""
+    header, body = rows(results)
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---|" * (len(header) - 1)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in body])
+
+
+def _versus(result: dict, measure: str) -> tuple[str, str]:
+    """(the algorithm with the higher mean of `measure`, "larger than the spread" or "within the spread"): the two
+    mean ± std intervals over seeds apart, or overlapping."""
+    (m1, s1), (m2, s2) = (cell(result, measure, a) for a in ALGOS)
+    lead = ALGOS[0] if m1 >= m2 else ALGOS[1]
+    return lead, "larger than the spread" if abs(m1 - m2) > s1 + s2 else "within the spread"
+
+
+def findings(results: dict) -> list[str]:
+    """What the table says, one sentence per dataset and one on what changes between them, each decided by the
+    numbers (the notebook's answer and the README state these)."""
+    said, ranks = [], {}
+    for d, result in results.items():
+        (knn, knn_gap), (steady, steady_gap) = _versus(result, "knn"), _versus(result, "ami_prev")
+        agree, agree_gap = _versus(result, "ami_true_last5")
+        ranks[d] = (knn, steady)
+        raw = result["baselines"]["raw_pixels_knn"]
+        above = {a: cell(result, "knn", a)[0] - raw for a in ALGOS}
+        over = " and ".join(f"{NAMES[a]} {v:+.3f}" for a, v in above.items())
+        said.append(
+            f"On {DATASETS[d]}, {NAMES[knn]} leads in kNN accuracy ({knn_gap}) and {NAMES[agree]} in agreement with the "
+            f"classes ({agree_gap}); {NAMES[steady]}'s labels are the steadier (AMI(t−1, t), {steady_gap}). Against "
+            f"kNN on raw pixels ({raw:.3f}) the final kNN accuracy is {over}.")
+    (d1, r1), (d2, r2) = ranks.items()
+    same = [what for what, i in (("the kNN leader", 0), ("the steadier labels", 1)) if r1[i] == r2[i]]
+    moved = [what for what, i in (("the kNN leader", 0), ("the steadier labels", 1)) if r1[i] != r2[i]]
+    said.append(f"From {DATASETS[d1]} to {DATASETS[d2]}, " + (f"{' and '.join(same)} stay the same" if same else "")
+                + ("; " if same and moved else "") + (f"{' and '.join(moved)} change" if moved else "") + ".")
+    return said
 
 
 def main(runs: list[str]) -> None:
@@ -81,7 +130,8 @@ def main(runs: list[str]) -> None:
             sys.exit("give one run on each of mnist5k and fashion5k, at the same K and epochs")
         RESULT.write_text(json.dumps({d: results[d] for d in DATASETS}, indent=1) + "\n")
         print("wrote", RESULT)
-    print(table(json.loads(RESULT.read_text())))
+    results = json.loads(RESULT.read_text())
+    print(table(results), "", *findings(results), sep="\n")
 
 
 if __name__ == "__main__":

@@ -103,12 +103,14 @@ class TensorBoardLog:
         snaps = Run(algo_run).load_history().get("labels", [])
         thumbs = _thumbnails(dataset, subset, max_thumb)
         classes = dataset.targets[subset].tolist() if getattr(dataset, "targets", None) is not None else None
+        names = getattr(dataset, "classes", None)  # the class names where the dataset has them ("Ankle boot")
+        name = (lambda c: str(names[c])) if names else str  # noqa: E731
         epochs = sorted(int(k[6:]) for k in saved if k.startswith("epoch_"))
         for e in epochs:
             s = min(e, len(snaps) - 1)  # the snapshot shown with these features, as the flight recorder's
             cluster = snaps[s][subset] if s >= 0 else np.full(len(subset), -1)
             moved = changed(snaps[s - 1], snaps[s])[subset] if s > 0 else np.zeros(len(subset), dtype=bool)
-            rows = [[str(classes[i]) if classes else "", str(int(cluster[i])), "yes" if moved[i] else "no"]
+            rows = [[name(classes[i]) if classes else "", str(int(cluster[i])), "yes" if moved[i] else "no"]
                     for i in range(len(subset))]
             self.writer.add_embedding(torch.from_numpy(saved[f"epoch_{e:04d}"].astype(np.float32)), metadata=rows,
                                       metadata_header=["class", "cluster", "changed"], label_img=thumbs,

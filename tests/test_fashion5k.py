@@ -5,6 +5,8 @@ The rebuild and the reader read Debian's copy of the original files (`apt instal
 import gzip
 import hashlib
 import importlib.util
+import json
+import re
 import shutil
 from pathlib import Path
 
@@ -85,3 +87,21 @@ def test_a_damaged_or_foreign_file_gets_a_one_line_error(tmp_path):
              x_test=np.zeros((1, 32, 32), np.float32), y_test=np.zeros(1, np.int64))
     with pytest.raises(ValueError, match="not kit's fashion5k"):
         load_dataset("fashion5k", root=tmp_path)
+
+
+@pytest.mark.slow
+def test_a_fast_compare_on_fashion5k_runs_from_the_command_line_and_names_the_clothes(tmp_path, capsys):
+    from kit.__main__ import main
+    from kit.analysis.rundata import RunData
+
+    assert main(["compare", "--dataset", "fashion5k", "--name", "f", "--runs", str(tmp_path)]) == 0  # KIT_FAST preset
+    run = tmp_path / "f"
+    cfg = json.loads((run / "config.json").read_text())["compare"]
+    assert cfg["dataset"] == "fashion5k" and cfg["n_train"] == 400
+    floors = json.loads((run / "baselines.json").read_text())
+    assert set(floors) == {"raw_pixels_knn", "raw_pixels_nmi", "raw_pixels_ami"} and 0.5 < floors["raw_pixels_knn"] < 0.9
+    html = (run / "report.html").read_text()
+    assert "kNN accuracy on raw pixels" in html and not re.search(r"\bdigits?\b", html, re.I)  # guides say classes
+    assert "Ankle boot" in html  # the flight recorder (in the page): its legend and tooltips
+    data = RunData.load(run)
+    assert data.class_names == FASHION_CLASSES and data.name(9) == "Ankle boot"

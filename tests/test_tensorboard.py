@@ -82,6 +82,21 @@ def test_the_projector_rows_match_the_features_and_labels(logged, algo):
     assert (emb / "sprite.png").exists()
 
 
+def test_the_projector_names_each_images_class(logged, mnist_small, tmp_path):
+    """Rows say the class by its dataset's name ("Ankle boot" on fashion5k), not its number."""
+    from kit.tensorboard_log import TensorBoardLog
+
+    history, folder, n, subset = logged["odc"]
+    named = mnist_small[0].select(torch.arange(len(mnist_small[0])))
+    named.classes = [f"kind {c}" for c in range(10)]
+    tb = TensorBoardLog(tmp_path / "tb", settings={})
+    assert tb.projector(folder.parent.parent / "odc", named) == n
+    tb.close()
+    last = sorted(p for p in (tmp_path / "tb").iterdir() if p.is_dir() and p.name.isdigit())[-1]
+    rows = list(csv.reader((next(last.iterdir()) / "metadata.tsv").open(), delimiter="\t"))[1:]
+    assert [r[0] for r in rows] == [f"kind {int(c)}" for c in named.targets[subset]]
+
+
 @pytest.mark.slow
 def test_compare_with_tensorboard_logs_what_its_history_holds(tmp_path):
     """`python -m kit compare --tensorboard`: the event files' scalars equal each algorithm's history, and a

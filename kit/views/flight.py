@@ -85,7 +85,7 @@ def _titles(data: RunData, algo: str) -> list[str]:
     out = []
     for e in data.epochs:
         s = data.snapshot(algo, e)
-        title = f"{NAMES[algo]}, after {e} epochs" + ("" if s == e else f" (its last k-means: epoch {s})")
+        title = f"{NAMES[algo]}, after {e} epoch{'s' * (e != 1)}" + ("" if s == e else f" (its last k-means: epoch {s})")
         if s > 0:
             m = agreement(data.labels[algo][s - 1], data.labels[algo][s])
             ami = "—" if m["ami"] is None else f"{m['ami']:.2f}"

@@ -56,7 +56,7 @@ def clusters_figure(data: RunData, epoch: int | None = None, n_clusters: int = 1
             ax.set_title(f"cluster {c}: {size[c]} images, purity {purity[c]:.2f} (mostly {data.name(int(major[c]))})",
                          fontsize=10, loc="left", color=text_colour(class_colour(int(major[c]))))
         s = data.snapshot(algo, epoch)
-        sub.suptitle(f"{NAMES[algo]} after {epoch} epochs" + ("" if s == epoch else f" (clusters of epoch {s})") +
+        sub.suptitle(f"{NAMES[algo]} after {epoch} epoch{'s' * (epoch != 1)}" + ("" if s == epoch else f" (clusters of epoch {s})") +
                      f": {len(picks)} largest clusters of the subset,\nimages nearest the centroid first",
                      color=text_colour(COLOURS[algo]), fontsize=11)
     return fig
@@ -84,7 +84,7 @@ def confusion_figure(data: RunData, epoch: int | None = None) -> Figure:
         ax.set_ylabel("true class")
         ax.set_xlabel(f"{len(order)} non-empty clusters, ordered by matched class, then size")
         weighted = float((purity * size).sum() / size.sum())
-        ax.set_title(f"{NAMES[algo]}, clusters after {s[algo]} epochs: majority-matched accuracy (size-weighted mean purity) "
+        ax.set_title(f"{NAMES[algo]}, clusters after {s[algo]} epoch{'s' * (s[algo] != 1)}: majority-matched accuracy (size-weighted mean purity) "
                      f"{weighted:.3f}", color=text_colour(COLOURS[algo]), fontsize=11)
         fig.colorbar(im, ax=ax, label="images", shrink=0.8)
     return fig
@@ -120,4 +120,23 @@ def moved_figure(data: RunData, n_images: int = 16, cols: int = 8) -> Figure:
         ax.set_title(f"{NAMES[algo]}: {count.mean():.2f} flips per image on average over the {s - 1} transitions "
                      f"0→{s - 1}\n(the same for both); above each image: its cluster at snapshot 0 → at {s - 1}, ×times it changed",
                      color=text_colour(COLOURS[algo]), fontsize=10)
+    return fig
+
+
+def classes_figure(dataset, per_class: int = 10) -> Figure:
+    """The first `per_class` images of each class of a tensor dataset, a row per class named by the dataset's class
+    names: what the images are, before anything is trained on them."""
+    names = getattr(dataset, "classes", None) or [str(c) for c in range(int(dataset.targets.max()) + 1)]
+    rows = [np.flatnonzero(dataset.targets.numpy() == c)[:per_class] for c in range(len(names))]
+    h, w = dataset.image_shape[1:]
+    fig = Figure(figsize=(0.55 * per_class + 1.6, 0.58 * len(names) + 0.5), layout="constrained")
+    ax = fig.subplots()
+    show_tiles(ax, mosaic(dataset.images[np.concatenate(rows)].numpy(), per_class, pad=w // 7))
+    ax.axis("on")
+    ax.set_xticks([])
+    ax.set_yticks([(h + w // 7) * (r + 0.45) for r in range(len(names))], names, fontsize=9)
+    ax.tick_params(length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    fig.suptitle(f"{dataset.name}: the first {per_class} images of each class", fontsize=10)
     return fig

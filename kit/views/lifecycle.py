@@ -83,7 +83,7 @@ def stability_map_figure(data: RunData, n_hardest: int = 12) -> Figure:
         corr = np.corrcoef(np.argsort(np.argsort(dist)), np.argsort(np.argsort(kept)))[0, 1]  # Spearman
         ax.set_title(f"{NAMES[algo]}: {kept.mean():.2f} of the {s - 1} transitions kept on average;\n"
                      f"rank correlation with distance {corr:+.2f}", color=text_colour(COLOURS[algo]), fontsize=10)
-        ax.set_xlabel(f"distance to its cluster's centroid after {epoch} epochs\n(L2-normalised features)")
+        ax.set_xlabel(f"distance to its cluster's centroid after {epoch} epoch{'s' * (epoch != 1)}\n(L2-normalised features)")
         ax.set_ylabel("share of transitions it kept its cluster" if c == 0 else "")
         ax.set_ylim(-0.05, 1.05)
         ax.grid(alpha=0.3)

@@ -136,7 +136,7 @@ def cluster_sizes(histories: dict[str, dict], n_clusters: dict[str, int]) -> Fig
         for j, i in enumerate(picks):  # snapshot i of either algorithm follows i epochs of training
             sizes = np.sort(np.bincount(snaps[i], minlength=n_clusters[algo]))[::-1]
             style = (":", "--", "-")[j] if len(picks) == 3 else "-"  # the line style says when, the colour who
-            label = "initial k-means (untrained)" if i == 0 else f"after {i} epochs"
+            label = "initial k-means (untrained)" if i == 0 else f"after {i} epoch{'s' * (i != 1)}"
             ax.plot(np.arange(1, len(sizes) + 1), np.maximum(sizes, 0.8), style, lw=1.8, color=COLOURS[algo],
                     alpha=0.55 + 0.45 * j / max(len(picks) - 1, 1), label=label)
         ax.set_yscale("log")
