@@ -34,7 +34,6 @@ except ImportError:  # pragma: no cover - Windows: no flock; one writer per run 
 
 import numpy as np
 
-from .algorithms import SPECS
 from .files import (TEMPORARY, append_line, atomic_write_bytes, atomic_write_json, atomic_write_npy, json_default,
                     mapped_npy, read_json, read_lines, read_snapshot)
 
@@ -262,7 +261,7 @@ class Run:
             if key in history and not isinstance(history[key], kind):
                 raise ValueError(f"{file}: {key} is {type(history[key]).__name__}, not the {kind.__name__} kit writes: "
                                  "restore it from a copy or start a new run")
-        if history.get("algo") not in (None, self.path.name) and self._in_a_comparison():
+        if history.get("algo") not in (None, self.path.name) and self._in_a_comparison(history["algo"]):
             raise ValueError(f"{file}: algo is {history['algo']!r}, but the folder is {self.path.name}/: the two "
                              "algorithms' folders were swapped or copied over each other; put them back")
         k = history.get("config", {}).get("n_clusters")
@@ -270,14 +269,19 @@ class Run:
             raise ValueError(f"{file}: config.n_clusters is {k!r}, not an integer from 2 to {self.MAX_CLUSTERS:,}: "
                              "restore it from a copy or start a new run")
 
-    def _in_a_comparison(self) -> bool:
-        """Whether this folder is one algorithm's of a `compare` run, named after its algorithm."""
+    def _in_a_comparison(self, algo: str) -> bool:
+        """Whether this folder is one algorithm's of a `compare` run, named after its algorithm: the run's config
+        lists it among the algorithms it compares (a run from before `algos` was recorded: a folder beside it is
+        named after `algo`, the algorithm its history says). Read from the run, not from the registry: the store
+        sits below the algorithms."""
         parent = self.path.parent / "config.json"
         try:
-            return self.path.name in SPECS and read_json(parent, "run's config", dict).get(
-                "command") == "compare"
+            config = read_json(parent, "run's config", dict)
         except (OSError, ValueError):
             return False
+        algos = (config.get("compare") or {}).get("algos")
+        named = self.path.name in algos if isinstance(algos, list) else (self.path.parent / str(algo)).is_dir()
+        return config.get("command") == "compare" and named
 
     def history_until(self, epochs: int, n_snapshots: int, n_samples: int | None = None) -> dict:
         """The history as it stood when the checkpoint of `epochs` epochs (`n_snapshots` label snapshots)

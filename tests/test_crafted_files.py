@@ -43,6 +43,12 @@ def _swap(run):
     (run / "tmp").rename(run / "odc")
 
 
+def _swap_before_algos(run):
+    """The same swap in a run from before `compare` recorded its algorithms."""
+    _json("config.json", lambda v: v["compare"].pop("algos"))(run)
+    _swap(run)
+
+
 def _fifo(run):
     (run / "odc" / "epochs.jsonl").unlink()
     os.mkfifo(run / "odc" / "epochs.jsonl")
@@ -71,6 +77,7 @@ CASES = {  # name: (craft, what the one line must name)
     "history.json n_clusters 1e12": (_json("odc/history.json", lambda v: v["config"].update(n_clusters=1e12)),
                                      "n_clusters"),
     "history.json algo of the other folder": (_swap, "algo"),
+    "the same, in a run from before algos": (_swap_before_algos, "algo"),
     "an epochs.jsonl line {}": (_write("odc/epochs.jsonl", b"{}\n"), "epoch"),
     "embed features of the wrong shape": (_npy("odc/embed_features/epoch_0001.npy", np.zeros((5, 3), np.float32)),
                                           "epoch_0001.npy"),
@@ -100,7 +107,7 @@ def test_a_crafted_file_is_refused_in_one_line_naming_it(fast_compare, tmp_path,
     assert code == 2, (case, err[-1500:])
     assert len(err.splitlines()) == 1 and err.startswith("error: "), err
     assert field in err, err
-    if case != "history.json algo of the other folder":
+    if case not in ("history.json algo of the other folder", "the same, in a run from before algos"):
         assert str(run) in err, err  # the file is named
 
 

@@ -4,6 +4,8 @@ module-level imports point one way, with no cycles."""
 import ast
 from pathlib import Path
 
+from kit.algorithms import SPECS
+
 KIT = Path(__file__).resolve().parents[1] / "kit"
 DRAWING = ("matplotlib", "bokeh", "ipywidgets")
 TRAINING = ("algorithms", "augment", "checkpoints", "clustering", "collapse", "data", "deepcluster", "deepcluster_v2", "distributed",
@@ -101,3 +103,12 @@ def test_no_algorithm_is_named_outside_its_module_and_the_registry():
     over = {m: n for m, n in found.items() if n and (m not in NAMED_IN or (NAMED_IN[m] is not None and n > NAMED_IN[m]))}
     assert not over, f"algorithm names written outside kit/algorithms.py: {over} (read them from SPECS)"
     assert all(found[m] for m in NAMED_IN)  # each exception still holds names: drop it from NAMED_IN once it does not
+
+
+def test_the_run_store_reads_runs_not_the_algorithms():
+    """The run store (runs, files, checkpoints) sits below the algorithms: what a run holds, even which algorithms a
+    comparison trained, it reads from the run's own files, never from the registry or an algorithm's module."""
+    found = imports()
+    algorithms = ("kit.algorithms", *(f"kit.{spec.module}" for spec in SPECS.values()), "kit.memory", "kit.training")
+    for m in ("kit.runs", "kit.files", "kit.checkpoints"):
+        assert not any(f.startswith(algorithms) for f in found[m]), (m, sorted(found[m]))
