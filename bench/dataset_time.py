@@ -1,6 +1,6 @@
 """The demo on clothes against the demo on digits, side by side in one sitting (issue 32: at most 1.3x).
 
-    python bench/dataset_time.py          # two fresh `python -m kit compare` processes, ~15 min on 2 cores
+    python bench/dataset_time.py          # two fresh `python -m kit compare` processes, ~7 min on 2 cores
 
 Each is the whole command a user types, in a process of its own with the same environment: `python -m kit compare`
 (mnist5k, the default) and `python -m kit compare --dataset fashion5k`, default settings (K = 30, 30 epochs, one

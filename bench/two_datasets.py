@@ -1,15 +1,16 @@
 """The headline on two datasets: DeepCluster and ODC at one K, 3 seeds, on digits (mnist5k) and on clothes
 (fashion5k), beside each dataset's floors (raw pixels, and the untrained network). bench/two_datasets.md reports it.
 
-    python -m kit compare --seeds 3 --name digits-k30                        # ~30 min on 2 cores
-    python -m kit compare --seeds 3 --dataset fashion5k --name fashion-k30   # ~35 min
+    python -m kit compare --seeds 3 --name digits-k30                        # ~15 min on 2 cores
+    python -m kit compare --seeds 3 --dataset fashion5k --name fashion-k30   # ~17 min
     python bench/two_datasets.py runs/digits-k30 runs/fashion-k30            # writes bench/two_datasets.json
     python bench/two_datasets.py                                             # prints the table from that file
 
 Per seed and algorithm it keeps bench/make_headline.py's numbers (final kNN accuracy; AMI to the true classes, the
 mean of the last 5 epochs' 10-means of the test features; AMI(t-1, t) and the samples reassigned per epoch, means of
-the last 5 epochs; the untrained network's kNN and AMI). The raw-pixel floors are the run's baselines.json: kNN
-(k = 20) and a 10-means on the L2-normalised pixels of the same splits.
+the last 5 epochs; the untrained network's kNN and AMI). The raw-pixel baselines are the run's baselines.json: kNN
+(k = 20) and a 10-means on the L2-normalised pixels of the same splits. Rows of what no training gives (raw pixels, the
+untrained network) say so in their name.
 """
 import json
 import sys
@@ -28,10 +29,10 @@ ALGOS = ("deepcluster", "odc")
 DATASETS = {"mnist5k": "digits (mnist5k)", "fashion5k": "clothes (fashion5k)"}
 # (row, measure, whose): whose is an algorithm, "raw" (baselines.json) or "init" (the untrained network, every seed)
 ROWS = [(f"kNN accuracy, final: {NAMES[a]}", "knn", a) for a in ALGOS] + [
-    ("kNN accuracy: raw pixels", "raw_pixels_knn", "raw"), ("kNN accuracy: untrained network", "knn_init", "init")] + [
+    ("kNN accuracy: raw pixels", "raw_pixels_knn", "raw"), ("kNN accuracy: the untrained network", "knn_init", "init")] + [
     (f"AMI to true classes, last 5 epochs: {NAMES[a]}", "ami_true_last5", a) for a in ALGOS] + [
     ("AMI to true classes: k-means on raw pixels", "raw_pixels_ami", "raw"),
-    ("AMI to true classes: untrained network", "ami_true_init", "init")] + [
+    ("AMI to true classes: the untrained network", "ami_true_init", "init")] + [
     (f"AMI(t−1, t), last 5 epochs: {NAMES[a]}", "ami_prev", a) for a in ALGOS] + [
     (f"samples reassigned per epoch, last 5 epochs: {NAMES[a]}", "label_change", a) for a in ALGOS]
 
@@ -66,12 +67,14 @@ def cell(result: dict, measure: str, whose: str) -> tuple[float, float]:
     """(mean, std over seeds) of one row on one dataset; a raw-pixel floor has no spread (one deterministic run)."""
     if whose == "raw":
         return result["baselines"][measure], 0.0
-    seeds = [s for a in ALGOS for s in result["per_seed"][a]] if whose == "init" else result["per_seed"][whose]
-    return mean_std([s[measure] for s in seeds])
+    if whose == "init":  # each seed's untrained network, as its algorithms measured it (the same network: one value)
+        return mean_std([sum(result["per_seed"][a][i][measure] for a in ALGOS) / len(ALGOS)
+                         for i in range(len(result["seeds"]))])
+    return mean_std([s[measure] for s in result["per_seed"][whose]])
 
 
 def rows(results: dict) -> tuple[list[str], list[list[str]]]:
-    """(header, rows): a row per measure, a column per dataset; floors in italics in Markdown, marked "floor" here."""
+    """(header, rows): a row per measure, a column per dataset; a row of no training says "(no training)"."""
     first = next(iter(results.values()))
     header = [f"K = {first['n_clusters']}, {first['epochs']} epochs, {len(first['seeds'])} seeds",
               *(DATASETS[d] for d in results)]
@@ -81,7 +84,7 @@ def rows(results: dict) -> tuple[list[str], list[list[str]]]:
         for result in results.values():
             m, s = cell(result, measure, whose)
             values.append(f"{m:.3f}" if whose == "raw" else f"{m:.3f} ± {s:.3f}")
-        out.append([row if whose in ALGOS else f"{row} (floor)", *values])
+        out.append([row if whose in ALGOS else f"{row} (no training)", *values])
     return header, out
 
 
@@ -92,34 +95,55 @@ def table(results: dict) -> str:
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in body])
 
 
-def _versus(result: dict, measure: str) -> tuple[str, str]:
-    """(the algorithm with the higher mean of `measure`, "larger than the spread" or "within the spread"): the two
-    mean ± std intervals over seeds apart, or overlapping."""
+def _versus(result: dict, measure: str) -> tuple[str, bool]:
+    """(the algorithm with the higher mean of `measure`, whether it is ahead by more than the spread: the two
+    mean ± std intervals over seeds do not overlap)."""
     (m1, s1), (m2, s2) = (cell(result, measure, a) for a in ALGOS)
-    lead = ALGOS[0] if m1 >= m2 else ALGOS[1]
-    return lead, "larger than the spread" if abs(m1 - m2) > s1 + s2 else "within the spread"
+    return (ALGOS[0] if m1 >= m2 else ALGOS[1]), abs(m1 - m2) > s1 + s2
+
+
+ASPECTS = {"knn": "kNN accuracy", "ami_true_last5": "agreement with the classes", "ami_prev": "steadier labels"}
+
+
+def _ahead(result: dict, measure: str) -> str:
+    lead, clear = _versus(result, measure)
+    name = NAMES[lead] + ("'s" if measure == "ami_prev" else "")
+    if measure == "ami_prev":
+        return (f"{name} labels are the steadier by more than the spread (AMI(t−1, t))" if clear
+                else f"AMI(t−1, t) does not separate the two ({name} higher, within the spread)")
+    return (f"{name} leads in {ASPECTS[measure]} by more than the spread" if clear
+            else f"{ASPECTS[measure]} does not separate the two ({NAMES[lead]} higher, within the spread)")
 
 
 def findings(results: dict) -> list[str]:
     """What the table says, one sentence per dataset and one on what changes between them, each decided by the
-    numbers (the notebook's answer and the README state these)."""
-    said, ranks = [], {}
+    numbers (the notebook's answer, the README and bench/two_datasets.md state these)."""
+    said = []
     for d, result in results.items():
-        (knn, knn_gap), (steady, steady_gap) = _versus(result, "knn"), _versus(result, "ami_prev")
-        agree, agree_gap = _versus(result, "ami_true_last5")
-        ranks[d] = (knn, steady)
-        raw = result["baselines"]["raw_pixels_knn"]
-        above = {a: cell(result, "knn", a)[0] - raw for a in ALGOS}
-        over = " and ".join(f"{NAMES[a]} {v:+.3f}" for a, v in above.items())
-        said.append(
-            f"On {DATASETS[d]}, {NAMES[knn]} leads in kNN accuracy ({knn_gap}) and {NAMES[agree]} in agreement with the "
-            f"classes ({agree_gap}); {NAMES[steady]}'s labels are the steadier (AMI(t−1, t), {steady_gap}). Against "
-            f"kNN on raw pixels ({raw:.3f}) the final kNN accuracy is {over}.")
-    (d1, r1), (d2, r2) = ranks.items()
-    same = [what for what, i in (("the kNN leader", 0), ("the steadier labels", 1)) if r1[i] == r2[i]]
-    moved = [what for what, i in (("the kNN leader", 0), ("the steadier labels", 1)) if r1[i] != r2[i]]
-    said.append(f"From {DATASETS[d1]} to {DATASETS[d2]}, " + (f"{' and '.join(same)} stay the same" if same else "")
-                + ("; " if same and moved else "") + (f"{' and '.join(moved)} change" if moved else "") + ".")
+        gains = {m: {a: cell(result, m, a)[0] - result["baselines"][floor] for a in ALGOS}
+                 for m, floor in (("knn", "raw_pixels_knn"), ("ami_true_last5", "raw_pixels_ami"))}
+        def over(m):  # each algorithm's gain, and whether its spread over seeds reaches back to the raw pixels'
+            return ", ".join(f"{NAMES[a]} {v:+.3f}".replace("-", "−")
+                             + (" (within its spread)" if abs(v) <= cell(result, m, a)[1] else "")
+                             for a, v in gains[m].items())
+
+        said.append(f"On {DATASETS[d]}, " + "; ".join(_ahead(result, m) for m in ASPECTS) + ". Beside raw pixels: "
+                    f"kNN accuracy {over('knn')} over kNN on the raw pixels; agreement with the classes "
+                    f"{over('ami_true_last5')} over a 10-means of the raw pixels (AMI).")
+    (d1, r1), (d2, r2) = results.items()
+    moves = []
+    for m, aspect in ASPECTS.items():
+        (l1, c1), (l2, c2) = _versus(r1, m), _versus(r2, m)
+        if not (c1 or c2):
+            moves.append(f"{aspect}: within the spread on both")
+        elif c1 and c2:
+            moves.append(f"{aspect}: {NAMES[l1]} on both" if l1 == l2 else f"{aspect}: {NAMES[l1]} on one, "
+                         f"{NAMES[l2]} on the other (the ranking reverses)")
+        else:
+            lead, clear_on, not_on = (l1, d1, d2) if c1 else (l2, d2, d1)
+            moves.append(f"{aspect}: {NAMES[lead]} by more than the spread on {DATASETS[clear_on]}, within it on "
+                         f"{DATASETS[not_on]}")
+    said.append(f"From {DATASETS[d1]} to {DATASETS[d2]}, who is ahead: " + "; ".join(moves) + ".")
     return said
 
 

@@ -38,11 +38,11 @@ class AugmentSpec:
 
 # The reference values for colour images, and a scaled-down version for 28 px digits:
 # a gentler crop (an 8% crop of a digit is a blob), no flip (a mirrored 2 is not a 2), a bit
-# more rotation instead, and no colour terms on a single channel.
+# more rotation instead, and on a single channel brightness and contrast only (no saturation, hue or grayscale).
 COLOUR = AugmentSpec()
 DIGITS = AugmentSpec(scale=(0.4, 1.0), flip=0.0, rotate=10.0, saturation=0.0, hue=0.0, grayscale=0.0)
-# 28 px clothes (fashion5k): the digits' gentle crop and grey terms, with the reference's flip back (a mirrored shirt is
-# a shirt) and its small rotation (the garments are photographed upright)
+# 28 px clothes (fashion5k): the digits' gentle crop and brightness and contrast, with the reference's flip back (a
+# mirrored shirt is a shirt) and its small rotation (the articles are photographed upright)
 CLOTHES = AugmentSpec(scale=(0.4, 1.0), rotate=2.0, saturation=0.0, hue=0.0, grayscale=0.0)
 
 

@@ -105,3 +105,45 @@ def test_a_fast_compare_on_fashion5k_runs_from_the_command_line_and_names_the_cl
     assert "Ankle boot" in html  # the flight recorder (in the page): its legend and tooltips
     data = RunData.load(run)
     assert data.class_names == FASHION_CLASSES and data.name(9) == "Ankle boot"
+
+
+def _two_datasets():
+    spec = importlib.util.spec_from_file_location("two_datasets", REPO / "bench" / "two_datasets.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module, json.loads(module.RESULT.read_text())
+
+
+def test_the_two_dataset_headline_is_three_seeds_at_one_k_on_each_and_the_readme_states_it():
+    two, results = _two_datasets()
+    assert list(results) == ["mnist5k", "fashion5k"]
+    for dataset, result in results.items():
+        assert result["dataset"] == dataset and result["n_clusters"] == 30 and result["epochs"] == 30
+        assert len(result["seeds"]) == 3 and all(len(result["per_seed"][a]) == 3 for a in two.ALGOS)
+        assert len(result["curves"]) == 3 and all(len(c["odc"]["epoch"]) == 30 for c in result["curves"])
+        assert set(result["baselines"]) >= {"raw_pixels_knn", "raw_pixels_ami"}
+    for page in ("README.md", "bench/two_datasets.md"):
+        text = " ".join((REPO / page).read_text().split())
+        assert " ".join(two.table(results).split()) in text, f"{page} does not show the table bench/two_datasets.py prints"
+        for sentence in two.findings(results):
+            assert sentence in text, f"{page} does not say: {sentence}"
+
+
+def test_the_findings_follow_the_numbers():
+    """Swap the two algorithms' numbers on one dataset: who leads there swaps, and the last sentence says the
+    ranking changed between the datasets."""
+    two, results = _two_datasets()
+    before = two.findings(results)
+    clothes = results["fashion5k"]
+    swapped = {**results, "fashion5k": {**clothes, "per_seed": {"deepcluster": clothes["per_seed"]["odc"],
+                                                                "odc": clothes["per_seed"]["deepcluster"]}}}
+    after = two.findings(swapped)
+    assert after[0] == before[0] and after[1] != before[1]  # digits untouched; clothes read again
+
+    def ahead(sentence, clause):  # the algorithm a clause names first: knn, agreement, steadier labels, in that order
+        return re.search(r"DeepCluster|ODC", sentence.split(". Beside raw pixels")[0].split("; ")[clause]).group(0)
+
+    flipped = {"DeepCluster": "ODC", "ODC": "DeepCluster"}
+    assert [ahead(after[1], c) for c in range(3)] == [flipped[ahead(before[1], c)] for c in range(3)]
+    if all(two._versus(r, "ami_prev")[1] for r in results.values()):  # clear on both: swapping one reverses it
+        assert ("reverses" in after[2]) != ("reverses" in before[2])
