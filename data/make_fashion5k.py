@@ -7,7 +7,7 @@ torchvision's download (`kit.load_dataset("fashion-mnist", download=True)`) leav
 The draw is seeded: 500 images of each class from the original train split (60,000 images) and 100 of each class
 from the original test split (10,000). One numpy generator (PCG64, seed 0) draws a permutation of each class's
 images in turn, train split first, classes in label order; the first 500 (100) of each are kept, in their original
-order. The same files give the same bytes, checked by tests/test_fashion5k.py.
+order. The same files give the same arrays, checked by tests/test_fashion5k.py.
 Fashion-MNIST is (c) 2017 Zalando SE, MIT licence: data/FASHION-MNIST-LICENSE.
 """
 import gzip

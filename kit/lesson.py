@@ -147,7 +147,8 @@ def takeaway(h: dict | None = None, markup: str = "markdown") -> str:
     body = ("<ul>" + "".join(map(item, lines)) + "</ul>") if markup == "html" else "\n".join(map(item, lines))
     return (f"{bold[0]}{ranking_sentence(h)}{bold[1]} Measured on the embedded digits, both at K = {h['n_clusters']} for "
             f"{h['epochs']} epochs, ODC at kit's memory momentum 0.2, mean ± std over {len(h['seeds'])} seeds "
-            f"({code[0]}{h['source']}{code[1]}, bench/equal_k.md; the same on clothes: bench/two_datasets.md):\n\n{body}")
+            f"({code[0]}{h['source']}{code[1]}, bench/equal_k.md; on clothes, where the features' half is within the spread: "
+            f"bench/two_datasets.md):\n\n{body}")
 
 
 def this_run(histories: dict, label: str = "This run") -> str:
