@@ -64,8 +64,8 @@ def jupyterlab(tmp_path):
 
 
 def open_and_run_all(p, url: str, height: int = 1100):
-    """Headless Chromium on a notebook in JupyterLab: wait for its kernel and for the notebook to take focus, then
-    Run All Cells; again only if, 20 s on, no cell shows it was asked to run and the kernel is still idle (on a
+    """Headless Chromium on a notebook in JupyterLab: wait for its kernel and for the notebook to take focus, close a
+    dialog left open (printed, so the log says which), then Run All Cells; again only if, 20 s on, no cell shows it was asked to run and the kernel is still idle (on a
     loaded machine a click could land before the notebook took focus, and the test then waited two minutes for an
     output never asked for; a run that did start marks its cells [*] at once, so it is not asked twice)."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
@@ -78,7 +78,12 @@ def open_and_run_all(p, url: str, height: int = 1100):
     expect(idle).to_be_visible(timeout=90_000)  # kernel ready
     expect(page.locator(".jp-NotebookPanel .jp-Cell.jp-mod-active:visible").first).to_be_visible(timeout=30_000)
     started = page.locator(".jp-InputPrompt", has_text=re.compile(r"\[(\*|\d+)\]")).first  # [*] asked, [1] done
+    dialog = page.locator(".jp-Dialog").first
     for attempt in range(3):
+        if dialog.is_visible():  # a modal JupyterLab opened on a loaded machine swallows the click: say which, close it
+            print("a JupyterLab dialog was open, closed with Escape:", " ".join(dialog.inner_text().split())[:200])
+            page.keyboard.press("Escape")
+            expect(dialog).to_be_hidden(timeout=10_000)
         page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
         page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
         try:
