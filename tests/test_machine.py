@@ -65,3 +65,12 @@ def test_python_m_kit_doctor_prints_the_report(capsys, tmp_path):
     assert main(["doctor", "--no-benchmark", "--runs", str(tmp_path)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].split()[1] == "python" and any(" device " in line for line in out) and out[-1].endswith("found")
+
+
+def test_the_data_lines_say_where_each_dataset_is(monkeypatch, tmp_path):
+    found = lines(runs_root=tmp_path)
+    assert found["fashion5k"].text.endswith("present") and found["fashion5k"].fix is None
+    assert found["example"].text.endswith("present") and found["example"].fix is None
+    monkeypatch.setattr(kit.data, "FASHION5K", tmp_path / "gone.npz")  # a kit installed without its repository
+    gone = lines(runs_root=tmp_path)["fashion5k"]
+    assert "missing" in gone.text and "gone.npz" in gone.text and "make_fashion5k.py" in gone.fix
