@@ -29,7 +29,7 @@ demo: $(STAMP)
 	NUMBA_CACHE_DIR=$(CURDIR)/.cache/numba $(PY) -m kit compare $(ARGS)
 
 test: $(STAMP)
-	$(PY) -m ruff check kit tests bench docs
+	$(PY) -m ruff check kit tests bench docs data
 	NUMBA_CACHE_DIR=$(CURDIR)/.cache/numba $(PY) -m pytest -q $(ARGS)
 
 test-fast: $(STAMP)
