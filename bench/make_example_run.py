@@ -31,8 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from kit.example import EXAMPLE_RUN, KEEP, notebook_run  # noqa: E402
-from kit.checkpoints import load_checkpoint, save_checkpoint  # noqa: E402
-from kit.files import atomic_write_npy  # noqa: E402
+from kit.store.checkpoints import load_checkpoint, save_checkpoint  # noqa: E402
+from kit.store.files import atomic_write_npy  # noqa: E402
 
 
 def copy_slim(src: Path, dst: Path) -> None:

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from kit.analysis.history import last, mean_last
-from kit.runs import Run, read_config
+from kit.store.runs import Run, read_config
 from kit.seeds import seed_folders
 
 FINAL = ("knn", "ami_true", "nmi_true", "ami_pseudo_true")  # the last epoch's value

@@ -319,7 +319,7 @@ def bench_runfiles():
     import tempfile
     from pathlib import Path
 
-    from kit.runs import Run
+    from kit.store.runs import Run
 
     n, steps = 1_281_167, 2_500  # ImageNet's train split; iterations per epoch at batch 512
     rng = np.random.default_rng(0)

@@ -17,7 +17,7 @@ import numpy as np
 from kit import collapse
 from kit.algorithms import NAMES
 from kit.analysis.history import last, mean_last
-from kit.runs import Run, read_config
+from kit.store.runs import Run, read_config
 from kit.seeds import seed_folders
 
 ROWS = [  # (what the table says, how one seed's history gives it)

@@ -31,8 +31,8 @@ _EXPORTS = {
     "features": ["extract_features"],
     "memory": ["ODCMemory", "class_weights"],
     "models": ["ClusterHead", "ClusterNet", "ODCNeck", "Sobel", "build_backbone"],
-    "checkpoints": ["load_checkpoint", "save_checkpoint"],
-    "runs": ["Run"],
+    "store.checkpoints": ["load_checkpoint", "save_checkpoint"],
+    "store.runs": ["Run"],
     "runtime": ["resolve_device", "seed_everything"],
     "sampling": ["replacement_indices", "uniform_cluster_indices"],
     **{spec.module: [spec.trainer, spec.config] for spec in _SPECS.values()},  # each algorithm's trainer and config

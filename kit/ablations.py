@@ -138,7 +138,7 @@ def safeguard_runs(digits, held_out, n_clusters: int, epochs: int, fast: bool = 
 
 def save(result: dict, path) -> Path:
     """One JSON file (write-then-rename: a reader never sees half of it)."""
-    from .files import atomic_write_json
+    from .store.files import atomic_write_json
 
     path = Path(path)
     atomic_write_json(path, result)
@@ -147,6 +147,6 @@ def save(result: dict, path) -> Path:
 
 def load(path) -> dict:
     """A saved result, as `churn_runs` / `safeguard_runs` returned it (histories without label snapshots)."""
-    from .files import read_json
+    from .store.files import read_json
 
     return read_json(Path(path))

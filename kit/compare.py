@@ -30,8 +30,8 @@ from .features import extract_features
 from .metrics import ami, knn_accuracy, nmi
 from .clustering import KMeans, check_sizes, l2_normalize
 from .run_setup import check_images, start_run, write_config
-from .runs import Run
-from .files import atomic_write_json
+from .store.runs import Run
+from .store.files import atomic_write_json
 from .runtime import AUTO, resolve_device
 from .tensorboard_log import TensorBoardLog, check_available
 from .training import check_number

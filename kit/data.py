@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from .augment import CLOTHES, COLOUR, DIGITS, AugmentSpec, augment
-from .files import atomic_write_npz
+from .store.files import atomic_write_npz
 
 DATASETS = ("mnist5k", "fashion5k", "digits", "fashion-mnist", "cifar10", "stl10", "imagefolder")
 

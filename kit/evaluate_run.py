@@ -16,9 +16,9 @@ from . import evaluate as ev
 from .algorithms import NAMES, SPECS
 from .data import load_dataset
 from .models import Backbone, build_backbone
-from .runs import Run, read_config
-from .files import atomic_write_bytes, atomic_write_json
-from .checkpoints import load_checkpoint
+from .store.runs import Run, read_config
+from .store.files import atomic_write_bytes, atomic_write_json
+from .store.checkpoints import load_checkpoint
 from .runtime import AUTO, resolve_device, seed_everything
 from .seeds import seed_folders
 from .supervised import train_supervised

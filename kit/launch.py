@@ -26,7 +26,7 @@ def torchrun(args: list[str], nproc: int = 2, env: dict | None = None, log: str 
 def read_histories(run_path: str | Path) -> dict[str, dict]:
     """The histories written so far: a `compare` run's two, or a `train` run's one."""
     from .views.report import load_histories
-    from .runs import Run
+    from .store.runs import Run
 
     run_path = Path(run_path)
     if (run_path / "history.json").exists():

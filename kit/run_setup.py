@@ -11,8 +11,8 @@ from dataclasses import asdict, fields
 from pathlib import Path
 
 from .distributed import SINGLE, Distributed
-from .runs import Run, check_name, read_config
-from .files import atomic_write_json
+from .store.runs import Run, check_name, read_config
+from .store.files import atomic_write_json
 
 
 def resumed_config(path: Path, command: str, algo: str | None, requested, explicit=None, log=print):

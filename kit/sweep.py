@@ -27,8 +27,8 @@ from .algorithms import CONFIGS, GRID, GRID_KEYS, NAMES, TRAINERS, compared
 from .data import DATASETS, load_dataset, validation_split
 from .clustering import check_sizes
 from .run_setup import start_run
-from .runs import Run
-from .files import atomic_write_bytes, atomic_write_json, read_json
+from .store.runs import Run
+from .store.files import atomic_write_bytes, atomic_write_json, read_json
 from .runtime import AUTO, Diverged, resolve_device
 from .seeds import mean_std
 from .tensorboard_log import TensorBoardLog, check_available

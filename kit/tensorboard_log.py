@@ -93,7 +93,7 @@ class TensorBoardLog:
         """The Projector at every epoch `embed_features/` holds, from `algo_run` (a run's algorithm
         folder): features of the fixed subset, the images as a sprite, and (class, cluster, changed) rows.
         Returns the number of embeddings written."""
-        from .runs import Run
+        from .store.runs import Run
         from .metrics import changed
 
         saved = Run(algo_run).embed_features()

@@ -25,9 +25,9 @@ from . import collapse
 from .data import batches
 from .metrics import agreement, cluster_acc, cluster_sizes, knn_accuracy, label_change
 from .models import ClusterNet, ODCNeck, build_backbone
-from .runs import Run
-from .files import read_json, read_lines
-from .checkpoints import load_checkpoint, save_checkpoint
+from .store.runs import Run
+from .store.files import read_json, read_lines
+from .store.checkpoints import load_checkpoint, save_checkpoint
 from .runtime import (AUTO, Diverged, compile_step, grad_scaler, prepare_model, resolve_device, rng_state, seed_everything,
                       set_rng_state, tuned_convolutions)
 

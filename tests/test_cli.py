@@ -48,8 +48,8 @@ def made(tmp_path):
     """A runs folder holding `r`, a finished 1-epoch `compare` made by hand (no training): its
     config.json and, for each algorithm, a history and a label snapshot."""
     from kit.compare import CompareConfig
-    from kit.runs import Run
-    from kit.files import atomic_write_json
+    from kit.store.runs import Run
+    from kit.store.files import atomic_write_json
 
     root = tmp_path / "runs"
     run = Run.create(root, "r")
@@ -179,8 +179,8 @@ def test_a_folder_kit_did_not_write_is_never_written_into(tmp_path, capsys):
 
 
 def test_report_and_evaluate_refuse_a_train_run_in_one_line(tmp_path, capsys):
-    from kit.runs import Run
-    from kit.files import atomic_write_json
+    from kit.store.runs import Run
+    from kit.store.files import atomic_write_json
 
     run = Run.create(tmp_path, "t")
     atomic_write_json(run.file("config.json"), {"command": "train", "algo": "odc", "compare": {}})
@@ -198,7 +198,7 @@ def test_an_unwritable_runs_folder_is_one_line(tmp_path, capsys):
 
 # -- the run folder's own guarantees -----------------------------------------------------------
 def test_run_names_are_one_folder_name():
-    from kit.runs import check_name
+    from kit.store.runs import check_name
 
     for bad in ["../x", "/abs", "a/b", "", ".", "..", ".hidden", "-flag", "a\x00b"]:
         with pytest.raises(ValueError, match="not a plain folder name"):
@@ -207,7 +207,7 @@ def test_run_names_are_one_folder_name():
 
 
 def test_history_is_appended_never_rewritten_and_a_torn_line_is_dropped(tmp_path):
-    from kit.runs import Run
+    from kit.store.runs import Run
 
     run = Run.create(tmp_path, "h")
     h = {"algo": "odc", "epoch": [], "step": {}, "labels": [np.arange(5)]}
@@ -230,7 +230,7 @@ def test_history_is_appended_never_rewritten_and_a_torn_line_is_dropped(tmp_path
 
 
 def test_stale_temporaries_are_cleaned_and_a_damaged_history_is_named(tmp_path):
-    from kit.runs import Run
+    from kit.store.runs import Run
 
     run = Run.create(tmp_path, "s")
     stale = run.file(".checkpoint.pt.ab12cd34.tmp")
@@ -243,7 +243,7 @@ def test_stale_temporaries_are_cleaned_and_a_damaged_history_is_named(tmp_path):
 
 
 def test_bytes_written_per_epoch_do_not_grow_with_the_epoch(tmp_path):
-    from kit.runs import Run
+    from kit.store.runs import Run
 
     run = Run.create(tmp_path, "b")
     n = 100_000

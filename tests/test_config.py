@@ -102,8 +102,8 @@ def test_small_presets_are_the_swept_values_and_compare_keeps_each_unless_typed(
 def test_a_run_saved_with_one_k_and_lr_resumes_with_them(tmp_path):
     """Runs from before per-algorithm presets saved one K and one lr: they resume with those, for both."""
     from kit.run_setup import resumed_config
-    from kit.runs import Run
-    from kit.files import atomic_write_json
+    from kit.store.runs import Run
+    from kit.store.files import atomic_write_json
 
     run = Run.create(tmp_path, "old")
     saved = {k: v for k, v in vars(CompareConfig()).items()} | {"n_clusters": 100, "lr": 0.1}
@@ -136,9 +136,9 @@ def test_a_comparison_trains_the_algorithms_it_names_each_once(tmp_path):
     algorithm must name the algorithms compared. `train --algo` takes any registered algorithm."""
     from kit.__main__ import _parser, _compare_config
     from kit.algorithms import compared
-    from kit.files import atomic_write_json
+    from kit.store.files import atomic_write_json
     from kit.run_setup import resumed_config
-    from kit.runs import Run
+    from kit.store.runs import Run
 
     assert CompareConfig().algos == compared() == ["deepcluster", "odc"]
     assert list(CompareConfig.fast(algos=("odc",)).algo_configs()) == ["odc"]

@@ -115,7 +115,7 @@ def test_a_damaged_embeddings_cache_is_recomputed(fast_compare, tmp_path):
     """A junk embeddings.npz gave a traceback: it is a cache, so it is drawn again (here end to end for random bytes;
     an object array, a link and a FIFO read as no cache either)."""
     from kit.__main__ import main
-    from kit.files import read_layouts
+    from kit.store.files import read_layouts
 
     run = tmp_path / "t"
     shutil.copytree(fast_compare.path, run)

@@ -160,7 +160,7 @@ def test_an_epoch_trains_on_the_memorys_clusters_with_the_centroids_as_prototype
 
 def test_exact_resume_and_the_checkpoint_holds_the_memory(mnist_small, tmp_path):
     """Two epochs at once, or one, a checkpoint and one more in a new trainer: the same labels, losses and weights."""
-    from kit.runs import Run
+    from kit.store.runs import Run
 
     train, _ = mnist_small
     whole = DeepClusterV2(tiny_v2_config())
@@ -195,7 +195,7 @@ def test_compare_trains_the_three_named_and_the_report_shows_them(tmp_path):
     evaluation's loader reads its backbone (whatever its projection and prototypes)."""
     from kit.__main__ import main
     from kit.evaluate_run import load_backbone
-    from kit.runs import Run
+    from kit.store.runs import Run
 
     code = main(["compare", "--runs", str(tmp_path), "--name", "three", "--algos", "deepcluster,odc,deepcluster-v2",
                  "--epochs", "2", "--n-train", "300", "--device", "cpu"])

@@ -53,7 +53,7 @@ def _fit(rank, world, out, algo, epochs, run_dir):
     import kit
     from kit.augment import AugmentSpec
     from kit.distributed import Distributed
-    from kit.runs import Run
+    from kit.store.runs import Run
 
     train = kit.load_dataset("digits", n=600)
     train.spec = AugmentSpec(**NO_AUGMENT)

@@ -72,7 +72,7 @@ def test_doctor_names_each_bad_variable_and_a_read_only_runs_folder(monkeypatch,
 
 def test_a_poisoned_digits_cache_is_rebuilt(monkeypatch, tmp_path):
     """A cache holding float images or 50 images failed every command and was never rebuilt."""
-    from kit.files import atomic_write_npz
+    from kit.store.files import atomic_write_npz
 
     monkeypatch.setenv("KIT_CACHE", str(tmp_path))
     good = kit.load_dataset("mnist5k")  # writes the cache

@@ -125,7 +125,7 @@ def test_evaluate_waits_for_no_writer_it_takes_the_runs_lock(fast_compare, tmp_p
     from kit.__main__ import main
 
     shutil.copytree(fast_compare.path, tmp_path / "e")
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from kit.runs import Run; "
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from kit.store.runs import Run; "
                                f"Run({str(tmp_path / 'e')!r}).lock(); print('held', flush=True); time.sleep(60)"],
                               stdout=subprocess.PIPE, text=True)
     try:

@@ -9,7 +9,7 @@ import pytest
 
 import kit
 from kit.example import EXAMPLE_RUN, notebook_config, notebook_run, runs_folder
-from kit.runs import Run
+from kit.store.runs import Run
 from kit.views.report import FIGURES, load_histories
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,9 +8,9 @@ from kit.algorithms import SPECS
 
 KIT = Path(__file__).resolve().parents[1] / "kit"
 DRAWING = ("matplotlib", "bokeh", "ipywidgets")
-TRAINING = ("algorithms", "augment", "checkpoints", "clustering", "collapse", "data", "deepcluster", "deepcluster_v2", "distributed",
-            "evaluate", "features", "files", "memory", "metrics", "models", "odc", "runs", "runtime", "sampling", "seeds",
-            "supervised", "training")
+TRAINING = ("algorithms", "augment", "clustering", "collapse", "data", "deepcluster", "deepcluster_v2", "distributed",
+            "evaluate", "features", "memory", "metrics", "models", "odc", "runtime", "sampling", "seeds",
+            "supervised", "training", "store", "store.runs", "store.files", "store.checkpoints")
 
 
 def _module(path: Path) -> str:
@@ -110,8 +110,10 @@ def test_the_run_store_reads_runs_not_the_algorithms():
     comparison trained, it reads from the run's own files, never from the registry or an algorithm's module."""
     found = imports()
     algorithms = ("kit.algorithms", *(f"kit.{spec.module}" for spec in SPECS.values()), "kit.memory", "kit.training")
-    for m in ("kit.runs", "kit.files", "kit.checkpoints"):
+    for m in ("kit.store", "kit.store.runs", "kit.store.files", "kit.store.checkpoints"):
         assert not any(f.startswith(algorithms) for f in found[m]), (m, sorted(found[m]))
+        # and nothing else of kit: the store is the bottom layer
+        assert all(f.startswith("kit.store") for f in found[m] if f.split(".")[0] == "kit"), (m, sorted(found[m]))
 
 
 def test_the_doctor_checks_the_install_without_importing_the_lessons():

@@ -6,8 +6,8 @@ import torch
 
 import kit
 from conftest import tiny_dc_config
-from kit.runs import LOCK, MARKER
-from kit.checkpoints import load_checkpoint, save_checkpoint
+from kit.store.runs import LOCK, MARKER
+from kit.store.checkpoints import load_checkpoint, save_checkpoint
 
 
 def _files(run) -> dict:

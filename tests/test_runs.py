@@ -6,9 +6,9 @@ import pytest
 import torch
 
 import kit
-from kit.runs import Run
-from kit.files import atomic_write_json
-from kit.checkpoints import load_checkpoint, save_checkpoint
+from kit.store.runs import Run
+from kit.store.files import atomic_write_json
+from kit.store.checkpoints import load_checkpoint, save_checkpoint
 from conftest import tiny_dc_config, tiny_odc_config
 
 

@@ -18,7 +18,7 @@ import torch
 
 import kit
 from kit.__main__ import main
-from kit.runs import LOCK, Run
+from kit.store.runs import LOCK, Run
 
 ENV = {**os.environ, "KIT_FAST": "1", "PYTHONUNBUFFERED": "1"}
 TRAIN = ["train", "--algo", "odc"]
@@ -399,7 +399,7 @@ def test_threads_follow_the_cpus_really_available(tmp_path, monkeypatch):
 
 
 def test_a_seed_folder_is_not_written_while_its_comparison_is(tmp_path):
-    from kit.runs import RunInUse
+    from kit.store.runs import RunInUse
 
     top = Run.create(tmp_path, "x").path
     seed = Run.create(top, "seed-31").path

@@ -128,8 +128,8 @@ def test_a_refused_number_is_one_line_naming_its_flag_and_writes_nothing(args, f
 # -- several seeds -----------------------------------------------------------------------------
 def test_one_seed_keeps_todays_layout_and_several_seeds_get_a_folder_each(tmp_path):
     from kit.compare import CompareConfig, seed_run
-    from kit.runs import Run, read_config
-    from kit.files import atomic_write_json
+    from kit.store.runs import Run, read_config
+    from kit.store.files import atomic_write_json
 
     run = Run.create(tmp_path, "r")
     atomic_write_json(run.file("baselines.json"), {"raw_pixels_nmi": 0.5, "raw_pixels_knn": 0.9})
@@ -191,7 +191,7 @@ def test_two_seeds_interrupted_after_the_first_resume_without_retraining_it_and_
     (Two tests before, one interrupted and one straight through; the resumed run is what the straight one made.)"""
     from kit.__main__ import main
     from kit.compare import CompareConfig, run_compare
-    from kit.runs import read_config
+    from kit.store.runs import read_config
     from kit.views.report import load_histories
 
     with pytest.raises(KeyboardInterrupt):

@@ -9,7 +9,7 @@ import torch
 
 import kit
 from conftest import tiny_dc_config, tiny_odc_config
-from kit.runs import Run
+from kit.store.runs import Run
 
 pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed (pip install -e '.[tensorboard]' in kit's folder)")
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402

@@ -126,12 +126,12 @@ EVALUATION = {name: {"linear": {s: {"top1": 90.0 + i} for i, s in enumerate(STAG
 
 @pytest.fixture(scope="module")
 def fake_run(tmp_path_factory):
-    """A `kit compare` folder after 3 epochs, written with kit.runs helpers: 60 digits, K = 6, DeepCluster
+    """A `kit compare` folder after 3 epochs, written with kit.store.runs helpers: 60 digits, K = 6, DeepCluster
     with 3 label snapshots and ODC with 4, features and UMAP layouts of 30 of them at epochs 0, 1, 3."""
     from kit.data import load_dataset
     from kit.views.report import build_report
-    from kit.runs import Run
-    from kit.files import atomic_write_bytes, atomic_write_json, atomic_write_npz
+    from kit.store.runs import Run
+    from kit.store.files import atomic_write_bytes, atomic_write_json, atomic_write_npz
     from kit.views.evaluation import markdown
 
     rng = np.random.default_rng(0)

@@ -14,8 +14,8 @@ import torch
 import kit
 from conftest import NOTEBOOKS, ROOT, SWITCH
 from kit.__main__ import main
-from kit.runs import Run
-from kit.files import atomic_write_json
+from kit.store.runs import Run
+from kit.store.files import atomic_write_json
 
 
 def error_line(argv, capsys) -> str:

@@ -16,8 +16,8 @@ import numpy as np
 from ..algorithms import SPECS
 from ..data import load_dataset
 from ..metrics import changed
-from ..runs import Run, read_config
-from ..files import read_layouts
+from ..store.runs import Run, read_config
+from ..store.files import read_layouts
 from . import flows
 
 

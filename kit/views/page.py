@@ -43,7 +43,7 @@ class Page:
         return self.iframe()
 
     def save(self, path: str | Path) -> Path:
-        from ..files import atomic_write_bytes
+        from ..store.files import atomic_write_bytes
 
         atomic_write_bytes(path, self.html.encode())
         return Path(path)

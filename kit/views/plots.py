@@ -330,7 +330,7 @@ def save(fig: Figure, path) -> None:
     from matplotlib import rc_context
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    from ..files import atomic_write_bytes
+    from ..store.files import atomic_write_bytes
 
     kind = Path(path).suffix.lower().lstrip(".")
     if kind == "png":

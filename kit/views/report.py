@@ -14,8 +14,8 @@ from ..algorithms import NAMES, SPECS
 from ..data import load_dataset
 from ..metrics import agreement
 from ..compare import CompareConfig
-from ..runs import Run, read_config
-from ..files import atomic_write_bytes, atomic_write_npz, check_fields, read_json, read_layouts
+from ..store.runs import Run, read_config
+from ..store.files import atomic_write_bytes, atomic_write_npz, check_fields, read_json, read_layouts
 from . import build as views
 from ..analysis import flows
 from ..analysis.history import last, mean_last, series
@@ -104,7 +104,7 @@ GUIDES = {
 
 def _clean_killed_writes(run_path: Path) -> None:
     """Temporary files a killed report (or run) left, removed when no live process writes the run."""
-    from ..runs import RunInUse
+    from ..store.runs import RunInUse
 
     try:
         Run(run_path).check_free()

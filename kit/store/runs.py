@@ -1,7 +1,7 @@
 """A run folder, `runs/<name>/`: config, metric history and checkpoints.
 
-Files are written and read through kit/files.py (atomic writes, appended lines, checked reads) and checkpoints
-through kit/checkpoints.py.
+Files are written and read through kit/store/files.py (atomic writes, appended lines, checked reads) and checkpoints
+through kit/store/checkpoints.py.
 
 The history grows by appending, never by rewriting (an ImageNet run has 1.28 M labels x 400 epochs):
 
