@@ -71,7 +71,7 @@ import torch.nn.functional as F  # noqa: E402
 import kit  # noqa: E402
 from kit.augment import COLOUR  # noqa: E402
 from kit.data import ImageTensorDataset  # noqa: E402
-from kit.memory import ODCMemory  # noqa: E402
+from kit.algorithms.memory import ODCMemory  # noqa: E402
 from kit.runtime import amp_dtype, prepare_model, resolve_device, set_threads  # noqa: E402
 from kit.sampling import replacement_indices  # noqa: E402
 from kit.supervised import supervised_epoch  # noqa: E402

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 import kit
 from kit.clustering import KMeans, preprocess_features
 from kit.data import batches, load_dataset
-from kit.memory import ODCMemory
+from kit.algorithms.memory import ODCMemory
 from kit.runtime import autocast, prepare_model, resolve_device
 from kit.supervised import supervised_epoch
 from kit.training import build_network, build_optimizer
@@ -186,7 +186,7 @@ def bench_odc():
 
 def bench_memory():
     print(f"\n## ODC memory at ImageNet scale on {DEVICE.type}: N = 1,281,167, D = 256, K = 10,000, batch 512")
-    from kit.memory import class_weights
+    from kit.algorithms.memory import class_weights
 
     n, d, k, b = 1_281_167, 256, 10_000, 512
     g = torch.Generator().manual_seed(0)

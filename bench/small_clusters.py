@@ -18,8 +18,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import kit  # noqa: E402
-import kit.odc  # noqa: E402
-from kit.memory import ODCMemory  # noqa: E402
+import kit.algorithms.odc  # noqa: E402
+from kit.algorithms.memory import ODCMemory  # noqa: E402
 
 
 class OneSklearnCallASplit(ODCMemory):
@@ -50,7 +50,7 @@ class OneSklearnCallASplit(ODCMemory):
 
 def epoch(data, k: int, memory=ODCMemory) -> tuple[float, float, int]:
     """(seconds of ODC's second epoch, seconds of it in fix_small_clusters, ids refilled by a split in it)."""
-    kit.odc.ODCMemory = memory
+    kit.algorithms.odc.ODCMemory = memory
     trainer = kit.ODC(kit.ODCConfig.small(n_clusters=k, eval_every=0, device="cpu"))
     warnings.filterwarnings("ignore", "ODC: n_clusters", RuntimeWarning)  # K = 300's warning: measured here
     trainer.fit(data, epochs=1)
@@ -73,7 +73,7 @@ def epoch(data, k: int, memory=ODCMemory) -> tuple[float, float, int]:
         return time.perf_counter() - t, spent["fix"], spent["refilled"]
     finally:
         memory.fix_small_clusters = fix
-        kit.odc.ODCMemory = ODCMemory
+        kit.algorithms.odc.ODCMemory = ODCMemory
 
 
 def balance(data) -> None:

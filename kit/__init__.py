@@ -29,13 +29,13 @@ _EXPORTS = {
     "example": ["example_run"],
     "machine": ["doctor"],
     "features": ["extract_features"],
-    "memory": ["ODCMemory", "class_weights"],
+    "algorithms.memory": ["ODCMemory", "class_weights"],
     "models": ["ClusterHead", "ClusterNet", "ODCNeck", "Sobel", "build_backbone"],
     "store.checkpoints": ["load_checkpoint", "save_checkpoint"],
     "store.runs": ["Run"],
     "runtime": ["resolve_device", "seed_everything"],
     "sampling": ["replacement_indices", "uniform_cluster_indices"],
-    **{spec.module: [spec.trainer, spec.config] for spec in _SPECS.values()},  # each algorithm's trainer and config
+    **{f"algorithms.{spec.module}": [spec.trainer, spec.config] for spec in _SPECS.values()},  # each algorithm's trainer and config
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = list(_WHERE)
@@ -48,7 +48,7 @@ def __getattr__(name: str):
         globals()[name] = value  # later look-ups skip this function
         return value
     here = _Path(__file__).parent
-    # `kit.memory`, `kit.views` and the like, as an eager package gives
+    # `kit.algorithms.memory`, `kit.views` and the like, as an eager package gives
     if (here / f"{name}.py").exists() or (here / name / "__init__.py").exists():
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'kit' has no attribute {name!r}")

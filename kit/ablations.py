@@ -21,9 +21,9 @@ import numpy as np
 
 from . import collapse
 from .clustering import KMeans, preprocess_features
-from .deepcluster import DeepCluster, DeepClusterConfig
+from .algorithms.deepcluster import DeepCluster, DeepClusterConfig
 from .metrics import agreement, label_change, within_class_moves
-from .odc import ODC, ODCConfig
+from .algorithms.odc import ODC, ODCConfig
 
 # the sizes notebook 05 trains at (the example run ships their results): each algorithm's preset K, one K for all
 CHURN = {"n_images": None, "n_clusters": ODCConfig.small().n_clusters, "epochs": 10}  # None: all 4,000 digits

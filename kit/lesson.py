@@ -177,8 +177,8 @@ def settings(histories: dict) -> list[tuple[str, str, str, str]]:
     by design, then every setting the two runs trained with differently, an algorithm's own knob included ("—" where
     the other has none). The published defaults are the configs' own (the reference ResNet-50 / ImageNet settings,
     docs/ALGORITHMS.md)."""
-    from .deepcluster import DeepClusterConfig
-    from .odc import ODCConfig
+    from .algorithms.deepcluster import DeepClusterConfig
+    from .algorithms.odc import ODCConfig
 
     published = {"deepcluster": DeepClusterConfig().to_dict(), "odc": ODCConfig().to_dict()}
     own = {algo: histories[algo].get("config", {}) for algo in ("deepcluster", "odc")}

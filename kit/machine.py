@@ -145,7 +145,7 @@ def micro_benchmark(device: torch.device, steps: int = 8) -> dict:
     network), for the small preset's ConvNet: the costs a demo is made of."""
     from .augment import DIGITS
     from .data import ImageTensorDataset
-    from .deepcluster import DeepClusterConfig
+    from .algorithms.deepcluster import DeepClusterConfig
     from .features import extract_features
     from .runtime import autocast, prepare_model
     from .training import build_network, build_optimizer

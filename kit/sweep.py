@@ -11,7 +11,7 @@ runs/<name>/
 
 A cell whose result.json holds the sweep's epoch target is finished and never trained again; an
 interrupted cell resumes from its checkpoint. What each algorithm's cells sweep is `GRID`
-(kit/algorithms.py); everything else is the algorithm's `.small()` preset.
+(kit/algorithms/__init__.py); everything else is the algorithm's `.small()` preset.
 """
 from __future__ import annotations
 

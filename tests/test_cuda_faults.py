@@ -160,8 +160,8 @@ def test_the_neck_and_head_run_in_float32_under_a_training_autocast(digits):
 def test_odc_writes_float32_neck_features_into_its_memory_under_autocast(digits, monkeypatch):
     """`ODC._epoch` passed the autocast forward's bf16 neck output to `memory.update` (README: the memory stays
     float32). A CPU bf16 autocast plays the card's."""
-    from kit import odc
-    from kit.memory import ODCMemory
+    from kit.algorithms import odc
+    from kit.algorithms.memory import ODCMemory
 
     monkeypatch.setattr(odc, "autocast", lambda device: torch.autocast("cpu", dtype=torch.bfloat16))
     dtypes, update = [], ODCMemory.update

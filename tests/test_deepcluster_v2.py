@@ -12,7 +12,7 @@ from torch import nn
 
 import kit
 from conftest import tiny_v2_config
-from kit.deepcluster_v2 import DeepClusterV2, DeepClusterV2Config, DeepClusterV2Net, cluster_memory, v2_loss
+from kit.algorithms.deepcluster_v2 import DeepClusterV2, DeepClusterV2Config, DeepClusterV2Net, cluster_memory, v2_loss
 from kit.models import build_backbone
 
 
@@ -146,7 +146,7 @@ def test_an_epoch_trains_on_the_memorys_clusters_with_the_centroids_as_prototype
         clusterings.append((memory.clone(), out))
         return out
 
-    monkeypatch.setattr("kit.deepcluster_v2.cluster_memory", spy)
+    monkeypatch.setattr("kit.algorithms.deepcluster_v2.cluster_memory", spy)
     history = v2.fit(train, epochs=2)
     assert torch.equal(clusterings[0][0], before)  # epoch 0 clusters the initial memory
     (memory1, out1) = clusterings[1]

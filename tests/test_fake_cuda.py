@@ -104,7 +104,7 @@ def test_ampere_rounds_float32_matmuls_to_tf32_unless_the_precision_is_highest()
 
 
 def test_a_wait_is_traced_to_the_line_of_kit_that_made_it():
-    from kit.memory import ODCMemory
+    from kit.algorithms.memory import ODCMemory
 
     with FakeCuda() as card:
         mem = ODCMemory(40, 4, 4, min_cluster_size=5).to("cuda")

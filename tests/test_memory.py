@@ -3,7 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kit.memory import ODCMemory, _last_occurrence, class_weights
+from kit.algorithms.memory import ODCMemory, _last_occurrence, class_weights
 
 
 def _memory(n=60, d=8, k=4, seed=0, **kw):

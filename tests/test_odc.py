@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 import kit
 from kit import metrics
-from kit.memory import ODCMemory
+from kit.algorithms.memory import ODCMemory
 from kit.training import Diverged
 from kit.sampling import replacement_indices
 from conftest import tiny_odc_config

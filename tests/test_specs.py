@@ -1,4 +1,4 @@
-"""One spec per algorithm (issue 30): a third algorithm registered in kit/algorithms.py alone is drawn by the report,
+"""One spec per algorithm (issue 30): a third algorithm registered in kit/algorithms/__init__.py alone is drawn by the report,
 its figures and the seeds' table with no change of their own."""
 import dataclasses
 import json

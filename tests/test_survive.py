@@ -358,12 +358,12 @@ def test_load_dataset_refuses_an_empty_subset(n):
 
 # -- 9. the last line after an error is the error ---------------------------------------------------
 def test_the_last_stderr_line_after_an_error_is_the_error_not_a_progress_bar(tmp_path, capsys, monkeypatch):
-    import kit.odc
+    import kit.algorithms.odc
 
     def broken(self, dataset, callback, stop, features=None):
         raise ValueError("broken on purpose")
 
-    monkeypatch.setattr(kit.odc.ODC, "_epoch", broken)
+    monkeypatch.setattr(kit.algorithms.odc.ODC, "_epoch", broken)
     assert main([*TRAIN, "--name", "t", "--runs", str(tmp_path), "--epochs", "2"]) == 2
     import gc
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from kit.views import live
-from kit.memory import ODCMemory
+from kit.algorithms.memory import ODCMemory
 from kit.widgets import Playground
 
 

@@ -1,11 +1,11 @@
-"""03, ODC: the two steps of the samples memory (kit.memory.ODCMemory) the student writes, the momentum
+"""03, ODC: the two steps of the samples memory (kit.algorithms.memory.ODCMemory) the student writes, the momentum
 update of the batch's rows and the small-cluster fix, their checks and their solutions."""
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from ..memory import ODCMemory
+from ..algorithms.memory import ODCMemory
 from .common import TRIALS, Result, _call, _labels
 
 def _memory(rng: np.random.Generator, n: int, d: int, k: int, momentum: float, min_size: int = 0) -> ODCMemory:

@@ -12,7 +12,7 @@
   colour each cluster by its majority class instead, and say so (`cluster_colours` returns None).
 - Text in a colour (an algorithm's title, a class's caption) goes through `text_colour`, which darkens it
   until it reads on white: tab10's olive (#bcbd22) and ODC's orange (#ff7f0e) are too pale as text.
-- Each algorithm's own colour is its spec's (`COLOURS`, read from kit/algorithms.py), for every figure and view.
+- Each algorithm's own colour is its spec's (`COLOURS`, read from kit/algorithms/__init__.py), for every figure and view.
 """
 from __future__ import annotations
 

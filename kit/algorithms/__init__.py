@@ -1,4 +1,5 @@
-"""The algorithms by name, each written once, as a `Spec`: the one place the rest of kit reads them from.
+"""The algorithms: each in a module of this package (DeepCluster, ODC with its memory, DeepCluster-v2), and here, by
+name, each written once as a `Spec`: the one place the rest of kit reads them from.
 
     TRAINERS["odc"](ODCConfig.small()).fit(train, epochs=10)
     CONFIGS["deepcluster"].fast()        # each config owns its presets: .small(), .fast()
@@ -6,7 +7,7 @@
 
 A spec is plain data, read by the command line before torch loads (kit/__main__.py); `TRAINERS` and `CONFIGS`
 import the algorithms' modules on first use (PEP 562) for the same reason. A view, the report, the flight recorder,
-the sweep and the run store loop over `SPECS` (or over the algorithms a run holds) and name no algorithm.
+the sweep loop over `SPECS` (the run store over the algorithms a run holds) and name no algorithm.
 """
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ class Spec:
     name: str  # as in commands, folders and histories ("odc")
     title: str  # as written for people ("ODC")
     short: str  # where room is short (the flight recorder's selection grid)
-    module: str  # kit's module that defines the trainer and the config
+    module: str  # the module of this package that defines the trainer and the config
     trainer: str  # the trainer's class name there
     config: str  # the config's class name there (its presets: .small(), .fast())
     colour: str  # its colour in every figure

@@ -12,12 +12,12 @@ from typing import ClassVar
 
 import torch
 
-from .clustering import KMeans, check_sizes, preprocess_features
+from ..clustering import KMeans, check_sizes, preprocess_features
 from .memory import class_weights
-from .metrics import match_clusters
-from .runtime import autocast
-from .sampling import uniform_cluster_indices
-from .training import TrainConfig, Trainer, check_number
+from ..metrics import match_clusters
+from ..runtime import autocast
+from ..sampling import uniform_cluster_indices
+from ..training import TrainConfig, Trainer, check_number
 
 
 # What happens to the head when a new clustering arrives. The reference resets it, because k-means numbers
