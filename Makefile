@@ -38,8 +38,8 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/run.py
 
-# the trained example run that ships in kit/example-run/ (about 45 min on 2 cores): after the presets or the
-# recorded fields change (tests/test_example.py says when), then commit kit/example-run/
+# the trained example run that ships in kit/teaching/example-run/ (about 45 min on 2 cores): after the presets or the
+# recorded fields change (tests/test_example.py says when), then commit kit/teaching/example-run/
 example: $(STAMP)
 	NUMBA_CACHE_DIR=$(CURDIR)/.cache/numba $(PY) bench/make_example_run.py $(ARGS)
 

@@ -1,17 +1,17 @@
-"""Regenerate the trained example run that ships inside kit (`kit.example_run()`, kit/example-run/).
+"""Regenerate the trained example run that ships inside kit (`kit.example_run()`, kit/teaching/example-run/).
 
     make example                                          # the same: train, report, evaluate, run notebook 05's
     .venv/bin/python bench/make_example_run.py            # runs, copy (about 45 min on 2 busy cores)
     .venv/bin/python bench/make_example_run.py --fast     # the KIT_FAST smoke run, to try the mechanism
 
-It trains the notebooks' comparison (`kit.example.notebook_config`: the `small()` presets in the tree,
+It trains the notebooks' comparison (`kit.teaching.example.notebook_config`: the `small()` presets in the tree,
 30 epochs, 4,000 digits, each preset's K) under runs/example, draws the report, runs the benchmark
 protocols at the notebook's budget (as notebook 04 does), trains notebook 05's short runs at its full size
-(`kit.ablations`: churn.json, safeguards.json), and copies the files the notebooks read (`kit.example.KEEP`)
-into kit/example-run/, replacing what was there. tests/test_example.py fails when the code records a field
+(`kit.teaching.ablations`: churn.json, safeguards.json), and copies the files the notebooks read (`kit.teaching.example.KEEP`)
+into kit/teaching/example-run/, replacing what was there. tests/test_example.py fails when the code records a field
 the shipped run lacks: then run this again. Training took 17 min and the
 evaluation 17 min on 2 cores shared with other jobs. A run already in runs/example is reopened, not
-retrained: delete that folder after the presets change, run this again, commit kit/example-run/.
+retrained: delete that folder after the presets change, run this again, commit kit/teaching/example-run/.
 
 To stay small (about 9 MB), three kinds of file are slimmed on the way: a checkpoint keeps only the
 network's weights, in float16 (no optimizer state, no ODC memory: the example loads and evaluates, it
@@ -30,7 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from kit.example import EXAMPLE_RUN, KEEP, notebook_run  # noqa: E402
+from kit.teaching.example import EXAMPLE_RUN, KEEP, notebook_run  # noqa: E402
 from kit.store.checkpoints import load_checkpoint, save_checkpoint  # noqa: E402
 from kit.store.files import atomic_write_npy  # noqa: E402
 
@@ -54,7 +54,7 @@ def copy_slim(src: Path, dst: Path) -> None:
 
 
 def make_ablations(run: Path, fast: bool) -> None:
-    """Notebook 05's runs at the sizes the notebook trains them (kit.ablations), saved beside the comparison."""
+    """Notebook 05's runs at the sizes the notebook trains them (kit.teaching.ablations), saved beside the comparison."""
     from kit import ablations, load_dataset
 
     test = load_dataset("mnist5k", split="test", n=200 if fast else None)

@@ -26,7 +26,7 @@ _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 _EXPORTS = {
     "clustering": ["KMeans", "l2_normalize", "pca_whiten", "preprocess_features"],
     "data": ["load_dataset", "with_indices"],
-    "example": ["example_run"],
+    "teaching.example": ["example_run"],
     "machine": ["doctor"],
     "features": ["extract_features"],
     "algorithms.memory": ["ODCMemory", "class_weights"],

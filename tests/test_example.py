@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import kit
-from kit.example import EXAMPLE_RUN, notebook_config, notebook_run, runs_folder
+from kit.teaching.example import EXAMPLE_RUN, notebook_config, notebook_run, runs_folder
 from kit.store.runs import Run
 from kit.views.report import FIGURES, load_histories
 
@@ -48,8 +48,8 @@ def test_example_run_loads_as_notebooks_and_tables_read_it():
 
 def test_every_example_file_is_package_data():
     """pyproject's package-data globs (setuptools: `*` stays inside a folder) cover every file of the run."""
-    globs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["kit"]
-    files = [f.relative_to(ROOT / "kit").as_posix() for f in EXAMPLE_RUN.rglob("*") if f.is_file()]
+    globs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["kit.teaching"]
+    files = [f.relative_to(ROOT / "kit" / "teaching").as_posix() for f in EXAMPLE_RUN.rglob("*") if f.is_file()]
     missed = [f for f in files if not any(fnmatch.fnmatch(f, g) and f.count("/") == g.count("/") for g in globs)]
     assert files and not missed, f"not in the wheel: {missed}"
 
@@ -92,9 +92,9 @@ def _keys(path: Path) -> set:
 
 def test_the_example_run_records_every_field_the_code_records_today(fast_compare):
     """The shipped run is made by today's code: every file a fresh `compare` writes that the example keeps
-    (`kit.example.KEEP`), and every key of its histories, epoch and step records, baselines and settings, is in
+    (`kit.teaching.example.KEEP`), and every key of its histories, epoch and step records, baselines and settings, is in
     the example run too. A new field in the code fails here until `make example` rebuilds the run."""
-    from kit.example import KEEP
+    from kit.teaching.example import KEEP
 
     fresh, shipped = fast_compare.path, kit.example_run()
     for pattern in KEEP:

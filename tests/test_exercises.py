@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from kit import exercises as ex
+from kit.teaching import exercises as ex
 from kit.sampling import uniform_cluster_indices
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"

@@ -1,5 +1,5 @@
 """The import graph, read from kit's source (AST): the presentation layer (kit/views/, and the playground
-kit/widgets.py) alone imports matplotlib, bokeh or ipywidgets; the training code and kit/analysis/ never import kit.views;
+kit/teaching/widgets.py) alone imports matplotlib, bokeh or ipywidgets; the training code and kit/analysis/ never import kit.views;
 module-level imports point one way, with no cycles."""
 import ast
 from pathlib import Path
@@ -42,7 +42,7 @@ def imports(module_level_only: bool = False) -> dict[str, set[str]]:
 
 def test_only_the_presentation_layer_draws():
     drawing = {m for m, found in imports().items() if any(f.split(".")[0] in DRAWING for f in found)}
-    assert drawing and all(m.startswith("kit.views.") or m == "kit.widgets" for m in drawing), sorted(drawing)
+    assert drawing and all(m.startswith("kit.views.") or m == "kit.teaching.widgets" for m in drawing), sorted(drawing)
 
 
 def test_the_training_code_never_imports_the_views():
@@ -84,7 +84,7 @@ def test_module_level_imports_have_no_cycle():
 # Where an algorithm's name may still be written, and how often: its own module, the registry, and one file still to
 # move (issue 30, open): the lesson's MNIST takeaway and the papers' numbers, which are to leave the library. The count
 # may only go down.
-NAMED_IN = {"kit.algorithms": None, "kit.algorithms.deepcluster": None, "kit.algorithms.odc": None, "kit.algorithms.deepcluster_v2": None, "kit.lesson": 40}
+NAMED_IN = {"kit.algorithms": None, "kit.algorithms.deepcluster": None, "kit.algorithms.odc": None, "kit.algorithms.deepcluster_v2": None, "kit.teaching.lesson": 40}
 
 
 def _names_written(path: Path, names: set[str]) -> int:
@@ -119,4 +119,4 @@ def test_the_run_store_reads_runs_not_the_algorithms():
 def test_the_doctor_checks_the_install_without_importing_the_lessons():
     """`kit doctor` looks for the shipped example run as package data; it imports no teaching module."""
     found = imports()
-    assert not any(f.startswith(("kit.example", "kit.lesson", "kit.widgets")) for f in found["kit.machine"])
+    assert not any(f.startswith(("kit.teaching.example", "kit.teaching.lesson", "kit.teaching.widgets")) for f in found["kit.machine"])

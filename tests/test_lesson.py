@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from kit import lesson
+from kit.teaching import lesson
 
 ROOT = Path(__file__).resolve().parents[1]
 LESSONS = ["01_quickstart.ipynb", "02_deepcluster_walkthrough.ipynb", "03_odc_walkthrough.ipynb", "04_stability.ipynb",

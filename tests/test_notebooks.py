@@ -42,7 +42,7 @@ def test_every_notebook_is_listed_and_committed_without_outputs():
         assert not outputs(nb), f"{name} is committed with outputs: run nbstripout on it"
         assert nb.metadata.get("kernelspec", {}).get("name") == "python3"
         code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
-        # reads the small-preset switch (the playground reads it inside kit.widgets)
+        # reads the small-preset switch (the playground reads it inside kit.teaching.widgets)
         assert "fast_mode()" in code or "EPOCHS" in code or "Playground()" in code
         # an exercise cell (tagged `exercise`) is where the student writes a function; nowhere else
         code = "\n".join(c.source for c in nb.cells if c.cell_type == "code" and "exercise" not in c.metadata.get("tags", []))

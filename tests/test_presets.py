@@ -7,7 +7,7 @@ import kit
 from kit.__main__ import main
 from kit.compare import CompareConfig
 from kit.algorithms import CONFIGS
-from kit.example import notebook_config
+from kit.teaching.example import notebook_config
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def test_the_command_line_help_reads_the_presets(moved_presets, capsys):
 
 
 def test_the_playground_starts_at_the_presets(moved_presets, monkeypatch):
-    from kit.widgets import Playground
+    from kit.teaching.widgets import Playground
 
     for fast in ("", "1"):
         monkeypatch.setenv("KIT_FAST", fast)
@@ -56,7 +56,7 @@ def test_the_example_run_trains_the_presets(moved_presets):
 
 
 def test_both_mode_trains_each_algorithm_at_its_preset_until_a_shared_knob_moves():
-    from kit.widgets import Playground
+    from kit.teaching.widgets import Playground
 
     pg = Playground()
     assert "each algorithm trains at its own preset" in pg.preset_note.value
@@ -68,7 +68,7 @@ def test_both_mode_trains_each_algorithm_at_its_preset_until_a_shared_knob_moves
 
 
 def test_the_new_playground_controls_build_the_configs_they_say():
-    from kit.widgets import Playground
+    from kit.teaching.widgets import Playground
 
     pg = Playground()
     assert pg.uniform_sampling.value and pg.reweight.value and "size^-0.5" in pg.reweight.description
@@ -80,7 +80,7 @@ def test_the_new_playground_controls_build_the_configs_they_say():
 
 def test_the_playground_sweeps_the_sweeps_own_k_and_lr(monkeypatch):
     from kit.sweep import SweepConfig
-    from kit.widgets import Playground
+    from kit.teaching.widgets import Playground
 
     monkeypatch.setenv("KIT_FAST", "")
     pg, built = Playground(), []
@@ -123,7 +123,7 @@ def test_each_dataset_has_its_presets_in_one_place_and_every_command_reads_them(
 
 
 def test_the_playground_switches_to_a_datasets_presets(fashion_tuned, monkeypatch):
-    from kit.widgets import Playground
+    from kit.teaching.widgets import Playground
 
     monkeypatch.setenv("KIT_FAST", "")
     pg = Playground()

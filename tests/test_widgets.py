@@ -7,7 +7,7 @@ import pytest
 
 from kit.views import live
 from kit.algorithms.memory import ODCMemory
-from kit.widgets import Playground
+from kit.teaching.widgets import Playground
 
 
 def _small(pg, algo="odc"):

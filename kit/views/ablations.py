@@ -1,4 +1,4 @@
-"""Figures of notebook 05's short runs (kit/ablations.py): several variants of one algorithm on shared axes.
+"""Figures of notebook 05's short runs (kit/teaching/ablations.py): several variants of one algorithm on shared axes.
 
 A run's colour says its algorithm (DeepCluster blues, ODC oranges, as everywhere in kit), its shade the variant;
 each legend entry is the run's label.

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import collapse, lesson, seeds
+from .. import collapse, seeds
 from ..algorithms import NAMES, SPECS
 from ..data import load_dataset
 from ..metrics import agreement
 from ..compare import CompareConfig
 from ..store.runs import Run, read_config
+from ..teaching import lesson
 from ..store.files import atomic_write_bytes, atomic_write_npz, check_fields, read_json, read_layouts
 from . import build as views
 from ..analysis import flows
@@ -407,7 +408,7 @@ DIGIT_DATASETS = ("mnist5k", "digits")  # the datasets whose classes the guides 
 
 
 def _takeaway(histories: dict, run_label: str = "This run", dataset: str | None = None) -> str:
-    """The lesson's takeaway (kit/lesson.py), measured on the demo's dataset, then this run's own numbers beside it:
+    """The lesson's takeaway (kit/teaching/lesson.py), measured on the demo's dataset, then this run's own numbers beside it:
     on that dataset only. A run on other data gets no sentence measured on digits."""
     if len(histories) != 2 or dataset != CompareConfig.dataset:
         return ""

@@ -1,7 +1,7 @@
 """Exercises that check themselves: the student writes one step of an algorithm, a check runs it
 beside kit's own implementation on random inputs and says what to look at where it differs.
 
-    from kit import exercises
+    from kit.teaching import exercises
     exercises.check_nmi(my_nmi)          # -> a Result: passed, and one line per difference found
 
 Each check catches what the student's function raises and reports it, so a notebook with an

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import collapse
-from .clustering import KMeans, preprocess_features
-from .algorithms.deepcluster import DeepCluster, DeepClusterConfig
-from .metrics import agreement, label_change, within_class_moves
-from .algorithms.odc import ODC, ODCConfig
+from .. import collapse
+from ..clustering import KMeans, preprocess_features
+from ..algorithms.deepcluster import DeepCluster, DeepClusterConfig
+from ..metrics import agreement, label_change, within_class_moves
+from ..algorithms.odc import ODC, ODCConfig
 
 # the sizes notebook 05 trains at (the example run ships their results): each algorithm's preset K, one K for all
 CHURN = {"n_images": None, "n_clusters": ODCConfig.small().n_clusters, "epochs": 10}  # None: all 4,000 digits
@@ -138,7 +138,7 @@ def safeguard_runs(digits, held_out, n_clusters: int, epochs: int, fast: bool = 
 
 def save(result: dict, path) -> Path:
     """One JSON file (write-then-rename: a reader never sees half of it)."""
-    from .store.files import atomic_write_json
+    from ..store.files import atomic_write_json
 
     path = Path(path)
     atomic_write_json(path, result)
@@ -147,6 +147,6 @@ def save(result: dict, path) -> Path:
 
 def load(path) -> dict:
     """A saved result, as `churn_runs` / `safeguard_runs` returned it (histories without label snapshots)."""
-    from .store.files import read_json
+    from ..store.files import read_json
 
     return read_json(Path(path))

@@ -24,14 +24,14 @@ from pathlib import Path
 
 import ipywidgets as W
 
-from . import collapse
-from .algorithms import CONFIGS, GRID_KEYS, NAMES, SPECS, TRAINERS, check_controls, compared
-from .compare import CompareConfig
-from .data import load_dataset, needs_download
-from .runtime import fast_mode
-from .sweep import SweepConfig
-from .views import plots
-from .views.live import Trace, board, board_labels
+from .. import collapse
+from ..algorithms import CONFIGS, GRID_KEYS, NAMES, SPECS, TRAINERS, check_controls, compared
+from ..compare import CompareConfig
+from ..data import load_dataset, needs_download
+from ..runtime import fast_mode
+from ..sweep import SweepConfig
+from ..views import plots
+from ..views.live import Trace, board, board_labels
 
 SHARED = {"n_clusters": "K", "lr": "lr", "batch_size": "batch"}  # knobs both algorithms have, as the board names them
 EPOCHS = 10  # a press of Train: about a minute per algorithm on the embedded digits, on 2 CPU cores
@@ -354,7 +354,7 @@ class Playground:
         playground's runs), so `tensorboard --logdir runs/playground/tb` shows every press side by side."""
         if not self.tensorboard.value:
             return None
-        from .tensorboard_log import TensorBoardLog, check_available
+        from ..tensorboard_log import TensorBoardLog, check_available
 
         check_available()  # one line in the status, naming the extra, when tensorboard is missing
         return TensorBoardLog(Path(self.runs_root) / "playground" / "tb" / f"{len(self.runs):03d}-{algo}",
@@ -407,7 +407,7 @@ class Playground:
         self.draws += 1
 
     def _sweep(self, cfg) -> None:
-        from .sweep import METRICS, curves, run_sweep
+        from ..sweep import METRICS, curves, run_sweep
 
         name = "playground-sweep-" + time.strftime("%Y%m%d-%H%M%S")
         self.sweep_path, total = Path(self.runs_root) / name, len(cfg.cells())

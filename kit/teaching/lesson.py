@@ -1,7 +1,7 @@
 """The lesson's one takeaway, and the folded answers of the notebooks, computed from numbers.
 
 Every comparison page of kit (README, notebooks 01 and 04, report.html, bench/presets.md) ends on the
-same takeaway, stated here once and read from `kit/headline.json`: the 3-seed comparison at equal K
+same takeaway, stated here once and read from `kit/teaching/headline.json`: the 3-seed comparison at equal K
 (`python -m kit compare --n-clusters 30 --seeds 3`, bench/equal_k.md; `bench/make_headline.py` writes
 the file). Only one K ranks stability: NMI's chance level climbs with K, and fewer clusters change
 less. So the takeaway reads stability chance-corrected (AMI between consecutive epochs' labels) and
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .algorithms import NAMES
-from .analysis.history import last, mean_last, series  # noqa: F401 - the notebooks read them here too
-from .seeds import mean_std
+from ..algorithms import NAMES
+from ..analysis.history import last, mean_last, series  # noqa: F401 - the notebooks read them here too
+from ..seeds import mean_std
 
 HEADLINE = Path(__file__).parent / "headline.json"
 # ResNet-50 pre-trained on ImageNet, top-1 % (VOC07: mAP): the OpenSelfSup / MMSelfSup benchmark pages
@@ -177,8 +177,8 @@ def settings(histories: dict) -> list[tuple[str, str, str, str]]:
     by design, then every setting the two runs trained with differently, an algorithm's own knob included ("—" where
     the other has none). The published defaults are the configs' own (the reference ResNet-50 / ImageNet settings,
     docs/ALGORITHMS.md)."""
-    from .algorithms.deepcluster import DeepClusterConfig
-    from .algorithms.odc import ODCConfig
+    from ..algorithms.deepcluster import DeepClusterConfig
+    from ..algorithms.odc import ODCConfig
 
     published = {"deepcluster": DeepClusterConfig().to_dict(), "odc": ODCConfig().to_dict()}
     own = {algo: histories[algo].get("config", {}) for algo in ("deepcluster", "odc")}

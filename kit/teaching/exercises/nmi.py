@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from ..metrics import nmi as kit_nmi
+from ...metrics import nmi as kit_nmi
 from .common import TRIALS, Result, _call
 
 LIBRARIES = ("sklearn", "scipy.stats", "kit.metrics", "torchmetrics", "pyitlib")  # what the NMI exercise may not call

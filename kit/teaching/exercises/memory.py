@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..algorithms.memory import ODCMemory
+from ...algorithms.memory import ODCMemory
 from .common import TRIALS, Result, _call, _labels
 
 def _memory(rng: np.random.Generator, n: int, d: int, k: int, momentum: float, min_size: int = 0) -> ODCMemory:

@@ -16,7 +16,7 @@ import numpy as np
 
 from .common import Result
 
-ODC_MOMENTA = (0.0, 0.2, 0.5, 0.9)  # the memory momenta of the table's four ODC rows (kit.ablations.MOMENTA)
+ODC_MOMENTA = (0.0, 0.2, 0.5, 0.9)  # the memory momenta of the table's four ODC rows (kit.teaching.ablations.MOMENTA)
 RESET, ALIGNED = "DeepCluster", "DeepCluster, head kept, ids aligned"  # the table's two DeepCluster rows
 CHURN_QUESTIONS = ("best_knn_momentum", "largest_gain_run", "aligned_knn_minus_reset",
                    "knn_difference_is_noise")  # the homework's keys
