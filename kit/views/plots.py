@@ -156,16 +156,11 @@ def learning(histories: dict[str, dict], baselines: dict | None = None) -> Figur
     for ax, key, title in ((a, "knn", "kNN accuracy (eval split)"), (b, "nmi_true", "NMI to true classes (eval split)"),
                            (c, "ami_true", "AMI to true classes (chance-corrected)")):
         for algo, h in histories.items():
-            x, y = epoch_series(h, key)
-            init = h.get("monitor_init", {}).get(key)
-            if init is not None:
-                x, y = np.r_[0, x], np.r_[init, y]
+            x, y = with_init(h, key)
             ax.plot(x, y, "o-", ms=3, color=COLOURS[algo], label=legend_name(algo, h))
             if key == "nmi_true":  # a 10-means of the features against the classes: its chance level, not the run's K's
                 chance_floor(ax, h, key, COLOURS[algo], f"{NAMES[algo]}: chance level")
-        floor, label = _BASELINES[key]
-        if baselines and floor in baselines:
-            ax.axhline(baselines[floor], color="grey", ls="--", lw=1, label=label)
+        raw_pixels_line(ax, key, baselines)
         style_axes(ax, title, "epoch", {"knn": "accuracy", "nmi_true": "NMI", "ami_true": "AMI"}[key])
         if not any(len(line.get_xdata()) for line in ax.lines):  # a run from before kit logged it
             ax.text(0.5, 0.5, f"not in this run's history:\nthe run predates kit's {key}", transform=ax.transAxes,
@@ -247,6 +242,13 @@ _BASELINES = {"knn": ("raw_pixels_knn", "kNN on raw pixels"), "nmi_true": ("raw_
               "ami_true": ("raw_pixels_ami", "k-means on raw pixels")}
 
 
+def raw_pixels_line(ax, key: str, baselines: dict | None) -> None:
+    """The same measure on raw pixels (baselines.json), grey and dashed, on a panel of `key` where there is one."""
+    floor, label = _BASELINES.get(key, ("", ""))
+    if baselines and floor in baselines:
+        ax.axhline(baselines[floor], color="grey", ls="--", lw=1, label=label)
+
+
 def with_init(h: dict, key: str) -> tuple[np.ndarray, np.ndarray]:
     """`epoch_series`, with the untrained network's monitor value at x = 0 where there is one."""
     x, y = epoch_series(h, key)
@@ -282,8 +284,7 @@ def seeded(per_seed: list[dict[str, dict]], keys=("knn", "nmi_true"), baselines:
                 common = sorted(set.intersection(*[set(x.tolist()) for x, _ in floors]))
                 ax.plot(common, [np.mean([dict(zip(x.tolist(), y))[c] for x, y in floors]) for c in common], ":",
                         color=COLOURS[algo], lw=1.4, label=f"{NAMES[algo]}: chance level")
-        if baselines and _BASELINES.get(key, ("",))[0] in baselines:
-            ax.axhline(baselines[_BASELINES[key][0]], color="grey", ls="--", lw=1, label=_BASELINES[key][1])
+        raw_pixels_line(ax, key, baselines)
         style_axes(ax, PANELS[key][0], "epoch", PANELS[key][1])
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if key in ("nmi_prev", "ami_prev", "label_change"):
