@@ -15,8 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 import kit  # noqa: E402
-from kit import features as kf  # noqa: E402
-from kit.runtime import prepare_model  # noqa: E402
+from kit.parts import features as kf  # noqa: E402
+from kit.parts.runtime import prepare_model  # noqa: E402
 
 
 def main() -> None:

@@ -18,8 +18,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import kit  # noqa: E402
-from kit.data import batches  # noqa: E402
-from kit.runtime import prepare_model  # noqa: E402
+from kit.parts.data import batches  # noqa: E402
+from kit.parts.runtime import prepare_model  # noqa: E402
 
 
 def folder_of_jpegs(root: Path, n: int = 256, size: int = 256) -> Path:

@@ -69,13 +69,13 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import kit  # noqa: E402
-from kit.augment import COLOUR  # noqa: E402
-from kit.data import ImageTensorDataset  # noqa: E402
+from kit.parts.augment import COLOUR  # noqa: E402
+from kit.parts.data import ImageTensorDataset  # noqa: E402
 from kit.algorithms.memory import ODCMemory  # noqa: E402
-from kit.runtime import amp_dtype, prepare_model, resolve_device, set_threads  # noqa: E402
-from kit.sampling import replacement_indices  # noqa: E402
-from kit.supervised import supervised_epoch  # noqa: E402
-from kit.training import build_network, build_optimizer  # noqa: E402
+from kit.parts.runtime import amp_dtype, prepare_model, resolve_device, set_threads  # noqa: E402
+from kit.parts.sampling import replacement_indices  # noqa: E402
+from kit.algorithms.supervised import supervised_epoch  # noqa: E402
+from kit.algorithms.training import build_network, build_optimizer  # noqa: E402
 from run import sync, timed  # noqa: E402  (bench/run.py: median of repeats, device synchronised)
 
 
@@ -259,7 +259,7 @@ def section_odc(b: Bench) -> dict:
 
 
 def section_kmeans(b: Bench) -> dict | str:
-    from kit.clustering import KMeans
+    from kit.parts.clustering import KMeans
 
     out, g = {}, torch.Generator(device=b.device).manual_seed(0)
     for i, (n, d, k) in enumerate(b.sizes.kmeans):
@@ -399,9 +399,9 @@ def section_precision(b: Bench) -> dict:
     """Feature extraction for k-means as kit does it (float32: no TF32, no autocast) against the same network with
     TF32 allowed, as a user's `set_float32_matmul_precision("high")` would have it without kit's guard: the time of
     each, how far the features move, and the NMI between the two k-means labelings (same seed)."""
-    from kit import features as kf
-    from kit.clustering import KMeans, preprocess_features
-    from kit.metrics import nmi
+    from kit.parts import features as kf
+    from kit.parts.clustering import KMeans, preprocess_features
+    from kit.parts.metrics import nmi
 
     s, ds, dev = b.sizes, b.data(), b.device
     if dev.type == "cuda" and torch.cuda.get_device_capability(dev)[0] < 8:
@@ -436,8 +436,8 @@ def section_precision(b: Bench) -> dict:
 def section_repeat(b: Bench) -> dict:
     """The same seed twice on this device, without and with `--deterministic`: how far two runs of the small preset
     end apart (final loss, NMI between their final pseudo-labels). On the CPU both are exact."""
-    from kit.metrics import nmi
-    from kit.runtime import deterministic
+    from kit.parts.metrics import nmi
+    from kit.parts.runtime import deterministic
 
     data = kit.load_dataset("mnist5k", n=256 if b.dry else 2000)
     cfg = lambda: kit.DeepClusterConfig.small(eval_every=0, device=str(b.device), n_clusters=10 if b.dry else 30)  # noqa: E731
@@ -462,7 +462,7 @@ def section_compile(b: Bench) -> dict:
     tests, not timed here."""
     from torch._dynamo.utils import counters
 
-    from kit.runtime import compiled_steps
+    from kit.parts.runtime import compiled_steps
 
     data = kit.load_dataset("mnist5k", n=256 if b.dry else 3968)
     cfg = lambda: kit.DeepClusterConfig.small(eval_every=0, device=str(b.device), reassign=1.0)  # noqa: E731

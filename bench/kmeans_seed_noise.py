@@ -6,9 +6,9 @@
 import numpy as np
 
 import kit
-from kit.clustering import KMeans, l2_normalize
-from kit.evaluate_run import load_backbone
-from kit.metrics import ami
+from kit.parts.clustering import KMeans, l2_normalize
+from kit.commands.evaluate_run import load_backbone
+from kit.parts.metrics import ami
 
 run, train, test = kit.example_run(), kit.load_dataset("mnist5k"), kit.load_dataset("mnist5k", split="test")
 for algo in ("deepcluster", "odc"):

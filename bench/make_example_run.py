@@ -78,8 +78,8 @@ def main() -> None:
     run = notebook_run("example", fast=args.fast, runs_root=args.runs)
     print(f"trained and reported in {time.perf_counter() - t0:.0f} s: {run}")
     if not (run / "evaluation.md").exists():
-        from kit.evaluate import FINETUNE_GRID
-        from kit.evaluate_run import evaluate_run
+        from kit.analysis.evaluate import FINETUNE_GRID
+        from kit.commands.evaluate_run import evaluate_run
 
         t1 = time.perf_counter()  # notebook 04's budget, so its tables are the ones a class would get
         evaluate_run(run, finetune_steps=5 if args.fast else 100, supervised_epochs=2 if args.fast else None,

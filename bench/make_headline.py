@@ -1,4 +1,4 @@
-"""Write kit/teaching/headline.json: the numbers of the lesson's one takeaway (kit/teaching/lesson.py), taken from the
+"""Write kit/analysis/headline.json: the numbers of the lesson's one takeaway (kit/analysis/findings.py), taken from the
 3-seed comparison at equal K that bench/equal_k.md reports.
 
     python -m kit compare --seeds 3 --name equal-k30                    # ~30 min on 2 cores (both at K = 30)
@@ -9,7 +9,7 @@ Per seed and algorithm it keeps the final kNN accuracy and AMI/NMI to the true c
 classes averaged over the last 5 epochs (each epoch's is one 10-means of the test features, and a k-means seed
 moves it by several hundredths: the mean is what the ranking reads), the pseudo-labels' AMI to the true classes,
 and the means over the last 5 epochs of AMI(t-1, t), NMI(t-1, t), NMI's chance level and the samples reassigned
-per epoch; with the second file, the same for ODC at the paper's memory momentum 0.5. kit/teaching/lesson.py turns them
+per epoch; with the second file, the same for ODC at the paper's memory momentum 0.5. kit/analysis/findings.py turns them
 into mean ± std and the ranking."""
 import json
 import sys
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from kit.analysis.history import last, mean_last
 from kit.store.runs import Run, read_config
-from kit.seeds import seed_folders
+from kit.analysis.seeds import seed_folders
 
 FINAL = ("knn", "ami_true", "nmi_true", "ami_pseudo_true")  # the last epoch's value
 LAST5 = ("ami_prev", "nmi_prev", "nmi_prev_chance", "label_change")  # the mean over the last 5 epochs
@@ -45,7 +45,7 @@ def main(run: Path, paper_momentum: Path | None = None) -> None:
            "per_seed": per_seed}
     if paper_momentum is not None:  # bench/odc_paper_momentum.py: one JSON line per seed
         out["odc_paper_momentum"] = [json.loads(line) for line in paper_momentum.read_text().splitlines() if line.strip()]
-    target = Path(__file__).resolve().parents[1] / "kit" / "teaching" / "headline.json"
+    target = Path(__file__).resolve().parents[1] / "kit" / "analysis" / "headline.json"
     target.write_text(json.dumps(out, indent=1) + "\n")
     print("wrote", target)
 

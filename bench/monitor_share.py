@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 import kit  # noqa: E402
-from kit.features import extract_features  # noqa: E402
+from kit.parts.features import extract_features  # noqa: E402
 
 
 def main() -> None:

@@ -28,12 +28,12 @@ import torch
 import torch.nn.functional as F
 
 import kit
-from kit.clustering import KMeans, preprocess_features
-from kit.data import batches, load_dataset
+from kit.parts.clustering import KMeans, preprocess_features
+from kit.parts.data import batches, load_dataset
 from kit.algorithms.memory import ODCMemory
-from kit.runtime import autocast, prepare_model, resolve_device
-from kit.supervised import supervised_epoch
-from kit.training import build_network, build_optimizer
+from kit.parts.runtime import autocast, prepare_model, resolve_device
+from kit.algorithms.supervised import supervised_epoch
+from kit.algorithms.training import build_network, build_optimizer
 
 DEVICE = resolve_device("auto")
 
@@ -65,7 +65,7 @@ def bench_backbones():
         opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
         x = torch.rand(64, cin, size, size, device=DEVICE).contiguous(memory_format=torch.channels_last)
         y = torch.randint(100, (64,), device=DEVICE)
-        from kit.augment import COLOUR, DIGITS, augment
+        from kit.parts.augment import COLOUR, DIGITS, augment
 
         spec = DIGITS if cin == 1 else COLOUR
 
@@ -112,7 +112,7 @@ def bench_kmeans():
     print("\n## k-means: faiss vs kit's torch k-means vs scikit-learn (same features, K, 20 iterations, one init)")
     from sklearn.cluster import KMeans as SK
 
-    from kit.clustering import TorchKMeans
+    from kit.parts.clustering import TorchKMeans
 
     g = np.random.default_rng(0)
     for n, d, k in ((4000, 64, 100), (50000, 128, 1000)):
@@ -386,7 +386,7 @@ SECTIONS = {"backbones": bench_backbones, "deepcluster": bench_deepcluster, "kme
             "runfiles": bench_runfiles, "shared": bench_shared, "demo": bench_demo}
 
 if __name__ == "__main__":
-    kit.runtime.set_threads()
+    kit.parts.runtime.set_threads()
     wanted = sys.argv[1:] or list(SECTIONS)
     print(f"# kit benchmarks on {DEVICE} ({torch.get_num_threads()} threads), torch {torch.__version__}")
     for name in wanted:

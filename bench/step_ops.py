@@ -22,8 +22,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import kit  # noqa: E402
-from kit import data as kit_data  # noqa: E402
-from kit import training  # noqa: E402
+from kit.parts import data as kit_data  # noqa: E402
+from kit.algorithms import training  # noqa: E402
 
 
 class Ops(TorchDispatchMode):

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from kit import collapse
+from kit.parts import collapse
 from kit.algorithms import NAMES
 from kit.analysis.history import last, mean_last
 from kit.store.runs import Run, read_config
-from kit.seeds import seed_folders
+from kit.analysis.seeds import seed_folders
 
 ROWS = [  # (what the table says, how one seed's history gives it)
     ("kNN accuracy (k = 20), untrained network", lambda h: h["monitor_init"]["knn"]),

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.make_headline import numbers  # noqa: E402
 from kit.algorithms import NAMES  # noqa: E402
 from kit.store.runs import Run, read_config  # noqa: E402
-from kit.seeds import mean_std, seed_folders  # noqa: E402
+from kit.analysis.seeds import mean_std, seed_folders  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 RESULT = HERE / "two_datasets.json"

@@ -24,17 +24,17 @@ from .algorithms import SPECS as _SPECS
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 _EXPORTS = {
-    "clustering": ["KMeans", "l2_normalize", "pca_whiten", "preprocess_features"],
-    "data": ["load_dataset", "with_indices"],
+    "parts.clustering": ["KMeans", "l2_normalize", "pca_whiten", "preprocess_features"],
+    "parts.data": ["load_dataset", "with_indices"],
     "teaching.example": ["example_run"],
-    "machine": ["doctor"],
-    "features": ["extract_features"],
+    "commands.machine": ["doctor"],
+    "parts.features": ["extract_features"],
     "algorithms.memory": ["ODCMemory", "class_weights"],
-    "models": ["ClusterHead", "ClusterNet", "ODCNeck", "Sobel", "build_backbone"],
+    "parts.models": ["ClusterHead", "ClusterNet", "ODCNeck", "Sobel", "build_backbone"],
     "store.checkpoints": ["load_checkpoint", "save_checkpoint"],
     "store.runs": ["Run"],
-    "runtime": ["resolve_device", "seed_everything"],
-    "sampling": ["replacement_indices", "uniform_cluster_indices"],
+    "parts.runtime": ["resolve_device", "seed_everything"],
+    "parts.sampling": ["replacement_indices", "uniform_cluster_indices"],
     **{f"algorithms.{spec.module}": [spec.trainer, spec.config] for spec in _SPECS.values()},  # each algorithm's trainer and config
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}

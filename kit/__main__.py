@@ -33,6 +33,7 @@ from types import SimpleNamespace
 
 from .algorithms import GRID, GRID_KEYS, NAMES, compared
 
+
 def cluster_counts(text: str) -> int | dict:
     """--n-clusters: one K for every algorithm ("30"), or one per algorithm ("deepcluster=100,odc=30")."""
     how = f"a whole number of clusters, or one per algorithm as {','.join(f'{a}=K' for a in NAMES)}"
@@ -108,9 +109,9 @@ class _SweepHelp(_Help):
 def _defaults() -> dict:
     """What the help texts name: per setting, its default and, where KIT_FAST changes it, that value."""
     from .algorithms import CONFIGS
-    from .compare import CompareConfig
-    from .evaluate_run import EvaluateConfig
-    from .sweep import SweepConfig
+    from .commands.compare import CompareConfig
+    from .commands.evaluate_run import EvaluateConfig
+    from .commands.sweep import SweepConfig
 
     def say(value) -> str:
         if isinstance(value, (list, tuple)):
@@ -172,7 +173,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="also save that backbone as a torchvision ResNet state dict (ResNet backbones only)")
     s = sub.add_parser("sweep", help="both algorithms over a grid of settings, judged on a validation split",
                        formatter_class=_SweepHelp)
-    for name in GRID_KEYS:  # a comma-separated list per grid setting; the grid is every combination (kit/sweep.py)
+    for name in GRID_KEYS:  # a comma-separated list per grid setting; the grid is every combination (kit/commands/sweep.py)
         who = [NAMES[a] for a, keys in GRID.items() if name in keys]
         s.add_argument(f"--{name.replace('_', '-')}", dest=name, type=_values, default=None, metavar="V,V,...",
                        help=f"{name} values ({' and '.join(who)}; default {{run.{name}}})")
@@ -202,8 +203,8 @@ def _values(text: str) -> list:
 
 def _compare_config(a):
     """The CompareConfig of the command line: typed values as typed, KIT_FAST shrinking only defaults."""
-    from .compare import CompareConfig
-    from .runtime import fast_mode
+    from .commands.compare import CompareConfig
+    from .parts.runtime import fast_mode
 
     typed = {k: getattr(a, k, None) for k in (*SETTINGS, "seeds", "algos") if getattr(a, k, None) is not None}
     preset = CompareConfig.fast if fast_mode() else CompareConfig
@@ -212,8 +213,8 @@ def _compare_config(a):
 
 def _sweep_config(a):
     """The SweepConfig of the command line, as `_compare_config` builds a comparison's."""
-    from .runtime import fast_mode
-    from .sweep import SweepConfig
+    from .commands.sweep import SweepConfig
+    from .parts.runtime import fast_mode
 
     typed = {k: getattr(a, k) for k in (*GRID_KEYS, *SWEEP_SETTINGS) if getattr(a, k) is not None}
     if a.algo not in (None, "both"):
@@ -294,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\ninterrupted{' (SIGTERM)' if terminated else ''}: {kept}; {_hint(a, name)}", file=sys.stderr)
         return 143 if terminated else 130
     except (ValueError, OSError, FloatingPointError, ImportError, MemoryError) as e:  # OSError: FileNotFound/Exists,
-        # permissions, disk full; FloatingPointError: kit.training.Diverged; ImportError: an optional extra
+        # permissions, disk full; FloatingPointError: kit.algorithms.training.Diverged; ImportError: an optional extra
         _close_bars()
         where = f" ({e.filename})" if isinstance(e, OSError) and e.filename and str(e.filename) not in str(e) else ""
         print(f"error: {_one_line(e)}{where}{_memory_hint(e)}", file=sys.stderr)
@@ -327,7 +328,7 @@ def _memory_hint(e: BaseException) -> str:
 
 
 def _run(a, name: str) -> None:
-    from .runtime import set_threads
+    from .parts.runtime import set_threads
 
     try:
         set_threads()  # torch's and faiss's pools sized to the CPUs this process may use (affinity, cgroup quota)
@@ -335,17 +336,17 @@ def _run(a, name: str) -> None:
         if a.command != "doctor":  # doctor reports it with the rest
             raise
     if a.command == "doctor":
-        from .machine import doctor
+        from .commands.machine import doctor
 
         doctor(a.runs, benchmark=not a.no_benchmark)
     elif a.command == "report":
-        from .views.report import build_report
+        from .commands.report import build_report
 
         print(f"report: {build_report(Path(a.run)).resolve()}")
     elif a.command == "evaluate":
         _evaluate(a)
     else:
-        from .runtime import compiled_steps, deterministic
+        from .parts.runtime import compiled_steps, deterministic
 
         with deterministic() if a.deterministic else contextlib.nullcontext(), \
                 compiled_steps() if a.compile else contextlib.nullcontext():
@@ -354,8 +355,8 @@ def _run(a, name: str) -> None:
 
 def _train_or_compare(a, name: str) -> None:
     """`compare` or `train`, in one process or in each process torchrun started (`distributed.setup`)."""
-    from . import distributed
-    from .compare import run_compare, run_train
+    from .commands.compare import run_compare, run_train
+    from .parts import distributed
 
     cfg, typed = _compare_config(a)
     dist = distributed.setup(cfg.device)
@@ -382,7 +383,7 @@ def _train_or_compare(a, name: str) -> None:
 
 
 def _sweep(a, name: str) -> None:
-    from .sweep import run_sweep
+    from .commands.sweep import run_sweep
 
     cfg, typed = _sweep_config(a)
     out = run_sweep(name, cfg, runs_root=a.runs, resume=a.resume, explicit=typed,
@@ -391,9 +392,14 @@ def _sweep(a, name: str) -> None:
 
 
 def _evaluate(a) -> None:
-    from .evaluate_run import EvaluateConfig, check_compare_run, evaluate_run, save_torchvision
-    from .runtime import AUTO, fast_mode, resolve_device
-    from .views.report import build_report
+    from .commands.evaluate_run import (
+        EvaluateConfig,
+        check_compare_run,
+        evaluate_run,
+        save_torchvision,
+    )
+    from .commands.report import build_report
+    from .parts.runtime import AUTO, fast_mode, resolve_device
 
     device = a.device or AUTO
     typed = {k: getattr(a, k) for k in ("finetune_steps", "selection") if getattr(a, k) is not None}

@@ -60,7 +60,7 @@ def test_an_end_that_fails_leaves_the_others_ended_and_is_raised(mnist_small):
 
 
 def test_the_collapse_watch_says_a_symptom_once_through_its_log():
-    from kit.collapse import Watch
+    from kit.parts.collapse import Watch
 
     said = []
     call = Watch("deepcluster", 10).saying(said.append)

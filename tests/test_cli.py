@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from kit.__main__ import main
-from kit.views.report import load_histories
+from kit.commands.report import load_histories
 
 ENV = {**os.environ, "KIT_FAST": "1", "PYTHONUNBUFFERED": "1"}
 IGNORE_SIGINT = lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)  # noqa: E731 - what `cmd &` does
@@ -47,7 +47,7 @@ def refused(argv, capsys) -> str:
 def made(tmp_path):
     """A runs folder holding `r`, a finished 1-epoch `compare` made by hand (no training): its
     config.json and, for each algorithm, a history and a label snapshot."""
-    from kit.compare import CompareConfig
+    from kit.commands.compare import CompareConfig
     from kit.store.runs import Run
     from kit.store.files import atomic_write_json
 

@@ -7,7 +7,7 @@ import torch
 from conftest import tiny_dc_config, tiny_odc_config
 
 import kit
-from kit import collapse
+from kit.parts import collapse
 
 
 def test_feature_numbers_on_spread_and_collapsed_features():

@@ -13,7 +13,7 @@ import pytest
 
 from kit.__main__ import main
 from kit.views import plots
-from kit.views.report import FIGURES, is_current, load_histories
+from kit.commands.report import FIGURES, is_current, load_histories
 
 @pytest.fixture
 def copied(fast_compare, tmp_path):
@@ -117,7 +117,7 @@ def test_the_embedding_snapshots_reuse_the_monitors_features(mnist_small, tmp_pa
     import torch
 
     import kit
-    import kit.compare as kc
+    import kit.commands.compare as kc
     from conftest import tiny_odc_config
 
     train, test = mnist_small

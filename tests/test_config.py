@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 import kit
-from kit.compare import CompareConfig
-from kit.evaluate_run import EvaluateConfig
-from kit.sweep import SweepConfig
+from kit.commands.compare import CompareConfig
+from kit.commands.evaluate_run import EvaluateConfig
+from kit.commands.sweep import SweepConfig
 
 CONFIGS = [kit.DeepClusterConfig, kit.ODCConfig, CompareConfig, SweepConfig, EvaluateConfig]
 CONFIG_NAME = re.compile(r"(?:\w+_)?(?:cfg|config)$")  # cfg, config, odc_cfg, self.config, trainer.config, ...
@@ -101,7 +101,7 @@ def test_small_presets_are_the_swept_values_and_compare_keeps_each_unless_typed(
 
 def test_a_run_saved_with_one_k_and_lr_resumes_with_them(tmp_path):
     """Runs from before per-algorithm presets saved one K and one lr: they resume with those, for both."""
-    from kit.run_setup import resumed_config
+    from kit.commands.run_setup import resumed_config
     from kit.store.runs import Run
     from kit.store.files import atomic_write_json
 
@@ -118,7 +118,7 @@ def test_a_comparison_at_two_k_is_typed_per_algorithm():
     import argparse
 
     from kit.__main__ import cluster_counts
-    from kit.compare import CompareConfig
+    from kit.commands.compare import CompareConfig
 
     assert cluster_counts("30") == 30
     both = CompareConfig.fast(n_clusters=cluster_counts("deepcluster=40,odc=20"))
@@ -137,7 +137,7 @@ def test_a_comparison_trains_the_algorithms_it_names_each_once(tmp_path):
     from kit.__main__ import _parser, _compare_config
     from kit.algorithms import compared
     from kit.store.files import atomic_write_json
-    from kit.run_setup import resumed_config
+    from kit.commands.run_setup import resumed_config
     from kit.store.runs import Run
 
     assert CompareConfig().algos == compared() == ["deepcluster", "odc"]

@@ -10,7 +10,7 @@ import torch
 import kit
 from conftest import tiny_dc_config, tiny_odc_config, tiny_trainer
 from fake_cuda import FakeCuda
-from kit.runtime import full_precision
+from kit.parts.runtime import full_precision
 
 B = torch.backends
 PER_BACKEND = hasattr(B, "fp32_precision")  # torch 2.9 and later
@@ -51,7 +51,7 @@ def small_net(dataset, neck: bool = False):
     c, h, _ = dataset.image_shape
     torch.manual_seed(0)
     bb = kit.build_backbone("convnet", c, image_size=h)
-    return kit.ClusterNet(bb, 10, kit.models.ODCNeck(bb.feature_dim) if neck else None)
+    return kit.ClusterNet(bb, 10, kit.parts.models.ODCNeck(bb.feature_dim) if neck else None)
 
 
 # -- item 1: torch's per-backend precision API ----------------------------------------------------------
@@ -93,7 +93,7 @@ def test_a_convolution_only_per_backend_setting_is_held_through_that_api(torch_s
 def test_each_setting_is_given_back_when_its_own_last_holder_ends_and_re_applied_by_the_next(torch_settings):
     """A fit holds the autotuner for its whole length; TF32 came back only when the fit ended. And a user who turned
     TF32 on mid-hold had the next `full_precision` run in TF32."""
-    from kit.runtime import tuned_convolutions
+    from kit.parts.runtime import tuned_convolutions
 
     torch.set_float32_matmul_precision("high")
     with tuned_convolutions(torch.device("cuda")):  # a fit on a card, in another thread
@@ -212,8 +212,8 @@ def test_the_loss_scale_is_checkpointed_and_resumed(digits, tmp_path):
 def test_syncbatchnorm_is_a_setting_on_by_default_for_resnet50_only(backbone, setting, synced, monkeypatch):
     """SyncBatchNorm waits for the host in every BN layer's forward: on by default only where the published recipe's
     small per-GPU batches need it. The trainer hands `wrap` the resolved choice."""
-    from kit.distributed import Distributed
-    from kit.training import synced_batchnorm
+    from kit.parts.distributed import Distributed
+    from kit.algorithms.training import synced_batchnorm
 
     cfg = tiny_dc_config(backbone=backbone, sync_batchnorm=setting)
     assert synced_batchnorm(cfg) is synced
@@ -227,7 +227,7 @@ def test_syncbatchnorm_is_a_setting_on_by_default_for_resnet50_only(backbone, se
 
 def test_the_global_loss_normaliser_is_made_on_the_card(card, monkeypatch):
     """`Distributed.cross_entropy` built the target count on the host and copied it over every step."""
-    from kit.distributed import Distributed
+    from kit.parts.distributed import Distributed
 
     monkeypatch.setattr(torch.distributed, "all_reduce", lambda t, *a, **k: None)  # one rank's view of two
     two = Distributed.__new__(Distributed)
@@ -242,7 +242,7 @@ def test_the_global_loss_normaliser_is_made_on_the_card(card, monkeypatch):
 def test_gathering_odcs_batch_reads_no_rank_size_on_the_host(card, monkeypatch):
     """ODC's memory applies every rank's batch: the gather read each rank's size with `int()`, a wait every step. Here
     rank 0 of 2 holds 5 rows and rank 1 (its all-gather played by a stub) 4: padded to 5, marked by `real`."""
-    import kit.distributed as kd
+    import kit.parts.distributed as kd
 
     monkeypatch.setattr(kd, "world", lambda: (0, 2))
 
@@ -280,7 +280,7 @@ def test_a_rank_padded_batch_changes_the_memory_as_the_unpadded_batch_does():
 
 def test_features_gather_on_rank_zero_one_share_at_a_time_and_reach_the_others_only_when_asked(monkeypatch):
     """Only rank 0 clusters and scores: an all-gather put N x D on every rank (and on every card three times over)."""
-    from kit.distributed import Distributed
+    from kit.parts.distributed import Distributed
 
     def rank(r):
         d = Distributed.__new__(Distributed)
@@ -313,7 +313,7 @@ def test_a_compiled_step_trains_as_the_eager_step_does_and_only_inside_its_block
     """`--compile` (`compiled_steps`) puts the training network under torch.compile. Traced here with aot_eager (the
     graph capture, its guards across the head's re-initialisations and the last batch's shape, and AOT autograd's
     backward), not inductor's code generation, which takes ~30 s a shape on this CPU: `make gpu-check` times that."""
-    from kit.runtime import compiled_steps
+    from kit.parts.runtime import compiled_steps
 
     eager = tiny_trainer(algo, n_clusters=10)
     with compiled_steps("aot_eager"):
@@ -339,7 +339,7 @@ def test_the_resume_hint_keeps_every_flag_that_changes_how_the_run_goes(tmp_path
 # -- item 5: exactness on a GPU ----------------------------------------------------------------------------
 def test_deterministic_holds_torchs_deterministic_settings_while_a_fit_runs_then_gives_them_back(torch_settings,
                                                                                                  digits):
-    from kit.runtime import deterministic
+    from kit.parts.runtime import deterministic
 
     cudnn, seen = B.cudnn, []
     before = torch.are_deterministic_algorithms_enabled(), cudnn.deterministic, cudnn.benchmark
@@ -368,7 +368,7 @@ def test_the_deterministic_flag_wraps_the_command_and_its_resume_hint_keeps_it(t
 def test_a_rank_whose_odc_memory_drifted_takes_rank_zeros_at_the_end_of_the_epoch(monkeypatch):
     """Two cards' float atomics can relabel a near-tie differently, and nothing re-synced the ranks' memories. Rank 1
     of 2, here in one process: its `broadcast` hands it rank 0's tensors, the all-reduce is its own."""
-    from kit.distributed import SINGLE, Distributed
+    from kit.parts.distributed import SINGLE, Distributed
 
     g = torch.Generator().manual_seed(0)
     x = torch.nn.functional.normalize(torch.randn(40, 8, generator=g), dim=1)
@@ -431,9 +431,9 @@ def test_the_fused_sgd_step_gives_the_plain_steps_parameters_bit_for_bit_on_the_
     runs = []
     for fused_step in (False, True):
         model = kit.ClusterNet(kit.build_backbone("convnet", 1, image_size=16), 10,
-                               kit.models.ODCNeck(net.backbone.feature_dim))
+                               kit.parts.models.ODCNeck(net.backbone.feature_dim))
         model.load_state_dict(net.state_dict())
-        opt = kit.training.build_optimizer(model, tiny_dc_config(), fused_step=fused_step)
+        opt = kit.algorithms.training.build_optimizer(model, tiny_dc_config(), fused_step=fused_step)
         assert opt.param_groups[0].get("fused") is (True if fused_step else None)
         g = torch.Generator().manual_seed(0)
         for _ in range(20):

@@ -13,9 +13,9 @@ import torch
 import kit
 from conftest import tiny_dc_config, tiny_odc_config, tiny_trainer
 from fake_cuda import DeviceTensor, FakeCuda
-from kit.augment import COLOUR
-from kit.data import ImageTensorDataset
-from kit.metrics import knn_accuracy
+from kit.parts.augment import COLOUR
+from kit.parts.data import ImageTensorDataset
+from kit.parts.metrics import knn_accuracy
 
 CUDA = torch.device("cuda", 0)
 
@@ -41,7 +41,7 @@ def small_net(dataset, neck: bool = False):
 
 # -- item 1: evaluation protocols --------------------------------------------------------------------
 def test_finetune_and_stage_features_run_on_the_backbones_card(card, digits):
-    from kit import evaluate as ev
+    from kit.analysis import evaluate as ev
 
     test = kit.load_dataset("digits", split="test", n=100)
     bb = small_net(digits).backbone.to(CUDA)
@@ -101,11 +101,11 @@ def test_a_run_from_an_eight_gpu_machine_resumes_on_one(digits, tmp_path):
 
 # -- item 4: torchrun against the cards there are ------------------------------------------------------
 @pytest.mark.parametrize("device, cards, message", [
-    ("auto", 1, "2 processes on this machine, which has 1 GPU"),  # kit.launch.torchrun(nproc=2) on one T4
+    ("auto", 1, "2 processes on this machine, which has 1 GPU"),  # kit.commands.launch.torchrun(nproc=2) on one T4
     ("cuda:1", 2, "--device cuda:1 under torchrun"),  # every rank on GPU 1, collectives on cuda:LOCAL_RANK
 ])
 def test_torchrun_refuses_more_processes_than_cards_in_one_line(monkeypatch, device, cards, message):
-    from kit import distributed
+    from kit.parts import distributed
 
     for k, v in {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1", "LOCAL_WORLD_SIZE": "2"}.items():
         monkeypatch.setenv(k, v)
@@ -117,7 +117,7 @@ def test_torchrun_refuses_more_processes_than_cards_in_one_line(monkeypatch, dev
 
 def test_each_torchrun_process_takes_its_share_of_the_cpus(monkeypatch):
     """torchrun sets OMP_NUM_THREADS=1: PCA, k-means and the monitor would run on one core per machine."""
-    from kit import distributed
+    from kit.parts import distributed
 
     for k, v in {"WORLD_SIZE": "4", "RANK": "0", "LOCAL_RANK": "0", "LOCAL_WORLD_SIZE": "4", "OMP_NUM_THREADS": "1"}.items():
         monkeypatch.setenv(k, v)
@@ -134,7 +134,7 @@ def test_each_torchrun_process_takes_its_share_of_the_cpus(monkeypatch):
 # -- item 5: precision chosen by the card --------------------------------------------------------------
 @pytest.mark.parametrize("capability, dtype", [((7, 5), torch.float16), ((8, 0), torch.bfloat16), ((9, 0), torch.bfloat16)])
 def test_precision_follows_the_card(capability, dtype):
-    from kit.runtime import amp_dtype, grad_scaler
+    from kit.parts.runtime import amp_dtype, grad_scaler
 
     with FakeCuda(capability=capability):
         assert amp_dtype(CUDA) == dtype
@@ -174,9 +174,9 @@ def test_sync_budget_per_training_step(card, digits, algo, budget, data, monkeyp
     """DeepCluster reads its steps' losses together, once every READ_EVERY steps (2 here; each step read its own loss
     before); ODC waits at most twice a step, since the small-cluster fix branches on the memory's sizes every
     iteration, as the reference's does."""
-    import kit.training
+    import kit.algorithms.training
 
-    monkeypatch.setattr(kit.training, "READ_EVERY", 2)
+    monkeypatch.setattr(kit.algorithms.training, "READ_EVERY", 2)
     dataset = digits if data == "digits" else colour_images()
     counter = StepSyncs(card)
     tiny_trainer(algo, device="cuda", n_clusters=10).fit(dataset, epochs=2, callback=counter)
@@ -188,7 +188,7 @@ def test_sync_budget_per_training_step(card, digits, algo, budget, data, monkeyp
 
 def test_the_supervised_baseline_steps_as_the_trainers_do(card, digits):
     """bench/gpu_check.py times a supervised epoch against the trainers' epochs: the same syncs per step."""
-    from kit.supervised import supervised_epoch
+    from kit.algorithms.supervised import supervised_epoch
 
     net = small_net(digits).to(CUDA)
     opt = torch.optim.SGD(net.parameters(), lr=0.01)
@@ -260,11 +260,11 @@ def test_compare_train_resume_and_evaluate_with_device_cuda(card, tmp_path, caps
     The report is left out: it reads the run's files and touches no device (tests/test_compare.py builds
     one), and its figures were two thirds of this test's time."""
     from kit.__main__ import main
-    from kit.views import report
+    from kit.commands import report
 
     reported = []
     monkeypatch.setattr(report, "build_report", lambda path, log=print, **_: reported.append(path) or path / "report.html")
-    from kit import evaluate as ev
+    from kit.analysis import evaluate as ev
 
     stages, where = ev.stage_features, []  # the device of every model the evaluation extracts from (issue 29, item 2)
     monkeypatch.setattr(ev, "stage_features", lambda bb, ds, **k: where.append(next(bb.parameters()).device.type)

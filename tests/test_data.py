@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from kit.augment import COLOUR, DIGITS, augment
-from kit.data import batches, check_indexed, load_dataset, with_indices
+from kit.parts.augment import COLOUR, DIGITS, augment
+from kit.parts.data import batches, check_indexed, load_dataset, with_indices
 
 
 def test_mnist5k_ships_offline_with_a_fixed_stratified_split():
@@ -69,7 +69,7 @@ def test_augmentation_keeps_shape_and_range_and_varies(spec, shape):
 
 
 def test_identity_augmentation_is_identity():
-    from kit.augment import AugmentSpec
+    from kit.parts.augment import AugmentSpec
 
     spec = AugmentSpec(scale=(1, 1), ratio=(1, 1), flip=0, rotate=0, brightness=0, contrast=0, saturation=0, hue=0, grayscale=0)
     x = torch.rand(4, 3, 16, 16)
@@ -77,7 +77,7 @@ def test_identity_augmentation_is_identity():
 
 
 def test_flip_mirrors_the_image():
-    from kit.augment import AugmentSpec
+    from kit.parts.augment import AugmentSpec
 
     spec = AugmentSpec(scale=(1, 1), ratio=(1, 1), flip=1.0, rotate=0, brightness=0, contrast=0, saturation=0, hue=0, grayscale=0)
     x = torch.rand(2, 1, 8, 8)
@@ -96,8 +96,8 @@ def test_train_batches_are_augmented_and_eval_batches_are_not(mnist_small):
 def test_a_tensor_dataset_is_augmented_sixteen_batches_at_a_time_and_yields_every_batch_as_before(monkeypatch):
     """One augmentation call per batch was a few dozen small ops a step (issue 29); one call now serves up to 16
     batches. The batches, their indices, their order and (without randomness) their images are what they were."""
-    from kit import data
-    from kit.augment import AugmentSpec
+    from kit.parts import data
+    from kit.parts.augment import AugmentSpec
 
     digits = load_dataset("digits", n=300)
     digits.spec = AugmentSpec(scale=(1.0, 1.0), ratio=(1.0, 1.0), flip=0.0, rotate=0.0, brightness=0.0, contrast=0.0,
@@ -118,8 +118,8 @@ def test_a_tensor_dataset_is_augmented_sixteen_batches_at_a_time_and_yields_ever
 
 def test_large_images_are_augmented_one_batch_at_a_time(monkeypatch):
     """The chunk holds at most CHUNK_VALUES values: images as large as ImageNet's go one batch a call."""
-    from kit import data
-    from kit.data import ImageTensorDataset
+    from kit.parts import data
+    from kit.parts.data import ImageTensorDataset
 
     images = torch.zeros(8, 3, 224, 224, dtype=torch.uint8)  # 150,528 values an image: 64 a batch is over the cap
     big = ImageTensorDataset(images, torch.zeros(8, dtype=torch.long), (0.5,) * 3, (0.25,) * 3, "big", COLOUR)

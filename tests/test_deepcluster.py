@@ -7,10 +7,10 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 import kit
-from kit import metrics
-from kit.clustering import KMeans, check_sizes, pca_whiten, preprocess_features
-from kit.sampling import uniform_cluster_indices
-from kit.training import Diverged, build_network, build_optimizer, reset_head
+from kit.parts import metrics
+from kit.parts.clustering import KMeans, check_sizes, pca_whiten, preprocess_features
+from kit.parts.sampling import uniform_cluster_indices
+from kit.algorithms.training import Diverged, build_network, build_optimizer, reset_head
 from conftest import tiny_dc_config
 
 
@@ -233,7 +233,7 @@ def test_reusing_the_monitors_features_changes_nothing(mnist_small, monkeypatch)
 
 @pytest.mark.parametrize("backbone,neck", [("convnet", False), ("convnet", True), ("resnet18", False)])
 def test_extraction_folds_batchnorm_without_changing_the_function(mnist_small, backbone, neck):
-    from kit.features import inference_module
+    from kit.parts.features import inference_module
 
     train, _ = mnist_small
     net = build_network(tiny_dc_config(backbone=backbone), train, neck=neck).eval()

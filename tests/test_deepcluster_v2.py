@@ -13,7 +13,7 @@ from torch import nn
 import kit
 from conftest import tiny_v2_config
 from kit.algorithms.deepcluster_v2 import DeepClusterV2, DeepClusterV2Config, DeepClusterV2Net, cluster_memory, v2_loss
-from kit.models import build_backbone
+from kit.parts.models import build_backbone
 
 
 # The reference, facebookresearch/swav main_deepclusterv2.py (cluster_memory, get_indices_sparse, the loss of `train`),
@@ -194,7 +194,7 @@ def test_compare_trains_the_three_named_and_the_report_shows_them(tmp_path):
     """`compare --algos deepcluster,odc,deepcluster-v2`: three folders, three report columns in its colour, the
     evaluation's loader reads its backbone (whatever its projection and prototypes)."""
     from kit.__main__ import main
-    from kit.evaluate_run import load_backbone
+    from kit.commands.evaluate_run import load_backbone
     from kit.store.runs import Run
 
     code = main(["compare", "--runs", str(tmp_path), "--name", "three", "--algos", "deepcluster,odc,deepcluster-v2",
@@ -215,7 +215,7 @@ def test_compare_trains_the_three_named_and_the_report_shows_them(tmp_path):
 def test_nan_projections_stop_the_epoch_with_the_row_named(mnist_small, monkeypatch):
     """A projection that went NaN in training is refused at the epoch's end (kit's check_finite), and the fit rolls the
     epoch back: the history holds no record of it."""
-    from kit.runtime import Diverged
+    from kit.parts.runtime import Diverged
 
     train, _ = mnist_small
     v2 = DeepClusterV2(tiny_v2_config())

@@ -33,26 +33,26 @@ def _train(rank, world, store, jobs):
     """Each job (out, algo, epochs, run_dir) in turn, in one process group: a process start costs seconds."""
     import torch.distributed as dist
 
-    import kit.training
+    import kit.algorithms.training
 
     torch.set_num_threads(1)
     if world > 1:
         dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
-    original = kit.training.build_network
-    kit.training.build_network = _norm_free(original)  # put back below: rank 0 of world 1 is pytest's own process
+    original = kit.algorithms.training.build_network
+    kit.algorithms.training.build_network = _norm_free(original)  # put back below: rank 0 of world 1 is pytest's own process
     try:
         for job in jobs:
             _fit(rank, world, *job)
     finally:
-        kit.training.build_network = original
+        kit.algorithms.training.build_network = original
     if world > 1:
         dist.destroy_process_group()
 
 
 def _fit(rank, world, out, algo, epochs, run_dir):
     import kit
-    from kit.augment import AugmentSpec
-    from kit.distributed import Distributed
+    from kit.parts.augment import AugmentSpec
+    from kit.parts.distributed import Distributed
     from kit.store.runs import Run
 
     train = kit.load_dataset("digits", n=600)
@@ -115,7 +115,7 @@ def test_a_two_rank_run_writes_once_and_resumes_exactly(tmp_path):
 @pytest.mark.timeout(600)
 def test_torchrun_compare_from_a_notebook_writes_what_one_process_writes(tmp_path, fast_compare):
     """Two ranks of `compare` (KIT_FAST) write the files the session's one-process `compare` wrote."""
-    from kit import launch
+    from kit.commands import launch
 
     env = {**os.environ, "KIT_FAST": "1", "OMP_NUM_THREADS": "1"}
     proc = launch.torchrun(["compare", "--name", "t", "--runs", tmp_path], nproc=2, env=env, log=tmp_path / "torchrun.log")
@@ -126,7 +126,7 @@ def test_torchrun_compare_from_a_notebook_writes_what_one_process_writes(tmp_pat
     assert log.count("report:") == 1 and figures  # rank 0 alone reports; the curves were drawn as epochs landed
     files = lambda p: sorted(str(f.relative_to(p)) for f in p.rglob("*") if f.is_file())  # noqa: E731
     assert files(tmp_path / "t") == files(fast_compare.path)
-    from kit.views.report import load_histories
+    from kit.commands.report import load_histories
 
     one, two = load_histories(fast_compare.path), load_histories(tmp_path / "t")
     assert [len(two[a]["epoch"]) for a in ("deepcluster", "odc")] == [len(one[a]["epoch"]) for a in ("deepcluster", "odc")]

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import kit
-from kit import runtime
+from kit.parts import runtime
 
 
 @pytest.mark.parametrize("value, on", [("1", True), ("true", True), ("Yes", True), ("on", True), ("0", False),
@@ -50,7 +50,7 @@ def test_openmps_nested_thread_list_is_read_as_its_outer_count(monkeypatch):
 
 
 def test_doctor_names_each_bad_variable_and_a_read_only_runs_folder(monkeypatch, tmp_path):
-    from kit.machine import doctor
+    from kit.commands.machine import doctor
 
     for name, value in (("KIT_FAST", "maybe"), ("OMP_NUM_THREADS", "-1"), ("KIT_EPOCHS", "two")):
         monkeypatch.setenv(name, value)

@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from kit import evaluate as ev
-from kit.models import build_backbone
+from kit.analysis import evaluate as ev
+from kit.parts.models import build_backbone
 
 
 def _split(n_train=300, n_test=200, d=20, c=4):
@@ -104,7 +104,7 @@ def test_evaluate_command_writes_the_tables(fast_compare, tmp_path):
     # issue 31, item 3: it records the weights it scored, and a report after more training says the tables are old
     import json
 
-    from kit.views.report import build_report
+    from kit.commands.report import build_report
 
     scored = json.loads((tmp_path / "e" / "evaluation.json").read_text())
     epochs = len((tmp_path / "e" / "odc" / "epochs.jsonl").read_text().splitlines())

@@ -10,7 +10,7 @@ import pytest
 import kit
 from kit.teaching.example import EXAMPLE_RUN, notebook_config, notebook_run, runs_folder
 from kit.store.runs import Run
-from kit.views.report import FIGURES, load_histories
+from kit.commands.report import FIGURES, load_histories
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,7 +33,7 @@ def test_example_run_is_a_complete_small_comparison():
 
 
 def test_example_run_loads_as_notebooks_and_tables_read_it():
-    from kit.evaluate_run import load_backbone
+    from kit.commands.evaluate_run import load_backbone
     from kit.analysis.rundata import RunData
 
     run = kit.example_run()

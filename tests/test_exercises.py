@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from kit.teaching import exercises as ex
-from kit.sampling import uniform_cluster_indices
+from kit.parts.sampling import uniform_cluster_indices
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 WALKTHROUGHS = ("02_deepcluster_walkthrough.ipynb", "03_odc_walkthrough.ipynb")
@@ -107,7 +107,7 @@ def sklearn_arithmetic_nmi(a, b):
 
 
 def kit_metrics_nmi(a, b):
-    from kit import metrics
+    from kit.parts import metrics
 
     return metrics.nmi(a, b)
 
@@ -232,7 +232,7 @@ MISTAKES = [
     (ex.check_uniform_sampler, round_robin, "of the same cluster 0% of the time"),
     (ex.check_nmi, sklearn_nmi, "write it with NumPy: it called sklearn.metrics.normalized_mutual_info_score"),
     (ex.check_nmi, sklearn_arithmetic_nmi, "write it with NumPy: it called sklearn.metrics.normalized_mutual_info_score"),
-    (ex.check_nmi, kit_metrics_nmi, "write it with NumPy: it called kit.metrics.nmi"),
+    (ex.check_nmi, kit_metrics_nmi, "write it with NumPy: it called kit.parts.metrics.nmi"),
     (ex.check_nmi, scipy_entropies, "write it with NumPy: it called"),
     (ex.check_nmi, scipy_entropy_only, "write it with NumPy: it called scipy.stats.entropy"),
     (ex.check_nmi, arithmetic_nmi, "arithmetic normalisation"),

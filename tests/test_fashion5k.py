@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from kit.data import FASHION5K, FASHION_CLASSES, load_dataset, needs_download
+from kit.parts.data import FASHION5K, FASHION_CLASSES, load_dataset, needs_download
 
 REPO = Path(__file__).resolve().parents[1]
 DEBIAN = Path("/usr/share/datasets/fashion-mnist")

@@ -137,7 +137,7 @@ def seeded(keys):
 
 
 def sweep():
-    from kit.sweep import METRICS
+    from kit.commands.sweep import METRICS
 
     ks, lrs = [10, 30, 100], [0.01, 0.1, 1.0]
     line = lambda x: [(x, list(np.linspace(0.3, 0.8, len(x)) + s / 50)) for s in range(2)]  # noqa: E731

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import kit
-from kit import evaluate as ev
+from kit.analysis import evaluate as ev
 from kit.views.evaluation import markdown
 
 # per setting (lr, head multiplier): (validation top-1, test top-1); the test split's favourite is not validation's
@@ -84,8 +84,8 @@ def test_the_tables_say_how_the_setting_was_chosen():
 
 
 def test_select_on_reaches_the_evaluation_and_validation_is_the_default(monkeypatch, tmp_path, capsys):
-    import kit.evaluate_run as er
-    import kit.views.report as report
+    import kit.commands.evaluate_run as er
+    import kit.commands.report as report
     from kit.__main__ import main
 
     seen = []

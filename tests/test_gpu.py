@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 
 import kit
-from kit.metrics import nmi
-from kit.runtime import amp_dtype, autocast, prepare_model
+from kit.parts.metrics import nmi
+from kit.parts.runtime import amp_dtype, autocast, prepare_model
 from conftest import tiny_dc_config, tiny_odc_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,7 +117,7 @@ def blobs(n: int, d: int, k: int, device, seed: int = 0) -> torch.Tensor:
 
 @gpu
 def test_torch_kmeans_on_cuda_matches_faiss():
-    from kit.clustering import KMeans
+    from kit.parts.clustering import KMeans
 
     x = blobs(20_000, 64, 50, "cuda")  # (N, D) float32 on the GPU
     g = torch.Generator().manual_seed(3)

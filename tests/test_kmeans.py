@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from kit.clustering import KMeans, TorchKMeans, _split_empty, l2_normalize, preprocess_features
-from kit.metrics import nmi
-from kit.training import Diverged
+from kit.parts.clustering import KMeans, TorchKMeans, _split_empty, l2_normalize, preprocess_features
+from kit.parts.metrics import nmi
+from kit.algorithms.training import Diverged
 
 
 def _mixture(n=3000, d=16, k=20, seed=0):

@@ -1,6 +1,7 @@
-"""The import graph, read from kit's source (AST): the presentation layer (kit/views/, and the playground
-kit/teaching/widgets.py) alone imports matplotlib, bokeh or ipywidgets; the training code and kit/analysis/ never import kit.views;
-module-level imports point one way, with no cycles."""
+"""The import graph, read from kit's source (AST). kit is in layers, a folder each, from the bottom up: the run store,
+the parts, the algorithms, the analysis, the views, the commands, the teaching (README, "The library"). A module
+imports only from its own layer and those below; only the presentation layer (kit/views/, and the playground
+kit/teaching/widgets.py) imports matplotlib, bokeh or ipywidgets; module-level imports have no cycle."""
 import ast
 from pathlib import Path
 
@@ -8,9 +9,8 @@ from kit.algorithms import SPECS
 
 KIT = Path(__file__).resolve().parents[1] / "kit"
 DRAWING = ("matplotlib", "bokeh", "ipywidgets")
-TRAINING = ("algorithms", "algorithms.deepcluster", "algorithms.deepcluster_v2", "algorithms.memory", "algorithms.odc",
-            "augment", "clustering", "collapse", "data", "distributed", "evaluate", "features", "metrics", "models", "runtime", "sampling", "seeds",
-            "supervised", "training", "store", "store.runs", "store.files", "store.checkpoints")
+# bottom first; kit/__init__.py and kit/__main__.py sit above them all
+LAYERS = ("store", "parts", "algorithms", "analysis", "views", "commands", "teaching")
 
 
 def _module(path: Path) -> str:
@@ -45,10 +45,35 @@ def test_only_the_presentation_layer_draws():
     assert drawing and all(m.startswith("kit.views.") or m == "kit.teaching.widgets" for m in drawing), sorted(drawing)
 
 
-def test_the_training_code_never_imports_the_views():
-    found = imports()
-    for m in TRAINING:
-        assert not any(f.startswith("kit.views") for f in found[f"kit.{m}"]), m
+def _layer(module: str) -> int:
+    parts = module.split(".")
+    return LAYERS.index(parts[1]) if len(parts) > 1 and parts[1] in LAYERS else len(LAYERS)
+
+
+def test_every_module_sits_in_a_layer():
+    loose = [m for m in imports() if _layer(m) == len(LAYERS) and m not in ("kit", "kit.__main__")]
+    assert not loose, f"modules outside the layers: {loose} (put each in the folder of its layer)"
+    assert set(LAYERS) == {p.name for p in KIT.iterdir() if (p / "__init__.py").exists()}
+
+
+def arrows_up(found: dict[str, set[str]]) -> list[str]:
+    return sorted(f"{m} -> {f}" for m, fs in found.items() for f in fs
+                  if f.startswith("kit.") and _layer(f) < len(LAYERS) and _layer(f) > _layer(m))
+
+
+def test_no_import_points_up_a_layer():
+    """Functions' own imports included: the training code never imports the views, the commands or the lesson, the
+    views never import a command, and nothing below the teaching layer reads the lesson."""
+    up = arrows_up(imports())
+    assert not up, "imports that point up a layer:\n" + "\n".join(up)
+
+
+def test_an_arrow_up_is_seen():
+    """The report once imported the lesson for its takeaway, and the views the compare command for its defaults."""
+    assert arrows_up({"kit.views.report": {"kit.teaching.lesson", "kit.analysis.findings"},
+                      "kit.parts.data": {"kit.store.files"}, "kit.__main__": {"kit.teaching.example"},
+                      "kit.views.plots": {"kit.commands.compare"}}) == [
+        "kit.views.plots -> kit.commands.compare", "kit.views.report -> kit.teaching.lesson"]
 
 
 def test_the_analysis_computes_and_never_draws_or_imports_the_views():
@@ -59,7 +84,7 @@ def test_the_analysis_computes_and_never_draws_or_imports_the_views():
     assert {"kit.analysis.flows", "kit.analysis.transitions", "kit.analysis.embed", "kit.analysis.rundata"} <= set(analysis)
     for m in analysis:
         assert not any(f.startswith("kit.views") or f.split(".")[0] in DRAWING for f in found[m]), m
-    assert not any(f.startswith("kit.views.embed") for f in found["kit.compare"])
+    assert not any(f.startswith("kit.views.embed") for f in found["kit.commands.compare"])
 
 
 def test_module_level_imports_have_no_cycle():
@@ -81,10 +106,8 @@ def test_module_level_imports_have_no_cycle():
 
 
 # one spec per algorithm (issue 30): the rest of kit reads the algorithms from kit/algorithms/__init__.py ------------------------
-# Where an algorithm's name may still be written, and how often: its own module, the registry, and one file still to
-# move (issue 30, open): the lesson's MNIST takeaway and the papers' numbers, which are to leave the library. The count
-# may only go down.
-NAMED_IN = {"kit.algorithms": None, "kit.algorithms.deepcluster": None, "kit.algorithms.odc": None, "kit.algorithms.deepcluster_v2": None, "kit.teaching.lesson": 40}
+# Where an algorithm's name may be written: its own module and the registry.
+NAMED_IN = {"kit.algorithms", "kit.algorithms.deepcluster", "kit.algorithms.odc", "kit.algorithms.deepcluster_v2"}
 
 
 def _names_written(path: Path, names: set[str]) -> int:
@@ -100,23 +123,17 @@ def test_no_algorithm_is_named_outside_its_module_and_the_registry():
     from kit.algorithms import SPECS
 
     found = {_module(p): _names_written(p, set(SPECS)) for p in KIT.rglob("*.py")}
-    over = {m: n for m, n in found.items() if n and (m not in NAMED_IN or (NAMED_IN[m] is not None and n > NAMED_IN[m]))}
+    over = {m: n for m, n in found.items() if n and m not in NAMED_IN}
     assert not over, f"algorithm names written outside kit/algorithms/__init__.py: {over} (read them from SPECS)"
-    assert all(found[m] for m in NAMED_IN)  # each exception still holds names: drop it from NAMED_IN once it does not
+    assert all(found[m] for m in NAMED_IN)  # the test reads names: each of these writes its own
 
 
 def test_the_run_store_reads_runs_not_the_algorithms():
     """The run store (runs, files, checkpoints) sits below the algorithms: what a run holds, even which algorithms a
     comparison trained, it reads from the run's own files, never from the registry or an algorithm's module."""
     found = imports()
-    algorithms = ("kit.algorithms", *(f"kit.algorithms.{spec.module}" for spec in SPECS.values()), "kit.algorithms.memory", "kit.training")
+    algorithms = ("kit.algorithms", *(f"kit.algorithms.{spec.module}" for spec in SPECS.values()), "kit.algorithms.memory", "kit.algorithms.training")
     for m in ("kit.store", "kit.store.runs", "kit.store.files", "kit.store.checkpoints"):
         assert not any(f.startswith(algorithms) for f in found[m]), (m, sorted(found[m]))
         # and nothing else of kit: the store is the bottom layer
         assert all(f.startswith("kit.store") for f in found[m] if f.split(".")[0] == "kit"), (m, sorted(found[m]))
-
-
-def test_the_doctor_checks_the_install_without_importing_the_lessons():
-    """`kit doctor` looks for the shipped example run as package data; it imports no teaching module."""
-    found = imports()
-    assert not any(f.startswith(("kit.teaching.example", "kit.teaching.lesson", "kit.teaching.widgets")) for f in found["kit.machine"])

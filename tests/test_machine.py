@@ -6,7 +6,7 @@ import torch
 
 import kit
 from fake_cuda import FakeCuda
-from kit import machine
+from kit.commands import machine
 
 
 def lines(**kw) -> dict[str, machine.Finding]:
@@ -71,6 +71,6 @@ def test_the_data_lines_say_where_each_dataset_is(monkeypatch, tmp_path):
     found = lines(runs_root=tmp_path)
     assert found["fashion5k"].text.endswith("present") and found["fashion5k"].fix is None
     assert found["example"].text.endswith("present") and found["example"].fix is None
-    monkeypatch.setattr(kit.data, "FASHION5K", tmp_path / "gone.npz")  # a kit installed without its repository
+    monkeypatch.setattr(kit.parts.data, "FASHION5K", tmp_path / "gone.npz")  # a kit installed without its repository
     gone = lines(runs_root=tmp_path)["fashion5k"]
     assert "missing" in gone.text and "gone.npz" in gone.text and "make_fashion5k.py" in gone.fix

@@ -4,7 +4,7 @@ import pytest
 from sklearn import metrics as skm
 from sklearn.neighbors import KNeighborsClassifier
 
-from kit import metrics
+from kit.parts import metrics
 
 
 @pytest.fixture

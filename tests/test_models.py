@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from kit.models import ClusterHead, ClusterNet, ODCNeck, Sobel, build_backbone
+from kit.parts.models import ClusterHead, ClusterNet, ODCNeck, Sobel, build_backbone
 
 
 @pytest.mark.parametrize("name,cin,size,dims,min_spatial", [

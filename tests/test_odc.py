@@ -7,10 +7,10 @@ import torch
 import torch.nn.functional as F
 
 import kit
-from kit import metrics
+from kit.parts import metrics
 from kit.algorithms.memory import ODCMemory
-from kit.training import Diverged
-from kit.sampling import replacement_indices
+from kit.algorithms.training import Diverged
+from kit.parts.sampling import replacement_indices
 from conftest import tiny_odc_config
 
 
@@ -28,7 +28,7 @@ def test_loss_targets_are_the_labels_before_the_batch_update(mnist_small, monkey
         return orig_ce(logits, y, *a, **kw)
 
     monkeypatch.setattr(ODCMemory, "update", spy_update)
-    monkeypatch.setattr(kit.distributed.F, "cross_entropy", spy_ce)  # the loss of Distributed.cross_entropy
+    monkeypatch.setattr(kit.parts.distributed.F, "cross_entropy", spy_ce)  # the loss of Distributed.cross_entropy
     kit.ODC(tiny_odc_config()).fit(train, epochs=1)
     assert len(before) == len(targets) == math.ceil(400 / 64)
     assert all(torch.equal(a, b) for a, b in zip(before, targets))
@@ -133,7 +133,7 @@ def _run_memory(rank, world_size, store, out, batches):
 
     from functools import partial
 
-    from kit.distributed import all_gather_batch
+    from kit.parts.distributed import all_gather_batch
 
     torch.set_num_threads(1)
     gather = None

@@ -5,7 +5,7 @@ import pytest
 
 import kit
 from kit.__main__ import main
-from kit.compare import CompareConfig
+from kit.commands.compare import CompareConfig
 from kit.algorithms import CONFIGS
 from kit.teaching.example import notebook_config
 
@@ -79,7 +79,7 @@ def test_the_new_playground_controls_build_the_configs_they_say():
 
 
 def test_the_playground_sweeps_the_sweeps_own_k_and_lr(monkeypatch):
-    from kit.sweep import SweepConfig
+    from kit.commands.sweep import SweepConfig
     from kit.teaching.widgets import Playground
 
     monkeypatch.setenv("KIT_FAST", "")
@@ -105,7 +105,7 @@ def fashion_tuned(monkeypatch):
 
 
 def test_each_dataset_has_its_presets_in_one_place_and_every_command_reads_them(fashion_tuned):
-    from kit.sweep import SweepConfig
+    from kit.commands.sweep import SweepConfig
 
     for algo, settings in fashion_tuned.items():
         digits, clothes = CONFIGS[algo].small(), CONFIGS[algo].small(dataset="fashion5k")

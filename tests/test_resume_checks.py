@@ -149,7 +149,7 @@ def test_a_fit_stopped_mid_epoch_rolls_the_epoch_back_and_the_next_fit_continues
 # -- item 9: the smaller ones ------------------------------------------------------------------------------------
 def test_one_image_is_told_it_needs_two_not_to_use_one_cluster():
     """One image was told "use n_clusters <= 1", which kit refuses."""
-    from kit.clustering import check_sizes
+    from kit.parts.clustering import check_sizes
 
     with pytest.raises(ValueError, match="at least 2 images") as e:
         check_sizes(1, 2)
@@ -206,7 +206,7 @@ def test_a_killed_reports_temporaries_are_cleaned_by_the_next(fast_compare, tmp_
 def test_a_nan_image_is_named_as_the_data_not_a_diverged_network(algo):
     """A NaN in an image `check_indexed` does not sample was called "the network has diverged"."""
     from conftest import tiny_odc_config
-    from kit.data import with_indices
+    from kit.parts.data import with_indices
 
     x = torch.rand(200, 1, 28, 28)
     x[7, 0, 3, 3] = float("nan")  # check_indexed looks at images 0, 100 and 199
@@ -219,7 +219,7 @@ def test_a_nan_image_is_named_as_the_data_not_a_diverged_network(algo):
 
 def test_a_sweep_cells_result_without_its_algorithm_is_one_line(tmp_path):
     """A sweep cell's result.json without `algo` gave a traceback."""
-    from kit.sweep import Cell, SweepConfig, train_cell
+    from kit.commands.sweep import Cell, SweepConfig, train_cell
 
     cfg = SweepConfig.fast()
     cell = Cell("odc", (("n_clusters", 10),), 31)
@@ -239,7 +239,7 @@ def test_a_checkpoint_with_a_damaged_random_state_is_one_line(two_runs, tmp_path
     (torch.rand(50, 28, 28), r"has shape \(28, 28\), not \(C, H, W\)")])
 def test_images_of_the_wrong_type_or_shape_are_one_line(images, match):
     """uint8 images or images without a channel axis raised torch's own errors from inside the network."""
-    from kit.data import with_indices
+    from kit.parts.data import with_indices
 
     data = with_indices(torch.utils.data.TensorDataset(images, torch.arange(50) % 10))
     with pytest.raises(ValueError, match=match):
@@ -247,8 +247,8 @@ def test_images_of_the_wrong_type_or_shape_are_one_line(images, match):
 
 
 def test_an_image_tensor_dataset_of_the_wrong_kind_is_one_line():
-    from kit.augment import AugmentSpec
-    from kit.data import ImageTensorDataset
+    from kit.parts.augment import AugmentSpec
+    from kit.parts.data import ImageTensorDataset
 
     with pytest.raises(ValueError, match=r"are torch.float32 \(10, 28, 28\): an ImageTensorDataset holds uint8"):
         ImageTensorDataset(torch.rand(10, 28, 28), None, (0.5,), (0.5,), "x", AugmentSpec())

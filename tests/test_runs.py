@@ -136,7 +136,7 @@ def test_a_damaged_mnist_cache_is_rebuilt(tmp_path, monkeypatch):
 def test_image_folders_name_a_corrupt_file_and_have_no_pixel_baseline(tmp_path):
     from PIL import Image
 
-    from kit.compare import baselines
+    from kit.commands.compare import baselines
 
     for c in ("a", "b"):
         (tmp_path / c).mkdir()
@@ -153,7 +153,7 @@ def test_image_folders_name_a_corrupt_file_and_have_no_pixel_baseline(tmp_path):
 
 
 def test_evaluate_refuses_the_other_algorithms_checkpoint(tmp_path):
-    from kit.evaluate_run import load_backbone
+    from kit.commands.evaluate_run import load_backbone
 
     train = kit.load_dataset("digits")
     (tmp_path / "odc").mkdir()

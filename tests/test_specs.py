@@ -32,7 +32,7 @@ def _with_third(run, tmp_path):
 
 
 def test_the_report_draws_a_third_algorithm_registered_only_in_the_registry(third, fast_compare, tmp_path):
-    from kit.views.report import build_report, load_histories, summary
+    from kit.commands.report import build_report, load_histories, summary
 
     run = _with_third(fast_compare.path, tmp_path)
     histories = load_histories(run)
@@ -60,7 +60,7 @@ def test_two_controls_of_one_name_must_set_one_field(monkeypatch):
 
 
 def test_the_seeds_spread_has_a_column_per_algorithm():
-    from kit import seeds
+    from kit.analysis import seeds
 
     per_seed = [[("kNN", 0.9, 0.8, 0.7)], [("kNN", 0.92, 0.81, 0.71)]]
     assert seeds.spread_rows(per_seed) == [("kNN", "0.910 ± 0.014", "0.805 ± 0.007", "0.705 ± 0.007")]

@@ -245,7 +245,7 @@ def test_a_compare_resume_names_a_damaged_odc_file_before_deepcluster_trains(tra
 
 
 def test_evaluate_refuses_a_hand_edited_setting_at_once(run, capsys):
-    from kit.compare import CompareConfig
+    from kit.commands.compare import CompareConfig
 
     cfg = {"command": "compare", "algo": None, "compare": {**vars(CompareConfig()), "n_clusters": "abc"}}
     (run / "config.json").write_text(json.dumps(cfg))
@@ -290,14 +290,14 @@ def test_a_missing_home_is_never_created_and_the_digits_still_load(tmp_path, mon
 def test_a_read_only_home_trains_from_the_digits_in_memory(tmp_path, monkeypatch):
     import errno
 
-    import kit.data
+    import kit.parts.data
 
     def read_only(*a, **k):
         raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / ".cache"))
 
     monkeypatch.delenv("KIT_CACHE", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
-    monkeypatch.setattr(kit.data, "atomic_write_npz", read_only)
+    monkeypatch.setattr(kit.parts.data, "atomic_write_npz", read_only)
     assert len(kit.load_dataset("mnist5k", n=100)) == 100
     assert not list(tmp_path.iterdir())
 
@@ -386,7 +386,7 @@ def test_importing_kit_makes_openmp_threads_sleep_before_torch_or_faiss_load():
 
 
 def test_threads_follow_the_cpus_really_available(tmp_path, monkeypatch):
-    from kit.runtime import available_cpus
+    from kit.parts.runtime import available_cpus
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
     (tmp_path / "cpu.max").write_text("150000 100000\n")  # docker --cpus 1.5

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from kit.views import plots
-from kit.seeds import difference, spread, spread_rows
+from kit.analysis.seeds import difference, spread, spread_rows
 
 
 def digests(images) -> set[str]:
@@ -36,7 +36,7 @@ class Interrupt:
 # -- the validation split ----------------------------------------------------------------------
 def test_the_validation_split_is_carved_from_train_and_never_meets_test():
     import kit
-    from kit.sweep import SweepConfig, load_splits, validation_split
+    from kit.commands.sweep import SweepConfig, load_splits, validation_split
 
     train, test = kit.load_dataset("mnist5k"), kit.load_dataset("mnist5k", split="test")
     assert len(digests(kit.load_dataset("mnist5k", split="all").images)) == 5000  # no duplicate digits to hide behind
@@ -52,7 +52,7 @@ def test_the_validation_split_is_carved_from_train_and_never_meets_test():
 
 # -- sweeps ------------------------------------------------------------------------------------
 def test_an_interrupted_sweep_resumes_without_retraining_its_first_cell(tmp_path, monkeypatch):
-    import kit.sweep as sweep
+    import kit.commands.sweep as sweep
 
     splits, built = [], []
     load = sweep.load_dataset
@@ -78,7 +78,7 @@ def test_an_interrupted_sweep_resumes_without_retraining_its_first_cell(tmp_path
 
 
 def test_a_diverging_cell_is_a_result_and_the_sweep_goes_on(tmp_path):
-    from kit.sweep import SweepConfig, run_sweep
+    from kit.commands.sweep import SweepConfig, run_sweep
 
     cfg = SweepConfig(algos=["odc"], n_clusters=[10], lr=[0.1, 1e6], epochs=1, n_train=200, n_val=100)
     table = run_sweep("d", cfg, runs_root=tmp_path, progress=False, log=Interrupt()).read_text()
@@ -87,7 +87,7 @@ def test_a_diverging_cell_is_a_result_and_the_sweep_goes_on(tmp_path):
 
 
 def test_sweep_cells_cover_the_grid_once_each_and_name_their_settings():
-    from kit.sweep import SweepConfig
+    from kit.commands.sweep import SweepConfig
 
     cfg = SweepConfig(n_clusters=[30, 100, 30], lr=[0.05, 0.1], pca_dim=[16, 64], memory_momentum=[0.8], seeds=2)
     cells = cfg.cells()
@@ -127,7 +127,7 @@ def test_a_refused_number_is_one_line_naming_its_flag_and_writes_nothing(args, f
 
 # -- several seeds -----------------------------------------------------------------------------
 def test_one_seed_keeps_todays_layout_and_several_seeds_get_a_folder_each(tmp_path):
-    from kit.compare import CompareConfig, seed_run
+    from kit.commands.compare import CompareConfig, seed_run
     from kit.store.runs import Run, read_config
     from kit.store.files import atomic_write_json
 
@@ -169,7 +169,7 @@ def test_the_seeded_curves_draw_the_mean_and_a_one_std_band():
     assert sum(1 for line in ax.lines if line.get_alpha() == 0.35) == 4  # every seed drawn thin
     results = [{"algo": a, "n_clusters": k, "lr": 0.1, "seed": s, "knn": k / 1000 + s / 100, "nmi_true": 0.5,
                 "nmi_prev": None} for a in ("deepcluster", "odc") for k in (30, 100) for s in (31, 32)]
-    from kit.sweep import METRICS, curves
+    from kit.commands.sweep import METRICS, curves
 
     c = curves(results)
     x, y = c["n_clusters"]["knn"]["odc"][0]  # seed 31's curve: one point per K
@@ -190,9 +190,9 @@ def test_two_seeds_interrupted_after_the_first_resume_without_retraining_it_and_
     files are not written again, each seed has its folder and report, and the top report draws mean and band.
     (Two tests before, one interrupted and one straight through; the resumed run is what the straight one made.)"""
     from kit.__main__ import main
-    from kit.compare import CompareConfig, run_compare
+    from kit.commands.compare import CompareConfig, run_compare
     from kit.store.runs import read_config
-    from kit.views.report import load_histories
+    from kit.commands.report import load_histories
 
     with pytest.raises(KeyboardInterrupt):
         run_compare("s", CompareConfig.fast(seeds=2), runs_root=tmp_path, progress=False,

@@ -24,8 +24,8 @@ def read(folder: Path) -> EventAccumulator:
 @pytest.fixture(scope="module")
 def logged(tmp_path_factory, mnist_small):
     """A 2-epoch ODC and DeepCluster, each with the flight recorder's subset saved at epochs 0, 1, 2."""
-    from kit.compare import _EmbedCapture
-    from kit.tensorboard_log import TensorBoardLog
+    from kit.commands.compare import _EmbedCapture
+    from kit.views.tensorboard_log import TensorBoardLog
 
     root, train = tmp_path_factory.mktemp("tb"), mnist_small[0]
     out = {}
@@ -84,7 +84,7 @@ def test_the_projector_rows_match_the_features_and_labels(logged, algo):
 
 def test_the_projector_names_each_images_class(logged, mnist_small, tmp_path):
     """Rows say the class by its dataset's name ("Ankle boot" on fashion5k), not its number."""
-    from kit.tensorboard_log import TensorBoardLog
+    from kit.views.tensorboard_log import TensorBoardLog
 
     history, folder, n, subset = logged["odc"]
     named = mnist_small[0].select(torch.arange(len(mnist_small[0])))
@@ -125,10 +125,10 @@ def test_a_resumed_run_keeps_every_step_and_epoch_it_had_logged(tmp_path, mnist_
 
     from tensorboard.summary.writer import event_file_writer
 
-    import kit.training
-    from kit.tensorboard_log import TensorBoardLog
+    import kit.algorithms.training
+    from kit.views.tensorboard_log import TensorBoardLog
 
-    monkeypatch.setattr(kit.training, "READ_EVERY", 4)
+    monkeypatch.setattr(kit.algorithms.training, "READ_EVERY", 4)
     # TensorBoard reads event files in name order: a time in seconds, then a counter of this process's writers
     # (…9 sorts after …10). A resume is a new process, a second later at least; here, one process: each writer's
     # file is named 10 s after the one before

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from kit.views import plots
-from kit.evaluate import STAGES
-from kit.metrics import changed, label_change
+from kit.analysis.evaluate import STAGES
+from kit.parts.metrics import changed, label_change
 from kit.analysis import flows
 from kit.analysis.rundata import RunData
 from test_browser import CHROMIUM, FLAGS, jupyterlab, open_and_run_all  # noqa: F401 - the JupyterLab server fixture, reused
@@ -128,8 +128,8 @@ EVALUATION = {name: {"linear": {s: {"top1": 90.0 + i} for i, s in enumerate(STAG
 def fake_run(tmp_path_factory):
     """A `kit compare` folder after 3 epochs, written with kit.store.runs helpers: 60 digits, K = 6, DeepCluster
     with 3 label snapshots and ODC with 4, features and UMAP layouts of 30 of them at epochs 0, 1, 3."""
-    from kit.data import load_dataset
-    from kit.views.report import build_report
+    from kit.parts.data import load_dataset
+    from kit.commands.report import build_report
     from kit.store.runs import Run
     from kit.store.files import atomic_write_bytes, atomic_write_json, atomic_write_npz
     from kit.views.evaluation import markdown
@@ -176,7 +176,7 @@ def test_report_shows_the_new_figures_with_captions(fake_run):
 
 
 def test_the_report_reads_as_tables_with_a_guide_under_every_figure(fake_run):
-    from kit.views.report import GUIDES
+    from kit.commands.report import GUIDES
 
     page = (fake_run / "report.html").read_text()
     assert "|---" not in page and "<pre>" not in page  # no Markdown left for the reader to parse
@@ -365,14 +365,14 @@ def test_the_report_has_the_transitions_strip_the_stability_map_and_agreement_in
     data = RunData.load(fake_run)
     titles = flight._titles(data, "odc")  # epochs 0, 1, 3: snapshots 0, 1, 3
     assert "AMI" not in titles[0]  # the initial k-means has no previous epoch
-    from kit.metrics import agreement
+    from kit.parts.metrics import agreement
 
     m = agreement(data.labels["odc"][2], data.labels["odc"][3])
     assert f"AMI(t-1, t) {m['ami']:.2f} · NMI {m['nmi']:.2f}, chance {m['nmi_chance']:.2f}" in titles[2]
 
 
 def test_the_report_warns_when_the_two_algorithms_ran_at_different_k():
-    from kit.views.report import _unequal_k
+    from kit.commands.report import _unequal_k
 
     h = lambda k: {"config": {"n_clusters": k}, "epoch": []}  # noqa: E731
     warning = _unequal_k({"deepcluster": h(100), "odc": h(30)})
@@ -387,7 +387,7 @@ def test_a_report_on_other_data_says_nothing_measured_on_digits(fast_compare, tm
     import json
     import shutil
 
-    from kit.views.report import GUIDES, build_report, guide
+    from kit.commands.report import GUIDES, build_report, guide
 
     assert any("digit" in text for text in GUIDES.values())
     assert not any("digit" in guide(name, "cifar10") for name in GUIDES)

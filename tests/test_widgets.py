@@ -135,7 +135,7 @@ def test_a_collapse_shows_in_the_status_every_few_steps_and_after_an_epoch():
 
     import torch
 
-    from kit import collapse
+    from kit.parts import collapse
 
     pg = Playground()
     pg.trainer = types.SimpleNamespace(algo="odc", memory=types.SimpleNamespace(labels=torch.tensor([0] * 90 + [1] * 10)))

@@ -27,7 +27,7 @@ def error_line(argv, capsys) -> str:
 
 # -- a refusal names the command that works ---------------------------------------------------------
 def test_wording_a_refused_resume_names_the_command_that_works(tmp_path, capsys):
-    from kit.compare import CompareConfig
+    from kit.commands.compare import CompareConfig
 
     run = Run.create(tmp_path, "r")
     atomic_write_json(run.file("config.json"), {"command": "compare", "algo": None, "compare": vars(CompareConfig())})
@@ -37,7 +37,7 @@ def test_wording_a_refused_resume_names_the_command_that_works(tmp_path, capsys)
 
 
 def test_wording_evaluate_of_a_several_seed_run_names_a_seed_to_evaluate(tmp_path, capsys):
-    from kit.compare import CompareConfig
+    from kit.commands.compare import CompareConfig
 
     run = Run.create(tmp_path, "s")
     atomic_write_json(run.file("config.json"), {"command": "compare", "algo": None,
@@ -54,7 +54,7 @@ def test_wording_evaluate_on_a_sweep_folder_points_at_the_sweeps_table(tmp_path,
 
 
 def test_wording_too_few_images_for_k_names_the_flag_and_at_least_two():
-    from kit.clustering import check_sizes
+    from kit.parts.clustering import check_sizes
 
     with pytest.raises(ValueError, match="at least 20 train images") as e:
         check_sizes(1, 20, who="odc")
@@ -75,14 +75,14 @@ def test_wording_a_plain_dataset_without_image_shape_is_told_how_to_wrap_it():
         def __getitem__(self, i):
             return torch.rand(1, 8, 8), i
 
-    with pytest.raises(ValueError, match=r"no image_shape.*kit.data.with_indices"):
+    with pytest.raises(ValueError, match=r"no image_shape.*kit.parts.data.with_indices"):
         kit.ODC(kit.ODCConfig.small(n_clusters=4)).fit(Plain(), epochs=1)
 
 
 def test_wording_without_tensorboard_the_switch_names_the_extra_in_one_line(monkeypatch):
     import builtins
 
-    from kit import tensorboard_log
+    from kit.views import tensorboard_log
 
     real = builtins.__import__
 

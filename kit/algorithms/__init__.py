@@ -45,7 +45,7 @@ class Spec:
     config: str  # the config's class name there (its presets: .small(), .fast())
     colour: str  # its colour in every figure
     shades: str  # a matplotlib colour map for a family of its runs (notebook 05's ablations)
-    grid: tuple[str, ...]  # the settings a sweep varies; every other setting is the algorithm's preset (kit/sweep.py)
+    grid: tuple[str, ...]  # the settings a sweep varies; every other setting is the algorithm's preset (kit/commands/sweep.py)
     loss: str  # its training loss, as a legend names it
     # True: an epoch's record describes the labels the epoch trained on, clustered at its start (DeepCluster's k-means),
     # so its label metrics sit at x = t epochs of training; False: the labels at the epoch's end (ODC's memory), x = t+1.

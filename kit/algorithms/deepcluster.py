@@ -12,13 +12,12 @@ from typing import ClassVar
 
 import torch
 
-from ..clustering import KMeans, check_sizes, preprocess_features
+from ..parts.clustering import KMeans, check_sizes, preprocess_features
+from ..parts.metrics import match_clusters
+from ..parts.runtime import autocast
+from ..parts.sampling import uniform_cluster_indices
 from .memory import class_weights
-from ..metrics import match_clusters
-from ..runtime import autocast
-from ..sampling import uniform_cluster_indices
-from ..training import TrainConfig, Trainer, check_number
-
+from .training import TrainConfig, Trainer, check_number
 
 # What happens to the head when a new clustering arrives. The reference resets it, because k-means numbers
 # its clusters at random: keeping the head would keep weights whose outputs now mean other clusters.

@@ -26,11 +26,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..clustering import check_finite, check_sizes
-from ..data import batches
-from ..models import ClusterNet, build_backbone
-from ..runtime import autocast
-from ..training import TrainConfig, Trainer, check_number
+from ..parts.clustering import check_finite, check_sizes
+from ..parts.data import batches
+from ..parts.models import ClusterNet, build_backbone
+from ..parts.runtime import autocast
+from .training import TrainConfig, Trainer, check_number
 
 
 @dataclass

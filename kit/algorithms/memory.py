@@ -25,8 +25,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from ..clustering import check_sizes
-from ..runtime import Diverged, full_precision
+from ..parts.clustering import check_sizes
+from ..parts.runtime import Diverged, full_precision
 
 
 def class_weights(labels: torch.Tensor, n_clusters: int, power: float = 0.5, eps: float = 1e-5) -> torch.Tensor:

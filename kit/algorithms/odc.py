@@ -18,13 +18,13 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..clustering import KMeans, check_sizes, l2_normalize
-from ..distributed import all_gather_batch
+from ..parts.clustering import KMeans, check_sizes, l2_normalize
+from ..parts.distributed import all_gather_batch
+from ..parts.metrics import cluster_sizes
+from ..parts.runtime import Diverged, autocast
+from ..parts.sampling import replacement_indices
 from .memory import ODCMemory
-from ..metrics import cluster_sizes
-from ..runtime import Diverged, autocast
-from ..sampling import replacement_indices
-from ..training import TrainConfig, Trainer, check_number, labels_snapshot
+from .training import TrainConfig, Trainer, check_number, labels_snapshot
 
 
 @dataclass

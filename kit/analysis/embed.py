@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+
 def _numba_cache() -> None:
     os.environ.setdefault("NUMBA_CACHE_DIR", str(Path.home() / ".cache" / "kit" / "numba"))
 

@@ -3,11 +3,11 @@
 Cluster ids mean nothing across clusterings (DeepCluster runs a fresh k-means every epoch; ODC's ids
 drift as small clusters are dissolved and refilled), so every comparison first *carries ids forward*:
 the clusters of snapshot t+1 are renamed after the snapshot-t clusters they share most images with by
-`kit.metrics.match_clusters`, the one matching the metrics use: one-to-one (Hungarian,
+`kit.parts.metrics.match_clusters`, the one matching the metrics use: one-to-one (Hungarian,
 `scipy.optimize.linear_sum_assignment` on the K x K contingency table) up to K = 1,000, each cluster
 to its largest overlap above (Hungarian is O(K^3)). After that, "cluster 17 at t, cluster 17 at t+1"
 means the images stayed together, and an image *flips* at a transition when its carried id changes.
-The fraction of flipped images is the history's `label_change` (`kit.metrics.changed`).
+The fraction of flipped images is the history's `label_change` (`kit.parts.metrics.changed`).
 
 Snapshot s of either algorithm follows s epochs of training: DeepCluster's snapshot s is the k-means
 at the *start* of epoch s, ODC's snapshot 0 is its initial k-means and snapshot s + 1 the memory's
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..metrics import contingency, match_clusters
+from ..parts.metrics import contingency, match_clusters
 
 
 def carry_ids(snapshots: list[np.ndarray], n_clusters: int | None = None) -> list[np.ndarray]:

@@ -1,7 +1,7 @@
 """What the image-level views read from a comparison run folder, gathered once into `RunData`.
 
 Everything comes from files the run already holds: label snapshots through `Run.load_history()`,
-the aligned UMAP layouts from `embeddings.npz` (written by `kit.views.report.build_report`), the features
+the aligned UMAP layouts from `embeddings.npz` (written by `kit.commands.report.build_report`), the features
 of the fixed subset from `<algo>/embed_features/`, and the images and true classes from the
 dataset named in `config.json`. Nothing is trained or embedded here.
 """
@@ -14,12 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from ..algorithms import SPECS
-from ..data import load_dataset
-from ..metrics import changed
-from ..store.runs import Run, read_config
+from ..parts.data import load_dataset
+from ..parts.metrics import changed
 from ..store.files import read_layouts
+from ..store.runs import Run, read_config
 from . import flows
-
 
 
 @dataclass

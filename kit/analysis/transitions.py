@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..metrics import contingency
+from ..parts.metrics import contingency
 from . import flows
 
 SURVIVE = 0.7  # share of a cluster's members that must stay together for it to survive (or be absorbed whole)

@@ -34,9 +34,18 @@ except ImportError:  # pragma: no cover - Windows: no flock; one writer per run 
 
 import numpy as np
 
-from .files import (TEMPORARY, append_line, atomic_write_bytes, atomic_write_json, atomic_write_npy, json_default,
-                    mapped_npy, read_json, read_lines, read_snapshot)
-
+from .files import (
+    TEMPORARY,
+    append_line,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_npy,
+    json_default,
+    mapped_npy,
+    read_json,
+    read_lines,
+    read_snapshot,
+)
 
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+=@,-]*")
 MARKER = ".kit-run"  # written into every folder kit creates; a folder without it is never written into

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import collapse
-from ..clustering import KMeans, preprocess_features
 from ..algorithms.deepcluster import DeepCluster, DeepClusterConfig
-from ..metrics import agreement, label_change, within_class_moves
 from ..algorithms.odc import ODC, ODCConfig
+from ..parts import collapse
+from ..parts.clustering import KMeans, preprocess_features
+from ..parts.metrics import agreement, label_change, within_class_moves
 
 # the sizes notebook 05 trains at (the example run ships their results): each algorithm's preset K, one K for all
 CHURN = {"n_images": None, "n_clusters": ODCConfig.small().n_clusters, "epochs": 10}  # None: all 4,000 digits

@@ -38,8 +38,8 @@ def notebook_config(fast: bool = False):
     `python -m kit compare`'s defaults, each algorithm's `small()` preset on the embedded digits, both at one K
     (its epochs capped by KIT_EPOCHS, `runtime.budget`); `fast` is the KIT_FAST smoke run (`CompareConfig.fast()`,
     each algorithm's `fast()` preset)."""
-    from ..compare import CompareConfig
-    from ..runtime import budget
+    from ..commands.compare import CompareConfig
+    from ..parts.runtime import budget
 
     return CompareConfig.fast() if fast else CompareConfig(epochs=budget(CompareConfig.epochs))
 
@@ -62,7 +62,7 @@ def notebook_run(name: str, fast: bool = False, runs_root: str | Path | None = N
     run twice trains once, and a second notebook naming the same run reuses the first one's. The
     KIT_FAST run gets its own name (`name-fast`): a resume keeps a run's saved settings, and the full
     run must not inherit the smoke run's."""
-    from ..compare import run_compare
+    from ..commands.compare import run_compare
 
     root = Path(runs_root) if runs_root is not None else runs_folder()
     name = f"{name}-fast" if fast else name

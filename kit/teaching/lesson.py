@@ -1,11 +1,9 @@
 """The lesson's one takeaway, and the folded answers of the notebooks, computed from numbers.
 
 Every comparison page of kit (README, notebooks 01 and 04, report.html, bench/presets.md) ends on the
-same takeaway, stated here once and read from `kit/teaching/headline.json`: the 3-seed comparison at equal K
-(`python -m kit compare --n-clusters 30 --seeds 3`, bench/equal_k.md; `bench/make_headline.py` writes
-the file). Only one K ranks stability: NMI's chance level climbs with K, and fewer clusters change
-less. So the takeaway reads stability chance-corrected (AMI between consecutive epochs' labels) and
-features by kNN accuracy and AMI to the true classes, on held-out images.
+same takeaway, worded here around the numbers and the ranking sentence of `kit/analysis/findings.py`: the
+3-seed comparison at equal K (`python -m kit compare --n-clusters 30 --seeds 3`, bench/equal_k.md). The
+report states only the sentence and the numbers; the papers' numbers and the caveats are the lesson's.
 
 `Answer` is what a notebook's folded answer is: Markdown under a closed "Answer" summary, formatted by
 the notebook cell from the run on its page, so the numbers a student reads are the ones just printed.
@@ -13,24 +11,23 @@ the notebook cell from the run on its page, so the numbers a student reads are t
 from __future__ import annotations
 
 import json
-from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 
-from ..algorithms import NAMES
+from ..algorithms import CONFIGS, NAMES, compared  # noqa: F401 - NAMES: the notebooks read it here
+from ..analysis.findings import AGREEMENT, headline, ranking, ranking_sentence, stated, this_run  # noqa: F401
 from ..analysis.history import last, mean_last, series  # noqa: F401 - the notebooks read them here too
-from ..seeds import mean_std
 
-HEADLINE = Path(__file__).parent / "headline.json"
 # ResNet-50 pre-trained on ImageNet, top-1 % (VOC07: mAP): the OpenSelfSup / MMSelfSup benchmark pages
 # (docs/ALGORITHMS.md §3.1), not the ODC paper. DeepCluster with Sobel for 200 epochs, ODC for 440: not trained alike.
-PUBLISHED = {"ImageNet linear probe, pooled feature": {"deepcluster": 46.92, "odc": 53.42},
-             "VOC07 SVM": {"deepcluster": 74.26, "odc": 78.42},
-             "Places205 linear probe, best layer": {"deepcluster": 47.22, "odc": 49.18},
-             "ImageNet fine-tuning, 10% of the labels": {"deepcluster": 52.94, "odc": 58.15},
-             "ImageNet fine-tuning, 1% of the labels": {"deepcluster": 33.44, "odc": 32.39},
-             "ImageNet linear probe, best layer": {"deepcluster": 57.71, "odc": 57.70}}
+DC, ODC = compared()  # the lesson's pair, in registry order: DeepCluster and ODC
+
+PUBLISHED = {"ImageNet linear probe, pooled feature": {DC: 46.92, ODC: 53.42},
+             "VOC07 SVM": {DC: 74.26, ODC: 78.42},
+             "Places205 linear probe, best layer": {DC: 47.22, ODC: 49.18},
+             "ImageNet fine-tuning, 10% of the labels": {DC: 52.94, ODC: 58.15},
+             "ImageNet fine-tuning, 1% of the labels": {DC: 33.44, ODC: 32.39},
+             "ImageNet linear probe, best layer": {DC: 57.71, ODC: 57.70}}
 BEST = PUBLISHED["ImageNet linear probe, best layer"]
 
 
@@ -47,46 +44,6 @@ class Answer:
     def __str__(self) -> str:
         return self.markdown
 
-
-@lru_cache(maxsize=1)
-def headline() -> dict:
-    """{measure: {algo: (mean, std over seeds)}} of the equal-K comparison, plus its "n_clusters",
-    "epochs", "seeds" and "source". Measures: knn, ami_true, nmi_true, ami_pseudo_true (final epoch), ami_true_last5,
-    ami_prev, nmi_prev, nmi_prev_chance, label_change (means of the last 5 epochs), knn_init; and "odc_paper_momentum":
-    {measure: (mean, std)} of ODC at the reference config's memory momentum 0.5, where measured."""
-    data = json.loads(HEADLINE.read_text())
-    out = {k: data[k] for k in ("n_clusters", "epochs", "seeds", "source")}
-    for measure in data["per_seed"]["odc"][0]:
-        out[measure] = {algo: mean_std([s[measure] for s in seeds]) for algo, seeds in data["per_seed"].items()}
-    paper = data.get("odc_paper_momentum")
-    out["odc_paper_momentum"] = {m: mean_std([s[m] for s in paper]) for m in paper[0] if m != "seed"} if paper else None
-    return out
-
-
-def _higher(values: dict) -> str:
-    return max(values, key=lambda algo: values[algo][0])
-
-
-AGREEMENT = "ami_true_last5"  # agreement with the classes: AMI of a 10-means of the test features, last 5 epochs' mean
-
-
-def ranking(h: dict | None = None) -> dict:
-    """Who leads on each count: {"steadier": algo with the higher AMI(t-1, t), "better": algo with the
-    higher kNN accuracy, or "neither" where kNN and AMI to the true classes (the mean over the last 5 epochs, where
-    the history has it, else the last epoch's) disagree}."""
-    h = h or headline()
-    agreement = h.get(AGREEMENT) or h["ami_true"]
-    better = _higher(h["knn"]) if _higher(h["knn"]) == _higher(agreement) else "neither"
-    return {"steadier": _higher(h["ami_prev"]), "better": better}
-
-
-def ranking_sentence(h: dict | None = None) -> str:
-    """The ranking in one sentence, word for word the same on every page that states the takeaway. It names the
-    measures it ranks by: the features by kNN accuracy and agreement with the classes, the labels by AMI(t-1, t)."""
-    r = ranking(h)
-    features = (f"{NAMES[r['better']]}'s features score higher in kNN accuracy and agreement with the classes"
-                if r["better"] != "neither" else "kNN accuracy and agreement with the classes do not rank the features alike")
-    return f"At equal K, {NAMES[r['steadier']]}'s labels are the steadier from one epoch to the next, and {features}."
 
 def _after_ten_epochs() -> str:
     """Notebook 05's 10-epoch runs (the example run's churn.json, one seed): ODC at momentum 0.5 against DeepCluster
@@ -114,21 +71,20 @@ def takeaway(h: dict | None = None, markup: str = "markdown") -> str:
     bold, code = (("<b>", "</b>"), ("<code>", "</code>")) if markup == "html" else (("**", "**"), ("`", "`"))
 
     def both(measure, digits=2):
-        (m1, s1), (m2, s2) = h[measure]["deepcluster"], h[measure]["odc"]
-        return f"DeepCluster {m1:.{digits}f} ± {s1:.{digits}f}, ODC {m2:.{digits}f} ± {s2:.{digits}f}"
+        return stated(h, measure, digits)
 
     item = (lambda t: f"<li>{t}</li>") if markup == "html" else (lambda t: f"- {t}")
-    paper, steady = h.get("odc_paper_momentum"), h["ami_prev"]["deepcluster"][0]
+    paper, steady = h.get("odc_paper_momentum"), h["ami_prev"][DC][0]
     caution = "" if not paper else (
         f"At the reference config's memory momentum 0.5 instead of kit's 0.2, ODC's AMI(t−1, t) is {paper['ami_prev'][0]:.2f} ± "
         f"{paper['ami_prev'][1]:.2f} after {h['epochs']} epochs (same settings otherwise, 3 seeds): "
         + ("still the steadier" if paper["ami_prev"][0] > steady else "no longer steadier than DeepCluster's")
         + f", with kNN accuracy {paper['knn'][0]:.3f} ± {paper['knn'][1]:.3f}" + _after_ten_epochs() + ". ")
-    ahead = {a: [k for k, v in PUBLISHED.items() if v[a] > v[b] + 0.05 and v is not BEST] for a, b in (("odc", "deepcluster"),
-                                                                                   ("deepcluster", "odc"))}
+    ahead = {a: [k for k, v in PUBLISHED.items() if v[a] > v[b] + 0.05 and v is not BEST] for a, b in ((ODC, DC),
+                                                                                   (DC, ODC))}
 
     def said(keys):
-        return "; ".join(f"{k} (ODC {PUBLISHED[k]['odc']:.2f}, DeepCluster {PUBLISHED[k]['deepcluster']:.2f})" for k in keys)
+        return "; ".join(f"{k} (ODC {PUBLISHED[k][ODC]:.2f}, DeepCluster {PUBLISHED[k][DC]:.2f})" for k in keys)
 
     lines = [
         f"Labels, over the last 5 epochs: AMI(t−1, t) {both('ami_prev')}; images reassigned per epoch "
@@ -140,8 +96,8 @@ def takeaway(h: dict | None = None, markup: str = "markdown") -> str:
         f"labels (ODC's neck and loss weights, the features each clusters, lr, sampler: notebook 04's first table); kit does not isolate which of "
         f"these makes the feature gap.",
         f"The published benchmark (ResNet-50 pre-trained on ImageNet; ODC against DeepCluster) puts ODC ahead on "
-        f"{said(ahead['odc'])}; DeepCluster on {said(ahead['deepcluster'])}; the two are level on the ImageNet linear "
-        f"probe's best layer (ODC {BEST['odc']:.2f}, DeepCluster {BEST['deepcluster']:.2f}). But ODC trained 440 epochs and "
+        f"{said(ahead[ODC])}; DeepCluster on {said(ahead[DC])}; the two are level on the ImageNet linear "
+        f"probe's best layer (ODC {BEST[ODC]:.2f}, DeepCluster {BEST[DC]:.2f}). But ODC trained 440 epochs and "
         f"DeepCluster 200 with the Sobel filter, so these do not rank the two like for like either "
         f"(docs/ALGORITHMS.md §3.1)."]
     body = ("<ul>" + "".join(map(item, lines)) + "</ul>") if markup == "html" else "\n".join(map(item, lines))
@@ -151,47 +107,23 @@ def takeaway(h: dict | None = None, markup: str = "markdown") -> str:
             f"bench/two_datasets.md):\n\n{body}")
 
 
-def this_run(histories: dict, label: str = "This run") -> str:
-    """One paragraph on the run a page shows: its own numbers, the same measures as the takeaway, and
-    whether it ranks the two as the takeaway does (a run at unequal K ranks nothing on stability)."""
-    k = {a: int(h.get("config", {}).get("n_clusters", 0)) for a, h in histories.items()}
-    epochs = max(len(h["epoch"]) for h in histories.values())
-    def value(h, m):  # the takeaway's measures: the final kNN / AMI to the classes, the last-5 mean of stability
-        v = last(h, m) if m in ("knn", "ami_true") else mean_last(h, m)
-        return float("nan") if v is None else v
-
-    got = {m: {a: (value(h, m), 0.0) for a, h in histories.items()} for m in ("knn", "ami_true", "ami_prev", "label_change")}
-    line = ", ".join(f"{NAMES[a]} (K = {k[a]}): kNN {got['knn'][a][0]:.3f}, AMI(t−1, t) {got['ami_prev'][a][0]:.2f}, "
-                     f"{got['label_change'][a][0]:.2f} of the images reassigned per epoch" for a in histories)
-    if len(histories) < 2:
-        return f"{label} ({epochs} epochs): {line}."
-    r, ref = ranking(got), ranking()
-    same = "ranks them as the takeaway does" if r == ref else "does not rank them as the takeaway does"
-    caveat = "" if len(set(k.values())) == 1 else (" Its two K differ, so its stability numbers rank nothing: "
-                                                    "how many images change cluster depends on K too (in either direction: notebook 05).")
-    return f"{label} ({epochs} epochs, last 5 for the stability measures): {line}. It {same}.{caveat}"
-
-
 def settings(histories: dict) -> list[tuple[str, str, str, str]]:
     """(setting, DeepCluster, ODC, the published default for each) for how the two networks and their inputs differ
     by design, then every setting the two runs trained with differently, an algorithm's own knob included ("—" where
     the other has none). The published defaults are the configs' own (the reference ResNet-50 / ImageNet settings,
     docs/ALGORITHMS.md)."""
-    from ..algorithms.deepcluster import DeepClusterConfig
-    from ..algorithms.odc import ODCConfig
-
-    published = {"deepcluster": DeepClusterConfig().to_dict(), "odc": ODCConfig().to_dict()}
-    own = {algo: histories[algo].get("config", {}) for algo in ("deepcluster", "odc")}
+    published = {algo: CONFIGS[algo]().to_dict() for algo in (DC, ODC)}
+    own = {algo: histories[algo].get("config", {}) for algo in (DC, ODC)}
     skip = {"device", "num_workers", "eval_every", "sync_batchnorm"}  # how it ran, not what it learned
 
     def shown(cfg, key):
         v = cfg.get(key, "—")
         return ", ".join(map(str, v)) or "none" if isinstance(v, (list, tuple)) else str(v)
 
-    if not own["odc"].get("lr_decay_epochs"):
+    if not own[ODC].get("lr_decay_epochs"):
         skip.add("lr_decay")  # no step in the schedule: its factor is never applied
-    keys = [k for k in dict.fromkeys([*own["deepcluster"], *own["odc"]]) if k not in skip]
-    dc = own["deepcluster"]
+    keys = [k for k in dict.fromkeys([*own[DC], *own[ODC]]) if k not in skip]
+    dc = own[DC]
     pca = f"PCA-whitened to {dc.get('pca_dim')} dims, " if dc.get("pca_dim", -1) != -1 else ""
     built = [  # how the two networks and their labels differ by design, before any setting
         ("network", "backbone + head", "backbone + neck (2 layers) + head", "the same / the same"),
@@ -199,9 +131,9 @@ def settings(histories: dict) -> list[tuple[str, str, str, str]]:
          "PCA 256, whitened / no PCA"),
         ("images drawn", "uniform over clusters" if dc.get("uniform_sampling", True) else "plain shuffle",
          "with replacement", "the same / the same")]
-    return built + [(k, shown(own["deepcluster"], k), shown(own["odc"], k),
-                     f"{shown(published['deepcluster'], k)} / {shown(published['odc'], k)}")
-                    for k in keys if shown(own["deepcluster"], k) != shown(own["odc"], k)]
+    return built + [(k, shown(own[DC], k), shown(own[ODC], k),
+                     f"{shown(published[DC], k)} / {shown(published[ODC], k)}")
+                    for k in keys if shown(own[DC], k) != shown(own[ODC], k)]
 
 
 # (protocol, how to read it from evaluation.json): the single-number columns of the benchmark pages' tables

@@ -7,7 +7,7 @@ iteration; the unfinished epoch is rolled back (the finished ones are kept). The
 each at its own preset for the shared knobs (K, lr, batch) until the user moves one, which from then
 on applies to both (a note under the controls says which). Every earlier run stays on the board, faded
 and labelled with the settings that differed (`kit.views.live`). "Sweep K" trains a small sweep
-(`kit.sweep`) and draws it cell by cell.
+(`kit.commands.sweep`) and draws it cell by cell.
 
 The thread never writes with `with out:` (that routes output to whichever cell is running); it sets
 widget traits and replaces `Output.outputs` with PNG data. An error shows as one line in the status
@@ -24,12 +24,12 @@ from pathlib import Path
 
 import ipywidgets as W
 
-from .. import collapse
 from ..algorithms import CONFIGS, GRID_KEYS, NAMES, SPECS, TRAINERS, check_controls, compared
-from ..compare import CompareConfig
-from ..data import load_dataset, needs_download
-from ..runtime import fast_mode
-from ..sweep import SweepConfig
+from ..commands.compare import CompareConfig
+from ..commands.sweep import SweepConfig
+from ..parts import collapse
+from ..parts.data import load_dataset, needs_download
+from ..parts.runtime import fast_mode
 from ..views import plots
 from ..views.live import Trace, board, board_labels
 
@@ -354,7 +354,7 @@ class Playground:
         playground's runs), so `tensorboard --logdir runs/playground/tb` shows every press side by side."""
         if not self.tensorboard.value:
             return None
-        from ..tensorboard_log import TensorBoardLog, check_available
+        from ..views.tensorboard_log import TensorBoardLog, check_available
 
         check_available()  # one line in the status, naming the extra, when tensorboard is missing
         return TensorBoardLog(Path(self.runs_root) / "playground" / "tb" / f"{len(self.runs):03d}-{algo}",
@@ -407,7 +407,7 @@ class Playground:
         self.draws += 1
 
     def _sweep(self, cfg) -> None:
-        from ..sweep import METRICS, curves, run_sweep
+        from ..commands.sweep import METRICS, curves, run_sweep
 
         name = "playground-sweep-" + time.strftime("%Y%m%d-%H%M%S")
         self.sweep_path, total = Path(self.runs_root) / name, len(cfg.cells())

@@ -18,8 +18,8 @@ from matplotlib.figure import Figure
 
 from ..algorithms import NAMES
 from ..analysis import flows
-from .palette import COLOURS, class_colour, text_colour
 from ..analysis.rundata import RunData
+from .palette import COLOURS, class_colour, text_colour
 
 OTHER = "#9a9a9a"
 NODE_W = 0.05  # node bar width, in units of the distance between columns

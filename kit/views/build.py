@@ -5,8 +5,8 @@ import html
 import time
 from pathlib import Path
 
-from . import plots
 from ..analysis.rundata import RunData
+from . import plots
 
 # file -> one-line caption (report.py lists them with its other figures)
 FIGURES = {

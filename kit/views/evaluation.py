@@ -5,9 +5,9 @@ writes as `evaluation.md` and the report draws as HTML, so the two always agree.
 """
 from __future__ import annotations
 
-from ..evaluate import STAGES
+from ..analysis.evaluate import STAGES
 
-# how each fine-tuning result's setting was chosen (`FinetuneResult.selected_on`, kit/evaluate.py)
+# how each fine-tuning result's setting was chosen (`FinetuneResult.selected_on`, kit/analysis/evaluate.py)
 SELECTION = {"validation": "each model's setting chosen by top-1 on a validation split carved from the train split; "
                            "the test split only scores the chosen setting",
              "test": "each model's best setting by test top-1, as the benchmark pages report it (an optimistic "

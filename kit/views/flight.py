@@ -23,11 +23,11 @@ import io
 import numpy as np
 
 from ..algorithms import NAMES, SPECS
-from ..metrics import agreement
 from ..analysis import flows
-from .palette import COLOURS, class_colour, cluster_colours, text_colour
-from .page import Page
 from ..analysis.rundata import RunData
+from ..parts.metrics import agreement
+from .page import Page
+from .palette import COLOURS, class_colour, cluster_colours, text_colour
 
 CHANGED, KEPT = "#d62728", "#c7c7c7"
 TOOLTIP = """<div style="display:flex;gap:6px;width:250px"><img src="@thumb" width="48" height="48"
@@ -157,7 +157,16 @@ def flight_recorder(data: RunData, width: int = 500, height: int = 460, max_sele
     Returns a `Page`: the last expression of a notebook cell shows it; `page.iframe()` embeds it.
     """
     from bokeh.layouts import column, row
-    from bokeh.models import Button, ColumnDataSource, CustomJS, Div, HoverTool, RadioButtonGroup, Range1d, Slider
+    from bokeh.models import (
+        Button,
+        ColumnDataSource,
+        CustomJS,
+        Div,
+        HoverTool,
+        RadioButtonGroup,
+        Range1d,
+        Slider,
+    )
     from bokeh.plotting import figure
 
     frame = len(data.epochs) - 1  # open on the trained networks; play starts from epoch 0

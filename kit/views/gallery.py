@@ -13,10 +13,10 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ..algorithms import NAMES
-from ..metrics import contingency
 from ..analysis import flows
-from .palette import COLOURS, class_colour, text_colour
 from ..analysis.rundata import RunData
+from ..parts.metrics import contingency
+from .palette import COLOURS, class_colour, text_colour
 
 
 def mosaic(imgs: np.ndarray, cols: int, pad: int = 2) -> np.ndarray:

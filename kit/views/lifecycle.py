@@ -14,9 +14,9 @@ from matplotlib.figure import Figure
 
 from ..algorithms import NAMES
 from ..analysis import transitions as tr
-from .palette import COLOURS, class_colours, text_colour
-from .gallery import mosaic, show_tiles
 from ..analysis.rundata import RunData
+from .gallery import mosaic, show_tiles
+from .palette import COLOURS, class_colours, text_colour
 
 KIND_COLOURS = {"survived": "#2ca02c", "merged": "#9467bd", "split": "#ffbf00", "shrank": "#ff9896", "died": "#d62728",
                 "born": "#17becf"}

@@ -16,6 +16,7 @@ from ..algorithms import NAMES, SPECS
 from ..analysis import flows
 from . import palette
 from .palette import COLOURS
+
 PLAIN = "#1f77b4"  # one colour where a figure shows no algorithm's run (a spectrum, bars)
 
 

@@ -17,9 +17,22 @@ and its solutions (the notebooks show the same code in a hidden block):
 tests/test_exercises.py shows each check passes with its solution and fails, with a one-line reason, for
 each planted mistake (a sampler that is not shuffled or not random, an NMI that calls a library...).
 """
-from .churn import CHURN_LOOK_AT, CHURN_QUESTIONS, KNN_TOLERANCE, NOISE_BAND, ODC_MOMENTA, check_churn, solution_churn
+from .churn import (
+             CHURN_LOOK_AT,
+             CHURN_QUESTIONS,
+             KNN_TOLERANCE,
+             NOISE_BAND,
+             ODC_MOMENTA,
+             check_churn,
+             solution_churn,
+)
 from .common import TRIALS, Result
-from .memory import check_momentum_update, check_small_cluster_fix, solution_momentum_update, solution_small_cluster_fix
+from .memory import (
+             check_momentum_update,
+             check_small_cluster_fix,
+             solution_momentum_update,
+             solution_small_cluster_fix,
+)
 from .nmi import LIBRARIES, check_nmi, solution_nmi
 from .sampler import GENERATORS, check_uniform_sampler, solution_uniform_sampler
 

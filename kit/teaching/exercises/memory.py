@@ -8,6 +8,7 @@ import torch
 from ...algorithms.memory import ODCMemory
 from .common import TRIALS, Result, _call, _labels
 
+
 def _memory(rng: np.random.Generator, n: int, d: int, k: int, momentum: float, min_size: int = 0) -> ODCMemory:
     mem = ODCMemory(n, d, k, momentum=momentum, min_cluster_size=min_size)
     mem.init(rng.standard_normal((n, d)).astype(np.float32), _labels(rng, n, k))

@@ -1,4 +1,4 @@
-"""02, DeepCluster: NMI written with NumPy (kit.metrics.nmi), its check and its solution. The check watches,
+"""02, DeepCluster: NMI written with NumPy (kit.parts.metrics.nmi), its check and its solution. The check watches,
 with a profile hook, for a call into a library that computes it, and names a known wrong normalisation."""
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from ...metrics import nmi as kit_nmi
+from ...parts.metrics import nmi as kit_nmi
 from .common import TRIALS, Result, _call
 
-LIBRARIES = ("sklearn", "scipy.stats", "kit.metrics", "torchmetrics", "pyitlib")  # what the NMI exercise may not call
+LIBRARIES = ("sklearn", "scipy.stats", "kit.parts.metrics", "torchmetrics", "pyitlib")  # what the NMI exercise may not call
 
 
 def check_nmi(fn) -> Result:
-    """`fn(a (N,) ints, b (N,) ints) -> float`: NMI with the geometric normalisation, as kit.metrics.nmi,
+    """`fn(a (N,) ints, b (N,) ints) -> float`: NMI with the geometric normalisation, as kit.parts.metrics.nmi,
     written with NumPy. On 5 random problems (the first with ids 0..K-1, the others with gaps in the ids,
     e.g. 1, 4, 7) the value must be kit's to 1e-6; a wrong value is named if it is a known other
     normalisation or the unnormalised mutual information. A call into one of `LIBRARIES` while `fn`
@@ -69,7 +69,8 @@ def _check_a_collapse(result: Result, fn) -> Result:
 
 
 def _nmi_hint(a, b, got: float) -> str:
-    from sklearn.metrics import mutual_info_score, normalized_mutual_info_score as sk
+    from sklearn.metrics import mutual_info_score
+    from sklearn.metrics import normalized_mutual_info_score as sk
 
     if not np.isfinite(got):
         return " (not a number: sum only over the cells with p > 0, as 0 log 0 = 0)"

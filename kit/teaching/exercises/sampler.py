@@ -1,4 +1,4 @@
-"""02, DeepCluster: the uniform sampler over pseudo-labels (kit.sampling.uniform_cluster_indices), its check
+"""02, DeepCluster: the uniform sampler over pseudo-labels (kit.parts.sampling.uniform_cluster_indices), its check
 and its solution. One draw shows the quotas; what one draw cannot show (reproducible from the generator,
 random members, a shuffled output, a truncation at random) is checked over GENERATORS generator seeds."""
 from __future__ import annotations
@@ -16,7 +16,7 @@ GENERATORS = 30  # generator seeds of the sampler's property checks, for what on
 
 def check_uniform_sampler(fn) -> Result:
     """`fn(labels (N,) int64 tensor, n_samples, generator) -> (n_samples,) dataset indices`, drawn
-    uniformly over the non-empty clusters as DeepCluster does (kit.sampling.uniform_cluster_indices).
+    uniformly over the non-empty clusters as DeepCluster does (kit.parts.sampling.uniform_cluster_indices).
 
     On 5 random problems (an empty id among the others, a tiny cluster): every non-empty cluster gets
     its quota s = N // #non-empty + 1 less at most the s * #non-empty - N draws cut by the truncation,

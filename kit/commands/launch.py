@@ -1,7 +1,7 @@
 """Start a multi-process run from a notebook and watch its run folder grow.
 
-    proc = kit.launch.torchrun(["compare", "--name", "cifar-r18", "--dataset", "cifar10"], nproc=2)
-    kit.launch.watch("runs/cifar-r18", proc)        # live learning curves until it ends
+    proc = kit.commands.launch.torchrun(["compare", "--name", "cifar-r18", "--dataset", "cifar10"], nproc=2)
+    kit.commands.launch.watch("runs/cifar-r18", proc)        # live learning curves until it ends
 
 The kernel only starts `torchrun` as a subprocess and reads the files rank 0 writes: it never
 initialises CUDA itself, so nothing is forked from a process that holds a CUDA context.
@@ -25,8 +25,8 @@ def torchrun(args: list[str], nproc: int = 2, env: dict | None = None, log: str 
 
 def read_histories(run_path: str | Path) -> dict[str, dict]:
     """The histories written so far: a `compare` run's two, or a `train` run's one."""
-    from .views.report import load_histories
-    from .store.runs import Run
+    from ..store.runs import Run
+    from .report import load_histories
 
     run_path = Path(run_path)
     if (run_path / "history.json").exists():
@@ -39,7 +39,7 @@ def watch(run_path: str | Path, proc: subprocess.Popen | None = None, every: flo
           timeout: float | None = None, show=None) -> int | None:
     """Redraw the learning curves whenever a new epoch lands in `run_path`, until `proc` ends (or
     `timeout` seconds pass). Returns the process's exit code (None if it is still running)."""
-    from .views import plots
+    from ..views import plots
 
     if show is None:
         from IPython.display import clear_output

@@ -22,20 +22,20 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import ClassVar
 
-from . import collapse
-from .algorithms import CONFIGS, NAMES, TRAINERS, compared
-from .data import DATASETS, ImageTensorDataset, load_dataset, stratified
-from .distributed import SINGLE, Distributed
-from .features import extract_features
-from .metrics import ami, knn_accuracy, nmi
-from .clustering import KMeans, check_sizes, l2_normalize
+from ..algorithms import CONFIGS, NAMES, TRAINERS, compared
+from ..algorithms.training import check_number
+from ..analysis import embed
+from ..parts import collapse
+from ..parts.clustering import KMeans, check_sizes, l2_normalize
+from ..parts.data import DATASETS, ImageTensorDataset, load_dataset, stratified
+from ..parts.distributed import SINGLE, Distributed
+from ..parts.features import extract_features
+from ..parts.metrics import ami, knn_accuracy, nmi
+from ..parts.runtime import AUTO, resolve_device
+from ..store.files import atomic_write_json
+from ..store.runs import Run
+from ..views.tensorboard_log import TensorBoardLog, check_available
 from .run_setup import check_images, start_run, write_config
-from .store.runs import Run
-from .store.files import atomic_write_json
-from .runtime import AUTO, resolve_device
-from .tensorboard_log import TensorBoardLog, check_available
-from .training import check_number
-from .analysis import embed
 
 
 @dataclass
@@ -45,7 +45,7 @@ class CompareConfig:
     and `lr` left at None keep each algorithm's own (bench/presets.md); a value applies to every one.
     `CompareConfig.fast()` is the KIT_FAST smoke run."""
 
-    saved_as: ClassVar[str] = "compare"  # its key in config.json (kit/run_setup.py)
+    saved_as: ClassVar[str] = "compare"  # its key in config.json (kit/commands/run_setup.py)
 
     # which algorithms train, in this order, each in its own folder: default the registry's compared pair
     algos: list[str] = field(default_factory=compared)
@@ -149,7 +149,7 @@ def run_compare(name: str = "compare", config: CompareConfig | None = None, runs
     """Train each algorithm (for each seed), embed, draw, report. Interrupted, it keeps what it wrote; `resume=True`
     continues with the run's saved settings (only `epochs` and `device` may change), and a seed
     already trained to `epochs` is not trained again. Under torchrun (`dist`) all ranks train, rank 0
-    alone writes files and the report. `tensorboard`: also log to `<run>/tb/<algo>/` (kit/tensorboard_log.py)."""
+    alone writes files and the report. `tensorboard`: also log to `<run>/tb/<algo>/` (kit/views/tensorboard_log.py)."""
     if tensorboard:
         check_available()  # one line naming the extra, before anything is written
     run, cfg, train, test = start_run(name, "compare", None, config or CompareConfig(), runs_root, resume,
@@ -174,7 +174,7 @@ def _compare(run: Run, cfg: CompareConfig, train, test, progress: bool, log, dis
             log(f"seed {seed}: done ({one_run.path})")
     if not writer:
         return run.file("report.html")
-    from .views.report import build_report, is_current
+    from .report import build_report, is_current
 
     if is_current(run.path):
         log("figures and report: up to date with the run, not drawn again (`python -m kit report` redraws)")

@@ -7,9 +7,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .data import batches
-from .models import Backbone, ClusterNet, build_backbone
-from .runtime import AUTO, autocast, grad_scaler, resolve_device, seed_everything
+from ..parts.data import batches
+from ..parts.models import Backbone, ClusterNet, build_backbone
+from ..parts.runtime import AUTO, autocast, grad_scaler, resolve_device, seed_everything
 from .training import Readings, TrainConfig, fused, optimise
 
 

@@ -1,7 +1,7 @@
 """Several seeds of one comparison: where they live, and their numbers as mean ± std.
 
 A comparison run with `seeds=3` holds one whole one-seed comparison per seed, `seed-31/`,
-`seed-32/`, `seed-33/` (kit/compare.py). Everything here only reads those folders or the numbers
+`seed-32/`, `seed-33/` (kit/commands/compare.py). Everything here only reads those folders or the numbers
 taken from them; the report and the sweep table draw with it.
 
 The spread is the sample standard deviation (n - 1) over seeds, everywhere: in tables as
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .algorithms import SPECS
+from ..algorithms import SPECS
 
 SEED_FOLDER = re.compile(r"seed-(\d+)")
 
@@ -49,7 +49,7 @@ def spread(values) -> str:
 
 def spread_rows(per_seed: list[list[tuple]]) -> list[tuple]:
     """(metric, one spread per algorithm) rows over seeds, from one list of (metric, a value per algorithm) rows
-    per seed with the values unformatted (`kit.views.report.summary(..., fmt=lambda v: v)`)."""
+    per seed with the values unformatted (`kit.commands.report.summary(..., fmt=lambda v: v)`)."""
     return [(rows[0][0], *(spread([r[i] for r in rows]) for i in range(1, len(rows[0])))) for rows in zip(*per_seed)]
 
 

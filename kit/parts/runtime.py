@@ -10,7 +10,6 @@ import threading
 import numpy as np
 import torch
 
-
 AUTO = "auto"  # every device setting's default, written here once: CUDA where present, else Apple MPS, else the CPU
 
 

@@ -29,8 +29,8 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from ..store.files import atomic_write_npz
 from .augment import CLOTHES, COLOUR, DIGITS, AugmentSpec, augment
-from .store.files import atomic_write_npz
 
 DATASETS = ("mnist5k", "fashion5k", "digits", "fashion-mnist", "cifar10", "stl10", "imagefolder")
 
@@ -43,7 +43,7 @@ class ImageTensorDataset(torch.utils.data.Dataset):
         if images.dtype != torch.uint8 or images.dim() != 4:
             raise ValueError(f"images are {images.dtype} {tuple(images.shape)}: an ImageTensorDataset holds uint8 "
                              "images (N, C, H, W), 0-255 (add the channel axis with images.unsqueeze(1) for grey "
-                             "images; for float images use a TensorDataset wrapped with kit.data.with_indices)")
+                             "images; for float images use a TensorDataset wrapped with kit.parts.data.with_indices)")
         self.images = images
         self.targets = targets
         self.mean = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)
@@ -243,7 +243,7 @@ def _mnist5k(split: str) -> ImageTensorDataset:
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
                    "Ankle boot"]  # Fashion-MNIST's class names, in its label order
 FASHION_MEAN, FASHION_STD = (0.2860,), (0.3530,)  # over Fashion-MNIST's 60,000 train images
-FASHION5K = Path(__file__).resolve().parents[1] / "data" / "fashion5k.npz"  # in the repository, beside kit/
+FASHION5K = Path(__file__).resolve().parents[2] / "data" / "fashion5k.npz"  # in the repository, beside kit/
 
 
 def _fashion5k(split: str, root: Path) -> ImageTensorDataset:
@@ -315,7 +315,7 @@ def needs_download(name: str, root: str | Path = "data") -> str | None:
     if name not in DOWNLOADS or (Path(root) / DOWNLOADS[name][0]).is_dir():
         return None
     return (f"{name} is not on this machine ({DOWNLOADS[name][1]} download): run "
-            f"kit.data.load_dataset({name!r}, download=True) once, with internet, then train")
+            f"kit.parts.data.load_dataset({name!r}, download=True) once, with internet, then train")
 
 
 def load_dataset(name: str = "mnist5k", split: str = "train", root: str | Path = "data",
@@ -372,12 +372,12 @@ def check_indexed(dataset) -> None:
         item = dataset[i]
         if not (isinstance(item, (tuple, list)) and len(item) == 2 and int(item[1]) == i):
             raise ValueError("the dataset must yield (image, index) pairs, not (image, label): "
-                             "wrap it with kit.data.with_indices(dataset)")
+                             "wrap it with kit.parts.data.with_indices(dataset)")
         x = item[0]
         if isinstance(x, torch.Tensor) and not x.is_floating_point():
             raise ValueError(f"image {i} of the dataset is {x.dtype}: the network takes float images, so scale them "
                              "(x.float() / 255) and normalise them, or hold uint8 images in a "
-                             "kit.data.ImageTensorDataset, which does both")
+                             "kit.parts.data.ImageTensorDataset, which does both")
         if isinstance(x, torch.Tensor) and x.dim() != 3:
             raise ValueError(f"image {i} of the dataset has shape {tuple(x.shape)}, not (C, H, W): add the channel "
                              "axis (x.unsqueeze(0) for a grey image)")
@@ -386,7 +386,7 @@ def check_indexed(dataset) -> None:
                              "data before training")
     if getattr(dataset, "image_shape", None) is None:
         raise ValueError(f"{type(dataset).__name__} has no image_shape (C, H, W): wrap it with "
-                         "kit.data.with_indices(dataset), which reads the shape from its first image")
+                         "kit.parts.data.with_indices(dataset), which reads the shape from its first image")
 
 
 # Tensor datasets are sliced, augmented and normalised up to CHUNK batches at a time: the few dozen small ops of a

@@ -1,5 +1,5 @@
-"""`python -m kit evaluate RUN`: every protocol of `kit.evaluate` on the run's DeepCluster and ODC
-backbones, beside a random-init floor and a supervised ceiling (kit/supervised.py). Writes the numbers
+"""`python -m kit evaluate RUN`: every protocol of `kit.analysis.evaluate` on the run's DeepCluster and ODC
+backbones, beside a random-init floor and a supervised ceiling (kit/algorithms/supervised.py). Writes the numbers
 to `RUN/evaluation.json` and the benchmark pages' tables to `RUN/evaluation.md`
 (kit/views/evaluation.py); the report draws the same tables from the JSON.
 """
@@ -12,17 +12,17 @@ from pathlib import Path
 
 import torch
 
-from . import evaluate as ev
-from .algorithms import NAMES, SPECS
-from .data import load_dataset
-from .models import Backbone, build_backbone
-from .store.runs import Run, read_config
-from .store.files import atomic_write_bytes, atomic_write_json
-from .store.checkpoints import load_checkpoint
-from .runtime import AUTO, resolve_device, seed_everything
-from .seeds import seed_folders
-from .supervised import train_supervised
-from .training import TrainConfig, check_number
+from ..algorithms import NAMES, SPECS
+from ..algorithms.supervised import train_supervised
+from ..algorithms.training import TrainConfig, check_number
+from ..analysis import evaluate as ev
+from ..analysis.seeds import seed_folders
+from ..parts.data import load_dataset
+from ..parts.models import Backbone, build_backbone
+from ..parts.runtime import AUTO, resolve_device, seed_everything
+from ..store.checkpoints import load_checkpoint
+from ..store.files import atomic_write_bytes, atomic_write_json
+from ..store.runs import Run, read_config
 
 
 @dataclass
@@ -142,7 +142,7 @@ def evaluate_run(run_path: str | Path, config: EvaluateConfig | None = None, log
 
 
 def _evaluate(run_path: Path, cfg: dict, config: EvaluateConfig, log, device) -> Path:
-    from .views.evaluation import markdown
+    from ..views.evaluation import markdown
 
     train = load_dataset(cfg["dataset"], "train", root=cfg.get("root", "data"), n=cfg.get("n_train"))
     test = load_dataset(cfg["dataset"], "test", root=cfg.get("root", "data"))

@@ -22,21 +22,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, NamedTuple
 
-
-from .algorithms import CONFIGS, GRID, GRID_KEYS, NAMES, TRAINERS, compared
-from .data import DATASETS, load_dataset, validation_split
-from .clustering import check_sizes
+from ..algorithms import CONFIGS, GRID, GRID_KEYS, NAMES, TRAINERS, compared
+from ..algorithms.training import check_number
+from ..analysis.seeds import mean_std
+from ..parts.clustering import check_sizes
+from ..parts.data import DATASETS, load_dataset, validation_split
+from ..parts.runtime import AUTO, Diverged, resolve_device
+from ..store.files import atomic_write_bytes, atomic_write_json, read_json
+from ..store.runs import Run
+from ..views.tensorboard_log import TensorBoardLog, check_available
 from .run_setup import start_run
-from .store.runs import Run
-from .store.files import atomic_write_bytes, atomic_write_json, read_json
-from .runtime import AUTO, Diverged, resolve_device
-from .seeds import mean_std
-from .tensorboard_log import TensorBoardLog, check_available
-from .training import check_number
 
 METRICS = {"knn": "kNN accuracy", "nmi_true": "NMI to true classes", "ami_true": "AMI to true classes",
            "nmi_prev": "NMI(t-1, t)", "nmi_prev_chance": "its chance level", "ami_prev": "AMI(t-1, t)"}  # after the last epoch
-# NMI(t-1, t) climbs with K by chance alone (kit/metrics.py): AMI(t-1, t) is the stability read across K
+# NMI(t-1, t) climbs with K by chance alone (kit/parts/metrics.py): AMI(t-1, t) is the stability read across K
 
 
 @dataclass
@@ -44,7 +43,7 @@ class SweepConfig:
     """The grid (one list of values per setting) and the data every cell shares. `SweepConfig.fast()`
     is the KIT_FAST smoke sweep."""
 
-    saved_as: ClassVar[str] = "sweep"  # its key in config.json (kit/run_setup.py)
+    saved_as: ClassVar[str] = "sweep"  # its key in config.json (kit/commands/run_setup.py)
 
     algos: list[str] = field(default_factory=compared)  # the registry's compared pair
     # K, both algorithms: three cells per algorithm that fit a lecture (ODC at K = 300 takes 6-7 min a cell on 2 cores)
@@ -246,7 +245,9 @@ def write_results(path: Path, cfg: SweepConfig, results: list[dict], n_fit: int,
         lines.append("| " + " | ".join([f"{b}{row['algo']}{b}", *(_fmt(row.get(k, "—")) for k in GRID_KEYS), seeds,
                                          *(cell(row, k) for k in METRICS), f"{row['train_s_mean']:.1f}"]) + " |")
     atomic_write_bytes(path / "sweep.md", ("\n".join(lines) + "\n").encode())
-    from .views import plots  # the figure only; a sweep that trains does not need matplotlib before this
+    from ..views import (
+        plots,  # the figure only; a sweep that trains does not need matplotlib before this
+    )
 
     plots.save(plots.sweep(curves(results), METRICS), path / "sweep.png")
     return path / "sweep.md"

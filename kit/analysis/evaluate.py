@@ -24,11 +24,11 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .data import batches, validation_split
-from .metrics import knn_accuracy
-from .models import Backbone, ClusterHead
-from .features import model_device
-from .runtime import full_precision, resolve_device
+from ..parts.data import batches, validation_split
+from ..parts.features import model_device
+from ..parts.metrics import knn_accuracy
+from ..parts.models import Backbone, ClusterHead
+from ..parts.runtime import full_precision, resolve_device
 
 LOW_SHOT_K = (1, 2, 4, 8, 16, 32, 64, 96)
 KNN_K = (10, 20, 100, 200)

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import asdict, fields
 from pathlib import Path
 
-from .distributed import SINGLE, Distributed
-from .store.runs import Run, check_name, read_config
-from .store.files import atomic_write_json
+from ..parts.distributed import SINGLE, Distributed
+from ..store.files import atomic_write_json
+from ..store.runs import Run, check_name, read_config
 
 
 def resumed_config(path: Path, command: str, algo: str | None, requested, explicit=None, log=print):
@@ -80,7 +80,7 @@ def write_config(run: Run, command: str, algo: str | None, cfg) -> None:
 def check_images(dataset) -> None:
     """An image folder read through before anything is written: every file must open as an image, and
     the kNN / NMI monitor needs two classes (sub-folders) at least. Tensor datasets pass as they are."""
-    from .data import IndexedImageFolder
+    from ..parts.data import IndexedImageFolder
 
     if not isinstance(dataset, IndexedImageFolder):
         return

@@ -93,8 +93,8 @@ class TensorBoardLog:
         """The Projector at every epoch `embed_features/` holds, from `algo_run` (a run's algorithm
         folder): features of the fixed subset, the images as a sprite, and (class, cluster, changed) rows.
         Returns the number of embeddings written."""
-        from .store.runs import Run
-        from .metrics import changed
+        from ..parts.metrics import changed
+        from ..store.runs import Run
 
         saved = Run(algo_run).embed_features()
         if not saved:

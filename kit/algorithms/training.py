@@ -17,19 +17,28 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .clustering import KMeans, l2_normalize
-from .data import check_indexed
-from .distributed import Distributed, row_range
-from .features import extract_features
-from . import collapse
-from .data import batches
-from .metrics import agreement, cluster_acc, cluster_sizes, knn_accuracy, label_change
-from .models import ClusterNet, ODCNeck, build_backbone
-from .store.runs import Run
-from .store.files import read_json, read_lines
-from .store.checkpoints import load_checkpoint, save_checkpoint
-from .runtime import (AUTO, Diverged, compile_step, grad_scaler, prepare_model, resolve_device, rng_state, seed_everything,
-                      set_rng_state, tuned_convolutions)
+from ..parts import collapse
+from ..parts.clustering import KMeans, l2_normalize
+from ..parts.data import batches, check_indexed
+from ..parts.distributed import Distributed, row_range
+from ..parts.features import extract_features
+from ..parts.metrics import agreement, cluster_acc, cluster_sizes, knn_accuracy, label_change
+from ..parts.models import ClusterNet, ODCNeck, build_backbone
+from ..parts.runtime import (
+    AUTO,
+    Diverged,
+    compile_step,
+    grad_scaler,
+    prepare_model,
+    resolve_device,
+    rng_state,
+    seed_everything,
+    set_rng_state,
+    tuned_convolutions,
+)
+from ..store.checkpoints import load_checkpoint, save_checkpoint
+from ..store.files import read_json, read_lines
+from ..store.runs import Run
 
 
 @dataclass

@@ -9,18 +9,23 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import collapse, seeds
 from ..algorithms import NAMES, SPECS
-from ..data import load_dataset
-from ..metrics import agreement
-from ..compare import CompareConfig
-from ..store.runs import Run, read_config
-from ..teaching import lesson
-from ..store.files import atomic_write_bytes, atomic_write_npz, check_fields, read_json, read_layouts
-from . import build as views
-from ..analysis import flows
+from ..analysis import findings, flows, seeds
 from ..analysis.history import last, mean_last, series
-from . import plots
+from ..parts import collapse
+from ..parts.data import load_dataset
+from ..parts.metrics import agreement
+from ..store.files import (
+    atomic_write_bytes,
+    atomic_write_npz,
+    check_fields,
+    read_json,
+    read_layouts,
+)
+from ..store.runs import Run, read_config
+from ..views import build as views
+from ..views import plots
+from .compare import CompareConfig
 
 FIGURES = {
     "learning.png": "Do they learn? kNN accuracy and NMI to the true classes (epoch 0 = random init).",
@@ -325,7 +330,7 @@ def build_report(run_path: str | Path, log=print, umap: bool = True, figures: bo
 
 def _seeded_report(run_path: Path, cfg: dict, log=print, figures: bool = True) -> Path:
     """A run of several seeds: each seed's own report in its folder, then here the curves as mean and
-    band and the table as mean ± std over the seeds (kit/seeds.py)."""
+    band and the table as mean ± std over the seeds (kit/analysis/seeds.py)."""
     folders = seeds.seed_folders(run_path)
     if not folders:
         raise FileNotFoundError(f"{run_path} holds no seed with a history yet: finish it with "
@@ -408,12 +413,21 @@ DIGIT_DATASETS = ("mnist5k", "digits")  # the datasets whose classes the guides 
 
 
 def _takeaway(histories: dict, run_label: str = "This run", dataset: str | None = None) -> str:
-    """The lesson's takeaway (kit/teaching/lesson.py), measured on the demo's dataset, then this run's own numbers beside it:
-    on that dataset only. A run on other data gets no sentence measured on digits."""
+    """On the demo's dataset, what the equal-K comparison found there (kit/analysis/findings.py: its ranking sentence
+    and the numbers it rests on), then this run's own numbers beside it. A run on other data gets no sentence measured
+    on digits."""
     if len(histories) != 2 or dataset != CompareConfig.dataset:
         return ""
-    return (f"<h3>Takeaway</h3>\n<div>{lesson.takeaway(markup='html')}</div>\n"
-            f"<p>{html.escape(lesson.this_run(histories, run_label))}</p>")
+    h = findings.headline()
+    measures = [("AMI(t−1, t), last 5 epochs", "ami_prev", 2), ("images reassigned per epoch, last 5 epochs",
+                 "label_change", 2), ("kNN accuracy, final", "knn", 3),
+                ("AMI to the true classes, last 5 epochs", findings.AGREEMENT, 2)]
+    items = "".join(f"<li>{html.escape(label)}: {html.escape(findings.stated(h, key, digits))}</li>"
+                    for label, key, digits in measures)
+    return (f"<h3>Takeaway</h3>\n<p><b>{html.escape(findings.ranking_sentence(h))}</b> Measured on the embedded digits, "
+            f"all at K = {h['n_clusters']} for {h['epochs']} epochs, mean ± std over {len(h['seeds'])} seeds "
+            f"(<code>{html.escape(h['source'])}</code>; bench/equal_k.md in kit's repository):</p>\n<ul>{items}</ul>\n"
+            f"<p>{html.escape(findings.this_run(histories, run_label))}</p>")
 
 
 def guide(name: str, dataset: str | None = None) -> str:
@@ -425,7 +439,7 @@ def guide(name: str, dataset: str | None = None) -> str:
 
 
 def _alarms(histories: dict) -> str:
-    """The report's collapse section: every epoch that crossed a threshold of kit/collapse.py, or a line saying none did."""
+    """The report's collapse section: every epoch that crossed a threshold of kit/parts/collapse.py, or a line saying none did."""
     rows = [(NAMES.get(algo, algo), epoch + 1, "; ".join(collapse.SYMPTOMS[s] for s in found))
             for algo, h in histories.items() for epoch, found in collapse.flagged(h)]
     rule = (f"Thresholds: loss above {collapse.LOSS_EXPLODING:g} ln K in any epoch, or above {collapse.LOSS_NEAR_CHANCE:g} "
@@ -443,7 +457,7 @@ def stale_evaluation(run_path: Path, scored: dict) -> str:
     """A warning when `evaluation.json` scored weights older than the run's checkpoints hold now (`compare --resume`
     trained on after `evaluate`); nothing when they match, or the file predates the record, or a checkpoint cannot
     be read (the evaluation itself would then say so)."""
-    from ..evaluate_run import trained_epochs
+    from .evaluate_run import trained_epochs
 
     def now(algo: str) -> int | None:
         try:
@@ -473,7 +487,7 @@ def _write_html(run_path: Path, cfg: dict, rows, histories: dict, interactive: s
                       for name, cap in FIGURES.items() if (run_path / name).exists())
     evaluation = run_path / "evaluation.json"
     if evaluation.exists():  # written by `python -m kit evaluate`; evaluation.md holds the same tables
-        from .evaluation import tables
+        from ..views.evaluation import tables
 
         scored = read_evaluation(evaluation)
         figs += "\n<h2>Evaluation protocols</h2>\n" + stale_evaluation(run_path, scored) + "\n".join(
