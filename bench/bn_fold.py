@@ -1,5 +1,6 @@
-"""BatchNorm folded into the convolution before it, against the network as it is, for the extraction pass (issue 31,
-item 12): the same features (relative differences ~1e-6), measured side by side in one process.
+"""BatchNorm folded into the convolution before it, against the network as it is, for the extraction
+pass (issue 31, item 12): the same features (relative differences ~1e-6), measured side by side in
+one process.
 
     python bench/bn_fold.py
 """
@@ -23,7 +24,9 @@ def main() -> None:
     digits = kit.load_dataset("mnist5k")
     for backbone in ("convnet", "resnet18"):
         data = digits if backbone == "convnet" else digits.select(torch.arange(1000))
-        net = prepare_model(kit.ClusterNet(kit.build_backbone(backbone, 1, image_size=28), 10), torch.device("cpu"))
+        net = prepare_model(
+            kit.ClusterNet(kit.build_backbone(backbone, 1, image_size=28), 10), torch.device("cpu")
+        )
         net.eval()
         unfused = lambda m: kf._Features(m.backbone, m.neck)  # noqa: E731 - the network as it is
         runs = {"folded": kf.inference_module, "as it is": unfused}
@@ -41,9 +44,11 @@ def main() -> None:
                     kf.inference_module = original
         med = {k: statistics.median(v[1:]) for k, v in times.items()}
         drift = float(abs(out["folded"] - out["as it is"]).max() / abs(out["as it is"]).max())
-        print(f"{backbone}, {len(data):,} images: as it is {med['as it is']:.3f} s, folded {med['folded']:.3f} s: "
-              f"folding is {med['as it is'] / med['folded']:.2f}x as fast; largest difference {drift:.1e} of the "
-              "largest feature")
+        print(
+            f"{backbone}, {len(data):,} images: as it is {med['as it is']:.3f} s, folded "
+            f"{med['folded']:.3f} s: folding is {med['as it is'] / med['folded']:.2f}x as fast; "
+            f"largest difference {drift:.1e} of the largest feature"
+        )
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
-"""ODC's small-cluster fix at three K on the 4,000 training digits (issue 31, item 10), side by side in one process:
-an epoch's time and the share of it spent dissolving and re-splitting small clusters (`min_cluster_size` 10, the
-small preset's). K = 300 is timed twice: with kit's batched 2-means, and with the reference's loop, one
-scikit-learn KMeans(2) call a split (kit's code before issue 31). K = 1,000 (4 images a cluster) is refused in one
-line; it took ~240 s an epoch before.
+"""ODC's small-cluster fix at three K on the 4,000 training digits (issue 31, item 10), side by side
+in one process: an epoch's time and the share of it spent dissolving and re-splitting small clusters
+(`min_cluster_size` 10, the small preset's). K = 300 is timed twice: with kit's batched 2-means, and
+with the reference's loop, one scikit-learn KMeans(2) call a split (kit's code before issue 31). K =
+1,000 (4 images a cluster) is refused in one line; it took ~240 s an epoch before.
 
     python bench/small_clusters.py
 """
@@ -23,7 +23,8 @@ from kit.algorithms.memory import ODCMemory  # noqa: E402
 
 
 class OneSklearnCallASplit(ODCMemory):
-    """The reference's loop (§2.7): for each freed id, the largest cluster split by scikit-learn's KMeans(2)."""
+    """The reference's loop (§2.7): for each freed id, the largest cluster split by scikit-learn's
+    KMeans(2)."""
 
     def _redirect_empty(self, empty):
         from sklearn.cluster import KMeans
@@ -35,9 +36,14 @@ class OneSklearnCallASplit(ODCMemory):
             if counts[big] < 2:
                 break
             members = torch.nonzero(self.labels == big).flatten()
-            part = torch.as_tensor(KMeans(2, random_state=self.split_seed, max_iter=20, n_init=1).fit(
-                self.features[members].double().numpy()).labels_ == 1)
-            if part.all() or not part.any():  # as kit did: floor(n/2) kept at random, ceil(n/2) moved
+            part = torch.as_tensor(
+                KMeans(2, random_state=self.split_seed, max_iter=20, n_init=1)
+                .fit(self.features[members].double().numpy())
+                .labels_
+                == 1
+            )
+            # as kit did: floor(n/2) kept at random, ceil(n/2) moved
+            if part.all() or not part.any():
                 gen = torch.Generator().manual_seed(self.split_seed)
                 part = torch.ones(len(members), dtype=torch.bool)
                 part[torch.randperm(len(members), generator=gen)[: len(members) // 2]] = False
@@ -49,10 +55,12 @@ class OneSklearnCallASplit(ODCMemory):
 
 
 def epoch(data, k: int, memory=ODCMemory) -> tuple[float, float, int]:
-    """(seconds of ODC's second epoch, seconds of it in fix_small_clusters, ids refilled by a split in it)."""
+    """(seconds of ODC's second epoch, seconds of it in fix_small_clusters, ids refilled by a split
+    in it)."""
     kit.algorithms.odc.ODCMemory = memory
     trainer = kit.ODC(kit.ODCConfig.small(n_clusters=k, eval_every=0, device="cpu"))
-    warnings.filterwarnings("ignore", "ODC: n_clusters", RuntimeWarning)  # K = 300's warning: measured here
+    # K = 300's warning: measured here
+    warnings.filterwarnings("ignore", "ODC: n_clusters", RuntimeWarning)
     trainer.fit(data, epochs=1)
     spent = {"fix": 0.0, "refilled": 0}
     fix = memory.fix_small_clusters
@@ -77,8 +85,9 @@ def epoch(data, k: int, memory=ODCMemory) -> tuple[float, float, int]:
 
 
 def balance(data) -> None:
-    """How evenly each 2-means parts a small cluster: the clusters of 16 to 40 images of a K = 300 memory after one
-    epoch, split by kit's 2-means and by scikit-learn's KMeans(2, random_state=0), the smaller part's mean share."""
+    """How evenly each 2-means parts a small cluster: the clusters of 16 to 40 images of a K = 300
+    memory after one epoch, split by kit's 2-means and by scikit-learn's KMeans(2, random_state=0),
+    the smaller part's mean share."""
     from sklearn.cluster import KMeans
 
     trainer = kit.ODC(kit.ODCConfig.small(n_clusters=300, eval_every=0, device="cpu"))
@@ -91,24 +100,33 @@ def balance(data) -> None:
         sk = KMeans(2, random_state=0, max_iter=20, n_init=1).fit(x.double().numpy()).labels_ == 1
         ours.append(min(part.sum().item(), len(x) - part.sum().item()) / len(x))
         theirs.append(min(sk.sum(), len(x) - sk.sum()) / len(x))
-    print(f"{len(ours)} clusters of 16-40 images after one K = 300 epoch: the smaller part holds {sum(ours) / len(ours):.0%} "
-          f"of a cluster with kit's 2-means, {sum(theirs) / len(theirs):.0%} with scikit-learn's")
+    print(
+        f"{len(ours)} clusters of 16-40 images after one K = 300 epoch: the smaller part holds "
+        f"{sum(ours) / len(ours):.0%} of a cluster with kit's 2-means, "
+        f"{sum(theirs) / len(theirs):.0%} with scikit-learn's"
+    )
 
 
 def main() -> None:
     data = kit.load_dataset("mnist5k")
     base = None
-    for k, memory, how in ((30, ODCMemory, "kit"), (300, ODCMemory, "kit"), (300, OneSklearnCallASplit, "reference loop"),
-                           (1000, ODCMemory, "kit")):
+    for k, memory, how in (
+        (30, ODCMemory, "kit"),
+        (300, ODCMemory, "kit"),
+        (300, OneSklearnCallASplit, "reference loop"),
+        (1000, ODCMemory, "kit"),
+    ):
         try:
             wall, fix, refilled = epoch(data, k, memory)
         except ValueError as e:
             print(f"K = {k:>5,}: refused: {e}")
             continue
         base = base or wall
-        print(f"K = {k:>5,} ({len(data) / k:5.1f} images a cluster), {how:>14}: epoch {wall:5.2f} s = {wall / base:.2f}x "
-              f"K = 30's; small-cluster fix {fix:.2f} s ({refilled:,} ids refilled by a split, "
-              f"{fix / max(refilled, 1) * 1e3:.2f} ms of fix an id)")
+        print(
+            f"K = {k:>5,} ({len(data) / k:5.1f} images a cluster), {how:>14}: epoch {wall:5.2f} s "
+            f"= {wall / base:.2f}x K = 30's; small-cluster fix {fix:.2f} s ({refilled:,} ids "
+            f"refilled by a split, {fix / max(refilled, 1) * 1e3:.2f} ms of fix an id)"
+        )
     balance(data)
 
 

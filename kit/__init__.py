@@ -16,11 +16,12 @@ from pathlib import Path as _Path
 
 from .algorithms import SPECS as _SPECS
 
-# OpenMP threads that spin-wait between parallel regions (libgomp's default) take the cores of whatever
-# else runs on the machine: an ODC epoch went from 2.45 s to 15.8 s beside a 2-thread numpy job, where a
-# fair share of two cores is about 2x (issue 19, bench/RESULTS.md). torch and faiss each bring their own
-# libgomp, and each reads this once, when it loads: so it is set here, before either is imported. A
-# value the user set wins; in a notebook that imported torch before kit it comes too late to matter.
+# OpenMP threads that spin-wait between parallel regions (libgomp's default) take the cores of
+# whatever else runs on the machine: an ODC epoch went from 2.45 s to 15.8 s beside a 2-thread numpy
+# job, where a fair share of two cores is about 2x (issue 19, bench/RESULTS.md). torch and faiss
+# each bring their own libgomp, and each reads this once, when it loads: so it is set here, before
+# either is imported. A value the user set wins; in a notebook that imported torch before kit it
+# comes too late to matter.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 _EXPORTS = {
@@ -35,7 +36,8 @@ _EXPORTS = {
     "store.runs": ["Run"],
     "parts.runtime": ["resolve_device", "seed_everything"],
     "parts.sampling": ["replacement_indices", "uniform_cluster_indices"],
-    **{f"algorithms.{spec.module}": [spec.trainer, spec.config] for spec in _SPECS.values()},  # each algorithm's trainer and config
+    # each algorithm's trainer and config
+    **{f"algorithms.{spec.module}": [spec.trainer, spec.config] for spec in _SPECS.values()},
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = list(_WHERE)

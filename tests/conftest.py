@@ -8,8 +8,8 @@ import pytest
 from notebook_lane import NotebookLane
 
 os.environ.setdefault("KIT_FAST", "1")
-# as `import kit` does (kit/__init__.py), before torch loads its libgomp: spinning OpenMP threads in this process
-# took the cores from the notebook kernels running beside it, and a 5 s test took 50 s
+# as `import kit` does (kit/__init__.py), before torch loads its libgomp: spinning OpenMP threads in
+# this process took the cores from the notebook kernels running beside it, and a 5 s test took 50 s
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 
@@ -18,8 +18,8 @@ STARTED = time.perf_counter()
 
 
 def share_cores(n: int) -> None:
-    """n OpenMP threads for torch and faiss in this process, and for the processes its tests start (kit's
-    `set_threads` reads OMP_NUM_THREADS)."""
+    """n OpenMP threads for torch and faiss in this process, and for the processes its tests start
+    (kit's `set_threads` reads OMP_NUM_THREADS)."""
     os.environ["OMP_NUM_THREADS"] = str(n)
     torch.set_num_threads(n)
     if "faiss" in sys.modules:
@@ -37,9 +37,10 @@ def mnist_small():
     return kit.load_dataset("mnist5k", n=400), kit.load_dataset("mnist5k", split="test", n=200)
 
 
-# The tests' configs: each algorithm's KIT_FAST preset (`.fast()`, K = 20), shrunk further for 400 digits, with
-# no monitoring, on the CPU unless a test names a device: exactness tests (same seed, same numbers; exact resume)
-# must not pick up a GPU's cudnn.benchmark and float atomics on a machine that has one.
+# The tests' configs: each algorithm's KIT_FAST preset (`.fast()`, K = 20), shrunk further for 400
+# digits, with no monitoring, on the CPU unless a test names a device: exactness tests (same seed,
+# same numbers; exact resume) must not pick up a GPU's cudnn.benchmark and float atomics on a
+# machine that has one.
 def tiny_dc_config(**kw):
     import kit
 
@@ -49,7 +50,9 @@ def tiny_dc_config(**kw):
 def tiny_odc_config(**kw):
     import kit
 
-    return kit.ODCConfig.fast(**{"n_clusters": 10, "min_cluster_size": 5, "eval_every": 0, "device": "cpu", **kw})
+    return kit.ODCConfig.fast(
+        **{"n_clusters": 10, "min_cluster_size": 5, "eval_every": 0, "device": "cpu", **kw}
+    )
 
 
 def tiny_v2_config(**kw):
@@ -59,7 +62,8 @@ def tiny_v2_config(**kw):
 
 
 def tiny_trainer(algo: str, **kw):
-    """A trainer of `algo` ("deepcluster", "odc", "deepcluster-v2") at the tests' config above, with `kw` over it."""
+    """A trainer of `algo` ("deepcluster", "odc", "deepcluster-v2") at the tests' config above, with
+    `kw` over it."""
     import kit
 
     make = {"deepcluster": (kit.DeepCluster, tiny_dc_config), "odc": (kit.ODC, tiny_odc_config),
@@ -77,7 +81,8 @@ def fast_compare(tmp_path_factory):
 
     from kit.__main__ import main
 
-    root = tmp_path_factory.mktemp("compare") / "my runs, Ada's"  # a space and a quote: every hint must quote them
+    # a space and a quote: every hint must quote them
+    root = tmp_path_factory.mktemp("compare") / "my runs, Ada's"
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = main(["compare", "--name", "t", "--runs", str(root)])
@@ -97,14 +102,22 @@ def card():
 # -- the notebooks, each executed once per mode for the whole session ------------------------------
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
-sys.path.insert(0, str(ROOT / "docs"))  # docs/build_site.py, the site build the tests share notebooks with
-# these train on a CUDA card that is not there (tests/fake_cuda.py), so a cell that mixes devices fails here as
-# it would on Colab's GPU; 07 trains on a CIFAR-10 stand-in of 192 images
-ON_CARD = ("02_deepcluster_walkthrough.ipynb", "03_odc_walkthrough.ipynb", "04_stability.ipynb", "05_churn.ipynb",
-           "07_gpu_cifar10.ipynb")
+# docs/build_site.py, the site build the tests share notebooks with
+sys.path.insert(0, str(ROOT / "docs"))
+# these train on a CUDA card that is not there (tests/fake_cuda.py), so a cell that mixes devices
+# fails here as it would on Colab's GPU; 07 trains on a CIFAR-10 stand-in of 192 images
+ON_CARD = (
+    "02_deepcluster_walkthrough.ipynb",
+    "03_odc_walkthrough.ipynb",
+    "04_stability.ipynb",
+    "05_churn.ipynb",
+    "07_gpu_cifar10.ipynb",
+)
 MODES = ("fast", "example", "full")
-FULL_EPOCHS = 2  # the "full" mode's epoch cap (KIT_EPOCHS): full data, K and monitoring, two epochs of each run
-SWITCH = "USE_EXAMPLE_RUN = False"  # the docs build injects True through the `parameters` cell: keep this form
+# the "full" mode's epoch cap (KIT_EPOCHS): full data, K and monitoring, two epochs of each run
+FULL_EPOCHS = 2
+# the docs build injects True through the `parameters` cell: keep this form
+SWITCH = "USE_EXAMPLE_RUN = False"
 
 
 def _closed_port() -> int:
@@ -115,21 +128,25 @@ def _closed_port() -> int:
         return s.getsockname()[1]  # nothing listens once the socket closes
 
 
-# every proxy at a closed port: a download tried by a notebook (or the site build) fails instead of passing unseen
-OFFLINE = {k: f"http://127.0.0.1:{_closed_port()}" for k in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
-                                             "all_proxy")} | {"NO_PROXY": "", "no_proxy": "", "HF_HUB_OFFLINE": "1",
-                                                              "PIP_NO_INDEX": "1"}
+# every proxy at a closed port: a download tried by a notebook (or the site build) fails instead of
+# passing unseen
+OFFLINE = {
+    k: f"http://127.0.0.1:{_closed_port()}"
+    for k in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
+} | {"NO_PROXY": "", "no_proxy": "", "HF_HUB_OFFLINE": "1", "PIP_NO_INDEX": "1"}
 
 
 def execute_notebook(name: str, mode: str, runs: Path, threads: int = CORES):
-    """Run notebook `name` top to bottom in a fresh kernel, offline, its runs under `runs` (KIT_RUNS).
+    """Run notebook `name` top to bottom in a fresh kernel, offline, its runs under `runs`
+    (KIT_RUNS).
 
-    mode "fast": KIT_FAST=1, training end to end (the ON_CARD notebooks on the stand-in card);
-    mode "example": KIT_FAST=1 with `USE_EXAMPLE_RUN = True`, reading the shipped run (what the site shows);
-    mode "full": the notebooks' own full-size settings (all the data, the presets' K, their monitoring), each run
-    capped at FULL_EPOCHS epochs (KIT_EPOCHS), on the CPU: what "run it before class" runs, shorter.
-    The notebook comes back with `metadata.kit_test`: the mode, the runs folder and the seconds it took.
-    `threads`: the kernel's OpenMP threads (one while the tests run beside it, see `NotebookCache`).
+    mode "fast": KIT_FAST=1, training end to end (the ON_CARD notebooks on the stand-in card); mode
+    "example": KIT_FAST=1 with `USE_EXAMPLE_RUN = True`, reading the shipped run (what the site
+    shows); mode "full": the notebooks' own full-size settings (all the data, the presets' K, their
+    monitoring), each run capped at FULL_EPOCHS epochs (KIT_EPOCHS), on the CPU: what "run it before
+    class" runs, shorter. The notebook comes back with `metadata.kit_test`: the mode, the runs
+    folder and the seconds it took. `threads`: the kernel's OpenMP threads (one while the tests run
+    beside it, see `NotebookCache`).
     """
     import nbformat
     from nbclient import NotebookClient
@@ -147,10 +164,16 @@ def execute_notebook(name: str, mode: str, runs: Path, threads: int = CORES):
 
         first, last = notebook_cells(cifar10=name.startswith("07"))
         nb.cells = [nbformat.v4.new_code_cell(first), *nb.cells, nbformat.v4.new_code_cell(last)]
-    size = {"KIT_FAST": "0", "KIT_EPOCHS": str(FULL_EPOCHS)} if mode == "full" else {"KIT_FAST": "1", "KIT_EPOCHS": ""}
+    size = (
+        {"KIT_FAST": "0", "KIT_EPOCHS": str(FULL_EPOCHS)}
+        if mode == "full"
+        else {"KIT_FAST": "1", "KIT_EPOCHS": ""}
+    )
     env = {**os.environ, **OFFLINE, **size, "KIT_RUNS": str(runs), "OMP_NUM_THREADS": str(threads)}
     t0 = time.perf_counter()
-    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}).execute(env=env)
+    NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
+    ).execute(env=env)
     nb.metadata["kit_test"] = {"mode": mode, "runs": str(runs), "seconds": time.perf_counter() - t0,
                                "ended": time.perf_counter() - STARTED}
     return nb
@@ -160,15 +183,19 @@ def _key(name: str, mode: str) -> tuple[str, str]:
     if mode not in MODES:
         raise ValueError(f"mode {mode!r}: one of {', '.join(MODES)}")
     if mode != "fast" and SWITCH not in (NOTEBOOKS / name).read_text():
-        mode = "fast"  # no example-run switch and nothing sized by KIT_FAST (the playground): one execution
+        # no example-run switch and nothing sized by KIT_FAST (the playground): one execution
+        mode = "fast"
     return name, mode
 
 
 def runs_folder(name: str, mode: str) -> str:
-    """Each execution trains into a folder of its own, but for 01 and 04 in the modes that train, which share
-    one as a user's do: whichever runs first trains the quickstart run, the other reopens it (in "fast" mode
-    04 runs on the stand-in card, so a run trained on the CPU is reopened on a card, or the other way)."""
-    return f"01+04-{mode}" if mode != "example" and name[:2] in ("01", "04") else f"{name[:2]}-{mode}"
+    """Each execution trains into a folder of its own, but for 01 and 04 in the modes that train,
+    which share one as a user's do: whichever runs first trains the quickstart run, the other
+    reopens it (in "fast" mode 04 runs on the stand-in card, so a run trained on the CPU is reopened
+    on a card, or the other way)."""
+    return (
+        f"01+04-{mode}" if mode != "example" and name[:2] in ("01", "04") else f"{name[:2]}-{mode}"
+    )
 
 
 def NotebookCache(folder) -> NotebookLane:
@@ -180,10 +207,13 @@ _notebooks: NotebookLane | None = None
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "notebooks(mode, *names): the test reads these notebooks executed in this mode "
-                                       "(default: its `name` parameter, else every notebook); they are executed in the "
-                                       "background while earlier tests run. A test parametrised over `name` and `mode` "
-                                       "needs no mark")
+    config.addinivalue_line(
+        "markers",
+        "notebooks(mode, *names): the test reads these notebooks executed in this mode "
+        "(default: its `name` parameter, else every notebook); they are executed in the "
+        "background while earlier tests run. A test parametrised over `name` and `mode` "
+        "needs no mark",
+    )
 
 
 def _reads_full(item) -> bool:
@@ -191,19 +221,24 @@ def _reads_full(item) -> bool:
 
 
 def pytest_collection_modifyitems(config, items):
-    """The tests that read the full-size executions run last: the lane executes those last (they are the longest),
-    and the other tests run beside them instead of waiting."""
+    """The tests that read the full-size executions run last: the lane executes those last (they are
+    the longest), and the other tests run beside them instead of waiting."""
     items.sort(key=_reads_full)  # stable: every other test keeps its place
 
 
 def pytest_collection_finish(session):
-    """Start the background lane on the notebooks the selected tests declared, in the order they need them."""
+    """Start the background lane on the notebooks the selected tests declared, in the order they
+    need them."""
     global _notebooks
     keys, every = [], sorted(p.name for p in NOTEBOOKS.glob("*.ipynb"))
     for item in session.items:
         params = item.callspec.params if hasattr(item, "callspec") else {}
         marks = list(item.iter_markers("notebooks"))
-        if not marks and "executed_notebook" in getattr(item, "fixturenames", ()) and {"name", "mode"} <= set(params):
+        if (
+            not marks
+            and "executed_notebook" in getattr(item, "fixturenames", ())
+            and {"name", "mode"} <= set(params)
+        ):
             keys.append((params["name"], params["mode"]))  # parametrised over both: declared enough
         for mark in marks:
             mode, *names = mark.args or (params["mode"],)
@@ -214,7 +249,8 @@ def pytest_collection_finish(session):
 
 
 def pytest_runtest_setup(item):
-    """While the lane runs a notebook, a test gets the cores its kernel does not use; after, all of them."""
+    """While the lane runs a notebook, a test gets the cores its kernel does not use; after, all of
+    them."""
     if _notebooks is not None and _reads_full(item):
         with _notebooks.lock:
             _notebooks.tail = True
@@ -223,34 +259,39 @@ def pytest_runtest_setup(item):
 
 
 def pytest_terminal_summary(terminalreporter):
-    """How long each notebook took, and when: the lane is the suite's longest single line of work."""
+    """How long each notebook took, and when: the lane is the suite's longest single line of
+    work."""
     done = {} if _notebooks is None else dict(_notebooks.done)
     times = [(k, nb.metadata.kit_test) for k, nb in done.items() if not isinstance(nb, Exception)]
     if times:
-        terminalreporter.write_line(f"notebooks: {len(times)} executed in {sum(t['seconds'] for _, t in times):.0f} s, "
-                                    f"the last ending {max(t['ended'] for _, t in times):.0f} s into the session; "
-                                    f"tests waited {_notebooks.waited:.0f} s for them: "
-                                    + ", ".join(f"{n[:2]}-{m} {t['seconds']:.0f} s" for (n, m), t in sorted(times)))
+        terminalreporter.write_line(
+            f"notebooks: {len(times)} executed in {sum(t['seconds'] for _, t in times):.0f} s, "
+            f"the last ending {max(t['ended'] for _, t in times):.0f} s into the session; "
+            f"tests waited {_notebooks.waited:.0f} s for them: "
+            + ", ".join(f"{n[:2]}-{m} {t['seconds']:.0f} s" for (n, m), t in sorted(times))
+        )
 
 
 def pytest_sessionfinish(session):
-    """An early end (-x, a failure in collection, Ctrl-C) leaves no kernel behind: the lane takes nothing new
-    and the one it runs is waited for."""
+    """An early end (-x, a failure in collection, Ctrl-C) leaves no kernel behind: the lane takes
+    nothing new and the one it runs is waited for."""
     if _notebooks is not None:
         _notebooks.stop()
 
 
 @pytest.fixture(scope="session")
 def executed_notebook(tmp_path_factory):
-    """run(name, mode) -> the notebook executed in mode "fast", "example" or "full" (see `execute_notebook`).
+    """run(name, mode) -> the notebook executed in mode "fast", "example" or "full" (see
+    `execute_notebook`).
 
-    Each (name, mode) is executed once per session and every caller gets its own copy. A test that declares
-    what it reads (`@pytest.mark.notebooks("fast")`) has it executed in the background while earlier tests
-    run; any other call executes on first use, so a test run with `-k` executes only what its tests ask for.
-    Each execution has a runs folder of its own (`metadata.kit_test.runs`), but for 01 and 04, which share the
-    quickstart run as a user's notebooks do (`runs_folder`); an example-run execution's folder
-    must stay empty. A notebook without the example-run switch (the playground) reads the same in every mode:
-    it is executed once for all.
+    Each (name, mode) is executed once per session and every caller gets its own copy. A test that
+    declares what it reads (`@pytest.mark.notebooks("fast")`) has it executed in the background
+    while earlier tests run; any other call executes on first use, so a test run with `-k` executes
+    only what its tests ask for. Each execution has a runs folder of its own
+    (`metadata.kit_test.runs`), but for 01 and 04, which share the quickstart run as a user's
+    notebooks do (`runs_folder`); an example-run execution's folder must stay empty. A notebook
+    without the example-run switch (the playground) reads the same in every mode: it is executed
+    once for all.
     """
     global _notebooks
     if _notebooks is None:

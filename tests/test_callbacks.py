@@ -1,7 +1,7 @@
-"""`fit(..., callbacks=[...])` (issue 30): `callback` then each of `callbacks` sees every record, in that order, and
-each with an `end` hook is told whether the fit returned or raised, even when another's `end` fails. (The commands'
-collapse alarm and TensorBoard log, passed this way, are tested end to end in test_collapse.py and
-test_tensorboard.py.)"""
+"""`fit(..., callbacks=[...])` (issue 30): `callback` then each of `callbacks` sees every record, in
+that order, and each with an `end` hook is told whether the fit returned or raised, even when
+another's `end` fails. (The commands' collapse alarm and TensorBoard log, passed this way, are
+tested end to end in test_collapse.py and test_tensorboard.py.)"""
 import pytest
 
 import kit
@@ -14,7 +14,11 @@ class Recorder:
 
     def __call__(self, record):
         self.seen.append((self.name, record["kind"]))
-        if self.fail_at is not None and record["kind"] == "epoch" and record["epoch"] == self.fail_at:
+        if (
+            self.fail_at is not None
+            and record["kind"] == "epoch"
+            and record["epoch"] == self.fail_at
+        ):
             raise KeyboardInterrupt
 
     def end(self, finished):
@@ -26,9 +30,12 @@ def test_each_callback_sees_every_record_in_order_and_is_told_the_fit_returned(m
     seen = []
     first, second = Recorder("a", seen), Recorder("b", seen)
     plain = lambda r: seen.append(("plain", r["kind"]))  # noqa: E731 - a bare function: no end hook, still called
-    kit.DeepCluster(tiny_dc_config()).fit(train, epochs=2, callback=plain, callbacks=[first, second])
+    kit.DeepCluster(tiny_dc_config()).fit(
+        train, epochs=2, callback=plain, callbacks=[first, second]
+    )
     kinds = [k for who, k in seen if who == "plain"]
-    assert seen == [(who, k) for k in kinds for who in ("plain", "a", "b")]  # each record: callback, a, then b
+    # each record: callback, a, then b
+    assert seen == [(who, k) for k in kinds for who in ("plain", "a", "b")]
     assert kinds.count("epoch") == 2 and kinds.count("step") > 0
     assert first.ended == second.ended == [True]
 

@@ -30,8 +30,8 @@ def snapshot(folder: Path) -> dict:
 
 
 def refused(argv, capsys) -> str:
-    """`python -m kit *argv`, in this process: a refusal (exit 2) in one `error:` line and no traceback.
-    Returns the line."""
+    """`python -m kit *argv`, in this process: a refusal (exit 2) in one `error:` line and no
+    traceback. Returns the line."""
     try:
         code = main([str(a) for a in argv])
     except SystemExit as e:  # argparse's own refusals
@@ -53,21 +53,45 @@ def made(tmp_path):
 
     root = tmp_path / "runs"
     run = Run.create(root, "r")
-    atomic_write_json(run.file("config.json"), {"command": "compare", "algo": None,
-                                                "compare": vars(CompareConfig(epochs=1, n_clusters=20, n_train=400))})
+    atomic_write_json(
+        run.file("config.json"),
+        {
+            "command": "compare",
+            "algo": None,
+            "compare": vars(CompareConfig(epochs=1, n_clusters=20, n_train=400)),
+        },
+    )
     for algo in ("deepcluster", "odc"):
         Run.create(run.path, algo, resume=True).save_history(
-            {"algo": algo, "epoch": [{"epoch": 0, "loss": 3.0}], "step": {"loss": [3.0], "epoch": [0]},
-             "labels": [np.arange(400) % 20]})
+            {
+                "algo": algo,
+                "epoch": [{"epoch": 0, "loss": 3.0}],
+                "step": {"loss": [3.0], "epoch": [0]},
+                "labels": [np.arange(400) % 20],
+            }
+        )
     return root
 
 
 # -- 1. Ctrl-C ---------------------------------------------------------------------------------
 @pytest.mark.slow
-def test_ctrl_c_mid_compare_exits_130_keeps_the_finished_epoch_and_its_pasted_hint_finishes(tmp_path, monkeypatch):
-    """Ctrl-C in the middle of DeepCluster's second epoch. The process is started as `cmd &` starts it,
-    with SIGINT ignored: kit restores Ctrl-C itself."""
-    cmd = [sys.executable, "-m", "kit", "compare", "--name", "i", "--runs", str(tmp_path), "--epochs", "2"]
+def test_ctrl_c_mid_compare_exits_130_keeps_the_finished_epoch_and_its_pasted_hint_finishes(
+    tmp_path, monkeypatch
+):
+    """Ctrl-C in the middle of DeepCluster's second epoch. The process is started as `cmd &` starts
+    it, with SIGINT ignored: kit restores Ctrl-C itself."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "kit",
+        "compare",
+        "--name",
+        "i",
+        "--runs",
+        str(tmp_path),
+        "--epochs",
+        "2",
+    ]
     proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             preexec_fn=IGNORE_SIGINT, cwd=tmp_path)
     ckpt = tmp_path / "i" / "deepcluster" / "checkpoint.pt"
@@ -77,8 +101,14 @@ def test_ctrl_c_mid_compare_exits_130_keeps_the_finished_epoch_and_its_pasted_hi
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-1500:]
-    assert "Traceback" not in err and "--name i" in err and f"--runs {tmp_path}" in err and "--epochs 2" in err
-    assert len(load_histories(tmp_path / "i")["deepcluster"]["epoch"]) == 1  # Ctrl-C came before the second ended
+    assert (
+        "Traceback" not in err
+        and "--name i" in err
+        and f"--runs {tmp_path}" in err
+        and "--epochs 2" in err
+    )
+    # Ctrl-C came before the second ended
+    assert len(load_histories(tmp_path / "i")["deepcluster"]["epoch"]) == 1
     hint = shlex.split(err.split("continue with: ", 1)[1].strip().splitlines()[0])
     assert hint[:3] == ["python", "-m", "kit"] and "--resume" in hint
     monkeypatch.chdir(tmp_path)  # where the user pastes it
@@ -88,21 +118,39 @@ def test_ctrl_c_mid_compare_exits_130_keeps_the_finished_epoch_and_its_pasted_hi
     assert (tmp_path / "i" / "report.html").exists()
 
 
-# the shared libraries whose mapping marks a moment of torch's import: it has begun (OpenMP, loaded first),
-# its C++ libraries are initialising (where a KeyboardInterrupt used to abort the interpreter), numpy loads
+# the shared libraries whose mapping marks a moment of torch's import: it has begun (OpenMP, loaded
+# first), its C++ libraries are initialising (where a KeyboardInterrupt used to abort the
+# interpreter), numpy loads
 START_UP = ("libgomp", "libtorch_cpu.so", "numpy/_core")
 
 
 @pytest.mark.slow
 def test_ctrl_c_during_start_up_is_a_clean_exit_130(tmp_path):
-    """Ctrl-C while torch's C++ extensions load used to abort the interpreter (pybind11 std::terminate:
-    exit -6, or -2). One process per moment of torch's import in START_UP, all started at once: each is
-    sent Ctrl-C as soon as its /proc/<pid>/maps shows that library, so the signal lands inside the import
-    whatever the machine's speed; each finishes the import (seconds) before it exits."""
-    procs = {lib: subprocess.Popen([sys.executable, "-m", "kit", "compare", "--name", "s", "--runs", str(tmp_path / str(i))],
-                                   env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                   preexec_fn=IGNORE_SIGINT)
-             for i, lib in enumerate(START_UP)}
+    """Ctrl-C while torch's C++ extensions load used to abort the interpreter (pybind11
+    std::terminate: exit -6, or -2). One process per moment of torch's import in START_UP, all
+    started at once: each is sent Ctrl-C as soon as its /proc/<pid>/maps shows that library, so the
+    signal lands inside the import whatever the machine's speed; each finishes the import (seconds)
+    before it exits."""
+    procs = {
+        lib: subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "kit",
+                "compare",
+                "--name",
+                "s",
+                "--runs",
+                str(tmp_path / str(i)),
+            ],
+            env=ENV,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=IGNORE_SIGINT,
+        )
+        for i, lib in enumerate(START_UP)
+    }
     pending, seen, deadline = dict(procs), set(), time.time() + 120
     while pending:
         for lib, proc in list(pending.items()):
@@ -118,7 +166,11 @@ def test_ctrl_c_during_start_up_is_a_clean_exit_130(tmp_path):
     outcomes = {}
     for lib, proc in procs.items():
         _, err = proc.communicate(timeout=120)
-        outcomes[lib] = (proc.returncode, "interrupted" in err and "Traceback" not in err, err[-300:])
+        outcomes[lib] = (
+            proc.returncode,
+            "interrupted" in err and "Traceback" not in err,
+            err[-300:],
+        )
     assert seen == set(START_UP), f"interrupted before {set(START_UP) - seen} loaded: {outcomes}"
     assert all(rc == 130 and clean for rc, clean, _ in outcomes.values()), outcomes
 
@@ -141,39 +193,68 @@ REFUSED = [  # each with the words that say which check refused it
     (["compare", "--name", "x", "--lr", "nan"], ["--lr"]),
     (["compare", "--name", "x", "--device", "meta"], ["cannot train"]),
     (["compare", "--name", "x", "--device", "mps"], ["no Apple GPU"]),
-    (["compare", "--name", "x", "--dataset", "cifar10", "--root", "nowhere"], ["cifar10 not found"]),
+    (
+        ["compare", "--name", "x", "--dataset", "cifar10", "--root", "nowhere"],
+        ["cifar10 not found"],
+    ),
     (["report", "RUNS/r/odc"], ["no config.json"]),
     (["evaluate", "RUNS/nothing"], ["no config.json"]),
 ]
 
 
 @pytest.mark.parametrize("args,words", REFUSED, ids=[" ".join(a) for a, _ in REFUSED])
-def test_a_refused_command_says_why_in_one_line_and_writes_nothing(made, args, words, tmp_path, capsys, monkeypatch):
+def test_a_refused_command_says_why_in_one_line_and_writes_nothing(
+    made, args, words, tmp_path, capsys, monkeypatch
+):
     (tmp_path / "cwd").mkdir()
     monkeypatch.chdir(tmp_path / "cwd")  # nothing lands here either
     before = snapshot(made)
     args = [a.replace("RUNS", str(made)) for a in args]
-    line = refused([*args, *([] if args[0] in ("report", "evaluate") else ["--runs", made])], capsys)
+    line = refused(
+        [*args, *([] if args[0] in ("report", "evaluate") else ["--runs", made])], capsys
+    )
     assert all(w in line for w in words), line
     assert snapshot(made) == before
-    assert sorted(p.name for p in made.iterdir()) == ["r"] and not list((tmp_path / "cwd").iterdir())
+    assert sorted(p.name for p in made.iterdir()) == ["r"] and not list(
+        (tmp_path / "cwd").iterdir()
+    )
     assert not Path("/tmp/absolute").exists() and not (made.parent / "escaped").exists()
 
 
 def test_a_refusal_in_a_real_process_exits_2_with_one_line(tmp_path):
-    """The exit status a shell or a scheduler sees: the in-process refusals above return it from `main`."""
-    out = subprocess.run([sys.executable, "-m", "kit", "compare", "--name", "../escaped", "--runs", str(tmp_path / "runs")],
-                         env=ENV, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    """The exit status a shell or a scheduler sees: the in-process refusals above return it from
+    `main`."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kit",
+            "compare",
+            "--name",
+            "../escaped",
+            "--runs",
+            str(tmp_path / "runs"),
+        ],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert out.returncode == 2, out.stderr[-1500:]
     err = out.stderr.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: ") and "not a plain folder name" in err[0], out.stderr
+    assert len(err) == 1 and err[0].startswith("error: ") and "not a plain folder name" in err[0], (
+        out.stderr
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
 def test_a_folder_kit_did_not_write_is_never_written_into(tmp_path, capsys):
     (tmp_path / "theirs").mkdir()
     (tmp_path / "theirs" / "labels.npz").write_bytes(b"precious")
-    assert "kit did not write" in refused(["compare", "--name", "theirs", "--runs", tmp_path], capsys)
+    assert "kit did not write" in refused(
+        ["compare", "--name", "theirs", "--runs", tmp_path], capsys
+    )
     assert [p.name for p in (tmp_path / "theirs").iterdir()] == ["labels.npz"]
     assert (tmp_path / "theirs" / "labels.npz").read_bytes() == b"precious"
 
@@ -216,11 +297,17 @@ def test_history_is_appended_never_rewritten_and_a_torn_line_is_dropped(tmp_path
         h["step"].setdefault("loss", []).extend([1.0, 2.0])
         h["step"].setdefault("epoch", []).extend([e, e])
         h["labels"].append(np.arange(5) + e)
-        first = {p: run.file(p).read_bytes() for p in ("epochs.jsonl", "steps.jsonl") if run.file(p).exists()}
+        first = {
+            p: run.file(p).read_bytes()
+            for p in ("epochs.jsonl", "steps.jsonl")
+            if run.file(p).exists()
+        }
         run.save_history(h)
         for p, b in first.items():  # what was there is a prefix of what is there now
             assert run.file(p).read_bytes().startswith(b)
-    assert sorted(f.name for f in (run.path / "labels").iterdir()) == [f"{i:05d}.npy" for i in range(4)]
+    assert sorted(f.name for f in (run.path / "labels").iterdir()) == [
+        f"{i:05d}.npy" for i in range(4)
+    ]
     back = Run(run.path).load_history()
     assert back["epoch"] == h["epoch"] and back["step"] == h["step"] and back["algo"] == "odc"
     assert all(np.array_equal(a, b) for a, b in zip(back["labels"], h["labels"]))

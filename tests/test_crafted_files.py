@@ -1,7 +1,8 @@
-"""Crafted or damaged files in a run (issue 31, items 6 and 7): every file kit reads goes through one checked reader,
-which refuses what is not a regular file, caps sizes, checks types, ranges and shapes (from a header, before any
-allocation) and says in one line which file and which field. One table of cases, each run through `python -m kit
-report` on a copy of the session's comparison; each failed before (a traceback, a hang or a huge allocation)."""
+"""Crafted or damaged files in a run (issue 31, items 6 and 7): every file kit reads goes through
+one checked reader, which refuses what is not a regular file, caps sizes, checks types, ranges and
+shapes (from a header, before any allocation) and says in one line which file and which field. One
+table of cases, each run through `python -m kit report` on a copy of the session's comparison; each
+failed before (a traceback, a hang or a huge allocation)."""
 import json
 import os
 import shutil
@@ -32,7 +33,9 @@ def _npy(rel, array=None, header_shape=None):
             np.save(path, array)
             return
         with open(path, "wb") as f:  # a header that claims a huge array, over a few bytes of data
-            np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": header_shape})
+            np.lib.format.write_array_header_1_0(
+                f, {"descr": "<f4", "fortran_order": False, "shape": header_shape}
+            )
             f.write(b"\0" * 64)
     return craft
 
@@ -60,7 +63,8 @@ def _zero_link(run):
 
 
 def _huge(run):
-    with open(run / "odc" / "epochs.jsonl", "r+b") as f:  # a sparse 300 MiB file with no newline: nothing is read
+    # a sparse 300 MiB file with no newline: nothing is read
+    with open(run / "odc" / "epochs.jsonl", "r+b") as f:
         f.truncate(300 * 2**20)
 
 
@@ -69,22 +73,39 @@ def _many_lines(run):
 
 
 CASES = {  # name: (craft, what the one line must name)
-    "config.json seeds '3'": (_json("config.json", lambda v: v["compare"].update(seeds="3")), "seeds"),
+    "config.json seeds '3'": (
+        _json("config.json", lambda v: v["compare"].update(seeds="3")),
+        "seeds",
+    ),
     "config.json root 5": (_json("config.json", lambda v: v["compare"].update(root=5)), "root"),
-    "config.json embed_epochs 'abc'": (_json("config.json", lambda v: v["compare"].update(embed_epochs="abc")),
-                                       "embed_epochs"),
-    "history.json monitor_init []": (_json("odc/history.json", lambda v: v.update(monitor_init=[])), "monitor_init"),
-    "history.json n_clusters 1e12": (_json("odc/history.json", lambda v: v["config"].update(n_clusters=1e12)),
-                                     "n_clusters"),
+    "config.json embed_epochs 'abc'": (
+        _json("config.json", lambda v: v["compare"].update(embed_epochs="abc")),
+        "embed_epochs",
+    ),
+    "history.json monitor_init []": (
+        _json("odc/history.json", lambda v: v.update(monitor_init=[])),
+        "monitor_init",
+    ),
+    "history.json n_clusters 1e12": (
+        _json("odc/history.json", lambda v: v["config"].update(n_clusters=1e12)),
+        "n_clusters",
+    ),
     "history.json algo of the other folder": (_swap, "algo"),
     "the same, in a run from before algos": (_swap_before_algos, "algo"),
     "an epochs.jsonl line {}": (_write("odc/epochs.jsonl", b"{}\n"), "epoch"),
-    "embed features of the wrong shape": (_npy("odc/embed_features/epoch_0001.npy", np.zeros((5, 3), np.float32)),
-                                          "epoch_0001.npy"),
-    "embed features claiming (1e12, 64)": (_npy("odc/embed_features/epoch_0001.npy", header_shape=(10**12, 64)),
-                                           "epoch_0001.npy"),
+    "embed features of the wrong shape": (
+        _npy("odc/embed_features/epoch_0001.npy", np.zeros((5, 3), np.float32)),
+        "epoch_0001.npy",
+    ),
+    "embed features claiming (1e12, 64)": (
+        _npy("odc/embed_features/epoch_0001.npy", header_shape=(10**12, 64)),
+        "epoch_0001.npy",
+    ),
     "evaluation.json {}": (_write("evaluation.json", b"{}"), "evaluation.json"),
-    "evaluation.json without its keys": (_write("evaluation.json", b'{"DeepCluster": {"knn": {}}}'), "linear"),
+    "evaluation.json without its keys": (
+        _write("evaluation.json", b'{"DeepCluster": {"knn": {}}}'),
+        "linear",
+    ),
     "baselines.json a string": (_write("baselines.json", b'"raw"'), "baselines.json"),
     "a FIFO at epochs.jsonl": (_fifo, "not a regular file"),
     "config.json a link to /dev/zero": (_zero_link, "symbolic link"),
@@ -107,13 +128,16 @@ def test_a_crafted_file_is_refused_in_one_line_naming_it(fast_compare, tmp_path,
     assert code == 2, (case, err[-1500:])
     assert len(err.splitlines()) == 1 and err.startswith("error: "), err
     assert field in err, err
-    if case not in ("history.json algo of the other folder", "the same, in a run from before algos"):
+    if case not in (
+        "history.json algo of the other folder",
+        "the same, in a run from before algos",
+    ):
         assert str(run) in err, err  # the file is named
 
 
 def test_a_damaged_embeddings_cache_is_recomputed(fast_compare, tmp_path):
-    """A junk embeddings.npz gave a traceback: it is a cache, so it is drawn again (here end to end for random bytes;
-    an object array, a link and a FIFO read as no cache either)."""
+    """A junk embeddings.npz gave a traceback: it is a cache, so it is drawn again (here end to end
+    for random bytes; an object array, a link and a FIFO read as no cache either)."""
     from kit.__main__ import main
     from kit.store.files import read_layouts
 

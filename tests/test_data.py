@@ -6,7 +6,11 @@ from kit.parts.data import batches, check_indexed, load_dataset, with_indices
 
 
 def test_mnist5k_ships_offline_with_a_fixed_stratified_split():
-    train, test, everything = load_dataset("mnist5k"), load_dataset("mnist5k", split="test"), load_dataset("mnist5k", split="all")
+    train, test, everything = (
+        load_dataset("mnist5k"),
+        load_dataset("mnist5k", split="test"),
+        load_dataset("mnist5k", split="all"),
+    )
     assert (len(train), len(test), len(everything)) == (4000, 1000, 5000)
     assert torch.bincount(test.targets).tolist() == [100] * 10
     assert torch.bincount(train.targets).tolist() == [400] * 10
@@ -18,7 +22,9 @@ def test_mnist5k_ships_offline_with_a_fixed_stratified_split():
 
 def test_digits_fixture_and_subset():
     d = load_dataset("digits")
-    assert d.image_shape == (1, 16, 16) and len(d) + len(load_dataset("digits", split="test")) == 1797
+    assert (
+        d.image_shape == (1, 16, 16) and len(d) + len(load_dataset("digits", split="test")) == 1797
+    )
     s = load_dataset("mnist5k", n=100)
     assert len(s) == 100 and torch.bincount(s.targets).tolist() == [10] * 10
     assert [s[i][1] for i in (0, 99)] == [0, 99]
@@ -71,7 +77,17 @@ def test_augmentation_keeps_shape_and_range_and_varies(spec, shape):
 def test_identity_augmentation_is_identity():
     from kit.parts.augment import AugmentSpec
 
-    spec = AugmentSpec(scale=(1, 1), ratio=(1, 1), flip=0, rotate=0, brightness=0, contrast=0, saturation=0, hue=0, grayscale=0)
+    spec = AugmentSpec(
+        scale=(1, 1),
+        ratio=(1, 1),
+        flip=0,
+        rotate=0,
+        brightness=0,
+        contrast=0,
+        saturation=0,
+        hue=0,
+        grayscale=0,
+    )
     x = torch.rand(4, 3, 16, 16)
     assert torch.allclose(augment(x, spec), x, atol=1e-5)
 
@@ -79,7 +95,17 @@ def test_identity_augmentation_is_identity():
 def test_flip_mirrors_the_image():
     from kit.parts.augment import AugmentSpec
 
-    spec = AugmentSpec(scale=(1, 1), ratio=(1, 1), flip=1.0, rotate=0, brightness=0, contrast=0, saturation=0, hue=0, grayscale=0)
+    spec = AugmentSpec(
+        scale=(1, 1),
+        ratio=(1, 1),
+        flip=1.0,
+        rotate=0,
+        brightness=0,
+        contrast=0,
+        saturation=0,
+        hue=0,
+        grayscale=0,
+    )
     x = torch.rand(2, 1, 8, 8)
     assert torch.allclose(augment(x, spec), x.flip(-1), atol=1e-5)
 
@@ -93,36 +119,68 @@ def test_train_batches_are_augmented_and_eval_batches_are_not(mnist_small):
     assert not torch.allclose(train.batch(idx, dev, train=True), e1)
 
 
-def test_a_tensor_dataset_is_augmented_sixteen_batches_at_a_time_and_yields_every_batch_as_before(monkeypatch):
-    """One augmentation call per batch was a few dozen small ops a step (issue 29); one call now serves up to 16
-    batches. The batches, their indices, their order and (without randomness) their images are what they were."""
+def test_a_tensor_dataset_is_augmented_sixteen_batches_at_a_time_and_yields_every_batch_as_before(
+    monkeypatch,
+):
+    """One augmentation call per batch was a few dozen small ops a step (issue 29); one call now
+    serves up to 16 batches. The batches, their indices, their order and (without randomness) their
+    images are what they were."""
     from kit.parts import data
     from kit.parts.augment import AugmentSpec
 
     digits = load_dataset("digits", n=300)
-    digits.spec = AugmentSpec(scale=(1.0, 1.0), ratio=(1.0, 1.0), flip=0.0, rotate=0.0, brightness=0.0, contrast=0.0,
-                              saturation=0.0, hue=0.0, grayscale=0.0)  # augmentation with nothing random left
+    # augmentation with nothing random left
+    digits.spec = AugmentSpec(
+        scale=(1.0, 1.0),
+        ratio=(1.0, 1.0),
+        flip=0.0,
+        rotate=0.0,
+        brightness=0.0,
+        contrast=0.0,
+        saturation=0.0,
+        hue=0.0,
+        grayscale=0.0,
+    )
     calls, augment = [], data.augment
     monkeypatch.setattr(data, "augment", lambda x, spec: calls.append(len(x)) or augment(x, spec))
-    cpu, order = torch.device("cpu"), torch.randperm(len(digits), generator=torch.Generator().manual_seed(0))
+    cpu, order = (
+        torch.device("cpu"),
+        torch.randperm(len(digits), generator=torch.Generator().manual_seed(0)),
+    )
     got = list(batches(digits, order, 16, cpu, train=True))
-    assert [len(i) for _, i in got] == [16] * 18 + [12] and torch.equal(torch.cat([i for _, i in got]), order)
+    assert [len(i) for _, i in got] == [16] * 18 + [12] and torch.equal(
+        torch.cat([i for _, i in got]), order
+    )
     assert calls == [256, 44]  # 19 batches in two calls
     for x, i in got:  # each image where its index says, as the batch made alone would have it
         torch.testing.assert_close(x, digits.batch(i, cpu, True), rtol=0, atol=1e-5)
     dropped = list(batches(digits, order, 16, cpu, train=False, drop_last=True))
     assert len(dropped) == 18 and all(len(i) == 16 for _, i in dropped)
-    half = list(batches(digits, order, 16, cpu, train=False, shard=lambda idx: idx[:0] if len(idx) < 16 else idx[8:]))
-    assert [len(i) for _, i in half] == [8] * 18  # a rank's share; the short batch skipped on every rank
+    half = list(
+        batches(
+            digits,
+            order,
+            16,
+            cpu,
+            train=False,
+            shard=lambda idx: idx[:0] if len(idx) < 16 else idx[8:],
+        )
+    )
+    # a rank's share; the short batch skipped on every rank
+    assert [len(i) for _, i in half] == [8] * 18
 
 
 def test_large_images_are_augmented_one_batch_at_a_time(monkeypatch):
-    """The chunk holds at most CHUNK_VALUES values: images as large as ImageNet's go one batch a call."""
+    """The chunk holds at most CHUNK_VALUES values: images as large as ImageNet's go one batch a
+    call."""
     from kit.parts import data
     from kit.parts.data import ImageTensorDataset
 
-    images = torch.zeros(8, 3, 224, 224, dtype=torch.uint8)  # 150,528 values an image: 64 a batch is over the cap
-    big = ImageTensorDataset(images, torch.zeros(8, dtype=torch.long), (0.5,) * 3, (0.25,) * 3, "big", COLOUR)
+    # 150,528 values an image: 64 a batch is over the cap
+    images = torch.zeros(8, 3, 224, 224, dtype=torch.uint8)
+    big = ImageTensorDataset(
+        images, torch.zeros(8, dtype=torch.long), (0.5,) * 3, (0.25,) * 3, "big", COLOUR
+    )
     calls, augment = [], data.augment
     monkeypatch.setattr(data, "augment", lambda x, spec: calls.append(len(x)) or augment(x, spec))
     monkeypatch.setattr(data, "CHUNK_VALUES", 3 * 224 * 224 * 2 * 2)  # room for two batches of two
@@ -131,8 +189,9 @@ def test_large_images_are_augmented_one_batch_at_a_time(monkeypatch):
 
 
 def test_an_image_folder_loader_is_made_once_and_the_train_flag_travels_with_each_index(tmp_path):
-    """Loaders were made for every epoch and extraction, their workers started each time, and `dataset.train` was
-    set on the main process's copy only: a persistent worker would never see it change."""
+    """Loaders were made for every epoch and extraction, their workers started each time, and
+    `dataset.train` was set on the main process's copy only: a persistent worker would never see it
+    change."""
     from PIL import Image
 
     for c in ("a", "b"):
@@ -145,9 +204,15 @@ def test_an_image_folder_loader_is_made_once_and_the_train_flag_travels_with_eac
     loaders = dict(folder._loaders)
     trained = [x for x, _ in batches(folder, order, 4, cpu, train=True, num_workers=1)]
     again = [x for x, _ in batches(folder, order, 4, cpu, train=False, num_workers=1)]
-    assert folder._loaders == loaders and len(loaders) == 1  # one loader, one set of workers, for all three passes
-    assert all(torch.equal(a, b) for a, b in zip(plain, again))  # eval passes decode the same images
-    assert not all(torch.equal(a, b) for a, b in zip(plain, trained))  # the train pass was augmented in the worker
+    # one loader, one set of workers, for all three passes
+    assert folder._loaders == loaders and len(loaders) == 1
+    # eval passes decode the same images
+    assert all(torch.equal(a, b) for a, b in zip(plain, again))
+    # the train pass was augmented in the worker
+    assert not all(torch.equal(a, b) for a, b in zip(plain, trained))
     inner = batches(folder, order, 4, cpu, train=False, num_workers=1)
     next(inner)  # a pass still reading (another thread's) gets a loader of its own
-    assert len(list(batches(folder, order, 4, cpu, train=False, num_workers=1))) == 2 and folder._loaders == loaders
+    assert (
+        len(list(batches(folder, order, 4, cpu, train=False, num_workers=1))) == 2
+        and folder._loaders == loaders
+    )

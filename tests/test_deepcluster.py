@@ -42,7 +42,9 @@ def test_extraction_is_ordered_repeatable_and_is_the_pooled_backbone_feature(mni
 # 3: preprocessing -----------------------------------------------------------------------------
 def test_pca_whitening_gives_identity_covariance_then_unit_rows():
     g = np.random.default_rng(0)
-    x = (g.normal(size=(3000, 48)) @ g.normal(size=(48, 48)) * np.linspace(0.1, 5, 48)).astype(np.float32)
+    x = (g.normal(size=(3000, 48)) @ g.normal(size=(48, 48)) * np.linspace(0.1, 5, 48)).astype(
+        np.float32
+    )
     w = pca_whiten(x, 16)
     assert w.shape == (3000, 16)
     cov = np.cov(w, rowvar=False)
@@ -75,8 +77,10 @@ def test_trainer_refuses_more_clusters_than_samples(mnist_small):
 def test_kmeans_recovers_separated_blobs_and_follows_the_estimator_contract():
     x, y = _blobs(k=3)
     one = [metrics.nmi(KMeans(3, seed=s).fit(x).labels_, y) for s in range(8)]
-    assert min(one) < 0.99  # one random-init run can merge two blobs (plain Lloyd, as the reference)
-    km = KMeans(3, n_iter=20, seed=1, n_init=20).fit(x)  # P(no restart seeds every blob) = 0.78^20 < 1%
+    # one random-init run can merge two blobs (plain Lloyd, as the reference)
+    assert min(one) < 0.99
+    # P(no restart seeds every blob) = 0.78^20 < 1%
+    km = KMeans(3, n_iter=20, seed=1, n_init=20).fit(x)
     assert km.labels_.shape == (600,) and km.centroids_.shape == (3, 32)
     assert metrics.nmi(km.labels_, y) > 0.99
     d = ((x[:, None] - km.centroids_[None]) ** 2).sum(-1)
@@ -103,7 +107,9 @@ def test_empty_clusters_are_counted_and_skipped_never_crash():
     x = np.repeat(np.eye(4, dtype=np.float32), 50, axis=0)  # only 4 distinct points, K = 8
     km = KMeans(8, seed=0).fit(x)
     assert km.n_empty_ >= 4 and len(np.unique(km.labels_)) == 4
-    idx = uniform_cluster_indices(torch.from_numpy(km.labels_), 200, torch.Generator().manual_seed(0))
+    idx = uniform_cluster_indices(
+        torch.from_numpy(km.labels_), 200, torch.Generator().manual_seed(0)
+    )
     assert len(idx) == 200 and set(np.unique(km.labels_[idx.numpy()])) == set(np.unique(km.labels_))
 
 
@@ -137,33 +143,43 @@ def test_head_reset_after_clustering_keeps_body_momentum_and_drops_head_state(mn
     body_buf = opt.state[net.backbone.stem[0].weight]["momentum_buffer"].clone()
     reset_head(net, opt)
     assert not torch.equal(w_before, net.head.weight)
-    assert abs(net.head.weight.std().item() - 0.01) < 2e-3 and torch.count_nonzero(net.head.bias) == 0
+    assert (
+        abs(net.head.weight.std().item() - 0.01) < 2e-3 and torch.count_nonzero(net.head.bias) == 0
+    )
     assert all(p not in opt.state for p in net.head.parameters())
     assert torch.equal(opt.state[net.backbone.stem[0].weight]["momentum_buffer"], body_buf)
     assert opt.param_groups[1]["momentum"] == 0.0 and opt.param_groups[0]["momentum"] == 0.9
 
 
-def test_aligned_head_keeps_the_head_and_renumbers_new_clusters_onto_the_last_ones(mnist_small, monkeypatch):
-    """kit's ablation (notebook 05): the head is drawn once and kept, and each new cluster takes the id of
-    the previous clustering's cluster it overlaps most, so output j goes on meaning mostly the same images."""
+def test_aligned_head_keeps_the_head_and_renumbers_new_clusters_onto_the_last_ones(
+    mnist_small, monkeypatch
+):
+    """kit's ablation (notebook 05): the head is drawn once and kept, and each new cluster takes the
+    id of the previous clustering's cluster it overlaps most, so output j goes on meaning mostly the
+    same images."""
     train, _ = mnist_small
     resets = {}
     for head in ("reset", "aligned"):
         dc = kit.DeepCluster(tiny_dc_config(head=head))
         calls = []
-        monkeypatch.setattr(dc, "reset_head", lambda dc=dc, calls=calls: (calls.append(1), type(dc).reset_head(dc)))
+        monkeypatch.setattr(
+            dc, "reset_head", lambda dc=dc, calls=calls: (calls.append(1), type(dc).reset_head(dc))
+        )
         dc.fit(train, epochs=3)
         resets[head] = len(calls)
         if head == "aligned":
             for t in (1, 2):
                 prev, cur = dc.history["labels"][t - 1], dc.history["labels"][t]
-                c = metrics.contingency(cur, prev, 20, 20)  # already matched: keeping the ids is an optimal matching
+                # already matched: keeping the ids is an optimal matching
+                c = metrics.contingency(cur, prev, 20, 20)
                 assert np.trace(c) == c[linear_sum_assignment(-c)].sum()
                 assert metrics.label_change(prev, cur) == pytest.approx(float((prev != cur).mean()))
-    assert resets == {"reset": 3, "aligned": 1}  # the reference draws a head every epoch; the ablation once
+    # the reference draws a head every epoch; the ablation once
+    assert resets == {"reset": 3, "aligned": 1}
     with pytest.raises(ValueError, match="head='kept'"):
         tiny_dc_config(head="kept")
-    saved = tiny_dc_config().to_dict()  # a run saved before `head`: reset_head True reads as the reference's reset
+    # a run saved before `head`: reset_head True reads as the reference's reset
+    saved = tiny_dc_config().to_dict()
     old = {k: v for k, v in saved.items() if k != "head"}
     assert kit.DeepClusterConfig.from_dict({**old, "reset_head": True}) == tiny_dc_config()
     with pytest.raises(ValueError, match="reset_head=False"):
@@ -186,12 +202,23 @@ def test_epoch_zero_clusters_the_untrained_network_then_logs_nmi_from_epoch_one(
     assert len(set(seeds)) == 3  # a fresh seed every clustering
     assert h["epoch"][0]["nmi_prev"] is None
     for t in (1, 2):
-        assert h["epoch"][t]["nmi_prev"] == pytest.approx(metrics.nmi(h["labels"][t - 1], h["labels"][t]))
+        assert h["epoch"][t]["nmi_prev"] == pytest.approx(
+            metrics.nmi(h["labels"][t - 1], h["labels"][t])
+        )
     assert [len(a) for a in h["labels"]] == [400] * 3
     assert len(h["step"]["loss"]) == 3 * math.ceil(400 / 64)
     first = h["step"]["loss"][0]
     assert abs(first - math.log(cfg.n_clusters)) < 0.1  # plain CE over K classes starts at ln K
-    for key in ("empty", "min_size", "max_size", "inertia", "time_extract", "time_cluster", "time_train", "label_change"):
+    for key in (
+        "empty",
+        "min_size",
+        "max_size",
+        "inertia",
+        "time_extract",
+        "time_cluster",
+        "time_train",
+        "label_change",
+    ):
         assert key in h["epoch"][2]
 
 
@@ -203,8 +230,9 @@ def test_nmi_of_a_relabelled_permutation_is_one():
 
 
 def test_callback_and_stop(mnist_small):
-    """A stop set from a step's record takes effect at the next step (on the CPU a step's loss is read at once; on a
-    card every READ_EVERY steps, to spare its queue a wait per step), and the stopped epoch leaves no trace."""
+    """A stop set from a step's record takes effect at the next step (on the CPU a step's loss is
+    read at once; on a card every READ_EVERY steps, to spare its queue a wait per step), and the
+    stopped epoch leaves no trace."""
     import threading
 
     train, _ = mnist_small
@@ -216,7 +244,8 @@ def test_callback_and_stop(mnist_small):
             stop.set()
 
     h = kit.DeepCluster(tiny_dc_config()).fit(train, epochs=5, callback=cb, stop=stop)
-    # the stopped epoch is rolled back (issue 31, item 4): a next fit runs it whole, as one uninterrupted fit would
+    # the stopped epoch is rolled back (issue 31, item 4): a next fit runs it whole, as one
+    # uninterrupted fit would
     assert seen == ["step"] * 3 and h["epoch"] == [] and h["step"]["loss"] == []
 
 
@@ -225,13 +254,19 @@ def test_reusing_the_monitors_features_changes_nothing(mnist_small, monkeypatch)
     train, test = mnist_small
     cached = kit.DeepCluster(tiny_dc_config(eval_every=1)).fit(train, epochs=3, eval_dataset=test)
     epoch = kit.DeepCluster._epoch
-    monkeypatch.setattr(kit.DeepCluster, "_epoch", lambda self, ds, cb, stop, features=None: epoch(self, ds, cb, stop))
+    monkeypatch.setattr(
+        kit.DeepCluster,
+        "_epoch",
+        lambda self, ds, cb, stop, features=None: epoch(self, ds, cb, stop),
+    )
     fresh = kit.DeepCluster(tiny_dc_config(eval_every=1)).fit(train, epochs=3, eval_dataset=test)
     assert all(np.array_equal(a, b) for a, b in zip(cached["labels"], fresh["labels"]))
     assert cached["step"]["loss"] == fresh["step"]["loss"]
 
 
-@pytest.mark.parametrize("backbone,neck", [("convnet", False), ("convnet", True), ("resnet18", False)])
+@pytest.mark.parametrize(
+    "backbone,neck", [("convnet", False), ("convnet", True), ("resnet18", False)]
+)
 def test_extraction_folds_batchnorm_without_changing_the_function(mnist_small, backbone, neck):
     from kit.parts.features import inference_module
 

@@ -1,4 +1,5 @@
-"""Two gloo processes with B/2 each against one process with B, on the same global batches (issue 11).
+"""Two gloo processes with B/2 each against one process with B, on the same global batches (issue
+11).
 
 BatchNorm and dropout are taken out of the test network (replaced by identities): per-rank batch
 statistics are a real difference between one process and N without SyncBatchNorm, which CPU tensors
@@ -14,8 +15,17 @@ import torch
 from conftest import tiny_dc_config, tiny_odc_config
 
 pytestmark = pytest.mark.distributed
-NO_AUGMENT = dict(scale=(1.0, 1.0), ratio=(1.0, 1.0), flip=0.0, rotate=0.0, brightness=0.0, contrast=0.0,
-                  saturation=0.0, hue=0.0, grayscale=0.0)
+NO_AUGMENT = dict(
+    scale=(1.0, 1.0),
+    ratio=(1.0, 1.0),
+    flip=0.0,
+    rotate=0.0,
+    brightness=0.0,
+    contrast=0.0,
+    saturation=0.0,
+    hue=0.0,
+    grayscale=0.0,
+)
 
 
 def _norm_free(build):
@@ -30,7 +40,8 @@ def _norm_free(build):
 
 
 def _train(rank, world, store, jobs):
-    """Each job (out, algo, epochs, run_dir) in turn, in one process group: a process start costs seconds."""
+    """Each job (out, algo, epochs, run_dir) in turn, in one process group: a process start costs
+    seconds."""
     import torch.distributed as dist
 
     import kit.algorithms.training
@@ -39,7 +50,8 @@ def _train(rank, world, store, jobs):
     if world > 1:
         dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
     original = kit.algorithms.training.build_network
-    kit.algorithms.training.build_network = _norm_free(original)  # put back below: rank 0 of world 1 is pytest's own process
+    # put back below: rank 0 of world 1 is pytest's own process
+    kit.algorithms.training.build_network = _norm_free(original)
     try:
         for job in jobs:
             _fit(rank, world, *job)
@@ -58,20 +70,30 @@ def _fit(rank, world, out, algo, epochs, run_dir):
     train = kit.load_dataset("digits", n=600)
     train.spec = AugmentSpec(**NO_AUGMENT)
     # memory_momentum 0.5, not the preset's 0.2: at 0.2 the relabelling follows the network's newest
-    # features so closely that a near-tie flips 4 of 600 labels in epoch 2 from float rounding of the
-    # half batches (the losses agree to 1e-7 for the 24 iterations before it), and the runs then part
+    # features so closely that a near-tie flips 4 of 600 labels in epoch 2 from float rounding of
+    # the half batches (the losses agree to 1e-7 for the 24 iterations before it), and the runs then
+    # part
     cfg = (tiny_dc_config(batch_size=32, device="cpu") if algo == "deepcluster"
            else tiny_odc_config(batch_size=32, device="cpu", memory_momentum=0.5))
     trainer = (kit.DeepCluster if algo == "deepcluster" else kit.ODC)(cfg, dist=Distributed())
     run = None
     if run_dir is not None:
-        run = Run.create(run_dir, "r", resume=True) if rank == 0 else Run(os.path.join(run_dir, "r"))
+        run = (
+            Run.create(run_dir, "r", resume=True) if rank == 0 else Run(os.path.join(run_dir, "r"))
+        )
         Distributed().barrier()
     h = trainer.fit(train, epochs, run=run)
     mem = {k: v.clone() for k, v in trainer.memory.state_dict().items()} if algo == "odc" else {}
     fits = [r["inertia"] for r in h["epoch"]] if algo == "deepcluster" else [h["init"]["inertia"]]
-    torch.save({"loss": h["step"]["loss"], "labels": [torch.as_tensor(x) for x in h["labels"]], "memory": mem,
-                "clustered": [i is not None for i in fits]}, f"{out}_{world}_{rank}.pt")
+    torch.save(
+        {
+            "loss": h["step"]["loss"],
+            "labels": [torch.as_tensor(x) for x in h["labels"]],
+            "memory": mem,
+            "clustered": [i is not None for i in fits],
+        },
+        f"{out}_{world}_{rank}.pt",
+    )
 
 
 def _spawn(store, jobs):
@@ -90,8 +112,14 @@ def test_two_ranks_with_half_batches_equal_one_process(tmp_path):
         for rank in (0, 1):
             two = torch.load(f"{out}_2_{rank}.pt")
             assert len(two["labels"]) == len(one["labels"]), algo
-            assert all(torch.equal(a, b) for a, b in zip(one["labels"], two["labels"])), f"{algo}: the labels differ"
-            assert np.allclose(two["loss"], one["loss"], rtol=1e-4), (algo, two["loss"][:5], one["loss"][:5])
+            assert all(torch.equal(a, b) for a, b in zip(one["labels"], two["labels"])), (
+                f"{algo}: the labels differ"
+            )
+            assert np.allclose(two["loss"], one["loss"], rtol=1e-4), (
+                algo,
+                two["loss"][:5],
+                one["loss"][:5],
+            )
             for k, v in one["memory"].items():
                 assert torch.allclose(two["memory"][k].float(), v.float(), atol=1e-5), k
             # one rank clusters, the other gets its labels
@@ -101,10 +129,24 @@ def test_two_ranks_with_half_batches_equal_one_process(tmp_path):
 @pytest.mark.timeout(300)
 def test_a_two_rank_run_writes_once_and_resumes_exactly(tmp_path):
     out, runs = str(tmp_path / "h"), str(tmp_path / "runs")
-    _spawn(tmp_path / "s1", [(out + "straight", "odc", 3, str(tmp_path / "straight")), (out + "stopped", "odc", 2, runs)])
+    _spawn(
+        tmp_path / "s1",
+        [
+            (out + "straight", "odc", 3, str(tmp_path / "straight")),
+            (out + "stopped", "odc", 2, runs),
+        ],
+    )
     stopped = sorted(p.name for p in (tmp_path / "runs" / "r").iterdir())
-    assert stopped == [".kit-run", "checkpoint.pt", "epochs.jsonl", "history.json", "labels", "steps.jsonl"]
-    assert len((tmp_path / "runs" / "r" / "epochs.jsonl").read_text().splitlines()) == 2  # rank 0 alone wrote
+    assert stopped == [
+        ".kit-run",
+        "checkpoint.pt",
+        "epochs.jsonl",
+        "history.json",
+        "labels",
+        "steps.jsonl",
+    ]
+    # rank 0 alone wrote
+    assert len((tmp_path / "runs" / "r" / "epochs.jsonl").read_text().splitlines()) == 2
     _spawn(tmp_path / "s2", [(out + "resumed", "odc", 3, runs)])
     a, b = torch.load(f"{out}straight_2_0.pt"), torch.load(f"{out}resumed_2_0.pt")
     assert a["loss"] == b["loss"]
@@ -114,19 +156,29 @@ def test_a_two_rank_run_writes_once_and_resumes_exactly(tmp_path):
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_torchrun_compare_from_a_notebook_writes_what_one_process_writes(tmp_path, fast_compare):
-    """Two ranks of `compare` (KIT_FAST) write the files the session's one-process `compare` wrote."""
+    """Two ranks of `compare` (KIT_FAST) write the files the session's one-process `compare`
+    wrote."""
     from kit.commands import launch
 
     env = {**os.environ, "KIT_FAST": "1", "OMP_NUM_THREADS": "1"}
-    proc = launch.torchrun(["compare", "--name", "t", "--runs", tmp_path], nproc=2, env=env, log=tmp_path / "torchrun.log")
+    proc = launch.torchrun(
+        ["compare", "--name", "t", "--runs", tmp_path],
+        nproc=2,
+        env=env,
+        log=tmp_path / "torchrun.log",
+    )
     figures = []
-    code = launch.watch(tmp_path / "t", proc, every=1, timeout=540, show=figures.append)  # the live plot
+    # the live plot
+    code = launch.watch(tmp_path / "t", proc, every=1, timeout=540, show=figures.append)
     log = (tmp_path / "torchrun.log").read_text()
     assert code == 0, log[-2000:]
-    assert log.count("report:") == 1 and figures  # rank 0 alone reports; the curves were drawn as epochs landed
+    # rank 0 alone reports; the curves were drawn as epochs landed
+    assert log.count("report:") == 1 and figures
     files = lambda p: sorted(str(f.relative_to(p)) for f in p.rglob("*") if f.is_file())  # noqa: E731
     assert files(tmp_path / "t") == files(fast_compare.path)
     from kit.commands.report import load_histories
 
     one, two = load_histories(fast_compare.path), load_histories(tmp_path / "t")
-    assert [len(two[a]["epoch"]) for a in ("deepcluster", "odc")] == [len(one[a]["epoch"]) for a in ("deepcluster", "odc")]
+    assert [len(two[a]["epoch"]) for a in ("deepcluster", "odc")] == [
+        len(one[a]["epoch"]) for a in ("deepcluster", "odc")
+    ]

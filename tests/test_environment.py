@@ -1,5 +1,6 @@
-"""The environment kit runs in (issue 31, item 8): every variable kit reads is parsed by one helper that names it,
-the digits cache is verified and rebuilt, `doctor` reports each case, and a memory limit at import is named."""
+"""The environment kit runs in (issue 31, item 8): every variable kit reads is parsed by one helper
+that names it, the digits cache is verified and rebuilt, `doctor` reports each case, and a memory
+limit at import is named."""
 import os
 import subprocess
 import sys
@@ -12,20 +13,40 @@ import kit
 from kit.parts import runtime
 
 
-@pytest.mark.parametrize("value, on", [("1", True), ("true", True), ("Yes", True), ("on", True), ("0", False),
-                                       ("false", False), ("no", False), ("OFF", False), ("", False)])
+@pytest.mark.parametrize(
+    "value, on",
+    [
+        ("1", True),
+        ("true", True),
+        ("Yes", True),
+        ("on", True),
+        ("0", False),
+        ("false", False),
+        ("no", False),
+        ("OFF", False),
+        ("", False),
+    ],
+)
 def test_kit_fast_reads_on_and_off_words(monkeypatch, value, on):
     """`KIT_FAST=false` / `no` / `off` turned fast mode on."""
     monkeypatch.setenv("KIT_FAST", value)
     assert runtime.fast_mode() is on
 
 
-@pytest.mark.parametrize("name, value, command", [
-    ("KIT_FAST", "maybe", ["compare", "--name", "x"]), ("OMP_NUM_THREADS", "-1", ["report", "none"]),
-    ("OMP_NUM_THREADS", "abc", ["report", "none"]), ("OMP_NUM_THREADS", "0", ["compare", "--name", "x"])])
-def test_a_bad_variable_is_one_line_naming_it_before_anything_is_written(monkeypatch, capsys, tmp_path, name, value,
-                                                                         command):
-    """`OMP_NUM_THREADS=-1` gave a traceback in every command, `abc` an error that did not name the variable."""
+@pytest.mark.parametrize(
+    "name, value, command",
+    [
+        ("KIT_FAST", "maybe", ["compare", "--name", "x"]),
+        ("OMP_NUM_THREADS", "-1", ["report", "none"]),
+        ("OMP_NUM_THREADS", "abc", ["report", "none"]),
+        ("OMP_NUM_THREADS", "0", ["compare", "--name", "x"]),
+    ],
+)
+def test_a_bad_variable_is_one_line_naming_it_before_anything_is_written(
+    monkeypatch, capsys, tmp_path, name, value, command
+):
+    """`OMP_NUM_THREADS=-1` gave a traceback in every command, `abc` an error that did not name the
+    variable."""
     from kit.__main__ import main
 
     monkeypatch.setenv(name, value)
@@ -33,7 +54,9 @@ def test_a_bad_variable_is_one_line_naming_it_before_anything_is_written(monkeyp
     threads = torch.get_num_threads()
     assert main(command) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error: ") and f"{name}={value!r}" in err and len(err.splitlines()) == 1, err
+    assert (
+        err.startswith("error: ") and f"{name}={value!r}" in err and len(err.splitlines()) == 1
+    ), err
     assert torch.get_num_threads() == threads and not list(tmp_path.iterdir())
 
 
@@ -44,7 +67,8 @@ def test_kit_epochs_is_refused_naming_it(monkeypatch):
 
 
 def test_openmps_nested_thread_list_is_read_as_its_outer_count(monkeypatch):
-    """`OMP_NUM_THREADS=4,2` is valid OpenMP (4 threads, then 2 in nested regions): kit takes the 4."""
+    """`OMP_NUM_THREADS=4,2` is valid OpenMP (4 threads, then 2 in nested regions): kit takes the
+    4."""
     monkeypatch.setenv("OMP_NUM_THREADS", "4,2")
     assert runtime.env_int("OMP_NUM_THREADS") == 4
 
@@ -77,8 +101,11 @@ def test_a_poisoned_digits_cache_is_rebuilt(monkeypatch, tmp_path):
     monkeypatch.setenv("KIT_CACHE", str(tmp_path))
     good = kit.load_dataset("mnist5k")  # writes the cache
     zeros, y = np.zeros((5000, 1, 28, 28), np.uint8), np.arange(5000) % 10
-    for poison, (x, labels) in {"float images": (zeros.astype(np.float32), y), "50 images": (zeros[:50], y[:50]),
-                                "labels out of range": (zeros, y + 10)}.items():
+    for poison, (x, labels) in {
+        "float images": (zeros.astype(np.float32), y),
+        "50 images": (zeros[:50], y[:50]),
+        "labels out of range": (zeros, y + 10),
+    }.items():
         atomic_write_npz(tmp_path / "mnist5k.npz", compressed=True, x=x, y=labels)
         again = kit.load_dataset("mnist5k")
         assert again.images.dtype == torch.uint8 and torch.equal(again.images, good.images), poison
@@ -87,14 +114,21 @@ def test_a_poisoned_digits_cache_is_rebuilt(monkeypatch, tmp_path):
 
 
 def test_a_memory_limit_at_import_is_named(tmp_path):
-    """Under `ulimit -v` of a few GB, torch's import failed with a traceback or a mapping error and no hint."""
+    """Under `ulimit -v` of a few GB, torch's import failed with a traceback or a mapping error and
+    no hint."""
     import resource
 
     def limited():
         resource.setrlimit(resource.RLIMIT_AS, (600 * 2**20, resource.RLIM_INFINITY))
 
-    proc = subprocess.run([sys.executable, "-m", "kit", "doctor", "--no-benchmark"], preexec_fn=limited,
-                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "kit", "doctor", "--no-benchmark"],
+        preexec_fn=limited,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert proc.returncode != 0
     last = proc.stderr.strip().splitlines()[-1]
     assert "memory limit" in last and "ulimit -v" in last, proc.stderr[-1500:]

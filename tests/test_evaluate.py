@@ -37,14 +37,18 @@ def test_low_shot_k1_draws_exactly_one_sample_per_class():
         idx = ev.low_shot_indices(y, 1, seed)
         assert sorted(y[idx].tolist()) == [0, 1, 2]
     assert torch.bincount(y[ev.low_shot_indices(y, 10, 0)]).tolist() == [10, 10, 7]
-    assert not torch.equal(ev.low_shot_indices(y, 5, 0), ev.low_shot_indices(y, 5, 1))  # draws differ
+    # draws differ
+    assert not torch.equal(ev.low_shot_indices(y, 5, 0), ev.low_shot_indices(y, 5, 1))
 
 
 def test_the_finetuning_grid_is_the_pages():
     assert len(ev.FINETUNE_GRID) == 9
     assert {lr for lr, _ in ev.FINETUNE_GRID} == {0.001, 0.01, 0.1}
     assert {m for _, m in ev.FINETUNE_GRID} == {1, 10, 100}
-    assert ev.setting_name(0.01, 10) == "lr1e-2_head10" and ev.setting_name(0.1, 100) == "lr1e-1_head100"
+    assert (
+        ev.setting_name(0.01, 10) == "lr1e-2_head10"
+        and ev.setting_name(0.1, 100) == "lr1e-1_head100"
+    )
 
 
 def test_stage_features_pool_every_stage_to_a_fixed_size(mnist_small):
@@ -54,12 +58,15 @@ def test_stage_features_pool_every_stage_to_a_fixed_size(mnist_small):
     assert len(f) == 6 and all(x.shape[0] == 20 for x in f)
     # stem 32 ch at 28 px -> side 4 (512 dims); last stage 256 ch at 4 px -> side 1; AvgPool 256
     assert [x.shape[1] for x in f] == [32 * 16, 32 * 16, 64 * 9, 128 * 4, 256, 256]
-    assert ev.pool_size(2048, 7, 9216) == 2 and ev.pool_size(64, 56, 9216) == 12  # the reference's ~9k dims
+    # the reference's ~9k dims
+    assert ev.pool_size(2048, 7, 9216) == 2 and ev.pool_size(64, 56, 9216) == 12
 
 
 def test_finetune_learns_from_few_labels(mnist_small):
     train, test = mnist_small
-    r = ev.finetune(build_backbone("convnet", 1), train, test, fraction=0.25, lr=0.01, head_mult=10, steps=50)
+    r = ev.finetune(
+        build_backbone("convnet", 1), train, test, fraction=0.25, lr=0.01, head_mult=10, steps=50
+    )
     assert r.setting == "lr1e-2_head10" and r.top1 > 40 and r.top5 >= r.top1  # chance is 10%
 
 
@@ -94,14 +101,17 @@ def test_evaluate_command_writes_the_tables(fast_compare, tmp_path):
     drawn = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "e").glob("*.png")}
     assert main(["evaluate", str(tmp_path / "e")]) == 0
     # the page gains the tables around the figures as they were: none is drawn again
-    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "e").glob("*.png")} == drawn and len(drawn) >= 10
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "e").glob("*.png")} == drawn and len(
+        drawn
+    ) >= 10
     md = (tmp_path / "e" / "evaluation.md").read_text()
     for header in ("Feature1", "AvgPool", "k=200", "SVM", "k=96", "1% top-1", "10% setting"):
         assert header in md
     for model in ("random init", "DeepCluster", "ODC", "supervised"):
         assert f"| {model} |" in md
     assert "Evaluation protocols" in (tmp_path / "e" / "report.html").read_text()
-    # issue 31, item 3: it records the weights it scored, and a report after more training says the tables are old
+    # issue 31, item 3: it records the weights it scored, and a report after more training says the
+    # tables are old
     import json
 
     from kit.commands.report import build_report
@@ -109,8 +119,10 @@ def test_evaluate_command_writes_the_tables(fast_compare, tmp_path):
     scored = json.loads((tmp_path / "e" / "evaluation.json").read_text())
     epochs = len((tmp_path / "e" / "odc" / "epochs.jsonl").read_text().splitlines())
     assert scored["DeepCluster"]["weights"]["epoch"] == scored["ODC"]["weights"]["epoch"] == epochs
-    assert "evaluated" not in (tmp_path / "e" / "report.html").read_text()  # current: nothing to say
-    scored["ODC"]["weights"]["epoch"] = epochs - 1  # as if `compare --resume --epochs` had trained on since
+    # current: nothing to say
+    assert "evaluated" not in (tmp_path / "e" / "report.html").read_text()
+    # as if `compare --resume --epochs` had trained on since
+    scored["ODC"]["weights"]["epoch"] = epochs - 1
     (tmp_path / "e" / "evaluation.json").write_text(json.dumps(scored))
     page = build_report(tmp_path / "e").read_text()
     assert f"ODC's after epoch {epochs - 1}; the run has since trained to epoch {epochs}" in page
@@ -125,9 +137,16 @@ def test_evaluate_waits_for_no_writer_it_takes_the_runs_lock(fast_compare, tmp_p
     from kit.__main__ import main
 
     shutil.copytree(fast_compare.path, tmp_path / "e")
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from kit.store.runs import Run; "
-                               f"Run({str(tmp_path / 'e')!r}).lock(); print('held', flush=True); time.sleep(60)"],
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from kit.store.runs import Run; "
+            f"Run({str(tmp_path / 'e')!r}).lock(); print('held', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         assert main(["evaluate", str(tmp_path / "e")]) == 2
@@ -135,4 +154,7 @@ def test_evaluate_waits_for_no_writer_it_takes_the_runs_lock(fast_compare, tmp_p
         holder.kill()
         holder.wait()
     err = capsys.readouterr().err
-    assert "being written by another kit process" in err and not (tmp_path / "e" / "evaluation.json").exists()
+    assert (
+        "being written by another kit process" in err
+        and not (tmp_path / "e" / "evaluation.json").exists()
+    )

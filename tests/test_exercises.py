@@ -29,9 +29,12 @@ def _pick(members, s, generator):
     return members[torch.randint(len(members), (s,), generator=generator)]
 
 
-def cluster_by_cluster(labels, n_samples, generator):  # no final shuffle: every batch is one cluster
+# no final shuffle: every batch is one cluster
+def cluster_by_cluster(labels, n_samples, generator):
     clusters, s = _quota(labels, n_samples)
-    return torch.cat([_pick(torch.nonzero(labels == c).flatten(), s, generator) for c in clusters])[:n_samples]
+    return torch.cat([_pick(torch.nonzero(labels == c).flatten(), s, generator) for c in clusters])[
+        :n_samples
+    ]
 
 
 def first_members(labels, n_samples, generator):  # a big cluster always gives its first s members
@@ -61,7 +64,8 @@ def plain_shuffle(labels, n_samples, generator):  # no balancing: big clusters d
     return torch.randperm(len(labels), generator=generator)[:n_samples]
 
 
-def quota_for_empty_clusters(labels, n_samples, generator):  # divides by every id, draws an empty id's quota anywhere
+# divides by every id, draws an empty id's quota anywhere
+def quota_for_empty_clusters(labels, n_samples, generator):
     s = n_samples // (int(labels.max()) + 1) + 1
     picks = []
     for c in range(int(labels.max()) + 1):
@@ -79,9 +83,12 @@ def sorted_draws(labels, n_samples, generator):
     return ex.solution_uniform_sampler(labels, n_samples, generator).sort().values
 
 
-def truncate_then_shuffle(labels, n_samples, generator):  # the last cluster always loses the cut draws
+# the last cluster always loses the cut draws
+def truncate_then_shuffle(labels, n_samples, generator):
     clusters, s = _quota(labels, n_samples)
-    out = torch.cat([_pick(torch.nonzero(labels == c).flatten(), s, generator) for c in clusters])[:n_samples]
+    out = torch.cat([_pick(torch.nonzero(labels == c).flatten(), s, generator) for c in clusters])[
+        :n_samples
+    ]
     return out[torch.randperm(len(out), generator=generator)]
 
 
@@ -116,13 +123,18 @@ def scipy_entropies(a, b):
     from scipy.stats import entropy
 
     from sklearn.metrics import mutual_info_score
-    return mutual_info_score(a, b) / np.sqrt(entropy(np.bincount(a)) * entropy(np.unique(b, return_counts=True)[1]))
+    return mutual_info_score(a, b) / np.sqrt(
+        entropy(np.bincount(a)) * entropy(np.unique(b, return_counts=True)[1])
+    )
 
 
 def scipy_entropy_only(a, b):
     from scipy.stats import entropy
 
-    ha, hb = entropy(np.unique(a, return_counts=True)[1]), entropy(np.unique(b, return_counts=True)[1])
+    ha, hb = (
+        entropy(np.unique(a, return_counts=True)[1]),
+        entropy(np.unique(b, return_counts=True)[1]),
+    )
     return (ha + hb - _joint_entropy(a, b)) / np.sqrt(ha * hb)
 
 
@@ -146,7 +158,8 @@ def mutual_information(a, b):  # not normalised
     return _entropies(a, b)[2]
 
 
-def ids_without_gaps(a, b):  # sizes the table by the number of ids, indexes it by the ids themselves
+# sizes the table by the number of ids, indexes it by the ids themselves
+def ids_without_gaps(a, b):
     p = np.zeros((len(np.unique(a)), len(np.unique(b))))
     np.add.at(p, (a, b), 1)
     return _nmi_of_table(p)
@@ -157,7 +170,9 @@ def _nmi_of_table(p):
     pa, pb = p.sum(1), p.sum(0)
     nz = p > 0
     mi = (p[nz] * np.log(p[nz] / np.outer(pa, pb)[nz])).sum()
-    return mi / np.sqrt((pa[pa > 0] * np.log(1 / pa[pa > 0])).sum() * (pb[pb > 0] * np.log(1 / pb[pb > 0])).sum())
+    return mi / np.sqrt(
+        (pa[pa > 0] * np.log(1 / pa[pa > 0])).sum() * (pb[pb > 0] * np.log(1 / pb[pb > 0])).sum()
+    )
 
 
 def log_of_zero(a, b):  # sums p log p over the empty cells too: 0 * -inf
@@ -187,7 +202,8 @@ def rows_not_normalised(features, labels, centroids, idx, z, momentum):
     return rows, (rows @ centroids.T).argmax(1)
 
 
-def writes_the_memory(features, labels, centroids, idx, z, momentum):  # right rows, but written into its argument
+# right rows, but written into its argument
+def writes_the_memory(features, labels, centroids, idx, z, momentum):
     rows, new = ex.solution_momentum_update(features, labels, centroids, idx, z, momentum)
     features[idx] = rows
     return rows, new
@@ -202,17 +218,20 @@ def small_may_receive(features, labels, centroids, min_size):
     small = torch.bincount(labels, minlength=len(centroids)) < min_size
     members = torch.nonzero(small[labels]).flatten()
     labels = labels.clone()
-    labels[members] = (features[members] @ centroids.T).argmax(1)  # forgot to exclude the small clusters
+    # forgot to exclude the small clusters
+    labels[members] = (features[members] @ centroids.T).argmax(1)
     return labels
 
 
-def fix_in_place(features, labels, centroids, min_size):  # the right labels, written into its argument
+# the right labels, written into its argument
+def fix_in_place(features, labels, centroids, min_size):
     new = ex.solution_small_cluster_fix(features, labels, centroids, min_size)
     labels[:] = new
     return labels
 
 
-def moves_everyone(features, labels, centroids, min_size):  # reassigns every row, not only small clusters' members
+# reassigns every row, not only small clusters' members
+def moves_everyone(features, labels, centroids, min_size):
     small = torch.bincount(labels, minlength=len(centroids)) < min_size
     scores = features @ centroids.T
     scores[:, small] = float("-inf")
@@ -228,10 +247,22 @@ MISTAKES = [
     (ex.check_uniform_sampler, quota_for_empty_clusters, "draws; every non-empty cluster gets"),
     (ex.check_uniform_sampler, global_generator, "the same generator gave different draws"),
     (ex.check_uniform_sampler, sorted_draws, "go up in dataset index"),
-    (ex.check_uniform_sampler, truncate_then_shuffle, "the draws cut by the truncation to N come mostly from"),
+    (
+        ex.check_uniform_sampler,
+        truncate_then_shuffle,
+        "the draws cut by the truncation to N come mostly from",
+    ),
     (ex.check_uniform_sampler, round_robin, "of the same cluster 0% of the time"),
-    (ex.check_nmi, sklearn_nmi, "write it with NumPy: it called sklearn.metrics.normalized_mutual_info_score"),
-    (ex.check_nmi, sklearn_arithmetic_nmi, "write it with NumPy: it called sklearn.metrics.normalized_mutual_info_score"),
+    (
+        ex.check_nmi,
+        sklearn_nmi,
+        "write it with NumPy: it called sklearn.metrics.normalized_mutual_info_score",
+    ),
+    (
+        ex.check_nmi,
+        sklearn_arithmetic_nmi,
+        "write it with NumPy: it called sklearn.metrics.normalized_mutual_info_score",
+    ),
     (ex.check_nmi, kit_metrics_nmi, "write it with NumPy: it called kit.parts.metrics.nmi"),
     (ex.check_nmi, scipy_entropies, "write it with NumPy: it called"),
     (ex.check_nmi, scipy_entropy_only, "write it with NumPy: it called scipy.stats.entropy"),
@@ -265,12 +296,19 @@ def test_check_fails_with_a_planted_mistake(check, mistake, says):
     assert len(result.problems) == 1, repr(result)  # one line says what to look at
 
 
-@pytest.mark.parametrize("sampler", [ex.solution_uniform_sampler, uniform_cluster_indices], ids=lambda f: f.__name__)
+@pytest.mark.parametrize(
+    "sampler", [ex.solution_uniform_sampler, uniform_cluster_indices], ids=lambda f: f.__name__
+)
 def test_a_correct_sampler_never_fails_by_bad_luck(sampler):
     """The sampler check's statistical thresholds, over 100 other sets of generator seeds."""
     for offset in range(1, 101):
-        def shifted(labels, n_samples, generator):  # other draws, still reproducible from `generator`
-            return sampler(labels, n_samples, torch.Generator().manual_seed(generator.initial_seed() + 1000 * offset))
+        # other draws, still reproducible from `generator`
+        def shifted(labels, n_samples, generator):
+            return sampler(
+                labels,
+                n_samples,
+                torch.Generator().manual_seed(generator.initial_seed() + 1000 * offset),
+            )
 
         result = ex.check_uniform_sampler(shifted)
         assert result.passed, f"offset {offset}: {result!r}"
@@ -284,7 +322,9 @@ def test_the_library_watch_lets_numpy_through_and_leaves_no_hook():
         return ex.solution_nmi(a, b)
 
     assert ex.check_nmi(numpy_heavy).passed
-    assert ex.check_nmi(sklearn_nmi).problems == ["write it with NumPy: it called sklearn.metrics.normalized_mutual_info_score"]
+    assert ex.check_nmi(sklearn_nmi).problems == [
+        "write it with NumPy: it called sklearn.metrics.normalized_mutual_info_score"
+    ]
     assert sys.getprofile() is None
 
 
@@ -304,7 +344,8 @@ def test_an_unfinished_or_broken_exercise_is_reported_not_raised():
 
 # -- notebooks 02 and 03: the hidden solutions --------------------------------------------------
 def notebook_exercises(name):
-    """(function name, student's stub cell, hidden solution code) of every exercise in a notebook."""
+    """(function name, student's stub cell, hidden solution code) of every exercise in a
+    notebook."""
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     found = []
     for i, cell in enumerate(nb.cells):
@@ -312,7 +353,9 @@ def notebook_exercises(name):
             fn = re.search(r"^def (\w+)\(", cell.source, re.M).group(1)
             solution = next(c.source for c in nb.cells[i + 1:] if "<details>" in c.source)
             code = re.search(r"```python\n(.*?)```", solution, re.S).group(1)
-            check = re.search(r"exercises\.(check_\w+)\(" + fn, "\n".join(c.source for c in nb.cells[i + 1:]))
+            check = re.search(
+                r"exercises\.(check_\w+)\(" + fn, "\n".join(c.source for c in nb.cells[i + 1 :])
+            )
             found.append((fn, cell.source, code, getattr(ex, check.group(1))))
     return found
 
@@ -337,8 +380,8 @@ def nmi_one_for_a_collapse(a, b):
 
 
 def test_nmi_check_catches_a_collapse_called_perfect_agreement():
-    """A labelling with a single cluster shares nothing with one that has several: NMI 0. A solution that returns 1
-    there would call a collapsed clustering perfectly stable (lecturer review 4)."""
+    """A labelling with a single cluster shares nothing with one that has several: NMI 0. A solution
+    that returns 1 there would call a collapsed clustering perfectly stable (lecturer review 4)."""
     result = ex.check_nmi(nmi_one_for_a_collapse)
     assert not result.passed and "single cluster" in result.problems[0]
     assert ex.check_nmi(ex.solution_nmi).passed

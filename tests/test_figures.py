@@ -1,6 +1,7 @@
-"""Every static figure kit draws, read as a lecturer reads it on a slide: no text cut off by the canvas or
-run into another title, nothing under 9 pt, no text too pale for white paper, and clusters that a reader
-can tell apart by colour. The inputs are small synthetic histories and `RunData`: no training, seconds."""
+"""Every static figure kit draws, read as a lecturer reads it on a slide: no text cut off by the
+canvas or run into another title, nothing under 9 pt, no text too pale for white paper, and clusters
+that a reader can tell apart by colour. The inputs are small synthetic histories and `RunData`: no
+training, seconds."""
 import functools
 import re
 
@@ -15,10 +16,12 @@ from kit.analysis.rundata import RunData
 MIN_PT = 9  # the smallest font a slide or a printed report stays readable at
 MIN_CONTRAST = 3.0  # WCAG 2's least ratio against white, for large text (kit darkens text to 4.5)
 TOLERANCE_PX = 2.0
-MIN_OKLAB = 0.08  # between two cluster colours: tab20's closest pair is 0.05, nipy_spectral's 0.02 at 30 samples
+# between two cluster colours: tab20's closest pair is 0.05, nipy_spectral's 0.02 at 30 samples
+MIN_OKLAB = 0.08
 
 
-# -- colour maths: the WCAG and OKLab definitions, written out so that the test does not trust kit's own ----------
+# -- colour maths: the WCAG and OKLab definitions, written out so that the test does not trust kit's
+# own ----------
 def _linear(rgb):
     rgb = np.asarray(rgb, float)
     return np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
@@ -36,7 +39,8 @@ def contrast_on_white(rgb) -> float:
 
 
 def oklab(rgb) -> np.ndarray:
-    """(..., 3) sRGB in [0, 1] -> OKLab (Ottosson 2020): Euclidean distance there tracks how different colours look."""
+    """(..., 3) sRGB in [0, 1] -> OKLab (Ottosson 2020): Euclidean distance there tracks how
+    different colours look."""
     lms = _linear(rgb) @ np.array([[0.4122214708, 0.5363325363, 0.0514459929],
                                    [0.2119034982, 0.6806995451, 0.1073969566],
                                    [0.0883024619, 0.2817188376, 0.6299787005]]).T
@@ -53,13 +57,15 @@ def closest_pair(colours) -> float:
 
 def test_the_colour_maths_against_known_values():
     assert contrast_on_white(on_white("black")) == pytest.approx(21.0)
-    assert contrast_on_white(on_white("#767676")) == pytest.approx(4.54, abs=0.01)  # WCAG's usual AA grey
+    # WCAG's usual AA grey
+    assert contrast_on_white(on_white("#767676")) == pytest.approx(4.54, abs=0.01)
     assert contrast_on_white(on_white("#bcbd22")) < MIN_CONTRAST  # tab10's olive
     assert oklab(np.ones(3)) == pytest.approx([1.0, 0.0, 0.0], abs=1e-3)
 
 
-# -- small inputs for every figure -------------------------------------------------------------------------------
-N_CLASSES, N_TRAIN, N_SUBSET, EPOCHS = 10, 600, 200, [0, 10, 30]  # a 30-epoch run, as the report draws it
+# -- small inputs for every figure -----------------------------------------------------------------
+# a 30-epoch run, as the report draws it
+N_CLASSES, N_TRAIN, N_SUBSET, EPOCHS = 10, 600, 200, [0, 10, 30]
 
 
 def history(algo: str, k: int, epochs: int = 30, seed: int = 0) -> dict:
@@ -69,20 +75,37 @@ def history(algo: str, k: int, epochs: int = 30, seed: int = 0) -> dict:
     rows = []
     for e in range(epochs):
         t, first = (e + 1) / epochs, e + shift == 0  # the first clustering has no previous one
-        rows.append({"epoch": e, "knn": 0.5 + 0.4 * t, "nmi_true": 0.3 + 0.4 * t, "nmi_true_chance": 0.02,
-                     "ami_true": 0.25 + 0.4 * t, "nmi_prev": None if first else 0.5 + 0.3 * t,
-                     "nmi_prev_chance": None if first else 0.1, "ami_prev": None if first else 0.4 + 0.3 * t,
-                     "label_change": None if first else 0.5 - 0.3 * t, "loss": 2.0 - t})
+        rows.append(
+            {
+                "epoch": e,
+                "knn": 0.5 + 0.4 * t,
+                "nmi_true": 0.3 + 0.4 * t,
+                "nmi_true_chance": 0.02,
+                "ami_true": 0.25 + 0.4 * t,
+                "nmi_prev": None if first else 0.5 + 0.3 * t,
+                "nmi_prev_chance": None if first else 0.1,
+                "ami_prev": None if first else 0.4 + 0.3 * t,
+                "label_change": None if first else 0.5 - 0.3 * t,
+                "loss": 2.0 - t,
+            }
+        )
     steps = 5 * epochs
     classes = np.arange(N_TRAIN) % N_CLASSES
     near_class = lambda: (classes * 7 + rng.integers(0, 3, N_TRAIN)) % k  # noqa: E731 - a few clusters per class
     labels = [np.where(rng.random(N_TRAIN) < 0.3, rng.integers(0, k, N_TRAIN), near_class())
               for _ in range(epochs + shift)]  # 30% scattered at random
-    return {"algo": algo, "config": {"n_clusters": k}, "epoch": rows, "monitor_init": {"knn": 0.4, "nmi_true": 0.2},
-            "step": {"loss": list(np.linspace(3, 1, steps) + rng.normal(0, 0.05, steps)),
-                     "change_ratio": list(np.linspace(0.8, 0.1, steps)),
-                     "epoch": [i * epochs // steps for i in range(steps)]},
-            "labels": labels}
+    return {
+        "algo": algo,
+        "config": {"n_clusters": k},
+        "epoch": rows,
+        "monitor_init": {"knn": 0.4, "nmi_true": 0.2},
+        "step": {
+            "loss": list(np.linspace(3, 1, steps) + rng.normal(0, 0.05, steps)),
+            "change_ratio": list(np.linspace(0.8, 0.1, steps)),
+            "epoch": [i * epochs // steps for i in range(steps)],
+        },
+        "labels": labels,
+    }
 
 
 @functools.lru_cache(maxsize=None)
@@ -92,34 +115,55 @@ def histories(k: int = 30) -> dict:
 
 @functools.lru_cache(maxsize=None)
 def variants() -> dict:
-    """Notebook 05's runs: two DeepClusters and four ODCs, each with the collapse signals it draws."""
+    """Notebook 05's runs: two DeepClusters and four ODCs, each with the collapse signals it
+    draws."""
     out = {}
-    for i, label in enumerate(["DeepCluster", "DeepCluster, head kept, ids aligned", *(f"ODC, momentum {m}" for m in
-                                                                                         (0.0, 0.2, 0.5, 0.9))]):
-        h = history("deepcluster" if label.startswith("DeepCluster") else "odc", 30, epochs=10, seed=i)
+    for i, label in enumerate(
+        [
+            "DeepCluster",
+            "DeepCluster, head kept, ids aligned",
+            *(f"ODC, momentum {m}" for m in (0.0, 0.2, 0.5, 0.9)),
+        ]
+    ):
+        h = history(
+            "deepcluster" if label.startswith("DeepCluster") else "odc", 30, epochs=10, seed=i
+        )
         for e, r in enumerate(h["epoch"]):
-            r.update(largest_share=0.05 + 0.08 * e * (i == 3), nonempty=30 - 2 * e * (i == 3), loss_ln_k=1 - e / 20)
+            r.update(
+                largest_share=0.05 + 0.08 * e * (i == 3),
+                nonempty=30 - 2 * e * (i == 3),
+                loss_ln_k=1 - e / 20,
+            )
         out[label] = h
     return out
 
 
 def run_data(k: int = 30) -> RunData:
-    """A run of 600 images after 30 epochs at K = k: DeepCluster 30 snapshots, ODC 31, UMAP frames 0, 10, 30."""
+    """A run of 600 images after 30 epochs at K = k: DeepCluster 30 snapshots, ODC 31, UMAP frames
+    0, 10, 30."""
     rng = np.random.default_rng(k)
     h = histories(k)
     subset = rng.permutation(N_TRAIN)[:N_SUBSET]
-    return RunData(epochs=EPOCHS, layouts={a: [rng.normal(size=(N_SUBSET, 2)) for _ in EPOCHS] for a in h},
-                   labels={a: h[a]["labels"] for a in h}, subset=subset,
-                   classes=np.arange(N_TRAIN) % N_CLASSES,
-                   images=rng.integers(0, 255, (N_TRAIN, 1, 28, 28), dtype=np.uint8),
-                   features={a: [rng.normal(size=(N_SUBSET, 16)) for _ in EPOCHS] for a in h},
-                   class_names=[str(c) for c in range(N_CLASSES)])
+    return RunData(
+        epochs=EPOCHS,
+        layouts={a: [rng.normal(size=(N_SUBSET, 2)) for _ in EPOCHS] for a in h},
+        labels={a: h[a]["labels"] for a in h},
+        subset=subset,
+        classes=np.arange(N_TRAIN) % N_CLASSES,
+        images=rng.integers(0, 255, (N_TRAIN, 1, 28, 28), dtype=np.uint8),
+        features={a: [rng.normal(size=(N_SUBSET, 16)) for _ in EPOCHS] for a in h},
+        class_names=[str(c) for c in range(N_CLASSES)],
+    )
 
 
 def embeddings(k: int = 30):
     d = run_data(k)
-    return plots.embeddings(d.layouts, d.epochs, d.classes[d.subset],
-                            {a: [d.labels[a][d.snapshot(a, e)][d.subset] for e in d.epochs] for a in d.algos})
+    return plots.embeddings(
+        d.layouts,
+        d.epochs,
+        d.classes[d.subset],
+        {a: [d.labels[a][d.snapshot(a, e)][d.subset] for e in d.epochs] for a in d.algos},
+    )
 
 
 def board():
@@ -127,13 +171,19 @@ def board():
 
     settings = {"dataset": "mnist5k", "images": 4000, "K": 30, "lr": 0.3, "batch": 64, "epochs": 30}
     current = [Trace(a, settings, histories()[a]) for a in ("deepcluster", "odc")]
-    earlier = [Trace(a, {**settings, "images": 1000, "K": 100, "lr": 0.03, "batch": 128}, histories(100)[a])
-               for a in ("deepcluster", "odc")]  # the legend names four settings that differ
+    earlier = [
+        Trace(
+            a, {**settings, "images": 1000, "K": 100, "lr": 0.03, "batch": 128}, histories(100)[a]
+        )
+        for a in ("deepcluster", "odc")
+    ]  # the legend names four settings that differ
     return board(current, earlier, epochs=30)
 
 
 def seeded(keys):
-    return plots.seeded([histories(), histories(100)], keys, {"raw_pixels_nmi": 0.5, "raw_pixels_knn": 0.9})
+    return plots.seeded(
+        [histories(), histories(100)], keys, {"raw_pixels_nmi": 0.5, "raw_pixels_knn": 0.9}
+    )
 
 
 def sweep():
@@ -141,8 +191,13 @@ def sweep():
 
     ks, lrs = [10, 30, 100], [0.01, 0.1, 1.0]
     line = lambda x: [(x, list(np.linspace(0.3, 0.8, len(x)) + s / 50)) for s in range(2)]  # noqa: E731
-    return plots.sweep({"n_clusters": {m: {a: line(ks) for a in ("deepcluster", "odc")} for m in METRICS},
-                        "lr": {m: {a: line(lrs) for a in ("deepcluster", "odc")} for m in METRICS}}, METRICS)
+    return plots.sweep(
+        {
+            "n_clusters": {m: {a: line(ks) for a in ("deepcluster", "odc")} for m in METRICS},
+            "lr": {m: {a: line(lrs) for a in ("deepcluster", "odc")} for m in METRICS},
+        },
+        METRICS,
+    )
 
 
 FIGURES = {  # every function in kit/views that returns a matplotlib figure, on small inputs
@@ -150,18 +205,27 @@ FIGURES = {  # every function in kit/views that returns a matplotlib figure, on 
     "reassignment": lambda: plots.reassignment(histories()),
     "cluster_sizes": lambda: plots.cluster_sizes(histories(), {"deepcluster": 30, "odc": 30}),
     "learning": lambda: plots.learning(histories(), {"raw_pixels_nmi": 0.5, "raw_pixels_knn": 0.9}),
-    "learning, one algorithm": lambda: plots.learning({"deepcluster": histories()["deepcluster"]},  # 02's figure
-                                                      {"raw_pixels_nmi": 0.5, "raw_pixels_knn": 0.9}),
+    # 02's figure
+    "learning, one algorithm": lambda: plots.learning(
+        {"deepcluster": histories()["deepcluster"]}, {"raw_pixels_nmi": 0.5, "raw_pixels_knn": 0.9}
+    ),
     "losses": lambda: plots.losses(histories()),
     "embeddings": lambda: embeddings(30),
     "embeddings K=100": lambda: embeddings(100),
     "seeded learning": lambda: seeded(("knn", "nmi_true", "ami_true")),
     "seeded stability": lambda: seeded(("ami_prev", "nmi_prev", "label_change")),
     "sweep": sweep,
-    "spectrum": lambda: plots.spectrum(*np.random.default_rng(0).normal(size=(2, 200, 16)) * [[[3]], [[1]]]),
-    "bars": lambda: plots.bars(np.arange(30), "Cluster sizes at the first k-means", "cluster rank", "members"),
-    "images": lambda: plots.images(np.random.default_rng(0).integers(0, 255, (20, 1, 28, 28), dtype=np.uint8),
-                                   [f"cluster {i}" for i in range(20)], title="the images of a batch"),
+    "spectrum": lambda: plots.spectrum(
+        *np.random.default_rng(0).normal(size=(2, 200, 16)) * [[[3]], [[1]]]
+    ),
+    "bars": lambda: plots.bars(
+        np.arange(30), "Cluster sizes at the first k-means", "cluster rank", "members"
+    ),
+    "images": lambda: plots.images(
+        np.random.default_rng(0).integers(0, 255, (20, 1, 28, 28), dtype=np.uint8),
+        [f"cluster {i}" for i in range(20)],
+        title="the images of a batch",
+    ),
     "live board": board,
     "flows": lambda: alluvial.flows_figure(run_data(30)),
     "flows K=100": lambda: alluvial.flows_figure(run_data(100)),
@@ -177,8 +241,8 @@ FIGURES = {  # every function in kit/views that returns a matplotlib figure, on 
 
 @functools.lru_cache(maxsize=None)
 def drawn(name: str):
-    """The figure and the texts the canvas actually drew (a tick label outside the view is never drawn),
-    each with its extent in display pixels after layout."""
+    """The figure and the texts the canvas actually drew (a tick label outside the view is never
+    drawn), each with its extent in display pixels after layout."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     fig = FIGURES[name]()
@@ -206,9 +270,15 @@ def _say(t: Text) -> str:
 def test_no_text_is_cut_off_by_the_canvas(name):
     fig, texts = drawn(name)
     box = fig.bbox
-    cut = [f"{_say(t)} spans x {e.x0:.0f}..{e.x1:.0f}, y {e.y0:.0f}..{e.y1:.0f} of {box.width:.0f} x {box.height:.0f}"
-           for t, e in texts if e.x0 < -TOLERANCE_PX or e.y0 < -TOLERANCE_PX or e.x1 > box.width + TOLERANCE_PX
-           or e.y1 > box.height + TOLERANCE_PX]
+    cut = [
+        f"{_say(t)} spans x {e.x0:.0f}..{e.x1:.0f}, y {e.y0:.0f}..{e.y1:.0f} of {box.width:.0f} x "
+        f"{box.height:.0f}"
+        for t, e in texts
+        if e.x0 < -TOLERANCE_PX
+        or e.y0 < -TOLERANCE_PX
+        or e.x1 > box.width + TOLERANCE_PX
+        or e.y1 > box.height + TOLERANCE_PX
+    ]
     assert not cut, f"{name}: text outside the figure:\n" + "\n".join(cut)
 
 
@@ -220,12 +290,15 @@ def _clashes(boxes) -> list[str]:
 
 @pytest.mark.parametrize("name", FIGURES)
 def test_no_title_label_or_tick_label_runs_into_another(name):
-    """Titles, axis labels, suptitles and figure legends clear each other; an axis's tick labels clear each other."""
+    """Titles, axis labels, suptitles and figure legends clear each other; an axis's tick labels
+    clear each other."""
     fig, texts = drawn(name)
     heads = {id(t) for ax in fig.axes
              for t in (ax.title, ax._left_title, ax._right_title, ax.xaxis.label, ax.yaxis.label)}
     for f in [fig, *fig.subfigs]:  # suptitles, and legends outside the axes
-        heads |= {id(t) for t in [*f.texts, *(t for legend in f.legends for t in legend.get_texts())]}
+        heads |= {
+            id(t) for t in [*f.texts, *(t for legend in f.legends for t in legend.get_texts())]
+        }
     clash = _clashes([(t, e) for t, e in texts if id(t) in heads])
     for axis in (axis for ax in fig.axes for axis in (ax.xaxis, ax.yaxis)):
         ticks = {id(t) for t in axis.get_ticklabels()}
@@ -236,7 +309,13 @@ def test_no_title_label_or_tick_label_runs_into_another(name):
 @pytest.mark.parametrize("name", FIGURES)
 def test_no_text_is_under_9_pt(name):
     _, texts = drawn(name)
-    small = sorted({f"{t.get_fontsize():g} pt: {_say(t)}" for t, _ in texts if t.get_fontsize() < MIN_PT - 1e-6})
+    small = sorted(
+        {
+            f"{t.get_fontsize():g} pt: {_say(t)}"
+            for t, _ in texts
+            if t.get_fontsize() < MIN_PT - 1e-6
+        }
+    )
     assert not small, f"{name}: text under {MIN_PT} pt:\n" + "\n".join(small)
 
 
@@ -244,24 +323,39 @@ def test_no_text_is_under_9_pt(name):
 def test_no_text_is_too_pale_for_white_paper(name):
     _, texts = drawn(name)
     ratios = [(t, contrast_on_white(on_white(t.get_color(), t.get_alpha()))) for t, _ in texts]
-    pale = sorted({f"{t.get_color()} (contrast {r:.2f}): {_say(t)}" for t, r in ratios if r < MIN_CONTRAST})
-    assert not pale, f"{name}: text too pale on white (WCAG contrast < {MIN_CONTRAST}):\n" + "\n".join(pale)
+    pale = sorted(
+        {f"{t.get_color()} (contrast {r:.2f}): {_say(t)}" for t, r in ratios if r < MIN_CONTRAST}
+    )
+    assert not pale, (
+        f"{name}: text too pale on white (WCAG contrast < {MIN_CONTRAST}):\n" + "\n".join(pale)
+    )
 
 
 @pytest.mark.parametrize("name", FIGURES)
 def test_no_thin_opaque_line_is_yellow_on_white(name):
-    """Lines under 2 pt in a colour paler than tab10's orange (contrast 2.5) vanish on white: yellow, olive, light
-    grey. Faded lines (alpha below 1) are faint on purpose and not held to it."""
+    """Lines under 2 pt in a colour paler than tab10's orange (contrast 2.5) vanish on white:
+    yellow, olive, light grey. Faded lines (alpha below 1) are faint on purpose and not held to
+    it."""
     fig, _ = drawn(name)
-    pale = sorted({f"{line.get_label()!r} {line.get_color()}" for ax in fig.axes for line in ax.lines
-                   if line.get_visible() and line.get_linewidth() < 2 and (line.get_alpha() or 1) >= 1
-                   and line.get_linestyle() != "None" and contrast_on_white(on_white(line.get_color())) < 2.0})
+    pale = sorted(
+        {
+            f"{line.get_label()!r} {line.get_color()}"
+            for ax in fig.axes
+            for line in ax.lines
+            if line.get_visible()
+            and line.get_linewidth() < 2
+            and (line.get_alpha() or 1) >= 1
+            and line.get_linestyle() != "None"
+            and contrast_on_white(on_white(line.get_color())) < 2.0
+        }
+    )
     assert not pale, f"{name}: thin pale lines:\n" + "\n".join(pale)
 
 
-# -- clusters told apart by colour -------------------------------------------------------------------------------
+# -- clusters told apart by colour -----------------------------------------------------------------
 def _cluster_panels(fig):
-    """(title, {cluster: colours}) of each cluster panel of `plots.embeddings` (every second row)."""
+    """(title, {cluster: colours}) of each cluster panel of `plots.embeddings` (every second
+    row)."""
     out = []
     for ax in fig.axes:
         if "cluster" in ax.get_title():
@@ -273,10 +367,15 @@ def _cluster_panels(fig):
 def test_thirty_clusters_get_thirty_colours_a_reader_can_tell_apart():
     fig, _ = drawn("embeddings")
     d = run_data(30)
-    for (title, colours), labels in zip(_cluster_panels(fig), [d.labels[a][d.snapshot(a, e)][d.subset]
-                                                              for a in d.algos for e in d.epochs]):
-        per_cluster = {int(k): tuple(np.round(colours[labels == k][0], 4)) for k in np.unique(labels)}
-        assert len(set(per_cluster.values())) == len(per_cluster) >= 25, title  # a cluster may miss the subset
+    for (title, colours), labels in zip(
+        _cluster_panels(fig),
+        [d.labels[a][d.snapshot(a, e)][d.subset] for a in d.algos for e in d.epochs],
+    ):
+        per_cluster = {
+            int(k): tuple(np.round(colours[labels == k][0], 4)) for k in np.unique(labels)
+        }
+        # a cluster may miss the subset
+        assert len(set(per_cluster.values())) == len(per_cluster) >= 25, title
         assert closest_pair(list(per_cluster.values())) > MIN_OKLAB, title
 
 
@@ -285,7 +384,8 @@ def test_the_cluster_palette_tells_thirty_apart_and_reads_on_white():
 
     colours = palette.cluster_colours(30)
     assert len(colours) == 30 and closest_pair(colours) > MIN_OKLAB
-    assert all(contrast_on_white(on_white(c)) > 1.3 for c in colours)  # no near-white dot on a white page
+    # no near-white dot on a white page
+    assert all(contrast_on_white(on_white(c)) > 1.3 for c in colours)
     assert palette.cluster_colours(31) is None  # above 30: colour by class instead
 
 
@@ -300,33 +400,46 @@ def test_above_thirty_clusters_the_embedding_colours_by_class_and_says_so():
 
 
 def test_flows_above_thirty_clusters_draw_only_the_largest_moves_and_say_so():
-    def moves(fig):  # per alluvial panel, the colours of the bands between cluster columns, stays (faint) left out
-        return [[tuple(c[:3]) for bands in ax.collections[1:] for c in bands.get_facecolors() if c[3] > 0.3]
-                for ax in fig.axes if len(ax.collections) > 1]
+    # per alluvial panel, the colours of the bands between cluster columns, stays (faint) left out
+    def moves(fig):
+        return [
+            [
+                tuple(c[:3])
+                for bands in ax.collections[1:]
+                for c in bands.get_facecolors()
+                if c[3] > 0.3
+            ]
+            for ax in fig.axes
+            if len(ax.collections) > 1
+        ]
 
     grey = tuple(to_rgba(alluvial.OTHER)[:3])
     few, many = drawn("flows")[0], drawn("flows K=100")[0]
     assert all(grey in m for m in moves(few))  # K <= 30: every other move, in grey, as before
-    for m in moves(many):  # K = 100: the 8 largest moves of each of the 2 steps, split by class, and nothing else
+    # K = 100: the 8 largest moves of each of the 2 steps, split by class, and nothing else
+    for m in moves(many):
         assert m and grey not in m and len(m) <= 2 * 8 * N_CLASSES
     words = " ".join(t.get_text() for t in [*many.texts, *(ax.title for ax in many.axes)])
     assert "8 largest moves" in words and re.search(r"K = \d+ > 30", words)
 
 
-# -- the flight recorder (bokeh): titles that fit their views, clusters told apart -------------------------------
+# -- the flight recorder (bokeh): titles that fit their views, clusters told apart -----------------
 def _flight(k: int):
     from bokeh.models import CustomJS, RadioButtonGroup
 
     from kit.views.flight import flight_recorder
 
     page = flight_recorder(run_data(k), width=500)
-    update = next(m for m in page.model.references() if isinstance(m, CustomJS) and "titles" in m.args)
+    update = next(
+        m for m in page.model.references() if isinstance(m, CustomJS) and "titles" in m.args
+    )
     radio = next(m for m in page.model.references() if isinstance(m, RadioButtonGroup))
     return update.args, radio.labels
 
 
 def title_px(line: str, size_px: float = 13) -> float:
-    """A bokeh title line's width: DejaVu Sans Bold, a little wider than the browser's Helvetica Bold."""
+    """A bokeh title line's width: DejaVu Sans Bold, a little wider than the browser's Helvetica
+    Bold."""
     from matplotlib.font_manager import FontProperties
     from matplotlib.textpath import TextPath
 
@@ -336,17 +449,20 @@ def title_px(line: str, size_px: float = 13) -> float:
 
 def test_the_flight_recorders_titles_fit_their_views():
     args, _ = _flight(30)
-    for fig, titles in zip(args["figs"], args["titles"]):  # every saved epoch's title, as the slider shows them
+    # every saved epoch's title, as the slider shows them
+    for fig, titles in zip(args["figs"], args["titles"]):
         size = float(fig.title.text_font_size.rstrip("px"))
         widths = {line: title_px(line, size) for t in titles for line in t.split("\n")}
         assert max(widths.values()) <= 500 - 10, widths  # the view's width, less bokeh's border
-        assert {t.count("\n") for t in titles} == {1}  # two lines at every epoch: the view keeps its height
+        # two lines at every epoch: the view keeps its height
+        assert {t.count("\n") for t in titles} == {1}
         assert contrast_on_white(on_white(fig.title.text_color)) >= 4.5
 
 
 def test_the_flight_recorder_colours_thirty_clusters_apart_and_more_by_class():
     args, labels = _flight(30)
-    for per_epoch in args["kcol"]:  # per algorithm, per saved epoch: the colour of each carried cluster id
+    # per algorithm, per saved epoch: the colour of each carried cluster id
+    for per_epoch in args["kcol"]:
         for colours in per_epoch:
             assert len(set(colours)) == len(colours) == 30 and closest_pair(colours) > MIN_OKLAB
     assert not args["by_class"] and labels[1] == "matched cluster"
@@ -357,17 +473,25 @@ def test_the_flight_recorder_colours_thirty_clusters_apart_and_more_by_class():
 
 
 def test_the_flight_recorder_of_one_saved_epoch_has_nothing_to_slide_and_passes_bokehs_checks():
-    """A run shorter than the second UMAP epoch (`compare --epochs 2`: frames [0]) saved one layout: bokeh logged
-    E-1021 for a slider from 0 to 0. The slider and the play button are hidden instead."""
+    """A run shorter than the second UMAP epoch (`compare --epochs 2`: frames [0]) saved one layout:
+    bokeh logged E-1021 for a slider from 0 to 0. The slider and the play button are hidden
+    instead."""
     from bokeh.core.validation import check_integrity
     from bokeh.models import Button, Slider
 
     from kit.views.flight import flight_recorder
 
     d = run_data(30)
-    one = RunData(epochs=[0], layouts={a: v[:1] for a, v in d.layouts.items()}, labels=d.labels, subset=d.subset,
-                  classes=d.classes, images=d.images, features={a: v[:1] for a, v in d.features.items()},
-                  class_names=d.class_names)
+    one = RunData(
+        epochs=[0],
+        layouts={a: v[:1] for a, v in d.layouts.items()},
+        labels=d.labels,
+        subset=d.subset,
+        classes=d.classes,
+        images=d.images,
+        features={a: v[:1] for a, v in d.features.items()},
+        class_names=d.class_names,
+    )
     for data, shown in ((one, False), (d, True)):
         models = flight_recorder(data, width=500).model.references()
         assert not check_integrity(models).error

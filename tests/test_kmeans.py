@@ -1,20 +1,29 @@
-"""k-means on torch against faiss (ALGORITHMS.md §1.4), and the preprocessing's fidelity to faiss (§1.3)."""
+"""k-means on torch against faiss (ALGORITHMS.md §1.4), and the preprocessing's fidelity to faiss
+(§1.3)."""
 import numpy as np
 import pytest
 import torch
 
-from kit.parts.clustering import KMeans, TorchKMeans, _split_empty, l2_normalize, preprocess_features
+from kit.parts.clustering import (
+    KMeans,
+    TorchKMeans,
+    _split_empty,
+    l2_normalize,
+    preprocess_features,
+)
 from kit.parts.metrics import nmi
 from kit.algorithms.training import Diverged
 
 
 def _mixture(n=3000, d=16, k=20, seed=0):
-    """Overlapping Gaussian clusters: Lloyd's iterations have work to do, so the paths can diverge."""
+    """Overlapping Gaussian clusters: Lloyd's iterations have work to do, so the paths can
+    diverge."""
     g = np.random.default_rng(seed)
     centres = g.normal(size=(k, d)) * 2
     y = g.integers(k, size=n)
     x = (centres[y] + g.normal(size=(n, d))).astype(np.float32)
-    return x, y, x[g.choice(n, k, replace=False)]  # features, true labels, K distinct rows as the init
+    # features, true labels, K distinct rows as the init
+    return x, y, x[g.choice(n, k, replace=False)]
 
 
 def _blobs(n_per=200, k=4, d=8, seed=0):
@@ -34,7 +43,8 @@ def test_torch_matches_faiss_from_the_same_initial_centroids(spherical):
     assert (ours.backend_, ref.backend_) == ("torch", "faiss")
     assert nmi(ours.labels_, ref.labels_) >= 0.99
     assert ours.inertia_ == pytest.approx(ref.inertia_, rel=0.01)
-    assert ours.objective_ == pytest.approx(ref.objective_, rel=0.01)  # the same iterations, one by one
+    # the same iterations, one by one
+    assert ours.objective_ == pytest.approx(ref.objective_, rel=0.01)
     assert ours.labels_.dtype == np.int64 and ours.centroids_.dtype == np.float32
     assert ours.centroids_.shape == (20, 16) and isinstance(ours.inertia_, float)
     if spherical:
@@ -47,7 +57,8 @@ def test_planted_empty_clusters_are_split_as_faiss_splits_them():
     init = np.concatenate([x[[0, 200, 400, 600]], far])
     ours = TorchKMeans(8, 20, init_centroids=init).fit(x)
     ref = KMeans(8, 20, init_centroids=init, backend="faiss").fit(x)
-    assert ours.n_splits_ == ref.n_splits_ == 4  # all four far centroids repaired in the first iteration
+    # all four far centroids repaired in the first iteration
+    assert ours.n_splits_ == ref.n_splits_ == 4
     assert ours.n_empty_ == 0 and (np.bincount(ours.labels_, minlength=8) > 0).all()
     assert np.abs(ours.centroids_).max() < 100  # nothing left out at the planted spot
     assert ours.inertia_ == pytest.approx(ref.inertia_, rel=0.01)
@@ -63,9 +74,11 @@ def test_split_rule_draws_donors_in_proportion_to_size_minus_one_and_halves_them
         by_size.append(bool(c[0, 0] > 3))  # the donor was cluster 2: odds (9 - 1) : (3 - 1)
         c = torch.tensor([[0.0, 0.0], [0.0, 0.0], [1.0, 1.0], [5.0, 5.0]])
         assert _split_empty(c, torch.tensor([0.0, 0.0, 5.0, 1.0], **f64), g) == 2
-        assert torch.equal(c[3], torch.tensor([5.0, 5.0]))  # a singleton never gives (weight size - 1 = 0)
-        # the first split left 2.5 + 2.5 members to clusters 0 and 2, so the second draws either at even odds;
-        # from 0 (itself a copy nudged by 1 + 1/1024) its first coordinate is nudged twice
+        # a singleton never gives (weight size - 1 = 0)
+        assert torch.equal(c[3], torch.tensor([5.0, 5.0]))
+        # the first split left 2.5 + 2.5 members to clusters 0 and 2, so the second draws either at
+        # even odds; from 0 (itself a copy nudged by 1 + 1/1024) its first coordinate is nudged
+        # twice
         after_halving.append(bool(c[1, 0] > 1 + 1 / 1024))
     assert np.mean(by_size) == pytest.approx(0.8, abs=0.05)
     assert np.mean(after_halving) == pytest.approx(0.5, abs=0.07)
@@ -74,19 +87,22 @@ def test_split_rule_draws_donors_in_proportion_to_size_minus_one_and_halves_them
 def test_split_rule_matches_faiss_perturbation_exactly():
     c = torch.tensor([[0.0, 0.0, 0.0], [1.0, 2.0, 3.0]])
     _split_empty(c, torch.tensor([0.0, 5.0], dtype=torch.float64), torch.Generator().manual_seed(0))
-    e = 1 / 1024  # faiss: even coordinates of the new centroid x (1 + EPS), odd x (1 - EPS); the donor opposite
+    # faiss: even coordinates of the new centroid x (1 + EPS), odd x (1 - EPS); the donor opposite
+    e = 1 / 1024
     assert torch.allclose(c[0], torch.tensor([1 + e, 2 * (1 - e), 3 * (1 + e)]))
     assert torch.allclose(c[1], torch.tensor([1 - e, 2 * (1 + e), 3 * (1 - e)]))
 
 
 def test_blobs_are_recovered_and_labels_are_the_nearest_final_centroid():
     x, y = _blobs(k=3, d=32)
-    km = TorchKMeans(3, 20, seed=1, n_init=20).fit(x)  # restarts, as the faiss test: one init can merge two blobs
+    # restarts, as the faiss test: one init can merge two blobs
+    km = TorchKMeans(3, 20, seed=1, n_init=20).fit(x)
     assert nmi(km.labels_, y) > 0.99
     d = ((x[:, None] - km.centroids_[None]) ** 2).sum(-1)
     assert np.array_equal(km.labels_, d.argmin(1))
     assert km.inertia_ == pytest.approx(d.min(1).sum(), rel=1e-3)
-    assert km.objective_[-1] == pytest.approx(km.inertia_, rel=1e-3)  # converged: the last step moved nothing
+    # converged: the last step moved nothing
+    assert km.objective_[-1] == pytest.approx(km.inertia_, rel=1e-3)
 
 
 def test_seed_repeats_and_matters():
@@ -99,7 +115,8 @@ def test_seed_repeats_and_matters():
 def test_chunked_assignment_equals_one_block():
     x, _, init = _mixture(n=1000, k=30)
     whole = TorchKMeans(30, 10, init_centroids=init, chunk_bytes=2**30).fit(x)
-    tiny = TorchKMeans(30, 10, init_centroids=init, chunk_bytes=4 * 30 * 7).fit(x)  # 7 rows per block
+    # 7 rows per block
+    tiny = TorchKMeans(30, 10, init_centroids=init, chunk_bytes=4 * 30 * 7).fit(x)
     assert np.array_equal(whole.labels_, tiny.labels_)
     assert np.allclose(whole.centroids_, tiny.centroids_, atol=1e-5)
     assert tiny.inertia_ == pytest.approx(whole.inertia_, rel=1e-6)
@@ -130,14 +147,15 @@ def test_cuda_tensor_is_clustered_on_the_gpu_as_on_the_cpu():
     assert gpu.inertia_ == pytest.approx(cpu.inertia_, rel=0.01)
 
 
-# §1.3: PCA as the reference fits it ----------------------------------------------------------------
+# §1.3: PCA as the reference fits it ---------------------------------------------------------------
 def test_pca_is_fitted_on_faiss_default_sample_as_the_reference():
     """Above 1000 rows per input dimension faiss's PCAMatrix fits on a fixed sample; the reference
     (`preprocess_features` in deepcluster/OpenSelfSup) leaves that default, and so does kit."""
     import faiss
 
     g = np.random.default_rng(0)
-    x = (g.normal(size=(6000, 4)) @ g.normal(size=(4, 4)) * [1, 2, 3, 4]).astype(np.float32)  # 6000 > 1000 x 4
+    # 6000 > 1000 x 4
+    x = (g.normal(size=(6000, 4)) @ g.normal(size=(4, 4)) * [1, 2, 3, 4]).astype(np.float32)
     ref = faiss.PCAMatrix(4, 3, -0.5)  # as deepcluster's preprocess_features
     ref.train(x)
     expected = l2_normalize(ref.apply(x))

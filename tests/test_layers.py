@@ -1,7 +1,8 @@
-"""The import graph, read from kit's source (AST). kit is in layers, a folder each, from the bottom up: the run store,
-the parts, the algorithms, the analysis, the views, the commands, the teaching (README, "The library"). A module
-imports only from its own layer and those below; only the presentation layer (kit/views/, and the playground
-kit/teaching/widgets.py) imports matplotlib, bokeh or ipywidgets; module-level imports have no cycle."""
+"""The import graph, read from kit's source (AST). kit is in layers, a folder each, from the bottom
+up: the run store, the parts, the algorithms, the analysis, the views, the commands, the teaching
+(README, "The library"). A module imports only from its own layer and those below; only the
+presentation layer (kit/views/, and the playground kit/teaching/widgets.py) imports matplotlib,
+bokeh or ipywidgets; module-level imports have no cycle."""
 import ast
 from pathlib import Path
 
@@ -19,8 +20,8 @@ def _module(path: Path) -> str:
 
 
 def imports(module_level_only: bool = False) -> dict[str, set[str]]:
-    """{kit module: the modules it imports}, relative imports resolved; with `module_level_only`, only
-    the imports that run when the module is imported (not those inside functions)."""
+    """{kit module: the modules it imports}, relative imports resolved; with `module_level_only`,
+    only the imports that run when the module is imported (not those inside functions)."""
     out = {}
     for path in KIT.rglob("*.py"):
         name = _module(path)
@@ -35,14 +36,19 @@ def imports(module_level_only: bool = False) -> dict[str, set[str]]:
                 base = ".".join(package[: len(package) - node.level + 1]) if node.level else ""
                 mod = ".".join(p for p in (base, node.module or "") if p)
                 found.add(mod)
-                found |= {f"{mod}.{a.name}" for a in node.names}  # `from . import plots` names a module
+                # `from . import plots` names a module
+                found |= {f"{mod}.{a.name}" for a in node.names}
         out[name] = found
     return out
 
 
 def test_only_the_presentation_layer_draws():
-    drawing = {m for m, found in imports().items() if any(f.split(".")[0] in DRAWING for f in found)}
-    assert drawing and all(m.startswith("kit.views.") or m == "kit.teaching.widgets" for m in drawing), sorted(drawing)
+    drawing = {
+        m for m, found in imports().items() if any(f.split(".")[0] in DRAWING for f in found)
+    }
+    assert drawing and all(
+        m.startswith("kit.views.") or m == "kit.teaching.widgets" for m in drawing
+    ), sorted(drawing)
 
 
 def _layer(module: str) -> int:
@@ -62,26 +68,38 @@ def arrows_up(found: dict[str, set[str]]) -> list[str]:
 
 
 def test_no_import_points_up_a_layer():
-    """Functions' own imports included: the training code never imports the views, the commands or the lesson, the
-    views never import a command, and nothing below the teaching layer reads the lesson."""
+    """Functions' own imports included: the training code never imports the views, the commands or
+    the lesson, the views never import a command, and nothing below the teaching layer reads the
+    lesson."""
     up = arrows_up(imports())
     assert not up, "imports that point up a layer:\n" + "\n".join(up)
 
 
 def test_an_arrow_up_is_seen():
-    """The report once imported the lesson for its takeaway, and the views the compare command for its defaults."""
-    assert arrows_up({"kit.views.report": {"kit.teaching.lesson", "kit.analysis.findings"},
-                      "kit.parts.data": {"kit.store.files"}, "kit.__main__": {"kit.teaching.example"},
-                      "kit.views.plots": {"kit.commands.compare"}}) == [
-        "kit.views.plots -> kit.commands.compare", "kit.views.report -> kit.teaching.lesson"]
+    """The report once imported the lesson for its takeaway, and the views the compare command for
+    its defaults."""
+    assert arrows_up(
+        {
+            "kit.views.report": {"kit.teaching.lesson", "kit.analysis.findings"},
+            "kit.parts.data": {"kit.store.files"},
+            "kit.__main__": {"kit.teaching.example"},
+            "kit.views.plots": {"kit.commands.compare"},
+        }
+    ) == ["kit.views.plots -> kit.commands.compare", "kit.views.report -> kit.teaching.lesson"]
 
 
 def test_the_analysis_computes_and_never_draws_or_imports_the_views():
-    """kit/analysis/ (flows, transitions, UMAP layouts, run data) is what the views and `compare` compute from: it sits
-    below the presentation layer, so a command that computes (compare's UMAP layouts) needs no view."""
+    """kit/analysis/ (flows, transitions, UMAP layouts, run data) is what the views and `compare`
+    compute from: it sits below the presentation layer, so a command that computes (compare's UMAP
+    layouts) needs no view."""
     found = imports()
     analysis = [m for m in found if m.startswith("kit.analysis")]
-    assert {"kit.analysis.flows", "kit.analysis.transitions", "kit.analysis.embed", "kit.analysis.rundata"} <= set(analysis)
+    assert {
+        "kit.analysis.flows",
+        "kit.analysis.transitions",
+        "kit.analysis.embed",
+        "kit.analysis.rundata",
+    } <= set(analysis)
     for m in analysis:
         assert not any(f.startswith("kit.views") or f.split(".")[0] in DRAWING for f in found[m]), m
     assert not any(f.startswith("kit.views.embed") for f in found["kit.commands.compare"])
@@ -89,7 +107,8 @@ def test_the_analysis_computes_and_never_draws_or_imports_the_views():
 
 def test_module_level_imports_have_no_cycle():
     found = imports(module_level_only=True)
-    graph = {m: {f for f in fs if f in found and f != m} for m, fs in found.items()}  # kit modules only
+    # kit modules only
+    graph = {m: {f for f in fs if f in found and f != m} for m, fs in found.items()}
     state: dict[str, int] = {}  # 1: on the path, 2: done
 
     def visit(m, path):
@@ -105,18 +124,32 @@ def test_module_level_imports_have_no_cycle():
             visit(m, [m])
 
 
-# one spec per algorithm (issue 30): the rest of kit reads the algorithms from kit/algorithms/__init__.py ------------------------
+# one spec per algorithm (issue 30): the rest of kit reads them from kit/algorithms/__init__.py ---
 # Where an algorithm's name may be written: its own module and the registry.
-NAMED_IN = {"kit.algorithms", "kit.algorithms.deepcluster", "kit.algorithms.odc", "kit.algorithms.deepcluster_v2"}
+NAMED_IN = {
+    "kit.algorithms",
+    "kit.algorithms.deepcluster",
+    "kit.algorithms.odc",
+    "kit.algorithms.deepcluster_v2",
+}
 
 
 def _names_written(path: Path, names: set[str]) -> int:
-    """String constants in `path` equal to an algorithm's name, docstrings (usage examples) left out."""
+    """String constants in `path` equal to an algorithm's name, docstrings (usage examples) left
+    out."""
     tree = ast.parse(path.read_text())
-    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
-                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body
-                  and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
-    return sum(isinstance(n, ast.Constant) and n.value in names and id(n) not in docstrings for n in ast.walk(tree))
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    return sum(
+        isinstance(n, ast.Constant) and n.value in names and id(n) not in docstrings
+        for n in ast.walk(tree)
+    )
 
 
 def test_no_algorithm_is_named_outside_its_module_and_the_registry():
@@ -124,16 +157,27 @@ def test_no_algorithm_is_named_outside_its_module_and_the_registry():
 
     found = {_module(p): _names_written(p, set(SPECS)) for p in KIT.rglob("*.py")}
     over = {m: n for m, n in found.items() if n and m not in NAMED_IN}
-    assert not over, f"algorithm names written outside kit/algorithms/__init__.py: {over} (read them from SPECS)"
+    assert not over, (
+        f"algorithm names written outside kit/algorithms/__init__.py: {over} (read them from SPECS)"
+    )
     assert all(found[m] for m in NAMED_IN)  # the test reads names: each of these writes its own
 
 
 def test_the_run_store_reads_runs_not_the_algorithms():
-    """The run store (runs, files, checkpoints) sits below the algorithms: what a run holds, even which algorithms a
-    comparison trained, it reads from the run's own files, never from the registry or an algorithm's module."""
+    """The run store (runs, files, checkpoints) sits below the algorithms: what a run holds, even
+    which algorithms a comparison trained, it reads from the run's own files, never from the
+    registry or an algorithm's module."""
     found = imports()
-    algorithms = ("kit.algorithms", *(f"kit.algorithms.{spec.module}" for spec in SPECS.values()), "kit.algorithms.memory", "kit.algorithms.training")
+    algorithms = (
+        "kit.algorithms",
+        *(f"kit.algorithms.{spec.module}" for spec in SPECS.values()),
+        "kit.algorithms.memory",
+        "kit.algorithms.training",
+    )
     for m in ("kit.store", "kit.store.runs", "kit.store.files", "kit.store.checkpoints"):
         assert not any(f.startswith(algorithms) for f in found[m]), (m, sorted(found[m]))
         # and nothing else of kit: the store is the bottom layer
-        assert all(f.startswith("kit.store") for f in found[m] if f.split(".")[0] == "kit"), (m, sorted(found[m]))
+        assert all(f.startswith("kit.store") for f in found[m] if f.split(".")[0] == "kit"), (
+            m,
+            sorted(found[m]),
+        )

@@ -32,13 +32,28 @@ URL_SCHEMES = ("http://", "https://", "mailto:")
 
 @lru_cache(maxsize=None)
 def repo_files() -> tuple[str, ...]:
-    """Tracked files plus untracked ones git does not ignore (what the next commit can ship), that exist."""
+    """Tracked files plus untracked ones git does not ignore (what the next commit can ship), that
+    exist."""
     try:
-        out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                             cwd=ROOT, capture_output=True, check=True).stdout
+        out = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+        ).stdout
         names = [n for n in out.decode("utf-8").split("\0") if n]
-    except (OSError, subprocess.CalledProcessError):  # not a git checkout (e.g. an unpacked archive)
-        skip = {".git", ".venv", "runs", "data", "__pycache__", ".cache", ".pytest_cache", ".ipynb_checkpoints"}
+    # not a git checkout (e.g. an unpacked archive)
+    except (OSError, subprocess.CalledProcessError):
+        skip = {
+            ".git",
+            ".venv",
+            "runs",
+            "data",
+            "__pycache__",
+            ".cache",
+            ".pytest_cache",
+            ".ipynb_checkpoints",
+        }
         names = [p.relative_to(ROOT).as_posix() for p in ROOT.rglob("*")
                  if p.is_file() and not skip.intersection(p.relative_to(ROOT).parts)
                  and not any(part.endswith(".egg-info") for part in p.relative_to(ROOT).parts)]
@@ -63,7 +78,8 @@ def read_text(name: str) -> str | None:
 
 
 def markdown_sources() -> list[tuple[str, str, str, dict]]:
-    """(display name, file, markdown text, notebook attachments) for every .md file and notebook markdown cell."""
+    """(display name, file, markdown text, notebook attachments) for every .md file and notebook
+    markdown cell."""
     out = []
     for name in repo_files():
         if name.endswith(".md"):
@@ -71,7 +87,14 @@ def markdown_sources() -> list[tuple[str, str, str, dict]]:
         elif name.endswith(".ipynb"):
             for i, cell in enumerate(json.loads(read_text(name))["cells"]):
                 if cell["cell_type"] == "markdown":
-                    out.append((f"{name} cell {i}", name, _joined(cell["source"]), cell.get("attachments", {})))
+                    out.append(
+                        (
+                            f"{name} cell {i}",
+                            name,
+                            _joined(cell["source"]),
+                            cell.get("attachments", {}),
+                        )
+                    )
     return out
 
 
@@ -88,13 +111,16 @@ INLINE_LINK = re.compile(
     r"\(\s*(<[^>\n]*>|(?:[^()\s]|\([^()\s]*\))*)"  # (target, or <target>, with balanced parentheses
     r"(?:\s+(?:\"[^\"]*\"|'[^']*'|\([^)]*\)))?\s*\)")  # and an optional "title")
 REF_DEF = re.compile(r"^ {0,3}\[[^\]]+\]:\s*<?([^\s>]+)>?", re.M)
-HTML_LINK = re.compile(r"<(?:img|a|source|video|audio|iframe)\b[^>]*?\b(?:src|href)\s*=\s*([\"'])(.*?)\1", re.I | re.S)
+HTML_LINK = re.compile(
+    r"<(?:img|a|source|video|audio|iframe)\b[^>]*?\b(?:src|href)\s*=\s*([\"'])(.*?)\1", re.I | re.S
+)
 HTML_ID = re.compile(r"<[a-z][^>]*?\b(?:id|name)\s*=\s*([\"'])(.*?)\1", re.I)
 ATX = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$")
 
 
 def strip_code(text: str) -> str:
-    """Blank out fenced blocks and code spans (their `[..](..)` are not links), keeping line numbers."""
+    """Blank out fenced blocks and code spans (their `[..](..)` are not links), keeping line
+    numbers."""
     lines, fence = [], None
     for line in text.split("\n"):
         m = FENCE.match(line)
@@ -124,7 +150,8 @@ def links(text: str) -> list[tuple[int, str]]:
 
 
 def slug(heading: str) -> str:
-    """GitHub's anchor for a heading: links reduced to their text, lower case, punctuation dropped."""
+    """GitHub's anchor for a heading: links reduced to their text, lower case, punctuation
+    dropped."""
     text = re.sub(r"!?\[([^\]]*)\]\([^)]*\)", r"\1", heading)
     text = re.sub(r"<[^>]+>", "", text)
     return re.sub(r"[^\w\- ]", "", text.strip().lower()).replace(" ", "-")
@@ -138,8 +165,12 @@ def headings(text: str) -> list[str]:
         m = ATX.match(line)
         if m:
             found.append(m.group(2))
-        elif (i + 1 < len(lines) and re.fullmatch(r" {0,3}(=+|-+)[ \t]*", lines[i + 1]) and line.strip()
-              and not re.match(r" {0,3}([|>#*+-]|\d+[.)])", line)):
+        elif (
+            i + 1 < len(lines)
+            and re.fullmatch(r" {0,3}(=+|-+)[ \t]*", lines[i + 1])
+            and line.strip()
+            and not re.match(r" {0,3}([|>#*+-]|\d+[.)])", line)
+        ):
             found.append(line.strip())
     return found
 
@@ -159,7 +190,9 @@ def anchors(text: str) -> set[str]:
 def anchors_of(name: str) -> frozenset[str]:
     if name.endswith(".ipynb"):
         cells = json.loads(read_text(name))["cells"]
-        return frozenset().union(*[anchors(_joined(c["source"])) for c in cells if c["cell_type"] == "markdown"])
+        return frozenset().union(
+            *[anchors(_joined(c["source"])) for c in cells if c["cell_type"] == "markdown"]
+        )
     return frozenset(anchors(read_text(name) or ""))
 
 
@@ -186,9 +219,17 @@ def check_link(holder: str, target: str, attachments: dict) -> str | None:
         except ValueError:
             return "resolves outside the repository"
         if resolved not in repo_files() and resolved not in repo_dirs():
-            exists = "exists here but is not part of the repository" if full.exists() else "does not exist"
+            exists = (
+                "exists here but is not part of the repository"
+                if full.exists()
+                else "does not exist"
+            )
             return f"{resolved} {exists}"
-    if fragment and resolved.endswith((".md", ".ipynb")) and unquote(fragment) not in anchors_of(resolved):
+    if (
+        fragment
+        and resolved.endswith((".md", ".ipynb"))
+        and unquote(fragment) not in anchors_of(resolved)
+    ):
         return f"{resolved} has no heading with anchor #{fragment}"
     return None
 
@@ -196,8 +237,11 @@ def check_link(holder: str, target: str, attachments: dict) -> str | None:
 # -- section citations ----------------------------------------------------------------------------
 
 SEC = r"\d+(?:\.\d+)*"
-CITATION = re.compile(rf"\b(ALGORITHMS|ECOSYSTEM)\.md`?\]?(?:\([^)\s]*\))?"  # name, maybe `code` or [link](..)
-                      rf"[ \t]*§[ \t]*({SEC})(?:[ \t]*[-–][ \t]*§?[ \t]*({SEC}))?")  # §n or §n-m
+# name, maybe `code` or [link](..)
+CITATION = re.compile(
+    rf"\b(ALGORITHMS|ECOSYSTEM)\.md`?\]?(?:\([^)\s]*\))?"
+    rf"[ \t]*§[ \t]*({SEC})(?:[ \t]*[-–][ \t]*§?[ \t]*({SEC}))?"
+)  # §n or §n-m
 BARE = re.compile(rf"§[ \t]*({SEC})(?:[ \t]*[-–][ \t]*§?[ \t]*({SEC}))?")
 HEADING_NUMBER = re.compile(rf"^§?[ \t]*({SEC})\.?(?:[ \t]|$)")
 
@@ -213,7 +257,8 @@ def sections(doc: str) -> frozenset[str]:
 
 
 def expand(start: str, end: str | None) -> list[str]:
-    """`1.3`-`1.5` -> 1.3, 1.4, 1.5; `3.2`-`4` -> 3.2, 3.3, 3.4 (same major); anything else: the two ends."""
+    """`1.3`-`1.5` -> 1.3, 1.4, 1.5; `3.2`-`4` -> 3.2, 3.3, 3.4 (same major); anything else: the two
+    ends."""
     if not end:
         return [start]
     a = start.split(".")
@@ -226,7 +271,8 @@ def expand(start: str, end: str | None) -> list[str]:
 
 
 def cited_texts() -> list[tuple[str, str]]:
-    """(file, text) of every tracked .py/.md file and every notebook's cell sources, but not this file."""
+    """(file, text) of every tracked .py/.md file and every notebook's cell sources, but not this
+    file."""
     out = []
     for name in repo_files():
         if name == Path(__file__).resolve().relative_to(ROOT).as_posix():
@@ -271,7 +317,9 @@ def test_no_file_names_the_developers_folder():
 
 
 def test_every_section_citation_names_a_heading():
-    assert {"1", "2", "3", "4", "5", "1.6", "2.3"} <= sections("ALGORITHMS"), "docs/ALGORITHMS.md lost its numbering"
+    assert {"1", "2", "3", "4", "5", "1.6", "2.3"} <= sections("ALGORITHMS"), (
+        "docs/ALGORITHMS.md lost its numbering"
+    )
     broken, n = [], 0
     for name, text in cited_texts():
         for m in CITATION.finditer(text):
@@ -286,17 +334,21 @@ def test_every_section_citation_names_a_heading():
 
 
 def test_every_bare_section_sign_names_a_heading():
-    """A bare §n means a section of docs/ALGORITHMS.md (kit's spec), or of docs/ECOSYSTEM.md in a file
-    that names ECOSYSTEM.md; inside docs/<DOC>.md it means a section of that document."""
+    """A bare §n means a section of docs/ALGORITHMS.md (kit's spec), or of docs/ECOSYSTEM.md in a
+    file that names ECOSYSTEM.md; inside docs/<DOC>.md it means a section of that document."""
     broken = []
     for name, text in cited_texts():
         own = [d for d, p in DOCS.items() if p == ROOT / name]
-        docs = own or ["ALGORITHMS"] + (["ECOSYSTEM"] if re.search(r"\bECOSYSTEM\.md", text) else [])
+        docs = own or ["ALGORITHMS"] + (
+            ["ECOSYSTEM"] if re.search(r"\bECOSYSTEM\.md", text) else []
+        )
         cited_spans = [m.span() for m in CITATION.finditer(text)]
         for m in BARE.finditer(text):
             if any(a <= m.start() < b for a, b in cited_spans):
                 continue
-            missing = [s for s in expand(m.group(1), m.group(2)) if not any(s in sections(d) for d in docs)]
+            missing = [
+                s for s in expand(m.group(1), m.group(2)) if not any(s in sections(d) for d in docs)
+            ]
             if missing:
                 where = f"{name}:{line_of(text, m.start())}"
                 broken.append(f"{where}: {m.group(0)!r} -> no section {', '.join(missing)} in "
@@ -310,9 +362,20 @@ def test_the_link_parser_finds_what_it_should():
     text = ("[a](x.md) ![img](docs/p.png \"title\") `[not](code.md)` [b](<y z.md>)\n"
             "```\n[in](fence.md)\n```\n<img src='i.png'> <a href=\"h.md#x\">h</a>\n[ref]: r.md\n"
             "[nested [brackets]](n.md) [w](https://en.wikipedia.org/wiki/X_(y))")
-    assert [t for _, t in links(text)] == ["x.md", "docs/p.png", "y z.md", "i.png", "h.md#x", "r.md", "n.md",
-                                           "https://en.wikipedia.org/wiki/X_(y)"]
-    assert slug("1.6 Pseudo-label dataset and uniform `sampling`") == "16-pseudo-label-dataset-and-uniform-sampling"
+    assert [t for _, t in links(text)] == [
+        "x.md",
+        "docs/p.png",
+        "y z.md",
+        "i.png",
+        "h.md#x",
+        "r.md",
+        "n.md",
+        "https://en.wikipedia.org/wiki/X_(y)",
+    ]
+    assert (
+        slug("1.6 Pseudo-label dataset and uniform `sampling`")
+        == "16-pseudo-label-dataset-and-uniform-sampling"
+    )
     assert slug("2. Online Deep Clustering (ODC)") == "2-online-deep-clustering-odc"
 
 
@@ -332,9 +395,12 @@ def test_the_link_checker_judges_targets(target, ok):
 
 
 def test_the_citation_parser_reads_the_forms_in_use():
-    forms = {"(ALGORITHMS.md §1.6)": ("ALGORITHMS", "1.6", None), "`ALGORITHMS.md` §5": ("ALGORITHMS", "5", None),
-             "[`ALGORITHMS.md` §1.6](docs/ALGORITHMS.md#x)": ("ALGORITHMS", "1.6", None),
-             "ECOSYSTEM.md §3.2-3.4": ("ECOSYSTEM", "3.2", "3.4")}
+    forms = {
+        "(ALGORITHMS.md §1.6)": ("ALGORITHMS", "1.6", None),
+        "`ALGORITHMS.md` §5": ("ALGORITHMS", "5", None),
+        "[`ALGORITHMS.md` §1.6](docs/ALGORITHMS.md#x)": ("ALGORITHMS", "1.6", None),
+        "ECOSYSTEM.md §3.2-3.4": ("ECOSYSTEM", "3.2", "3.4"),
+    }
     for text, groups in forms.items():
         assert CITATION.search(text).groups() == groups, text
     assert expand("3.2", "3.4") == ["3.2", "3.3", "3.4"] and expand("1.3", "4") == ["1.3", "1.4"]

@@ -1,4 +1,5 @@
-"""`kit.doctor()` (issue 23): what this machine will do with kit, one line each, on this CPU and on reported cards."""
+"""`kit.doctor()` (issue 23): what this machine will do with kit, one line each, on this CPU and on
+reported cards."""
 import math
 
 import pytest
@@ -14,12 +15,22 @@ def lines(**kw) -> dict[str, machine.Finding]:
 
 
 def test_the_report_on_this_machine(tmp_path):
-    found = lines(runs_root=tmp_path / "runs")  # a runs folder not made yet: its nearest parent is measured
+    # a runs folder not made yet: its nearest parent is measured
+    found = lines(runs_root=tmp_path / "runs")
     assert list(found)[:3] == ["python", "device", "threads"]
     assert torch.__version__ in found["python"].text
     assert found["device"].text.startswith("cpu") and "float32" in found["device"].text
     assert found["threads"].text.startswith(f"{torch.get_num_threads()} torch thread")
-    for topic in ("faiss-cpu", "umap-learn", "mlxtend", "tensorboard", "chromium", "disk", "data", "example"):
+    for topic in (
+        "faiss-cpu",
+        "umap-learn",
+        "mlxtend",
+        "tensorboard",
+        "chromium",
+        "disk",
+        "data",
+        "example",
+    ):
         assert topic in found, topic
     assert str(tmp_path) in found["disk"].text
     assert found["faiss-cpu"].text == "present" and found["faiss-cpu"].fix is None
@@ -40,7 +51,9 @@ def test_the_report_on_a_reported_card(capability, name, words):
 
 def test_problems_name_what_to_do(monkeypatch, tmp_path):
     real = machine.importlib.util.find_spec
-    monkeypatch.setattr(machine.importlib.util, "find_spec", lambda m: None if m == "faiss" else real(m))
+    monkeypatch.setattr(
+        machine.importlib.util, "find_spec", lambda m: None if m == "faiss" else real(m)
+    )
     monkeypatch.setattr(machine, "available_cpus", lambda: 1)
     monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
     monkeypatch.setattr(machine.shutil, "disk_usage", lambda p: type("u", (), {"free": 2**29})())
@@ -64,13 +77,18 @@ def test_python_m_kit_doctor_prints_the_report(capsys, tmp_path):
 
     assert main(["doctor", "--no-benchmark", "--runs", str(tmp_path)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].split()[1] == "python" and any(" device " in line for line in out) and out[-1].endswith("found")
+    assert (
+        out[0].split()[1] == "python"
+        and any(" device " in line for line in out)
+        and out[-1].endswith("found")
+    )
 
 
 def test_the_data_lines_say_where_each_dataset_is(monkeypatch, tmp_path):
     found = lines(runs_root=tmp_path)
     assert found["fashion5k"].text.endswith("present") and found["fashion5k"].fix is None
     assert found["example"].text.endswith("present") and found["example"].fix is None
-    monkeypatch.setattr(kit.parts.data, "FASHION5K", tmp_path / "gone.npz")  # a kit installed without its repository
+    # a kit installed without its repository
+    monkeypatch.setattr(kit.parts.data, "FASHION5K", tmp_path / "gone.npz")
     gone = lines(runs_root=tmp_path)["fashion5k"]
     assert "missing" in gone.text and "gone.npz" in gone.text and "make_fashion5k.py" in gone.fix

@@ -43,7 +43,9 @@ def test_update_changes_only_the_batch_rows_with_the_momentum_rule():
     assert torch.allclose(mem.features[idx].norm(dim=1), torch.ones(3), atol=1e-6)
     rest = torch.ones(60, dtype=torch.bool)
     rest[idx] = False
-    assert torch.equal(mem.features[rest], old_f[rest]) and torch.equal(mem.labels[rest], old_l[rest])
+    assert torch.equal(mem.features[rest], old_f[rest]) and torch.equal(
+        mem.labels[rest], old_l[rest]
+    )
     new = (expected @ old_c.T).argmax(1)  # argmax over the *unnormalised* centroids
     assert torch.equal(mem.labels[idx], new)
     assert ratio == pytest.approx((new != old_l[idx]).float().mean().item())
@@ -71,7 +73,8 @@ def test_duplicate_indices_last_write_wins():
     mem.init(torch.tensor([[1.0, 0], [0, 1], [1, 1]]), torch.tensor([0, 1, 0]))
     mem.update(torch.tensor([2, 2]), torch.tensor([[1.0, 0], [0, 1]]))
     assert torch.allclose(mem.features[2], torch.tensor([0.0, 1.0]))
-    assert _last_occurrence(torch.tensor([5, 1, 5, 2, 1])).tolist() == [2, 4, 2, 3, 4]  # where each value occurs last
+    # where each value occurs last
+    assert _last_occurrence(torch.tensor([5, 1, 5, 2, 1])).tolist() == [2, 4, 2, 3, 4]
 
 
 def test_nan_batch_writes_nothing_and_reads_back_nan():
@@ -80,7 +83,8 @@ def test_nan_batch_writes_nothing_and_reads_back_nan():
     sums, sizes = mem.sums.clone(), mem.sizes.clone()
     z = torch.randn(2, 8)
     z[1, 3] = float("nan")
-    assert torch.isnan(mem.update(torch.tensor([0, 1]), z))  # masked on the device, not branched on: no sync
+    # masked on the device, not branched on: no sync
+    assert torch.isnan(mem.update(torch.tensor([0, 1]), z))
     assert all(torch.equal(before[k], v) for k, v in mem.state_dict().items())
     assert torch.equal(mem.sums, sums) and torch.equal(mem.sizes, sizes)
 
@@ -99,7 +103,9 @@ def test_recompute_centroids_gives_member_means_and_keeps_empty_ones():
 def test_fix_small_clusters_dissolves_and_refills_by_splitting_the_largest():
     n, k = 100, 5
     g = torch.Generator().manual_seed(1)
-    labels = torch.cat([torch.zeros(60), torch.ones(25), torch.full((12,), 2), torch.full((3,), 3)]).long()
+    labels = torch.cat(
+        [torch.zeros(60), torch.ones(25), torch.full((12,), 2), torch.full((3,), 3)]
+    ).long()
     feats = torch.randn(n, 6, generator=g)
     mem = ODCMemory(n, 6, k, min_cluster_size=10)
     mem.init(feats, labels)  # cluster 4 empty -> filled at init by splitting cluster 0
@@ -115,7 +121,8 @@ def test_fix_small_clusters_dissolves_and_refills_by_splitting_the_largest():
     assert moved >= len(small_members)
     # the small cluster's original members went to the nearest centroid outside the small set ...
     for i, c in zip(small_members.tolist(), nearest.tolist()):
-        assert mem.labels[i] in (c, 3, 4)  # ... unless that cluster was then split and they moved on
+        # ... unless that cluster was then split and they moved on
+        assert mem.labels[i] in (c, 3, 4)
     # ... and cluster 0, the largest (60), was split to refill the freed ids
     assert counts[0] < 60 and counts[3] + counts[4] >= 2
     for c in (0, 3, 4):  # centroids of the split clusters recomputed
@@ -133,7 +140,9 @@ def test_class_weights_sum_to_one_and_scale_as_size_to_minus_half():
     labels = torch.tensor([0] * 100 + [1] * 25 + [2] * 4)
     w = class_weights(labels, 3)
     assert w.sum().item() == pytest.approx(1.0)
-    assert (w[1] / w[0]).item() == pytest.approx(2.0, rel=1e-4) and (w[2] / w[0]).item() == pytest.approx(5.0, rel=1e-4)
+    assert (w[1] / w[0]).item() == pytest.approx(2.0, rel=1e-4) and (
+        w[2] / w[0]
+    ).item() == pytest.approx(5.0, rel=1e-4)
 
 
 def test_weighted_loss_is_invariant_to_scaling_the_weights():
@@ -149,15 +158,18 @@ def test_more_clusters_than_samples_is_refused():
 
 # incremental sums: the periodic recompute only divides -------------------------------------------
 class FullRecompute(ODCMemory):
-    """The memory computed as the reference computes it: sizes by a bincount over all N labels, every
-    recompute a mean over all N rows. In float64, so that rounding alone cannot flip a label."""
+    """The memory computed as the reference computes it: sizes by a bincount over all N labels,
+    every recompute a mean over all N rows. In float64, so that rounding alone cannot flip a
+    label."""
 
     def counts(self):
         return torch.bincount(self.labels, minlength=self.n_clusters)
 
     def recompute_centroids(self, clusters=None):
         counts = self.counts()
-        sums = torch.zeros(self.n_clusters, self.dim, dtype=torch.float64).index_add_(0, self.labels, self.features.double())
+        sums = torch.zeros(self.n_clusters, self.dim, dtype=torch.float64).index_add_(
+            0, self.labels, self.features.double()
+        )
         update = counts > 0
         if clusters is not None:
             keep = torch.zeros_like(update)
@@ -183,11 +195,15 @@ def test_incremental_sums_match_full_recomputes_over_1000_iterations():
         moved += mem.fix_small_clusters()
         ref.fix_small_clusters()
         assert torch.equal(mem.labels, ref.labels), f"labels differ at iteration {it}"
-        full = torch.zeros(k, d).index_add_(0, mem.labels, mem.features)  # float32, as kit recomputed before
+        # float32, as kit recomputed before
+        full = torch.zeros(k, d).index_add_(0, mem.labels, mem.features)
         worst = max(worst, (mem.sums - full.double()).abs().max().item())
         assert torch.equal(mem.sizes, torch.bincount(mem.labels, minlength=k))
     assert worst <= 1e-4
-    assert torch.equal(mem.features, ref.features) and (mem.centroids - ref.centroids).abs().max() <= 1e-6
+    assert (
+        torch.equal(mem.features, ref.features)
+        and (mem.centroids - ref.centroids).abs().max() <= 1e-6
+    )
     assert moved > 100  # small clusters were dissolved and split along the way
 
 
@@ -195,7 +211,8 @@ def test_checkpoints_hold_no_sums_and_old_ones_load():
     mem, _, _ = _memory()
     mem.update(torch.arange(10), torch.randn(10, 8))
     state = mem.state_dict()
-    assert set(state) == {"features", "labels", "centroids"}  # the format saved before the sums existed
+    # the format saved before the sums existed
+    assert set(state) == {"features", "labels", "centroids"}
     loaded = ODCMemory(60, 8, 4)
     loaded.load_state_dict(state)
     assert torch.equal(loaded.counts(), torch.bincount(mem.labels, minlength=4))
@@ -205,7 +222,7 @@ def test_checkpoints_hold_no_sums_and_old_ones_load():
     assert torch.equal(loaded.counts(), torch.bincount(loaded.labels, minlength=4))
 
 
-# fidelity with the reference (§2.1, §2.7) ----------------------------------------------------------
+# fidelity with the reference (§2.1, §2.7) ---------------------------------------------------------
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_random_fallback_split_moves_ceil_half_as_the_reference():
     """7 identical features in the largest cluster: 2-means cannot split them, so the random
@@ -224,15 +241,16 @@ def test_odc_splits_with_the_reference_seed_whatever_the_run_seed(mnist_small):
     odc = kit.ODC(tiny_odc_config(seed=31))
     odc.setup(train)
     odc._init_memory(train)
-    assert odc.memory.split_seed == 0  # sklearn KMeans(2, random_state=0) in OpenSelfSup and mmselfsup
+    # sklearn KMeans(2, random_state=0) in OpenSelfSup and mmselfsup
+    assert odc.memory.split_seed == 0
     odc.load_extra_state(odc.extra_state())  # the resume path builds its own memory
     assert odc.memory.split_seed == 0
 
 
 # the batched small-cluster fix (issue 31, item 10) ------------------------------------------------
 class OneSplitAtATime(ODCMemory):
-    """The reference's loop: for each empty id, find the largest cluster, split it, recompute two centroids;
-    with kit's 2-means, called on one cluster at a time."""
+    """The reference's loop: for each empty id, find the largest cluster, split it, recompute two
+    centroids; with kit's 2-means, called on one cluster at a time."""
 
     def _redirect_empty(self, empty):
         moved = 0
@@ -251,13 +269,18 @@ class OneSplitAtATime(ODCMemory):
 
 @pytest.mark.parametrize("seed", range(6))
 def test_batched_splits_are_the_one_at_a_time_loops_splits(seed):
-    """Skewed sizes (one cluster holding a third of the rows, so its halves outgrow the rest and a round
-    must stop) and many empty ids: labels, sizes and centroids equal the sequential loop's."""
+    """Skewed sizes (one cluster holding a third of the rows, so its halves outgrow the rest and a
+    round must stop) and many empty ids: labels, sizes and centroids equal the sequential loop's."""
     g = torch.Generator().manual_seed(seed)
     n, d, k = 400, 8, 40
     feats = torch.randn(n, d, generator=g)
-    labels = torch.where(torch.rand(n, generator=g) < 0.35, 0, torch.randint(1, 25, (n,), generator=g))
-    batched, one = ODCMemory(n, d, k, min_cluster_size=6), OneSplitAtATime(n, d, k, min_cluster_size=6)
+    labels = torch.where(
+        torch.rand(n, generator=g) < 0.35, 0, torch.randint(1, 25, (n,), generator=g)
+    )
+    batched, one = (
+        ODCMemory(n, d, k, min_cluster_size=6),
+        OneSplitAtATime(n, d, k, min_cluster_size=6),
+    )
     assert batched.init(feats, labels) == one.init(feats, labels) > 0  # 15 empty ids filled
     assert torch.equal(batched.labels, one.labels) and (batched.counts() > 0).all()
     for _ in range(3):  # then every iteration's fix: dissolve the small clusters, refill their ids
@@ -265,26 +288,33 @@ def test_batched_splits_are_the_one_at_a_time_loops_splits(seed):
         z = torch.randn(64, d, generator=g)
         batched.update(idx, z), one.update(idx, z)
         assert batched.fix_small_clusters() == one.fix_small_clusters()
-        assert torch.equal(batched.labels, one.labels) and torch.equal(batched.counts(), one.counts())
+        assert torch.equal(batched.labels, one.labels) and torch.equal(
+            batched.counts(), one.counts()
+        )
         assert torch.allclose(batched.centroids, one.centroids, atol=1e-6)
     assert (batched.counts() > 0).all()
 
 
 def test_rounds_stop_where_a_half_outgrows_the_next_cluster():
-    """One cluster of 90 and three of 10, four empty ids: the loop splits 90, then one of its halves (45 > 10)
-    and so on; the batched rounds must follow it rather than split the three 10s at once."""
+    """One cluster of 90 and three of 10, four empty ids: the loop splits 90, then one of its halves
+    (45 > 10) and so on; the batched rounds must follow it rather than split the three 10s at
+    once."""
     g = torch.Generator().manual_seed(3)
     n, d = 120, 4
     feats = torch.randn(n, d, generator=g)
     labels = torch.tensor([0] * 90 + [1] * 10 + [2] * 10 + [3] * 10)
-    batched, one = ODCMemory(n, d, 8, min_cluster_size=1), OneSplitAtATime(n, d, 8, min_cluster_size=1)
+    batched, one = (
+        ODCMemory(n, d, 8, min_cluster_size=1),
+        OneSplitAtATime(n, d, 8, min_cluster_size=1),
+    )
     rounds = []
     split = batched._split_in_two
     batched._split_in_two = lambda groups: rounds.append(len(groups)) or split(groups)
     batched.init(feats, labels), one.init(feats, labels)
     assert torch.equal(batched.labels, one.labels)
     assert batched.counts()[1:4].tolist() == [10, 10, 10]  # the 10s were never the largest
-    assert 1 < len(rounds) < 4 and rounds[0] == 4  # batched: fewer calls than the 4 ids, each round over 4 candidates
+    # batched: fewer calls than the 4 ids, each round over 4 candidates
+    assert 1 < len(rounds) < 4 and rounds[0] == 4
 
 
 def test_two_means_separates_two_blobs_as_scikit_learn_does():
@@ -298,7 +328,12 @@ def test_two_means_separates_two_blobs_as_scikit_learn_does():
         groups.append(x)
     mem = ODCMemory(10, 16, 2)
     for x, part in zip(groups, mem._split_in_two(groups)):
-        theirs = torch.as_tensor(KMeans(2, random_state=0, max_iter=20, n_init=1).fit(x.double().numpy()).labels_ == 1)
-        assert torch.equal(part, theirs) or torch.equal(part, ~theirs)  # the same partition, either side second
+        theirs = torch.as_tensor(
+            KMeans(2, random_state=0, max_iter=20, n_init=1).fit(x.double().numpy()).labels_ == 1
+        )
+        # the same partition, either side second
+        assert torch.equal(part, theirs) or torch.equal(part, ~theirs)
         third = len(x) // 3  # the shifted third is one side, the rest the other
-        assert (part[:third].all() and not part[third:].any()) or (not part[:third].any() and part[third:].all())
+        assert (part[:third].all() and not part[third:].any()) or (
+            not part[:third].any() and part[third:].all()
+        )

@@ -1,6 +1,6 @@
-"""The notebook lane's own tests (issue 30), with stand-in executions that take milliseconds: once per key whoever
-asks, a copy for every caller, never two executions of one runs folder at once, a failure raised to every asker,
-and the queue run in order in the background."""
+"""The notebook lane's own tests (issue 30), with stand-in executions that take milliseconds: once
+per key whoever asks, a copy for every caller, never two executions of one runs folder at once, a
+failure raised to every asker, and the queue run in order in the background."""
 import threading
 import time
 
@@ -10,7 +10,8 @@ from notebook_lane import NotebookLane
 
 
 class Stand:
-    """A stand-in `execute`: records who ran what, when, and in which folder; optionally fails or dawdles."""
+    """A stand-in `execute`: records who ran what, when, and in which folder; optionally fails or
+    dawdles."""
 
     def __init__(self, seconds=0.02, fail=()):
         self.seconds, self.fail, self.calls, self.lock = seconds, set(fail), [], threading.Lock()
@@ -52,10 +53,14 @@ def test_asked_before_the_lane_gets_there_the_test_runs_it_on_the_free_cores(tmp
 
 def test_the_lane_runs_its_queue_in_order_and_never_two_executions_of_one_folder_at_once(tmp_path):
     stand = Stand(seconds=0.05)
-    lane = NotebookLane(tmp_path, stand, cores=2, runs_folder=lambda name, mode: "shared" if name in "xy" else name)
-    lane.start_lane([("x", "fast"), ("y", "fast"), ("z", "fast"), ("x", "fast")])  # a repeated key queues once
+    lane = NotebookLane(
+        tmp_path, stand, cores=2, runs_folder=lambda name, mode: "shared" if name in "xy" else name
+    )
+    # a repeated key queues once
+    lane.start_lane([("x", "fast"), ("y", "fast"), ("z", "fast"), ("x", "fast")])
     with lane.lock:
-        lane.blocked, lane.tail = 1, True  # a test waits at the session's tail: the second worker may start too
+        # a test waits at the session's tail: the second worker may start too
+        lane.blocked, lane.tail = 1, True
         lane.lock.notify_all()
     assert [lane.get(n, "fast")["name"] for n in "xyz"] == ["x", "y", "z"]
     assert sorted(stand.calls) == [("x", "fast"), ("y", "fast"), ("z", "fast")]

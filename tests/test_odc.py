@@ -28,7 +28,8 @@ def test_loss_targets_are_the_labels_before_the_batch_update(mnist_small, monkey
         return orig_ce(logits, y, *a, **kw)
 
     monkeypatch.setattr(ODCMemory, "update", spy_update)
-    monkeypatch.setattr(kit.parts.distributed.F, "cross_entropy", spy_ce)  # the loss of Distributed.cross_entropy
+    # the loss of Distributed.cross_entropy
+    monkeypatch.setattr(kit.parts.distributed.F, "cross_entropy", spy_ce)
     kit.ODC(tiny_odc_config()).fit(train, epochs=1)
     assert len(before) == len(targets) == math.ceil(400 / 64)
     assert all(torch.equal(a, b) for a, b in zip(before, targets))
@@ -109,13 +110,18 @@ def test_bad_inputs(mnist_small):
         kit.ODC(tiny_odc_config()).fit(labelled, epochs=1)
 
 
-def test_k_with_fewer_images_a_cluster_than_min_cluster_size_is_refused_and_near_it_warned(mnist_small):
-    """Issue 31, item 10: ODC at K = 1,000 on 4,000 digits (4 a cluster, 10 the minimum) re-split clusters every
-    iteration, ~240 s an epoch against 3.7 s at K = 30. Refused in one line saying what to choose; under twice the
-    minimum, a warning (bench/small_clusters.py measures both)."""
+def test_k_with_fewer_images_a_cluster_than_min_cluster_size_is_refused_and_near_it_warned(
+    mnist_small,
+):
+    """Issue 31, item 10: ODC at K = 1,000 on 4,000 digits (4 a cluster, 10 the minimum) re-split
+    clusters every iteration, ~240 s an epoch against 3.7 s at K = 30. Refused in one line saying
+    what to choose; under twice the minimum, a warning (bench/small_clusters.py measures both)."""
     train, _ = mnist_small
     n = len(train)
-    with pytest.raises(ValueError, match=rf"leaves {n / 50:.1f} images a cluster .* Use n_clusters <= {n // 10} for"):
+    with pytest.raises(
+        ValueError,
+        match=rf"leaves {n / 50:.1f} images a cluster .* Use n_clusters <= {n // 10} for",
+    ):
         kit.ODC(tiny_odc_config(n_clusters=50, min_cluster_size=10)).fit(train, epochs=1)
     with pytest.warns(RuntimeWarning, match=f"n_clusters <= {n // 20} avoids it"):
         kit.ODC(tiny_odc_config(n_clusters=n // 15, min_cluster_size=10)).fit(train, epochs=1)
@@ -123,8 +129,15 @@ def test_k_with_fewer_images_a_cluster_than_min_cluster_size_is_refused_and_near
 
 def test_lr_schedule_matches_the_imagenet_config():
     cfg = kit.ODCConfig()
-    assert cfg.lr_at(0) == 0.06 and cfg.lr_at(399) == 0.06 and cfg.lr_at(400) == pytest.approx(0.024)
-    assert (cfg.memory_momentum, cfg.min_cluster_size, cfg.centroid_interval, cfg.reweight_power) == (0.5, 20, 10, 0.5)
+    assert (
+        cfg.lr_at(0) == 0.06 and cfg.lr_at(399) == 0.06 and cfg.lr_at(400) == pytest.approx(0.024)
+    )
+    assert (
+        cfg.memory_momentum,
+        cfg.min_cluster_size,
+        cfg.centroid_interval,
+        cfg.reweight_power,
+    ) == (0.5, 20, 10, 0.5)
 
 
 # 19: two processes (gloo, CPU) give the same memory as one process fed the same global batches --
@@ -138,15 +151,20 @@ def _run_memory(rank, world_size, store, out, batches):
     torch.set_num_threads(1)
     gather = None
     if world_size > 1:
-        dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world_size)
-        gather = partial(all_gather_batch, rows=17)  # 33 rows a batch: rank 0 holds 17, rank 1 16 and pads one
+        dist.init_process_group(
+            "gloo", init_method=f"file://{store}", rank=rank, world_size=world_size
+        )
+        # 33 rows a batch: rank 0 holds 17, rank 1 16 and pads one
+        gather = partial(all_gather_batch, rows=17)
     g = torch.Generator().manual_seed(0)
     feats, labels = torch.randn(200, 16, generator=g), torch.randint(0, 8, (200,), generator=g)
     mem = ODCMemory(200, 16, 8, min_cluster_size=15, gather=gather)
     mem.init(feats, labels)
     ratios = []
     for it, (idx, z) in enumerate(batches):
-        ratios.append(float(mem.update(idx.tensor_split(world_size)[rank], z.tensor_split(world_size)[rank])))
+        ratios.append(
+            float(mem.update(idx.tensor_split(world_size)[rank], z.tensor_split(world_size)[rank]))
+        )
         if (it + 1) % 3 == 0:
             mem.recompute_centroids()
         mem.fix_small_clusters()
@@ -161,7 +179,10 @@ def test_two_processes_and_one_process_give_identical_memories(tmp_path):
     import torch.multiprocessing as mp
 
     g = torch.Generator().manual_seed(1)
-    batches = [(torch.randint(0, 200, (33,), generator=g), torch.randn(33, 16, generator=g).abs()) for _ in range(12)]
+    batches = [
+        (torch.randint(0, 200, (33,), generator=g), torch.randn(33, 16, generator=g).abs())
+        for _ in range(12)
+    ]
     out = str(tmp_path / "mem")
     _run_memory(0, 1, None, out, batches)
     mp.spawn(_run_memory, args=(2, tmp_path / "store", out, batches), nprocs=2)

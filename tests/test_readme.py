@@ -1,4 +1,5 @@
-"""The README's Python code runs as written (its first screen is a wording check: tests/test_wording.py).
+"""The README's Python code runs as written (its first screen is a wording check:
+tests/test_wording.py).
 
 Every ```python block of README.md is executed, in order, in one fresh interpreter with KIT_FAST=1
 (the block reads it and shrinks to a smoke run), in a temporary folder so nothing lands in the
@@ -25,16 +26,27 @@ def test_the_readme_python_code_runs_as_written(tmp_path):
     script = tmp_path / "readme.py"
     script.write_text("\n\n".join(blocks), encoding="utf-8")
     env = {**os.environ, "KIT_FAST": "1", "NUMBA_CACHE_DIR": str(ROOT / ".cache" / "numba")}
-    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=280)
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
     assert done.returncode == 0, f"README's python code failed:\n{done.stderr[-4000:]}"
     assert "kNN accuracy" in done.stdout
 
 
 def test_the_readme_file_table_matches_the_tree():
-    """Every module of kit/ is named in the README (its file table), and every kit/ path the README names exists."""
+    """Every module of kit/ is named in the README (its file table), and every kit/ path the README
+    names exists."""
     text = (ROOT / "README.md").read_text()
     named = set(re.findall(r"`(kit/[\w/.-]+)`", text))
     modules = {p.relative_to(ROOT).as_posix() for p in (ROOT / "kit").glob("*.py")}
-    assert not modules - named, f"modules the README's file table leaves out: {sorted(modules - named)}"
-    assert all((ROOT / p).exists() for p in named), f"named but absent: {[p for p in named if not (ROOT / p).exists()]}"
+    assert not modules - named, (
+        f"modules the README's file table leaves out: {sorted(modules - named)}"
+    )
+    assert all((ROOT / p).exists() for p in named), (
+        f"named but absent: {[p for p in named if not (ROOT / p).exists()]}"
+    )

@@ -1,5 +1,5 @@
-"""Runs that nothing can corrupt, round 3 (issue 31): a resume checks what it resumes, and nothing is written before
-every check of a command has passed. Each test failed before its fix."""
+"""Runs that nothing can corrupt, round 3 (issue 31): a resume checks what it resumes, and nothing
+is written before every check of a command has passed. Each test failed before its fix."""
 import numpy as np
 import pytest
 import torch
@@ -20,13 +20,15 @@ def two_runs(tmp_path_factory, mnist_small):
     """Run `a` (2 epochs, seed 31) and run `b` (1 epoch, K = 10, seed 7)."""
     root, train = tmp_path_factory.mktemp("runs"), mnist_small[0]
     kit.DeepCluster(tiny_dc_config()).fit(train, 2, run=kit.Run.create(root, "a"))
-    kit.DeepCluster(tiny_dc_config(n_clusters=10, seed=7)).fit(train, 1, run=kit.Run.create(root, "b"))
+    kit.DeepCluster(tiny_dc_config(n_clusters=10, seed=7)).fit(
+        train, 1, run=kit.Run.create(root, "b")
+    )
     return root, train
 
 
 def _resume_refused(root, train, tmp_path, state_change, match):
-    """A copy of run `a` with its checkpoint changed by `state_change`: refused in one line naming the checkpoint,
-    and not one file of the run changed."""
+    """A copy of run `a` with its checkpoint changed by `state_change`: refused in one line naming
+    the checkpoint, and not one file of the run changed."""
     import shutil
 
     shutil.copytree(root / "a", tmp_path / "a")
@@ -43,15 +45,28 @@ def _resume_refused(root, train, tmp_path, state_change, match):
 
 
 def test_a_checkpoint_from_another_run_is_refused_naming_what_differs(two_runs, tmp_path):
-    """It was accepted: epochs 2-4 of `a` deleted and retrained at K 10 / seed 7 under a config.json saying seed 31."""
+    """It was accepted: epochs 2-4 of `a` deleted and retrained at K 10 / seed 7 under a config.json
+    saying seed 31."""
     root, train = two_runs
     foreign = load_checkpoint(root / "b" / "checkpoint.pt")
-    _resume_refused(root, train, tmp_path, lambda s: s.update(foreign),
-                    r"belongs to another run: n_clusters 10 \(history.json: 20\), seed 7 \(history.json: 31\)")
+    _resume_refused(
+        root,
+        train,
+        tmp_path,
+        lambda s: s.update(foreign),
+        r"belongs to another run: n_clusters 10 \(history.json: 20\), seed 7 \(history.json: 31\)",
+    )
 
 
-@pytest.mark.parametrize("epoch, match", [(-2, "epoch -2, not a count"), ("abc", "epoch 'abc', not a count"),
-                                          (True, "epoch True, not a count"), (5, "holds 2 epoch records")])
+@pytest.mark.parametrize(
+    "epoch, match",
+    [
+        (-2, "epoch -2, not a count"),
+        ("abc", "epoch 'abc', not a count"),
+        (True, "epoch True, not a count"),
+        (5, "holds 2 epoch records"),
+    ],
+)
 def test_a_checkpoint_with_an_impossible_epoch_is_refused(two_runs, tmp_path, epoch, match):
     """`epoch = -2` deleted two epochs, then trained epochs -2 to 3."""
     _resume_refused(*two_runs, tmp_path, lambda s: s.update(epoch=epoch), match)
@@ -65,7 +80,8 @@ def test_a_damaged_checkpoint_is_refused_in_one_line(two_runs, tmp_path, change,
 
 
 def test_a_run_moved_to_another_machine_resumes(two_runs, tmp_path):
-    """The machine's settings (device, workers) may differ from the history's: the run is the same run."""
+    """The machine's settings (device, workers) may differ from the history's: the run is the same
+    run."""
     def moved(state):
         state["config"] = {**state["config"], "device": "cpu", "num_workers": 0}
 
@@ -81,20 +97,23 @@ def test_a_run_moved_to_another_machine_resumes(two_runs, tmp_path):
 
 
 def test_a_seed_out_of_range_is_refused_before_the_run_is_made(tmp_path, capsys):
-    """`--seed 9223372036854775808` failed in torch ("Overflow when unpacking long long") after config.json was
-    written, so the name was taken and could be neither resumed nor restarted."""
+    """`--seed 9223372036854775808` failed in torch ("Overflow when unpacking long long") after
+    config.json was written, so the name was taken and could be neither resumed nor restarted."""
     from kit.__main__ import main
 
     for seed in ("9223372036854775808", str(2**32)):
-        assert main(["train", "--algo", "odc", "--seed", seed, "--name", "s", "--runs", str(tmp_path)]) != 0
+        assert (
+            main(["train", "--algo", "odc", "--seed", seed, "--name", "s", "--runs", str(tmp_path)])
+            != 0
+        )
         err = capsys.readouterr().err.strip()
         assert "seed=" in err and "--seed" in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "s").exists()
 
 
 def test_a_folder_left_with_only_its_lock_is_taken_over(tmp_path, mnist_small):
-    """A kill between taking the lock and writing the run marker left a folder holding only `.kit-lock`, refused with
-    and without --resume ("holds files kit did not write")."""
+    """A kill between taking the lock and writing the run marker left a folder holding only
+    `.kit-lock`, refused with and without --resume ("holds files kit did not write")."""
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / LOCK).write_text("12345\n")
     run = kit.Run.create(tmp_path, "r", lock=True)
@@ -106,20 +125,26 @@ def test_a_folder_left_with_only_its_lock_is_taken_over(tmp_path, mnist_small):
         kit.Run.create(tmp_path, "x", lock=True)  # anything else of a user's is still refused
 
 
-# -- item 4: the library's fit after an interrupt is as exact as the CLI's -----------------------------------------
+# -- item 4: the library's fit after an interrupt is as exact as the CLI's -------------------------
 @pytest.mark.parametrize("algo", ["deepcluster", "odc"])
 @pytest.mark.parametrize("how", ["stop", "KeyboardInterrupt"])
-def test_a_fit_stopped_mid_epoch_rolls_the_epoch_back_and_the_next_fit_continues_exactly(mnist_small, algo, how,
-                                                                                         tmp_path):
-    """A second `fit` after a KeyboardInterrupt or `stop=` kept the partial epoch's steps (17 step records instead of
-    14, a different final loss), and with `run=` steps.jsonl kept them for good. The partial epoch is rolled back:
-    history, weights, optimizer, generator and ODC's memory are as the epoch found them."""
+def test_a_fit_stopped_mid_epoch_rolls_the_epoch_back_and_the_next_fit_continues_exactly(
+    mnist_small, algo, how, tmp_path
+):
+    """A second `fit` after a KeyboardInterrupt or `stop=` kept the partial epoch's steps (17 step
+    records instead of 14, a different final loss), and with `run=` steps.jsonl kept them for good.
+    The partial epoch is rolled back: history, weights, optimizer, generator and ODC's memory are as
+    the epoch found them."""
     import threading
 
     from conftest import tiny_odc_config
 
     train = mnist_small[0]
-    make = (lambda: kit.DeepCluster(tiny_dc_config())) if algo == "deepcluster" else (lambda: kit.ODC(tiny_odc_config()))
+    make = (
+        (lambda: kit.DeepCluster(tiny_dc_config()))
+        if algo == "deepcluster"
+        else (lambda: kit.ODC(tiny_odc_config()))
+    )
     straight = make().fit(train, 2)
     trainer, stop, seen = make(), threading.Event(), []
 
@@ -138,7 +163,8 @@ def test_a_fit_stopped_mid_epoch_rolls_the_epoch_back_and_the_next_fit_continues
         assert how == "stop" and len(h["epoch"]) == 1
     except KeyboardInterrupt:
         assert how == "KeyboardInterrupt"
-    assert len(trainer.history["step"]["loss"]) == len(straight["step"]["loss"]) // 2  # the first epoch's alone
+    # the first epoch's alone
+    assert len(trainer.history["step"]["loss"]) == len(straight["step"]["loss"]) // 2
     again = trainer.fit(train, 2, run=run)
     assert again["step"]["loss"] == straight["step"]["loss"]
     assert again["epoch"][-1]["loss"] == straight["epoch"][-1]["loss"]
@@ -146,7 +172,7 @@ def test_a_fit_stopped_mid_epoch_rolls_the_epoch_back_and_the_next_fit_continues
     assert kit.Run(tmp_path / "r").load_history()["step"]["loss"] == straight["step"]["loss"]
 
 
-# -- item 9: the smaller ones ------------------------------------------------------------------------------------
+# -- item 9: the smaller ones ----------------------------------------------------------------------
 def test_one_image_is_told_it_needs_two_not_to_use_one_cluster():
     """One image was told "use n_clusters <= 1", which kit refuses."""
     from kit.parts.clustering import check_sizes
@@ -157,7 +183,9 @@ def test_one_image_is_told_it_needs_two_not_to_use_one_cluster():
 
 
 @pytest.mark.parametrize("field, value", [("lr", -1.0), ("batch_size", 1), ("n_clusters", 1)])
-def test_a_setting_changed_after_the_trainer_was_built_is_checked_when_it_fits(mnist_small, field, value):
+def test_a_setting_changed_after_the_trainer_was_built_is_checked_when_it_fits(
+    mnist_small, field, value
+):
     """Batch size or lr set after construction trained to `loss=nan`."""
     trainer = kit.DeepCluster(tiny_dc_config())
     setattr(trainer.config, field, value)
@@ -166,7 +194,8 @@ def test_a_setting_changed_after_the_trainer_was_built_is_checked_when_it_fits(m
 
 
 def test_two_fits_at_once_in_one_process_are_warned(mnist_small):
-    """Two trainers in two threads with one seed differ from a sequential run (one global torch generator), silently."""
+    """Two trainers in two threads with one seed differ from a sequential run (one global torch
+    generator), silently."""
     import threading
 
     inside, leave = threading.Event(), threading.Event()
@@ -175,14 +204,20 @@ def test_two_fits_at_once_in_one_process_are_warned(mnist_small):
         inside.set()
         leave.wait(30)
 
-    other = threading.Thread(target=lambda: kit.DeepCluster(tiny_dc_config()).fit(mnist_small[0], 1, callback=hold))
+    other = threading.Thread(
+        target=lambda: kit.DeepCluster(tiny_dc_config()).fit(mnist_small[0], 1, callback=hold)
+    )
     other.start()
     try:
         assert inside.wait(60)
         with pytest.warns(RuntimeWarning, match="another kit fit is running in this process"):
-            with pytest.raises(ValueError, match="stop here"):  # the warning comes first; stopped at its first record
-                kit.DeepCluster(tiny_dc_config()).fit(mnist_small[0], 1, callback=lambda r: (_ for _ in ()).throw(
-                    ValueError("stop here")))
+            # the warning comes first; stopped at its first record
+            with pytest.raises(ValueError, match="stop here"):
+                kit.DeepCluster(tiny_dc_config()).fit(
+                    mnist_small[0],
+                    1,
+                    callback=lambda r: (_ for _ in ()).throw(ValueError("stop here")),
+                )
     finally:
         leave.set()
         other.join()
@@ -195,7 +230,10 @@ def test_a_killed_reports_temporaries_are_cleaned_by_the_next(fast_compare, tmp_
     from kit.__main__ import main
 
     shutil.copytree(fast_compare.path, tmp_path / "t")
-    left = [tmp_path / "t" / ".report.html.abcd1234.tmp", tmp_path / "t" / "odc" / ".history.json.efgh5678.tmp"]
+    left = [
+        tmp_path / "t" / ".report.html.abcd1234.tmp",
+        tmp_path / "t" / "odc" / ".history.json.efgh5678.tmp",
+    ]
     for f in left:
         f.write_text("half")
     assert main(["report", str(tmp_path / "t")]) == 0
@@ -213,7 +251,10 @@ def test_a_nan_image_is_named_as_the_data_not_a_diverged_network(algo):
     data = with_indices(torch.utils.data.TensorDataset(x, torch.arange(200) % 10))
     trainer = kit.DeepCluster(tiny_dc_config(n_clusters=10)) if algo == "deepcluster" else \
         kit.ODC(tiny_odc_config(n_clusters=10))
-    with pytest.raises(FloatingPointError, match="so in the data, not the network: an image of the dataset holds NaN"):
+    with pytest.raises(
+        FloatingPointError,
+        match="so in the data, not the network: an image of the dataset holds NaN",
+    ):
         trainer.fit(data, 1)
 
 
@@ -231,14 +272,27 @@ def test_a_sweep_cells_result_without_its_algorithm_is_one_line(tmp_path):
 
 
 def test_a_checkpoint_with_a_damaged_random_state_is_one_line(two_runs, tmp_path):
-    _resume_refused(*two_runs, tmp_path, lambda s: s.update(rng={"torch": torch.zeros(3)}), "random-number state")
+    _resume_refused(
+        *two_runs,
+        tmp_path,
+        lambda s: s.update(rng={"torch": torch.zeros(3)}),
+        "random-number state",
+    )
 
 
-@pytest.mark.parametrize("images, match", [
-    (torch.randint(0, 255, (50, 1, 28, 28), dtype=torch.uint8), "is torch.uint8: the network takes float images"),
-    (torch.rand(50, 28, 28), r"has shape \(28, 28\), not \(C, H, W\)")])
+@pytest.mark.parametrize(
+    "images, match",
+    [
+        (
+            torch.randint(0, 255, (50, 1, 28, 28), dtype=torch.uint8),
+            "is torch.uint8: the network takes float images",
+        ),
+        (torch.rand(50, 28, 28), r"has shape \(28, 28\), not \(C, H, W\)"),
+    ],
+)
 def test_images_of_the_wrong_type_or_shape_are_one_line(images, match):
-    """uint8 images or images without a channel axis raised torch's own errors from inside the network."""
+    """uint8 images or images without a channel axis raised torch's own errors from inside the
+    network."""
     from kit.parts.data import with_indices
 
     data = with_indices(torch.utils.data.TensorDataset(images, torch.arange(50) % 10))
@@ -250,18 +304,23 @@ def test_an_image_tensor_dataset_of_the_wrong_kind_is_one_line():
     from kit.parts.augment import AugmentSpec
     from kit.parts.data import ImageTensorDataset
 
-    with pytest.raises(ValueError, match=r"are torch.float32 \(10, 28, 28\): an ImageTensorDataset holds uint8"):
+    with pytest.raises(
+        ValueError, match=r"are torch.float32 \(10, 28, 28\): an ImageTensorDataset holds uint8"
+    ):
         ImageTensorDataset(torch.rand(10, 28, 28), None, (0.5,), (0.5,), "x", AugmentSpec())
 
 
 def test_a_writer_threads_full_disk_is_one_line_not_a_traceback(tmp_path, monkeypatch, capsys):
-    """On a full disk with --tensorboard, the one-line error was followed by TensorBoard's writer thread's traceback."""
+    """On a full disk with --tensorboard, the one-line error was followed by TensorBoard's writer
+    thread's traceback."""
     import threading
 
     import kit.__main__ as cli
 
     def full(a, name):
-        writer = threading.Thread(target=lambda: (_ for _ in ()).throw(OSError(28, "No space left on device")))
+        writer = threading.Thread(
+            target=lambda: (_ for _ in ()).throw(OSError(28, "No space left on device"))
+        )
         writer.start()
         writer.join()
         raise OSError(28, "No space left on device")

@@ -29,7 +29,8 @@ def test_checkpoints_are_atomic_and_refuse_corrupt_or_foreign_files(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]  # no temporary file left behind
     umask = os.umask(0)
     os.umask(umask)
-    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # the mode open() would give, not mkstemp's 0600
+    # the mode open() would give, not mkstemp's 0600
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
 
     path.write_bytes(path.read_bytes()[:50])  # truncated
     with pytest.raises(ValueError, match="corrupt or unreadable.*delete it"):
@@ -61,7 +62,11 @@ def test_an_existing_run_is_never_overwritten(tmp_path):
 @pytest.mark.parametrize("algo", ["deepcluster", "odc"])
 def test_resume_continues_exactly_as_if_never_stopped(mnist_small, tmp_path, algo):
     train, _ = mnist_small
-    make = (lambda: kit.DeepCluster(tiny_dc_config())) if algo == "deepcluster" else (lambda: kit.ODC(tiny_odc_config()))
+    make = (
+        (lambda: kit.DeepCluster(tiny_dc_config()))
+        if algo == "deepcluster"
+        else (lambda: kit.ODC(tiny_odc_config()))
+    )
     straight = make().fit(train, epochs=3)
 
     run = Run.create(tmp_path, algo)
@@ -94,11 +99,16 @@ def test_a_resume_with_missing_label_snapshots_is_refused(mnist_small, tmp_path)
     import shutil
 
     train, _ = mnist_small
-    for algo, make in (("deepcluster", lambda: kit.DeepCluster(tiny_dc_config())), ("odc", lambda: kit.ODC(tiny_odc_config()))):
+    for algo, make in (
+        ("deepcluster", lambda: kit.DeepCluster(tiny_dc_config())),
+        ("odc", lambda: kit.ODC(tiny_odc_config())),
+    ):
         run = Run.create(tmp_path, algo)
         make().fit(train, epochs=1, run=run)
         shutil.rmtree(run.path / "labels")
-        with pytest.raises(ValueError, match="history stops before its checkpoint.*label snapshots"):
+        with pytest.raises(
+            ValueError, match="history stops before its checkpoint.*label snapshots"
+        ):
             make().fit(train, epochs=2, run=run)
 
 
@@ -108,7 +118,8 @@ def test_a_history_longer_than_its_checkpoint_is_cut_back_on_resume(mnist_small,
     kit.ODC(tiny_odc_config()).fit(train, epochs=1, run=run)
     ckpt = run.file("checkpoint.pt").read_bytes()
     kit.ODC(tiny_odc_config()).fit(train, epochs=2, run=Run(run.path))
-    run.file("checkpoint.pt").write_bytes(ckpt)  # as if killed after the history, before the checkpoint
+    # as if killed after the history, before the checkpoint
+    run.file("checkpoint.pt").write_bytes(ckpt)
     straight = kit.ODC(tiny_odc_config()).fit(train, epochs=2)
     resumed = kit.ODC(tiny_odc_config()).fit(train, epochs=2, run=Run(run.path))
     assert resumed["step"]["loss"] == straight["step"]["loss"]
@@ -121,9 +132,20 @@ def test_the_epoch_callback_runs_before_the_checkpoint(mnist_small, tmp_path):
     train, _ = mnist_small
     run = Run.create(tmp_path, "dc")
     seen = []
-    kit.DeepCluster(tiny_dc_config()).fit(train, epochs=2, run=run, callback=lambda r: r["kind"] == "epoch" and seen.append(
-        run.file("checkpoint.pt").exists() and load_checkpoint(run.file("checkpoint.pt"))["epoch"]))
-    assert seen == [False, 1]  # at epoch 0's callback no checkpoint yet; at epoch 1's, still epoch 0's (1 done)
+    kit.DeepCluster(tiny_dc_config()).fit(
+        train,
+        epochs=2,
+        run=run,
+        callback=lambda r: (
+            r["kind"] == "epoch"
+            and seen.append(
+                run.file("checkpoint.pt").exists()
+                and load_checkpoint(run.file("checkpoint.pt"))["epoch"]
+            )
+        ),
+    )
+    # at epoch 0's callback no checkpoint yet; at epoch 1's, still epoch 0's (1 done)
+    assert seen == [False, 1]
 
 
 def test_a_damaged_mnist_cache_is_rebuilt(tmp_path, monkeypatch):
@@ -157,7 +179,9 @@ def test_evaluate_refuses_the_other_algorithms_checkpoint(tmp_path):
 
     train = kit.load_dataset("digits")
     (tmp_path / "odc").mkdir()
-    save_checkpoint(tmp_path / "odc" / "checkpoint.pt", {"algo": "deepcluster", "config": {}, "model": {}})
+    save_checkpoint(
+        tmp_path / "odc" / "checkpoint.pt", {"algo": "deepcluster", "config": {}, "model": {}}
+    )
     with pytest.raises(ValueError, match="holds a deepcluster checkpoint, not odc"):
         load_backbone(tmp_path, "odc", train)
 

@@ -1,4 +1,5 @@
-"""The project's set-up: dependency lists agree, the Makefile has the two commands, CI runs make test."""
+"""The project's set-up: dependency lists agree, the Makefile has the two commands, CI runs make
+test."""
 import re
 import subprocess
 import tomllib
@@ -23,15 +24,23 @@ def test_environment_yml_installs_an_extra_that_exists():
 
 
 def test_all_extra_brings_every_required_dependency():
-    """The brief's list (torch, torchvision, jupyterlab, ipywidgets, matplotlib, umap-learn, faiss-cpu)
-    is what `pip install -e .[all]` (environment.yml's line) installs."""
+    """The brief's list (torch, torchvision, jupyterlab, ipywidgets, matplotlib, umap-learn,
+    faiss-cpu) is what `pip install -e .[all]` (environment.yml's line) installs."""
     proj = _pyproject()["project"]
     names = lambda reqs: {re.split(r"[<>=\[ ;]", r)[0].lower() for r in reqs}  # noqa: E731
     extras = proj["optional-dependencies"]
     resolved = names(proj["dependencies"])
     for extra in ("notebooks", "test"):
         resolved |= names(extras[extra])
-    for need in ("torch", "torchvision", "jupyterlab", "ipywidgets", "matplotlib", "umap-learn", "faiss-cpu"):
+    for need in (
+        "torch",
+        "torchvision",
+        "jupyterlab",
+        "ipywidgets",
+        "matplotlib",
+        "umap-learn",
+        "faiss-cpu",
+    ):
         assert need in resolved, need
 
 
@@ -41,11 +50,20 @@ def test_torch_ranges_admit_the_builds_on_disk():
 
 
 def test_ci_runs_make_test_and_the_makefile_has_the_two_commands():
-    """The README's two commands (its first screen: tests/test_wording.py) are Makefile targets, and CI runs one."""
+    """The README's two commands (its first screen: tests/test_wording.py) are Makefile targets, and
+    CI runs one."""
     script = ROOT / ".ci" / "run"
-    assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0  # it parses as bash
-    commands = [line for line in script.read_text().splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    # it parses as bash
+    assert subprocess.run(["bash", "-n", str(script)], capture_output=True).returncode == 0
+    commands = [
+        line
+        for line in script.read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
     assert commands[-1] == "make test"  # the last command it runs, not a word in a comment
-    assert all(f"apt-get install -y -qq {package}" in script.read_text() for package in ("chromium", "dataset-fashion-mnist"))
+    assert all(
+        f"apt-get install -y -qq {package}" in script.read_text()
+        for package in ("chromium", "dataset-fashion-mnist")
+    )
     makefile = (ROOT / "Makefile").read_text()
     assert re.search(r"^demo:", makefile, re.M) and re.search(r"^test:", makefile, re.M)

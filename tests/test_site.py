@@ -1,9 +1,9 @@
 """`make docs` builds the static site offline, and a browser reads it without asking any other host.
 
 The site is rendered (docs/build_site.py `render`) from the notebooks the session executed once with
-KIT_FAST=1 and USE_EXAMPLE_RUN = True (tests/conftest.py `executed_notebook`), as `make docs` executes
-them, with every proxy variable pointing at a closed port, so a download attempted during the
-execution or the rendering fails. Headless Chromium (Debian's, via Playwright, as in
+KIT_FAST=1 and USE_EXAMPLE_RUN = True (tests/conftest.py `executed_notebook`), as `make docs`
+executes them, with every proxy variable pointing at a closed port, so a download attempted during
+the execution or the rendering fails. Headless Chromium (Debian's, via Playwright, as in
 tests/test_browser.py) then opens the index served from 127.0.0.1, follows its link to a walkthrough
 and finds the figures loaded, with every request to another host blocked and counted: none may be
 made, none may fail. Set KIT_SCREENSHOTS=DIR to keep its screenshot.
@@ -22,8 +22,15 @@ import pytest
 from conftest import NOTEBOOKS, OFFLINE
 
 CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", "--no-first-run", "--disable-quic"]
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 WALKTHROUGH = "notebooks/02_deepcluster_walkthrough.html"
 MIN_FIGURES = 5  # tests/test_notebooks.py: the PNG figures 02 draws
 VIEWS = "notebooks/04_stability.html"  # the flight recorder: a bokeh page in an iframe
@@ -31,7 +38,8 @@ VIEWS = "notebooks/04_stability.html"  # the flight recorder: a bokeh page in an
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory, executed_notebook):
-    """The site as `make docs` builds it, from the notebooks this session executed in mode "example"."""
+    """The site as `make docs` builds it, from the notebooks this session executed in mode
+    "example"."""
     import nbformat
 
     out = tmp_path_factory.mktemp("site")
@@ -58,25 +66,37 @@ def test_the_example_run_switch_is_injected():
         nbformat.v4.new_code_cell("print(USE_EXAMPLE_RUN)")])
     assert build_site.use_example_run(nb)
     assert nb.cells[0].source == "x = 1\nUSE_EXAMPLE_RUN = True  # True: load the shipped run"
-    assert not build_site.use_example_run(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("y = 2")]))
+    assert not build_site.use_example_run(
+        nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("y = 2")])
+    )
 
 
 def test_remote_requests_are_found_even_inside_iframes(tmp_path):
-    page = ('<script src="https://cdn.example/x.js"></script><img src="data:image/png;base64,AA">'
-            '<a href="https://arxiv.org/abs/1807.05520">a link is fine</a>'
-            f'<iframe srcdoc="{html.escape("<link rel=stylesheet href=//fonts.example/a.css>", quote=True)}"></iframe>')
+    page = (
+        '<script src="https://cdn.example/x.js"></script><img src="data:image/png;base64,AA"><a '
+        'href="https://arxiv.org/abs/1807.05520">a link is fine</a><iframe srcdoc="'
+        f'{html.escape("<link rel=stylesheet href=//fonts.example/a.css>", quote=True)}"></iframe>'
+    )
     (tmp_path / "p.html").write_text(page)
     found = build_site.remote_requests(tmp_path)
     assert len(found) == 2 and "cdn.example" in found[0] and "fonts.example" in found[1], found
 
 
 def test_a_remote_badge_becomes_a_local_one_around_the_same_link():
-    badge = ('<a href="https://colab.research.google.com/github/o/kit/blob/main/notebooks/x.ipynb">'
-             '<img alt="Open In Colab" src="https://colab.research.google.com/assets/colab-badge.svg"/></a>'
-             '<img alt="a figure" src="data:image/png;base64,AA">')
+    badge = (
+        '<a '
+        'href="https://colab.research.google.com/github/o/kit/blob/main/notebooks/x.ipynb"><img '
+        'alt="Open In Colab" '
+        'src="https://colab.research.google.com/assets/colab-badge.svg"/></a><img alt="a figure" '
+        'src="data:image/png;base64,AA">'
+    )
     out = build_site.REMOTE_IMG.sub(build_site.local_badge, badge)
-    assert out == ('<a href="https://colab.research.google.com/github/o/kit/blob/main/notebooks/x.ipynb">'
-                   '<span class="kit-badge">Open In Colab</span></a><img alt="a figure" src="data:image/png;base64,AA">')
+    assert out == (
+        '<a '
+        'href="https://colab.research.google.com/github/o/kit/blob/main/notebooks/x.ipynb"><span '
+        'class="kit-badge">Open In Colab</span></a><img alt="a figure" '
+        'src="data:image/png;base64,AA">'
+    )
 
 
 def test_the_build_refuses_a_folder_it_did_not_make_and_an_unknown_notebook(tmp_path):
@@ -90,7 +110,9 @@ def test_the_build_refuses_a_folder_it_did_not_make_and_an_unknown_notebook(tmp_
 
 def test_headings_get_githubs_anchor():
     assert build_site.github_slug("1. DeepCluster") == "1-deepcluster"
-    assert build_site.github_slug("2. Online Deep Clustering (ODC)") == "2-online-deep-clustering-odc"
+    assert (
+        build_site.github_slug("2. Online Deep Clustering (ODC)") == "2-online-deep-clustering-odc"
+    )
 
 
 # -- the built site ------------------------------------------------------------------------------
@@ -116,13 +138,16 @@ def test_the_site_builds_offline_and_every_link_lands(site):
 @pytest.mark.slow
 @pytest.mark.notebooks("example")
 def test_pages_show_a_picture_for_the_playground_no_pipe_tables_and_answers_not_their_code(site):
-    """The playground needs a kernel: its page shows a picture and says so, not `VBox(children=...`; no table is
-    left as raw pipes (01's numbers); a folded answer's cell shows the answer, not the f-string that spells it."""
+    """The playground needs a kernel: its page shows a picture and says so, not `VBox(children=...`;
+    no table is left as raw pipes (01's numbers); a folded answer's cell shows the answer, not the
+    f-string that spells it."""
     playground = (site / "notebooks/06_playground.html").read_text(encoding="utf-8")
     assert "VBox(" not in playground and "needs a running kernel" in playground
     assert 'src="../docs/playground.png"' in playground and (site / "docs/playground.png").is_file()
     for page in site.glob("notebooks/*.html"):
-        text = re.sub(r"<pre>.*?</pre>|<code>.*?</code>", "", page.read_text(encoding="utf-8"), flags=re.S)
+        text = re.sub(
+            r"<pre>.*?</pre>|<code>.*?</code>", "", page.read_text(encoding="utf-8"), flags=re.S
+        )
         assert not re.search(r"\|\s*-{3,}\s*\|", text), f"{page.name} has a table left as raw pipes"
     stability = (site / VIEWS).read_text(encoding="utf-8")
     assert "<summary><b>Answer</b></summary>" in stability and "lesson.Answer" not in stability
@@ -147,8 +172,10 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 @pytest.mark.slow
 @pytest.mark.browser
 @pytest.mark.notebooks("example")
-@pytest.mark.skipif(not Path(CHROMIUM).exists(),
-                    reason="Debian chromium is not installed (.ci/run installs it: apt-get install chromium)")
+@pytest.mark.skipif(
+    not Path(CHROMIUM).exists(),
+    reason="Debian chromium is not installed (.ci/run installs it: apt-get install chromium)",
+)
 @pytest.mark.timeout(300)
 def test_a_browser_reads_the_site_offline(served, tmp_path):
     from playwright.sync_api import expect, sync_playwright
@@ -175,20 +202,27 @@ def test_a_browser_reads_the_site_offline(served, tmp_path):
         page.wait_for_url(f"**/{WALKTHROUGH}")
         page.wait_for_load_state("load")
         figures = page.eval_on_selector_all(
-            ".jp-OutputArea-output img", "els => els.map(e => [e.complete, e.naturalWidth, e.naturalHeight])")
+            ".jp-OutputArea-output img",
+            "els => els.map(e => [e.complete, e.naturalWidth, e.naturalHeight])",
+        )
         assert len(figures) >= MIN_FIGURES, f"{len(figures)} figures on {WALKTHROUGH}"
         assert all(complete and w > 0 and h > 0 for complete, w, h in figures), figures
         expect(page.locator("nav.kit-nav a.here")).to_be_visible()
         walkthrough = page.url
-        page.goto(f"{served}/{VIEWS}")  # BokehJS inlined in the iframe draws the flight recorder, offline
+        # BokehJS inlined in the iframe draws the flight recorder, offline
+        page.goto(f"{served}/{VIEWS}")
         frame = page.frame_locator("iframe").first
         expect(frame.locator("canvas").first).to_be_attached(timeout=30_000)
-        page.wait_for_function("() => [...document.querySelectorAll('iframe')].some(f => f.contentWindow.Bokeh"
-                               " && f.contentWindow.Bokeh.documents.length > 0)", timeout=30_000)
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('iframe')].some(f => f.contentWindow.Bokeh"
+            " && f.contentWindow.Bokeh.documents.length > 0)",
+            timeout=30_000,
+        )
         page.goto(walkthrough)
         # KIT_SCREENSHOTS=DIR keeps the view at the first figure (docs/site.png comes from here)
+        # its prompt, figure and guide
         page.evaluate("window.scrollTo(0, document.querySelector('.jp-OutputArea-output img')"
-                      ".getBoundingClientRect().top + window.scrollY - 300)")  # its prompt, figure and guide
+                      ".getBoundingClientRect().top + window.scrollY - 300)")
         shots = Path(os.environ.get("KIT_SCREENSHOTS", tmp_path))
         shots.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(shots / "site.png"))

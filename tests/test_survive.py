@@ -26,7 +26,9 @@ TRAIN = ["train", "--algo", "odc"]
 
 def snapshot(folder: Path) -> dict:
     """Every file's bytes under `folder`, by relative path."""
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
 
 
 def assert_only_appended(before: dict, folder: Path) -> None:
@@ -46,22 +48,30 @@ def assert_only_appended(before: dict, folder: Path) -> None:
 
 
 def at_rest(files: dict) -> dict:
-    """A snapshot as the next writer will find it: temporaries of a killed writer removed, a torn last
-    line cut off."""
+    """A snapshot as the next writer will find it: temporaries of a killed writer removed, a torn
+    last line cut off."""
     return {p: b[: b.rfind(b"\n") + 1] if p.endswith(".jsonl") else b for p, b in files.items()
             if not p.endswith(".tmp")}
 
 
 def one_line(err: str, *words) -> str:
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err[-2000:]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in err, err[
+        -2000:
+    ]
     assert all(w in lines[0] for w in words), lines[0]
     return lines[0]
 
 
 def start(*args, **kw) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "kit", *map(str, args)], env=ENV, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "kit", *map(str, args)],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
 
 
 def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
@@ -86,7 +96,16 @@ def run(trained, tmp_path):
 
 
 def resume(run: Path, epochs: int = 2) -> list[str]:
-    return [*TRAIN, "--name", run.name, "--runs", str(run.parent), "--resume", "--epochs", str(epochs)]
+    return [
+        *TRAIN,
+        "--name",
+        run.name,
+        "--runs",
+        str(run.parent),
+        "--resume",
+        "--epochs",
+        str(epochs),
+    ]
 
 
 # -- 1. a torn epochs.jsonl line is healed, not glued to --------------------------------------
@@ -117,11 +136,14 @@ def test_appending_after_a_torn_line_drops_the_torn_line(tmp_path):
 
 
 # -- 2. one writer per run ----------------------------------------------------------------------
-def test_a_second_writer_is_refused_naming_the_pid_and_a_killed_writers_lock_is_taken_over(tmp_path, capsys):
+def test_a_second_writer_is_refused_naming_the_pid_and_a_killed_writers_lock_is_taken_over(
+    tmp_path, capsys
+):
     first = start(*TRAIN, "--name", "t", "--runs", tmp_path, "--epochs", 4)
     run = tmp_path / "t"
     wait_for(run / "checkpoint.pt", first)
-    os.kill(first.pid, signal.SIGSTOP)  # hold it still, lock in hand, so the folder's bytes can be compared
+    # hold it still, lock in hand, so the folder's bytes can be compared
+    os.kill(first.pid, signal.SIGSTOP)
     try:
         assert (run / LOCK).read_text().strip() == str(first.pid)
         before = snapshot(run)
@@ -150,7 +172,9 @@ time.sleep(600)
 
 def test_a_sweep_on_a_folder_another_process_writes_is_refused(tmp_path, capsys):
     folder = Run.create(tmp_path, "s").path
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(folder / LOCK)], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(folder / LOCK)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         before = snapshot(folder)
@@ -164,7 +188,9 @@ def test_a_sweep_on_a_folder_another_process_writes_is_refused(tmp_path, capsys)
 
 # -- 3. no writing through a planted link --------------------------------------------------------
 @pytest.mark.parametrize("planted", ["labels", "epochs.jsonl", LOCK])
-def test_a_symlink_planted_in_a_run_is_refused_and_nothing_is_written_through_it(run, tmp_path, capsys, planted):
+def test_a_symlink_planted_in_a_run_is_refused_and_nothing_is_written_through_it(
+    run, tmp_path, capsys, planted
+):
     outside = tmp_path / "outside"
     outside.mkdir()
     target = outside / "x"
@@ -172,7 +198,9 @@ def test_a_symlink_planted_in_a_run_is_refused_and_nothing_is_written_through_it
         shutil.copytree(run / "labels", target)
         shutil.rmtree(run / "labels")
     else:
-        shutil.copyfile(run / planted, target) if (run / planted).exists() else target.write_bytes(b"")
+        shutil.copyfile(run / planted, target) if (run / planted).exists() else target.write_bytes(
+            b""
+        )
         (run / planted).unlink(missing_ok=True)
     (run / planted).symlink_to(target)
     before, theirs = snapshot(run), snapshot(outside)
@@ -208,9 +236,14 @@ def _history_list(run):
     (run / "history.json").write_text('["algo"]')
 
 
-DAMAGE = {"random bytes": (_random_bytes, "00001.npy"), "a label of 1e9": (_huge_label, "00001.npy"),
-          "a wrong length": (_short, "00001.npy"), "a pickle": (_pickled, "00001.npy"),
-          "config.json a list": (_config_list, "config.json"), "history.json a list": (_history_list, "history.json")}
+DAMAGE = {
+    "random bytes": (_random_bytes, "00001.npy"),
+    "a label of 1e9": (_huge_label, "00001.npy"),
+    "a wrong length": (_short, "00001.npy"),
+    "a pickle": (_pickled, "00001.npy"),
+    "config.json a list": (_config_list, "config.json"),
+    "history.json a list": (_history_list, "history.json"),
+}
 
 
 @pytest.mark.parametrize("damage", list(DAMAGE))
@@ -218,7 +251,9 @@ def test_a_damaged_file_is_named_in_one_line_by_every_command(run, capsys, damag
     spoil, name = DAMAGE[damage]
     spoil(run)
     before = snapshot(run)
-    commands = [resume(run)] + [[cmd, str(run)] for cmd in ("report", "evaluate") if name == "config.json"]
+    commands = [resume(run)] + [
+        [cmd, str(run)] for cmd in ("report", "evaluate") if name == "config.json"
+    ]
     for argv in commands:
         assert main(argv) == 2
         err = one_line(capsys.readouterr().err, name)
@@ -229,7 +264,9 @@ def test_a_damaged_file_is_named_in_one_line_by_every_command(run, capsys, damag
             Run(run).load_history()
 
 
-def test_a_compare_resume_names_a_damaged_odc_file_before_deepcluster_trains(trained, tmp_path, capsys):
+def test_a_compare_resume_names_a_damaged_odc_file_before_deepcluster_trains(
+    trained, tmp_path, capsys
+):
     run = Run.create(tmp_path, "c").path  # a comparison whose ODC half is the trained run
     shutil.copytree(trained, run / "odc")
     (run / "odc" / "config.json").unlink()
@@ -247,7 +284,11 @@ def test_a_compare_resume_names_a_damaged_odc_file_before_deepcluster_trains(tra
 def test_evaluate_refuses_a_hand_edited_setting_at_once(run, capsys):
     from kit.commands.compare import CompareConfig
 
-    cfg = {"command": "compare", "algo": None, "compare": {**vars(CompareConfig()), "n_clusters": "abc"}}
+    cfg = {
+        "command": "compare",
+        "algo": None,
+        "compare": {**vars(CompareConfig()), "n_clusters": "abc"},
+    }
     (run / "config.json").write_text(json.dumps(cfg))
     t0 = time.perf_counter()
     assert main(["evaluate", str(run)]) == 2
@@ -264,7 +305,9 @@ def test_sigterm_keeps_the_run_prints_the_hint_and_the_hint_resumes(tmp_path):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err[-2000:]
     last = err.strip().splitlines()[-1]
-    assert last.startswith("interrupted (SIGTERM): what was written") and "continue with: " in last, err[-2000:]
+    assert (
+        last.startswith("interrupted (SIGTERM): what was written") and "continue with: " in last
+    ), err[-2000:]
     assert "Traceback" not in err
     before = snapshot(run)
     cmd = shlex.split(last.split("continue with: ", 1)[1])
@@ -302,7 +345,7 @@ def test_a_read_only_home_trains_from_the_digits_in_memory(tmp_path, monkeypatch
     assert not list(tmp_path.iterdir())
 
 
-# -- 7. hints that point the right way; an image folder checked before anything is written ----------
+# -- 7. hints that point the right way; an image folder checked before anything is written ---------
 def _folder(root: Path, classes: dict[str, int]) -> Path:
     from PIL import Image
 
@@ -315,17 +358,39 @@ def _folder(root: Path, classes: dict[str, int]) -> Path:
 
 @pytest.mark.parametrize("case", ["one image", "30 images", "one class", "unreadable image"])
 def test_an_image_folder_is_checked_whole_before_anything_is_written(tmp_path, capsys, case):
-    folder = _folder(tmp_path / "images", {"one image": {"a": 1}, "30 images": {"a": 15, "b": 15},
-                                           "one class": {"a": 30}, "unreadable image": {"a": 40, "b": 40}}[case])
+    folder = _folder(
+        tmp_path / "images",
+        {
+            "one image": {"a": 1},
+            "30 images": {"a": 15, "b": 15},
+            "one class": {"a": 30},
+            "unreadable image": {"a": 40, "b": 40},
+        }[case],
+    )
     if case == "unreadable image":
         (folder / "b" / "39.png").write_bytes(b"not an image")
-    argv = ["compare", "--name", "x", "--runs", str(tmp_path / "runs"), "--dataset", "imagefolder", "--root", str(folder),
-            "--n-clusters", "10"]
+    argv = [
+        "compare",
+        "--name",
+        "x",
+        "--runs",
+        str(tmp_path / "runs"),
+        "--dataset",
+        "imagefolder",
+        "--root",
+        str(folder),
+        "--n-clusters",
+        "10",
+    ]
     assert main(argv) == 2
     err = one_line(capsys.readouterr().err)
     assert "pca_dim" not in err and "n_clusters <=" not in err  # flags compare does not have
-    assert {"one image": "one class", "30 images": "give more images", "one class": "two class sub-folders",
-            "unreadable image": "39.png"}[case] in err
+    assert {
+        "one image": "one class",
+        "30 images": "give more images",
+        "one class": "two class sub-folders",
+        "unreadable image": "39.png",
+    }[case] in err
     assert not (tmp_path / "runs").exists()
 
 
@@ -356,8 +421,10 @@ def test_load_dataset_refuses_an_empty_subset(n):
         kit.load_dataset("digits", n=n)
 
 
-# -- 9. the last line after an error is the error ---------------------------------------------------
-def test_the_last_stderr_line_after_an_error_is_the_error_not_a_progress_bar(tmp_path, capsys, monkeypatch):
+# -- 9. the last line after an error is the error --------------------------------------------------
+def test_the_last_stderr_line_after_an_error_is_the_error_not_a_progress_bar(
+    tmp_path, capsys, monkeypatch
+):
     import kit.algorithms.odc
 
     def broken(self, dataset, callback, stop, features=None):
@@ -372,16 +439,27 @@ def test_the_last_stderr_line_after_an_error_is_the_error_not_a_progress_bar(tmp
     assert err.rstrip().splitlines()[-1] == "error: broken on purpose", err[-500:]
 
 
-# -- 10. no speed cliff beside other work -----------------------------------------------------------
+# -- 10. no speed cliff beside other work ----------------------------------------------------------
 def test_importing_kit_makes_openmp_threads_sleep_before_torch_or_faiss_load():
-    """Spinning OpenMP threads took an ODC epoch from 2.45 s to 15.8 s beside a 2-thread job (bench/RESULTS.md).
-    torch's and faiss's libgomp read OMP_WAIT_POLICY once, when they load: kit sets it first."""
+    """Spinning OpenMP threads took an ODC epoch from 2.45 s to 15.8 s beside a 2-thread job
+    (bench/RESULTS.md). torch's and faiss's libgomp read OMP_WAIT_POLICY once, when they load: kit
+    sets it first."""
     env = {k: v for k, v in ENV.items() if k != "OMP_WAIT_POLICY"}
-    code = "import os, sys, kit; print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules, 'faiss' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    code = (
+        "import os, sys, kit; print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules, "
+        "'faiss' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
     assert out.stdout.split() == ["PASSIVE", "False", "False"], out.stderr[-1000:]
-    out = subprocess.run([sys.executable, "-c", code], env={**env, "OMP_WAIT_POLICY": "ACTIVE"}, capture_output=True,
-                         text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**env, "OMP_WAIT_POLICY": "ACTIVE"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.stdout.split()[0] == "ACTIVE"  # the user's choice wins
 
 
@@ -403,7 +481,9 @@ def test_a_seed_folder_is_not_written_while_its_comparison_is(tmp_path):
 
     top = Run.create(tmp_path, "x").path
     seed = Run.create(top, "seed-31").path
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(top / LOCK)], stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(top / LOCK)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(RunInUse, match=f"pid {holder.pid}"):

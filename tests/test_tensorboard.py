@@ -1,4 +1,5 @@
-"""Optional TensorBoard logging (issue 23): what TensorBoard reads back equals the run's own history."""
+"""Optional TensorBoard logging (issue 23): what TensorBoard reads back equals the run's own
+history."""
 import csv
 import math
 from pathlib import Path
@@ -11,7 +12,11 @@ import kit
 from conftest import tiny_dc_config, tiny_odc_config
 from kit.store.runs import Run
 
-pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed (pip install -e '.[tensorboard]' in kit's folder)")
+pytest.importorskip(
+    "tensorboard",
+    reason="the tensorboard extra is not installed (pip install -e '.[tensorboard]' in kit's "
+           "folder)",
+)
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 
 
@@ -23,7 +28,8 @@ def read(folder: Path) -> EventAccumulator:
 
 @pytest.fixture(scope="module")
 def logged(tmp_path_factory, mnist_small):
-    """A 2-epoch ODC and DeepCluster, each with the flight recorder's subset saved at epochs 0, 1, 2."""
+    """A 2-epoch ODC and DeepCluster, each with the flight recorder's subset saved at epochs 0, 1,
+    2."""
     from kit.commands.compare import _EmbedCapture
     from kit.views.tensorboard_log import TensorBoardLog
 
@@ -54,11 +60,18 @@ def test_the_scalars_equal_the_history(logged, algo):
     steps = [e.value for e in ea.Scalars("step/loss")]
     assert steps == pytest.approx(history["step"]["loss"], rel=1e-6)  # float32 in the event file
     if algo == "odc":
-        assert [e.value for e in ea.Scalars("step/change_ratio")] == pytest.approx(history["step"]["change_ratio"], rel=1e-6)
+        assert [e.value for e in ea.Scalars("step/change_ratio")] == pytest.approx(
+            history["step"]["change_ratio"], rel=1e-6
+        )
     for key in ("loss", "knn", "nmi_prev", "ami_prev", "label_change", "max_size"):
-        want = [r[key] for r in history["epoch"] if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
+        want = [
+            r[key]
+            for r in history["epoch"]
+            if isinstance(r.get(key), (int, float)) and math.isfinite(r[key])
+        ]
         assert [e.value for e in ea.Scalars(f"epoch/{key}")] == pytest.approx(want, rel=1e-6), key
-    ends = [e.step for e in ea.Scalars("epoch/loss")]  # each epoch's numbers at the step that ends it
+    # each epoch's numbers at the step that ends it
+    ends = [e.step for e in ea.Scalars("epoch/loss")]
     n_steps = len(history["step"]["loss"])
     assert ends[-1] == n_steps and ends[0] == n_steps // 2
     assert len(ea.Histograms("epoch/cluster_sizes")) == 2
@@ -99,27 +112,51 @@ def test_the_projector_names_each_images_class(logged, mnist_small, tmp_path):
 
 @pytest.mark.slow
 def test_compare_with_tensorboard_logs_what_its_history_holds(tmp_path):
-    """`python -m kit compare --tensorboard`: the event files' scalars equal each algorithm's history, and a
-    Projector config with a sprite and metadata sits beside them."""
+    """`python -m kit compare --tensorboard`: the event files' scalars equal each algorithm's
+    history, and a Projector config with a sprite and metadata sits beside them."""
     from kit.__main__ import main
 
-    assert main(["compare", "--dataset", "digits", "--n-train", "200", "--epochs", "2", "--tensorboard",
-                 "--name", "tb", "--runs", str(tmp_path)]) == 0
+    assert (
+        main(
+            [
+                "compare",
+                "--dataset",
+                "digits",
+                "--n-train",
+                "200",
+                "--epochs",
+                "2",
+                "--tensorboard",
+                "--name",
+                "tb",
+                "--runs",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     run = tmp_path / "tb"
     for algo in ("deepcluster", "odc"):
         history = kit.Run(run / algo).load_history()
         ea = read(run / "tb" / algo)
-        assert [e.value for e in ea.Scalars("step/loss")] == pytest.approx(history["step"]["loss"], rel=1e-6)
-        assert [e.value for e in ea.Scalars("epoch/knn")] == pytest.approx([r["knn"] for r in history["epoch"]], rel=1e-6)
+        assert [e.value for e in ea.Scalars("step/loss")] == pytest.approx(
+            history["step"]["loss"], rel=1e-6
+        )
+        assert [e.value for e in ea.Scalars("epoch/knn")] == pytest.approx(
+            [r["knn"] for r in history["epoch"]], rel=1e-6
+        )
         config = (run / "tb" / algo / "projector_config.pbtxt").read_text()
         assert "sprite" in config and "metadata.tsv" in config
 
 
 @pytest.mark.parametrize("algo", ["deepcluster", "odc"])
-def test_a_resumed_run_keeps_every_step_and_epoch_it_had_logged(tmp_path, mnist_small, monkeypatch, algo):
-    """Issue 31, item 1: the writer of a resumed run purged from the steps done, not one past them, so the last step
-    and the last epoch's numbers went missing (a resume with nothing left to train lost them at `close`). Records
-    arrive in bursts (DeepCluster's losses are read every READ_EVERY steps): each keeps its own step number."""
+def test_a_resumed_run_keeps_every_step_and_epoch_it_had_logged(
+    tmp_path, mnist_small, monkeypatch, algo
+):
+    """Issue 31, item 1: the writer of a resumed run purged from the steps done, not one past them,
+    so the last step and the last epoch's numbers went missing (a resume with nothing left to train
+    lost them at `close`). Records arrive in bursts (DeepCluster's losses are read every READ_EVERY
+    steps): each keeps its own step number."""
     import time
     import types
 
@@ -129,13 +166,14 @@ def test_a_resumed_run_keeps_every_step_and_epoch_it_had_logged(tmp_path, mnist_
     from kit.views.tensorboard_log import TensorBoardLog
 
     monkeypatch.setattr(kit.algorithms.training, "READ_EVERY", 4)
-    # TensorBoard reads event files in name order: a time in seconds, then a counter of this process's writers
-    # (…9 sorts after …10). A resume is a new process, a second later at least; here, one process: each writer's
-    # file is named 10 s after the one before
+    # TensorBoard reads event files in name order: a time in seconds, then a counter of this
+    # process's writers (…9 sorts after …10). A resume is a new process, a second later at least;
+    # here, one process: each writer's file is named 10 s after the one before
     later = iter(range(int(time.time()), 2**31, 10))
     monkeypatch.setattr(event_file_writer, "time", types.SimpleNamespace(time=lambda: next(later)))
     train = mnist_small[0]
-    for epochs in (1, 2, 2):  # a fit, its resume to 2 epochs, then a resume with nothing left to train
+    # a fit, its resume to 2 epochs, then a resume with nothing left to train
+    for epochs in (1, 2, 2):
         trainer = kit.ODC(tiny_odc_config()) if algo == "odc" else kit.DeepCluster(tiny_dc_config())
         run = kit.Run.create(tmp_path, "r", resume=True)
         tb = TensorBoardLog(tmp_path / "tb", settings=trainer.config.to_dict(), trainer=trainer)
@@ -146,5 +184,7 @@ def test_a_resumed_run_keeps_every_step_and_epoch_it_had_logged(tmp_path, mnist_
     ea = read(tmp_path / "tb")
     n = len(history["step"]["loss"])
     assert [e.step for e in ea.Scalars("step/loss")] == list(range(1, n + 1))
-    assert [e.value for e in ea.Scalars("step/loss")] == pytest.approx(history["step"]["loss"], rel=1e-6)
+    assert [e.value for e in ea.Scalars("step/loss")] == pytest.approx(
+        history["step"]["loss"], rel=1e-6
+    )
     assert [e.step for e in ea.Scalars("epoch/loss")] == [n // 2, n]

@@ -31,8 +31,8 @@ from .training import TrainConfig, Trainer, check_number, labels_snapshot
 class ODCConfig(TrainConfig):
     """ODC settings; defaults = OpenSelfSup `odc/r50_v1.py` (§2.10)."""
 
-    # fashion5k's validation sweep chose the digits' values again (bench/presets.md, "fashion5k"); said here so
-    # that the choice is recorded, not inherited
+    # fashion5k's validation sweep chose the digits' values again (bench/presets.md, "fashion5k");
+    # said here so that the choice is recorded, not inherited
     TUNED: ClassVar[dict[str, dict]] = {"fashion5k": dict(lr=0.1, memory_momentum=0.2)}
 
     lr: float = 0.06  # SGD lr (head momentum 0)
@@ -55,17 +55,30 @@ class ODCConfig(TrainConfig):
 
     @classmethod
     def small(cls, dataset: str = "mnist5k", **overrides) -> "ODCConfig":
-        """A kit dataset on a laptop CPU: small ConvNet, K = 30, min cluster 10. K, lr and memory_momentum were
-        chosen by a sweep on a validation split (bench/presets.md), the digits' below and fashion5k's in `TUNED`."""
-        base = dict(n_clusters=30, backbone="convnet", sobel=False, lr=0.1, lr_decay_epochs=(), memory_momentum=0.2,
-                    min_cluster_size=10, batch_size=64, eval_every=1, seed=31)  # ~130 images per cluster on average
+        """A kit dataset on a laptop CPU: small ConvNet, K = 30, min cluster 10. K, lr and
+        memory_momentum were chosen by a sweep on a validation split (bench/presets.md), the digits'
+        below and fashion5k's in `TUNED`."""
+        # ~130 images per cluster on average
+        base = dict(
+            n_clusters=30,
+            backbone="convnet",
+            sobel=False,
+            lr=0.1,
+            lr_decay_epochs=(),
+            memory_momentum=0.2,
+            min_cluster_size=10,
+            batch_size=64,
+            eval_every=1,
+            seed=31,
+        )
         return cls.preset(base, dataset, overrides)
 
     @classmethod
     def fast(cls, **overrides) -> "ODCConfig":
-        """KIT_FAST=1: `small()` at K = 20 and min cluster 5, for a seconds-long smoke run on a few hundred images
-        (the tests, `make test-fast`: 400 images, 20 a cluster, clear of `check_cluster_room`'s warning); it shows the
-        machinery works, not what the algorithm learns."""
+        """KIT_FAST=1: `small()` at K = 20 and min cluster 5, for a seconds-long smoke run on a few
+        hundred images (the tests, `make test-fast`: 400 images, 20 a cluster, clear of
+        `check_cluster_room`'s warning); it shows the machinery works, not what the algorithm
+        learns."""
         return cls.small(**{**dict(n_clusters=20, min_cluster_size=5), **overrides})
 
     def lr_at(self, epoch: int) -> float:
@@ -74,22 +87,28 @@ class ODCConfig(TrainConfig):
 
 
 def check_cluster_room(n: int, k: int, min_size: int) -> None:
-    """Refuse K where the average cluster is below `min_size`: the small-cluster fix (§2.7) would dissolve and
-    re-split clusters in every iteration, and an epoch crawls (K = 1,000 on 4,000 digits took ~240 s an epoch against
-    3.7 s at K = 30 before the splits were batched). Under twice `min_size`, warn: K = 300 on 4,000 digits (13 a
-    cluster, 10 the minimum) refills ~800 cluster ids an epoch and takes 1.3x to 1.4x a K = 30 epoch
-    (bench/small_clusters.py)."""
+    """Refuse K where the average cluster is below `min_size`: the small-cluster fix (§2.7) would
+    dissolve and re-split clusters in every iteration, and an epoch crawls (K = 1,000 on 4,000
+    digits took ~240 s an epoch against 3.7 s at K = 30 before the splits were batched). Under twice
+    `min_size`, warn: K = 300 on 4,000 digits (13 a cluster, 10 the minimum) refills ~800 cluster
+    ids an epoch and takes 1.3x to 1.4x a K = 30 epoch (bench/small_clusters.py)."""
     if min_size <= 0:
         return
     if n < k * min_size:
-        raise ValueError(f"n_clusters={k} leaves {n / k:.1f} images a cluster on average, below ODC's "
-                         f"min_cluster_size {min_size}: every iteration would dissolve and re-split clusters. Use "
-                         f"n_clusters <= {n // min_size} for {n:,} images, or a smaller min_cluster_size "
-                         "(command line: --n-clusters)")
+        raise ValueError(
+            f"n_clusters={k} leaves {n / k:.1f} images a cluster on average, below ODC's "
+            f"min_cluster_size {min_size}: every iteration would dissolve and re-split clusters. "
+            f"Use n_clusters <= {n // min_size} for {n:,} images, or a smaller min_cluster_size "
+            "(command line: --n-clusters)"
+        )
     if n < 2 * k * min_size:
-        warnings.warn(f"ODC: n_clusters={k} leaves {n / k:.1f} images a cluster, under twice min_cluster_size "
-                      f"{min_size}: many iterations will re-split small clusters, and epochs slow down (n_clusters "
-                      f"<= {n // (2 * min_size)} avoids it)", RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"ODC: n_clusters={k} leaves {n / k:.1f} images a cluster, under twice "
+            f"min_cluster_size {min_size}: many iterations will re-split small clusters, and "
+            f"epochs slow down (n_clusters <= {n // (2 * min_size)} avoids it)",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 class ODC(Trainer):
@@ -111,7 +130,8 @@ class ODC(Trainer):
     progress_keys = ("loss", "change_ratio", "knn")
 
     def _gather_batch(self, idx, z):
-        """Every rank's batch, each padded to a global batch's largest share (the same number on every rank)."""
+        """Every rank's batch, each padded to a global batch's largest share (the same number on
+        every rank)."""
         return all_gather_batch(idx, z, rows=-(-self.config.batch_size // self.dist.world))
 
     def _check(self, dataset) -> None:
@@ -125,14 +145,21 @@ class ODC(Trainer):
     def _init_memory(self, dataset) -> None:
         """§2.2: one k-means over all N samples with the untrained network; no PCA, L2 only."""
         cfg, t0 = self.config, time.perf_counter()
-        x = l2_normalize(self.extract(self.model, dataset, batch_size=max(256, cfg.batch_size)))  # (N, 256) on rank 0
+        # (N, 256) on rank 0
+        x = l2_normalize(self.extract(self.model, dataset, batch_size=max(256, cfg.batch_size)))
         seed = self._next_seed()  # drawn on every rank, so their generators stay in step
-        labels, km = self.dist.cluster(  # one rank clusters (torch k-means on CUDA), every rank gets its labels
-            lambda: KMeans(cfg.n_clusters, cfg.kmeans_iters, seed).fit(torch.as_tensor(x, device=self.device)),
-            len(dataset))
-        x = self.dist.share(x, len(dataset))  # the memory is replicated: every rank starts from rank 0's features
+        # one rank clusters (torch k-means on CUDA), every rank gets its labels
+        labels, km = self.dist.cluster(
+            lambda: KMeans(cfg.n_clusters, cfg.kmeans_iters, seed).fit(
+                torch.as_tensor(x, device=self.device)
+            ),
+            len(dataset),
+        )
+        # the memory is replicated: every rank starts from rank 0's features
+        x = self.dist.share(x, len(dataset))
+        # 2-means seed 0, as the reference (§2.1)
         self.memory = ODCMemory(len(dataset), x.shape[1], cfg.n_clusters, cfg.memory_momentum,
-                                cfg.min_cluster_size, gather=self.gather).to(self.device)  # 2-means seed 0, as the reference (§2.1)
+                                cfg.min_cluster_size, gather=self.gather).to(self.device)
         moved = self.memory.init(x, labels)
         self.reset_head()
         self.history["labels"].append(labels_snapshot(self.memory.labels))
@@ -141,12 +168,14 @@ class ODC(Trainer):
                                 "moved": moved, "time": time.perf_counter() - t0,
                                 **cluster_sizes(self.memory.labels.cpu(), cfg.n_clusters)}
 
-    def _epoch(self, dataset, callback, stop, features=None) -> dict | None:  # the memory holds ODC's features
+    # the memory holds ODC's features
+    def _epoch(self, dataset, callback, stop, features=None) -> dict | None:
         cfg, model, opt, mem = self.config, self.net, self.optimizer, self.memory
         t0 = time.perf_counter()
         for group in opt.param_groups:
             group["lr"] = cfg.lr_at(self.epoch)
-        order = replacement_indices(len(dataset), generator=self.generator)  # with replacement (§2.9)
+        # with replacement (§2.9)
+        order = replacement_indices(len(dataset), generator=self.generator)
         weight = mem.class_weights(cfg.reweight_power)
         model.train()
         losses, changes, moved_total = [], [], 0
@@ -155,37 +184,65 @@ class ODC(Trainer):
             with autocast(self.device):
                 z, logits = model(x)  # (B, 256), (B, K)
             y = mem.labels[idx]  # the labels as they were before this batch's update
-            loss, value = self.dist.cross_entropy(logits.float(), y, weight)  # mean normalised by the targets' weights
+            # mean normalised by the targets' weights
+            loss, value = self.dist.cross_entropy(logits.float(), y, weight)
             self._optimise(loss)
-            change_ratio = mem.update(idx, z.detach())  # momentum features, relabel the batch (NaN z: nothing written)
+            # momentum features, relabel the batch (NaN z: nothing written)
+            change_ratio = mem.update(idx, z.detach())
             self.iteration += 1
             if self.iteration % cfg.centroid_interval == 0:
                 mem.recompute_centroids()
-            # the one wait for the device per iteration: the two logged numbers and the count the loop branches on
+            # the one wait for the device per iteration: the two logged numbers and the count the
+            # loop branches on
             loss_value, change_ratio, n_small = torch.stack(
                 [value.float(), change_ratio.float(), mem.small_clusters().sum().float()]).tolist()
             if not math.isfinite(change_ratio):
-                raise Diverged(f"NaN/inf in the neck features at iteration {self.iteration - 1} (epoch {self.epoch}); "
-                               "nothing of this batch reached the memory, and a fit rolls the epoch back to its start: "
-                               "lower lr or resume from the last checkpoint")
-            moved = mem.fix_small_clusters() if n_small else 0  # labels moved here are not in change_ratio (§2.11)
+                raise Diverged(
+                    f"NaN/inf in the neck features at iteration {self.iteration - 1} (epoch "
+                    f"{self.epoch}); nothing of this batch reached the memory, and a fit rolls the "
+                    "epoch back to its start: lower lr or resume from the last checkpoint"
+                )
+            # labels moved here are not in change_ratio (§2.11)
+            moved = mem.fix_small_clusters() if n_small else 0
             weight = mem.class_weights(cfg.reweight_power)
             losses.append(loss_value)
             changes.append(change_ratio)
             moved_total += moved
-            self._log_step(epoch=self.epoch, loss=losses[-1], change_ratio=change_ratio, moved_small=moved)
-            self._emit(callback, {"kind": "step", "algo": self.algo, "epoch": self.epoch, "loss": losses[-1],
-                                  "change_ratio": change_ratio, "step": self._steps_logged()})
+            self._log_step(
+                epoch=self.epoch, loss=losses[-1], change_ratio=change_ratio, moved_small=moved
+            )
+            self._emit(
+                callback,
+                {
+                    "kind": "step",
+                    "algo": self.algo,
+                    "epoch": self.epoch,
+                    "loss": losses[-1],
+                    "change_ratio": change_ratio,
+                    "step": self._steps_logged(),
+                },
+            )
         if self.stopped:
             return None
         drift = mem.agree(self.dist)  # every rank's memory holds rank 0's labels (0 in one process)
         if drift and self.dist.is_writer:
-            tqdm.write(f"epoch {self.epoch}: the ranks' ODC memories disagreed on up to {drift} labels; "
-                       "every rank now holds rank 0's")
+            tqdm.write(
+                f"epoch {self.epoch}: the ranks' ODC memories disagreed on up to {drift} labels; "
+                "every rank now holds rank 0's"
+            )
         loss = float(np.mean(losses))
-        record = {"epoch": self.epoch, "loss": loss, "change_ratio": float(np.mean(changes)), "moved_small": moved_total,
-                  **self._labels_record(dataset, self.history["labels"][-1], mem.labels.cpu(), loss, mem.features),
-                  "lr": cfg.lr_at(self.epoch), "time_train": time.perf_counter() - t0}  # collapse: the memory's features
+        # collapse: the memory's features
+        record = {
+            "epoch": self.epoch,
+            "loss": loss,
+            "change_ratio": float(np.mean(changes)),
+            "moved_small": moved_total,
+            **self._labels_record(
+                dataset, self.history["labels"][-1], mem.labels.cpu(), loss, mem.features
+            ),
+            "lr": cfg.lr_at(self.epoch),
+            "time_train": time.perf_counter() - t0,
+        }
         self.epoch += 1
         return record
 
@@ -196,8 +253,9 @@ class ODC(Trainer):
     def load_extra_state(self, state: dict) -> None:
         cfg, buf = self.config, state["memory"]
         n, d = buf["features"].shape
+        # 2-means seed 0, as the reference (§2.1)
         self.memory = ODCMemory(n, d, cfg.n_clusters, cfg.memory_momentum, cfg.min_cluster_size,
-                                gather=self.gather).to(self.device)  # 2-means seed 0, as the reference (§2.1)
+                                gather=self.gather).to(self.device)
         self.memory.load_state_dict(buf)
         self.iteration = int(state["iteration"])
 

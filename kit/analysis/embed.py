@@ -6,8 +6,9 @@ umap-learn spends ~45 s compiling (numba) before its first embedding in a fresh 
 - `make install` imports umap once with `NUMBA_CACHE_DIR` set, so cached functions load from disk;
 - `warm_up()` compiles the rest in a background thread while training runs.
 
-Successive epochs are aligned by initialising each layout from the previous one and rotating it
-onto the previous one (orthogonal Procrustes). AlignedUMAP would be exact but costs ~3x (ECOSYSTEM.md §5.7).
+Successive epochs are aligned by initialising each layout from the previous one and rotating it onto
+the previous one (orthogonal Procrustes). AlignedUMAP would be exact but costs ~3x (ECOSYSTEM.md
+§5.7).
 """
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ def _numba_cache() -> None:
 
 
 def knn_graph(x: np.ndarray, k: int = 15) -> tuple[np.ndarray, np.ndarray]:
-    """Exact kNN by faiss (each point its own first neighbour): (N, k) indices and Euclidean distances."""
+    """Exact kNN by faiss (each point its own first neighbour): (N, k) indices and Euclidean
+    distances."""
     import faiss
 
     x = np.ascontiguousarray(x, dtype=np.float32)
@@ -37,16 +39,24 @@ def knn_graph(x: np.ndarray, k: int = 15) -> tuple[np.ndarray, np.ndarray]:
 
 def umap_embed(x: np.ndarray, init: np.ndarray | None = None, seed: int = 0, n_neighbors: int = 15,
                min_dist: float = 0.1) -> np.ndarray:
-    """2-D UMAP of `x` (N, D) with a faiss kNN graph; `init` (N, 2) warm-starts from a previous layout."""
+    """2-D UMAP of `x` (N, D) with a faiss kNN graph; `init` (N, 2) warm-starts from a previous
+    layout."""
     _numba_cache()
     import umap
 
     idx, dist = knn_graph(x, n_neighbors)
     start = "spectral" if init is None else _rescale(init)
-    with warnings.catch_warnings():  # "n_jobs overridden by random_state", "no transform without index"
+    # "n_jobs overridden by random_state", "no transform without index"
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        reducer = umap.UMAP(n_neighbors=n_neighbors, min_dist=min_dist, random_state=seed, init=start,
-                            precomputed_knn=(idx, dist, None), n_epochs=200 if init is None else 100)
+        reducer = umap.UMAP(
+            n_neighbors=n_neighbors,
+            min_dist=min_dist,
+            random_state=seed,
+            init=start,
+            precomputed_knn=(idx, dist, None),
+            n_epochs=200 if init is None else 100,
+        )
         return reducer.fit_transform(x).astype(np.float32)
 
 

@@ -1,13 +1,15 @@
-"""The benchmark pages' classification protocols, at the scale of one machine (the OpenSelfSup / mmselfsup benchmark pages; ALGORITHMS.md §3.1 and §3.5).
+"""The benchmark pages' classification protocols, at the scale of one machine (the OpenSelfSup /
+mmselfsup benchmark pages; ALGORITHMS.md §3.1 and §3.5).
 
 - linear probe on each stage (Feature1-5: stem + 4 stages, pooled to a fixed size, no global
   pooling) and on the global-average-pooled feature (AvgPool), all heads trained together on
   cached features;
 - weighted kNN (k = 10, 20, 100, 200) on the pooled feature;
 - linear SVM, and low-shot SVMs with k = 1..96 labelled samples per class, several draws each;
-- semi-supervised fine-tuning of the whole network with 1% and 10% of the labels over the page's
+- - semi-supervised fine-tuning of the whole network with 1% and 10% of the labels over the page's
   grid, base lr {0.001, 0.01, 0.1} x head multiplier {1, 10, 100}, each model's setting chosen on a
-  validation split carved from the train split (or, as the pages do, by test top-1: `selection="test"`);
+  validation split carved from the train split (or, as the pages do, by test top-1:
+  `selection="test"`);
 - `export_torchvision`: a ResNet backbone as a plain torchvision state dict.
 
 Departure from the pages, on purpose: the reference pools each stage to ~9k dims for 224 px
@@ -55,14 +57,25 @@ def _device(model: torch.nn.Module, device) -> torch.device:
 @torch.inference_mode()
 def stage_features(backbone: Backbone, dataset, stage_dim: int = 2048, batch_size: int = 256,
                    device=None, num_workers: int = 4) -> list[torch.Tensor]:
-    """Feature1-5 (each stage's map average-pooled to about `stage_dim` values) and AvgPool, for every
-    image, in dataset order: a list of 6 float32 tensors (N, D_i) on the CPU. Eval mode, no
+    """Feature1-5 (each stage's map average-pooled to about `stage_dim` values) and AvgPool, for
+    every image, in dataset order: a list of 6 float32 tensors (N, D_i) on the CPU. Eval mode, no
     augmentation, float32; on the backbone's device unless `device` names one."""
     device = _device(backbone, device)
     was = backbone.training
-    net = backbone.eval() if device == model_device(backbone) else copy.deepcopy(backbone).eval().to(device)
+    net = (
+        backbone.eval()
+        if device == model_device(backbone)
+        else copy.deepcopy(backbone).eval().to(device)
+    )
     out: list[list[torch.Tensor]] = [[] for _ in range(6)]
-    for x, _ in batches(dataset, torch.arange(len(dataset)), batch_size, device, train=False, num_workers=num_workers):
+    for x, _ in batches(
+        dataset,
+        torch.arange(len(dataset)),
+        batch_size,
+        device,
+        train=False,
+        num_workers=num_workers,
+    ):
         with full_precision(device):
             maps = net.stages(x)
         for i, m in enumerate(maps):
@@ -128,7 +141,9 @@ def low_shot_indices(targets: torch.Tensor, k: int, seed: int) -> torch.Tensor:
     return torch.cat(picks)
 
 
-def svm_table(ftr, ytr, fte, yte, ks=LOW_SHOT_K, draws: int = 5, cost: float = 1.0, progress: bool = False) -> dict:
+def svm_table(
+    ftr, ytr, fte, yte, ks=LOW_SHOT_K, draws: int = 5, cost: float = 1.0, progress: bool = False
+) -> dict:
     """Linear SVM top-1 (%) on all labels ("SVM") and low-shot SVMs: {k: (mean, std over draws)}."""
     from sklearn.svm import LinearSVC
 
@@ -141,7 +156,10 @@ def svm_table(ftr, ytr, fte, yte, ks=LOW_SHOT_K, draws: int = 5, cost: float = 1
 
     out = {"SVM": fit_score(np.arange(len(xtr)))}
     for k in tqdm(ks, desc="low-shot SVM", disable=not progress, leave=False):
-        scores = [fit_score(low_shot_indices(torch.as_tensor(ytr_np), k, seed).numpy()) for seed in range(draws)]
+        scores = [
+            fit_score(low_shot_indices(torch.as_tensor(ytr_np), k, seed).numpy())
+            for seed in range(draws)
+        ]
         out[k] = (float(np.mean(scores)), float(np.std(scores)))
     return out
 
@@ -153,24 +171,47 @@ class FinetuneResult:
     top1: float  # on the test split, %
     top5: float | None
     val_top1: float | None = None  # on the validation split that chose the setting, where one did
-    selected_on: str = "test"  # "validation" or "test": which split's top-1 picked this setting from the grid
+    # "validation" or "test": which split's top-1 picked this setting from the grid
+    selected_on: str = "test"
 
 
-def finetune(backbone: Backbone, train_set, test_set, fraction: float, lr: float, head_mult: int,
-             steps: int = 200, batch_size: int = 64, seed: int = 0, device=None, num_workers: int = 4) -> FinetuneResult:
+def finetune(
+    backbone: Backbone,
+    train_set,
+    test_set,
+    fraction: float,
+    lr: float,
+    head_mult: int,
+    steps: int = 200,
+    batch_size: int = 64,
+    seed: int = 0,
+    device=None,
+    num_workers: int = 4,
+) -> FinetuneResult:
     """Fine-tune a copy of the whole network with a linear head on `fraction` of the labels
     (class-balanced), base lr `lr`, head lr `lr * head_mult`, for `steps` SGD steps (lr / 10 at 60%
     and 80%); top-1/top-5 (%) on the test split. Sized in steps, not epochs: 1% of the labels is a
     single batch per epoch. Runs on the backbone's device unless `device` names one."""
     device = _device(backbone, device)
-    net, head, n_classes = _tuned(backbone, train_set, fraction, lr, head_mult, steps, batch_size, seed, device,
-                                  num_workers)
+    net, head, n_classes = _tuned(
+        backbone, train_set, fraction, lr, head_mult, steps, batch_size, seed, device, num_workers
+    )
     r = _scores(net, head, test_set, n_classes, device, num_workers)
     return FinetuneResult(setting_name(lr, head_mult), r["top1"], r.get("top5"))
 
 
-def _tuned(backbone: Backbone, train_set, fraction: float, lr: float, head_mult: int, steps: int, batch_size: int,
-           seed: int, device, num_workers: int) -> tuple[torch.nn.Module, torch.nn.Linear, int]:
+def _tuned(
+    backbone: Backbone,
+    train_set,
+    fraction: float,
+    lr: float,
+    head_mult: int,
+    steps: int,
+    batch_size: int,
+    seed: int,
+    device,
+    num_workers: int,
+) -> tuple[torch.nn.Module, torch.nn.Linear, int]:
     """`finetune`'s training: (the network in eval mode, its head, the number of classes)."""
     torch.manual_seed(seed)
     ytr = train_set.targets
@@ -180,12 +221,24 @@ def _tuned(backbone: Backbone, train_set, fraction: float, lr: float, head_mult:
     net = copy.deepcopy(backbone).to(device).train()
     head = torch.nn.Linear(net.feature_dim, n_classes).to(device)
     ClusterHead.reset_parameters(head)  # N(0, 0.01), zero bias
-    opt = torch.optim.SGD([{"params": net.parameters(), "lr": lr}, {"params": head.parameters(), "lr": lr * head_mult}],
-                          momentum=0.9, weight_decay=5e-4)
+    opt = torch.optim.SGD(
+        [
+            {"params": net.parameters(), "lr": lr},
+            {"params": head.parameters(), "lr": lr * head_mult},
+        ],
+        momentum=0.9,
+        weight_decay=5e-4,
+    )
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, [int(0.6 * steps), int(0.8 * steps)], 0.1)
     g = torch.Generator().manual_seed(seed)
-    order = torch.cat([idx[torch.randperm(len(idx), generator=g)] for _ in range(-(-steps * batch_size // len(idx)))])
-    targets = ytr.to(device)  # indexed by the batch's indices, which live on the device for tensor datasets
+    order = torch.cat(
+        [
+            idx[torch.randperm(len(idx), generator=g)]
+            for _ in range(-(-steps * batch_size // len(idx)))
+        ]
+    )
+    # indexed by the batch's indices, which live on the device for tensor datasets
+    targets = ytr.to(device)
     for x, b in batches(train_set, order[: steps * batch_size], batch_size, device, train=True,
                         num_workers=num_workers):
         if len(b) < 2:
@@ -201,8 +254,12 @@ def _tuned(backbone: Backbone, train_set, fraction: float, lr: float, head_mult:
 
 @torch.no_grad()
 def _scores(net, head, dataset, n_classes: int, device, num_workers: int) -> dict[str, float]:
-    logits = [head(net(x)).float().cpu() for x, _ in batches(dataset, torch.arange(len(dataset)), 256, device,
-                                                               train=False, num_workers=num_workers)]
+    logits = [
+        head(net(x)).float().cpu()
+        for x, _ in batches(
+            dataset, torch.arange(len(dataset)), 256, device, train=False, num_workers=num_workers
+        )
+    ]
     return topk(torch.cat(logits), dataset.targets, n_classes)
 
 
@@ -227,37 +284,75 @@ def recalibrate_bn(net: torch.nn.Module, dataset, idx: torch.Tensor, device, bat
         m.momentum = mom
 
 
-def semi_supervised(backbone, train_set, test_set, fractions=(0.01, 0.1), grid=FINETUNE_GRID, steps: int = 200,
-                    device=None, progress: bool = False, selection: str = "validation",
-                    val_fraction: float = 0.1) -> dict[float, FinetuneResult]:
+def semi_supervised(
+    backbone,
+    train_set,
+    test_set,
+    fractions=(0.01, 0.1),
+    grid=FINETUNE_GRID,
+    steps: int = 200,
+    device=None,
+    progress: bool = False,
+    selection: str = "validation",
+    val_fraction: float = 0.1,
+) -> dict[float, FinetuneResult]:
     """The page's grid for each label fraction, and the setting each fraction keeps.
 
     `selection="validation"` (the default): a class-stratified `val_fraction` of the train split is
-    set aside, every setting fine-tunes on `fraction` of the rest, the best validation top-1 picks the
-    setting, and its test top-1/top-5 are reported; the test split takes no part in the choice.
+    set aside, every setting fine-tunes on `fraction` of the rest, the best validation top-1 picks
+    the setting, and its test top-1/top-5 are reported; the test split takes no part in the choice.
     `selection="test"`: the benchmark pages' way, fine-tuning on `fraction` of the whole train split
     and keeping the best test top-1, which flatters every model a little (the test split chooses).
     """
     if selection not in SELECTIONS:
         raise ValueError(f"selection={selection!r}: choose {' or '.join(SELECTIONS)}")
     if selection == "test":
-        return {frac: max((finetune(backbone, train_set, test_set, frac, lr, m, steps=steps, device=device)
-                           for lr, m in tqdm(grid, desc=f"fine-tune {frac:.0%}", disable=not progress, leave=False)),
-                          key=lambda r: r.top1) for frac in fractions}
+        return {
+            frac: max(
+                (
+                    finetune(backbone, train_set, test_set, frac, lr, m, steps=steps, device=device)
+                    for lr, m in tqdm(
+                        grid, desc=f"fine-tune {frac:.0%}", disable=not progress, leave=False
+                    )
+                ),
+                key=lambda r: r.top1,
+            )
+            for frac in fractions
+        }
     n_classes = len(train_set.targets.unique())
     pool, val = validation_split(train_set, max(n_classes, round(val_fraction * len(train_set))))
-    return {frac: _chosen_on_validation(backbone, pool, val, test_set, frac, grid, steps, device, progress)
-            for frac in fractions}
+    return {
+        frac: _chosen_on_validation(
+            backbone, pool, val, test_set, frac, grid, steps, device, progress
+        )
+        for frac in fractions
+    }
 
 
-def _chosen_on_validation(backbone, pool, val, test_set, fraction: float, grid, steps: int, device,
-                          progress: bool, batch_size: int = 64, seed: int = 0, num_workers: int = 4) -> FinetuneResult:
-    """Every setting of `grid` fine-tuned on `fraction` of `pool` and scored on `val`; the test split
-    scores the chosen one only (the network of the best setting so far is kept, the others dropped)."""
+def _chosen_on_validation(
+    backbone,
+    pool,
+    val,
+    test_set,
+    fraction: float,
+    grid,
+    steps: int,
+    device,
+    progress: bool,
+    batch_size: int = 64,
+    seed: int = 0,
+    num_workers: int = 4,
+) -> FinetuneResult:
+    """Every setting of `grid` fine-tuned on `fraction` of `pool` and scored on `val`; the test
+    split scores the chosen one only (the network of the best setting so far is kept, the others
+    dropped)."""
     device = _device(backbone, device)
-    kept = None  # (validation top-1, lr, head multiplier, network, head, classes) of the best setting so far
+    # (validation top-1, lr, head multiplier, network, head, classes) of the best setting so far
+    kept = None
     for lr, m in tqdm(grid, desc=f"fine-tune {fraction:.0%}", disable=not progress, leave=False):
-        net, head, n = _tuned(backbone, pool, fraction, lr, m, steps, batch_size, seed, device, num_workers)
+        net, head, n = _tuned(
+            backbone, pool, fraction, lr, m, steps, batch_size, seed, device, num_workers
+        )
         top1 = _scores(net, head, val, n, device, num_workers)["top1"]
         if kept is None or top1 > kept[0]:  # the first of equals, as max() keeps
             kept = (top1, lr, m, net, head, n)
@@ -273,7 +368,10 @@ def export_torchvision(backbone: Backbone) -> dict[str, torch.Tensor]:
     if backbone.name not in ("resnet18", "resnet50"):
         raise ValueError(f"only ResNet backbones export to torchvision, not {backbone.name!r}")
     if backbone.sobel is not None:
-        raise ValueError("a Sobel backbone takes 2-channel edge maps; torchvision ResNets take RGB: export without Sobel")
+        raise ValueError(
+            "a Sobel backbone takes 2-channel edge maps; torchvision ResNets take RGB: export "
+            "without Sobel"
+        )
     out = {}
     for k, v in backbone.state_dict().items():
         if k.startswith("stem.0."):

@@ -1,11 +1,12 @@
 """What the equal-K comparison found, as numbers and one ranking sentence computed from them.
 
-`headline.json`, beside this file, holds the per-seed numbers of the 3-seed comparison at one K on the demo's
-dataset (`python -m kit compare --n-clusters 30 --seeds 3`, bench/equal_k.md; `bench/make_headline.py` writes it).
-Only one K ranks stability: NMI's chance level climbs with K, and fewer clusters change less. So the ranking reads
-stability chance-corrected (AMI between consecutive epochs' labels) and features by kNN accuracy and AMI to the
-true classes, on held-out images. Nothing here names an algorithm: the names come from the file and the registry.
-The lesson (kit/teaching/lesson.py) words the takeaway around these numbers; the report states the sentence and
+`headline.json`, beside this file, holds the per-seed numbers of the 3-seed comparison at one K on
+the demo's dataset (`python -m kit compare --n-clusters 30 --seeds 3`, bench/equal_k.md;
+`bench/make_headline.py` writes it). Only one K ranks stability: NMI's chance level climbs with K,
+and fewer clusters change less. So the ranking reads stability chance-corrected (AMI between
+consecutive epochs' labels) and features by kNN accuracy and AMI to the true classes, on held-out
+images. Nothing here names an algorithm: the names come from the file and the registry. The lesson
+(kit/teaching/lesson.py) words the takeaway around these numbers; the report states the sentence and
 ranks the run it shows against it.
 """
 from __future__ import annotations
@@ -19,22 +20,28 @@ from .history import last, mean_last
 from .seeds import mean_std
 
 HEADLINE = Path(__file__).parent / "headline.json"
-AGREEMENT = "ami_true_last5"  # agreement with the classes: AMI of a 10-means of the test features, last 5 epochs' mean
+# agreement with the classes: AMI of a 10-means of the test features, last 5 epochs' mean
+AGREEMENT = "ami_true_last5"
 
 
 @lru_cache(maxsize=1)
 def headline() -> dict:
-    """{measure: {algo: (mean, std over seeds)}} of the equal-K comparison, plus its "n_clusters", "epochs", "seeds"
-    and "source". Measures: knn, ami_true, nmi_true, ami_pseudo_true (final epoch), ami_true_last5, ami_prev,
-    nmi_prev, nmi_prev_chance, label_change (means of the last 5 epochs), knn_init; and "odc_paper_momentum":
-    {measure: (mean, std)} of ODC at the reference config's memory momentum 0.5, where measured."""
+    """{measure: {algo: (mean, std over seeds)}} of the equal-K comparison, plus its "n_clusters",
+    "epochs", "seeds" and "source". Measures: knn, ami_true, nmi_true, ami_pseudo_true (final
+    epoch), ami_true_last5, ami_prev, nmi_prev, nmi_prev_chance, label_change (means of the last 5
+    epochs), knn_init; and "odc_paper_momentum": {measure: (mean, std)} of ODC at the reference
+    config's memory momentum 0.5, where measured."""
     data = json.loads(HEADLINE.read_text())
     out = {k: data[k] for k in ("n_clusters", "epochs", "seeds", "source")}
     first = next(iter(data["per_seed"].values()))[0]
     for measure in first:
-        out[measure] = {algo: mean_std([s[measure] for s in seeds]) for algo, seeds in data["per_seed"].items()}
+        out[measure] = {
+            algo: mean_std([s[measure] for s in seeds]) for algo, seeds in data["per_seed"].items()
+        }
     paper = data.get("odc_paper_momentum")
-    out["odc_paper_momentum"] = {m: mean_std([s[m] for s in paper]) for m in paper[0] if m != "seed"} if paper else None
+    out["odc_paper_momentum"] = (
+        {m: mean_std([s[m] for s in paper]) for m in paper[0] if m != "seed"} if paper else None
+    )
     return out
 
 
@@ -43,9 +50,9 @@ def _higher(values: dict) -> str:
 
 
 def ranking(h: dict | None = None) -> dict:
-    """Who leads on each count: {"steadier": algo with the higher AMI(t-1, t), "better": algo with the higher kNN
-    accuracy, or "neither" where kNN and AMI to the true classes (the mean over the last 5 epochs, where the history
-    has it, else the last epoch's) disagree}."""
+    """Who leads on each count: {"steadier": algo with the higher AMI(t-1, t), "better": algo with
+    the higher kNN accuracy, or "neither" where kNN and AMI to the true classes (the mean over the
+    last 5 epochs, where the history has it, else the last epoch's) disagree}."""
     h = h or headline()
     agreement = h.get(AGREEMENT) or h["ami_true"]
     better = _higher(h["knn"]) if _higher(h["knn"]) == _higher(agreement) else "neither"
@@ -53,39 +60,63 @@ def ranking(h: dict | None = None) -> dict:
 
 
 def ranking_sentence(h: dict | None = None) -> str:
-    """The ranking in one sentence, word for word the same on every page that states the takeaway. It names the
-    measures it ranks by: the features by kNN accuracy and agreement with the classes, the labels by AMI(t-1, t)."""
+    """The ranking in one sentence, word for word the same on every page that states the takeaway.
+    It names the measures it ranks by: the features by kNN accuracy and agreement with the classes,
+    the labels by AMI(t-1, t)."""
     r = ranking(h)
-    features = (f"{NAMES[r['better']]}'s features score higher in kNN accuracy and agreement with the classes"
-                if r["better"] != "neither"
-                else "kNN accuracy and agreement with the classes do not rank the features alike")
-    return f"At equal K, {NAMES[r['steadier']]}'s labels are the steadier from one epoch to the next, and {features}."
+    features = (
+        f"{NAMES[r['better']]}'s features score higher in kNN accuracy and agreement with the "
+        "classes"
+        if r["better"] != "neither"
+        else "kNN accuracy and agreement with the classes do not rank the features alike"
+    )
+    steadier = NAMES[r["steadier"]]
+    return (f"At equal K, {steadier}'s labels are the steadier from one epoch to the next, "
+            f"and {features}.")
 
 
 def stated(h: dict, measure: str, digits: int = 2) -> str:
-    """One measure for every algorithm of the headline, "DeepCluster 0.80 ± 0.00, ODC 0.95 ± 0.01"."""
-    return ", ".join(f"{NAMES[a]} {m:.{digits}f} ± {s:.{digits}f}" for a, (m, s) in h[measure].items())
+    """One measure for every algorithm of the headline, "DeepCluster 0.80 ± 0.00, ODC 0.95 ±
+    0.01"."""
+    return ", ".join(
+        f"{NAMES[a]} {m:.{digits}f} ± {s:.{digits}f}" for a, (m, s) in h[measure].items()
+    )
 
 
 def this_run(histories: dict, label: str = "This run") -> str:
-    """One paragraph on the run a page shows: its own numbers, the same measures as the takeaway, and whether it
-    ranks the algorithms as the headline does (a run at unequal K ranks nothing on stability)."""
+    """One paragraph on the run a page shows: its own numbers, the same measures as the takeaway,
+    and whether it ranks the algorithms as the headline does (a run at unequal K ranks nothing on
+    stability)."""
     k = {a: int(h.get("config", {}).get("n_clusters", 0)) for a, h in histories.items()}
     epochs = max(len(h["epoch"]) for h in histories.values())
 
-    def value(h, m):  # the takeaway's measures: the final kNN / AMI to the classes, the last-5 mean of stability
+    # the takeaway's measures: the final kNN / AMI to the classes, the last-5 mean of stability
+    def value(h, m):
         v = last(h, m) if m in ("knn", "ami_true") else mean_last(h, m)
         return float("nan") if v is None else v
 
     got = {m: {a: (value(h, m), 0.0) for a, h in histories.items()}
            for m in ("knn", "ami_true", "ami_prev", "label_change")}
-    line = ", ".join(f"{NAMES[a]} (K = {k[a]}): kNN {got['knn'][a][0]:.3f}, AMI(t−1, t) {got['ami_prev'][a][0]:.2f}, "
-                     f"{got['label_change'][a][0]:.2f} of the images reassigned per epoch" for a in histories)
+    line = ", ".join(
+        f"{NAMES[a]} (K = {k[a]}): kNN {got['knn'][a][0]:.3f}, AMI(t−1, t) "
+        f"{got['ami_prev'][a][0]:.2f}, {got['label_change'][a][0]:.2f} of the images reassigned "
+        "per epoch"
+        for a in histories
+    )
     if len(histories) < 2:
         return f"{label} ({epochs} epochs): {line}."
     r, ref = ranking(got), ranking()
-    same = "ranks them as the takeaway does" if r == ref else "does not rank them as the takeaway does"
-    caveat = "" if len(set(k.values())) == 1 else (
-        " Its two K differ, so its stability numbers rank nothing: how many images change cluster depends on K too "
-        "(in either direction: notebook 05).")
-    return f"{label} ({epochs} epochs, last 5 for the stability measures): {line}. It {same}.{caveat}"
+    same = (
+        "ranks them as the takeaway does" if r == ref else "does not rank them as the takeaway does"
+    )
+    caveat = (
+        ""
+        if len(set(k.values())) == 1
+        else (
+            " Its two K differ, so its stability numbers rank nothing: how many images change "
+            "cluster depends on K too (in either direction: notebook 05)."
+        )
+    )
+    return (
+        f"{label} ({epochs} epochs, last 5 for the stability measures): {line}. It {same}.{caveat}"
+    )

@@ -1,7 +1,8 @@
 """Start a multi-process run from a notebook and watch its run folder grow.
 
-    proc = kit.commands.launch.torchrun(["compare", "--name", "cifar-r18", "--dataset", "cifar10"], nproc=2)
-    kit.commands.launch.watch("runs/cifar-r18", proc)        # live learning curves until it ends
+    from kit.commands import launch
+    proc = launch.torchrun(["compare", "--name", "cifar-r18", "--dataset", "cifar10"], nproc=2)
+    launch.watch("runs/cifar-r18", proc)        # live learning curves until it ends
 
 The kernel only starts `torchrun` as a subprocess and reads the files rank 0 writes: it never
 initialises CUDA itself, so nothing is forked from a process that holds a CUDA context.
@@ -14,11 +15,21 @@ import time
 from pathlib import Path
 
 
-def torchrun(args: list[str], nproc: int = 2, env: dict | None = None, log: str | Path | None = None) -> subprocess.Popen:
-    """`torchrun --standalone --nproc-per-node nproc -m kit *args` in the background; its output goes
-    to `log` (default: a `torchrun.log` beside the current folder's runs/)."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-           "-m", "kit", *map(str, args)]
+def torchrun(
+    args: list[str], nproc: int = 2, env: dict | None = None, log: str | Path | None = None
+) -> subprocess.Popen:
+    """`torchrun --standalone --nproc-per-node nproc -m kit *args` in the background; its output
+    goes to `log` (default: a `torchrun.log` beside the current folder's runs/)."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={nproc}",
+        "-m",
+        "kit",
+        *map(str, args),
+    ]
     out = open(log or "torchrun.log", "wb")  # noqa: SIM115 - the child writes to it after we return
     return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
 
@@ -52,7 +63,8 @@ def watch(run_path: str | Path, proc: subprocess.Popen | None = None, every: flo
         done = proc is None or proc.poll() is not None
         try:
             histories = read_histories(run_path)
-        except (FileNotFoundError, ValueError):  # the folder is still being made, or a line is mid-write
+        # the folder is still being made, or a line is mid-write
+        except (FileNotFoundError, ValueError):
             histories = {}
         n = sum(len(h["epoch"]) for h in histories.values())
         if histories and n != seen:

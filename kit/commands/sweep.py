@@ -3,11 +3,13 @@ of the train split (the test split is never loaded), every cell with the same ep
 `python -m kit sweep`.
 
 runs/<name>/
-    config.json                                    the grid and the data settings
-    deepcluster,n_clusters=10,lr=0.1,pca_dim=64,seed=31/    one cell: history files, checkpoint.pt and,
-    odc,n_clusters=10,lr=0.1,memory_momentum=0.2,seed=31/   once it is trained, result.json
-    sweep.md, sweep.csv                            final kNN / NMI to truth / NMI(t-1, t), mean ± std over seeds
-    sweep.png                                      each metric against each swept setting
+    config.json            the grid and the data settings
+    deepcluster,n_clusters=10,lr=0.1,pca_dim=64,seed=31/
+    odc,n_clusters=10,lr=0.1,memory_momentum=0.2,seed=31/
+                           one cell each: history files, checkpoint.pt and, once it is trained,
+                           result.json
+    sweep.md, sweep.csv    final kNN / NMI to truth / NMI(t-1, t), mean ± std over seeds
+    sweep.png              each metric against each swept setting
 
 A cell whose result.json holds the sweep's epoch target is finished and never trained again; an
 interrupted cell resumes from its checkpoint. What each algorithm's cells sweep is `GRID`
@@ -33,30 +35,41 @@ from ..store.runs import Run
 from ..views.tensorboard_log import TensorBoardLog, check_available
 from .run_setup import start_run
 
-METRICS = {"knn": "kNN accuracy", "nmi_true": "NMI to true classes", "ami_true": "AMI to true classes",
-           "nmi_prev": "NMI(t-1, t)", "nmi_prev_chance": "its chance level", "ami_prev": "AMI(t-1, t)"}  # after the last epoch
-# NMI(t-1, t) climbs with K by chance alone (kit/parts/metrics.py): AMI(t-1, t) is the stability read across K
+# after the last epoch
+METRICS = {
+    "knn": "kNN accuracy",
+    "nmi_true": "NMI to true classes",
+    "ami_true": "AMI to true classes",
+    "nmi_prev": "NMI(t-1, t)",
+    "nmi_prev_chance": "its chance level",
+    "ami_prev": "AMI(t-1, t)",
+}
+# NMI(t-1, t) climbs with K by chance alone (kit/parts/metrics.py): AMI(t-1, t) is the stability
+# read across K
 
 
 @dataclass
 class SweepConfig:
-    """The grid (one list of values per setting) and the data every cell shares. `SweepConfig.fast()`
-    is the KIT_FAST smoke sweep."""
+    """The grid (one list of values per setting) and the data every cell shares.
+    `SweepConfig.fast()` is the KIT_FAST smoke sweep."""
 
     saved_as: ClassVar[str] = "sweep"  # its key in config.json (kit/commands/run_setup.py)
 
     algos: list[str] = field(default_factory=compared)  # the registry's compared pair
-    # K, both algorithms: three cells per algorithm that fit a lecture (ODC at K = 300 takes 6-7 min a cell on 2 cores)
+    # K, both algorithms: three cells per algorithm that fit a lecture (ODC at K = 300 takes 6-7 min
+    # a cell on 2 cores)
     n_clusters: list[int] = field(default_factory=lambda: [10, 30, 100])
     lr: list[float] = field(default_factory=lambda: [0.1])  # SGD learning rate, both
-    # the algorithm whose knob it is only; None: the dataset's preset (the digits' for a dataset without its own)
+    # the algorithm whose knob it is only; None: the dataset's preset (the digits' for a dataset
+    # without its own)
     pca_dim: list[int] | None = None
     memory_momentum: list[float] | None = None
     epochs: int = 10  # the same budget for every cell
     seed: int = 31
     seeds: int = 1  # each cell with seed, seed + 1, ...
     n_val: int = 1000  # validation images carved from the train split (class-stratified, fixed)
-    n_train: int | None = None  # images each cell fits on, from the rest of the train split (None = all)
+    # images each cell fits on, from the rest of the train split (None = all)
+    n_train: int | None = None
     dataset: str = "mnist5k"
     root: str = "data"
     backbone: str = "convnet"
@@ -70,15 +83,22 @@ class SweepConfig:
 
     def __post_init__(self):
         if self.dataset not in DATASETS:
-            raise ValueError(f"unknown dataset {self.dataset!r}: choose one of {', '.join(DATASETS)} (--dataset)")
+            raise ValueError(
+                f"unknown dataset {self.dataset!r}: choose one of {', '.join(DATASETS)} (--dataset)"
+            )
         for knob in ("pca_dim", "memory_momentum"):
             if getattr(self, knob) is None:
                 setattr(self, knob, _preset(knob, self.dataset))
         if not self.algos or set(self.algos) - set(NAMES):
-            raise ValueError(f"algos={self.algos!r}: choose from {', '.join(NAMES)} (command line: --algo)")
+            raise ValueError(
+                f"algos={self.algos!r}: choose from {', '.join(NAMES)} (command line: --algo)"
+            )
         for key in GRID_KEYS:
             if not getattr(self, key):
-                raise ValueError(f"{key} has no value to sweep: give at least one (command line: --{key.replace('_', '-')})")
+                raise ValueError(
+                    f"{key} has no value to sweep: give at least one (command line: "
+                    f"--{key.replace('_', '-')})"
+                )
         check_number("epochs", self.epochs, 1)
         check_number("seeds", self.seeds, 1)
         check_number("n_val", self.n_val, 2)
@@ -97,8 +117,15 @@ class SweepConfig:
 
     def algo_config(self, cell: "Cell"):
         """The cell's algorithm settings: the dataset's `.small()` preset with the cell's values."""
-        return CONFIGS[cell.algo].small(dataset=self.dataset, **dict(cell.settings), seed=cell.seed, backbone=self.backbone,
-                                        batch_size=self.batch_size, device=self.device, eval_every=1)
+        return CONFIGS[cell.algo].small(
+            dataset=self.dataset,
+            **dict(cell.settings),
+            seed=cell.seed,
+            backbone=self.backbone,
+            batch_size=self.batch_size,
+            device=self.device,
+            eval_every=1,
+        )
 
 
 class Cell(NamedTuple):
@@ -108,14 +135,20 @@ class Cell(NamedTuple):
 
     @property
     def name(self) -> str:
-        """The cell's folder: its algorithm, every setting and the seed, e.g. odc,n_clusters=30,lr=0.1,...,seed=31."""
+        """The cell's folder: its algorithm, every setting and the seed, e.g.
+        odc,n_clusters=30,lr=0.1,...,seed=31."""
         values = [f"{k}={_fmt(v)}" for k, v in self.settings]
         return ",".join([self.algo, *values, f"seed={self.seed}"])
 
 
 def _preset(knob: str, dataset: str) -> list:
-    """The small preset's value of `knob` on `dataset`, from the algorithm whose grid varies it: a sweep's default."""
-    return [getattr(CONFIGS[algo].small(dataset=dataset), knob) for algo, keys in GRID.items() if knob in keys][:1]
+    """The small preset's value of `knob` on `dataset`, from the algorithm whose grid varies it: a
+    sweep's default."""
+    return [
+        getattr(CONFIGS[algo].small(dataset=dataset), knob)
+        for algo, keys in GRID.items()
+        if knob in keys
+    ][:1]
 
 
 def _fmt(value) -> str:
@@ -124,30 +157,48 @@ def _fmt(value) -> str:
 
 
 def load_splits(cfg: SweepConfig):
-    """(fit, val) for every cell, checked against every cell's K and PCA size before anything is written."""
-    train = load_dataset(cfg.dataset, "train", root=cfg.root)  # never "test": that split is for claims, not choices
+    """(fit, val) for every cell, checked against every cell's K and PCA size before anything is
+    written."""
+    # never "test": that split is for claims, not choices
+    train = load_dataset(cfg.dataset, "train", root=cfg.root)
     fit, val = validation_split(train, cfg.n_val)
     if cfg.n_train is not None and cfg.n_train < len(fit):
         fit = fit.subset(cfg.n_train)
     for cell in cfg.cells():
         settings = dict(cell.settings)
-        check_sizes(len(fit), settings["n_clusters"], settings.get("pca_dim", -1), who=cell.algo, pca_flag="--pca-dim")
+        check_sizes(
+            len(fit),
+            settings["n_clusters"],
+            settings.get("pca_dim", -1),
+            who=cell.algo,
+            pca_flag="--pca-dim",
+        )
     return fit, val
 
 
-def run_sweep(name: str = "sweep", config: SweepConfig | None = None, runs_root: str | Path = "runs",
-              resume: bool = False, progress: bool = True, log=print, explicit=None, on_cell=None,
-              stop=None, tensorboard: bool = False) -> Path | None:
+def run_sweep(
+    name: str = "sweep",
+    config: SweepConfig | None = None,
+    runs_root: str | Path = "runs",
+    resume: bool = False,
+    progress: bool = True,
+    log=print,
+    explicit=None,
+    on_cell=None,
+    stop=None,
+    tensorboard: bool = False,
+) -> Path | None:
     """Train every cell not finished yet, then write the table and the figure; returns sweep.md.
-    `resume=True` continues with the saved grid (only `epochs` and `device` may change). `on_cell(results,
-    cells)` is called after each cell (the playground redraws there); a set `stop` Event ends the sweep
-    after the cell under way, with the table of the cells done (None when there are none). `tensorboard`:
-    each cell trained now also logs to `<sweep>/tb/<cell>/`, its settings as hparams, so TensorBoard's
-    HPARAMS tab compares the cells."""
+    `resume=True` continues with the saved grid (only `epochs` and `device` may change).
+    `on_cell(results, cells)` is called after each cell (the playground redraws there); a set `stop`
+    Event ends the sweep after the cell under way, with the table of the cells done (None when there
+    are none). `tensorboard`: each cell trained now also logs to `<sweep>/tb/<cell>/`, its settings
+    as hparams, so TensorBoard's HPARAMS tab compares the cells."""
     if tensorboard:
         check_available()
-    run, cfg, fit, val = start_run(name, "sweep", None, config or SweepConfig(), runs_root, resume, load_splits,
-                                   explicit, log)
+    run, cfg, fit, val = start_run(
+        name, "sweep", None, config or SweepConfig(), runs_root, resume, load_splits, explicit, log
+    )
     try:
         return _sweep(run, cfg, fit, val, progress, log, on_cell, stop, tensorboard)
     finally:
@@ -163,9 +214,16 @@ def _sweep(run: Run, cfg: SweepConfig, fit, val, progress: bool, log, on_cell, s
             break
         result, trained = train_cell(run, cfg, cell, fit, val, progress, tensorboard)
         results.append(result)
-        log(f"cell {i}/{len(cells)} {cell.name}: " + ("trained" if trained else "finished earlier, kept") + ", " +
-            (f"diverged ({result['diverged']})" if result.get("diverged") else
-             ", ".join(f"{k} {result[k]:.3f}" for k in METRICS if result.get(k) is not None)))
+        log(
+            f"cell {i}/{len(cells)} {cell.name}: "
+            + ("trained" if trained else "finished earlier, kept")
+            + ", "
+            + (
+                f"diverged ({result['diverged']})"
+                if result.get("diverged")
+                else ", ".join(f"{k} {result[k]:.3f}" for k in METRICS if result.get(k) is not None)
+            )
+        )
         if on_cell is not None:
             on_cell(results, cells)
     return write_results(run.path, cfg, results, len(fit), len(val)) if results else None
@@ -173,25 +231,42 @@ def _sweep(run: Run, cfg: SweepConfig, fit, val, progress: bool, log, on_cell, s
 
 def train_cell(run: Run, cfg: SweepConfig, cell: Cell, fit, val, progress: bool = False,
                tensorboard: bool = False) -> tuple[dict, bool]:
-    """One cell to `cfg.epochs` epochs in its folder; returns (its result, whether it trained now)."""
+    """One cell to `cfg.epochs` epochs in its folder; returns (its result, whether it trained
+    now)."""
     done = run.path / cell.name / "result.json"
     result = read_json(done, "cell's result", dict) if done.exists() else {}
     if result and not isinstance(result.get("algo"), str):
-        raise ValueError(f"{done}: algo is {result.get('algo')!r}, not the algorithm's name kit writes: delete the "
-                         "file to train the cell again")
+        raise ValueError(
+            f"{done}: algo is {result.get('algo')!r}, not the algorithm's name kit writes: delete "
+            "the file to train the cell again"
+        )
     if result.get("epochs") == cfg.epochs:  # finished: kept
         return result, False
     sub = Run.create(run.path, cell.name, resume=True)
     trainer, diverged = TRAINERS[cell.algo](cfg.algo_config(cell)), None
-    tb = [TensorBoardLog(run.path / "tb" / cell.name, {"algo": cell.algo, **dict(cell.settings)}, trainer)] if tensorboard else []
+    tb = (
+        [
+            TensorBoardLog(
+                run.path / "tb" / cell.name, {"algo": cell.algo, **dict(cell.settings)}, trainer
+            )
+        ]
+        if tensorboard
+        else []
+    )
     try:
         trainer.fit(fit, cfg.epochs, eval_dataset=val, run=sub, progress=progress, callbacks=tb)
     except Diverged as e:  # a setting that diverges is a result of the sweep, not its end
         diverged = str(e).splitlines()[0]
     records = trainer.history["epoch"][: cfg.epochs]  # a lowered target reads the epoch it names
-    result = {"algo": cell.algo, **dict(cell.settings), "seed": cell.seed, "epochs": cfg.epochs,
-              **{k: None if diverged else records[-1].get(k) for k in METRICS}, "diverged": diverged,
-              "train_s": sum(r.get("time_train", 0) + r.get("time_eval", 0) for r in records)}
+    result = {
+        "algo": cell.algo,
+        **dict(cell.settings),
+        "seed": cell.seed,
+        "epochs": cfg.epochs,
+        **{k: None if diverged else records[-1].get(k) for k in METRICS},
+        "diverged": diverged,
+        "train_s": sum(r.get("time_train", 0) + r.get("time_eval", 0) for r in records),
+    }
     atomic_write_json(done, result)
     return result, True
 
@@ -203,9 +278,15 @@ def summarise(results: list[dict]) -> list[dict]:
         groups.setdefault((r["algo"], *((k, r[k]) for k in GRID[r["algo"]])), []).append(r)
     rows = []
     for (algo, *settings), rs in groups.items():
-        row = {"algo": algo, **dict(settings), "seeds": len(rs), "diverged": sum(bool(r.get("diverged")) for r in rs)}
+        row = {
+            "algo": algo,
+            **dict(settings),
+            "seeds": len(rs),
+            "diverged": sum(bool(r.get("diverged")) for r in rs),
+        }
         for k in (*METRICS, "train_s"):
-            vals = [r[k] for r in rs if r.get(k) is not None]  # a cell from before a metric existed has none
+            # a cell from before a metric existed has none
+            vals = [r[k] for r in rs if r.get(k) is not None]
             row[f"{k}_mean"], row[f"{k}_std"] = mean_std(vals) if vals else (None, None)
         rows.append(row)
     return rows
@@ -215,13 +296,18 @@ def best(rows: list[dict], metric: str = "knn") -> dict[str, dict]:
     """Per algorithm, the row with the highest mean `metric` on the validation split."""
     out = {}
     for row in rows:
-        if row[f"{metric}_mean"] is not None and row[f"{metric}_mean"] > out.get(row["algo"], {}).get(f"{metric}_mean", -1):
+        if row[f"{metric}_mean"] is not None and row[f"{metric}_mean"] > out.get(
+            row["algo"], {}
+        ).get(f"{metric}_mean", -1):
             out[row["algo"]] = row
     return out
 
 
-def write_results(path: Path, cfg: SweepConfig, results: list[dict], n_fit: int, n_val: int) -> Path:
-    """sweep.csv (numbers), sweep.md (mean ± std, the best cell of each algorithm in bold), sweep.png."""
+def write_results(
+    path: Path, cfg: SweepConfig, results: list[dict], n_fit: int, n_val: int
+) -> Path:
+    """sweep.csv (numbers), sweep.md (mean ± std, the best cell of each algorithm in bold),
+    sweep.png."""
     rows = summarise(results)
     columns = ["algo", *GRID_KEYS, "seeds", "diverged",
                *(f"{k}_{s}" for k in (*METRICS, "train_s") for s in ("mean", "std"))]
@@ -231,19 +317,36 @@ def write_results(path: Path, cfg: SweepConfig, results: list[dict], n_fit: int,
     writer.writerows(rows)
     atomic_write_bytes(path / "sweep.csv", buf.getvalue().encode())
     top = best(rows)
-    cell = lambda row, k: "—" if row[f"{k}_mean"] is None else f"{row[f'{k}_mean']:.3f}" + (  # noqa: E731
-        f" ± {row[f'{k}_std']:.3f}" if row["seeds"] > 1 else "")
-    lines = [f"Sweep of {', '.join(cfg.algos)} on {cfg.dataset}: {cfg.epochs} epochs per cell, fit on {n_fit} train "
-             f"images, judged on {n_val} validation images carved from the train split (the test split is never "
-             f"read). Values after the last epoch, mean ± std over seeds (sample, n - 1). Bold: each algorithm's "
-             f"best validation kNN.", "",
-             "| " + " | ".join(["algo", *GRID_KEYS, "seeds", *METRICS.values(), "train s"]) + " |",
-             "|---" * (3 + len(GRID_KEYS) + len(METRICS)) + "|"]
+    def cell(row, k):
+        if row[f"{k}_mean"] is None:
+            return "—"
+        return f"{row[f'{k}_mean']:.3f}" + (f" ± {row[f'{k}_std']:.3f}" if row["seeds"] > 1 else "")
+
+    lines = [
+        f"Sweep of {', '.join(cfg.algos)} on {cfg.dataset}: {cfg.epochs} epochs per cell, fit on "
+        f"{n_fit} train images, judged on {n_val} validation images carved from the train split "
+        "(the test split is never read). Values after the last epoch, mean ± std over seeds "
+        "(sample, n - 1). Bold: each algorithm's best validation kNN.",
+        "",
+        "| " + " | ".join(["algo", *GRID_KEYS, "seeds", *METRICS.values(), "train s"]) + " |",
+        "|---" * (3 + len(GRID_KEYS) + len(METRICS)) + "|",
+    ]
     for row in rows:
         b = "**" if top.get(row["algo"]) is row else ""
         seeds = f"{row['seeds']}" + (f" ({row['diverged']} diverged)" if row["diverged"] else "")
-        lines.append("| " + " | ".join([f"{b}{row['algo']}{b}", *(_fmt(row.get(k, "—")) for k in GRID_KEYS), seeds,
-                                         *(cell(row, k) for k in METRICS), f"{row['train_s_mean']:.1f}"]) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    f"{b}{row['algo']}{b}",
+                    *(_fmt(row.get(k, "—")) for k in GRID_KEYS),
+                    seeds,
+                    *(cell(row, k) for k in METRICS),
+                    f"{row['train_s_mean']:.1f}",
+                ]
+            )
+            + " |"
+        )
     atomic_write_bytes(path / "sweep.md", ("\n".join(lines) + "\n").encode())
     from ..views import (
         plots,  # the figure only; a sweep that trains does not need matplotlib before this
@@ -254,8 +357,8 @@ def write_results(path: Path, cfg: SweepConfig, results: list[dict], n_fit: int,
 
 
 def curves(results: list[dict]) -> dict:
-    """`plots.sweep`'s input: per swept setting, metric and algorithm, one (values, metric) curve per seed;
-    each point is the mean over the cells of the other settings at that value."""
+    """`plots.sweep`'s input: per swept setting, metric and algorithm, one (values, metric) curve
+    per seed; each point is the mean over the cells of the other settings at that value."""
     swept = [k for k in GRID_KEYS
              if len({r[k] for r in results if k in r}) > 1] or ["n_clusters"]
     out: dict = {}
@@ -265,7 +368,8 @@ def curves(results: list[dict]) -> dict:
             values = sorted({r[k] for r in mine})
             per_seed = []
             for seed in sorted({r["seed"] for r in mine}):
-                at = [[r[m] for r in mine if r["seed"] == seed and r[k] == v] for v in values]  # cells per value
+                # cells per value
+                at = [[r[m] for r in mine if r["seed"] == seed and r[k] == v] for v in values]
                 if all(at):
                     per_seed.append((values, [mean_std(a)[0] for a in at]))
             if per_seed:

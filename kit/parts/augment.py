@@ -23,7 +23,8 @@ import torch.nn.functional as F
 
 @dataclass(frozen=True)
 class AugmentSpec:
-    """Ranges of the train augmentation. Defaults: OpenSelfSup/mmselfsup DeepCluster and ODC (§1.9)."""
+    """Ranges of the train augmentation. Defaults: OpenSelfSup/mmselfsup DeepCluster and ODC
+    (§1.9)."""
 
     scale: tuple[float, float] = (0.08, 1.0)  # RandomResizedCrop area fraction
     ratio: tuple[float, float] = (3 / 4, 4 / 3)  # RandomResizedCrop aspect ratio
@@ -38,11 +39,15 @@ class AugmentSpec:
 
 # The reference values for colour images, and a scaled-down version for 28 px digits:
 # a gentler crop (an 8% crop of a digit is a blob), no flip (a mirrored 2 is not a 2), a bit
-# more rotation instead, and on a single channel brightness and contrast only (no saturation, hue or grayscale).
+# more rotation instead, and on a single channel brightness and contrast only (no saturation, hue or
+# grayscale).
 COLOUR = AugmentSpec()
-DIGITS = AugmentSpec(scale=(0.4, 1.0), flip=0.0, rotate=10.0, saturation=0.0, hue=0.0, grayscale=0.0)
-# 28 px clothes (fashion5k): the digits' gentle crop and brightness and contrast, with the reference's flip back (a
-# mirrored shirt is a shirt) and its small rotation (the articles are photographed upright)
+DIGITS = AugmentSpec(
+    scale=(0.4, 1.0), flip=0.0, rotate=10.0, saturation=0.0, hue=0.0, grayscale=0.0
+)
+# 28 px clothes (fashion5k): the digits' gentle crop and brightness and contrast, with the
+# reference's flip back (a mirrored shirt is a shirt) and its small rotation (the articles are
+# photographed upright)
 CLOTHES = AugmentSpec(scale=(0.4, 1.0), rotate=2.0, saturation=0.0, hue=0.0, grayscale=0.0)
 
 
@@ -80,8 +85,11 @@ def _gray(x: torch.Tensor) -> torch.Tensor:
     return (0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3])
 
 
-_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], dtype=torch.float64)
-_YIQ: dict = {}  # (device, dtype) -> (RGB -> YIQ, YIQ -> RGB), copied to each device once, not once per batch
+_TO_YIQ = torch.tensor(
+    [[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], dtype=torch.float64
+)
+# (device, dtype) -> (RGB -> YIQ, YIQ -> RGB), copied to each device once, not once per batch
+_YIQ: dict = {}
 
 
 def _yiq(device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,7 +100,8 @@ def _yiq(device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.
 
 
 def _rotate_hue(x: torch.Tensor, turns: torch.Tensor) -> torch.Tensor:
-    """Rotate hue by `turns` of a full circle, in YIQ space (a linear approximation of HSV's hue shift)."""
+    """Rotate hue by `turns` of a full circle, in YIQ space (a linear approximation of HSV's hue
+    shift)."""
     to_yiq, from_yiq = _yiq(x.device, x.dtype)
     a = turns * 2 * math.pi
     cos, sin = torch.cos(a), torch.sin(a)
@@ -116,7 +125,9 @@ def colour_jitter(x: torch.Tensor, spec: AugmentSpec) -> torch.Tensor:
     if x.shape[1] == 3:
         if spec.saturation:
             g = _gray(x)
-            x = (x - g) * _uniform(b, max(0.0, 1 - spec.saturation), 1 + spec.saturation, dev).view(shape) + g
+            x = (x - g) * _uniform(b, max(0.0, 1 - spec.saturation), 1 + spec.saturation, dev).view(
+                shape
+            ) + g
         if spec.hue:
             x = _rotate_hue(x.clamp(0, 1), _uniform(b, -spec.hue, spec.hue, dev))
         if spec.grayscale:
@@ -126,5 +137,6 @@ def colour_jitter(x: torch.Tensor, spec: AugmentSpec) -> torch.Tensor:
 
 
 def augment(x: torch.Tensor, spec: AugmentSpec) -> torch.Tensor:
-    """Train augmentation of a float batch in [0, 1], (B, C, H, W) -> same shape, values in [0, 1]."""
+    """Train augmentation of a float batch in [0, 1], (B, C, H, W) -> same shape, values in [0,
+    1]."""
     return colour_jitter(random_affine_crop(x, spec), spec)

@@ -1,4 +1,5 @@
-"""Everything a multi-process run (`torchrun`) injects into kit; the algorithms hold no distributed code.
+"""Everything a multi-process run (`torchrun`) injects into kit; the algorithms hold no distributed
+code.
 
     torchrun --standalone --nproc-per-node 2 -m kit compare ...
 
@@ -8,15 +9,15 @@ under torchrun. Under torchrun (nccl on CUDA, gloo on CPU):
 
 - `batch_size` stays the global batch: every rank draws the same global index order from the same
   seeded generator and takes its contiguous slice of each global batch (`shard`);
-- the network is wrapped in DistributedDataParallel (`wrap`), with BatchNorm converted to
-  SyncBatchNorm under nccl when `sync_batchnorm` is on, by default for ResNet-50 only (SyncBatchNorm refuses CPU
-  tensors, and each of its layers waits for the host in its forward);
+- - the network is wrapped in DistributedDataParallel (`wrap`), with BatchNorm converted to
+  SyncBatchNorm under nccl when `sync_batchnorm` is on, by default for ResNet-50 only (SyncBatchNorm
+  refuses CPU tensors, and each of its layers waits for the host in its forward);
 - the loss is the *global* batch's loss (`cross_entropy`): per-rank sums over the all-reduced
   normaliser, so a weighted CE (ODC) is normalised over the whole batch as in one process;
 - feature extraction is sharded over ranks and gathered in dataset order on rank 0 (`gather_rows`);
   rank 0 alone whitens, clusters and scores, and its labels are broadcast (`cluster`);
-- ODC's memories are replicated: rank 0's initial features go to every rank (`share`), and every rank
-  applies the all-gathered batch (`all_gather_batch`);
+- - ODC's memories are replicated: rank 0's initial features go to every rank (`share`), and every
+  rank applies the all-gathered batch (`all_gather_batch`);
 - augmentation draws differ per rank (the RNG is seeded per rank and epoch, `seed_epoch`),
   and a re-initialised head is broadcast from rank 0 so all copies start equal;
 - only rank 0 writes run files (`is_writer`).
@@ -42,28 +43,36 @@ def world() -> tuple[int, int]:
 
 def all_gather_batch(idx: torch.Tensor, z: torch.Tensor, rows: int
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Every rank's (idx (B,), z (B, D)) in rank order, each padded to `rows` (the same on every rank: a global
-    batch's share, rounded up), and which of the gathered rows are real: (idx_all, z_all, real (world * rows,)
-    bool, or None at world size 1, where nothing is gathered).
+    """Every rank's (idx (B,), z (B, D)) in rank order, each padded to `rows` (the same on every
+    rank: a global batch's share, rounded up), and which of the gathered rows are real: (idx_all,
+    z_all, real (world * rows,) bool, or None at world size 1, where nothing is gathered).
 
-    Ranks may hold batches of different sizes (the last batch of an epoch). A rank pads with copies of its last
-    row, which write what that row writes, and its size travels as a tensor into `real`: nothing here waits for
-    the host to read a size (the first version read every rank's size with `int()`, a wait every ODC step).
+    Ranks may hold batches of different sizes (the last batch of an epoch). A rank pads with copies
+    of its last row, which write what that row writes, and its size travels as a tensor into `real`:
+    nothing here waits for the host to read a size (the first version read every rank's size with
+    `int()`, a wait every ODC step).
     """
     rank, size = world()
     if size == 1:
         return idx, z, None
-    if not 1 <= len(idx) <= rows:  # the shape is known on the host: no wait. A wrong size would hang the others
-        raise ValueError(f"all_gather_batch: rank {rank} holds {len(idx)} rows, not 1 to {rows}: every rank must "
-                         "send between one row and the padded share")
+    # the shape is known on the host: no wait. A wrong size would hang the others
+    if not 1 <= len(idx) <= rows:
+        raise ValueError(
+            f"all_gather_batch: rank {rank} holds {len(idx)} rows, not 1 to {rows}: every rank "
+            "must send between one row and the padded share"
+        )
     extra = rows - len(idx)
     if extra:
-        idx, z = torch.cat([idx, idx[-1:].expand(extra)]), torch.cat([z, z[-1:].expand(extra, *z.shape[1:])])
+        idx, z = (
+            torch.cat([idx, idx[-1:].expand(extra)]),
+            torch.cat([z, z[-1:].expand(extra, *z.shape[1:])]),
+        )
     n = idx.new_full((1,), rows - extra)  # a fill on the device, not a copy from the host
     sizes, idx_all, z_all = ([torch.empty_like(t) for _ in range(size)] for t in (n, idx, z))
     for out, t in ((sizes, n), (idx_all, idx), (z_all, z)):
         dist.all_gather(out, t)
-    real = (torch.arange(rows, device=idx.device) < torch.cat(sizes)[:, None]).flatten()  # (world * rows,)
+    # (world * rows,)
+    real = (torch.arange(rows, device=idx.device) < torch.cat(sizes)[:, None]).flatten()
     return torch.cat(idx_all), torch.cat(z_all), real
 
 
@@ -75,20 +84,29 @@ class Distributed:
         self.backend = dist.get_backend() if self.world > 1 else None
         # where collectives run: nccl only moves CUDA tensors (this process's GPU), gloo CPU ones
         nccl = self.backend == "nccl"
-        self.comm_device = torch.device("cuda", torch.cuda.current_device()) if nccl else torch.device("cpu")
+        self.comm_device = (
+            torch.device("cuda", torch.cuda.current_device()) if nccl else torch.device("cpu")
+        )
 
     @property
     def is_writer(self) -> bool:
         return self.rank == 0
 
     # -- model ---------------------------------------------------------------------------------
-    def wrap(self, model: torch.nn.Module, device: torch.device, sync_batchnorm: bool = False) -> torch.nn.Module:
-        """DDP around `model` (parameters broadcast from rank 0); the model itself in one process."""
+    def wrap(
+        self, model: torch.nn.Module, device: torch.device, sync_batchnorm: bool = False
+    ) -> torch.nn.Module:
+        """DDP around `model` (parameters broadcast from rank 0); the model itself in one
+        process."""
         if self.world == 1:
             return model
         if sync_batchnorm and self.backend == "nccl":
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        ids = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else None
+        ids = (
+            [device.index if device.index is not None else torch.cuda.current_device()]
+            if device.type == "cuda"
+            else None
+        )
         return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
     def broadcast_module(self, module: torch.nn.Module) -> None:
@@ -99,27 +117,27 @@ class Distributed:
 
     # -- data ----------------------------------------------------------------------------------
     def shard(self, idx: torch.Tensor) -> torch.Tensor:
-        """This rank's contiguous slice of a global batch of dataset indices. A global batch too small
-        to give every rank two images gives every rank none, so all ranks skip it together
+        """This rank's contiguous slice of a global batch of dataset indices. A global batch too
+        small to give every rank two images gives every rank none, so all ranks skip it together
         (BatchNorm cannot train on one image; one rank skipping alone would hang the others)."""
         if self.world == 1:
             return idx
         return idx[:0] if len(idx) < 2 * self.world else idx.tensor_split(self.world)[self.rank]
 
     def seed_epoch(self, seed: int, epoch: int) -> None:
-        """Seed the RNG of this epoch's augmentation and head re-initialisation from (seed, epoch, rank)
-        alone: ranks draw different crops, and a resumed run, in one process or in N, draws what it
-        would have drawn without a saved RNG state per rank. Rank 0 of N is seeded as one process is (its draws differ
-        all the same: its batches are a part of the global batch)."""
+        """Seed the RNG of this epoch's augmentation and head re-initialisation from (seed, epoch,
+        rank) alone: ranks draw different crops, and a resumed run, in one process or in N, draws
+        what it would have drawn without a saved RNG state per rank. Rank 0 of N is seeded as one
+        process is (its draws differ all the same: its batches are a part of the global batch)."""
         torch.manual_seed((seed * 1_000_003 + epoch) * 1_009 + self.rank)
 
     def gather_rows(self, local: np.ndarray, n: int) -> np.ndarray:
-        """Rows [start_r, end_r) of every rank (see `row_range`) concatenated into (N, D) on rank 0, which alone
-        clusters and scores them; every other rank gets (0, D) back. Rank 0 receives one rank's rows at a time, so
-        no card holds more than its share (an all-gather put the gathered parts and their concatenation, about
-        2 x N x D, on every card and N x D on every host: ~21 GB of GPU memory for ResNet-50's 2,048-d features of
-        ImageNet's 1.28M images). `share` gives the rows to every rank where all
-        need them."""
+        """Rows [start_r, end_r) of every rank (see `row_range`) concatenated into (N, D) on rank 0,
+        which alone clusters and scores them; every other rank gets (0, D) back. Rank 0 receives one
+        rank's rows at a time, so no card holds more than its share (an all-gather put the gathered
+        parts and their concatenation, about 2 x N x D, on every card and N x D on every host: ~21
+        GB of GPU memory for ResNet-50's 2,048-d features of ImageNet's 1.28M images). `share` gives
+        the rows to every rank where all need them."""
         if self.world == 1:
             return local
         if self.rank:
@@ -138,7 +156,8 @@ class Distributed:
         return out
 
     def share(self, rows: np.ndarray, n: int) -> np.ndarray:
-        """Rank 0's (N, D) `rows` on every rank (the others pass the (0, D) that `gather_rows` gave them)."""
+        """Rank 0's (N, D) `rows` on every rank (the others pass the (0, D) that `gather_rows` gave
+        them)."""
         if self.world == 1:
             return rows
         t = torch.from_numpy(np.ascontiguousarray(rows)) if self.rank == 0 else \
@@ -154,8 +173,9 @@ class Distributed:
         return x.to(t.device)
 
     def disagreement(self, t: torch.Tensor) -> int:
-        """How many entries of `t` differ from rank 0's copy, on the rank where most do (0 in one process). Every
-        rank gets the same count, so all take the same branch on it. One broadcast of `t` and one number read."""
+        """How many entries of `t` differ from rank 0's copy, on the rank where most do (0 in one
+        process). Every rank gets the same count, so all take the same branch on it. One broadcast
+        of `t` and one number read."""
         if self.world == 1:
             return 0
         differ = (self.broadcast(t) != t).sum().reshape(1).to(self.comm_device)
@@ -163,11 +183,13 @@ class Distributed:
         return int(differ.item())
 
     def cluster(self, fit, n: int) -> tuple[torch.Tensor, object]:
-        """One rank clusters for all: rank 0 runs `fit() -> KMeans` and its labels reach every rank, so the
-        others neither repeat the PCA and k-means nor wait longer than rank 0 does.
-        -> (labels (N,) int64 on the CPU, the fitted KMeans on rank 0 and None elsewhere)."""
+        """One rank clusters for all: rank 0 runs `fit() -> KMeans` and its labels reach every rank,
+        so the others neither repeat the PCA and k-means nor wait longer than rank 0 does. ->
+        (labels (N,) int64 on the CPU, the fitted KMeans on rank 0 and None elsewhere)."""
         km = fit() if self.rank == 0 else None
-        labels = torch.from_numpy(km.labels_) if km is not None else torch.empty(n, dtype=torch.long)
+        labels = (
+            torch.from_numpy(km.labels_) if km is not None else torch.empty(n, dtype=torch.long)
+        )
         return self.broadcast(labels), km
 
     def barrier(self) -> None:
@@ -175,7 +197,9 @@ class Distributed:
             dist.barrier()
 
     # -- loss ----------------------------------------------------------------------------------
-    def cross_entropy(self, logits: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor | None = None):
+    def cross_entropy(
+        self, logits: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor | None = None
+    ):
         """(loss to backpropagate, the global batch's loss as a 0-d tensor for the log).
 
         One process: `F.cross_entropy` itself. N processes: this rank's sum over the all-reduced
@@ -185,18 +209,21 @@ class Distributed:
             loss = F.cross_entropy(logits, targets, weight=weight)
             return loss, loss.detach()
         total = F.cross_entropy(logits, targets, weight=weight, reduction="sum")
-        norm = weight[targets].sum() if weight is not None else logits.new_full((), len(targets))  # made on the device
+        # made on the device
+        norm = weight[targets].sum() if weight is not None else logits.new_full((), len(targets))
         both = torch.stack([total.detach(), norm.to(total.dtype)])
         dist.all_reduce(both)
         return total * self.world / both[1], both[0] / both[1]
 
 
-SINGLE = Distributed.__new__(Distributed)  # the one-process instance, usable before any group exists
+# the one-process instance, usable before any group exists
+SINGLE = Distributed.__new__(Distributed)
 SINGLE.rank, SINGLE.world, SINGLE.backend, SINGLE.comm_device = 0, 1, None, torch.device("cpu")
 
 
 def row_range(n: int, rank: int, size: int) -> range:
-    """The rows of an N-row pass that `rank` of `size` extracts: contiguous, sizes differing by <= 1."""
+    """The rows of an N-row pass that `rank` of `size` extracts: contiguous, sizes differing by <=
+    1."""
     per, extra = divmod(n, size)
     start = rank * per + min(rank, extra)
     return range(start, start + per + (1 if rank < extra else 0))
@@ -224,11 +251,15 @@ def local_gpu(device=AUTO) -> int:
     local, n = int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()
     procs = int(os.environ.get("LOCAL_WORLD_SIZE", local + 1))
     if str(device) != AUTO and torch.device(device).index is not None:
-        raise ValueError(f"--device {device} under torchrun: each process takes the GPU of its local rank; "
-                         "use --device cuda (or auto), and CUDA_VISIBLE_DEVICES to choose the cards")
+        raise ValueError(
+            f"--device {device} under torchrun: each process takes the GPU of its local rank; "
+            "use --device cuda (or auto), and CUDA_VISIBLE_DEVICES to choose the cards"
+        )
     if local >= n:
-        raise ValueError(f"torchrun started {procs} processes on this machine, which has {n} GPU(s): use "
-                         f"--nproc-per-node {n} (one process per GPU), or --device cpu")
+        raise ValueError(
+            f"torchrun started {procs} processes on this machine, which has {n} GPU(s): use "
+            f"--nproc-per-node {n} (one process per GPU), or --device cpu"
+        )
     return local
 
 

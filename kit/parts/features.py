@@ -12,46 +12,58 @@ from .runtime import full_precision, resolve_device
 
 
 @torch.inference_mode()
-def extract_features(model: torch.nn.Module, dataset, batch_size: int = 256, device=None,
-                     progress: bool = False, desc: str = "extract", num_workers: int = 4) -> np.ndarray:
+def extract_features(
+    model: torch.nn.Module,
+    dataset,
+    batch_size: int = 256,
+    device=None,
+    progress: bool = False,
+    desc: str = "extract",
+    num_workers: int = 4,
+) -> np.ndarray:
     """Features of every image, row i = dataset item i: a float32 array (N, D).
 
     Eval mode (BN running statistics, dropout off), no augmentation, no gradient, an unshuffled
-    pass, and one preallocated array filled in place, never a list of batches (§4: a shuffled
-    loader scrambles labels; lists of batches blow up host memory). `model.features(x)` is used
-    when the model has it (a `ClusterNet`: backbone [+ neck]), else `model(x)`.
-    The model's train/eval mode is restored afterwards. It runs on the model's device unless `device`
-    names another (the model is then run from a copy there); image folders are decoded in
-    `num_workers` worker processes.
+    pass, and one preallocated array filled in place, never a list of batches (§4: a shuffled loader
+    scrambles labels; lists of batches blow up host memory). `model.features(x)` is used when the
+    model has it (a `ClusterNet`: backbone [+ neck]), else `model(x)`. The model's train/eval mode
+    is restored afterwards. It runs on the model's device unless `device` names another (the model
+    is then run from a copy there); image folders are decoded in `num_workers` worker processes.
 
     float32 throughout, as the reference: no autocast and no TF32 (`runtime.full_precision`), since
     these features are PCA-whitened and clustered.
 
     Departure from the reference, on purpose: the pass runs on a copy of the network with each
     eval-mode BatchNorm folded into the convolution or linear layer before it (the same function,
-    rounded differently: relative differences ~1e-6). On the 2-core CPU that makes extraction 1.7x as fast
-    for the small ConvNet and 1.03-1.06x for ResNet-18 (bench/bn_fold.py).
+    rounded differently: relative differences ~1e-6). On the 2-core CPU that makes extraction 1.7x
+    as fast for the small ConvNet and 1.03-1.06x for ResNet-18 (bench/bn_fold.py).
     """
     check_indexed(dataset)
     device = model_device(model) if device is None else resolve_device(device)
     was_training = model.training
     model.eval()
     fn = inference_module(model)
-    if device != model_device(model):  # a copy on the named device: the caller's model stays where it is
+    # a copy on the named device: the caller's model stays where it is
+    if device != model_device(model):
         fn = copy.deepcopy(fn).to(device)
     n = len(dataset)
     out: np.ndarray | None = None
     order = torch.arange(n)
     bar = tqdm(total=n, desc=desc, unit="img", disable=not progress, leave=False)
     try:
-        for x, idx in batches(dataset, order, batch_size, device, train=False, num_workers=num_workers):
+        for x, idx in batches(
+            dataset, order, batch_size, device, train=False, num_workers=num_workers
+        ):
             with full_precision(device):
                 z = fn(x)
             z = z.float().cpu().numpy()
             if out is None:  # allocate once the feature dimension is known
                 out = np.empty((n, z.shape[1]), dtype=np.float32)
                 if progress and n * z.shape[1] * 4 > 2**30:
-                    tqdm.write(f"features: {n} x {z.shape[1]} float32 = {n * z.shape[1] * 4 / 2**30:.1f} GiB in RAM")
+                    tqdm.write(
+                        f"features: {n} x {z.shape[1]} float32 = {n * z.shape[1] * 4 / 2**30:.1f} "
+                        "GiB in RAM"
+                    )
             out[idx.cpu().numpy()] = z
             bar.update(len(idx))
     finally:

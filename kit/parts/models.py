@@ -3,7 +3,8 @@
 Every backbone gives its global-average-pooled feature (`forward`, (B, D)) and its per-stage maps
 (`stages`: stem + 4 stages, the "Feature1-5" of the benchmark pages).
 
-- `convnet`: a small 5-block ConvNet that trains an epoch of the 4,000 embedded digits in seconds on a CPU.
+- - `convnet`: a small 5-block ConvNet that trains an epoch of the 4,000 embedded digits in seconds
+  on a CPU.
 - `resnet18`: torchvision ResNet-18 with the CIFAR stem (3x3 conv, stride 1, no max-pool).
 - `resnet50`: torchvision ResNet-50 as in OpenSelfSup/mmselfsup.
 """
@@ -34,14 +35,24 @@ class Sobel(nn.Module):
 
 
 def _block(cin: int, cout: int, stride: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
+    )
 
 
 class Backbone(nn.Module):
     """A stem and four stages; `forward` pools the last stage, `stages` returns all five maps."""
 
-    def __init__(self, stem: nn.Module, layers: list[nn.Module], stage_dims: list[int], min_size: int,
-                 name: str, in_channels: int, sobel: bool):
+    def __init__(
+        self,
+        stem: nn.Module,
+        layers: list[nn.Module],
+        stage_dims: list[int],
+        min_size: int,
+        name: str,
+        in_channels: int,
+        sobel: bool,
+    ):
         super().__init__()
         self.sobel = Sobel(in_channels) if sobel else None
         self.stem, self.layers = stem, nn.ModuleList(layers)
@@ -63,7 +74,12 @@ class Backbone(nn.Module):
 def _convnet(cin: int, sobel: bool, width: int = 32) -> Backbone:
     c = [width, width, 2 * width, 4 * width, 8 * width]
     stem = _block(2 if sobel else cin, c[0], 1)
-    layers = [_block(c[0], c[1], 2), _block(c[1], c[2], 2), _block(c[2], c[3], 2), _block(c[3], c[4], 1)]
+    layers = [
+        _block(c[0], c[1], 2),
+        _block(c[1], c[2], 2),
+        _block(c[2], c[3], 2),
+        _block(c[3], c[4], 1),
+    ]
     return Backbone(stem, layers, c, 8, "convnet", cin, sobel)
 
 
@@ -100,13 +116,16 @@ def build_backbone(name: str = "convnet", in_channels: int = 1, sobel: bool = Fa
     else:
         raise ValueError(f"unknown backbone {name!r}: choose one of {', '.join(BACKBONES)}")
     if image_size is not None and image_size < bb.min_size:
-        raise ValueError(f"{image_size}x{image_size} images are too small for {name} (needs at least "
-                         f"{bb.min_size} px): use a bigger image_size or backbone='convnet'")
+        raise ValueError(
+            f"{image_size}x{image_size} images are too small for {name} (needs at least "
+            f"{bb.min_size} px): use a bigger image_size or backbone='convnet'"
+        )
     return bb
 
 
 class ClusterHead(nn.Linear):
-    """The linear classifier over cluster ids. `reset_parameters` draws N(0, 0.01) weights, zero bias (§1.7)."""
+    """The linear classifier over cluster ids. `reset_parameters` draws N(0, 0.01) weights, zero
+    bias (§1.7)."""
 
     def reset_parameters(self) -> None:
         nn.init.normal_(self.weight, std=0.01)
@@ -114,12 +133,14 @@ class ClusterHead(nn.Linear):
 
 
 class ODCNeck(nn.Module):
-    """ODC's non-linear neck (§2.1): fc -> BN (affine off) -> ReLU -> dropout -> fc -> ReLU; (B, D) -> (B, 256)."""
+    """ODC's non-linear neck (§2.1): fc -> BN (affine off) -> ReLU -> dropout -> fc -> ReLU; (B, D)
+    -> (B, 256)."""
 
     def __init__(self, in_dim: int, hid_dim: int = 512, out_dim: int = 256, dropout: float = 0.5):
         super().__init__()
         self.fc0 = nn.Linear(in_dim, hid_dim)
-        self.bn0 = nn.BatchNorm1d(hid_dim, affine=False, momentum=0.001)  # slow running stats, as the reference
+        # slow running stats, as the reference
+        self.bn0 = nn.BatchNorm1d(hid_dim, affine=False, momentum=0.001)
         self.drop = nn.Dropout(dropout)
         self.fc1 = nn.Linear(hid_dim, out_dim)
         for fc in (self.fc0, self.fc1):  # OpenSelfSup's Kaiming (fan_in) init of the neck
@@ -148,10 +169,14 @@ class ClusterNet(nn.Module):
         return self.neck(h) if self.neck is not None else h
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(features, logits), both float32: under a training autocast only the backbone runs in bf16 / fp16; the
-        neck (whose output ODC writes into its float32 memory) and the head run in float32 (a few small matrix
-        products: the time is the backbone's)."""
+        """(features, logits), both float32: under a training autocast only the backbone runs in
+        bf16 / fp16; the neck (whose output ODC writes into its float32 memory) and the head run in
+        float32 (a few small matrix products: the time is the backbone's)."""
         h = self.backbone(x)
-        with torch.autocast(h.device.type, enabled=False) if h.device.type in ("cuda", "cpu") else contextlib.nullcontext():
+        with (
+            torch.autocast(h.device.type, enabled=False)
+            if h.device.type in ("cuda", "cpu")
+            else contextlib.nullcontext()
+        ):
             z = self.project(h.float())
             return z, self.head(z)  # (B, D), (B, K)

@@ -10,13 +10,15 @@ import threading
 import numpy as np
 import torch
 
-AUTO = "auto"  # every device setting's default, written here once: CUDA where present, else Apple MPS, else the CPU
+# every device setting's default, written here once: CUDA where present, else Apple MPS, else the
+# CPU
+AUTO = "auto"
 
 
 def resolve_device(device: str | torch.device = AUTO) -> torch.device:
-    """`"auto"` picks CUDA when present, else Apple MPS, else the CPU. Anything else is passed to torch.
-    CUDA comes back with its index (`cuda:0`, or the card torchrun's `set_device` chose), so every
-    tensor and collective of a process names the same card."""
+    """`"auto"` picks CUDA when present, else Apple MPS, else the CPU. Anything else is passed to
+    torch. CUDA comes back with its index (`cuda:0`, or the card torchrun's `set_device` chose), so
+    every tensor and collective of a process names the same card."""
     if isinstance(device, torch.device):
         device = str(device)
     if device == AUTO:
@@ -32,14 +34,25 @@ def resolve_device(device: str | torch.device = AUTO) -> torch.device:
     if dev.type not in ("cpu", "cuda", "mps"):  # meta, xla, ...: kit trains on real devices only
         raise ValueError(f"device={device!r} cannot train: use 'auto', 'cpu', 'cuda' or 'cuda:N'")
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} asked for, but this machine has no CUDA GPU: use device='auto' or 'cpu'")
+        raise ValueError(
+            f"device={device!r} asked for, but this machine has no CUDA GPU: use device='auto' or "
+            "'cpu'"
+        )
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ValueError(f"device={device!r}: this machine has {torch.cuda.device_count()} GPU(s): use cuda:0 .. "
-                         f"cuda:{torch.cuda.device_count() - 1}")
-    if dev.type == "cuda" and dev.index is None:  # the card in use, named: torchrun's set_device picks it per process
+        raise ValueError(
+            f"device={device!r}: this machine has {torch.cuda.device_count()} GPU(s): use cuda:0 "
+            f".. cuda:{torch.cuda.device_count() - 1}"
+        )
+    # the card in use, named: torchrun's set_device picks it per process
+    if dev.type == "cuda" and dev.index is None:
         dev = torch.device("cuda", torch.cuda.current_device())
-    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ValueError(f"device={device!r} asked for, but this machine has no Apple GPU: use device='auto' or 'cpu'")
+    if dev.type == "mps" and not (
+        getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
+    ):
+        raise ValueError(
+            f"device={device!r} asked for, but this machine has no Apple GPU: use device='auto' or "
+            "'cpu'"
+        )
     return dev
 
 
@@ -64,50 +77,60 @@ def rng_state(device: torch.device) -> dict:
 
 
 def set_rng_state(state: dict, device: torch.device) -> None:
-    """Restore `rng_state`'s states; a CUDA state is restored only onto a CUDA run, on its own card."""
+    """Restore `rng_state`'s states; a CUDA state is restored only onto a CUDA run, on its own
+    card."""
     torch.set_rng_state(state["cpu"])
     cuda = state.get("cuda")
-    if isinstance(cuda, (list, tuple)):  # older checkpoints hold one state per visible card: take the run's
-        cuda = cuda[min(device.index or 0, len(cuda) - 1)] if cuda and device.type == "cuda" else None
+    # older checkpoints hold one state per visible card: take the run's
+    if isinstance(cuda, (list, tuple)):
+        cuda = (
+            cuda[min(device.index or 0, len(cuda) - 1)] if cuda and device.type == "cuda" else None
+        )
     if cuda is not None and device.type == "cuda":
         torch.cuda.set_rng_state(cuda, device)
 
 
 def amp_dtype(device: torch.device) -> torch.dtype | None:
-    """The autocast dtype training uses on `device`: bf16 where the card computes it natively (sm_80 and up:
-    A100, H100, RTX 30xx and later), fp16 with a loss scaler below that (T4, V100, where bf16 is emulated
-    without cuDNN convolutions), and none on the CPU or MPS, so CPU runs stay exact."""
+    """The autocast dtype training uses on `device`: bf16 where the card computes it natively (sm_80
+    and up: A100, H100, RTX 30xx and later), fp16 with a loss scaler below that (T4, V100, where
+    bf16 is emulated without cuDNN convolutions), and none on the CPU or MPS, so CPU runs stay
+    exact."""
     if device.type != "cuda":
         return None
     return torch.bfloat16 if torch.cuda.get_device_capability(device) >= (8, 0) else torch.float16
 
 
 def autocast(device: torch.device):
-    """Mixed precision for the training forward pass, in the dtype `amp_dtype` picks for the card."""
+    """Mixed precision for the training forward pass, in the dtype `amp_dtype` picks for the
+    card."""
     dtype = amp_dtype(device)
     return torch.autocast("cuda", dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
 
 def grad_scaler(device: torch.device) -> torch.amp.GradScaler:
-    """A loss scaler where training runs in fp16 (whose gradients underflow without one); a pass-through elsewhere."""
+    """A loss scaler where training runs in fp16 (whose gradients underflow without one); a
+    pass-through elsewhere."""
     return torch.amp.GradScaler("cuda", enabled=amp_dtype(device) == torch.float16)
 
 
-# -- process-wide settings, held while kit needs them and given back as they were ----------------------
+# -- process-wide settings, held while kit needs them and given back as they were ------------------
 class _Held:
-    """Process-wide torch settings (TF32, cuDNN's autotuner, deterministic algorithms) that kit changes for the length of
-    a call and gives back on its way out. Several kit calls may hold one setting at once (the playground trains in a
-    thread while a cell extracts features): each applies the value it needs on entry, the value found when the first
-    began comes back when the last ends, and a setting someone else changed meanwhile to a value kit did not set
-    (a user's cell) is left as they set it. Each setting is given back when its own last holder ends."""
+    """Process-wide torch settings (TF32, cuDNN's autotuner, deterministic algorithms) that kit
+    changes for the length of a call and gives back on its way out. Several kit calls may hold one
+    setting at once (the playground trains in a thread while a cell extracts features): each applies
+    the value it needs on entry, the value found when the first began comes back when the last ends,
+    and a setting someone else changed meanwhile to a value kit did not set (a user's cell) is left
+    as they set it. Each setting is given back when its own last holder ends."""
 
     def __init__(self):
         self.lock = threading.Lock()
-        self.held: dict[str, list] = {}  # name -> [getter, setter, value found, value kit set last, holders]
+        # name -> [getter, setter, value found, value kit set last, holders]
+        self.held: dict[str, list] = {}
 
     @contextlib.contextmanager
     def hold(self, wanted):
-        """`wanted()` -> [(name, getter, setter, value)]: the settings this call needs, read and set under the lock."""
+        """`wanted()` -> [(name, getter, setter, value)]: the settings this call needs, read and set
+        under the lock."""
         names: list[str] = []
         with self.lock:
             try:
@@ -136,9 +159,11 @@ class _Held:
             del self.held[name]
             get, put, found, value, _ = entry
             try:
-                if get() == value:  # still what kit set: give the old value back; a newer choice stays
+                # still what kit set: give the old value back; a newer choice stays
+                if get() == value:
                     put(found)
-            except RuntimeError:  # the process switched to torch's other precision API meanwhile: its choice stays
+            # the process switched to torch's other precision API meanwhile: its choice stays
+            except RuntimeError:
                 pass
 
 
@@ -150,13 +175,16 @@ def _setting(obj, attr: str):
 
 
 def _legacy_precision_api() -> bool:
-    """Whether this process sets float32 precision through the legacy calls (`torch.set_float32_matmul_precision`,
-    `torch.backends.cudnn.allow_tf32`). Once code (a user's, or a library's) has used torch's per-backend
-    `fp32_precision` settings (torch >= 2.9), reading the legacy ones raises "mix of the legacy and new APIs", so
-    kit then sets and restores the per-backend ones instead."""
+    """Whether this process sets float32 precision through the legacy calls
+    (`torch.set_float32_matmul_precision`, `torch.backends.cudnn.allow_tf32`). Once code (a user's,
+    or a library's) has used torch's per-backend `fp32_precision` settings (torch >= 2.9), reading
+    the legacy ones raises "mix of the legacy and new APIs", so kit then sets and restores the
+    per-backend ones instead."""
     if not hasattr(torch.backends, "fp32_precision"):
         return True
-    try:  # any of the three raises once the per-backend settings disagree with what the legacy ones can say
+    # any of the three raises once the per-backend settings disagree with what the legacy ones can
+    # say
+    try:
         torch.get_float32_matmul_precision()
         torch.backends.cuda.matmul.allow_tf32  # noqa: B018 - reading it is the test
         torch.backends.cudnn.allow_tf32  # noqa: B018
@@ -166,32 +194,48 @@ def _legacy_precision_api() -> bool:
 
 
 def _full_precision_settings(device_type: str) -> list[tuple]:
-    """[(name, getter, setter, value)] that make `device_type`'s float32 matrix products and convolutions exact,
-    through the API the process already uses."""
+    """[(name, getter, setter, value)] that make `device_type`'s float32 matrix products and
+    convolutions exact, through the API the process already uses."""
     if _legacy_precision_api():
-        matmul = ("matmul", torch.get_float32_matmul_precision, torch.set_float32_matmul_precision, "highest")
+        matmul = (
+            "matmul",
+            torch.get_float32_matmul_precision,
+            torch.set_float32_matmul_precision,
+            "highest",
+        )
         conv = ("cudnn", *_setting(torch.backends.cudnn, "allow_tf32"), False)
-        return [matmul, conv] if device_type == "cuda" else [matmul]  # cuDNN's flag only reaches a CUDA card
+        # cuDNN's flag only reaches a CUDA card
+        return [matmul, conv] if device_type == "cuda" else [matmul]
     b = torch.backends
-    pairs = [("cuda.matmul", b.cuda.matmul), ("cudnn.conv", b.cudnn.conv)] if device_type == "cuda" else [
-        ("mkldnn.matmul", b.mkldnn.matmul), ("mkldnn.conv", b.mkldnn.conv)]
+    pairs = (
+        [("cuda.matmul", b.cuda.matmul), ("cudnn.conv", b.cudnn.conv)]
+        if device_type == "cuda"
+        else [("mkldnn.matmul", b.mkldnn.matmul), ("mkldnn.conv", b.mkldnn.conv)]
+    )
     return [(name, *_setting(obj, "fp32_precision"), "ieee") for name, obj in pairs]
 
 
 @contextlib.contextmanager
 def full_precision(device: str | torch.device | None = None):
-    """float32 as written on `device` (default: the CUDA card if there is one, else the CPU), for the clustering
-    maths (feature extraction for k-means, k-means, the ODC memory): autocast off, and no TF32 in matrix products
-    or cuDNN convolutions, which an Ampere card would otherwise use (a user's `set_float32_matmul_precision("high")`
-    or `torch.backends.cuda.matmul.fp32_precision = "tf32"` included). The reference extracts and clusters in
-    float32; a rounded dot product can flip the nearest centroid.
+    """float32 as written on `device` (default: the CUDA card if there is one, else the CPU), for
+    the clustering maths (feature extraction for k-means, k-means, the ODC memory): autocast off,
+    and no TF32 in matrix products or cuDNN convolutions, which an Ampere card would otherwise use
+    (a user's `set_float32_matmul_precision("high")` or `torch.backends.cuda.matmul.fp32_precision =
+    "tf32"` included). The reference extracts and clusters in float32; a rounded dot product can
+    flip the nearest centroid.
 
-    Only settings that are not already exact are changed, through the API the process uses, and each is given back
-    on the way out (`_Held`): on a CPU with torch's defaults nothing process-wide changes at all."""
-    kind = torch.device(device).type if device is not None else ("cuda" if torch.cuda.is_available() else "cpu")
+    Only settings that are not already exact are changed, through the API the process uses, and each
+    is given back on the way out (`_Held`): on a CPU with torch's defaults nothing process-wide
+    changes at all."""
+    kind = (
+        torch.device(device).type
+        if device is not None
+        else ("cuda" if torch.cuda.is_available() else "cpu")
+    )
     with contextlib.ExitStack() as stack:
         stack.enter_context(_HELD.hold(lambda: _full_precision_settings(kind)))
-        stack.enter_context(torch.autocast("cpu", enabled=False))  # autocast is per thread: no one else sees these
+        # autocast is per thread: no one else sees these
+        stack.enter_context(torch.autocast("cpu", enabled=False))
         if torch.cuda.is_available():
             stack.enter_context(torch.autocast("cuda", enabled=False))
         yield
@@ -199,23 +243,27 @@ def full_precision(device: str | torch.device | None = None):
 
 @contextlib.contextmanager
 def tuned_convolutions(device: torch.device):
-    """cuDNN's autotuner (`cudnn.benchmark`) on for a CUDA training run, and back as it was after: it picks the fastest
-    convolution algorithm per shape, which may differ from run to run (left off under `deterministic`)."""
+    """cuDNN's autotuner (`cudnn.benchmark`) on for a CUDA training run, and back as it was after:
+    it picks the fastest convolution algorithm per shape, which may differ from run to run (left off
+    under `deterministic`)."""
     if device.type != "cuda" or torch.are_deterministic_algorithms_enabled():
         yield
         return
-    with _HELD.hold(lambda: [("cudnn.benchmark", *_setting(torch.backends.cudnn, "benchmark"), True)]):
+    with _HELD.hold(
+        lambda: [("cudnn.benchmark", *_setting(torch.backends.cudnn, "benchmark"), True)]
+    ):
         yield
 
 
 @contextlib.contextmanager
 def deterministic():
-    """Same seed, same numbers on a GPU too, where torch can give them (`--deterministic`): torch's deterministic
-    algorithms (an op that has none warns, or raises if the caller had already turned on torch's strict mode),
-    cuDNN's deterministic convolutions and no autotuner, and cuBLAS's fixed workspace (CUBLAS_WORKSPACE_CONFIG, set for
-    the process if unset; cuBLAS reads it when it starts on a card, so in a notebook that has already multiplied
-    matrices on the GPU set it before starting the kernel). Slower on a card; the CPU is deterministic without it.
-    Everything but the variable is given back on exit."""
+    """Same seed, same numbers on a GPU too, where torch can give them (`--deterministic`): torch's
+    deterministic algorithms (an op that has none warns, or raises if the caller had already turned
+    on torch's strict mode), cuDNN's deterministic convolutions and no autotuner, and cuBLAS's fixed
+    workspace (CUBLAS_WORKSPACE_CONFIG, set for the process if unset; cuBLAS reads it when it starts
+    on a card, so in a notebook that has already multiplied matrices on the GPU set it before
+    starting the kernel). Slower on a card; the CPU is deterministic without it. Everything but the
+    variable is given back on exit."""
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     cudnn = torch.backends.cudnn
     settings = [("deterministic algorithms", torch.are_deterministic_algorithms_enabled,
@@ -226,16 +274,18 @@ def deterministic():
         yield
 
 
-_COMPILE: list[str] = []  # the torch.compile backends asked for by the `compiled_steps` blocks now open
+# the torch.compile backends asked for by the `compiled_steps` blocks now open
+_COMPILE: list[str] = []
 
 
 @contextlib.contextmanager
 def compiled_steps(backend: str = "inductor"):
-    """Trainers set up inside compile their training network with `torch.compile` (`--compile`): the step's
-    forward and backward become a few fused kernels, fewer launches where a small network's step is bound by them.
-    Off by default: the first steps pay for the compilation (about 30 s for the small network on a 2-core CPU),
-    each new batch shape recompiles once, and whether it pays on a card is for `make gpu-check` to measure.
-    Extraction and evaluation stay eager. `backend="aot_eager"` traces without generating code (the tests)."""
+    """Trainers set up inside compile their training network with `torch.compile` (`--compile`): the
+    step's forward and backward become a few fused kernels, fewer launches where a small network's
+    step is bound by them. Off by default: the first steps pay for the compilation (about 30 s for
+    the small network on a 2-core CPU), each new batch shape recompiles once, and whether it pays on
+    a card is for `make gpu-check` to measure. Extraction and evaluation stay eager.
+    `backend="aot_eager"` traces without generating code (the tests)."""
     _COMPILE.append(backend)
     try:
         yield
@@ -250,14 +300,16 @@ def compile_step(net: torch.nn.Module) -> torch.nn.Module:
 
 def prepare_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     """Move to the device in channels-last layout: cuDNN's and oneDNN's convolutions are both faster
-    with it (measured on the 2-core CPU: feature extraction 0.80 s -> 0.56 s, outputs equal to 1e-8).
-    Changes no process-wide setting (the autotuner is `tuned_convolutions`, held while a trainer fits)."""
+    with it (measured on the 2-core CPU: feature extraction 0.80 s -> 0.56 s, outputs equal to
+    1e-8). Changes no process-wide setting (the autotuner is `tuned_convolutions`, held while a
+    trainer fits)."""
     return model.to(device).to(memory_format=torch.channels_last)
 
 
 def available_cpus(cpu_max: str = "/sys/fs/cgroup/cpu.max") -> int:
-    """The CPUs this process may really use: its affinity mask (taskset, Slurm, docker --cpuset-cpus), capped
-    by a cgroup v2 CPU quota (docker --cpus, Kubernetes limits); `os.cpu_count()` ignores both."""
+    """The CPUs this process may really use: its affinity mask (taskset, Slurm, docker
+    --cpuset-cpus), capped by a cgroup v2 CPU quota (docker --cpus, Kubernetes limits);
+    `os.cpu_count()` ignores both."""
     n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     try:
         with open(cpu_max) as f:
@@ -273,8 +325,8 @@ ON, OFF = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
 
 
 def env_flag(name: str) -> bool:
-    """An on/off environment variable (1/true/yes/on, or 0/false/no/off/unset); anything else is refused in one line
-    that names it."""
+    """An on/off environment variable (1/true/yes/on, or 0/false/no/off/unset); anything else is
+    refused in one line that names it."""
     raw = os.environ.get(name, "").strip()
     if raw.lower() in ON + OFF:
         return raw.lower() in ON
@@ -282,21 +334,29 @@ def env_flag(name: str) -> bool:
 
 
 def env_int(name: str, low: int = 1) -> int | None:
-    """A whole-number environment variable (None when unset); anything else is refused in one line that names it.
-    A comma list, as OpenMP allows for OMP_NUM_THREADS ("4,2": 4, then 2 in nested regions), gives its first."""
+    """A whole-number environment variable (None when unset); anything else is refused in one line
+    that names it. A comma list, as OpenMP allows for OMP_NUM_THREADS ("4,2": 4, then 2 in nested
+    regions), gives its first."""
     raw = os.environ.get(name, "").strip()
     if not raw:
         return None
     first = raw.split(",")[0].strip()
     if not first.isdigit() or int(first) < low:
-        raise ValueError(f"{name}={raw!r} is not a whole number >= {low}: set it to one, or unset it")
+        raise ValueError(
+            f"{name}={raw!r} is not a whole number >= {low}: set it to one, or unset it"
+        )
     return int(first)
 
 
 def environment_problems() -> list[tuple[str, str]]:
-    """(variable, its one-line refusal) for each environment variable kit reads that it would refuse (`kit doctor`)."""
+    """(variable, its one-line refusal) for each environment variable kit reads that it would refuse
+    (`kit doctor`)."""
     out = []
-    for name, check in (("KIT_FAST", env_flag), ("OMP_NUM_THREADS", env_int), ("KIT_EPOCHS", env_int)):
+    for name, check in (
+        ("KIT_FAST", env_flag),
+        ("OMP_NUM_THREADS", env_int),
+        ("KIT_EPOCHS", env_int),
+    ):
         try:
             check(name)
         except ValueError as e:
@@ -305,8 +365,8 @@ def environment_problems() -> list[tuple[str, str]]:
 
 
 def set_threads(n: int | None = None) -> None:
-    """Match torch's and faiss's OpenMP pools to the CPUs really available, so the two do not oversubscribe
-    a small CPU or a container's quota."""
+    """Match torch's and faiss's OpenMP pools to the CPUs really available, so the two do not
+    oversubscribe a small CPU or a container's quota."""
     n = n or env_int("OMP_NUM_THREADS") or available_cpus()
     torch.set_num_threads(n)
     try:
@@ -318,26 +378,27 @@ def set_threads(n: int | None = None) -> None:
 
 
 class Diverged(FloatingPointError):
-    """Training produced NaN or inf (features, memory, loss): the setting diverges. Raised where it is
-    seen (k-means input, ODC's memory); the sweep catches it and records the cell as diverged, the
-    command line prints its one line (a FloatingPointError, as a float overflow is)."""
+    """Training produced NaN or inf (features, memory, loss): the setting diverges. Raised where it
+    is seen (k-means input, ODC's memory); the sweep catches it and records the cell as diverged,
+    the command line prints its one line (a FloatingPointError, as a float overflow is)."""
 
 
 def fast_mode() -> bool:
-    """True when KIT_FAST is on (1, true, yes or on; 0, false, no, off or unset is off, anything else is refused):
-    notebooks and the CLI shrink to a seconds-long run.
-    The kernel inherits the environment, so nbclient, papermill and JupyterLab all see it."""
+    """True when KIT_FAST is on (1, true, yes or on; 0, false, no, off or unset is off, anything
+    else is refused): notebooks and the CLI shrink to a seconds-long run. The kernel inherits the
+    environment, so nbclient, papermill and JupyterLab all see it."""
     return env_flag("KIT_FAST")
 
 
 def budget(epochs: int) -> int:
-    """A notebook's epochs, or KIT_EPOCHS where that is fewer: a rehearsal at full size (all the data, the
-    presets' K and monitoring) on a short budget. The tests run every notebook this way ("full" mode)."""
+    """A notebook's epochs, or KIT_EPOCHS where that is fewer: a rehearsal at full size (all the
+    data, the presets' K and monitoring) on a short budget. The tests run every notebook this way
+    ("full" mode)."""
     cap = env_int("KIT_EPOCHS")
     return epochs if cap is None else min(epochs, cap)
 
 
 def rehearsal() -> bool:
-    """True when KIT_EPOCHS caps the epochs (`budget`): a full-size rehearsal, which also evaluates on the smoke
-    budget (a few fine-tuning steps) rather than for minutes."""
+    """True when KIT_EPOCHS caps the epochs (`budget`): a full-size rehearsal, which also evaluates
+    on the smoke budget (a few fine-tuning steps) rather than for minutes."""
     return bool(os.environ.get("KIT_EPOCHS", "").strip())

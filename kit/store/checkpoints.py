@@ -1,5 +1,5 @@
-"""kit's checkpoints: a tagged dict of tensors, numbers and strings, written atomically and read with
-`torch.load(..., weights_only=True)`, so no pickled code is ever executed."""
+"""kit's checkpoints: a tagged dict of tensors, numbers and strings, written atomically and read
+with `torch.load(..., weights_only=True)`, so no pickled code is ever executed."""
 from __future__ import annotations
 
 import io

@@ -1,13 +1,15 @@
-"""The playground: widgets build a config, a background thread trains, the live board draws the history.
+"""The playground: widgets build a config, a background thread trains, the live board draws the
+history.
 
 The kernel stays responsive while training runs: `train()` starts a daemon thread and returns at
 once, so a click on Stop (a `threading.Event`) is handled and training ends cleanly at the next
-iteration; the unfinished epoch is rolled back (the finished ones are kept). The controls start at each algorithm's preset (`.small()`, or
-`.fast()` under KIT_FAST). With algorithm "both", DeepCluster and then ODC train and share the board,
-each at its own preset for the shared knobs (K, lr, batch) until the user moves one, which from then
-on applies to both (a note under the controls says which). Every earlier run stays on the board, faded
-and labelled with the settings that differed (`kit.views.live`). "Sweep K" trains a small sweep
-(`kit.commands.sweep`) and draws it cell by cell.
+iteration; the unfinished epoch is rolled back (the finished ones are kept). The controls start at
+each algorithm's preset (`.small()`, or `.fast()` under KIT_FAST). With algorithm "both",
+DeepCluster and then ODC train and share the board, each at its own preset for the shared knobs (K,
+lr, batch) until the user moves one, which from then on applies to both (a note under the controls
+says which). Every earlier run stays on the board, faded and labelled with the settings that
+differed (`kit.views.live`). "Sweep K" trains a small sweep (`kit.commands.sweep`) and draws it cell
+by cell.
 
 The thread never writes with `with out:` (that routes output to whichever cell is running); it sets
 widget traits and replaces `Output.outputs` with PNG data. An error shows as one line in the status
@@ -33,10 +35,12 @@ from ..parts.runtime import fast_mode
 from ..views import plots
 from ..views.live import Trace, board, board_labels
 
-SHARED = {"n_clusters": "K", "lr": "lr", "batch_size": "batch"}  # knobs both algorithms have, as the board names them
+# knobs both algorithms have, as the board names them
+SHARED = {"n_clusters": "K", "lr": "lr", "batch_size": "batch"}
 EPOCHS = 10  # a press of Train: about a minute per algorithm on the embedded digits, on 2 CPU cores
 MAX_TRAIN = 4000  # the train-images slider's top: all of mnist5k's train split
-TRAIN_IMAGES = {"fashion5k": 5000}  # a dataset whose train split is larger: the slider reaches all of it
+# a dataset whose train split is larger: the slider reaches all of it
+TRAIN_IMAGES = {"fashion5k": 5000}
 
 
 class Playground:
@@ -53,13 +57,20 @@ class Playground:
         style = {"description_width": "150px"}
         lay = W.Layout(width="420px")
         self.train_button = W.Button(description="Train", button_style="success", icon="play")
-        self.stop_button = W.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
-        self.sweep_button = W.Button(description="Sweep K", icon="table", tooltip="train each algorithm once per K; "
-                                     "scores on a validation split carved from the train images")
+        self.stop_button = W.Button(
+            description="Stop", button_style="danger", icon="stop", disabled=True
+        )
+        self.sweep_button = W.Button(
+            description="Sweep K",
+            icon="table",
+            tooltip="train each algorithm once per K; "
+            "scores on a validation split carved from the train images",
+        )
         self.progress = W.IntProgress(0, 0, 1, description="idle", style=style, layout=lay)
         self.status = W.HTML("")
         self.plot = W.Output(layout=W.Layout(min_height="320px"))
-        self.caption = W.HTML("")  # the board's runs in words: which are this press's, which are faded
+        # the board's runs in words: which are this press's, which are faded
+        self.caption = W.HTML("")
         self.log = W.Output(layout=W.Layout(max_height="200px", overflow="auto"))
         self.log_box = W.Accordion(children=[self.log], selected_index=None)
         self.log_box.set_title(0, "log (per-epoch values, errors in full)")
@@ -69,7 +80,8 @@ class Playground:
         self._show_preset()
         self.redraw_seconds = redraw_seconds
         self.runs_root = runs_root
-        self.runs: list[Trace] = []  # every run of this playground, oldest first; the board fades earlier ones
+        # every run of this playground, oldest first; the board fades earlier ones
+        self.runs: list[Trace] = []
         self.history: dict | None = None  # the history of the run training now, or of the last one
         self.trainer = None
         self.sweep_path = None  # the sweep's folder under runs_root, once one started
@@ -84,34 +96,71 @@ class Playground:
         self.draws = 0  # live-board redraws so far
 
     def _controls(self, fast: bool) -> None:
-        """The knobs, each starting at its preset: the algorithms' (`self.presets`), the comparison's
-        (`CompareConfig`: dataset, images) and the sweep's (`SweepConfig`: the K values)."""
-        first = next(iter(self.presets.values()))  # the shared knobs start at the first algorithm's preset
-        run, sweep = (CompareConfig.fast(), SweepConfig.fast()) if fast else (CompareConfig(), SweepConfig())
+        """The knobs, each starting at its preset: the algorithms' (`self.presets`), the
+        comparison's (`CompareConfig`: dataset, images) and the sweep's (`SweepConfig`: the K
+        values)."""
+        # the shared knobs start at the first algorithm's preset
+        first = next(iter(self.presets.values()))
+        run, sweep = (
+            (CompareConfig.fast(), SweepConfig.fast()) if fast else (CompareConfig(), SweepConfig())
+        )
         style = {"description_width": "150px"}
         lay = W.Layout(width="420px")
         s = dict(style=style, layout=lay, continuous_update=False)
-        self.dataset = W.Dropdown(options=_dataset_options(), value=run.dataset, description="dataset", style=style, layout=lay)
-        self.n_train = W.IntSlider(run.n_train or MAX_TRAIN, 200, MAX_TRAIN, 200, description="train images", **s)
-        self.backbone = W.Dropdown(options=["convnet", "resnet18", "resnet50"], value=first.backbone, description="backbone",
-                                   style=style, layout=lay)
-        self.algorithm = W.ToggleButtons(options=[("both", "both"), *((title, algo) for algo, title in NAMES.items())],
-                                         value="both", description="algorithm", style=style)
+        self.dataset = W.Dropdown(
+            options=_dataset_options(),
+            value=run.dataset,
+            description="dataset",
+            style=style,
+            layout=lay,
+        )
+        self.n_train = W.IntSlider(
+            run.n_train or MAX_TRAIN, 200, MAX_TRAIN, 200, description="train images", **s
+        )
+        self.backbone = W.Dropdown(
+            options=["convnet", "resnet18", "resnet50"],
+            value=first.backbone,
+            description="backbone",
+            style=style,
+            layout=lay,
+        )
+        self.algorithm = W.ToggleButtons(
+            options=[("both", "both"), *((title, algo) for algo, title in NAMES.items())],
+            value="both",
+            description="algorithm",
+            style=style,
+        )
         self.n_clusters = W.IntSlider(first.n_clusters, 10, 1000, 10, description="clusters K", **s)
-        self.lr = W.FloatLogSlider(first.lr, base=10, min=-3, max=0, step=0.1, description="learning rate", **s)
+        self.lr = W.FloatLogSlider(
+            first.lr, base=10, min=-3, max=0, step=0.1, description="learning rate", **s
+        )
         self.batch_size = W.IntSlider(first.batch_size, 16, 512, 16, description="batch size", **s)
-        self.epochs = W.IntSlider(run.epochs if fast else EPOCHS, 1, 100, 1, description="epochs", **s)
-        wide = dict(style=style, layout=W.Layout(width="480px"))  # a checkbox's long description is not cut short
+        self.epochs = W.IntSlider(
+            run.epochs if fast else EPOCHS, 1, 100, 1, description="epochs", **s
+        )
+        # a checkbox's long description is not cut short
+        wide = dict(style=style, layout=W.Layout(width="480px"))
         check_controls()  # a spec registered since import is checked too
         self.switched_on = {}  # a switch's field -> the value it sets when ticked
         for algo, spec in SPECS.items():  # each algorithm's own knobs, from its spec, at its preset
             for c in spec.controls:
-                setattr(self, c.attribute, self._control(c, self.presets[algo], CONFIGS[algo], s, wide))
-        self.tensorboard = W.Checkbox(False, description="also log to TensorBoard (runs/playground/tb)", **wide)
-        self.sweep_k = W.Text(",".join(map(str, sweep.n_clusters)), description="sweep K over", style=style, layout=lay)
-        self.moved: set[str] = set()  # the shared knobs the user has moved: those apply to both algorithms
+                setattr(
+                    self, c.attribute, self._control(c, self.presets[algo], CONFIGS[algo], s, wide)
+                )
+        self.tensorboard = W.Checkbox(
+            False, description="also log to TensorBoard (runs/playground/tb)", **wide
+        )
+        self.sweep_k = W.Text(
+            ",".join(map(str, sweep.n_clusters)),
+            description="sweep K over",
+            style=style,
+            layout=lay,
+        )
+        # the shared knobs the user has moved: those apply to both algorithms
+        self.moved: set[str] = set()
         self._showing_preset = False  # True while the controls themselves set a knob (not a move)
-        self.preset_note = W.HTML("", layout=W.Layout(width="430px"))  # wraps: the left column stays as wide as its sliders
+        # wraps: the left column stays as wide as its sliders
+        self.preset_note = W.HTML("", layout=W.Layout(width="430px"))
         for name in SHARED:
             getattr(self, name).observe(lambda change, name=name: self._knob_moved(name), "value")
         self.algorithm.observe(lambda _: self._show_preset(), "value")
@@ -122,7 +171,8 @@ class Playground:
         self._k_range()
 
     def _control(self, c, preset, config_class, slider: dict, wide: dict) -> W.Widget:
-        """The widget of one of an algorithm's own knobs (`algorithms.Control`), at the algorithm's preset."""
+        """The widget of one of an algorithm's own knobs (`algorithms.Control`), at the algorithm's
+        preset."""
         value = getattr(preset, c.field)
         if c.switch:
             on = value or getattr(config_class(), c.field)  # the value it sets when ticked
@@ -136,11 +186,15 @@ class Playground:
     @staticmethod
     def _presets(dataset: str) -> dict:
         """Each algorithm's preset on `dataset` (`.fast()` under KIT_FAST): {algorithm: config}."""
-        return {algo: getattr(config, "fast" if fast_mode() else "small")(dataset=dataset) for algo, config in CONFIGS.items()}
+        return {
+            algo: getattr(config, "fast" if fast_mode() else "small")(dataset=dataset)
+            for algo, config in CONFIGS.items()
+        }
 
     def _dataset_changed(self) -> None:
-        """Another dataset: every knob not moved starts again from that dataset's presets (fashion5k has its own,
-        bench/presets.md), each algorithm's own knobs too, and the train-images slider reaches its train split."""
+        """Another dataset: every knob not moved starts again from that dataset's presets (fashion5k
+        has its own, bench/presets.md), each algorithm's own knobs too, and the train-images slider
+        reaches its train split."""
         self.presets = self._presets(self.dataset.value)
         self._showing_preset = True
         try:
@@ -155,15 +209,21 @@ class Playground:
 
     def _own(self, algo: str) -> dict:
         """`algo`'s own knobs as set: {config field: value}."""
-        return {c.field: (self.switched_on[c.field] if getattr(self, c.attribute).value else 0.0) if c.switch
-                else getattr(self, c.attribute).value for c in SPECS[algo].controls}
+        return {
+            c.field: (self.switched_on[c.field] if getattr(self, c.attribute).value else 0.0)
+            if c.switch
+            else getattr(self, c.attribute).value
+            for c in SPECS[algo].controls
+        }
 
     def _k_range(self) -> None:
-        """K's slider reaches as far as the images allow: N / max(min_cluster_size, 10), at least 10 (ODC refuses K
-        above N / min_cluster_size; the floor of 10 images a cluster keeps DeepCluster's clusters as large)."""
+        """K's slider reaches as far as the images allow: N / max(min_cluster_size, 10), at least 10
+        (ODC refuses K above N / min_cluster_size; the floor of 10 images a cluster keeps
+        DeepCluster's clusters as large)."""
         least = getattr(self, "min_cluster_size", None)
         top = max(10, self.n_train.value // max(least.value if least is not None else 0, 10))
-        self._showing_preset, before = True, self._showing_preset  # a K clipped to the new top is not a user's move
+        # a K clipped to the new top is not a user's move
+        self._showing_preset, before = True, self._showing_preset
         try:
             self.n_clusters.max = top
         finally:
@@ -172,12 +232,32 @@ class Playground:
     # -- layout -----------------------------------------------------------------------------
     @property
     def widget(self) -> W.Widget:
-        common = W.VBox([self.dataset, self.n_train, self.backbone, self.algorithm, self.n_clusters, self.lr,
-                         self.batch_size, self.epochs, self.preset_note])
-        own = [w for spec in SPECS.values() if spec.controls
-               for w in (W.HTML(f"<b>{spec.title} only</b>"), *(getattr(self, c.attribute) for c in spec.controls))]
+        common = W.VBox(
+            [
+                self.dataset,
+                self.n_train,
+                self.backbone,
+                self.algorithm,
+                self.n_clusters,
+                self.lr,
+                self.batch_size,
+                self.epochs,
+                self.preset_note,
+            ]
+        )
+        own = [
+            w
+            for spec in SPECS.values()
+            if spec.controls
+            for w in (
+                W.HTML(f"<b>{spec.title} only</b>"),
+                *(getattr(self, c.attribute) for c in spec.controls),
+            )
+        ]
         specific = W.VBox([*own, W.HTML("<b>Sweep</b>"), self.sweep_k, self.tensorboard])
-        buttons = W.HBox([self.train_button, self.stop_button, self.sweep_button, self.progress, self.status])
+        buttons = W.HBox(
+            [self.train_button, self.stop_button, self.sweep_button, self.progress, self.status]
+        )
         return W.VBox([W.HBox([common, specific]), buttons, self.plot, self.caption, self.log_box])
 
     def show(self):
@@ -191,24 +271,35 @@ class Playground:
 
     def config(self, algo: str | None = None):
         """The config the widgets describe for `algo` (default: the selected one, DeepCluster for
-        "both"): (algorithm, DeepClusterConfig | ODCConfig). A shared knob the user has not moved keeps
-        `algo`'s preset. The board measures kNN and NMI every epoch."""
+        "both"): (algorithm, DeepClusterConfig | ODCConfig). A shared knob the user has not moved
+        keeps `algo`'s preset. The board measures kNN and NMI every epoch."""
         algo = algo or self.algos()[0]
         common = dict(backbone=self.backbone.value, eval_every=1, **self._shared(algo))
-        return algo, replace(self.presets[algo], **common, **self._own(algo))  # the config's own checks run again
+        # the config's own checks run again
+        return algo, replace(self.presets[algo], **common, **self._own(algo))
 
     def settings(self, algo: str) -> dict:
         """What a run was trained with, in the words the board's labels use ("K=30, lr=0.3")."""
         shared = self._shared(algo)
-        out = {"dataset": self.dataset.value, "images": self.n_train.value, "backbone": self.backbone.value,
-               **{label: shared[name] for name, label in SHARED.items()}, "epochs": self.epochs.value}
+        out = {
+            "dataset": self.dataset.value,
+            "images": self.n_train.value,
+            "backbone": self.backbone.value,
+            **{label: shared[name] for name, label in SHARED.items()},
+            "epochs": self.epochs.value,
+        }
         out["lr"] = round(out["lr"], 4)
         return out | {c.short: getattr(self, c.attribute).value for c in SPECS[algo].controls}
 
     def _shared(self, algo: str) -> dict:
-        """K, lr and batch for `algo`: a knob the user moved as set, the others at `algo`'s preset."""
-        return {name: getattr(self, name).value if name in self.moved else getattr(self.presets[algo], name)
-                for name in SHARED}
+        """K, lr and batch for `algo`: a knob the user moved as set, the others at `algo`'s
+        preset."""
+        return {
+            name: getattr(self, name).value
+            if name in self.moved
+            else getattr(self.presets[algo], name)
+            for name in SHARED
+        }
 
     def _knob_moved(self, name: str) -> None:
         if not self._showing_preset:
@@ -216,8 +307,8 @@ class Playground:
             self._show_preset()
 
     def _show_preset(self) -> None:
-        """Set the unmoved shared knobs to the selected algorithm's preset ("both": DeepCluster's) and say
-        in the note which knobs follow each algorithm's preset."""
+        """Set the unmoved shared knobs to the selected algorithm's preset ("both": DeepCluster's)
+        and say in the note which knobs follow each algorithm's preset."""
         first = self.presets[self.algos()[0]]
         self._showing_preset = True
         try:
@@ -226,19 +317,23 @@ class Playground:
         finally:
             self._showing_preset = False
         pair = {a: self.presets[a] for a in self.algos()}  # "both": the algorithms it trains
+        # knobs where their presets differ
         own = [name for name in SHARED if name not in self.moved
-               and len({getattr(p, name) for p in pair.values()}) > 1]  # knobs where their presets differ
+               and len({getattr(p, name) for p in pair.values()}) > 1]
         if self.algorithm.value != "both" or not own:
             self.preset_note.value = ""
             return
         each = "; ".join(f"{NAMES[a]} " + ", ".join(f"{SHARED[n]}={getattr(p, n):g}" for n in own)
                          for a, p in pair.items())
-        self.preset_note.value = (f"<small>both: each algorithm trains at its own preset for {', '.join(SHARED[n] for n in own)} "
-                                  f"({each}); a knob you move applies to both</small>")
+        self.preset_note.value = (
+            "<small>both: each algorithm trains at its own preset for "
+            f"{', '.join(SHARED[n] for n in own)} ({each}); a knob you move applies to both</small>"
+        )
 
     # -- running ----------------------------------------------------------------------------
     def train(self) -> None:
-        """Train the selected algorithm (or both, one after the other) in a background thread; returns at once."""
+        """Train the selected algorithm (or both, one after the other) in a background thread;
+        returns at once."""
         if not self._start_check():
             return
         try:
@@ -249,33 +344,52 @@ class Playground:
         self._start(self._train_all, jobs)
 
     def sweep(self) -> None:
-        """Train a sweep over the K values typed in `sweep_k` (both algorithms, or the selected one) in
-        the background, drawing its figure after every cell. Each press writes a new sweep folder
-        under `runs_root` (`sweep_path`); `python -m kit sweep --name ... --resume` continues one."""
+        """Train a sweep over the K values typed in `sweep_k` (both algorithms, or the selected one)
+        in the background, drawing its figure after every cell. Each press writes a new sweep folder
+        under `runs_root` (`sweep_path`); `python -m kit sweep --name ... --resume` continues
+        one."""
         if not self._start_check():
             return
         try:
             ks = [int(v) for v in self.sweep_k.value.replace(" ", "").split(",") if v]
             shared = self._shared(self.algos()[0])
-            # one lr for every cell: "both" with lr unmoved takes the sweep's own, as `python -m kit sweep` does
-            lr = {} if self.algorithm.value == "both" and "lr" not in self.moved else {"lr": [round(shared["lr"], 4)]}
-            knobs = {k: [getattr(self, k).value] for k in GRID_KEYS if k not in ("n_clusters", "lr")}  # each one's own
-            cfg = SweepConfig(algos=self.algos(), n_clusters=ks, **lr, **knobs,
-                              epochs=self.epochs.value, n_val=min(1000, self.n_train.value // 4),
-                              n_train=self.n_train.value, dataset=self.dataset.value, backbone=self.backbone.value,
-                              batch_size=shared["batch_size"])
+            # one lr for every cell: "both" with lr unmoved takes the sweep's own, as `python -m kit
+            # sweep` does
+            lr = (
+                {}
+                if self.algorithm.value == "both" and "lr" not in self.moved
+                else {"lr": [round(shared["lr"], 4)]}
+            )
+            # each one's own
+            knobs = {
+                k: [getattr(self, k).value] for k in GRID_KEYS if k not in ("n_clusters", "lr")
+            }
+            cfg = SweepConfig(
+                algos=self.algos(),
+                n_clusters=ks,
+                **lr,
+                **knobs,
+                epochs=self.epochs.value,
+                n_val=min(1000, self.n_train.value // 4),
+                n_train=self.n_train.value,
+                dataset=self.dataset.value,
+                backbone=self.backbone.value,
+                batch_size=shared["batch_size"],
+            )
         except ValueError as e:
             self._fail(f"sweep K over: {e}" if "invalid literal" in str(e) else str(e))
             return
         self._start(self._sweep, cfg)
 
     def stop(self) -> None:
-        """Ask training to end at the next iteration (a sweep: after the cell under way); the history so far is kept."""
+        """Ask training to end at the next iteration (a sweep: after the cell under way); the
+        history so far is kept."""
         self._stop.set()
         self.status.value = "stopping…"
 
     def wait(self, timeout: float | None = None) -> dict | None:
-        """Block until the training thread ends (for scripts and tests); returns the last run's history."""
+        """Block until the training thread ends (for scripts and tests); returns the last run's
+        history."""
         if self._thread is not None:
             self._thread.join(timeout)
         return self.history
@@ -297,10 +411,13 @@ class Playground:
 
     def _start(self, target, arg) -> None:
         self._stop.clear()
-        self.status.value = "starting…"  # before the thread, so no earlier "done" reads as this run's
+        # before the thread, so no earlier "done" reads as this run's
+        self.status.value = "starting…"
         self.train_button.disabled = self.sweep_button.disabled = True
         self.stop_button.disabled = False
-        self._thread = threading.Thread(target=self._guarded, args=(target, arg), name="kit-playground", daemon=True)
+        self._thread = threading.Thread(
+            target=self._guarded, args=(target, arg), name="kit-playground", daemon=True
+        )
         self._thread.start()
 
     def _guarded(self, target, arg) -> None:
@@ -340,9 +457,15 @@ class Playground:
                              callbacks=[self._on_record, *([tb] if tb else [])])
             epochs = len(trace.history["epoch"])
             if self._stop.is_set():
-                done.append(f"{NAMES[algo]} stopped after {epochs} epoch{'s' * (epochs != 1)}"
-                            + (f"; epoch {epochs + 1} rolled back after {self._iters} of {per_epoch} iterations"
-                               if self._iters else ""))
+                done.append(
+                    f"{NAMES[algo]} stopped after {epochs} epoch{'s' * (epochs != 1)}"
+                    + (
+                        f"; epoch {epochs + 1} rolled back after {self._iters} of {per_epoch} "
+                        "iterations"
+                        if self._iters
+                        else ""
+                    )
+                )
                 done += [f"{NAMES[a]} not started" for a, _, _ in jobs[len(done):]]
                 break
             done.append(f"{NAMES[algo]} {epochs} epoch{'s' * (epochs != 1)}")
@@ -350,22 +473,30 @@ class Playground:
         self._status(("stopped: " if self._stop.is_set() else "done: ") + "; ".join(done))
 
     def _tensorboard(self, algo: str, cfg):
-        """With the TensorBoard box ticked: a logger for this run, `runs/playground/tb/<n>-<algo>` (n counts the
-        playground's runs), so `tensorboard --logdir runs/playground/tb` shows every press side by side."""
+        """With the TensorBoard box ticked: a logger for this run, `runs/playground/tb/<n>-<algo>`
+        (n counts the playground's runs), so `tensorboard --logdir runs/playground/tb` shows every
+        press side by side."""
         if not self.tensorboard.value:
             return None
         from ..views.tensorboard_log import TensorBoardLog, check_available
 
         check_available()  # one line in the status, naming the extra, when tensorboard is missing
-        return TensorBoardLog(Path(self.runs_root) / "playground" / "tb" / f"{len(self.runs):03d}-{algo}",
-                              cfg.to_dict(), self.trainer)
+        return TensorBoardLog(
+            Path(self.runs_root) / "playground" / "tb" / f"{len(self.runs):03d}-{algo}",
+            cfg.to_dict(),
+            self.trainer,
+        )
 
     def _status(self, text: str) -> None:
-        """The status line, with the collapse alarm after it in red for as long as this press's runs last."""
+        """The status line, with the collapse alarm after it in red for as long as this press's runs
+        last."""
         import html
 
-        self.status.value = html.escape(text) + (f"<br><span style='color:#c00'><b>⚠</b> {html.escape(self.alarm)}</span>"
-                                                 if self.alarm else "")
+        self.status.value = html.escape(text) + (
+            f"<br><span style='color:#c00'><b>⚠</b> {html.escape(self.alarm)}</span>"
+            if self.alarm
+            else ""
+        )
 
     def _raise(self, line: str | None) -> None:
         if line:
@@ -376,17 +507,29 @@ class Playground:
         if record["kind"] == "step":
             self._iters += 1
             self._losses.append(record["loss"])
-            if self._iters % collapse.STEP_WINDOW == 0:  # every few steps: the loss, and ODC's labels as they are now
+            # every few steps: the loss, and ODC's labels as they are now
+            if self._iters % collapse.STEP_WINDOW == 0:
                 memory = getattr(self.trainer, "memory", None)
-                self._raise(self._watch.steps(record["epoch"], self._losses, None if memory is None else memory.labels))
+                self._raise(
+                    self._watch.steps(
+                        record["epoch"], self._losses, None if memory is None else memory.labels
+                    )
+                )
             self.progress.value = min(self.progress.value + 1, self.progress.max)
-            self._status(f"{NAMES[record['algo']]}: epoch {record['epoch'] + 1}, loss {record['loss']:.3f}")
+            self._status(
+                f"{NAMES[record['algo']]}: epoch {record['epoch'] + 1}, loss {record['loss']:.3f}"
+            )
         else:
             self._iters = 0
             self._raise(self._watch(record))
-            self._say(f"{self.trainer.algo} epoch {record['epoch'] + 1}: " + ", ".join(
-                f"{k}={record[k]:.3f}" for k in ("loss", "nmi_prev", "label_change", "change_ratio", "knn", "nmi_true")
-                if isinstance(record.get(k), float)))
+            self._say(
+                f"{self.trainer.algo} epoch {record['epoch'] + 1}: "
+                + ", ".join(
+                    f"{k}={record[k]:.3f}"
+                    for k in ("loss", "nmi_prev", "label_change", "change_ratio", "knn", "nmi_true")
+                    if isinstance(record.get(k), float)
+                )
+            )
         self._draw(earlier=self.runs[:len(self.runs) - len(self._current)])
 
     def _draw(self, force: bool = False, earlier: list[Trace] | None = None) -> None:
@@ -397,13 +540,23 @@ class Playground:
         earlier = earlier or []
         self._show(board(self._current, earlier, self.epochs.value), "live board")
         shown = board_labels(self._current, earlier)
-        self.caption.value = ("<small>on the board: <b>" + ", ".join(shown["current"]) + "</b>"
-                              + ("; faded: " + "; ".join(shown["earlier"]) if shown["earlier"] else "") + "</small>")
+        self.caption.value = (
+            "<small>on the board: <b>"
+            + ", ".join(shown["current"])
+            + "</b>"
+            + ("; faded: " + "; ".join(shown["earlier"]) if shown["earlier"] else "")
+            + "</small>"
+        )
 
     def _show(self, fig, text: str) -> None:
         png = plots.png(fig)
-        self.plot.outputs = ({"output_type": "display_data", "data": {"image/png": _b64(png), "text/plain": text},
-                              "metadata": {}},)
+        self.plot.outputs = (
+            {
+                "output_type": "display_data",
+                "data": {"image/png": _b64(png), "text/plain": text},
+                "metadata": {},
+            },
+        )
         self.draws += 1
 
     def _sweep(self, cfg) -> None:
@@ -418,12 +571,18 @@ class Playground:
             self.progress.value = len(results)
             self.status.value = f"sweep: {len(results)} of {total} cells done" + (
                 f", training cell {len(results) + 1}" if len(results) < total else "")
-            self._show(plots.sweep(curves(results), METRICS), f"sweep, {len(results)} of {total} cells")
+            self._show(
+                plots.sweep(curves(results), METRICS), f"sweep, {len(results)} of {total} cells"
+            )
 
-        run_sweep(name, cfg, self.runs_root, progress=False, log=self._say, on_cell=drawn, stop=self._stop)
+        run_sweep(
+            name, cfg, self.runs_root, progress=False, log=self._say, on_cell=drawn, stop=self._stop
+        )
         done = self.progress.value
-        self.status.value = (f"sweep {'stopped' if done < total else 'done'}: {done} of {total} cells; "
-                             f"table in {self.sweep_path / 'sweep.md'}")
+        self.status.value = (
+            f"sweep {'stopped' if done < total else 'done'}: {done} of {total} cells; "
+            f"table in {self.sweep_path / 'sweep.md'}"
+        )
 
     def _say(self, text: str) -> None:
         self.log.append_stdout(text + "\n")

@@ -3,9 +3,10 @@ and labelled with the settings that differed ("ODC, K=30"), so "K=30 against K=1
 
 Three panels share one legend: loss per iteration, kNN accuracy per epoch (0 = the untrained
 network), and label stability per epoch: AMI(t-1, t), chance-corrected so that runs at different K
-compare, with the current runs' NMI(t-1, t) thin and its chance level dotted (it climbs with K). The per-epoch panels span the epochs asked for from the first
-draw, and say when their first point will come, so they are never an empty axis with odd ticks.
-matplotlib's object API only: the board is drawn in the training thread.
+compare, with the current runs' NMI(t-1, t) thin and its chance level dotted (it climbs with K). The
+per-epoch panels span the epochs asked for from the first draw, and say when their first point will
+come, so they are never an empty axis with odd ticks. matplotlib's object API only: the board is
+drawn in the training thread.
 """
 from __future__ import annotations
 
@@ -19,12 +20,14 @@ from ..algorithms import NAMES
 from .palette import COLOURS
 from .plots import chance_floor, smoothed, style_axes, with_init
 
-EARLIER_SHOWN = 3  # faded runs per algorithm; older ones leave the board (they stay in `Playground.runs`)
+# faded runs per algorithm; older ones leave the board (they stay in `Playground.runs`)
+EARLIER_SHOWN = 3
 
 
 @dataclass
 class Trace:
-    """One training run as the board draws it: its algorithm, its settings and its history so far."""
+    """One training run as the board draws it: its algorithm, its settings and its history so
+    far."""
 
     algo: str
     settings: dict
@@ -46,9 +49,10 @@ def _faded(earlier: list[Trace]) -> list[Trace]:
 
 
 def board_labels(current: list[Trace], earlier: list[Trace]) -> dict[str, list[str]]:
-    """The legend of `board`: {"current": ["DeepCluster", "ODC"], "earlier": ["ODC, earlier: K=30", ...]}. An
-    earlier run names the settings where it differs from the current run of its own algorithm (the algorithms'
-    presets differ, in lr for one: against the other's run, every earlier run would name its own lr)."""
+    """The legend of `board`: {"current": ["DeepCluster", "ODC"], "earlier": ["ODC, earlier: K=30",
+    ...]}. An earlier run names the settings where it differs from the current run of its own
+    algorithm (the algorithms' presets differ, in lr for one: against the other's run, every earlier
+    run would name its own lr)."""
     own = {t.algo: t.settings for t in current}
     last = current[-1].settings if current else {}
     return {"current": [NAMES[t.algo] for t in current],
@@ -57,7 +61,8 @@ def board_labels(current: list[Trace], earlier: list[Trace]) -> dict[str, list[s
 
 
 def board(current: list[Trace], earlier: list[Trace], epochs: int) -> Figure:
-    """The live figure: `current` runs drawn strong, the last few `earlier` runs of each algorithm faded."""
+    """The live figure: `current` runs drawn strong, the last few `earlier` runs of each algorithm
+    faded."""
     fig = Figure(figsize=(13, 4.6), layout="constrained")
     loss, knn, nmi = fig.subplots(1, 3)
     faded, labels = _faded(earlier), board_labels(current, earlier)
@@ -75,11 +80,27 @@ def board(current: list[Trace], earlier: list[Trace], epochs: int) -> Figure:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if not any(len(with_init(t.history, key)[0]) for t in current + faded):
             first = "after the untrained network is measured" if key == "knn" else "after epoch 1"
-            ax.text(0.5, 0.5, f"first point {first}", transform=ax.transAxes, ha="center", va="center",
-                    color="grey", fontsize=9)
+            ax.text(
+                0.5,
+                0.5,
+                f"first point {first}",
+                transform=ax.transAxes,
+                ha="center",
+                va="center",
+                color="grey",
+                fontsize=9,
+            )
     if not any(t.history["step"].get("loss") for t in current + faded):
-        loss.text(0.5, 0.5, "first point after iteration 1", transform=loss.transAxes, ha="center", va="center",
-                  color="grey", fontsize=9)
+        loss.text(
+            0.5,
+            0.5,
+            "first point after iteration 1",
+            transform=loss.transAxes,
+            ha="center",
+            va="center",
+            color="grey",
+            fontsize=9,
+        )
     loss.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
     handles, labels = knn.get_legend_handles_labels()
     if handles:  # below the panels, so that long "earlier: ..." labels take no width from them
@@ -95,11 +116,19 @@ def _draw(t: Trace, axes, label: str, strong: bool) -> None:
     if len(y):
         if strong:
             loss.plot(np.arange(1, len(y) + 1), y, color=COLOURS[t.algo], alpha=0.15, lw=0.6)
-        loss.plot(*smoothed(y, max(1, min(10, len(y) // 4))), **style)  # a short run still shows its start
+        # a short run still shows its start
+        loss.plot(*smoothed(y, max(1, min(10, len(y) // 4))), **style)
     for ax, key, marker in ((knn, "knn", "s"), (nmi, "ami_prev", "o")):
         x, v = with_init(t.history, key)
         # every trace gets a legend entry in the kNN panel, even before its first point
-        ax.plot(x, v, marker=marker, ms=4 if strong else 3, label=label if key == "knn" else None, **style)
+        ax.plot(
+            x,
+            v,
+            marker=marker,
+            ms=4 if strong else 3,
+            label=label if key == "knn" else None,
+            **style,
+        )
     if strong:  # the uncorrected NMI and its chance level, for the runs of this press only
         nmi.plot(*with_init(t.history, "nmi_prev"), color=COLOURS[t.algo], lw=0.8, alpha=0.6)
         chance_floor(nmi, t.history, "nmi_prev", COLOURS[t.algo], label=None)

@@ -1,4 +1,5 @@
-"""One self-contained page per interactive view, shown the same way in a notebook and in report.html.
+"""One self-contained page per interactive view, shown the same way in a notebook and in
+report.html.
 
 A bokeh model becomes a standalone HTML page with BokehJS inlined (`bokeh.resources.INLINE`): no
 CDN, no request to any host, so it works offline and keeps working when the run folder is copied.
@@ -13,7 +14,8 @@ from pathlib import Path
 
 
 class Page:
-    """A bokeh model as a self-contained page. Display it in a notebook, or embed `iframe()` in HTML.
+    """A bokeh model as a self-contained page. Display it in a notebook, or embed `iframe()` in
+    HTML.
 
     >>> page = Page(model, height=900, title="flight recorder")
     >>> page                     # last expression of a notebook cell: shows the view
@@ -36,8 +38,11 @@ class Page:
 
     def iframe(self) -> str:
         """The page inside an iframe, for embedding in another HTML page."""
-        return (f'<iframe srcdoc="{html.escape(self.html, quote=True)}" title="{html.escape(self.title)}" '
-                f'style="width:100%;height:{self.height}px;border:0"></iframe>')
+        return (
+            f'<iframe srcdoc="{html.escape(self.html, quote=True)}" '
+            f'title="{html.escape(self.title)}" '
+            f'style="width:100%;height:{self.height}px;border:0"></iframe>'
+        )
 
     def _repr_html_(self) -> str:
         return self.iframe()

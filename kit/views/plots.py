@@ -21,19 +21,35 @@ PLAIN = "#1f77b4"  # one colour where a figure shows no algorithm's run (a spect
 
 
 def legend_name(algo: str, h: dict | None = None) -> str:
-    """The algorithm's name with its K ("ODC (K = 30)"): two runs at different K are not compared like for like,
-    so every legend says which K each line had (a history saved before configs were kept shows the name only)."""
+    """The algorithm's name with its K ("ODC (K = 30)"): two runs at different K are not compared
+    like for like, so every legend says which K each line had (a history saved before configs were
+    kept shows the name only)."""
     k = (h or {}).get("config", {}).get("n_clusters")
     return f"{NAMES[algo]} (K = {k})" if k else NAMES[algo]
 
 
-# The metrics of an epoch's labels. An algorithm that clusters at the *start* of epoch t (DeepCluster,
-# `Spec.labels_at_epoch_start`) has them after t epochs of training, so they belong at x = t; everything
-# measured after an epoch (ODC's labels, losses, the monitor) belongs at x = t + 1. x is always "epochs of
-# training behind the value".
-LABEL_METRICS = ("nmi_prev", "nmi_prev_chance", "ami_prev", "ari_prev", "label_change", "nmi_pseudo_true",
-                 "nmi_pseudo_true_chance", "ami_pseudo_true", "ari_pseudo_true", "empty", "min_size", "max_size",
-                 "largest_share", "nonempty", "feature_std_ratio", "rankme")
+# The metrics of an epoch's labels. An algorithm that clusters at the *start* of epoch t
+# (DeepCluster, `Spec.labels_at_epoch_start`) has them after t epochs of training, so they belong at
+# x = t; everything measured after an epoch (ODC's labels, losses, the monitor) belongs at x = t +
+# 1. x is always "epochs of training behind the value".
+LABEL_METRICS = (
+    "nmi_prev",
+    "nmi_prev_chance",
+    "ami_prev",
+    "ari_prev",
+    "label_change",
+    "nmi_pseudo_true",
+    "nmi_pseudo_true_chance",
+    "ami_pseudo_true",
+    "ari_pseudo_true",
+    "empty",
+    "min_size",
+    "max_size",
+    "largest_share",
+    "nonempty",
+    "feature_std_ratio",
+    "rankme",
+)
 
 
 def at_epoch_start(h: dict) -> bool:
@@ -43,10 +59,15 @@ def at_epoch_start(h: dict) -> bool:
 
 
 def epoch_series(h: dict, key: str) -> tuple[np.ndarray, np.ndarray]:
-    """(x, values) of `key` over a history's epochs that have it, x the epochs of training behind each value."""
+    """(x, values) of `key` over a history's epochs that have it, x the epochs of training behind
+    each value."""
     shift = 0 if key in LABEL_METRICS and at_epoch_start(h) else 1
     pts = [(r["epoch"] + shift, r[key]) for r in h["epoch"] if r.get(key) is not None]
-    return (np.array([p[0] for p in pts]), np.array([p[1] for p in pts])) if pts else (np.array([]), np.array([]))
+    return (
+        (np.array([p[0] for p in pts]), np.array([p[1] for p in pts]))
+        if pts
+        else (np.array([]), np.array([]))
+    )
 
 
 def _smooth(y: np.ndarray, w: int) -> np.ndarray:
@@ -68,9 +89,12 @@ def style_axes(ax, title: str, xlabel: str, ylabel: str) -> None:
     ax.grid(alpha=0.3)
 
 
-def chance_floor(ax, h: dict, key: str, colour: str, label: str | None = "chance level (one side shuffled)") -> None:
-    """The chance level of an NMI curve, dotted in its colour: the NMI of the same two labellings with one
-    shuffled (`metrics.nmi_chance`, stored as `<key>_chance`). It climbs with K, so it is drawn wherever NMI is."""
+def chance_floor(
+    ax, h: dict, key: str, colour: str, label: str | None = "chance level (one side shuffled)"
+) -> None:
+    """The chance level of an NMI curve, dotted in its colour: the NMI of the same two labellings
+    with one shuffled (`metrics.nmi_chance`, stored as `<key>_chance`). It climbs with K, so it is
+    drawn wherever NMI is."""
     x, y = with_init(h, key + "_chance")
     if len(x):
         ax.plot(x, y, ":", lw=1.4, color=colour, label=label)
@@ -83,13 +107,35 @@ def stability(histories: dict[str, dict]) -> Figure:
     fig = Figure(figsize=(14, 3.8), layout="constrained")
     a, n, b = fig.subplots(1, 3)
     for algo, h in histories.items():
-        a.plot(*epoch_series(h, "ami_prev"), "o-", ms=3, color=COLOURS[algo], label=legend_name(algo, h))
-        n.plot(*epoch_series(h, "nmi_prev"), "o-", ms=3, color=COLOURS[algo], label=legend_name(algo, h))
+        a.plot(
+            *epoch_series(h, "ami_prev"),
+            "o-",
+            ms=3,
+            color=COLOURS[algo],
+            label=legend_name(algo, h),
+        )
+        n.plot(
+            *epoch_series(h, "nmi_prev"),
+            "o-",
+            ms=3,
+            color=COLOURS[algo],
+            label=legend_name(algo, h),
+        )
         chance_floor(n, h, "nmi_prev", COLOURS[algo], f"{legend_name(algo, h)}: chance level")
-        b.plot(*epoch_series(h, "label_change"), "o-", ms=3, color=COLOURS[algo], label=legend_name(algo, h))
-    style_axes(a, "Stability, chance-corrected: AMI(t-1, t)", "epoch", "AMI (0 = chance, 1 = same labels)")
+        b.plot(
+            *epoch_series(h, "label_change"),
+            "o-",
+            ms=3,
+            color=COLOURS[algo],
+            label=legend_name(algo, h),
+        )
+    style_axes(
+        a, "Stability, chance-corrected: AMI(t-1, t)", "epoch", "AMI (0 = chance, 1 = same labels)"
+    )
     style_axes(n, "NMI(t-1, t), dotted: its chance level", "epoch", "NMI(t-1, t)")
-    style_axes(b, "Samples that changed cluster since the last epoch", "epoch", "fraction of samples")
+    style_axes(
+        b, "Samples that changed cluster since the last epoch", "epoch", "fraction of samples"
+    )
     for ax in (a, n, b):
         ax.set_ylim(0, 1)
     a.legend()
@@ -98,7 +144,8 @@ def stability(histories: dict[str, dict]) -> Figure:
 
 
 def reassignment(histories: dict[str, dict], smooth: int = 10) -> Figure:
-    """Label reassignment: per iteration where an algorithm records it (ODC's change_ratio), every one per epoch."""
+    """Label reassignment: per iteration where an algorithm records it (ODC's change_ratio), every
+    one per epoch."""
     fig = Figure(figsize=(10, 3.8), layout="constrained")
     a, b = fig.subplots(1, 2)
     per_step = [(algo, SPECS[algo].reassigned_per_step) for algo in histories
@@ -120,7 +167,13 @@ def reassignment(histories: dict[str, dict], smooth: int = 10) -> Figure:
     style_axes(a, f"{who}: batch labels changed per iteration", "epoch", "fraction of the batch")
     a.set_ylim(0, 1)
     for algo, h in histories.items():
-        b.plot(*epoch_series(h, "label_change"), "o-", ms=3, color=COLOURS[algo], label=legend_name(algo, h))
+        b.plot(
+            *epoch_series(h, "label_change"),
+            "o-",
+            ms=3,
+            color=COLOURS[algo],
+            label=legend_name(algo, h),
+        )
     style_axes(b, "Per epoch: samples reassigned (ids matched)", "epoch", "fraction of samples")
     b.set_ylim(0, 1)
     b.legend()
@@ -128,7 +181,8 @@ def reassignment(histories: dict[str, dict], smooth: int = 10) -> Figure:
 
 
 def cluster_sizes(histories: dict[str, dict], n_clusters: dict[str, int]) -> Figure:
-    """Sorted cluster sizes at a few epochs (log scale), one panel per algorithm, both on one y axis."""
+    """Sorted cluster sizes at a few epochs (log scale), one panel per algorithm, both on one y
+    axis."""
     fig = Figure(figsize=(10, 3.8), layout="constrained")
     axes = fig.subplots(1, len(histories), squeeze=False, sharey=True)[0]
     for ax, (algo, h) in zip(axes, histories.items()):
@@ -136,39 +190,69 @@ def cluster_sizes(histories: dict[str, dict], n_clusters: dict[str, int]) -> Fig
         picks = sorted({0, len(snaps) // 2, len(snaps) - 1}) if snaps else []
         for j, i in enumerate(picks):  # snapshot i of either algorithm follows i epochs of training
             sizes = np.sort(np.bincount(snaps[i], minlength=n_clusters[algo]))[::-1]
-            style = (":", "--", "-")[j] if len(picks) == 3 else "-"  # the line style says when, the colour who
+            # the line style says when, the colour who
+            style = (":", "--", "-")[j] if len(picks) == 3 else "-"
             label = "initial k-means (untrained)" if i == 0 else f"after {i} epoch{'s' * (i != 1)}"
-            ax.plot(np.arange(1, len(sizes) + 1), np.maximum(sizes, 0.8), style, lw=1.8, color=COLOURS[algo],
-                    alpha=0.55 + 0.45 * j / max(len(picks) - 1, 1), label=label)
+            ax.plot(
+                np.arange(1, len(sizes) + 1),
+                np.maximum(sizes, 0.8),
+                style,
+                lw=1.8,
+                color=COLOURS[algo],
+                alpha=0.55 + 0.45 * j / max(len(picks) - 1, 1),
+                label=label,
+            )
         ax.set_yscale("log")
-        ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))  # 10, 20, 50, 100, ...: sizes read off the axis
+        # 10, 20, 50, 100, ...: sizes read off the axis
+        ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
         ax.yaxis.set_major_formatter(ScalarFormatter())
         ax.yaxis.set_minor_formatter(NullFormatter())
         ylabel = "members (log)" if ax is axes[0] else ""  # the axis is shared
-        style_axes(ax, f"{NAMES[algo]} (K = {n_clusters[algo]}): cluster sizes, largest first", "cluster rank", ylabel)
+        style_axes(
+            ax,
+            f"{NAMES[algo]} (K = {n_clusters[algo]}): cluster sizes, largest first",
+            "cluster rank",
+            ylabel,
+        )
         ax.legend(fontsize=9)
     return fig
 
 
 def learning(histories: dict[str, dict], baselines: dict | None = None) -> Figure:
-    """kNN accuracy, NMI (with its chance level) and AMI to the true classes over epochs (epoch 0 = random init)."""
+    """kNN accuracy, NMI (with its chance level) and AMI to the true classes over epochs (epoch 0 =
+    random init)."""
     fig = Figure(figsize=(14, 3.8), layout="constrained")
     a, b, c = fig.subplots(1, 3)
-    for ax, key, title in ((a, "knn", "kNN accuracy (eval split)"), (b, "nmi_true", "NMI to true classes (eval split)"),
-                           (c, "ami_true", "AMI to true classes (chance-corrected)")):
+    for ax, key, title in (
+        (a, "knn", "kNN accuracy (eval split)"),
+        (b, "nmi_true", "NMI to true classes (eval split)"),
+        (c, "ami_true", "AMI to true classes (chance-corrected)"),
+    ):
         for algo, h in histories.items():
             x, y = with_init(h, key)
             ax.plot(x, y, "o-", ms=3, color=COLOURS[algo], label=legend_name(algo, h))
-            if key == "nmi_true":  # a 10-means of the features against the classes: its chance level, not the run's K's
+            # a 10-means of the features against the classes: its chance level, not the run's K's
+            if key == "nmi_true":
                 chance_floor(ax, h, key, COLOURS[algo], f"{NAMES[algo]}: chance level")
         raw_pixels_line(ax, key, baselines)
-        style_axes(ax, title, "epoch", {"knn": "accuracy", "nmi_true": "NMI", "ami_true": "AMI"}[key])
+        style_axes(
+            ax, title, "epoch", {"knn": "accuracy", "nmi_true": "NMI", "ami_true": "AMI"}[key]
+        )
         if not any(len(line.get_xdata()) for line in ax.lines):  # a run from before kit logged it
-            ax.text(0.5, 0.5, f"not in this run's history:\nthe run predates kit's {key}", transform=ax.transAxes,
-                    ha="center", va="center", color="grey", fontsize=9)
+            ax.text(
+                0.5,
+                0.5,
+                f"not in this run's history:\nthe run predates kit's {key}",
+                transform=ax.transAxes,
+                ha="center",
+                va="center",
+                color="grey",
+                fontsize=9,
+            )
             ax.set_xticks([])
             ax.set_yticks([])
-        ax.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)  # below: clear of curves
+        # below: clear of curves
+        ax.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
     return fig
 
 
@@ -183,18 +267,31 @@ def losses(histories: dict[str, dict], smooth: int = 20) -> Figure:
         ep = np.asarray(h["step"]["epoch"])
         per_epoch = len(y) / max(len(set(ep.tolist())), 1)
         it, ys = smoothed(y, smooth)
-        ax.plot(it / per_epoch, ys, color=COLOURS[algo], label=f"{legend_name(algo, h)} ({SPECS[algo].loss})")
-    style_axes(ax, "Training loss (the head is reset every DeepCluster epoch)", "epoch", "cross-entropy")
+        ax.plot(
+            it / per_epoch,
+            ys,
+            color=COLOURS[algo],
+            label=f"{legend_name(algo, h)} ({SPECS[algo].loss})",
+        )
+    style_axes(
+        ax, "Training loss (the head is reset every DeepCluster epoch)", "epoch", "cross-entropy"
+    )
     ax.legend()
     return fig
 
 
-def embeddings(layouts: dict[str, list[np.ndarray]], epochs: list[int], classes: np.ndarray,
-               clusters: dict[str, list[np.ndarray]], labelled_at: dict[str, list[int]] | None = None) -> Figure:
-    """UMAP layouts side by side: rows = algorithm x (true class, cluster), columns = epochs. Up to 30 clusters
-    each has a colour of its own (`palette.cluster_colours`); above 30 each point takes the colour of its
-    cluster's majority class, and the figure says so. `labelled_at[algo][c]`: the epoch whose clustering colours
-    column c where it is not that column's (DeepCluster's last k-means is the one at the start of its last epoch)."""
+def embeddings(
+    layouts: dict[str, list[np.ndarray]],
+    epochs: list[int],
+    classes: np.ndarray,
+    clusters: dict[str, list[np.ndarray]],
+    labelled_at: dict[str, list[int]] | None = None,
+) -> Figure:
+    """UMAP layouts side by side: rows = algorithm x (true class, cluster), columns = epochs. Up to
+    30 clusters each has a colour of its own (`palette.cluster_colours`); above 30 each point takes
+    the colour of its cluster's majority class, and the figure says so. `labelled_at[algo][c]`: the
+    epoch whose clustering colours column c where it is not that column's (DeepCluster's last
+    k-means is the one at the start of its last epoch)."""
     algos = list(layouts)
     fig = Figure(figsize=(3 * len(epochs), 2.9 * 2 * len(algos) + 0.4), layout="constrained")
     axes = fig.subplots(2 * len(algos), len(epochs), squeeze=False)
@@ -204,10 +301,15 @@ def embeddings(layouts: dict[str, list[np.ndarray]], epochs: list[int], classes:
         if palette.cluster_colours(k) is None:
             by_class.append(f"{NAMES[algo]} K = {k}")
         for c, ep in enumerate(epochs):
-            for row, (colours, what) in enumerate(((palette.class_colours(classes), " true class"),
-                                                   _cluster_colours(clusters[algo][c], classes, k))):
+            for row, (colours, what) in enumerate(
+                (
+                    (palette.class_colours(classes), " true class"),
+                    _cluster_colours(clusters[algo][c], classes, k),
+                )
+            ):
                 ax = axes[2 * r + row, c]
-                ax.scatter(*layouts[algo][c].T, c=colours, s=5, linewidths=0)  # big enough to show a colour
+                # big enough to show a colour
+                ax.scatter(*layouts[algo][c].T, c=colours, s=5, linewidths=0)
                 ax.set_xticks([])
                 ax.set_yticks([])
                 at = (labelled_at or {}).get(algo, epochs)[c]
@@ -215,14 +317,17 @@ def embeddings(layouts: dict[str, list[np.ndarray]], epochs: list[int], classes:
                 ax.set_title(f"{NAMES[algo]}, epoch {ep}:{what}{when}", fontsize=9,
                              color=palette.text_colour(COLOURS[algo]))
     if by_class:
-        fig.suptitle(f"{', '.join(by_class)}: more clusters than colours a reader can tell apart (30), so in a cluster "
-                     "row each point\ntakes the colour of its cluster's majority true class", fontsize=10)
+        fig.suptitle(
+            f"{', '.join(by_class)}: more clusters than colours a reader can tell apart (30), so "
+            "in a cluster row each point\ntakes the colour of its cluster's majority true class",
+            fontsize=10,
+        )
     return fig
 
 
 def _cluster_colours(labels: np.ndarray, classes: np.ndarray, k: int) -> tuple[list[str], str]:
-    """A colour per point and what it shows (the end of the panel's title): its cluster's own colour (K <= 30),
-    or its cluster's majority class's (on a line of its own: the panel is narrow)."""
+    """A colour per point and what it shows (the end of the panel's title): its cluster's own colour
+    (K <= 30), or its cluster's majority class's (on a line of its own: the panel is narrow)."""
     colours = palette.cluster_colours(k)
     if colours is not None:
         return [colours[i] for i in labels], " cluster"
@@ -239,12 +344,16 @@ PANELS = {  # a history key -> (panel title, y label) of the seeded curves
     "nmi_prev": ("NMI(t-1, t), dotted: its chance level", "NMI(t-1, t)"),
     "label_change": ("Samples that changed cluster since the last epoch", "fraction of samples"),
 }
-_BASELINES = {"knn": ("raw_pixels_knn", "kNN on raw pixels"), "nmi_true": ("raw_pixels_nmi", "k-means on raw pixels"),
-              "ami_true": ("raw_pixels_ami", "k-means on raw pixels")}
+_BASELINES = {
+    "knn": ("raw_pixels_knn", "kNN on raw pixels"),
+    "nmi_true": ("raw_pixels_nmi", "k-means on raw pixels"),
+    "ami_true": ("raw_pixels_ami", "k-means on raw pixels"),
+}
 
 
 def raw_pixels_line(ax, key: str, baselines: dict | None) -> None:
-    """The same measure on raw pixels (baselines.json), grey and dashed, on a panel of `key` where there is one."""
+    """The same measure on raw pixels (baselines.json), grey and dashed, on a panel of `key` where
+    there is one."""
     floor, label = _BASELINES.get(key, ("", ""))
     if baselines and floor in baselines:
         ax.axhline(baselines[floor], color="grey", ls="--", lw=1, label=label)
@@ -261,45 +370,78 @@ def _band(ax, curves: list[tuple[np.ndarray, np.ndarray]], colour: str, label: s
     """Several seeds' (x, y) curves: each one thin, and at the x values all of them have, their mean
     as a line and ±1 sample standard deviation (n - 1; none for one curve) as a band."""
     common = sorted(set.intersection(*[set(np.asarray(x).tolist()) for x, _ in curves]))
-    ys = np.array([[dict(zip(np.asarray(x).tolist(), y))[c] for c in common] for x, y in curves], dtype=float)
+    ys = np.array(
+        [[dict(zip(np.asarray(x).tolist(), y))[c] for c in common] for x, y in curves], dtype=float
+    )
     mean = ys.mean(0)  # (T,)
     std = ys.std(0, ddof=1) if len(ys) > 1 else np.zeros_like(mean)
     for x, y in curves:
         ax.plot(x, y, color=colour, lw=0.7, alpha=0.35)
     ax.fill_between(common, mean - std, mean + std, color=colour, alpha=0.2, lw=0)
-    ax.plot(common, mean, "o-", ms=3, color=colour, label=f"{label} ({len(curves)} seed{'s' * (len(curves) > 1)})")
+    ax.plot(
+        common,
+        mean,
+        "o-",
+        ms=3,
+        color=colour,
+        label=f"{label} ({len(curves)} seed{'s' * (len(curves) > 1)})",
+    )
 
 
-def seeded(per_seed: list[dict[str, dict]], keys=("knn", "nmi_true"), baselines: dict | None = None) -> Figure:
+def seeded(
+    per_seed: list[dict[str, dict]], keys=("knn", "nmi_true"), baselines: dict | None = None
+) -> Figure:
     """`learning` (keys knn, nmi_true) or `stability` (nmi_prev, label_change) over several seeds:
     per algorithm the mean over seeds as a line, ±1 standard deviation as a band, each seed thin.
     `per_seed` holds one {algo: history} per seed."""
     fig = Figure(figsize=(5 * len(keys), 3.8), layout="constrained")
     for ax, key in zip(fig.subplots(1, len(keys), squeeze=False)[0], keys):
         for algo in NAMES:
-            curves = [c for c in (with_init(h[algo], key) for h in per_seed if algo in h) if len(c[0])]
+            curves = [
+                c for c in (with_init(h[algo], key) for h in per_seed if algo in h) if len(c[0])
+            ]
             if curves:
-                _band(ax, curves, COLOURS[algo], legend_name(algo, next(h[algo] for h in per_seed if algo in h)))
-            floors = [c for c in (with_init(h[algo], key + "_chance") for h in per_seed if algo in h) if len(c[0])]
+                _band(
+                    ax,
+                    curves,
+                    COLOURS[algo],
+                    legend_name(algo, next(h[algo] for h in per_seed if algo in h)),
+                )
+            floors = [
+                c
+                for c in (with_init(h[algo], key + "_chance") for h in per_seed if algo in h)
+                if len(c[0])
+            ]
             if key.startswith("nmi") and floors:  # the chance level, as the mean over seeds
                 common = sorted(set.intersection(*[set(x.tolist()) for x, _ in floors]))
-                ax.plot(common, [np.mean([dict(zip(x.tolist(), y))[c] for x, y in floors]) for c in common], ":",
-                        color=COLOURS[algo], lw=1.4, label=f"{NAMES[algo]}: chance level")
+                ax.plot(
+                    common,
+                    [np.mean([dict(zip(x.tolist(), y))[c] for x, y in floors]) for c in common],
+                    ":",
+                    color=COLOURS[algo],
+                    lw=1.4,
+                    label=f"{NAMES[algo]}: chance level",
+                )
         raw_pixels_line(ax, key, baselines)
         style_axes(ax, PANELS[key][0], "epoch", PANELS[key][1])
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if key in ("nmi_prev", "ami_prev", "label_change"):
             ax.set_ylim(0, 1)
         ax.legend(fontsize=9)
-    fig.suptitle(f"{len(per_seed)} seeds: mean (line), ±1 standard deviation (band, n - 1), each seed (thin)", fontsize=10)
+    fig.suptitle(
+        f"{len(per_seed)} seeds: mean (line), ±1 standard deviation (band, n - 1), "
+        "each seed (thin)",
+        fontsize=10,
+    )
     return fig
 
 
 def sweep(curves: dict[str, dict[str, dict[str, list]]], titles: dict[str, str]) -> Figure:
     """Final metrics against each swept setting: a column per setting, a row per metric in `titles`.
-    `curves[setting][metric][algo]` holds one (values, metric) curve per seed, drawn as `seeded` draws
-    epochs: mean over seeds, ±1 standard deviation band, each seed thin. A metric "<m>_chance" in `titles` is
-    not a row of its own: it is drawn dotted on the row of <m>, as that metric's chance level."""
+    `curves[setting][metric][algo]` holds one (values, metric) curve per seed, drawn as `seeded`
+    draws epochs: mean over seeds, ±1 standard deviation band, each seed thin. A metric "<m>_chance"
+    in `titles` is not a row of its own: it is drawn dotted on the row of <m>, as that metric's
+    chance level."""
     settings = list(curves)
     titles = {m: t for m, t in titles.items() if not m.endswith("_chance")}
     fig = Figure(figsize=(3.8 * len(settings), 2.8 * len(titles)), layout="constrained")
@@ -307,12 +449,20 @@ def sweep(curves: dict[str, dict[str, dict[str, list]]], titles: dict[str, str])
     for c, setting in enumerate(settings):
         for r, metric in enumerate(titles):
             ax = axes[r, c]
-            drawn = curves[setting].get(metric, {})  # {} where no cell has the metric (one epoch: no NMI(t-1, t))
+            # {} where no cell has the metric (one epoch: no NMI(t-1, t))
+            drawn = curves[setting].get(metric, {})
             for algo, seeds in drawn.items():
                 _band(ax, seeds, COLOURS[algo], NAMES[algo])
-            for algo, seeds in curves[setting].get(metric + "_chance", {}).items():  # the mean over seeds, dotted
-                ax.plot(seeds[0][0], np.mean([y for _, y in seeds], axis=0), ":", lw=1.4, color=COLOURS[algo],
-                        label=f"{NAMES[algo]}: chance level")
+            # the mean over seeds, dotted
+            for algo, seeds in curves[setting].get(metric + "_chance", {}).items():
+                ax.plot(
+                    seeds[0][0],
+                    np.mean([y for _, y in seeds], axis=0),
+                    ":",
+                    lw=1.4,
+                    color=COLOURS[algo],
+                    label=f"{NAMES[algo]}: chance level",
+                )
             xs = sorted({v for seeds in drawn.values() for x, _ in seeds for v in x})
             if xs and xs[0] > 0 and xs[-1] >= 10 * xs[0]:  # K and lr span decades
                 ax.set_xscale("log")
@@ -352,7 +502,8 @@ def save(fig: Figure, path) -> None:
 def spectrum(before: np.ndarray, after: np.ndarray) -> Figure:
     """Eigenvalues of the feature covariance before and after PCA-whitening (log scale)."""
     fig = Figure(figsize=(10, 3.5), layout="constrained")
-    a, b = fig.subplots(1, 2, sharey=True)  # one scale: whitening turns the slope into a flat line at 1
+    # one scale: whitening turns the slope into a flat line at 1
+    a, b = fig.subplots(1, 2, sharey=True)
     for ax, x, title in ((a, before, "raw features"), (b, after, "PCA-whitened")):
         ev = np.sort(np.linalg.eigvalsh(np.cov(x, rowvar=False)))[::-1]
         ax.semilogy(np.arange(1, len(ev) + 1), np.maximum(ev, 1e-12), color=PLAIN)
@@ -377,7 +528,9 @@ def bars(values, title: str, xlabel: str, ylabel: str, sort: bool = True, colour
     return fig
 
 
-def images(imgs: np.ndarray, titles: list[str] | None = None, cols: int = 10, title: str = "") -> Figure:
+def images(
+    imgs: np.ndarray, titles: list[str] | None = None, cols: int = 10, title: str = ""
+) -> Figure:
     """A grid of images (N, C, H, W) in [0, 1] or uint8."""
     imgs = np.asarray(imgs)
     rows = int(np.ceil(len(imgs) / cols))
@@ -396,14 +549,16 @@ def images(imgs: np.ndarray, titles: list[str] | None = None, cols: int = 10, ti
 
 
 def draw(path: str | Path, make, again: bool = True) -> None:
-    """Save the figure `make()` returns at `path`; with `again` off, only if the file is not there yet (the
-    report's page rewritten around figures already drawn)."""
+    """Save the figure `make()` returns at `path`; with `again` off, only if the file is not there
+    yet (the report's page rewritten around figures already drawn)."""
     if again or not Path(path).exists():
         save(make(), path)
 
 
-def png(fig: Figure, dpi: int = 96) -> bytes:  # 96: a CSS inch, so a 9-pt font shows at 9 pt at 100% zoom
-    """PNG bytes of a figure; no timestamp or version in the metadata, so saved files are reproducible."""
+# 96: a CSS inch, so a 9-pt font shows at 9 pt at 100% zoom
+def png(fig: Figure, dpi: int = 96) -> bytes:
+    """PNG bytes of a figure; no timestamp or version in the metadata, so saved files are
+    reproducible."""
     import io
 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -415,8 +570,9 @@ def png(fig: Figure, dpi: int = 96) -> bytes:  # 96: a CSS inch, so a 9-pt font 
 
 
 def show(fig: Figure) -> None:
-    """Display a figure in a notebook as a PNG (works without pyplot or an active backend), at its own size:
-    unconfined, JupyterLab does not shrink a wide figure (and its 9-pt text) to the notebook's width."""
+    """Display a figure in a notebook as a PNG (works without pyplot or an active backend), at its
+    own size: unconfined, JupyterLab does not shrink a wide figure (and its 9-pt text) to the
+    notebook's width."""
     from IPython.display import Image, display
 
     display(Image(png(fig), unconfined=True))

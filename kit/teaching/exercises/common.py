@@ -1,5 +1,6 @@
-"""What every check shares: the `Result` a notebook shows, the call that turns a bug in the student's
-function into a finding, and the cluster ids with the edge cases a sampler or a fix has to get right."""
+"""What every check shares: the `Result` a notebook shows, the call that turns a bug in the
+student's function into a finding, and the cluster ids with the edge cases a sampler or a fix has to
+get right."""
 from __future__ import annotations
 
 import traceback
@@ -28,7 +29,9 @@ class Result:
     def __repr__(self) -> str:
         if self.passed:
             return f"✓ {self.name}: {self.passed_text}"
-        return "\n".join([f"✗ {self.name}: differs from kit", *(f"  - {p}" for p in self.problems[:5])])
+        return "\n".join(
+            [f"✗ {self.name}: differs from kit", *(f"  - {p}" for p in self.problems[:5])]
+        )
 
 
 def _call(result: Result, fn, *args):
@@ -38,7 +41,8 @@ def _call(result: Result, fn, *args):
     except NotImplementedError:
         result.problems.append("not written yet (it raises NotImplementedError)")
         return None
-    except Exception as e:  # any bug in the student's code is a finding, not a crash of the notebook
+    # any bug in the student's code is a finding, not a crash of the notebook
+    except Exception as e:
         where = traceback.extract_tb(e.__traceback__)[-1]
         result.problems.append(f"it raised {type(e).__name__}: {e} (line {where.lineno})")
         return None

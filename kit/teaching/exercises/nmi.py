@@ -1,5 +1,6 @@
-"""02, DeepCluster: NMI written with NumPy (kit.parts.metrics.nmi), its check and its solution. The check watches,
-with a profile hook, for a call into a library that computes it, and names a known wrong normalisation."""
+"""02, DeepCluster: NMI written with NumPy (kit.parts.metrics.nmi), its check and its solution. The
+check watches, with a profile hook, for a call into a library that computes it, and names a known
+wrong normalisation."""
 from __future__ import annotations
 
 import inspect
@@ -11,15 +12,17 @@ import numpy as np
 from ...parts.metrics import nmi as kit_nmi
 from .common import TRIALS, Result, _call
 
-LIBRARIES = ("sklearn", "scipy.stats", "kit.parts.metrics", "torchmetrics", "pyitlib")  # what the NMI exercise may not call
+# what the NMI exercise may not call
+LIBRARIES = ("sklearn", "scipy.stats", "kit.parts.metrics", "torchmetrics", "pyitlib")
 
 
 def check_nmi(fn) -> Result:
-    """`fn(a (N,) ints, b (N,) ints) -> float`: NMI with the geometric normalisation, as kit.parts.metrics.nmi,
-    written with NumPy. On 5 random problems (the first with ids 0..K-1, the others with gaps in the ids,
-    e.g. 1, 4, 7) the value must be kit's to 1e-6; a wrong value is named if it is a known other
-    normalisation or the unnormalised mutual information. A call into one of `LIBRARIES` while `fn`
-    runs (scikit-learn, scipy.stats' entropy, kit's own metrics...) fails the check, whatever it returns."""
+    """`fn(a (N,) ints, b (N,) ints) -> float`: NMI with the geometric normalisation, as
+    kit.parts.metrics.nmi, written with NumPy. On 5 random problems (the first with ids 0..K-1, the
+    others with gaps in the ids, e.g. 1, 4, 7) the value must be kit's to 1e-6; a wrong value is
+    named if it is a known other normalisation or the unnormalised mutual information. A call into
+    one of `LIBRARIES` while `fn` runs (scikit-learn, scipy.stats' entropy, kit's own metrics...)
+    fails the check, whatever it returns."""
     result = Result("NMI")
     for trial in range(TRIALS):
         rng = np.random.default_rng(100 + trial)
@@ -33,8 +36,14 @@ def check_nmi(fn) -> Result:
         if called:
             result.problems[:] = [f"write it with NumPy: it called {called[0]}"]
             return result
-        gaps = "" if not trial else (" (here the ids have gaps, e.g. 1, 4, 7: renumber them 0..K-1 first, "
-                                     "np.unique(a, return_inverse=True))")
+        gaps = (
+            ""
+            if not trial
+            else (
+                " (here the ids have gaps, e.g. 1, 4, 7: renumber them 0..K-1 first, "
+                "np.unique(a, return_inverse=True))"
+            )
+        )
         if out is None:
             if result.problems[-1].startswith("it raised"):
                 result.problems[-1] += gaps
@@ -42,28 +51,38 @@ def check_nmi(fn) -> Result:
         try:
             got = float(out)
         except (TypeError, ValueError):
-            result.problems.append(f"it returned {type(out).__name__} {np.shape(out)}: return one number")
+            result.problems.append(
+                f"it returned {type(out).__name__} {np.shape(out)}: return one number"
+            )
             return result
         want = kit_nmi(a, b)
         if not np.isfinite(got) or abs(got - want) > 1e-6:
-            result.problems.append(f"trial {trial}: got {got:.6f}, kit gives {want:.6f}" + (_nmi_hint(a, b, got) or gaps))
+            result.problems.append(
+                f"trial {trial}: got {got:.6f}, kit gives {want:.6f}"
+                + (_nmi_hint(a, b, got) or gaps)
+            )
             return result
     return _check_a_collapse(result, fn)
 
 
 def _check_a_collapse(result: Result, fn) -> Result:
-    """A labelling with one cluster (a collapse) shares nothing with one that has several: NMI 0, not 1. Only two
-    one-cluster labellings are the same partition (NMI 1)."""
+    """A labelling with one cluster (a collapse) shares nothing with one that has several: NMI 0,
+    not 1. Only two one-cluster labellings are the same partition (NMI 1)."""
     six, one = np.arange(60) % 6, np.zeros(60, dtype=np.int64)
-    for first, what in ((six, "one labelling has a single cluster"), (one, "both labellings have a single cluster")):
+    for first, what in (
+        (six, "one labelling has a single cluster"),
+        (one, "both labellings have a single cluster"),
+    ):
         out = _call(result, fn, first.copy(), one.copy())
         if out is None:
             return result
         want = kit_nmi(first, one)
         if not np.isclose(float(out), want, atol=1e-6):
-            result.problems.append(f"when {what}, kit gives NMI {want:.0f}, yours {float(out):.3f}: a single cluster "
-                                   f"carries no information (entropy 0), so it shares none with a partition that has "
-                                   f"some; two single clusters are the same partition")
+            result.problems.append(
+                f"when {what}, kit gives NMI {want:.0f}, yours {float(out):.3f}: a single cluster "
+                f"carries no information (entropy 0), so it shares none with a partition that has "
+                f"some; two single clusters are the same partition"
+            )
             return result
     return result
 
@@ -76,7 +95,8 @@ def _nmi_hint(a, b, got: float) -> str:
         return " (not a number: sum only over the cells with p > 0, as 0 log 0 = 0)"
     for method in ("arithmetic", "max", "min"):
         if abs(sk(a, b, average_method=method) - got) < 1e-6:
-            return f" (that is the {method} normalisation; kit and the paper divide by sqrt(H(A) H(B)))"
+            return (f" (that is the {method} normalisation; kit and the paper divide by "
+                    "sqrt(H(A) H(B)))")
     if abs(mutual_info_score(a, b) - got) < 1e-6:
         return " (that is the mutual information I(A; B) itself: divide it by sqrt(H(A) H(B)))"
     return ""
@@ -84,16 +104,21 @@ def _nmi_hint(a, b, got: float) -> str:
 
 @contextmanager
 def _library_calls():
-    """Yields a list that gets the public name of the first function of `LIBRARIES` called meanwhile.
-    A profile hook (sys.setprofile, this thread, any earlier hook put back afterwards) sees every Python
-    function and builtin called; it costs the student's code a little time. Ufuncs are not calls it sees:
-    NumPy's, and scipy.special's entr or xlogy (p log p elementwise), pass unnoticed."""
+    """Yields a list that gets the public name of the first function of `LIBRARIES` called
+    meanwhile. A profile hook (sys.setprofile, this thread, any earlier hook put back afterwards)
+    sees every Python function and builtin called; it costs the student's code a little time. Ufuncs
+    are not calls it sees: NumPy's, and scipy.special's entr or xlogy (p log p elementwise), pass
+    unnoticed."""
     called, inside = [], tuple(p + "." for p in LIBRARIES)
 
     def watch(frame, event, arg):
         if called or event not in ("call", "c_call"):
             return
-        module = (frame.f_globals.get("__name__") or "") if event == "call" else (getattr(arg, "__module__", None) or "")
+        module = (
+            (frame.f_globals.get("__name__") or "")
+            if event == "call"
+            else (getattr(arg, "__module__", None) or "")
+        )
         if module in LIBRARIES or module.startswith(inside):
             called.append(_public_name(frame, arg, module, event))
 
@@ -106,16 +131,22 @@ def _library_calls():
 
 
 def _public_name(frame, arg, module: str, event: str) -> str:
-    """`sklearn.metrics.normalized_mutual_info_score`, not `...cluster._supervised....wrapper`: the called
-    function, or the one a decorator's closure wraps, by the shortest import path that shows it."""
+    """`sklearn.metrics.normalized_mutual_info_score`, not `...cluster._supervised....wrapper`: the
+    called function, or the one a decorator's closure wraps, by the shortest import path that shows
+    it."""
     if event == "c_call":
         candidates, name = [arg], getattr(arg, "__name__", "?")
     else:
         code, name = frame.f_code, frame.f_code.co_qualname
         own = getattr(sys.modules.get(module), code.co_name, None)
         candidates = [own] if getattr(own, "__code__", None) is code else []
-        free = (frame.f_locals.get(v) for v in code.co_freevars)  # a decorator's wrapper holds what it wraps
-        candidates += [f for f in free if inspect.isfunction(f) and f.__module__.split(".")[0] == module.split(".")[0]]
+        # a decorator's wrapper holds what it wraps
+        free = (frame.f_locals.get(v) for v in code.co_freevars)
+        candidates += [
+            f
+            for f in free
+            if inspect.isfunction(f) and f.__module__.split(".")[0] == module.split(".")[0]
+        ]
     for fn in candidates:
         parts = (getattr(fn, "__module__", None) or "").split(".")
         for i in range(1, len(parts) + 1):
@@ -135,6 +166,7 @@ def solution_nmi(a, b):
     nz = p > 0
     mi = (p[nz] * np.log(p[nz] / np.outer(pa, pb)[nz])).sum()
     h = lambda q: -(q[q > 0] * np.log(q[q > 0])).sum()  # noqa: E731
-    if h(pa) * h(pb) == 0:  # a labelling with one cluster: 1 if both are (the same partition), else 0
+    # a labelling with one cluster: 1 if both are (the same partition), else 0
+    if h(pa) * h(pb) == 0:
         return 1.0 if h(pa) == h(pb) == 0 else 0.0
     return mi / np.sqrt(h(pa) * h(pb))
