@@ -361,8 +361,8 @@ def _import_heavy(on_term) -> None:
 
     A KeyboardInterrupt raised while a C++ extension initialises does not unwind: pybind11 calls
     std::terminate and the process dies with SIGABRT and a C++ message. So during these imports a
-    signal is only noted, and acted on once they are done, where `main` turns it into exit 130 /
-    143.
+    signal is only noted, and acted on once they are done, where `main` turns it into
+    exit 130 / 143.
     """
     caught = []
     signal.signal(signal.SIGINT, lambda *_: caught.append(signal.SIGINT))
@@ -422,10 +422,9 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 143 if terminated else 130
-    # OSError: FileNotFound/Exists,
     except (ValueError, OSError, FloatingPointError, ImportError, MemoryError) as e:
-        # permissions, disk full; FloatingPointError: kit.algorithms.training.Diverged; ImportError:
-        # an optional extra
+        # OSError: FileNotFound/Exists, permissions, disk full; FloatingPointError:
+        # kit.algorithms.training.Diverged; ImportError: an optional extra
         _close_bars()
         where = (
             f" ({e.filename})"

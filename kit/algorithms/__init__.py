@@ -4,8 +4,8 @@ reads them from.
 
     TRAINERS["odc"](ODCConfig.small()).fit(train, epochs=10)
     CONFIGS["deepcluster"].fast()        # each config owns its presets: .small(), .fast()
-    # what a view needs: names, colour, when its label metrics are taken
-    SPECS["odc"].colour
+    SPECS["odc"].colour                  # what a view needs: names, colour, when its label
+                                         # metrics are taken
 
 A spec is plain data, read by the command line before torch loads (kit/__main__.py); `TRAINERS` and
 `CONFIGS` import the algorithms' modules on first use (PEP 562) for the same reason. A view, the

@@ -76,8 +76,8 @@ class DeepClusterConfig(TrainConfig):
     def small(cls, dataset: str = "mnist5k", **overrides) -> "DeepClusterConfig":
         """A kit dataset on a laptop CPU: small ConvNet, K = 30 (3x over-clustering, §1.5). lr and
         pca_dim were chosen by a sweep on a validation split, the digits' below and fashion5k's in
-        `TUNED`; K = 30 is ODC's too, so the two compare at one K by default (bench/presets.md, "One
-        K for both")."""
+        `TUNED`; K = 30 is ODC's too, so the two compare at one K by default (bench/presets.md,
+        "One K for both")."""
         # batch 64: ~60 steps per epoch on 4k images
         base = dict(n_clusters=30, backbone="convnet", sobel=False, lr=0.3, pca_dim=64,
                     batch_size=64, eval_every=1, seed=31)
@@ -148,10 +148,10 @@ class DeepCluster(Trainer):
         if loss is None:
             return None
         t3 = time.perf_counter()
-        # nmi_prev (§1.11) and the rest of the labels' record, then k-means'
         record = {
             "epoch": self.epoch,
             "loss": loss,
+            # nmi_prev (§1.11) and the rest of the labels' record, then k-means'
             **self._labels_record(
                 dataset, prev, labels, loss, features if self.dist.is_writer else None
             ),

@@ -59,8 +59,7 @@ class DeepClusterV2Config(TrainConfig):
     hidden_mlp: int | None = None
     kmeans_iters: int = 10  # cluster_memory's nmb_kmeans_iters
     # augmented views of each image a step, and as many memory banks: the reference sets the two
-    # apart (--nmb_crops 2,
-    # --crops_for_assign 0 1), kit only as they are there, one bank a view
+    # apart (--nmb_crops 2, --crops_for_assign 0 1), kit only as they are there, one bank a view
     crops: int = 2
     batch_size: int = 4096  # 64 a GPU on 64 GPUs in the published runs
     # the reference: LARS, base_lr 4.8 at batch 4096 with a cosine schedule; kit: SGD, constant
@@ -106,9 +105,9 @@ class DeepClusterV2Config(TrainConfig):
 
 
 class Projection(nn.Module):
-    """SwAV's projection head, then the L2 normalisation its `forward_head` applies: fc -> BN ->
-    ReLU -> fc -> unit length; (B, D) -> (B, feat_dim). The memory bank holds these, and k-means
-    clusters them on the sphere."""
+    """SwAV's projection head, then the L2 normalisation its `forward_head` applies:
+    fc -> BN -> ReLU -> fc -> unit length; (B, D) -> (B, feat_dim). The memory bank holds these,
+    and k-means clusters them on the sphere."""
 
     def __init__(self, in_dim: int, hidden: int, out_dim: int):
         super().__init__()
@@ -282,10 +281,14 @@ class DeepClusterV2(Trainer):
         for bank in self.memory:  # kit's one NaN/inf check, naming the first bad row
             check_finite(bank, f"the projections of epoch {self.epoch}")
         t2 = time.perf_counter()
-        # the labels this epoch trained on: the first head's
         record = {"epoch": self.epoch, "loss": loss,
-                  # signals on the device
-                  **self._labels_record(dataset, prev, targets[0].cpu(), loss, self.memory[0]),
+                  **self._labels_record(
+                      dataset,
+                      prev,
+                      targets[0].cpu(),  # the labels this epoch trained on: the first head's
+                      loss,
+                      self.memory[0],  # signals on the device
+                  ),
                   "kmeans_seed": seed, "time_cluster": t1 - t0, "time_train": t2 - t1}
         self.epoch += 1
         return record

@@ -58,9 +58,8 @@ class ODCConfig(TrainConfig):
         """A kit dataset on a laptop CPU: small ConvNet, K = 30, min cluster 10. K, lr and
         memory_momentum were chosen by a sweep on a validation split (bench/presets.md), the digits'
         below and fashion5k's in `TUNED`."""
-        # ~130 images per cluster on average
         base = dict(
-            n_clusters=30,
+            n_clusters=30,  # ~130 images per cluster on average
             backbone="convnet",
             sobel=False,
             lr=0.1,
@@ -168,8 +167,9 @@ class ODC(Trainer):
                                 "moved": moved, "time": time.perf_counter() - t0,
                                 **cluster_sizes(self.memory.labels.cpu(), cfg.n_clusters)}
 
-    # the memory holds ODC's features
-    def _epoch(self, dataset, callback, stop, features=None) -> dict | None:
+    def _epoch(
+        self, dataset, callback, stop, features=None  # the memory holds ODC's features
+    ) -> dict | None:
         cfg, model, opt, mem = self.config, self.net, self.optimizer, self.memory
         t0 = time.perf_counter()
         for group in opt.param_groups:
@@ -231,14 +231,17 @@ class ODC(Trainer):
                 "every rank now holds rank 0's"
             )
         loss = float(np.mean(losses))
-        # collapse: the memory's features
         record = {
             "epoch": self.epoch,
             "loss": loss,
             "change_ratio": float(np.mean(changes)),
             "moved_small": moved_total,
             **self._labels_record(
-                dataset, self.history["labels"][-1], mem.labels.cpu(), loss, mem.features
+                dataset,
+                self.history["labels"][-1],
+                mem.labels.cpu(),
+                loss,
+                mem.features,  # collapse: the memory's features
             ),
             "lr": cfg.lr_at(self.epoch),
             "time_train": time.perf_counter() - t0,

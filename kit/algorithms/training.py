@@ -206,8 +206,8 @@ def fused(device: torch.device, on: bool = True) -> dict:
         return {}
     try:
         from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
-    # pragma: no cover - a torch without the list: only CUDA is sure to have the kernel
-    except ImportError:
+    except ImportError:  # pragma: no cover
+        # a torch without the list: only CUDA is sure to have the kernel
         return {"fused": True} if device.type == "cuda" else {}
     return {"fused": True} if device.type in _get_fused_kernels_supported_devices() else {}
 
@@ -261,10 +261,9 @@ class Monitor:
         n_classes = int(max(ytr.max(), yte.max())) + 1
         pred = KMeans(n_classes, n_iter=20, seed=self.seed).fit(l2_normalize(fte)).labels_
         on = lambda a: torch.as_tensor(a, device=device)  # noqa: E731 - the kNN search runs on the training device
-        # nmi_true, its floor, AMI, ARI
         return {
             "knn": knn_accuracy(on(ftr), on(ytr), on(fte), on(yte), k=self.k, n_classes=n_classes),
-            **agreement(pred, yte, suffix="_true"),
+            **agreement(pred, yte, suffix="_true"),  # nmi_true, its floor, AMI, ARI
             "acc_true": cluster_acc(pred, yte),
         }, ftr
 
@@ -509,8 +508,8 @@ class Trainer:
                 self._emit(callback, {"kind": "epoch", **record})
                 if run is not None and self.dist.is_writer:
                     self.save(run)
-            # Ctrl-C, a divergence: the epoch never happened, so a next fit runs it whole
             except BaseException:
+                # Ctrl-C, a divergence: the epoch never happened, so a next fit runs it whole
                 self._roll_back(mark)
                 raise
             bar.update(1)
@@ -594,7 +593,6 @@ class Trainer:
         """History first, then the checkpoint: a resume reads the history up to the checkpoint's
         epoch (`Run.history_until`)."""
         run.save_history(self.history)
-        # fp16's loss scale (empty where none scales): a resume keeps it
         save_checkpoint(
             run.file("checkpoint.pt"),
             {
@@ -606,6 +604,7 @@ class Trainer:
                 "generator": self.generator.get_state(),
                 "rng": rng_state(self.device),
                 "extra": self.extra_state(),
+                # fp16's loss scale (empty where none scales): a resume keeps it
                 "scaler": self.scaler.state_dict(),
             },
         )
@@ -627,9 +626,9 @@ class Trainer:
             {k: g[k] for k in ("fused", "foreach") if k in g} for g in self.optimizer.param_groups
         ]
         self.optimizer.load_state_dict(state["optimizer"])
-        # this machine's step kernel, not the saver's:
+        # this machine's step kernel, not the saver's: a checkpoint from before fused SGD (or from
+        # another device) says fused=None
         for group, built in zip(self.optimizer.param_groups, fresh):
-            # a checkpoint from before fused SGD (or from another device) says fused=None
             group.update(built)
         # fp16 on both machines: the scale it had reached
         if state.get("scaler") and self.scaler.is_enabled():

@@ -6,7 +6,7 @@ mmselfsup benchmark pages; ALGORITHMS.md §3.1 and §3.5).
   cached features;
 - weighted kNN (k = 10, 20, 100, 200) on the pooled feature;
 - linear SVM, and low-shot SVMs with k = 1..96 labelled samples per class, several draws each;
-- - semi-supervised fine-tuning of the whole network with 1% and 10% of the labels over the page's
+- semi-supervised fine-tuning of the whole network with 1% and 10% of the labels over the page's
   grid, base lr {0.001, 0.01, 0.1} x head multiplier {1, 10, 100}, each model's setting chosen on a
   validation split carved from the train split (or, as the pages do, by test top-1:
   `selection="test"`);

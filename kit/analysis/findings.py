@@ -76,8 +76,8 @@ def ranking_sentence(h: dict | None = None) -> str:
 
 
 def stated(h: dict, measure: str, digits: int = 2) -> str:
-    """One measure for every algorithm of the headline, "DeepCluster 0.80 ± 0.00, ODC 0.95 ±
-    0.01"."""
+    """One measure for every algorithm of the headline,
+    "DeepCluster 0.80 ± 0.00, ODC 0.95 ± 0.01"."""
     return ", ".join(
         f"{NAMES[a]} {m:.{digits}f} ± {s:.{digits}f}" for a, (m, s) in h[measure].items()
     )

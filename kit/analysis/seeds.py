@@ -57,8 +57,8 @@ def spread(values) -> str:
 
 def spread_rows(per_seed: list[list[tuple]]) -> list[tuple]:
     """(metric, one spread per algorithm) rows over seeds, from one list of (metric, a value per
-    algorithm) rows per seed with the values unformatted (`kit.commands.report.summary(...,
-    fmt=lambda v: v)`)."""
+    algorithm) rows per seed with the values unformatted
+    (`kit.commands.report.summary(..., fmt=lambda v: v)`)."""
     return [
         (rows[0][0], *(spread([r[i] for r in rows]) for i in range(1, len(rows[0]))))
         for rows in zip(*per_seed)

@@ -17,9 +17,10 @@ thresholds:
     born      a cluster of t+1 that no cluster of t gave PART of its members to: made of scraps
 
 The kinds read the K x K' contingency table, so they need no matching of ids (a renamed cluster is
-the same cluster); the images are the same N in both snapshots. survived + merged + split + shrank +
-died = the non-empty clusters of t. An image *kept its cluster* in a transition when its carried id
-did not change (`flows.flips`, the same matching as the flows and `label_change`).
+the same cluster); the images are the same N in both snapshots.
+survived + merged + split + shrank + died = the non-empty clusters of t. An image *kept its cluster*
+in a transition when its carried id did not change (`flows.flips`, the same matching as the flows
+and `label_change`).
 """
 from __future__ import annotations
 

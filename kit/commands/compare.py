@@ -261,8 +261,8 @@ def _train_each(run: Run, cfg: CompareConfig, train, test, progress: bool, log, 
         capture = _EmbedCapture(trainer, train, subset, epochs, sub) if dist.is_writer else None
         if capture is not None and not sub.file("checkpoint.pt").exists():
             capture.grab(0, train)  # the untrained network, before any clustering
-        # the flight recorder's saved epochs
         callbacks = [capture, *_watching(algo, algo_cfg, trainer, run, log, dist, tensorboard,
+                                         # the flight recorder's saved epochs
                                          projector_of=(sub.path, train))]
         trainer.fit(
             train, cfg.epochs, eval_dataset=test, run=sub, progress=progress, callbacks=callbacks

@@ -131,8 +131,8 @@ def load_backbone(run: Path, algo: str, dataset) -> tuple[Backbone, TrainConfig]
 def evaluate_backbones(
     backbones: dict[str, Backbone], train, test, config: EvaluateConfig, log=print
 ) -> dict:
-    """All protocols for each named backbone, as `evaluation.json` holds them: {name: {"linear",
-    "knn", "svm", "semi"}}, keys as strings."""
+    """All protocols for each named backbone, as `evaluation.json` holds them:
+    {name: {"linear", "knn", "svm", "semi"}}, keys as strings."""
     results = {}
     for name, bb in backbones.items():
         t0 = time.perf_counter()

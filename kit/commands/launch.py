@@ -63,8 +63,8 @@ def watch(run_path: str | Path, proc: subprocess.Popen | None = None, every: flo
         done = proc is None or proc.poll() is not None
         try:
             histories = read_histories(run_path)
-        # the folder is still being made, or a line is mid-write
         except (FileNotFoundError, ValueError):
+            # the folder is still being made, or a line is mid-write
             histories = {}
         n = sum(len(h["epoch"]) for h in histories.values())
         if histories and n != seen:

@@ -26,12 +26,12 @@ import torch
 
 from ..parts.runtime import AUTO, amp_dtype, available_cpus, resolve_device
 
-# The demo's time from the micro-benchmark: 2 algorithms x the demo's epochs (`python -m kit
-# compare`'s, CompareConfig) x (63 training steps of batch 64 + the monitor's two eval-mode passes,
-# over 4,000 and 1,000 images, whose train features DeepCluster reuses), times DEMO_FACTOR for what
-# these leave out (k-means, kNN, the memory, the sampler, writing the run), plus DEMO_FIXED seconds
-# (start-up, UMAP, figures, report). Fitted to `make demo` on the 2-core CPU (bench/RESULTS.md, "kit
-# doctor").
+# The demo's time from the micro-benchmark: 2 algorithms x the demo's epochs
+# (`python -m kit compare`'s, CompareConfig) x (63 training steps of batch 64 + the monitor's two
+# eval-mode passes, over 4,000 and 1,000 images, whose train features DeepCluster reuses), times
+# DEMO_FACTOR for what these leave out (k-means, kNN, the memory, the sampler, writing the run),
+# plus DEMO_FIXED seconds (start-up, UMAP, figures, report). Fitted to `make demo` on the 2-core
+# CPU (bench/RESULTS.md, "kit doctor").
 DEMO_STEPS, DEMO_IMAGES, DEMO_PASSES = 63, 5000, 2
 DEMO_FACTOR, DEMO_FIXED = 0.85, 30.0
 # each notebook at full settings as a multiple of the demo's time (bench/RESULTS.md, "Notebooks at

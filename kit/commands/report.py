@@ -1,5 +1,5 @@
-"""Rebuild every figure and `report.html` from a saved comparison run (`python -m kit report
-RUN`)."""
+"""Rebuild every figure and `report.html` from a saved comparison run
+(`python -m kit report RUN`)."""
 from __future__ import annotations
 
 import html
@@ -251,8 +251,8 @@ def _embeddings(
     clusters, labelled_at = {}, {}
     for algo, h in histories.items():
         # ids carried across the snapshots (Hungarian matching, as the flows and the flight
-        # recorder): a cluster that lives on keeps its colour, whatever number a fresh k-means gave
-        # it
+        # recorder): a cluster that lives on keeps its colour, whatever number a fresh k-means
+        # gave it
         snaps = flows.carry_ids(
             h.get("labels", []), int(h.get("config", {}).get("n_clusters") or 0) or None
         )
@@ -319,12 +319,12 @@ def summary(histories: dict, baselines: dict, fmt=None) -> list[tuple]:
         ),
         ("training time per epoch (s)", lambda h: mean_last(h, "time_train", 10**6)),
     ]
-    fmt = fmt or (
+    fmt = fmt or (  # noqa: E731
         lambda v: (
             "—"
             if v is None
             else " / ".join(f"{x:.3f}" for x in v)
-            if isinstance(v, tuple)  # noqa: E731
+            if isinstance(v, tuple)
             else f"{v:.3f}"
             if isinstance(v, float)
             else str(v)

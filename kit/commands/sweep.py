@@ -35,8 +35,7 @@ from ..store.runs import Run
 from ..views.tensorboard_log import TensorBoardLog, check_available
 from .run_setup import start_run
 
-# after the last epoch
-METRICS = {
+METRICS = {  # after the last epoch
     "knn": "kNN accuracy",
     "nmi_true": "NMI to true classes",
     "ami_true": "AMI to true classes",

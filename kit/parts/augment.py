@@ -137,6 +137,6 @@ def colour_jitter(x: torch.Tensor, spec: AugmentSpec) -> torch.Tensor:
 
 
 def augment(x: torch.Tensor, spec: AugmentSpec) -> torch.Tensor:
-    """Train augmentation of a float batch in [0, 1], (B, C, H, W) -> same shape, values in [0,
-    1]."""
+    """Train augmentation of a float batch in [0, 1], (B, C, H, W) -> same shape, values in
+    [0, 1]."""
     return colour_jitter(random_affine_crop(x, spec), spec)

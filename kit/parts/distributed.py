@@ -9,14 +9,14 @@ under torchrun. Under torchrun (nccl on CUDA, gloo on CPU):
 
 - `batch_size` stays the global batch: every rank draws the same global index order from the same
   seeded generator and takes its contiguous slice of each global batch (`shard`);
-- - the network is wrapped in DistributedDataParallel (`wrap`), with BatchNorm converted to
+- the network is wrapped in DistributedDataParallel (`wrap`), with BatchNorm converted to
   SyncBatchNorm under nccl when `sync_batchnorm` is on, by default for ResNet-50 only (SyncBatchNorm
   refuses CPU tensors, and each of its layers waits for the host in its forward);
 - the loss is the *global* batch's loss (`cross_entropy`): per-rank sums over the all-reduced
   normaliser, so a weighted CE (ODC) is normalised over the whole batch as in one process;
 - feature extraction is sharded over ranks and gathered in dataset order on rank 0 (`gather_rows`);
   rank 0 alone whitens, clusters and scores, and its labels are broadcast (`cluster`);
-- - ODC's memories are replicated: rank 0's initial features go to every rank (`share`), and every
+- ODC's memories are replicated: rank 0's initial features go to every rank (`share`), and every
   rank applies the all-gathered batch (`all_gather_batch`);
 - augmentation draws differ per rank (the RNG is seeded per rank and epoch, `seed_epoch`),
   and a re-initialised head is broadcast from rank 0 so all copies start equal;
@@ -44,8 +44,8 @@ def world() -> tuple[int, int]:
 def all_gather_batch(idx: torch.Tensor, z: torch.Tensor, rows: int
                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Every rank's (idx (B,), z (B, D)) in rank order, each padded to `rows` (the same on every
-    rank: a global batch's share, rounded up), and which of the gathered rows are real: (idx_all,
-    z_all, real (world * rows,) bool, or None at world size 1, where nothing is gathered).
+    rank: a global batch's share, rounded up), and which of the gathered rows are real:
+    (idx_all, z_all, real (world * rows,) bool, or None at world size 1, where nothing is gathered).
 
     Ranks may hold batches of different sizes (the last batch of an epoch). A rank pads with copies
     of its last row, which write what that row writes, and its size travels as a tensor into `real`:
@@ -135,9 +135,9 @@ class Distributed:
         """Rows [start_r, end_r) of every rank (see `row_range`) concatenated into (N, D) on rank 0,
         which alone clusters and scores them; every other rank gets (0, D) back. Rank 0 receives one
         rank's rows at a time, so no card holds more than its share (an all-gather put the gathered
-        parts and their concatenation, about 2 x N x D, on every card and N x D on every host: ~21
-        GB of GPU memory for ResNet-50's 2,048-d features of ImageNet's 1.28M images). `share` gives
-        the rows to every rank where all need them."""
+        parts and their concatenation, about 2 x N x D, on every card and N x D on every host:
+        ~21 GB of GPU memory for ResNet-50's 2,048-d features of ImageNet's 1.28M images). `share`
+        gives the rows to every rank where all need them."""
         if self.world == 1:
             return local
         if self.rank:
@@ -184,8 +184,8 @@ class Distributed:
 
     def cluster(self, fit, n: int) -> tuple[torch.Tensor, object]:
         """One rank clusters for all: rank 0 runs `fit() -> KMeans` and its labels reach every rank,
-        so the others neither repeat the PCA and k-means nor wait longer than rank 0 does. ->
-        (labels (N,) int64 on the CPU, the fitted KMeans on rank 0 and None elsewhere)."""
+        so the others neither repeat the PCA and k-means nor wait longer than rank 0 does.
+        -> (labels (N,) int64 on the CPU, the fitted KMeans on rank 0 and None elsewhere)."""
         km = fit() if self.rank == 0 else None
         labels = (
             torch.from_numpy(km.labels_) if km is not None else torch.empty(n, dtype=torch.long)
@@ -222,8 +222,8 @@ SINGLE.rank, SINGLE.world, SINGLE.backend, SINGLE.comm_device = 0, 1, None, torc
 
 
 def row_range(n: int, rank: int, size: int) -> range:
-    """The rows of an N-row pass that `rank` of `size` extracts: contiguous, sizes differing by <=
-    1."""
+    """The rows of an N-row pass that `rank` of `size` extracts: contiguous, sizes differing
+    by <= 1."""
     per, extra = divmod(n, size)
     start = rank * per + min(rank, extra)
     return range(start, start + per + (1 if rank < extra else 0))

@@ -20,10 +20,10 @@ from sklearn import metrics as skm
 # above this, matching clusters uses the majority mapping (Hungarian is O(K^3))
 HUNGARIAN_MAX_K = 1000
 # scikit-learn's AMI computes the expected MI exactly, in time that grows with K x N. Measured on 2
-# CPU cores: 0.13-0.19 s at K = 1,000, N = 4,000; 0.27 s at K = 3,000, N = 4,000; 0.79 s at K =
-# 1,000, N = 20,000. Above this product (ImageNet: K = 10,000, N = 1.28 M) `agreement` gives AMI as
-# None and the chance-corrected reading is ARI (constant time in K) together with the permutation
-# floor `nmi_chance`.
+# CPU cores: 0.13-0.19 s at K = 1,000, N = 4,000; 0.27 s at K = 3,000, N = 4,000; 0.79 s at
+# K = 1,000, N = 20,000. Above this product (ImageNet: K = 10,000, N = 1.28 M) `agreement` gives
+# AMI as None and the chance-corrected reading is ARI (constant time in K) together with the
+# permutation floor `nmi_chance`.
 AMI_MAX_WORK = 20_000_000  # K x N
 
 
@@ -43,9 +43,9 @@ def ari(a, b) -> float:
 
 
 def ami(a, b) -> float:
-    """Adjusted mutual information (geometric normalisation, as `nmi`): (MI - E[MI]) / (sqrt(H(A)
-    H(B)) - E[MI]), E[MI] under random labellings with the same cluster sizes. 0 for unrelated
-    partitions at any K."""
+    """Adjusted mutual information (geometric normalisation, as `nmi`):
+    (MI - E[MI]) / (sqrt(H(A) H(B)) - E[MI]), E[MI] under random labellings with the same cluster
+    sizes. 0 for unrelated partitions at any K."""
     return float(skm.adjusted_mutual_info_score(_np(a), _np(b), average_method="geometric"))
 
 
@@ -71,8 +71,8 @@ def agreement(a, b, prefix: str = "", suffix: str = "") -> dict:
 
 
 def contingency(a, b, n_a: int | None = None, n_b: int | None = None) -> np.ndarray:
-    """Counts C[i, j] = #{n : a[n] = i, b[n] = j}, dense (n_a, n_b); by default (max(a)+1,
-    max(b)+1)."""
+    """Counts C[i, j] = #{n : a[n] = i, b[n] = j}, dense (n_a, n_b); by default
+    (max(a)+1, max(b)+1)."""
     a, b = _np(a).astype(np.int64), _np(b).astype(np.int64)
     shape = (n_a or a.max() + 1, n_b or b.max() + 1)
     return coo_matrix((np.ones_like(a), (a, b)), shape=shape).toarray()

@@ -3,7 +3,7 @@
 Every backbone gives its global-average-pooled feature (`forward`, (B, D)) and its per-stage maps
 (`stages`: stem + 4 stages, the "Feature1-5" of the benchmark pages).
 
-- - `convnet`: a small 5-block ConvNet that trains an epoch of the 4,000 embedded digits in seconds
+- `convnet`: a small 5-block ConvNet that trains an epoch of the 4,000 embedded digits in seconds
   on a CPU.
 - `resnet18`: torchvision ResNet-18 with the CIFAR stem (3x3 conv, stride 1, no max-pool).
 - `resnet50`: torchvision ResNet-50 as in OpenSelfSup/mmselfsup.
@@ -133,8 +133,8 @@ class ClusterHead(nn.Linear):
 
 
 class ODCNeck(nn.Module):
-    """ODC's non-linear neck (§2.1): fc -> BN (affine off) -> ReLU -> dropout -> fc -> ReLU; (B, D)
-    -> (B, 256)."""
+    """ODC's non-linear neck (§2.1): fc -> BN (affine off) -> ReLU -> dropout -> fc -> ReLU;
+    (B, D) -> (B, 256)."""
 
     def __init__(self, in_dim: int, hid_dim: int = 512, out_dim: int = 256, dropout: float = 0.5):
         super().__init__()

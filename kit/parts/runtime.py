@@ -10,8 +10,8 @@ import threading
 import numpy as np
 import torch
 
-# every device setting's default, written here once: CUDA where present, else Apple MPS, else the
-# CPU
+# every device setting's default, written here once: CUDA where present, else Apple MPS,
+# else the CPU
 AUTO = "auto"
 
 
@@ -162,8 +162,8 @@ class _Held:
                 # still what kit set: give the old value back; a newer choice stays
                 if get() == value:
                     put(found)
-            # the process switched to torch's other precision API meanwhile: its choice stays
             except RuntimeError:
+                # the process switched to torch's other precision API meanwhile: its choice stays
                 pass
 
 
@@ -182,8 +182,8 @@ def _legacy_precision_api() -> bool:
     per-backend ones instead."""
     if not hasattr(torch.backends, "fp32_precision"):
         return True
-    # any of the three raises once the per-backend settings disagree with what the legacy ones can
-    # say
+    # any of the three raises once the per-backend settings disagree with what the legacy ones
+    # can say
     try:
         torch.get_float32_matmul_precision()
         torch.backends.cuda.matmul.allow_tf32  # noqa: B018 - reading it is the test
@@ -220,9 +220,9 @@ def full_precision(device: str | torch.device | None = None):
     """float32 as written on `device` (default: the CUDA card if there is one, else the CPU), for
     the clustering maths (feature extraction for k-means, k-means, the ODC memory): autocast off,
     and no TF32 in matrix products or cuDNN convolutions, which an Ampere card would otherwise use
-    (a user's `set_float32_matmul_precision("high")` or `torch.backends.cuda.matmul.fp32_precision =
-    "tf32"` included). The reference extracts and clusters in float32; a rounded dot product can
-    flip the nearest centroid.
+    (a user's `set_float32_matmul_precision("high")` or
+    `torch.backends.cuda.matmul.fp32_precision = "tf32"` included). The reference extracts and
+    clusters in float32; a rounded dot product can flip the nearest centroid.
 
     Only settings that are not already exact are changed, through the API the process uses, and each
     is given back on the way out (`_Held`): on a CPU with torch's defaults nothing process-wide
@@ -307,8 +307,8 @@ def prepare_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Modu
 
 
 def available_cpus(cpu_max: str = "/sys/fs/cgroup/cpu.max") -> int:
-    """The CPUs this process may really use: its affinity mask (taskset, Slurm, docker
-    --cpuset-cpus), capped by a cgroup v2 CPU quota (docker --cpus, Kubernetes limits);
+    """The CPUs this process may really use: its affinity mask (taskset, Slurm,
+    docker --cpuset-cpus), capped by a cgroup v2 CPU quota (docker --cpus, Kubernetes limits);
     `os.cpu_count()` ignores both."""
     n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     try:

@@ -2,7 +2,7 @@
 trains or draws.
 
 - `files`: atomic writes, appended lines, and the checked readers every file of a run goes through;
-- - `checkpoints`: the checkpoint format (weights, optimizer, memories, random states) and its
+- `checkpoints`: the checkpoint format (weights, optimizer, memories, random states) and its
   loading;
 - `runs`: the run folder, its lock and its append-only history.
 

@@ -29,8 +29,8 @@ from pathlib import Path
 
 try:
     import fcntl
-# pragma: no cover - Windows: no flock; one writer per run is then the user's care
-except ImportError:
+except ImportError:  # pragma: no cover
+    # Windows: no flock; one writer per run is then the user's care
     fcntl = None
 
 import numpy as np

@@ -27,8 +27,11 @@ from ..parts.metrics import agreement, label_change, within_class_moves
 
 # the sizes notebook 05 trains at (the example run ships their results): each algorithm's preset K,
 # one K for all
-# None: all 4,000 digits
-CHURN = {"n_images": None, "n_clusters": ODCConfig.small().n_clusters, "epochs": 10}
+CHURN = {
+    "n_images": None,  # None: all 4,000 digits
+    "n_clusters": ODCConfig.small().n_clusters,
+    "epochs": 10,
+}
 SAFEGUARDS = {"n_images": 2000, "n_clusters": ODCConfig.small().n_clusters, "epochs": 20}
 # KIT_FAST, for both
 FAST = {"n_images": 400, "n_clusters": ODCConfig.fast().n_clusters, "epochs": 2}

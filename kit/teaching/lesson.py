@@ -2,9 +2,9 @@
 
 Every comparison page of kit (README, notebooks 01 and 04, report.html, bench/presets.md) ends on
 the same takeaway, worded here around the numbers and the ranking sentence of
-`kit/analysis/findings.py`: the 3-seed comparison at equal K (`python -m kit compare --n-clusters 30
---seeds 3`, bench/equal_k.md). The report states only the sentence and the numbers; the papers'
-numbers and the caveats are the lesson's.
+`kit/analysis/findings.py`: the 3-seed comparison at equal K
+(`python -m kit compare --n-clusters 30 --seeds 3`, bench/equal_k.md). The report states only the
+sentence and the numbers; the papers' numbers and the caveats are the lesson's.
 
 `Answer` is what a notebook's folded answer is: Markdown under a closed "Answer" summary, formatted
 by the notebook cell from the run on its page, so the numbers a student reads are the ones just
@@ -199,10 +199,11 @@ PROTOCOLS = [
 def protocols(evaluation: dict, n_test: int = 1000) -> str:
     """One paragraph ranking DeepCluster against ODC on every protocol of an evaluation
     (evaluation.json: top-1 % per model), with ties named: a difference smaller than two standard
-    errors of the difference of two accuracies on `n_test` images, 2 * sqrt(p1 (1 - p1) / n + p2 (1
-    - p2) / n), is "not shown to differ" (not shown equal either). The two models are scored on the
-    same images, so a paired test (McNemar's) would be sharper; kit keeps no per-image predictions,
-    and this rule errs towards "not shown to differ". Seed-to-seed variation is not in it."""
+    errors of the difference of two accuracies on `n_test` images,
+    2 * sqrt(p1 (1 - p1) / n + p2 (1 - p2) / n), is "not shown to differ" (not shown equal either).
+    The two models are scored on the same images, so a paired test (McNemar's) would be sharper; kit
+    keeps no per-image predictions, and this rule errs towards "not shown to differ". Seed-to-seed
+    variation is not in it."""
     def score(model, path):
         v = evaluation[model]
         for key in path:
@@ -216,8 +217,7 @@ def protocols(evaluation: dict, n_test: int = 1000) -> str:
         except (KeyError, IndexError, TypeError):
             continue
         p1, p2 = dc / 100, odc / 100
-        # in points
-        margin = 200 * float(
+        margin = 200 * float(  # in points
             np.sqrt((max(p1 * (1 - p1), 1e-4) + max(p2 * (1 - p2), 1e-4)) / n_test)
         )
         who = "level" if abs(dc - odc) < margin else ("DeepCluster" if dc > odc else "ODC")

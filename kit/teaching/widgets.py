@@ -353,15 +353,14 @@ class Playground:
         try:
             ks = [int(v) for v in self.sweep_k.value.replace(" ", "").split(",") if v]
             shared = self._shared(self.algos()[0])
-            # one lr for every cell: "both" with lr unmoved takes the sweep's own, as `python -m kit
-            # sweep` does
+            # one lr for every cell: "both" with lr unmoved takes the sweep's own, as
+            # `python -m kit sweep` does
             lr = (
                 {}
                 if self.algorithm.value == "both" and "lr" not in self.moved
                 else {"lr": [round(shared["lr"], 4)]}
             )
-            # each one's own
-            knobs = {
+            knobs = {  # each one's own
                 k: [getattr(self, k).value] for k in GRID_KEYS if k not in ("n_clusters", "lr")
             }
             cfg = SweepConfig(

@@ -23,7 +23,7 @@ from .palette import COLOURS, class_colour, text_colour
 
 OTHER = "#9a9a9a"
 NODE_W = 0.05  # node bar width, in units of the distance between columns
-# clusters; above, only the `top` largest moves are drawn: the rest is a hairball
+# a number of clusters; above it, only the `top` largest moves are drawn: the rest is a hairball
 ALL_MOVES_UP_TO = 30
 
 

@@ -144,7 +144,6 @@ def moved_figure(data: RunData, n_images: int = 16, cols: int = 8) -> Figure:
         for k, i in enumerate(top):
             r, c = divmod(k, cols)
             x, y = c * (w + w // 2) + w / 2, r * (h + h // 2)
-            # coloured by the image's true class
             ax.text(
                 x,
                 y - 1,
@@ -152,6 +151,7 @@ def moved_figure(data: RunData, n_images: int = 16, cols: int = 8) -> Figure:
                 ha="center",
                 va="bottom",
                 fontsize=9,
+                # coloured by the image's true class
                 color=text_colour(class_colour(int(data.classes[i]))),
             )
         ax.set_ylim(ax.get_ylim()[0], -h * 0.45)

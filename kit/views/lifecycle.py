@@ -1,6 +1,6 @@
 """The lives of clusters and of images, as static figures (matplotlib), DeepCluster beside ODC:
 
-- - `transitions_figure`: per transition, the share of clusters that survived, were absorbed
+- `transitions_figure`: per transition, the share of clusters that survived, were absorbed
   (merged), split, shrank or died, the clusters born, and the fraction of images reassigned
   (`transitions.strip`);
 - `stability_map_figure`: each image of the UMAP subset by how often it kept its cluster against its

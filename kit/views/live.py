@@ -49,10 +49,11 @@ def _faded(earlier: list[Trace]) -> list[Trace]:
 
 
 def board_labels(current: list[Trace], earlier: list[Trace]) -> dict[str, list[str]]:
-    """The legend of `board`: {"current": ["DeepCluster", "ODC"], "earlier": ["ODC, earlier: K=30",
-    ...]}. An earlier run names the settings where it differs from the current run of its own
-    algorithm (the algorithms' presets differ, in lr for one: against the other's run, every earlier
-    run would name its own lr)."""
+    """The legend of `board`:
+    {"current": ["DeepCluster", "ODC"], "earlier": ["ODC, earlier: K=30", ...]}. An earlier run
+    names the settings where it differs from the current run of its own algorithm (the algorithms'
+    presets differ, in lr for one: against the other's run, every earlier run would name its own
+    lr)."""
     own = {t.algo: t.settings for t in current}
     last = current[-1].settings if current else {}
     return {"current": [NAMES[t.algo] for t in current],

@@ -2,7 +2,7 @@
 view.
 
 - Classes take tab10 (`class_colour`), as before: ten hues a reader already knows.
-- - Clusters take `CLUSTER_COLOURS`, 30 colours a reader can tell apart. A cyclic colormap such as
+- Clusters take `CLUSTER_COLOURS`, 30 colours a reader can tell apart. A cyclic colormap such as
   `nipy_spectral` gives neighbouring ids neighbouring hues: sampled 30 times, its closest pair is
   0.02 apart in OKLab (a perceptual colour space: about 0.02 is just noticeable), so half the
   clusters look like their neighbours. tab20's closest pair is 0.05 (a dark and light hue pair). The
@@ -10,13 +10,13 @@ view.
   picked greedily, each the colour of an 18-step sRGB grid farthest in OKLab from all the colours
   before it, among those of OKLab lightness 0.40 to 0.80 (darker than the page, lighter than black
   text). Their closest pair is 0.11 apart: tab10's own brown and grey.
-- - Above 30 clusters no palette keeps them apart (the 31st colour would sit near one of the 30):
+- Above 30 clusters no palette keeps them apart (the 31st colour would sit near one of the 30):
   the figures colour each cluster by its majority class instead, and say so (`cluster_colours`
   returns None).
-- - Text in a colour (an algorithm's title, a class's caption) goes through `text_colour`, which
+- Text in a colour (an algorithm's title, a class's caption) goes through `text_colour`, which
   darkens it until it reads on white: tab10's olive (#bcbd22) and ODC's orange (#ff7f0e) are too
   pale as text.
-- - Each algorithm's own colour is its spec's (`COLOURS`, read from kit/algorithms/__init__.py), for
+- Each algorithm's own colour is its spec's (`COLOURS`, read from kit/algorithms/__init__.py), for
   every figure and view.
 """
 from __future__ import annotations

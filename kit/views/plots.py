@@ -30,8 +30,8 @@ def legend_name(algo: str, h: dict | None = None) -> str:
 
 # The metrics of an epoch's labels. An algorithm that clusters at the *start* of epoch t
 # (DeepCluster, `Spec.labels_at_epoch_start`) has them after t epochs of training, so they belong at
-# x = t; everything measured after an epoch (ODC's labels, losses, the monitor) belongs at x = t +
-# 1. x is always "epochs of training behind the value".
+# x = t; everything measured after an epoch (ODC's labels, losses, the monitor) belongs at
+# x = t + 1. x is always "epochs of training behind the value".
 LABEL_METRICS = (
     "nmi_prev",
     "nmi_prev_chance",
@@ -219,8 +219,8 @@ def cluster_sizes(histories: dict[str, dict], n_clusters: dict[str, int]) -> Fig
 
 
 def learning(histories: dict[str, dict], baselines: dict | None = None) -> Figure:
-    """kNN accuracy, NMI (with its chance level) and AMI to the true classes over epochs (epoch 0 =
-    random init)."""
+    """kNN accuracy, NMI (with its chance level) and AMI to the true classes over epochs
+    (epoch 0 = random init)."""
     fig = Figure(figsize=(14, 3.8), layout="constrained")
     a, b, c = fig.subplots(1, 3)
     for ax, key, title in (
@@ -555,8 +555,9 @@ def draw(path: str | Path, make, again: bool = True) -> None:
         save(make(), path)
 
 
-# 96: a CSS inch, so a 9-pt font shows at 9 pt at 100% zoom
-def png(fig: Figure, dpi: int = 96) -> bytes:
+def png(
+    fig: Figure, dpi: int = 96  # 96: a CSS inch, so a 9-pt font shows at 9 pt at 100% zoom
+) -> bytes:
     """PNG bytes of a figure; no timestamp or version in the metadata, so saved files are
     reproducible."""
     import io

@@ -1,11 +1,11 @@
 """TensorBoard logging, optional: a run's numbers and embeddings where TensorBoard reads them.
 
-    # projector_of: the embedding at the flight recorder's epochs
     tb = TensorBoardLog("runs/demo/tb/odc", settings=odc.config.to_dict(), trainer=odc,
+                        # the embedding at the flight recorder's epochs
                         projector_of=(Path("runs/demo/odc"), train))
-    # scalars as they happen; at the end the Projector, the settings as hparams with the last
-    # epoch's numbers, and the file closed (`end`)
-    odc.fit(train, epochs, callbacks=[tb])
+    odc.fit(train, epochs, callbacks=[tb])  # scalars as they happen; at the end the Projector,
+                                            # the settings as hparams with the last epoch's
+                                            # numbers, and the file closed (`end`)
 
 then `tensorboard --logdir runs/demo/tb` (offline: TensorBoard serves its own pages). What it
 writes, against the global training step (steps of batch_size; both algorithms take N / batch_size
@@ -92,8 +92,8 @@ class TensorBoardLog:
 
     def __call__(self, record: dict) -> None:
         if record["kind"] == "step":
-            # the step's own number (records come in bursts, read from the device together), counted
-            # from 1
+            # the step's own number (records come in bursts, read from the device together),
+            # counted from 1
             self.step = record["step"] if "step" in record else self.step + 1
             writer = self._open(self.step)
             for key in ("loss", "change_ratio"):

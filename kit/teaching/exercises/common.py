@@ -41,8 +41,8 @@ def _call(result: Result, fn, *args):
     except NotImplementedError:
         result.problems.append("not written yet (it raises NotImplementedError)")
         return None
-    # any bug in the student's code is a finding, not a crash of the notebook
     except Exception as e:
+        # any bug in the student's code is a finding, not a crash of the notebook
         where = traceback.extract_tb(e.__traceback__)[-1]
         result.problems.append(f"it raised {type(e).__name__}: {e} (line {where.lineno})")
         return None

@@ -36,10 +36,10 @@ def _call_on_copies(result: Result, fn, names: tuple, originals: tuple, *rest):
 
 
 def check_momentum_update(fn) -> Result:
-    """`fn(features (N, D), labels (N,), centroids (K, D), idx (B,) distinct, z (B, D), momentum) ->
-    (rows (B, D), labels (B,))`: the batch's new memory rows and labels, as ODCMemory.update, with
-    the arguments left as they were. Momenta 0.3, 0.5, 0.8, so swapping m and 1 − m shows (and is
-    named)."""
+    """`fn(features (N, D), labels (N,), centroids (K, D), idx (B,) distinct, z (B, D), momentum)
+    -> (rows (B, D), labels (B,))`: the batch's new memory rows and labels, as ODCMemory.update,
+    with the arguments left as they were. Momenta 0.3, 0.5, 0.8, so swapping m and 1 − m shows (and
+    is named)."""
     result = Result("momentum update of the samples memory")
     names = ("features", "labels", "centroids", "idx", "z")
     for trial in range(TRIALS):

@@ -150,8 +150,8 @@ def _random_members(result: Result, labels: torch.Tensor, runs: list) -> bool:
     counts, s, _ = _quota(labels, len(labels))
     for c in torch.nonzero(counts > s).flatten().tolist():
         seen = torch.unique(torch.cat([d[labels[d] == c] for d in runs]))
-        # a fair draw of s of m members misses one member in all 30 draws with chance (1 - s/m)^30 <
-        # 1e-5 here
+        # a fair draw of s of m members misses one member in all 30 draws with chance
+        # (1 - s/m)^30 < 1e-5 here
         if len(seen) < 0.9 * int(counts[c]):
             result.problems.append(
                 f"over {GENERATORS} generators cluster {c}'s draws reached only {len(seen)} of its "
