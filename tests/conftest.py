@@ -37,6 +37,11 @@ def mnist_small():
     return kit.load_dataset("mnist5k", n=400), kit.load_dataset("mnist5k", split="test", n=200)
 
 
+# an augmentation with nothing random left: the batches are the images as they are
+NO_AUGMENT = dict(scale=(1.0, 1.0), ratio=(1.0, 1.0), flip=0.0, rotate=0.0, brightness=0.0,
+                  contrast=0.0, saturation=0.0, hue=0.0, grayscale=0.0)
+
+
 # The tests' configs: each algorithm's KIT_FAST preset (`.fast()`, K = 20), shrunk further for 400
 # digits, with no monitoring, on the CPU unless a test names a device: exactness tests (same seed,
 # same numbers; exact resume) must not pick up a GPU's cudnn.benchmark and float atomics on a

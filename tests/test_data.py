@@ -1,6 +1,8 @@
 import pytest
 import torch
 
+from conftest import NO_AUGMENT
+
 from kit.parts.augment import COLOUR, DIGITS, augment
 from kit.parts.data import batches, check_indexed, load_dataset, with_indices
 
@@ -130,17 +132,7 @@ def test_a_tensor_dataset_is_augmented_sixteen_batches_at_a_time_and_yields_ever
 
     digits = load_dataset("digits", n=300)
     # augmentation with nothing random left
-    digits.spec = AugmentSpec(
-        scale=(1.0, 1.0),
-        ratio=(1.0, 1.0),
-        flip=0.0,
-        rotate=0.0,
-        brightness=0.0,
-        contrast=0.0,
-        saturation=0.0,
-        hue=0.0,
-        grayscale=0.0,
-    )
+    digits.spec = AugmentSpec(**NO_AUGMENT)
     calls, augment = [], data.augment
     monkeypatch.setattr(data, "augment", lambda x, spec: calls.append(len(x)) or augment(x, spec))
     cpu, order = (

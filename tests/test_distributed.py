@@ -12,20 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_dc_config, tiny_odc_config
+from conftest import NO_AUGMENT, tiny_dc_config, tiny_odc_config
 
 pytestmark = pytest.mark.distributed
-NO_AUGMENT = dict(
-    scale=(1.0, 1.0),
-    ratio=(1.0, 1.0),
-    flip=0.0,
-    rotate=0.0,
-    brightness=0.0,
-    contrast=0.0,
-    saturation=0.0,
-    hue=0.0,
-    grayscale=0.0,
-)
 
 
 def _norm_free(build):

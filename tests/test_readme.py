@@ -50,3 +50,26 @@ def test_the_readme_file_table_matches_the_tree():
     assert all((ROOT / p).exists() for p in named), (
         f"named but absent: {[p for p in named if not (ROOT / p).exists()]}"
     )
+
+
+def test_the_protocol_table_is_the_shipped_example_runs_evaluation():
+    """The README's protocol table (one row per model) shows the shipped example run's
+    evaluation.json, rounded to one decimal: it fell behind once when the run was remade."""
+    import json
+
+    import kit
+
+    scored = json.loads((kit.example_run() / "evaluation.json").read_text())
+    start = README.index("| Model | Linear Feature3 |")
+    rows = [line for line in README[start:].splitlines()[2:6]]
+
+    def cell(v):
+        return f"{v[0]:.1f} ± {v[1]:.1f}" if isinstance(v, list) else f"{float(v):.1f}"
+
+    for line in rows:
+        model, *cells = [c.strip() for c in line.strip("|").split("|")]
+        s = scored[model]
+        want = [s["linear"]["Feature3"]["top1"], s["linear"]["AvgPool"]["top1"], s["knn"]["20"],
+                s["svm"]["SVM"], s["svm"]["1"], s["svm"]["8"], s["semi"]["0.01"]["top1"],
+                s["semi"]["0.1"]["top1"]]
+        assert cells == [cell(v) for v in want], model

@@ -2,12 +2,13 @@
 
 `headline.json`, beside this file, holds the per-seed numbers of the 3-seed comparison at one K on
 the demo's dataset (`python -m kit compare --n-clusters 30 --seeds 3`, bench/equal_k.md;
-`bench/make_headline.py` writes it). Only one K ranks stability: NMI's chance level climbs with K,
-and fewer clusters change less. So the ranking reads stability chance-corrected (AMI between
-consecutive epochs' labels) and features by kNN accuracy and AMI to the true classes, on held-out
-images. Nothing here names an algorithm: the names come from the file and the registry. The lesson
-(kit/teaching/lesson.py) words the takeaway around these numbers; the report states the sentence and
-ranks the run it shows against it.
+`bench/make_headline.py` writes it). Stability can only be ranked between runs at the same K: NMI's
+chance level climbs with K, and how many images change cluster depends on K, in either direction
+(notebook 05). So the ranking reads stability chance-corrected (AMI between consecutive epochs'
+pseudo-labels of the training images) and the features by kNN accuracy and AMI to the true
+classes, on held-out images. Nothing here names an algorithm: the names come from the file and the
+registry. The lesson (kit/teaching/lesson.py) words the takeaway around these numbers; the report
+states the sentence and the numbers and ranks the run it shows against them.
 """
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
+
 from ..algorithms import NAMES
-from .history import last, mean_last
+from .history import last, series
 from .seeds import mean_std
 
 HEADLINE = Path(__file__).parent / "headline.json"
@@ -84,39 +87,49 @@ def stated(h: dict, measure: str, digits: int = 2) -> str:
 
 
 def this_run(histories: dict, label: str = "This run") -> str:
-    """One paragraph on the run a page shows: its own numbers, the same measures as the takeaway,
-    and whether it ranks the algorithms as the headline does (a run at unequal K ranks nothing on
-    stability)."""
+    """One paragraph on the run a page shows: its own numbers on the takeaway's measures (final kNN;
+    AMI to the classes and the two stability measures as means of the last transitions), and
+    whether it ranks the algorithms as the headline does. Stability is averaged over the same
+    number of transitions for each (at most 5). A run at unequal K is ranked on its features
+    only, and a run whose kNN is not yet past the untrained network's is ranked on nothing."""
     k = {a: int(h.get("config", {}).get("n_clusters", 0)) for a, h in histories.items()}
     epochs = max(len(h["epoch"]) for h in histories.values())
+    n = min(5, *(len(series(h, "ami_prev")) for h in histories.values()))
 
-    # the takeaway's measures: the final kNN / AMI to the classes, the last-5 mean of stability
-    def value(h, m):
-        v = last(h, m) if m in ("knn", "ami_true") else mean_last(h, m)
-        return float("nan") if v is None else v
+    def mean(h, m, count):
+        values = series(h, m)[-count:] if count else []
+        return float(np.mean(values)) if values else float("nan")
 
-    got = {m: {a: (value(h, m), 0.0) for a, h in histories.items()}
-           for m in ("knn", "ami_true", "ami_prev", "label_change")}
+    got = {"knn": {a: (last(h, "knn") or float("nan"), 0.0) for a, h in histories.items()},
+           AGREEMENT: {a: (mean(h, "ami_true", 5), 0.0) for a, h in histories.items()},
+           **{m: {a: (mean(h, m, n), 0.0) for a, h in histories.items()}
+              for m in ("ami_prev", "label_change")}}
     line = ", ".join(
-        f"{NAMES[a]} (K = {k[a]}): kNN {got['knn'][a][0]:.3f}, AMI(t−1, t) "
-        f"{got['ami_prev'][a][0]:.2f}, {got['label_change'][a][0]:.2f} of the images reassigned "
-        "per epoch"
+        f"{NAMES[a]} (K = {k[a]}): kNN {got['knn'][a][0]:.3f}, AMI to the classes "
+        f"{got[AGREEMENT][a][0]:.3f}, AMI(t−1, t) {got['ami_prev'][a][0]:.3f}, "
+        f"{got['label_change'][a][0]:.3f} of the images reassigned per epoch"
         for a in histories
     )
+    span = ("each one's last transition" if n == 1
+            else f"the mean of each one's last {n} transitions")
+    said = (f"{label} ({epochs} epochs; stability: {span}; AMI to the classes: the mean of the "
+            "last 5 epochs or fewer)")
     if len(histories) < 2:
-        return f"{label} ({epochs} epochs): {line}."
+        return f"{said}: {line}."
+    untrained = {a: h.get("monitor_init", {}).get("knn") for a, h in histories.items()}
+    short = [a for a in histories if untrained[a] is not None and got["knn"][a][0] <= untrained[a]]
+    if short:
+        names = " and ".join(NAMES[a] for a in short)
+        scores = ", ".join(f"{untrained[a]:.3f}" for a in short)
+        return (f"{said}: {line}. It is too short to rank anything: on kNN, {names} "
+                f"{'is' if len(short) == 1 else 'are'} not yet past the untrained network "
+                f"({scores}).")
     r, ref = ranking(got), ranking()
-    same = (
-        "ranks them as the takeaway does" if r == ref else "does not rank them as the takeaway does"
-    )
-    caveat = (
-        ""
-        if len(set(k.values())) == 1
-        else (
-            " Its two K differ, so its stability numbers rank nothing: how many images change "
-            "cluster depends on K too (in either direction: notebook 05)."
-        )
-    )
-    return (
-        f"{label} ({epochs} epochs, last 5 for the stability measures): {line}. It {same}.{caveat}"
-    )
+    if len(set(k.values())) == 1:
+        same = ("ranks them as the takeaway does" if r == ref
+                else "does not rank them as the takeaway does")
+        return f"{said}: {line}. It {same}."
+    same = "as the takeaway does" if r["better"] == ref["better"] else "not as the takeaway does"
+    return (f"{said}: {line}. Its K differ, so its stability numbers rank nothing (how many images "
+            f"change cluster depends on K, in either direction: notebook 05); its features rank "
+            f"{same}.")

@@ -1,10 +1,11 @@
 """The lesson's one takeaway, and the folded answers of the notebooks, computed from numbers.
 
-Every comparison page of kit (README, notebooks 01 and 04, report.html, bench/presets.md) ends on
-the same takeaway, worded here around the numbers and the ranking sentence of
+Notebooks 01 and 04 end on the takeaway worded here around the numbers and the ranking sentence of
 `kit/analysis/findings.py`: the 3-seed comparison at equal K
-(`python -m kit compare --n-clusters 30 --seeds 3`, bench/equal_k.md). The report states only the
-sentence and the numbers; the papers' numbers and the caveats are the lesson's.
+(`python -m kit compare --n-clusters 30 --seeds 3`, bench/equal_k.md). The README, bench/presets.md
+and a report of DeepCluster and ODC on the digits state the same sentence; the report builds its
+own takeaway from findings.py (the sentence, the numbers, one caveat and the run it shows), while
+the papers' numbers and the longer caveats are the lesson's.
 
 `Answer` is what a notebook's folded answer is: Markdown under a closed "Answer" summary, formatted
 by the notebook cell from the run on its page, so the numbers a student reads are the ones just
@@ -73,8 +74,8 @@ def _after_ten_epochs() -> str:
 
 
 def takeaway(h: dict | None = None, markup: str = "markdown") -> str:
-    """The takeaway as Markdown (or `markup="html"`, for report.html): the ranking sentence, then
-    the numbers it rests on and what it means."""
+    """The notebooks' takeaway as Markdown (or `markup="html"`): the ranking sentence, then the
+    numbers it rests on and what it means."""
     h = h or headline()
     bold, code = (
         (("<b>", "</b>"), ("<code>", "</code>")) if markup == "html" else (("**", "**"), ("`", "`"))
