@@ -497,3 +497,29 @@ def test_the_flight_recorder_of_one_saved_epoch_has_nothing_to_slide_and_passes_
         assert not check_integrity(models).error
         slider, play = (next(m for m in models if isinstance(m, t)) for t in (Slider, Button))
         assert slider.visible is play.visible is shown and slider.start < slider.end
+
+
+def test_the_hover_card_names_every_algorithm_and_reads_only_columns_of_the_source():
+    """The card named DeepCluster and ODC whatever the run held; a third algorithm's name has a
+    hyphen, which bokeh reads as the end of a field unless it is in braces."""
+    import re
+
+    from bokeh.models import ColumnDataSource, HoverTool
+
+    from kit.views.flight import flight_recorder
+
+    d = run_data(k=10)
+    third = RunData(epochs=d.epochs, layouts={**d.layouts, "deepcluster-v2": d.layouts["odc"]},
+                    labels={**d.labels, "deepcluster-v2": d.labels["odc"]}, subset=d.subset,
+                    classes=d.classes, images=d.images,
+                    features={**d.features, "deepcluster-v2": d.features["odc"]},
+                    class_names=d.class_names)
+    models = flight_recorder(third, width=300).model.references()
+    source = next(m for m in models if isinstance(m, ColumnDataSource) and "cls" in m.data)
+    cards = [m.tooltips for m in models if isinstance(m, HoverTool)]
+    assert len(cards) == 3
+    for card in cards:
+        assert all(name in card for name in ("DeepCluster", "ODC", "DeepCluster-v2"))
+        fields = re.findall(r"@\{([^}]+)\}|@(\w+)", card)
+        assert {a or b for a, b in fields} <= set(source.data), card
+        assert not re.search(r"@\w+-", card), card  # bokeh would read the field up to the hyphen

@@ -31,8 +31,9 @@ from .palette import COLOURS, class_colour, cluster_colours, text_colour
 
 CHANGED, KEPT = "#d62728", "#c7c7c7"
 def tooltip(algos) -> str:
-    """The hover card: the image, its class, and per algorithm its cluster now and its history."""
-    rows = "".join(f'<br>{NAMES[a]} <b>@k_{a}</b> <span style="color:#888">@hist_{a}</span>'
+    """The hover card: the image, its class, and per algorithm its cluster now and its history.
+    Column names go in braces: bokeh reads `@k_deepcluster-v2` as the column `k_deepcluster`."""
+    rows = "".join(f'<br>{NAMES[a]} <b>@{{k_{a}}}</b> <span style="color:#888">@{{hist_{a}}}</span>'
                    for a in algos)
     return ('<div style="display:flex;gap:6px;width:250px"><img src="@thumb" width="48" '
             'height="48" style="image-rendering:pixelated;border:1px solid #ccc">'
