@@ -47,6 +47,7 @@ def main(run: Path, paper_momentum: Path | None = None) -> None:
         sys.exit(f"{run} compares different K ({k}): the takeaway is read at one K (--n-clusters)")
     out = {
         "source": f"python -m kit compare --n-clusters {k['odc']} --seeds {len(folders)}",
+        "dataset": cfg["dataset"],
         "n_clusters": k["odc"],
         "epochs": cfg["epochs"],
         "seeds": [int(f.name.split("-")[1]) for f in folders],

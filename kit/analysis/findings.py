@@ -2,13 +2,15 @@
 
 `headline.json`, beside this file, holds the per-seed numbers of the 3-seed comparison at one K on
 the demo's dataset (`python -m kit compare --n-clusters 30 --seeds 3`, bench/equal_k.md;
-`bench/make_headline.py` writes it). Stability can only be ranked between runs at the same K: NMI's
-chance level climbs with K, and how many images change cluster depends on K, in either direction
-(notebook 05). So the ranking reads stability chance-corrected (AMI between consecutive epochs'
-pseudo-labels of the training images) and the features by kNN accuracy and AMI to the true
-classes, on held-out images. Nothing here names an algorithm: the names come from the file and the
-registry. The lesson (kit/teaching/lesson.py) words the takeaway around these numbers; the report
-states the sentence and the numbers and ranks the run it shows against them.
+`bench/make_headline.py` writes it). Two things shape the ranking. Stability is ranked only between
+runs at the same K, because how many images change cluster depends on K, in either direction
+(notebook 05). And it is read chance-corrected, as AMI between consecutive epochs' pseudo-labels
+of the training images, because NMI's chance level climbs with K. The features are ranked by kNN
+accuracy and AMI to the true classes, on held-out images. The ranking compares means; whether a
+difference is larger than the spread over seeds, the pages that state it say (bench/equal_k.md).
+Nothing here names an algorithm: the names come from the file and the registry. The lesson
+(kit/teaching/lesson.py) words the takeaway around these numbers; the report states the sentence
+and the numbers and ranks the run it shows against them.
 """
 from __future__ import annotations
 
@@ -30,12 +32,12 @@ AGREEMENT = "ami_true_last5"
 @lru_cache(maxsize=1)
 def headline() -> dict:
     """{measure: {algo: (mean, std over seeds)}} of the equal-K comparison, plus its "n_clusters",
-    "epochs", "seeds" and "source". Measures: knn, ami_true, nmi_true, ami_pseudo_true (final
-    epoch), ami_true_last5, ami_prev, nmi_prev, nmi_prev_chance, label_change (means of the last 5
-    epochs), knn_init; and "odc_paper_momentum": {measure: (mean, std)} of ODC at the reference
-    config's memory momentum 0.5, where measured."""
+    "epochs", "seeds", "source" and "dataset". Measures: knn, ami_true, nmi_true, ami_pseudo_true
+    (final epoch), ami_true_last5, ami_prev, nmi_prev, nmi_prev_chance, label_change (means of the
+    last 5 epochs), knn_init; and "odc_paper_momentum": {measure: (mean, std)} of ODC at the
+    reference config's memory momentum 0.5, where measured."""
     data = json.loads(HEADLINE.read_text())
-    out = {k: data[k] for k in ("n_clusters", "epochs", "seeds", "source")}
+    out = {k: data[k] for k in ("n_clusters", "epochs", "seeds", "source", "dataset")}
     first = next(iter(data["per_seed"].values()))[0]
     for measure in first:
         out[measure] = {
@@ -64,8 +66,8 @@ def ranking(h: dict | None = None) -> dict:
 
 def ranking_sentence(h: dict | None = None) -> str:
     """The ranking in one sentence, word for word the same on every page that states the takeaway.
-    It names the measures it ranks by: the features by kNN accuracy and agreement with the classes,
-    the labels by AMI(t-1, t)."""
+    It names the features' measures (kNN accuracy and agreement with the classes); "steadier" is
+    the higher AMI(t-1, t), which each page states beside it with the images reassigned."""
     r = ranking(h)
     features = (
         f"{NAMES[r['better']]}'s features score higher in kNN accuracy and agreement with the "
@@ -88,10 +90,11 @@ def stated(h: dict, measure: str, digits: int = 2) -> str:
 
 def this_run(histories: dict, label: str = "This run") -> str:
     """One paragraph on the run a page shows: its own numbers on the takeaway's measures (final kNN;
-    AMI to the classes and the two stability measures as means of the last transitions), and
-    whether it ranks the algorithms as the headline does. Stability is averaged over the same
-    number of transitions for each (at most 5). A run at unequal K is ranked on its features
-    only, and a run whose kNN is not yet past the untrained network's is ranked on nothing."""
+    AMI to the classes as the mean of the last 5 epochs or fewer; the two stability measures as the
+    mean of the same number of last transitions for each, at most 5), and whether it ranks the
+    algorithms as the headline does. A run whose kNN is not yet past the untrained network's ranks
+    nothing; a run at unequal K ranks the features only; a run at another K than the headline's can
+    agree with it, not test it."""
     k = {a: int(h.get("config", {}).get("n_clusters", 0)) for a, h in histories.items()}
     epochs = max(len(h["epoch"]) for h in histories.values())
     n = min(5, *(len(series(h, "ami_prev")) for h in histories.values()))
@@ -106,11 +109,12 @@ def this_run(histories: dict, label: str = "This run") -> str:
               for m in ("ami_prev", "label_change")}}
     line = ", ".join(
         f"{NAMES[a]} (K = {k[a]}): kNN {got['knn'][a][0]:.3f}, AMI to the classes "
-        f"{got[AGREEMENT][a][0]:.3f}, AMI(t−1, t) {got['ami_prev'][a][0]:.3f}, "
-        f"{got['label_change'][a][0]:.3f} of the images reassigned per epoch"
+        f"{got[AGREEMENT][a][0]:.3f}"
+        + (f", AMI(t−1, t) {got['ami_prev'][a][0]:.3f}, {got['label_change'][a][0]:.3f} of the "
+           "images reassigned per epoch" if n else "")
         for a in histories
     )
-    span = ("each one's last transition" if n == 1
+    span = ("no transition yet" if n == 0 else "each one's last transition" if n == 1
             else f"the mean of each one's last {n} transitions")
     said = (f"{label} ({epochs} epochs; stability: {span}; AMI to the classes: the mean of the "
             "last 5 epochs or fewer)")
@@ -121,15 +125,20 @@ def this_run(histories: dict, label: str = "This run") -> str:
     if short:
         names = " and ".join(NAMES[a] for a in short)
         scores = ", ".join(f"{untrained[a]:.3f}" for a in short)
-        return (f"{said}: {line}. It is too short to rank anything: on kNN, {names} "
-                f"{'is' if len(short) == 1 else 'are'} not yet past the untrained network "
+        return (f"{said}: {line}. It ranks nothing yet: on kNN, {names} "
+                f"{'is' if len(short) == 1 else 'are'} not past the untrained network "
                 f"({scores}).")
     r, ref = ranking(got), ranking()
-    if len(set(k.values())) == 1:
-        same = ("ranks them as the takeaway does" if r == ref
-                else "does not rank them as the takeaway does")
-        return f"{said}: {line}. It {same}."
-    same = "as the takeaway does" if r["better"] == ref["better"] else "not as the takeaway does"
-    return (f"{said}: {line}. Its K differ, so its stability numbers rank nothing (how many images "
-            f"change cluster depends on K, in either direction: notebook 05); its features rank "
-            f"{same}.")
+    if len(set(k.values())) > 1 or n == 0:
+        why = ("its K differ, so its stability numbers rank nothing (how many images change "
+               "cluster depends on K, in either direction: notebook 05)" if len(set(k.values())) > 1
+               else "it has no transition yet")
+        same = ("as the takeaway does" if r["better"] == ref["better"]
+                else "not as the takeaway does")
+        return f"{said}: {line}. Its features rank {same}; {why}."
+    same = ("ranks them as the takeaway does" if r == ref
+            else "does not rank them as the takeaway does")
+    other_k = next(iter(k.values())) != headline()["n_clusters"]
+    return f"{said}: {line}. It {same}" + (
+        f" (at K = {next(iter(k.values()))}, not the takeaway's {headline()['n_clusters']}: it "
+        "can agree with the takeaway, not test it)." if other_k else ".")

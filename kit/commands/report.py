@@ -581,12 +581,11 @@ DIGIT_DATASETS = ("mnist5k", "digits")  # the datasets whose classes the guides 
 
 
 def _takeaway(histories: dict, run_label: str = "This run", dataset: str | None = None) -> str:
-    """On the demo's dataset, for a run of the headline's algorithms, what the equal-K comparison
-    found there (kit/analysis/findings.py: its ranking sentence and the numbers it rests on), then
-    this run's own numbers beside it. A run on other data, or of other algorithms, gets none of
-    it."""
+    """On the dataset the equal-K comparison was measured on, for a run of its algorithms, what it
+    found (kit/analysis/findings.py: its ranking sentence and the numbers it rests on), then this
+    run's own numbers beside it. A run on other data, or of other algorithms, gets none of it."""
     h = findings.headline()
-    if dataset != CompareConfig.dataset or set(histories) != set(h["knn"]):
+    if dataset != h["dataset"] or set(histories) != set(h["knn"]):
         return ""
 
     def text(words):  # inside an element: an apostrophe stays one
@@ -600,15 +599,23 @@ def _takeaway(histories: dict, run_label: str = "This run", dataset: str | None 
     ]
     items = "".join(f"<li>{text(label)}: {text(findings.stated(h, key, 3))}</li>"
                     for label, key in measures)
+    r = findings.ranking(h)
+    together = ("did not come with the better features" if r["better"] not in (r["steadier"],
+                "neither") else "came with the better features" if r["better"] != "neither"
+                else "are not ranked on features")
+    paper = h.get("odc_paper_momentum")
+    momentum = "" if not paper else (
+        f" ODC ran at kit's preset memory momentum; at the reference config's 0.5 its AMI(t−1, t) "
+        f"is {paper['ami_prev'][0]:.3f} ± {paper['ami_prev'][1]:.3f} (otherwise the same "
+        "settings).")
     this_run = findings.this_run(histories, run_label)
     return (
-        f"<h3>Takeaway</h3>\n<p><b>{text(findings.ranking_sentence(h))}</b> Measured on the "
-        f"bundled mnist5k digits (4,000 train and 1,000 test images), all at K = "
-        f"{h['n_clusters']} for {h['epochs']} epochs, mean ± std over {len(h['seeds'])} seeds "
-        f"(<code>{text(h['source'])}</code>; bench/equal_k.md in kit's repository):</p>\n"
-        f"<ul>{items}</ul>\n<p>Here, the steadier labels did not come with better features; the "
+        f"<h3>Takeaway</h3>\n<p><b>{text(findings.ranking_sentence(h))}</b> Measured on "
+        f"{text(h['dataset'])}, all at K = {h['n_clusters']} for {h['epochs']} epochs, mean ± std "
+        f"over {len(h['seeds'])} seeds (<code>{text(h['source'])}</code>; bench/equal_k.md in "
+        f"kit's repository):</p>\n<ul>{items}</ul>\n<p>Here, the steadier labels {together}; the "
         "algorithms differ in more than how they update labels (the comparison's settings are "
-        "the presets at that K, bench/presets.md; this run's are below).</p>\n"
+        f"the presets at that K, bench/presets.md; this run's are below).{text(momentum)}</p>\n"
         f"<p>{text(this_run)}</p>"
     )
 

@@ -1,6 +1,6 @@
 """The presentation layer: everything that draws, renders or shows a run. These modules read
 histories, run folders and what kit/analysis/ computes, and write only their own outputs (figures,
-pages, the TensorBoard log); the training code never imports them.
+pages, the TensorBoard log); the parts and the algorithms never import them.
 
     plots.py     the figures of a comparison (matplotlib): stability, reassignment, cluster sizes,
                  learning curves, seeded bands, the sweep; `save`, `png`, `show`
