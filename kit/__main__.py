@@ -509,35 +509,18 @@ def _train_or_compare(a, name: str) -> None:
     # tqdm.write: a line said while a progress bar is drawn (the collapse alarm) gets a line of its
     # own
     say = (lambda m: tqdm.write(m, file=sys.stderr)) if dist.is_writer else (lambda m: None)
+    how = dict(runs_root=a.runs, resume=a.resume, explicit=typed, log=say, dist=dist,
+               tensorboard=a.tensorboard)
     try:
         if a.command == "compare":
-            out = run_compare(
-                name,
-                cfg,
-                runs_root=a.runs,
-                resume=a.resume,
-                explicit=typed,
-                log=say,
-                dist=dist,
-                tensorboard=a.tensorboard,
-            )
+            out = run_compare(name, cfg, **how)
             if dist.is_writer:
                 print(
                     f"\nreport: {out.resolve()}\nopen it in a browser, or rebuild it with: "
                     f"{shlex.join(['python', '-m', 'kit', 'report', str(out.parent)])}"
                 )
             return
-        run, h = run_train(
-            name,
-            a.algo,
-            cfg,
-            runs_root=a.runs,
-            resume=a.resume,
-            explicit=typed,
-            log=say,
-            dist=dist,
-            tensorboard=a.tensorboard,
-        )
+        run, h = run_train(name, a.algo, cfg, **how)
     finally:
         distributed.teardown()
     if dist.is_writer:

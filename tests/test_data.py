@@ -79,17 +79,7 @@ def test_augmentation_keeps_shape_and_range_and_varies(spec, shape):
 def test_identity_augmentation_is_identity():
     from kit.parts.augment import AugmentSpec
 
-    spec = AugmentSpec(
-        scale=(1, 1),
-        ratio=(1, 1),
-        flip=0,
-        rotate=0,
-        brightness=0,
-        contrast=0,
-        saturation=0,
-        hue=0,
-        grayscale=0,
-    )
+    spec = AugmentSpec(**NO_AUGMENT)
     x = torch.rand(4, 3, 16, 16)
     assert torch.allclose(augment(x, spec), x, atol=1e-5)
 
@@ -97,17 +87,7 @@ def test_identity_augmentation_is_identity():
 def test_flip_mirrors_the_image():
     from kit.parts.augment import AugmentSpec
 
-    spec = AugmentSpec(
-        scale=(1, 1),
-        ratio=(1, 1),
-        flip=1.0,
-        rotate=0,
-        brightness=0,
-        contrast=0,
-        saturation=0,
-        hue=0,
-        grayscale=0,
-    )
+    spec = AugmentSpec(**{**NO_AUGMENT, "flip": 1.0})
     x = torch.rand(2, 1, 8, 8)
     assert torch.allclose(augment(x, spec), x.flip(-1), atol=1e-5)
 

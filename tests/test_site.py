@@ -20,17 +20,8 @@ from urllib.parse import unquote, urlparse
 import build_site  # docs/, put on sys.path by tests/conftest.py
 import pytest
 from conftest import NOTEBOOKS, OFFLINE
+from test_browser import CHROMIUM, FLAGS
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 WALKTHROUGH = "notebooks/02_deepcluster_walkthrough.html"
 MIN_FIGURES = 5  # tests/test_notebooks.py: the PNG figures 02 draws
 VIEWS = "notebooks/04_stability.html"  # the flight recorder: a bokeh page in an iframe

@@ -18,7 +18,7 @@ from matplotlib.ticker import MaxNLocator
 
 from ..algorithms import NAMES
 from .palette import COLOURS
-from .plots import chance_floor, smoothed, style_axes, with_init
+from .plots import chance_floor, note, smoothed, style_axes, with_init
 
 # faded runs per algorithm; older ones leave the board (they stay in `Playground.runs`)
 EARLIER_SHOWN = 3
@@ -81,16 +81,7 @@ def board(current: list[Trace], earlier: list[Trace], epochs: int) -> Figure:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if not any(len(with_init(t.history, key)[0]) for t in current + faded):
             first = "after the untrained network is measured" if key == "knn" else "after epoch 1"
-            ax.text(
-                0.5,
-                0.5,
-                f"first point {first}",
-                transform=ax.transAxes,
-                ha="center",
-                va="center",
-                color="grey",
-                fontsize=9,
-            )
+            note(ax, f"first point {first}")
     if not any(t.history["step"].get("loss") for t in current + faded):
         loss.text(
             0.5,

@@ -82,6 +82,12 @@ def smoothed(y: np.ndarray, w: int) -> tuple[np.ndarray, np.ndarray]:
     return np.arange(len(ys)) + (len(y) - len(ys)) + 1, ys
 
 
+def note(ax, text: str) -> None:
+    """A grey line in the middle of an axis that has nothing to draw yet, or cannot."""
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color="grey",
+            fontsize=9)
+
+
 def style_axes(ax, title: str, xlabel: str, ylabel: str) -> None:
     ax.set_title(title, fontsize=11)
     ax.set_xlabel(xlabel)
@@ -239,16 +245,7 @@ def learning(histories: dict[str, dict], baselines: dict | None = None) -> Figur
             ax, title, "epoch", {"knn": "accuracy", "nmi_true": "NMI", "ami_true": "AMI"}[key]
         )
         if not any(len(line.get_xdata()) for line in ax.lines):  # a run from before kit logged it
-            ax.text(
-                0.5,
-                0.5,
-                f"not in this run's history:\nthe run predates kit's {key}",
-                transform=ax.transAxes,
-                ha="center",
-                va="center",
-                color="grey",
-                fontsize=9,
-            )
+            note(ax, f"not in this run's history:\nthe run predates kit's {key}")
             ax.set_xticks([])
             ax.set_yticks([])
         # below: clear of curves
