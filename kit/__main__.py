@@ -526,7 +526,7 @@ def _train_or_compare(a, name: str) -> None:
     if dist.is_writer:
         last = h["epoch"][-1] if h["epoch"] else {}
         print(
-            f"{a.algo}: {len(h['epoch'])} epochs; final "
+            f"{a.algo}: {len(h['epoch'])} epoch{'s' if len(h['epoch']) != 1 else ''}; final "
             + ", ".join(
                 f"{k}={last[k]:.3f}"
                 for k in ("loss", "knn", "nmi_true", "nmi_prev")
