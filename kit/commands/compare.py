@@ -183,17 +183,10 @@ def baselines(train, test) -> dict:
             "raw_pixels_knn": knn_accuracy(xtr, train.targets, xte, test.targets, k=20)}
 
 
-def run_compare(
-    name: str = "compare",
-    config: CompareConfig | None = None,
-    runs_root: str | Path = "runs",
-    resume: bool = False,
-    progress: bool = True,
-    log=print,
-    explicit=None,
-    dist: Distributed = SINGLE,
-    tensorboard: bool = False,
-) -> Path:
+def run_compare(name: str = "compare", config: CompareConfig | None = None,
+                runs_root: str | Path = "runs", resume: bool = False, progress: bool = True,
+                log=print, explicit=None, dist: Distributed = SINGLE,
+                tensorboard: bool = False) -> Path:
     """Train each algorithm (for each seed), embed, draw, report. Interrupted, it keeps what it
     wrote; `resume=True` continues with the run's saved settings (only `epochs` and `device` may
     change), and a seed already trained to `epochs` is not trained again. Under torchrun (`dist`)
@@ -201,18 +194,8 @@ def run_compare(
     `<run>/tb/<algo>/` (kit/views/tensorboard_log.py)."""
     if tensorboard:
         check_available()  # one line naming the extra, before anything is written
-    run, cfg, train, test = start_run(
-        name,
-        "compare",
-        None,
-        config or CompareConfig(),
-        runs_root,
-        resume,
-        load_splits,
-        explicit,
-        log,
-        dist,
-    )
+    run, cfg, train, test = start_run(name, "compare", None, config or CompareConfig(), runs_root,
+                                      resume, load_splits, explicit, log, dist)
     try:
         return _compare(run, cfg, train, test, progress, log, dist, tensorboard)
     finally:
@@ -270,34 +253,15 @@ def _train_each(run: Run, cfg: CompareConfig, train, test, progress: bool, log, 
         log(f"{algo}: {cfg.epochs} epochs in {time.perf_counter() - t0:.0f} s")
 
 
-def run_train(
-    name: str,
-    algo: str,
-    config: CompareConfig | None = None,
-    runs_root: str | Path = "runs",
-    resume: bool = False,
-    progress: bool = True,
-    log=print,
-    explicit=None,
-    dist: Distributed = SINGLE,
-    tensorboard: bool = False,
-):
+def run_train(name: str, algo: str, config: CompareConfig | None = None,
+              runs_root: str | Path = "runs", resume: bool = False, progress: bool = True,
+              log=print, explicit=None, dist: Distributed = SINGLE, tensorboard: bool = False):
     """One algorithm with the comparison's settings (`python -m kit train`); returns (run, history).
     `tensorboard`: also log to `<run>/tb/<algo>/`."""
     if tensorboard:
         check_available()
-    run, cfg, train, test = start_run(
-        name,
-        "train",
-        algo,
-        config or CompareConfig(),
-        runs_root,
-        resume,
-        load_splits,
-        explicit,
-        log,
-        dist,
-    )
+    run, cfg, train, test = start_run(name, "train", algo, config or CompareConfig(), runs_root,
+                                      resume, load_splits, explicit, log, dist)
     # any algorithm, compared or not
     trainer = TRAINERS[algo](replace(cfg, algos=[algo]).algo_configs()[algo], dist=dist)
     try:

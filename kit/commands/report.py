@@ -267,6 +267,11 @@ def algos_of(histories: dict) -> list[str]:
     return [a for a in SPECS if a in histories]
 
 
+def _pair(first_of, second_of):
+    """A table cell of two numbers, (first, second), or None where the run has no second."""
+    return lambda h: None if second_of(h) is None else (first_of(h), second_of(h))
+
+
 def summary(histories: dict, baselines: dict, fmt=None) -> list[tuple]:
     """(metric, one value per algorithm of `algos_of(histories)`) rows for the report's table;
     `fmt=lambda v: v` keeps the numbers."""
@@ -283,40 +288,22 @@ def summary(histories: dict, baselines: dict, fmt=None) -> list[tuple]:
         ("AMI to true classes, final (chance-corrected)", lambda h: last(h, "ami_true")),
         ("ARI to true classes, final", lambda h: last(h, "ari_true")),
         ("clustering ACC, final", lambda h: last(h, "acc_true")),
-        (
-            "pseudo-labels (own K) to true classes: NMI / its chance level, final",
-            lambda h: (
-                None
-                if last(h, "nmi_pseudo_true_chance") is None
-                else (last(h, "nmi_pseudo_true"), last(h, "nmi_pseudo_true_chance"))
-            ),
-        ),
+        ("pseudo-labels (own K) to true classes: NMI / its chance level, final",
+         _pair(lambda h: last(h, "nmi_pseudo_true"), lambda h: last(h, "nmi_pseudo_true_chance"))),
         ("pseudo-labels (own K) to true classes: AMI, final", lambda h: last(h, "ami_pseudo_true")),
-        (
-            "AMI(t-1, t), mean of last 5 epochs (chance-corrected stability)",
-            lambda h: mean_last(h, "ami_prev"),
-        ),
+        ("AMI(t-1, t), mean of last 5 epochs (chance-corrected stability)",
+         lambda h: mean_last(h, "ami_prev")),
         ("ARI(t-1, t), mean of last 5 epochs", lambda h: mean_last(h, "ari_prev")),
         ("NMI(t-1, t), mean of last 5 epochs", lambda h: mean_last(h, "nmi_prev")),
-        (
-            "NMI(t-1, t)'s chance level, mean of last 5 epochs",
-            lambda h: mean_last(h, "nmi_prev_chance"),
-        ),
+        ("NMI(t-1, t)'s chance level, mean of last 5 epochs",
+         lambda h: mean_last(h, "nmi_prev_chance")),
         ("samples reassigned per epoch, first", lambda h: first(h, "label_change")),
         ("samples reassigned per epoch, mean of last 5", lambda h: mean_last(h, "label_change")),
-        (
-            "ODC change_ratio per iteration, first / last epoch",
-            lambda h: (
-                None
-                if first(h, "change_ratio") is None
-                else (first(h, "change_ratio"), last(h, "change_ratio"))
-            ),
-        ),
+        ("ODC change_ratio per iteration, first / last epoch",
+         _pair(lambda h: first(h, "change_ratio"), lambda h: last(h, "change_ratio"))),
         ("empty clusters, final", lambda h: last(h, "empty")),
-        (
-            "collapse alarms (epochs flagged)",
-            lambda h: len(collapse.flagged(h)) if h["epoch"] else None,
-        ),
+        ("collapse alarms (epochs flagged)",
+         lambda h: len(collapse.flagged(h)) if h["epoch"] else None),
         ("training time per epoch (s)", lambda h: mean_last(h, "time_train", 10**6)),
     ]
     fmt = fmt or (  # noqa: E731

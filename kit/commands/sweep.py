@@ -175,18 +175,10 @@ def load_splits(cfg: SweepConfig):
     return fit, val
 
 
-def run_sweep(
-    name: str = "sweep",
-    config: SweepConfig | None = None,
-    runs_root: str | Path = "runs",
-    resume: bool = False,
-    progress: bool = True,
-    log=print,
-    explicit=None,
-    on_cell=None,
-    stop=None,
-    tensorboard: bool = False,
-) -> Path | None:
+def run_sweep(name: str = "sweep", config: SweepConfig | None = None,
+              runs_root: str | Path = "runs", resume: bool = False, progress: bool = True,
+              log=print, explicit=None, on_cell=None, stop=None,
+              tensorboard: bool = False) -> Path | None:
     """Train every cell not finished yet, then write the table and the figure; returns sweep.md.
     `resume=True` continues with the saved grid (only `epochs` and `device` may change).
     `on_cell(results, cells)` is called after each cell (the playground redraws there); a set `stop`

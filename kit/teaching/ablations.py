@@ -43,16 +43,19 @@ SEEDS_AT_CLASSES = "same features, two k-means seeds, K = classes"
 KEPT = ("algo", "config", "monitor_init", "epoch")
 
 
+def _presets(fast: bool):
+    """DeepCluster's and ODC's preset for the runs here: KIT_FAST's, or the notebooks' `small`."""
+    if fast:
+        return DeepClusterConfig.fast, ODCConfig.fast
+    return DeepClusterConfig.small, ODCConfig.small
+
+
 def churn_configs(n_clusters: int, epochs: int, fast: bool = False) -> dict:
     """{row label: config}: each algorithm's preset at one K, monitored after the first and last
     epochs."""
     # kNN of the untrained network and after the last epoch
     preset = dict(n_clusters=n_clusters, eval_every=epochs)
-    dc, odc = (
-        (DeepClusterConfig.fast, ODCConfig.fast)
-        if fast
-        else (DeepClusterConfig.small, ODCConfig.small)
-    )
+    dc, odc = _presets(fast)
     # 400 digits at K = 20: 20 a cluster, the preset's 10 is too many
     extra = dict(min_cluster_size=5) if fast else {}
     return {"DeepCluster": dc(**preset),
@@ -130,11 +133,7 @@ SAFEGUARD_MOMENTUM = 0.9
 def safeguard_configs(n_clusters: int, epochs: int, fast: bool = False) -> dict:
     """{row label: config}: each algorithm with all its safeguards, then with one of them off."""
     preset = dict(n_clusters=n_clusters, eval_every=epochs)
-    dc, odc = (
-        (DeepClusterConfig.fast, ODCConfig.fast)
-        if fast
-        else (DeepClusterConfig.small, ODCConfig.small)
-    )
+    dc, odc = _presets(fast)
     fix = dict(min_cluster_size=5) if fast else {}
     memory = dict(preset, memory_momentum=SAFEGUARD_MOMENTUM)
     return {"DeepCluster, every safeguard": dc(**preset),

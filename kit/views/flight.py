@@ -252,24 +252,11 @@ def flight_recorder(
         active=0,
         name="kit-flight-colour",
     )
-    update = CustomJS(
-        args=dict(
-            src=src,
-            slider=slider,
-            radio=radio,
-            figs=figs,
-            titles=titles,
-            legends=legends,
-            epochs=data.epochs,
-            algos=data.algos,
-            cpal=class_pal,
-            kcol=list(kcol),
-            by_class=any(by_class),
-            changed=CHANGED,
-            kept=KEPT,
-        ),
-        code=_UPDATE,
-    )
+    update = CustomJS(args=dict(src=src, slider=slider, radio=radio, figs=figs, titles=titles,
+                                legends=legends, epochs=data.epochs, algos=data.algos,
+                                cpal=class_pal, kcol=list(kcol), by_class=any(by_class),
+                                changed=CHANGED, kept=KEPT),
+                      code=_UPDATE)
     slider.js_on_change("value", update)
     radio.js_on_change("active", update)
     play = Button(label="▶ play", width=90, name="kit-flight-play", visible=frame > 0)
@@ -280,20 +267,11 @@ def flight_recorder(
                name="kit-flight-selection")
     src.selected.js_on_change(
         "indices",
-        CustomJS(
-            args=dict(
-                src=src,
-                div=grid,
-                hint=hint,
-                epochs=data.epochs,
-                algos=data.algos,
-                cap=max_selected,
-                names=[NAMES[a] for a in data.algos],
-                short=[SPECS[a].short for a in data.algos],
-                colours=[text_colour(COLOURS[a]) for a in data.algos],
-            ),
-            code=_SELECTED,
-        ),
+        CustomJS(args=dict(src=src, div=grid, hint=hint, epochs=data.epochs, algos=data.algos,
+                           cap=max_selected, names=[NAMES[a] for a in data.algos],
+                           short=[SPECS[a].short for a in data.algos],
+                           colours=[text_colour(COLOURS[a]) for a in data.algos]),
+                 code=_SELECTED),
     )
     layout = column(row(*figs), row(play, slider, radio), grid)
     return Page(
