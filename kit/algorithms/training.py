@@ -260,7 +260,9 @@ class Monitor:
         ytr, yte = self.train_set.targets.numpy(), self.eval_set.targets.numpy()
         n_classes = int(max(ytr.max(), yte.max())) + 1
         pred = KMeans(n_classes, n_iter=20, seed=self.seed).fit(l2_normalize(fte)).labels_
-        on = lambda a: torch.as_tensor(a, device=device)  # noqa: E731 - the kNN search runs on the training device
+        def on(a):  # the kNN search runs on the training device
+            return torch.as_tensor(a, device=device)
+
         return {
             "knn": knn_accuracy(on(ftr), on(ytr), on(fte), on(yte), k=self.k, n_classes=n_classes),
             **agreement(pred, yte, suffix="_true"),  # nmi_true, its floor, AMI, ARI

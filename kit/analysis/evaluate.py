@@ -147,7 +147,9 @@ def svm_table(
     """Linear SVM top-1 (%) on all labels ("SVM") and low-shot SVMs: {k: (mean, std over draws)}."""
     from sklearn.svm import LinearSVC
 
-    norm = lambda f: F.normalize(torch.as_tensor(f), dim=1).numpy()  # noqa: E731 - the pages L2-normalise
+    def norm(f):  # the pages L2-normalise
+        return F.normalize(torch.as_tensor(f), dim=1).numpy()
+
     xtr, xte, ytr_np, yte_np = norm(ftr), norm(fte), np.asarray(ytr), np.asarray(yte)
 
     def fit_score(idx):

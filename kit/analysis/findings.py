@@ -103,7 +103,11 @@ def this_run(histories: dict, label: str = "This run") -> str:
         values = series(h, m)[-count:] if count else []
         return float(np.mean(values)) if values else float("nan")
 
-    got = {"knn": {a: (last(h, "knn") or float("nan"), 0.0) for a, h in histories.items()},
+    def final(h, m):
+        v = last(h, m)
+        return float("nan") if v is None else v
+
+    got = {"knn": {a: (final(h, "knn"), 0.0) for a, h in histories.items()},
            AGREEMENT: {a: (mean(h, "ami_true", 5), 0.0) for a, h in histories.items()},
            **{m: {a: (mean(h, m, n), 0.0) for a, h in histories.items()}
               for m in ("ami_prev", "label_change")}}

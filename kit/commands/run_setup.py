@@ -38,7 +38,9 @@ def resumed_config(path: Path, command: str, algo: str | None, requested, explic
     except TypeError as e:
         raise ValueError(f"{path / 'config.json'} does not match this kit version ({e})") from None
     explicit = [f.name for f in fields(requested)] if explicit is None else explicit
-    uses = lambda v: "each algorithm's preset" if v is None else v  # noqa: E731 - n_clusters / lr left to the presets
+    def uses(v):  # n_clusters / lr left to the presets
+        return "each algorithm's preset" if v is None else v
+
     ignored = [
         f"--{k.replace('_', '-')} {getattr(requested, k)} (the run uses {uses(getattr(cfg, k))})"
         for k in explicit
@@ -110,7 +112,8 @@ def check_images(dataset) -> None:
         try:
             with Image.open(path) as im:
                 im.verify()  # the file's structure and checksums, without decoding every pixel
-        except Exception as e:  # noqa: BLE001 - PIL raises many kinds; name the file, not PIL's internals
+        except Exception as e:
+            # PIL raises many kinds; name the file, not PIL's internals
             raise ValueError(
                 f"cannot read image {path} ({type(e).__name__}): remove or replace the file; "
                 "nothing was written"

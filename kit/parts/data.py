@@ -145,7 +145,8 @@ class IndexedImageFolder(torch.utils.data.Dataset):
         path = self.folder.samples[i][0]
         try:
             img = self.folder.loader(path)
-        except Exception as e:  # noqa: BLE001 - PIL raises many kinds; name the file, not PIL's internals
+        except Exception as e:
+            # PIL raises many kinds; name the file, not PIL's internals
             raise ValueError(
                 f"cannot read image {path} ({type(e).__name__}): remove or replace the file"
             ) from None

@@ -264,7 +264,8 @@ def mapped_npy(f: Path) -> np.ndarray:
         if not stat.S_ISREG(os.lstat(f).st_mode):
             raise ValueError("not a regular file")
         return np.load(f, mmap_mode="r", allow_pickle=False)
-    except Exception as e:  # noqa: BLE001 - random bytes, pickles, a header larger than the file: all the same
+    except Exception as e:
+        # random bytes, pickles, a header larger than the file: all the same
         raise ValueError(
             f"{f} is not a .npy array kit wrote ({type(e).__name__}: {str(e)[:80]}): restore it "
             "from a copy or start a new run"
@@ -280,7 +281,8 @@ def read_layouts(cache: Path) -> dict:
         # one read, checked first
         with open_regular(cache, 2**31) as raw, np.load(raw, allow_pickle=False) as f:
             return {k: f[k] for k in f.files if f[k].dtype.kind == "f" and f[k].ndim == 2}
-    except Exception:  # noqa: BLE001 - any damage: the layouts are recomputed, as for a run drawn the first time
+    except Exception:
+        # any damage: the layouts are recomputed, as for a run drawn the first time
         return {}
 
 

@@ -18,8 +18,10 @@ import json
 import numpy as np
 
 from ..algorithms import CONFIGS, NAMES, compared  # noqa: F401 - NAMES: the notebooks read it here
-from ..analysis.findings import AGREEMENT, headline, ranking, ranking_sentence, stated, this_run  # noqa: F401
-from ..analysis.history import last, mean_last, series  # noqa: F401 - the notebooks read them here too
+# the notebooks read these here too
+from ..analysis.findings import (  # noqa: F401
+    AGREEMENT, headline, ranking, ranking_sentence, stated, this_run)
+from ..analysis.history import last, mean_last, series  # noqa: F401
 
 # ResNet-50 pre-trained on ImageNet, top-1 % (VOC07: mAP): the OpenSelfSup / MMSelfSup benchmark
 # pages (docs/ALGORITHMS.md §3.1), not the ODC paper. DeepCluster with Sobel for 200 epochs, ODC for

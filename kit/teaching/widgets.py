@@ -422,7 +422,8 @@ class Playground:
     def _guarded(self, target, arg) -> None:
         try:
             target(arg)
-        except Exception as e:  # noqa: BLE001 - one line in the status, the traceback in the log: never lost in the thread
+        except Exception as e:
+            # one line in the status, the traceback in the log: never lost in the thread
             self._fail(f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}")
             self.log.append_stderr(traceback.format_exc())
         finally:
