@@ -185,6 +185,8 @@ def execute_notebook(name: str, mode: str, runs: Path, threads: int = CORES):
 
 
 def _key(name: str, mode: str) -> tuple[str, str]:
+    if mode == "job":
+        return name, mode
     if mode not in MODES:
         raise ValueError(f"mode {mode!r}: one of {', '.join(MODES)}")
     if mode != "fast" and SWITCH not in (NOTEBOOKS / name).read_text():
@@ -198,14 +200,41 @@ def runs_folder(name: str, mode: str) -> str:
     which share one as a user's do: whichever runs first trains the quickstart run, the other
     reopens it (in "fast" mode 04 runs on the stand-in card, so a run trained on the CPU is reopened
     on a card, or the other way)."""
+    if mode == "job":
+        return f"job-{name.rpartition('.')[2]}"
     return (
         f"01+04-{mode}" if mode != "example" and name[:2] in ("01", "04") else f"{name[:2]}-{mode}"
     )
 
 
+# -- jobs: a test's work done in processes of its own, by the lane at the session's tail ----------
+# The lane ends before the tests do (its notebooks take one core, the tests the other): a test whose
+# work is all in child processes (a script, `torchrun`) hands that work to the lane, which runs it
+# on its core once the notebooks are done, while the tests go on. The test keeps its assertions and
+# reads what the job returned (`lane_job`). A job is fn(folder, threads) -> a picklable result;
+# `threads` is the OpenMP threads its processes may take.
+JOBS: dict = {}
+JOB_TIMES: dict = {}  # name -> (seconds it took, seconds into the session it ended)
+
+
+def job_name(fn) -> str:
+    return f"{fn.__module__}.{fn.__qualname__}"
+
+
+def _execute(name: str, mode: str, runs: Path, threads: int = CORES):
+    if mode == "job":
+        runs.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        try:
+            return JOBS[name](runs, threads)
+        finally:
+            JOB_TIMES[name] = (time.perf_counter() - t0, time.perf_counter() - STARTED)
+    return execute_notebook(name, mode, runs, threads)
+
+
 def NotebookCache(folder) -> NotebookLane:
-    """The session's lane over kit's notebooks (tests/notebook_lane.py)."""
-    return NotebookLane(folder, execute_notebook, CORES, _key, runs_folder)
+    """The session's lane over kit's notebooks and the tests' jobs (tests/notebook_lane.py)."""
+    return NotebookLane(folder, _execute, CORES, _key, runs_folder)
 
 
 _notebooks: NotebookLane | None = None
@@ -219,15 +248,24 @@ def pytest_configure(config):
         "background while earlier tests run. A test parametrised over `name` and `mode` "
         "needs no mark",
     )
+    config.addinivalue_line(
+        "markers",
+        "job(fn), written job.with_args(fn): the test reads what fn(folder, threads) returns, "
+        "work in processes of its own that the lane runs at the session's tail (`lane_job` gives "
+        "it); the test runs last",
+    )
 
 
 def _reads_full(item) -> bool:
-    return any(m.args[:1] == ("full",) for m in item.iter_markers("notebooks"))
+    """The test reads what the lane does last: a full-size execution, or a job."""
+    return any(m.args[:1] == ("full",) for m in item.iter_markers("notebooks")) or any(
+        True for _ in item.iter_markers("job")
+    )
 
 
 def pytest_collection_modifyitems(config, items):
-    """The tests that read the full-size executions run last: the lane executes those last (they are
-    the longest), and the other tests run beside them instead of waiting."""
+    """The tests that read the full-size executions and the jobs run last: the lane executes those
+    last (they are the longest), and the other tests run beside them instead of waiting."""
     items.sort(key=_reads_full)  # stable: every other test keeps its place
 
 
@@ -248,6 +286,12 @@ def pytest_collection_finish(session):
         for mark in marks:
             mode, *names = mark.args or (params["mode"],)
             keys += [(n, mode) for n in names or ([params["name"]] if "name" in params else every)]
+    jobs = []
+    for item in session.items:
+        for mark in item.iter_markers("job"):
+            JOBS[job_name(mark.args[0])] = mark.args[0]
+            jobs.append((job_name(mark.args[0]), "job"))
+    keys += jobs  # after every notebook: the tail of the lane
     if keys and not session.config.option.collectonly:
         _notebooks = NotebookCache(session.config._tmp_path_factory.mktemp("notebooks"))
         _notebooks.start_lane(keys)
@@ -267,7 +311,8 @@ def pytest_terminal_summary(terminalreporter):
     """How long each notebook took, and when: the lane is the suite's longest single line of
     work."""
     done = {} if _notebooks is None else dict(_notebooks.done)
-    times = [(k, nb.metadata.kit_test) for k, nb in done.items() if not isinstance(nb, Exception)]
+    times = [(k, nb.metadata.kit_test) for k, nb in done.items()
+             if k[1] != "job" and not isinstance(nb, Exception)]
     if times:
         terminalreporter.write_line(
             f"notebooks: {len(times)} executed in {sum(t['seconds'] for _, t in times):.0f} s, "
@@ -275,6 +320,10 @@ def pytest_terminal_summary(terminalreporter):
             f"tests waited {_notebooks.waited:.0f} s for them: "
             + ", ".join(f"{n[:2]}-{m} {t['seconds']:.0f} s" for (n, m), t in sorted(times))
         )
+    if JOB_TIMES:
+        terminalreporter.write_line("jobs: " + ", ".join(
+            f"{name.rpartition('.')[2]} {took:.0f} s (ended at {ended:.0f} s)"
+            for name, (took, ended) in JOB_TIMES.items()))
 
 
 def pytest_sessionfinish(session):
@@ -302,3 +351,16 @@ def executed_notebook(tmp_path_factory):
     if _notebooks is None:
         _notebooks = NotebookCache(tmp_path_factory.mktemp("notebooks"))
     return _notebooks.get
+
+
+@pytest.fixture(scope="session")
+def lane_job(executed_notebook):
+    """lane_job(fn) -> what fn(folder, threads) returned, run once for the session: by the lane
+    when the test is marked `@pytest.mark.job(fn)` (at the session's tail, beside the last tests),
+    else here, now, on every core."""
+
+    def get(fn):
+        JOBS.setdefault(job_name(fn), fn)
+        return executed_notebook(job_name(fn), "job")
+
+    return get

@@ -115,17 +115,23 @@ def test_two_ranks_with_half_batches_equal_one_process(tmp_path):
             assert two["clustered"] == [rank == 0] * len(two["clustered"]), algo
 
 
+def two_rank_resume(folder, threads):
+    """Two ranks train ODC 3 epochs straight through, and 2 epochs into a run folder that they then
+    resume to 3: (the run folder's files after 2 epochs, its epoch records, the straight and the
+    resumed run's losses and labels)."""
+    out, runs = str(folder / "h"), str(folder / "runs")
+    _spawn(folder / "s1", [(out + "straight", "odc", 3, str(folder / "straight")),
+                           (out + "stopped", "odc", 2, runs)])
+    stopped = sorted(p.name for p in (folder / "runs" / "r").iterdir())
+    epochs = len((folder / "runs" / "r" / "epochs.jsonl").read_text().splitlines())
+    _spawn(folder / "s2", [(out + "resumed", "odc", 3, runs)])
+    return stopped, epochs, torch.load(f"{out}straight_2_0.pt"), torch.load(f"{out}resumed_2_0.pt")
+
+
 @pytest.mark.timeout(300)
-def test_a_two_rank_run_writes_once_and_resumes_exactly(tmp_path):
-    out, runs = str(tmp_path / "h"), str(tmp_path / "runs")
-    _spawn(
-        tmp_path / "s1",
-        [
-            (out + "straight", "odc", 3, str(tmp_path / "straight")),
-            (out + "stopped", "odc", 2, runs),
-        ],
-    )
-    stopped = sorted(p.name for p in (tmp_path / "runs" / "r").iterdir())
+@pytest.mark.job.with_args(two_rank_resume)  # (a lone function would be decorated)
+def test_a_two_rank_run_writes_once_and_resumes_exactly(lane_job):
+    stopped, epochs, a, b = lane_job(two_rank_resume)
     assert stopped == [
         ".kit-run",
         "checkpoint.pt",
@@ -134,10 +140,7 @@ def test_a_two_rank_run_writes_once_and_resumes_exactly(tmp_path):
         "labels",
         "steps.jsonl",
     ]
-    # rank 0 alone wrote
-    assert len((tmp_path / "runs" / "r" / "epochs.jsonl").read_text().splitlines()) == 2
-    _spawn(tmp_path / "s2", [(out + "resumed", "odc", 3, runs)])
-    a, b = torch.load(f"{out}straight_2_0.pt"), torch.load(f"{out}resumed_2_0.pt")
+    assert epochs == 2  # rank 0 alone wrote
     assert a["loss"] == b["loss"]
     assert all(torch.equal(x, y) for x, y in zip(a["labels"], b["labels"]))
 

@@ -217,20 +217,24 @@ SECTIONS = (
 )
 
 
-@pytest.mark.slow
-def test_gpu_check_dry_run_reports_every_section(tmp_path):
-    out = tmp_path / "gpu_check.json"
-    env = {**os.environ, "KIT_FAST": "1", "PYTHONUNBUFFERED": "1"}
+def gpu_check_dry(folder, threads):
+    """`bench/gpu_check.py --dry` in a process of its own: (its exit code, stdout, stderr, the
+    figures it wrote)."""
+    out = folder / "gpu_check.json"
+    env = {**os.environ, "KIT_FAST": "1", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": str(threads)}
     proc = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "gpu_check.py"), "--dry", "--out", str(out)],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
     )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    results = json.loads(out.read_text())
+    return proc.returncode, proc.stdout, proc.stderr, out.read_text() if out.exists() else None
+
+
+@pytest.mark.slow
+@pytest.mark.job.with_args(gpu_check_dry)  # with_args: a lone function would be decorated
+def test_gpu_check_dry_run_reports_every_section(lane_job):
+    code, stdout, stderr, written = lane_job(gpu_check_dry)
+    assert code == 0, stdout[-3000:] + stderr[-3000:]
+    results = json.loads(written)
     assert results["dry"] is True
     # the issue's 8 min
     assert (
@@ -243,7 +247,7 @@ def test_gpu_check_dry_run_reports_every_section(tmp_path):
             isinstance(v, (int, float)) and math.isfinite(v) for v in section["figures"].values()
         ), name
     assert results["sections"]["tests"]["figures"]["failed"] == 0
-    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    lines = [line for line in stdout.splitlines() if line.strip()]
     header = max(i for i, line in enumerate(lines) if line.startswith("| figure |"))
     assert len(lines) - header > len(SECTIONS)  # header, rule, at least one row per section
     assert all(line.startswith("|") for line in lines[header:]), "the table is not printed last"

@@ -87,3 +87,31 @@ def test_a_stopped_lane_takes_nothing_new_and_waits_for_the_one_it_runs(tmp_path
         time.sleep(0.01)
     lane.stop()
     assert stand.calls == [("first", "fast")] and not lane.running
+
+
+CALLS = []
+
+
+def stand_in_job(folder, threads):
+    """A job as conftest's `lane_job` takes one: its own folder, the threads it may use."""
+    CALLS.append((folder.name, threads))
+    (folder / "out.txt").write_text("written")
+    return {"files": sorted(p.name for p in folder.iterdir()), "threads": threads}
+
+
+def failing_job(folder, threads):
+    CALLS.append(("failing", threads))
+    raise RuntimeError("the job's process exited 1")
+
+
+def test_a_job_runs_once_in_a_folder_of_its_own_and_its_failure_fails_each_asker(lane_job):
+    """Asked for without `@pytest.mark.job` (so not queued), a job runs here on the free cores; a
+    second asker gets a copy of the first result, and a failed job fails every test that asks."""
+    first = lane_job(stand_in_job)
+    first["files"].append("changed by a caller")
+    assert lane_job(stand_in_job) == {"files": ["out.txt"], "threads": first["threads"]}
+    assert CALLS == [("job-stand_in_job", first["threads"])] and first["threads"] >= 1
+    for _ in range(2):
+        with pytest.raises(RuntimeError, match="exited 1"):
+            lane_job(failing_job)
+    assert [name for name, _ in CALLS] == ["job-stand_in_job", "failing"]
