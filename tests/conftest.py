@@ -110,7 +110,7 @@ NOTEBOOKS = ROOT / "notebooks"
 # docs/build_site.py, the site build the tests share notebooks with
 sys.path.insert(0, str(ROOT / "docs"))
 # these train on a CUDA card that is not there (tests/fake_cuda.py), so a cell that mixes devices
-# fails here as it would on Colab's GPU; 07 trains on a CIFAR-10 stand-in of 192 images
+# fails here as it would on Colab's GPU; 07 trains on a CIFAR-10 stand-in of 132 images
 ON_CARD = (
     "02_deepcluster_walkthrough.ipynb",
     "03_odc_walkthrough.ipynb",
