@@ -110,7 +110,7 @@ NOTEBOOKS = ROOT / "notebooks"
 # docs/build_site.py, the site build the tests share notebooks with
 sys.path.insert(0, str(ROOT / "docs"))
 # these train on a CUDA card that is not there (tests/fake_cuda.py), so a cell that mixes devices
-# fails here as it would on Colab's GPU; 07 trains on a CIFAR-10 stand-in of 132 images
+# fails here as it would on Colab's GPU; 07 trains on a CIFAR-10 stand-in of 160 images
 ON_CARD = (
     "02_deepcluster_walkthrough.ipynb",
     "03_odc_walkthrough.ipynb",
@@ -201,7 +201,7 @@ def runs_folder(name: str, mode: str) -> str:
     reopens it (in "fast" mode 04 runs on the stand-in card, so a run trained on the CPU is reopened
     on a card, or the other way)."""
     if mode == "job":
-        return f"job-{name.rpartition('.')[2]}"
+        return f"job-{name}"
     return (
         f"01+04-{mode}" if mode != "example" and name[:2] in ("01", "04") else f"{name[:2]}-{mode}"
     )
@@ -212,23 +212,34 @@ def runs_folder(name: str, mode: str) -> str:
 # work is all in child processes (a script, `torchrun`) hands that work to the lane, which runs it
 # on its core once the notebooks are done, while the tests go on. The test keeps its assertions and
 # reads what the job returned (`lane_job`). A job is fn(folder, threads) -> a picklable result;
-# `threads` is the OpenMP threads its processes may take.
+# `threads` is the OpenMP threads its processes may take. Its processes get SESSION_ENV, the
+# environment as the session began, not what a test running beside it has monkeypatched.
 JOBS: dict = {}
-JOB_TIMES: dict = {}  # name -> (seconds it took, seconds into the session it ended)
+JOB_TIMES: dict = {}  # name -> (seconds it took, seconds into the session it ended, failed)
+SESSION_ENV = dict(os.environ)
 
 
 def job_name(fn) -> str:
     return f"{fn.__module__}.{fn.__qualname__}"
 
 
+def _register(fn) -> str:
+    name = job_name(fn)
+    if JOBS.setdefault(name, fn) is not fn:
+        raise ValueError(f"two job functions are named {name}: give each its own name")
+    return name
+
+
 def _execute(name: str, mode: str, runs: Path, threads: int = CORES):
     if mode == "job":
         runs.mkdir(parents=True, exist_ok=True)
-        t0 = time.perf_counter()
+        t0, failed = time.perf_counter(), True
         try:
-            return JOBS[name](runs, threads)
+            result = JOBS[name](runs, threads)
+            failed = False
+            return result
         finally:
-            JOB_TIMES[name] = (time.perf_counter() - t0, time.perf_counter() - STARTED)
+            JOB_TIMES[name] = (time.perf_counter() - t0, time.perf_counter() - STARTED, failed)
     return execute_notebook(name, mode, runs, threads)
 
 
@@ -258,15 +269,21 @@ def pytest_configure(config):
 
 def _reads_full(item) -> bool:
     """The test reads what the lane does last: a full-size execution, or a job."""
-    return any(m.args[:1] == ("full",) for m in item.iter_markers("notebooks")) or any(
-        True for _ in item.iter_markers("job")
-    )
+    return _tail(item) > 0
+
+
+def _tail(item) -> int:
+    """0 for most tests; 1 for one that reads a full-size execution; 2 for one that reads a job."""
+    if any(True for _ in item.iter_markers("job")):
+        return 2
+    return int(any(m.args[:1] == ("full",) for m in item.iter_markers("notebooks")))
 
 
 def pytest_collection_modifyitems(config, items):
-    """The tests that read the full-size executions and the jobs run last: the lane executes those
-    last (they are the longest), and the other tests run beside them instead of waiting."""
-    items.sort(key=_reads_full)  # stable: every other test keeps its place
+    """The tests that read the full-size executions, then those that read the jobs, run last, in
+    the order the lane does them (the full-size executions are the longest): the other tests run
+    beside them instead of waiting."""
+    items.sort(key=_tail)  # stable: every other test keeps its place
 
 
 def pytest_collection_finish(session):
@@ -286,12 +303,11 @@ def pytest_collection_finish(session):
         for mark in marks:
             mode, *names = mark.args or (params["mode"],)
             keys += [(n, mode) for n in names or ([params["name"]] if "name" in params else every)]
-    jobs = []
-    for item in session.items:
-        for mark in item.iter_markers("job"):
-            JOBS[job_name(mark.args[0])] = mark.args[0]
-            jobs.append((job_name(mark.args[0]), "job"))
-    keys += jobs  # after every notebook: the tail of the lane
+    jobs = [(_register(mark.args[0]), "job") for item in session.items
+            for mark in item.iter_markers("job")]
+    if any(_tail(item) < 2 for item in session.items):
+        keys += jobs  # after every notebook: the tail of the lane, beside the last tests
+    # else only jobs' tests were selected: each runs its job itself, on every core (`lane_job`)
     if keys and not session.config.option.collectonly:
         _notebooks = NotebookCache(session.config._tmp_path_factory.mktemp("notebooks"))
         _notebooks.start_lane(keys)
@@ -312,18 +328,19 @@ def pytest_terminal_summary(terminalreporter):
     work."""
     done = {} if _notebooks is None else dict(_notebooks.done)
     times = [(k, nb.metadata.kit_test) for k, nb in done.items()
-             if k[1] != "job" and not isinstance(nb, Exception)]
+             if k[1] != "job" and not isinstance(nb, BaseException)]
     if times:
         terminalreporter.write_line(
             f"notebooks: {len(times)} executed in {sum(t['seconds'] for _, t in times):.0f} s, "
             f"the last ending {max(t['ended'] for _, t in times):.0f} s into the session; "
-            f"tests waited {_notebooks.waited:.0f} s for them: "
+            f"tests waited {_notebooks.waited:.0f} s for the lane: "
             + ", ".join(f"{n[:2]}-{m} {t['seconds']:.0f} s" for (n, m), t in sorted(times))
         )
     if JOB_TIMES:
         terminalreporter.write_line("jobs: " + ", ".join(
-            f"{name.rpartition('.')[2]} {took:.0f} s (ended at {ended:.0f} s)"
-            for name, (took, ended) in JOB_TIMES.items()))
+            f"{name.rpartition('.')[2]} {took:.0f} s (ended at {ended:.0f} s"
+            + (", failed)" if failed else ")")
+            for name, (took, ended, failed) in JOB_TIMES.items()))
 
 
 def pytest_sessionfinish(session):
@@ -356,11 +373,10 @@ def executed_notebook(tmp_path_factory):
 @pytest.fixture(scope="session")
 def lane_job(executed_notebook):
     """lane_job(fn) -> what fn(folder, threads) returned, run once for the session: by the lane
-    when the test is marked `@pytest.mark.job(fn)` (at the session's tail, beside the last tests),
-    else here, now, on every core."""
+    when the test is marked `@pytest.mark.job.with_args(fn)` and other tests run beside it (at the
+    session's tail), else here, now, on the cores no kernel uses."""
 
     def get(fn):
-        JOBS.setdefault(job_name(fn), fn)
-        return executed_notebook(job_name(fn), "job")
+        return executed_notebook(_register(fn), "job")
 
     return get

@@ -477,8 +477,9 @@ def _card() -> FakeCuda:
     return FakeCuda._active
 
 
-# notebook 07 trains on CIFAR-10, which is not on this machine: a stand-in of its shape, 100 + 32
-# images (its KIT_FAST K = 10 at ten a cluster: under that, ODC's fast preset warns)
+# notebook 07 trains on CIFAR-10, which is not on this machine: a stand-in of its shape, 128 + 32
+# images (the notebook's preset is `small`, whose ODC refuses under 10 images a cluster: its
+# KIT_FAST K = 10 needs 100)
 FAKE_CIFAR10 = """
 import numpy as np, torchvision
 class FakeCIFAR10:
@@ -486,7 +487,7 @@ class FakeCIFAR10:
                "dog", "frog", "horse", "ship", "truck"]
     def __init__(self, root, train=True, download=False, **kwargs):
         g = np.random.default_rng(int(train))
-        n = 100 if train else 32
+        n = 128 if train else 32
         self.data, self.targets = (
             g.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), g.integers(0, 10, n).tolist()
         )

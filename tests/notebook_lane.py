@@ -60,7 +60,9 @@ class NotebookLane:
             result = self.execute(
                 name, mode, Path(self.folder) / self.runs_folder(name, mode), threads
             )
-        except Exception as e:  # nbclient's CellExecutionError names the cell and its traceback
+        # nbclient's CellExecutionError names the cell and its traceback; a job's pytest.skip or
+        # pytest.fail (BaseException) is kept as well, so that no test waits for it for ever
+        except BaseException as e:
             result = e
         with self.lock:
             self.done[key] = result
@@ -90,12 +92,14 @@ class NotebookLane:
             with self.lock:
                 self.blocked += 1
                 self.lock.notify_all()  # a second lane worker may take this test's core
-            event.wait()
-            with self.lock:
-                self.blocked -= 1
-            self.waited += time.perf_counter() - t0
+            try:
+                event.wait()
+            finally:  # a test's timeout may end the wait: the lane must not think it still waits
+                with self.lock:
+                    self.blocked -= 1
+                self.waited += time.perf_counter() - t0
         result = self.done[key]
-        if isinstance(result, Exception):
+        if isinstance(result, BaseException):
             raise result
         return copy.deepcopy(result)  # every caller its own copy
 

@@ -7,12 +7,13 @@ cannot use, and each rank draws its own dropout masks and augmentations (`Distri
 Augmentation is the identity too, so that each image is seen the same way in both runs.
 """
 import os
+import time
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import NO_AUGMENT, tiny_dc_config, tiny_odc_config
+from conftest import NO_AUGMENT, SESSION_ENV, tiny_dc_config, tiny_odc_config
 
 pytestmark = pytest.mark.distributed
 
@@ -28,10 +29,15 @@ def _norm_free(build):
     return build_without_bn
 
 
-def _train(rank, world, store, jobs):
+def _train(rank, world, store, jobs, env=None):
     """Each job (out, algo, epochs, run_dir) in turn, in one process group: a process start costs
-    seconds."""
+    seconds. `env`: the environment a spawned rank runs in (a lane job's: the session's, not what a
+    test beside it has monkeypatched)."""
     import torch.distributed as dist
+
+    if env is not None:
+        os.environ.clear()
+        os.environ.update(env)
 
     import kit.algorithms.training
 
@@ -85,10 +91,18 @@ def _fit(rank, world, out, algo, epochs, run_dir):
     )
 
 
-def _spawn(store, jobs):
+def _spawn(store, jobs, env=None, timeout: float = 240):
+    """Two ranks of `_train`, ended (and an error raised) if they take over `timeout` seconds: a
+    hung process group must not hang the session (a lane job has no pytest timeout of its own)."""
     import torch.multiprocessing as mp
 
-    mp.spawn(_train, args=(2, store, jobs), nprocs=2)
+    ctx = mp.start_processes(_train, args=(2, store, jobs, env), nprocs=2, join=False)
+    deadline = time.monotonic() + timeout
+    while not ctx.join(timeout=max(0.0, deadline - time.monotonic())):
+        if time.monotonic() > deadline:
+            for p in ctx.processes:
+                p.kill()
+            raise TimeoutError(f"two ranks took over {timeout:.0f} s: {jobs}")
 
 
 @pytest.mark.timeout(300)
@@ -118,13 +132,14 @@ def test_two_ranks_with_half_batches_equal_one_process(tmp_path):
 def two_rank_resume(folder, threads):
     """Two ranks train ODC 3 epochs straight through, and 2 epochs into a run folder that they then
     resume to 3: (the run folder's files after 2 epochs, its epoch records, the straight and the
-    resumed run's losses and labels)."""
+    resumed run's losses and labels). Each rank takes one thread whatever `threads` says: two
+    ranks need two, so for its 20 s this job takes a core more than the lane books for it."""
     out, runs = str(folder / "h"), str(folder / "runs")
     _spawn(folder / "s1", [(out + "straight", "odc", 3, str(folder / "straight")),
-                           (out + "stopped", "odc", 2, runs)])
+                           (out + "stopped", "odc", 2, runs)], env=SESSION_ENV)
     stopped = sorted(p.name for p in (folder / "runs" / "r").iterdir())
     epochs = len((folder / "runs" / "r" / "epochs.jsonl").read_text().splitlines())
-    _spawn(folder / "s2", [(out + "resumed", "odc", 3, runs)])
+    _spawn(folder / "s2", [(out + "resumed", "odc", 3, runs)], env=SESSION_ENV)
     return stopped, epochs, torch.load(f"{out}straight_2_0.pt"), torch.load(f"{out}resumed_2_0.pt")
 
 
@@ -141,7 +156,8 @@ def test_a_two_rank_run_writes_once_and_resumes_exactly(lane_job):
         "steps.jsonl",
     ]
     assert epochs == 2  # rank 0 alone wrote
-    assert a["loss"] == b["loss"]
+    # the initial labels and one set an epoch, the resumed run's read back from its folder
+    assert a["loss"] == b["loss"] and len(a["labels"]) == len(b["labels"]) == 4
     assert all(torch.equal(x, y) for x, y in zip(a["labels"], b["labels"]))
 
 

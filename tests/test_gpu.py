@@ -8,7 +8,6 @@ does.
 """
 import json
 import math
-import os
 import subprocess
 import sys
 import warnings
@@ -23,7 +22,7 @@ import torch.nn.functional as F
 import kit
 from kit.parts.metrics import nmi
 from kit.parts.runtime import amp_dtype, autocast, prepare_model
-from conftest import tiny_dc_config, tiny_odc_config
+from conftest import SESSION_ENV, tiny_dc_config, tiny_odc_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -221,7 +220,7 @@ def gpu_check_dry(folder, threads):
     """`bench/gpu_check.py --dry` in a process of its own: (its exit code, stdout, stderr, the
     figures it wrote)."""
     out = folder / "gpu_check.json"
-    env = {**os.environ, "KIT_FAST": "1", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": str(threads)}
+    env = {**SESSION_ENV, "KIT_FAST": "1", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": str(threads)}
     proc = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "gpu_check.py"), "--dry", "--out", str(out)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,

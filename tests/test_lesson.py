@@ -134,3 +134,17 @@ def test_an_answer_shows_folded_with_its_markdown():
         a._repr_markdown_()
         == "<details><summary><b>Answer</b></summary>\n\n**4.** No: 0.81\n\n</details>"
     )
+
+
+def test_this_run_states_a_final_knn_of_zero_as_zero_not_as_missing():
+    """A kNN of exactly 0.0 is a number: `last(h, "knn") or nan` read it as missing."""
+    from kit.analysis.findings import this_run
+
+    def history(knn):
+        return {"algo": "odc", "config": {"n_clusters": 30}, "monitor_init": {"knn": 0.1},
+                "epoch": [{"epoch": 0, "knn": 0.5, "ami_true": 0.2},
+                          {"epoch": 1, "knn": knn, "ami_true": 0.3, "ami_prev": 0.6,
+                           "label_change": 0.1}]}
+
+    assert "kNN 0.000, AMI to the classes 0.250" in this_run({"odc": history(0.0)})
+    assert "kNN 0.500" in this_run({"odc": history(None)})  # not measured: the last measured one

@@ -110,8 +110,24 @@ def test_a_job_runs_once_in_a_folder_of_its_own_and_its_failure_fails_each_asker
     first = lane_job(stand_in_job)
     first["files"].append("changed by a caller")
     assert lane_job(stand_in_job) == {"files": ["out.txt"], "threads": first["threads"]}
-    assert CALLS == [("job-stand_in_job", first["threads"])] and first["threads"] >= 1
+    assert CALLS == [("job-test_notebook_lane.stand_in_job", first["threads"])]
+    assert first["threads"] >= 1
     for _ in range(2):
         with pytest.raises(RuntimeError, match="exited 1"):
             lane_job(failing_job)
-    assert [name for name, _ in CALLS] == ["job-stand_in_job", "failing"]
+    assert [name for name, _ in CALLS] == ["job-test_notebook_lane.stand_in_job", "failing"]
+
+
+@pytest.mark.timeout(60)
+def test_a_skip_or_fail_inside_the_lane_reaches_the_asker_and_hangs_nothing(tmp_path):
+    """pytest.skip and pytest.fail raise BaseExceptions: the lane thread kept only Exceptions, died
+    on them, and the asking test waited for ever."""
+
+    def skipping(name, mode, runs, threads):
+        pytest.skip("no chromium here")
+
+    lane = NotebookLane(tmp_path, skipping, cores=1)
+    lane.start_lane([("s", "fast")])
+    with pytest.raises(pytest.skip.Exception, match="no chromium"):
+        lane.get("s", "fast")
+    assert not lane.busy() and lane.blocked == 0
