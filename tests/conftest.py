@@ -215,7 +215,7 @@ def runs_folder(name: str, mode: str) -> str:
 # `threads` is the OpenMP threads its processes may take. Its processes get SESSION_ENV, the
 # environment as the session began, not what a test running beside it has monkeypatched.
 JOBS: dict = {}
-JOB_TIMES: dict = {}  # name -> (seconds it took, seconds into the session it ended, failed)
+JOB_TIMES: dict = {}  # name -> (seconds it took, seconds into the session it ended)
 SESSION_ENV = dict(os.environ)
 
 
@@ -233,13 +233,11 @@ def _register(fn) -> str:
 def _execute(name: str, mode: str, runs: Path, threads: int = CORES):
     if mode == "job":
         runs.mkdir(parents=True, exist_ok=True)
-        t0, failed = time.perf_counter(), True
+        t0 = time.perf_counter()
         try:
-            result = JOBS[name](runs, threads)
-            failed = False
-            return result
+            return JOBS[name](runs, threads)
         finally:
-            JOB_TIMES[name] = (time.perf_counter() - t0, time.perf_counter() - STARTED, failed)
+            JOB_TIMES[name] = (time.perf_counter() - t0, time.perf_counter() - STARTED)
     return execute_notebook(name, mode, runs, threads)
 
 
@@ -267,14 +265,10 @@ def pytest_configure(config):
     )
 
 
-def _reads_full(item) -> bool:
-    """The test reads what the lane does last: a full-size execution, or a job."""
-    return _tail(item) > 0
-
-
 def _tail(item) -> int:
-    """0 for most tests; 1 for one that reads a full-size execution; 2 for one that reads a job."""
-    if any(True for _ in item.iter_markers("job")):
+    """0 for most tests; 1 for one that reads a full-size execution; 2 for one that reads a job:
+    what the lane does last."""
+    if item.get_closest_marker("job") is not None:
         return 2
     return int(any(m.args[:1] == ("full",) for m in item.iter_markers("notebooks")))
 
@@ -316,7 +310,7 @@ def pytest_collection_finish(session):
 def pytest_runtest_setup(item):
     """While the lane runs a notebook, a test gets the cores its kernel does not use; after, all of
     them."""
-    if _notebooks is not None and _reads_full(item):
+    if _notebooks is not None and _tail(item):
         with _notebooks.lock:
             _notebooks.tail = True
             _notebooks.lock.notify_all()
@@ -339,8 +333,8 @@ def pytest_terminal_summary(terminalreporter):
     if JOB_TIMES:
         terminalreporter.write_line("jobs: " + ", ".join(
             f"{name.rpartition('.')[2]} {took:.0f} s (ended at {ended:.0f} s"
-            + (", failed)" if failed else ")")
-            for name, (took, ended, failed) in JOB_TIMES.items()))
+            + (", failed)" if isinstance(done.get((name, "job")), BaseException) else ")")
+            for name, (took, ended) in JOB_TIMES.items()))
 
 
 def pytest_sessionfinish(session):

@@ -306,7 +306,7 @@ def summary(histories: dict, baselines: dict, fmt=None) -> list[tuple]:
          lambda h: len(collapse.flagged(h)) if h["epoch"] else None),
         ("training time per epoch (s)", lambda h: mean_last(h, "time_train", 10**6)),
     ]
-    fmt = fmt or (  # noqa: E731
+    fmt = fmt or (
         lambda v: (
             "—"
             if v is None

@@ -83,16 +83,7 @@ def board(current: list[Trace], earlier: list[Trace], epochs: int) -> Figure:
             first = "after the untrained network is measured" if key == "knn" else "after epoch 1"
             note(ax, f"first point {first}")
     if not any(t.history["step"].get("loss") for t in current + faded):
-        loss.text(
-            0.5,
-            0.5,
-            "first point after iteration 1",
-            transform=loss.transAxes,
-            ha="center",
-            va="center",
-            color="grey",
-            fontsize=9,
-        )
+        note(loss, "first point after iteration 1")
     loss.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=True))
     handles, labels = knn.get_legend_handles_labels()
     if handles:  # below the panels, so that long "earlier: ..." labels take no width from them
