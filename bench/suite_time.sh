@@ -15,6 +15,9 @@ work=$(mktemp -d)
 names=()
 for i in $(seq 1 $#); do names+=("base$i"); done
 names+=(head)
+# each clone with its .venv is about 7 GB: only the logs outlive the sitting (a disk filled by old sittings once failed
+# CI's install)
+trap 'for name in "${names[@]}"; do rm -rf "${work:?}/$name"; done' EXIT
 for name in "${names[@]}"; do
   git clone -q "$repo" "$work/$name"
 done
