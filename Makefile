@@ -19,8 +19,8 @@ $(PY):
 $(STAMP): $(PY) pyproject.toml
 	$(PY) -m pip install -q "torch==2.14.1" "torchvision==0.29.1" || $(PY) -m pip install -q "torch<=2.14.1" "torchvision<=0.29.1"
 	$(PY) -m pip install -q -e ".[all]"
-	@# warm numba's cache once, so the first UMAP in a fresh kernel does not compile for ~45 s
-	NUMBA_CACHE_DIR=$(CURDIR)/.cache/numba $(PY) -c "import umap" 2>/dev/null || true
+	@# fill numba's cache once, so the first UMAP in a fresh kernel loads its code instead of compiling it
+	NUMBA_CACHE_DIR=$(CURDIR)/.cache/numba $(PY) -c "from kit.analysis.embed import warm_up; warm_up(background=False)" 2>/dev/null || true
 	@touch $(STAMP)
 
 install: $(STAMP)

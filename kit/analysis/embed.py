@@ -3,7 +3,8 @@
 umap-learn spends ~45 s compiling (numba) before its first embedding in a fresh process on a
 2-core CPU (ECOSYSTEM.md §5.6). kit cuts that three ways:
 - the kNN graph comes from faiss and is passed as `precomputed_knn`, so NNDescent never compiles;
-- `make install` imports umap once with `NUMBA_CACHE_DIR` set, so cached functions load from disk;
+- `make install` embeds a tiny problem once with `NUMBA_CACHE_DIR` set, so compiled functions load
+  from disk (two that umap-learn leaves uncached are cached too, see `_umap`);
 - `warm_up()` compiles the rest in a background thread while training runs.
 
 Successive epochs are aligned by initialising each layout from the previous one and rotating it onto
@@ -37,13 +38,35 @@ def knn_graph(x: np.ndarray, k: int = 15) -> tuple[np.ndarray, np.ndarray]:
     return idx.astype(np.int64), np.sqrt(np.maximum(d2, 0))  # faiss returns squared distances
 
 
+# umap-learn 0.5 jits these (its fuzzy simplicial set, its layout's epoch) without cache=True: every
+# process compiled them before its first embedding, NUMBA_CACHE_DIR or not (~4 s on one core:
+# bench/umap_first_call.py)
+_UNCACHED = {"umap_": ("smooth_knn_dist", "compute_membership_strengths"),
+             "layouts": ("_nb_optimize_layout_euclidean_single_epoch",)}
+
+
+@functools.lru_cache(maxsize=1)
+def _umap():
+    """umap-learn, imported with numba's cache on for the functions it leaves uncached (what
+    `cache=True` would do): the first process compiles and writes them, later ones load them."""
+    _numba_cache()
+    import importlib
+
+    import umap
+
+    for module, names in _UNCACHED.items():
+        for name in names:
+            fn = getattr(importlib.import_module(f"umap.{module}"), name, None)
+            if hasattr(fn, "enable_caching") and not fn.signatures:
+                fn.enable_caching()
+    return umap
+
+
 def umap_embed(x: np.ndarray, init: np.ndarray | None = None, seed: int = 0, n_neighbors: int = 15,
                min_dist: float = 0.1) -> np.ndarray:
     """2-D UMAP of `x` (N, D) with a faiss kNN graph; `init` (N, 2) warm-starts from a previous
     layout."""
-    _numba_cache()
-    import umap
-
+    umap = _umap()
     idx, dist = knn_graph(x, n_neighbors)
     start = "spectral" if init is None else _rescale(init)
     # "n_jobs overridden by random_state", "no transform without index"
