@@ -312,6 +312,8 @@ def pytest_runtest_setup(item):
     them."""
     if _notebooks is not None and _tail(item):
         with _notebooks.lock:
+            if not _notebooks.tail:
+                _notebooks.others_ended = time.perf_counter() - STARTED
             _notebooks.tail = True
             _notebooks.lock.notify_all()
     share_cores(max(1, CORES - 1) if _notebooks is not None and _notebooks.busy() else CORES)
@@ -327,7 +329,10 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(
             f"notebooks: {len(times)} executed in {sum(t['seconds'] for _, t in times):.0f} s, "
             f"the last ending {max(t['ended'] for _, t in times):.0f} s into the session; "
-            f"tests waited {_notebooks.waited:.0f} s for the lane: "
+            f"tests waited {_notebooks.waited:.0f} s for the lane"
+            + ("" if _notebooks.others_ended is None else " (the tests before those of full-size "
+               f"runs and jobs ended {_notebooks.others_ended:.0f} s in)")
+            + ": "
             + ", ".join(f"{n[:2]}-{m} {t['seconds']:.0f} s" for (n, m), t in sorted(times))
         )
     if JOB_TIMES:

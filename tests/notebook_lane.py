@@ -38,8 +38,9 @@ class NotebookLane:
         self.waited = 0.0  # seconds the tests spent waiting for the lane
         self.blocked = 0  # tests waiting for the lane right now: their core is free for a kernel
         # every test left reads executed notebooks (the full-size ones, sorted last): no test
-        self.tail = False
         # will need the core a second kernel takes, which runs to its end once started
+        self.tail = False
+        self.others_ended = None  # when the tests before those of full-size runs and jobs ended (s)
 
     def busy(self) -> bool:
         with self.lock:
