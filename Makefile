@@ -19,8 +19,11 @@ $(PY):
 $(STAMP): $(PY) pyproject.toml
 	$(PY) -m pip install -q "torch==2.14.1" "torchvision==0.29.1" || $(PY) -m pip install -q "torch<=2.14.1" "torchvision<=0.29.1"
 	$(PY) -m pip install -q -e ".[all]"
-	@# fill numba's cache once, so the first UMAP in a fresh kernel loads its code instead of compiling it
-	NUMBA_CACHE_DIR=$(CURDIR)/.cache/numba $(PY) -c "from kit.analysis.embed import warm_up; warm_up(background=False)" 2>/dev/null || true
+	@# fill the numba cache the targets below use, so the first UMAP in a fresh kernel loads its code
+	@# instead of compiling it (kit/analysis/embed.py)
+	NUMBA_CACHE_DIR=$(CURDIR)/.cache/numba $(PY) -c "import numpy as np; from kit.analysis.embed import umap_embed; \
+	  umap_embed(np.random.default_rng(0).normal(size=(300, 8)).astype(np.float32))" \
+	  || echo "note: the numba cache warm-up failed; the first UMAP will compile (about 5 s)"
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -312,7 +312,7 @@ def pytest_runtest_setup(item):
     them."""
     if _notebooks is not None and _tail(item):
         with _notebooks.lock:
-            if not _notebooks.tail:
+            if not _notebooks.tail and item.session.items[0] is not item:  # some test ran before
                 _notebooks.others_ended = time.perf_counter() - STARTED
             _notebooks.tail = True
             _notebooks.lock.notify_all()

@@ -3,9 +3,12 @@
 umap-learn spends ~45 s compiling (numba) before its first embedding in a fresh process on a
 2-core CPU (ECOSYSTEM.md §5.6). kit cuts that three ways:
 - the kNN graph comes from faiss and is passed as `precomputed_knn`, so NNDescent never compiles;
-- `make install` embeds a tiny problem once with `NUMBA_CACHE_DIR` set, so compiled functions load
-  from disk (two that umap-learn leaves uncached are cached too, see `_umap`);
-- `warm_up()` compiles the rest in a background thread while training runs.
+- numba's on-disk cache holds the compiled functions, the three that umap-learn leaves uncached
+  included (`_umap`): the first process compiles them, later ones load them. `make install` fills
+  the cache its targets use (`.cache/numba`); elsewhere the first process fills
+  `~/.cache/kit/numba`;
+- `warm_up()` does the first embedding's compiling (or loading) in a background thread while
+  training runs.
 
 Successive epochs are aligned by initialising each layout from the previous one and rotating it onto
 the previous one (orthogonal Procrustes). AlignedUMAP would be exact but costs ~3x (ECOSYSTEM.md
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 import threading
 import warnings
 from pathlib import Path
@@ -38,27 +42,30 @@ def knn_graph(x: np.ndarray, k: int = 15) -> tuple[np.ndarray, np.ndarray]:
     return idx.astype(np.int64), np.sqrt(np.maximum(d2, 0))  # faiss returns squared distances
 
 
-# umap-learn 0.5 jits these (its fuzzy simplicial set, its layout's epoch) without cache=True: every
-# process compiled them before its first embedding, NUMBA_CACHE_DIR or not (~4 s on one core:
-# bench/umap_first_call.py)
-_UNCACHED = {"umap_": ("smooth_knn_dist", "compute_membership_strengths"),
-             "layouts": ("_nb_optimize_layout_euclidean_single_epoch",)}
+# umap-learn 0.5.12 (the version checked) jits these three without cache=True, compiled at their
+# first call (its fuzzy simplicial set, its layout's epoch): every process compiled them before its
+# first embedding, NUMBA_CACHE_DIR or not (~4.3 s of one thread: bench/umap_first_call.py). Not the
+# layout's `_parallel` twin: it jits the same function, and numba's cache key would not tell the
+# two apart (kit always passes a seed, which picks the serial one).
+_UNCACHED = {"umap.umap_": ("smooth_knn_dist", "compute_membership_strengths"),
+             "umap.layouts": ("_nb_optimize_layout_euclidean_single_epoch",)}
+_UMAP_LOCK = threading.Lock()
 
 
 @functools.lru_cache(maxsize=1)
 def _umap():
     """umap-learn, imported with numba's cache on for the functions it leaves uncached (what
-    `cache=True` would do): the first process compiles and writes them, later ones load them."""
+    `cache=True` does, for every user of umap in this process): the first process compiles and
+    writes them, later ones load them. A function or module a later umap-learn lacks is skipped."""
     _numba_cache()
-    import importlib
+    with _UMAP_LOCK:  # the warm-up thread and the caller may both get here first
+        import umap
 
-    import umap
-
-    for module, names in _UNCACHED.items():
-        for name in names:
-            fn = getattr(importlib.import_module(f"umap.{module}"), name, None)
-            if hasattr(fn, "enable_caching") and not fn.signatures:
-                fn.enable_caching()
+        for module, names in _UNCACHED.items():
+            for name in names:
+                fn = getattr(sys.modules.get(module), name, None)
+                if hasattr(fn, "enable_caching") and not fn.signatures:
+                    fn.enable_caching()
     return umap
 
 
@@ -110,8 +117,9 @@ def aligned_embeddings(features: list[np.ndarray], seed: int = 0) -> list[np.nda
 
 
 def warm_up(background: bool = True) -> threading.Thread | None:
-    """Compile umap-learn's numba code on a tiny problem, by default in a daemon thread, so the
-    first real embedding does not pay for it. Safe to call many times: one thread per process."""
+    """Embed a tiny problem, by default in a daemon thread, so the first real embedding does not
+    pay for importing umap and compiling (or loading from the cache) its numba code. Safe to call
+    many times: one thread per process."""
     if not background:
         _warm_up_work()
         return None
