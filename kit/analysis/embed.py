@@ -44,7 +44,7 @@ def knn_graph(x: np.ndarray, k: int = 15) -> tuple[np.ndarray, np.ndarray]:
 
 # umap-learn 0.5.12 (the version checked) jits these three without cache=True, compiled at their
 # first call (its fuzzy simplicial set, its layout's epoch): every process compiled them before its
-# first embedding, NUMBA_CACHE_DIR or not (~4.3 s of one thread: bench/umap_first_call.py). Not the
+# first embedding, NUMBA_CACHE_DIR or not (4-5 s, one thread: bench/umap_first_call.py). Not the
 # layout's `_parallel` twin: it jits the same function, and numba's cache key would not tell the
 # two apart (kit always passes a seed, which picks the serial one).
 _UNCACHED = {"umap.umap_": ("smooth_knn_dist", "compute_membership_strengths"),
