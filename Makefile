@@ -21,8 +21,7 @@ $(STAMP): $(PY) pyproject.toml
 	$(PY) -m pip install -q -e ".[all]"
 	@# fill the numba cache the targets below use, so the first UMAP in a fresh kernel loads its code
 	@# instead of compiling it (kit/analysis/embed.py)
-	NUMBA_CACHE_DIR=$(CURDIR)/.cache/numba $(PY) -c "import numpy as np; from kit.analysis.embed import umap_embed; \
-	  umap_embed(np.random.default_rng(0).normal(size=(300, 8)).astype(np.float32))" \
+	NUMBA_CACHE_DIR=$(CURDIR)/.cache/numba $(PY) -c "from kit.analysis.embed import warm_up; warm_up(background=False)" \
 	  || echo "note: the numba cache warm-up failed; the first UMAP will compile (about 5 s)"
 	@touch $(STAMP)
 

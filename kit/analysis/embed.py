@@ -119,9 +119,10 @@ def aligned_embeddings(features: list[np.ndarray], seed: int = 0) -> list[np.nda
 def warm_up(background: bool = True) -> threading.Thread | None:
     """Embed a tiny problem, by default in a daemon thread, so the first real embedding does not
     pay for importing umap and compiling (or loading from the cache) its numba code. Safe to call
-    many times: one thread per process."""
+    many times: one thread per process. In the foreground (`make install` fills the cache so) a
+    failure raises; in the background it is left to the real call."""
     if not background:
-        _warm_up_work()
+        _tiny_embedding()
         return None
     return _warm_up_thread()
 
@@ -133,8 +134,12 @@ def _warm_up_thread() -> threading.Thread:
     return thread
 
 
+def _tiny_embedding() -> None:
+    umap_embed(np.random.default_rng(0).normal(size=(300, 8)).astype(np.float32))
+
+
 def _warm_up_work() -> None:
     try:
-        umap_embed(np.random.default_rng(0).normal(size=(300, 8)).astype(np.float32))
+        _tiny_embedding()
     except Exception:  # noqa: BLE001 - warming is best effort; the real call will raise properly
         pass
