@@ -30,13 +30,45 @@ from __future__ import annotations
 
 import contextlib
 import sys
-import traceback
 from collections import Counter
 from pathlib import Path
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_map
+
+
+# an aten op's arguments and results nest only tuples, lists and dicts: these walk them about three
+# times faster than torch's general pytree (every op on the card passes through them several
+# times); any other tuple (a named one, torch.Size) is left to torch's
+def _leaves(x) -> list:
+    out: list = []
+    stack = [x]
+    while stack:
+        y = stack.pop()
+        t = type(y)
+        if t is tuple or t is list:
+            stack.extend(reversed(y))
+        elif t is dict:
+            stack.extend(reversed(list(y.values())))
+        elif isinstance(y, tuple):  # torch's leaves, in order (torch.Size is one)
+            out.extend(tree_flatten(y)[0])
+        else:
+            out.append(y)
+    return out
+
+
+def _map(fn, x):
+    t = type(x)
+    if t is tuple:
+        return tuple(_map(fn, y) for y in x)
+    if t is list:
+        return [_map(fn, y) for y in x]
+    if t is dict:
+        return {k: _map(fn, y) for k, y in x.items()}
+    if isinstance(x, tuple):
+        return tree_map(fn, x)
+    return fn(x)
 
 aten = torch.ops.aten
 KIT = str(Path(__file__).resolve().parents[1] / "kit")
@@ -345,10 +377,11 @@ class FakeCuda(TorchDispatchMode):
     # -- counting ---------------------------------------------------------------------------------
     def count(self, kind: str) -> None:
         self.syncs[kind] += 1
-        for frame in reversed(traceback.extract_stack()[:-1]):
-            if frame.filename.startswith(KIT):
-                self.sync_sites[f"{Path(frame.filename).name}:{frame.lineno} {kind}"] += 1
-                break
+        frame = sys._getframe(1)  # the innermost of kit's frames that led here
+        while frame is not None and not frame.f_code.co_filename.startswith(KIT):
+            frame = frame.f_back
+        if frame is not None:
+            self.sync_sites[f"{Path(frame.f_code.co_filename).name}:{frame.f_lineno} {kind}"] += 1
 
     def total(self) -> int:
         return sum(self.syncs.values())
@@ -358,7 +391,7 @@ class FakeCuda(TorchDispatchMode):
         return self.run(func, args, kwargs or {})
 
     def run(self, func, args, kwargs):
-        flat, _ = tree_flatten((args, kwargs))
+        flat = _leaves((args, kwargs))
         devs = {t.index for t in flat if isinstance(t, DeviceTensor)}
         hosts = [t for t in flat if isinstance(t, torch.Tensor) and not isinstance(t, DeviceTensor)]
         target = kwargs.get("device")
@@ -369,12 +402,12 @@ class FakeCuda(TorchDispatchMode):
         if func in SYNCING and devs:
             self.count(SYNCING[func])
         if func in INDEXING and devs and any(isinstance(i, torch.Tensor) and i.dtype == torch.bool
-                                             for i in tree_flatten(args[1])[0]):
+                                             for i in _leaves(args[1])):
             self.count("boolean mask")
         if func in CROSS_DEVICE:
             self._count_copy(func, args, kwargs, devs, target)
         un = lambda t: t.elem if isinstance(t, DeviceTensor) else t  # noqa: E731
-        args, kwargs = tree_map(un, args), tree_map(un, kwargs)
+        args, kwargs = _map(un, args), _map(un, kwargs)
         if target is not None:
             kwargs = {**kwargs, "device": torch.device("cpu")}
         args = self._precision(func, args, devs)
@@ -388,9 +421,7 @@ class FakeCuda(TorchDispatchMode):
             return out
         if func._schema.is_mutable and isinstance(flat[0], DeviceTensor) and out is args[0]:
             return flat[0]
-        return tree_map(
-            lambda t: DeviceTensor(t, on_card) if isinstance(t, torch.Tensor) else t, out
-        )
+        return _map(lambda t: DeviceTensor(t, on_card) if isinstance(t, torch.Tensor) else t, out)
 
     def _check(self, func, args, devs, hosts, target) -> None:
         if len(devs) > 1:
@@ -408,7 +439,7 @@ class FakeCuda(TorchDispatchMode):
                     "(cpu)"
                 )
             # host indices are copied over; host values are not
-            hosts = [t for t in tree_flatten(args[2:])[0] if isinstance(t, torch.Tensor)
+            hosts = [t for t in _leaves(args[2:]) if isinstance(t, torch.Tensor)
                      and not isinstance(t, DeviceTensor)]
             if hosts and func is not aten.index.Tensor:
                 self.count("host-to-device copy")
