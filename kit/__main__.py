@@ -552,7 +552,6 @@ def _evaluate(a) -> None:
         evaluate_run,
         save_torchvision,
     )
-    from .commands.report import build_report
     from .parts.runtime import AUTO, fast_mode, resolve_device
 
     device = a.device or AUTO
@@ -566,9 +565,8 @@ def _evaluate(a) -> None:
             "torchvision weights: "
             f"{save_torchvision(a.run, a.export, Path(a.run) / f'{a.export}_torchvision.pt')}"
         )
-    out = evaluate_run(a.run, config, device=device)
+    out = evaluate_run(a.run, config, device=device)  # the report's page gains the tables
     print(Path(out).read_text())
-    build_report(Path(a.run), figures=False)  # the page gains the tables; its figures do not change
     print(f"tables: {Path(out).resolve()} (also in the run's report.html)")
 
 

@@ -110,6 +110,11 @@ def test_evaluate_command_writes_the_tables(fast_compare, tmp_path):
     for model in ("random init", "DeepCluster", "ODC", "supervised"):
         assert f"| {model} |" in md
     assert "Evaluation protocols" in (tmp_path / "e" / "report.html").read_text()
+    # evaluate_run rewrote the page (notebook 04 calls it, not the command): a `compare` reopening
+    # the run finds its report current and draws nothing again
+    from kit.commands.report import is_current
+
+    assert is_current(tmp_path / "e")
     # issue 31, item 3: it records the weights it scored, and a report after more training says the
     # tables are old
     import json

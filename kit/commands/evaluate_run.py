@@ -156,9 +156,10 @@ def evaluate_backbones(
 def evaluate_run(run_path: str | Path, config: EvaluateConfig | None = None, log=print, device=AUTO,
                  **settings) -> Path:
     """Evaluate a `kit compare` run's backbones beside random-init and supervised ones; write
-    `evaluation.json` and `evaluation.md`, and return the latter's path. `settings` are
-    `EvaluateConfig` fields (`evaluate_run(run, finetune_steps=100)`). Every model's features and
-    fine-tunings run on `device` ("auto": the GPU where there is one)."""
+    `evaluation.json` and `evaluation.md`, rewrite the run's report.html around its figures with
+    the tables (the figures stay: the evaluation feeds none), and return evaluation.md's path.
+    `settings` are `EvaluateConfig` fields (`evaluate_run(run, finetune_steps=100)`). Every model's
+    features and fine-tunings run on `device` ("auto": the GPU where there is one)."""
     config = config or EvaluateConfig(**settings)
     device = resolve_device(device)
     run_path = Path(run_path)
@@ -166,9 +167,16 @@ def evaluate_run(run_path: str | Path, config: EvaluateConfig | None = None, log
     run = Run(run_path)
     run.lock()  # no `compare --resume` may train the weights while they are scored
     try:
-        return _evaluate(run_path, cfg, config, log, device)
+        out = _evaluate(run_path, cfg, config, log, device)
     finally:
         run.unlock()
+    from .report import build_report
+
+    # a page left older than evaluation.json would be redrawn whole by the next `compare` that
+    # reopens the run (notebook 04 evaluates the quickstart run that 01, 02 and 03 reopen)
+    page = build_report(run_path, log=lambda *_: None, figures=False)
+    log(f"the tables added to {page} (its figures unchanged)")
+    return out
 
 
 def _evaluate(run_path: Path, cfg: dict, config: EvaluateConfig, log, device) -> Path:
