@@ -252,18 +252,19 @@ def test_the_seeded_curves_draw_the_mean_and_a_one_std_band():
 def test_two_seeds_interrupted_after_the_first_resume_without_retraining_it_and_report_a_band(
     tmp_path,
 ):
-    """`compare --seeds 2` (KIT_FAST), stopped once seed 31 is done, then resumed from the command
-    line: seed 31's files are not written again, each seed has its folder and report, and the top
-    report draws mean and band. (Two tests before, one interrupted and one straight through; the
-    resumed run is what the straight one made.)"""
+    """`compare --seeds 2` (KIT_FAST, 200 images), stopped once seed 31 is done, then resumed from
+    the command line: seed 31's files are not written again, each seed has its folder and report,
+    and the top report draws mean and band. (Two tests before, one interrupted and one straight
+    through; the resumed run is what the straight one made.)"""
     from kit.__main__ import main
     from kit.commands.compare import CompareConfig, run_compare
     from kit.store.runs import read_config
     from kit.commands.report import load_histories
 
     with pytest.raises(KeyboardInterrupt):
-        run_compare("s", CompareConfig.fast(seeds=2), runs_root=tmp_path, progress=False,
-                    log=Interrupt(after="seed 31: done"))
+        # KIT_FAST's preset on half its images (K = 10: 20 a cluster)
+        run_compare("s", CompareConfig.fast(seeds=2, n_train=200, n_clusters=10),
+                    runs_root=tmp_path, progress=False, log=Interrupt(after="seed 31: done"))
     run = tmp_path / "s"
     before = files(run / "seed-31")
     assert not (run / "seed-32").exists() and any("checkpoint.pt" in f for f in before)
