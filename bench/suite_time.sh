@@ -6,6 +6,7 @@
 #
 #   bash bench/suite_time.sh 9ea4198              # one base commit; HEAD is the other
 #   bash bench/suite_time.sh e4daa0a 218b539      # several bases, one sitting
+#   ROUNDS=2 bash bench/suite_time.sh e4daa0a      # base, head, head, base: drift over the sitting cancels
 #
 # Measured on 2026-12-01 (2 cores, quiet machine): bench/RESULTS.md, "Test suite time" (1,273 s against 624 s, 0.49x).
 set -euo pipefail
@@ -29,14 +30,22 @@ done
 for name in "${names[@]}"; do
   make -C "$work/$name" install >/dev/null
 done
+# ROUNDS=2: a second round in the reverse order (bases, head, head, bases), so that a machine that slows down or
+# speeds up over the sitting weighs on both sides alike; each side's time is then its mean over the rounds
+rounds=${ROUNDS:-1}
+order=("${names[@]}")
+(( rounds == 2 )) && order+=("head" "${names[@]:0:$#}")
 declare -A took failed
-for name in "${names[@]}"; do
+for name in "${names[@]}"; do took[$name]=0; failed[$name]=0; done
+n=0
+for name in "${order[@]}"; do
+  n=$((n + 1))
   start=$(date +%s)
   # a failed suite is timed and said, not a reason to stop: an old commit's flaky test must not cost the sitting
-  failed[$name]=0
-  make -C "$work/$name" test ARGS="-p no:cacheprovider" >"$work/$name.log" 2>&1 || { failed[$name]=1; echo "$name: make test FAILED (see $work/$name.log)"; }
-  took[$name]=$(( $(date +%s) - start ))
-  echo "$name ($(git -C "$work/$name" log --oneline -1 | cut -c1-60)): ${took[$name]} s, $(grep -E "passed|failed" "$work/$name.log" | tail -1)"
+  make -C "$work/$name" test ARGS="-p no:cacheprovider" >"$work/$name.$n.log" 2>&1 || { failed[$name]=1; echo "$name: make test FAILED (see $work/$name.$n.log)"; }
+  t=$(( $(date +%s) - start ))
+  took[$name]=$(( took[$name] + t ))
+  echo "$name ($(git -C "$work/$name" log --oneline -1 | cut -c1-60)): $t s, $(grep -E "passed|failed" "$work/$name.$n.log" | tail -1)"
 done
 i=0
 status=0
@@ -45,7 +54,7 @@ for commit in "$@"; do
   if (( failed[head] || failed[base$i] )); then  # a failed suite's time says nothing about the suite's speed
     echo "head / $commit = n/a (a suite failed)"; status=1
   else
-    python3 -c "print(f'head / $commit = {${took[head]} / ${took[base$i]}:.2f}')"
+    python3 -c "print(f'head / $commit = {${took[head]} / ${took[base$i]}:.2f} (means over $rounds round(s): {${took[head]} / $rounds:.0f} s and {${took[base$i]} / $rounds:.0f} s)')"
   fi
 done
 echo "logs in $work"
