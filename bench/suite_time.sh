@@ -33,8 +33,12 @@ done
 # ROUNDS=2: a second round in the reverse order (bases, head, head, bases), so that a machine that slows down or
 # speeds up over the sitting weighs on both sides alike; each side's time is then its mean over the rounds
 rounds=${ROUNDS:-1}
+case $rounds in 1|2) ;; *) echo "ROUNDS is 1 or 2"; exit 2;; esac
 order=("${names[@]}")
-(( rounds == 2 )) && order+=("head" "${names[@]:0:$#}")
+if (( rounds == 2 )); then
+  order+=(head)
+  for ((j = $#; j >= 1; j--)); do order+=("base$j"); done
+fi
 declare -A took failed
 for name in "${names[@]}"; do took[$name]=0; failed[$name]=0; done
 n=0

@@ -565,9 +565,9 @@ def _evaluate(a) -> None:
             "torchvision weights: "
             f"{save_torchvision(a.run, a.export, Path(a.run) / f'{a.export}_torchvision.pt')}"
         )
-    out = evaluate_run(a.run, config, device=device)  # the report's page gains the tables
+    out = evaluate_run(a.run, config, device=device)  # a current report's page gains the tables
     print(Path(out).read_text())
-    print(f"tables: {Path(out).resolve()} (also in the run's report.html)")
+    print(f"tables: {Path(out).resolve()}")
 
 
 if __name__ == "__main__":

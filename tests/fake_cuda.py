@@ -35,12 +35,13 @@ from pathlib import Path
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_flatten, tree_map
+from torch.utils._pytree import SUPPORTED_NODES, tree_flatten, tree_map
 
 
 # an aten op's arguments and results nest only tuples, lists and dicts: these walk them about three
 # times faster than torch's general pytree (every op on the card passes through them several
-# times); any other tuple (a named one, torch.Size) is left to torch's
+# times); any other tuple (a named one, torch.Size) or node torch registers (OrderedDict, fx's
+# immutable_list under torch.compile) is left to torch's
 def _leaves(x) -> list:
     out: list = []
     stack = [x]
@@ -51,8 +52,8 @@ def _leaves(x) -> list:
             stack.extend(reversed(y))
         elif t is dict:
             stack.extend(reversed(list(y.values())))
-        elif isinstance(y, tuple):  # torch's leaves, in order (torch.Size is one)
-            out.extend(tree_flatten(y)[0])
+        elif isinstance(y, tuple) or t in SUPPORTED_NODES:  # torch's leaves, in order (torch.Size
+            out.extend(tree_flatten(y)[0])  # is one)
         else:
             out.append(y)
     return out
@@ -66,7 +67,7 @@ def _map(fn, x):
         return [_map(fn, y) for y in x]
     if t is dict:
         return {k: _map(fn, y) for k, y in x.items()}
-    if isinstance(x, tuple):
+    if isinstance(x, tuple) or t in SUPPORTED_NODES:
         return tree_map(fn, x)
     return fn(x)
 

@@ -92,7 +92,7 @@ def test_exported_weights_load_into_torchvision_and_give_the_same_features(arch,
 
 
 @pytest.mark.slow
-def test_evaluate_command_writes_the_tables(fast_compare, tmp_path):
+def test_evaluate_command_writes_the_tables(fast_compare, tmp_path, monkeypatch):
     import shutil
 
     from kit.__main__ import main
@@ -110,11 +110,34 @@ def test_evaluate_command_writes_the_tables(fast_compare, tmp_path):
     for model in ("random init", "DeepCluster", "ODC", "supervised"):
         assert f"| {model} |" in md
     assert "Evaluation protocols" in (tmp_path / "e" / "report.html").read_text()
-    # evaluate_run rewrote the page (notebook 04 calls it, not the command): a `compare` reopening
-    # the run finds its report current and draws nothing again
+    # the page was rewritten: a `compare` reopening the run finds its report current
+    import os
+
+    import kit.commands.evaluate_run as er
     from kit.commands.report import is_current
 
-    assert is_current(tmp_path / "e")
+    run = tmp_path / "e"
+    assert is_current(run)
+    # evaluate_run itself, as notebook 04 calls it (the evaluation stood in for: it writes the same
+    # tables again): a current page gains the tables; a page older than the run is left as it is
+    # and the line says how to redraw it
+    tables = {f: (run / f).read_bytes() for f in ("evaluation.json", "evaluation.md")}
+
+    def again(run_path, *_):
+        for f, b in tables.items():
+            (run_path / f).write_bytes(b)
+        return run_path / "evaluation.md"
+
+    monkeypatch.setattr(er, "_evaluate", again)
+    said = []
+    er.evaluate_run(run, er.EvaluateConfig.fast(), log=said.append)
+    assert is_current(run) and said[-1].startswith("the tables added to")
+    drawn = (run / "report.html").stat().st_mtime_ns
+    later = drawn + 10**9  # as if `compare --resume` had trained an epoch since
+    os.utime(run / "odc" / "history.json", ns=(later, later))
+    er.evaluate_run(run, er.EvaluateConfig.fast(), log=said.append)
+    assert "is older than the run or missing: python -m kit report" in said[-1]
+    assert (run / "report.html").stat().st_mtime_ns == drawn and not is_current(run)
     # issue 31, item 3: it records the weights it scored, and a report after more training says the
     # tables are old
     import json

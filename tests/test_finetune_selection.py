@@ -116,7 +116,6 @@ def test_select_on_reaches_the_evaluation_and_validation_is_the_default(
     monkeypatch, tmp_path, capsys
 ):
     import kit.commands.evaluate_run as er
-    import kit.commands.report as report
     from kit.__main__ import main
 
     seen = []
@@ -127,7 +126,6 @@ def test_select_on_reaches_the_evaluation_and_validation_is_the_default(
         "evaluate_run",
         lambda run, config, device="auto": seen.append(config) or tmp_path / "evaluation.md",
     )
-    monkeypatch.setattr(report, "build_report", lambda path, **_: None)
     assert main(["evaluate", str(tmp_path), "--select-on", "test"]) == 0
     assert main(["evaluate", str(tmp_path)]) == 0
     assert [c.selection for c in seen] == ["test", "validation"]

@@ -156,27 +156,41 @@ def evaluate_backbones(
 def evaluate_run(run_path: str | Path, config: EvaluateConfig | None = None, log=print, device=AUTO,
                  **settings) -> Path:
     """Evaluate a `kit compare` run's backbones beside random-init and supervised ones; write
-    `evaluation.json` and `evaluation.md`, rewrite the run's report.html around its figures with
-    the tables (the figures stay: the evaluation feeds none), and return evaluation.md's path.
-    `settings` are `EvaluateConfig` fields (`evaluate_run(run, finetune_steps=100)`). Every model's
-    features and fine-tunings run on `device` ("auto": the GPU where there is one)."""
+    `evaluation.json` and `evaluation.md`, and return the latter's path. A report.html current with
+    the run gains the tables around its figures (the evaluation feeds none); an older one is left to
+    `python -m kit report`, which redraws it (the line logged says which). `settings` are
+    `EvaluateConfig` fields (`evaluate_run(run, finetune_steps=100)`). Every model's features and
+    fine-tunings run on `device` ("auto": the GPU where there is one)."""
+    from .report import build_report, is_current
+
     config = config or EvaluateConfig(**settings)
     device = resolve_device(device)
     run_path = Path(run_path)
     cfg = check_compare_run(run_path)
     run = Run(run_path)
-    run.lock()  # no `compare --resume` may train the weights while they are scored
-    try:
+    run.lock()  # no `compare --resume` may train the weights while they are scored, or add an epoch
+    try:  # to the histories while the page is written
+        current = is_current(run_path)
         out = _evaluate(run_path, cfg, config, log, device)
+        page = run_path / "report.html"
+        if not current:
+            log(f"{page} is older than the run or missing: python -m kit report {run_path} "
+                "draws it with the tables")
+            return out
+        # the page as it was, with the tables: a page left older than evaluation.json would be
+        # redrawn whole by the next `compare` that reopens the run (notebook 04 evaluates the
+        # quickstart run that 01, or 04 run again, reopens)
+        try:
+            build_report(run_path, log=lambda *_: None, figures=False,
+                         umap=(run_path / "embeddings.png").exists())  # a later seed's has no UMAP
+        except Exception as e:  # the tables are written; the page is derived from the run's files
+            log(f"{page} not rewritten ({type(e).__name__}: {e}): python -m kit report {run_path} "
+                "draws it with the tables")
+        else:
+            log(f"the tables added to {page} (its figures unchanged)")
+        return out
     finally:
         run.unlock()
-    from .report import build_report
-
-    # a page left older than evaluation.json would be redrawn whole by the next `compare` that
-    # reopens the run (notebook 04 evaluates the quickstart run that 01, 02 and 03 reopen)
-    page = build_report(run_path, log=lambda *_: None, figures=False)
-    log(f"the tables added to {page} (its figures unchanged)")
-    return out
 
 
 def _evaluate(run_path: Path, cfg: dict, config: EvaluateConfig, log, device) -> Path:
