@@ -173,9 +173,9 @@ def evaluate_run(run_path: str | Path, config: EvaluateConfig | None = None, log
         current = is_current(run_path)
         out = _evaluate(run_path, cfg, config, log, device)
         page = run_path / "report.html"
+        redraw = f"python -m kit report {run_path} draws it with the tables"
         if not current:
-            log(f"{page} is older than the run or missing: python -m kit report {run_path} "
-                "draws it with the tables")
+            log(f"{page} is older than the run or missing: {redraw}")
             return out
         # the page as it was, with the tables: a page left older than evaluation.json would be
         # redrawn whole by the next `compare` that reopens the run (notebook 04 evaluates the
@@ -184,8 +184,7 @@ def evaluate_run(run_path: str | Path, config: EvaluateConfig | None = None, log
             build_report(run_path, log=lambda *_: None, figures=False,
                          umap=(run_path / "embeddings.png").exists())  # a later seed's has no UMAP
         except Exception as e:  # the tables are written; the page is derived from the run's files
-            log(f"{page} not rewritten ({type(e).__name__}: {e}): python -m kit report {run_path} "
-                "draws it with the tables")
+            log(f"{page} not rewritten ({type(e).__name__}: {e}): {redraw}")
         else:
             log(f"the tables added to {page} (its figures unchanged)")
         return out
