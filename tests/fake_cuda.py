@@ -38,10 +38,10 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import SUPPORTED_NODES, tree_flatten, tree_map
 
 
-# an aten op's arguments and results nest only tuples, lists and dicts: these walk them about three
-# times faster than torch's general pytree (every op on the card passes through them several
-# times); any other tuple (a named one, torch.Size) or node torch registers (OrderedDict, fx's
-# immutable_list under torch.compile) is left to torch's
+# an aten op's arguments and results nest only tuples, lists and dicts: these walk them two to four
+# times faster a call than torch's general pytree (profiled on notebook 05; every op on the card
+# passes through them several times); any other tuple (a named one, torch.Size) or node torch
+# registers (OrderedDict, fx's immutable_list under torch.compile) is left to torch's
 def _leaves(x) -> list:
     out: list = []
     stack = [x]
